@@ -1,0 +1,2 @@
+//! The `nas` binary.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Tensor-side traits: search spaces that build supernets and standalone networks.

@@ -1,0 +1,1 @@
+//! Runs and sweeps: component registry, run directories, metrics, summaries, reports.

@@ -1,0 +1,1 @@
+//! The supernet trainer: owns supernet weights, their optimizer and the data; answers strategies with plain data.

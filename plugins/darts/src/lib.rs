@@ -1,0 +1,1 @@
+//! DARTS strategies: first and second order (Liu et al. 2019).

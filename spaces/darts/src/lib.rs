@@ -1,0 +1,1 @@
+//! The DARTS cell search space: operations, supernet, genotype notation, derivation, standalone networks for retraining.
