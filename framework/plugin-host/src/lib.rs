@@ -1,0 +1,1 @@
+//! Loads strategy plugins from shared libraries, checks their ABI and protocol, and wraps them as strategies.

@@ -1,0 +1,1 @@
+//! Discrete search strategies over an estimator: random search, regularized evolution (REA), REINFORCE.
