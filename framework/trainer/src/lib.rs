@@ -1,1 +1,16 @@
-//! The supernet trainer: owns supernet weights, their optimizer and the data; answers strategies with plain data.
+//! # nas-trainer
+//!
+//! [`WeightSharingTrainer`] implements [`nas_core::SupernetTrainer`] for any space's
+//! [`nas_model::Supernet`]: it owns the supernet weights, the weight optimizer and
+//! schedule, and the data loaders, and answers a strategy's plain-data requests with
+//! losses, accuracies and gradients with respect to the mixing weights (first order, or
+//! DARTS' unrolled second order with the finite-difference Hessian-vector product).
+//! [`Retrainer`] trains a standalone network from scratch (the DARTS "augment" stage).
+#![deny(missing_docs)]
+
+pub mod bridge;
+pub mod retrain;
+pub mod supernet;
+
+pub use retrain::{RetrainReport, RetrainSettings, Retrainer};
+pub use supernet::{TrainerParams, TrainerSetup, WeightSharingTrainer};

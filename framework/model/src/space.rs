@@ -1,0 +1,129 @@
+//! The tensor-side traits of a search space.
+use candle_core::{DType, Device, Tensor};
+use nas_core::{Architecture, Cost, MixingWeights, Result, SpaceSpec};
+use nas_ops::BatchNorm2d;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::ParamStore;
+
+/// Shape of the data a network is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataShape {
+    /// Input channels.
+    pub channels: usize,
+    /// Input height.
+    pub height: usize,
+    /// Input width.
+    pub width: usize,
+    /// Number of classes.
+    pub num_classes: usize,
+}
+
+/// How the supernet is driven in one forward pass, on the tensor side. The trainer builds
+/// it from a plain-data [`nas_core::Drive`]; mixing-weight tensors are leaves of the
+/// autograd graph so the trainer can return their gradients.
+pub enum TensorDrive {
+    /// Weighted sums of all options. Each tensor is `[K]` (shared) or `[N, K]` (per example).
+    Mixed {
+        /// One tensor per decision.
+        weights: Vec<Tensor>,
+        /// When true, options whose weight is exactly zero (in a `[K]` tensor) are not
+        /// computed (GDAS / ProxylessNAS hard sampling); their gradient is zero.
+        skip_zero: bool,
+        /// The plain values of `weights` (shared case), so that ops can be skipped without
+        /// reading tensors back.
+        values: Option<MixingWeights>,
+    },
+    /// One discrete path: only the chosen option of each decision runs.
+    Path {
+        /// Option index per decision.
+        choices: Vec<usize>,
+    },
+}
+
+/// A weight-sharing supernet.
+///
+/// Invariant: `forward` is a pure function of its inputs and the parameters, except for the
+/// running statistics of batch norms in training mode.
+pub trait Supernet: Send {
+    /// Logits `[N, classes]` for input `x` `[N, C, H, W]`. `condition` is the normalised
+    /// lambda for a conditioned head (ignored by spaces without one).
+    fn forward(
+        &self,
+        x: &Tensor,
+        drive: &TensorDrive,
+        condition: Option<f32>,
+        train: bool,
+    ) -> candle_core::Result<Tensor>;
+    /// Trainable weights.
+    fn params(&self) -> &ParamStore;
+    /// Every batch norm, in a fixed order (checkpoints, recalibration).
+    fn batch_norms(&self) -> Vec<&BatchNorm2d>;
+}
+
+/// Settings of a standalone network (retraining).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NetworkConfig {
+    /// Initial channels.
+    pub channels: usize,
+    /// Number of cells / layers.
+    pub layers: usize,
+    /// Whether to build the auxiliary head.
+    pub auxiliary: bool,
+}
+
+/// A standalone network built from one architecture.
+pub trait Network: Send {
+    /// Logits and, when built with one and `train` is true, the auxiliary head's logits.
+    fn forward(&self, x: &Tensor, train: bool) -> candle_core::Result<(Tensor, Option<Tensor>)>;
+    /// Trainable weights (auxiliary head included).
+    fn params(&self) -> &ParamStore;
+    /// Every batch norm.
+    fn batch_norms(&self) -> Vec<&BatchNorm2d>;
+    /// Sets the drop-path probability (DARTS scales it linearly over epochs).
+    fn set_drop_path(&self, p: f64);
+    /// Parameters excluding any auxiliary head (as the DARTS reference counts them).
+    fn param_count(&self) -> usize;
+    /// Multiply-accumulates of one forward pass for one example.
+    fn flops(&self) -> f64;
+}
+
+/// A search space, tensor side.
+///
+/// Required: every method. Invariants: [`SearchSpace::spec`] never changes after
+/// construction; every architecture [`SearchSpace::derive`] and [`SearchSpace::parse_arch`]
+/// return passes `spec().check`; `parse_arch(format_arch(a)) == a`.
+pub trait SearchSpace: Send + Sync {
+    /// The choice points as plain data.
+    fn spec(&self) -> &SpaceSpec;
+    /// The data shape it was built for.
+    fn data_shape(&self) -> DataShape;
+    /// Builds the weight-sharing supernet with weights drawn from `rng`.
+    fn build_supernet(
+        &self,
+        device: &Device,
+        dtype: DType,
+        rng: ChaCha8Rng,
+    ) -> Result<Box<dyn Supernet>>;
+    /// Builds the standalone network of `arch`.
+    fn build_network(
+        &self,
+        arch: &Architecture,
+        cfg: &NetworkConfig,
+        device: &Device,
+        dtype: DType,
+        rng: ChaCha8Rng,
+    ) -> Result<Box<dyn Network>>;
+    /// Derives a discrete architecture from mixing weights (probabilities) by the space's
+    /// rules; `mode` `"default"` is the standard rule.
+    fn derive(&self, weights: &MixingWeights, mode: &str) -> Result<Architecture>;
+    /// Parses an architecture: the JSON form or the space's own notation.
+    fn parse_arch(&self, text: &str) -> Result<Architecture>;
+    /// The space's own notation.
+    fn format_arch(&self, arch: &Architecture) -> String;
+    /// Cost (params, FLOPs) of the standalone network of `arch` under `cfg`.
+    fn network_cost(&self, arch: &Architecture, cfg: &NetworkConfig) -> Result<Cost>;
+    /// The retraining configuration the space uses when none is given.
+    fn default_network_config(&self) -> NetworkConfig;
+}

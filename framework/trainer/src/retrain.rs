@@ -1,0 +1,196 @@
+//! Training a standalone network from scratch: the DARTS "augment" stage (Liu et al. 2019,
+//! section 3.3; reference `cnn/train.py`): cross-entropy plus `auxiliary_weight` times the
+//! auxiliary head's loss, drop-path probability growing linearly `drop_path * epoch /
+//! epochs`, gradient clipping, evaluation on the test set.
+use std::sync::Arc;
+
+use candle_core::{DType, Device};
+use nas_core::{NasError, Result};
+use nas_data::{Augment, Dataset, Loader};
+use nas_model::Network;
+use nas_optim::{clip_grad_norm, Optimizer, Schedule};
+use serde::{Deserialize, Serialize};
+
+use crate::bridge::{batch_tensors, loss_and_correct, scalar, set_var, terr, to_f64};
+
+/// Settings of a retraining run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetrainSettings {
+    /// Epochs.
+    pub epochs: usize,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Weight of the auxiliary loss (DARTS: 0.4).
+    pub auxiliary_weight: f64,
+    /// Final drop-path probability (DARTS: 0.2).
+    pub drop_path: f64,
+    /// Gradient clipping (DARTS: 5).
+    pub clip_grad_norm: Option<f64>,
+    /// Base learning rate (DARTS: 0.025).
+    pub base_lr: f64,
+    /// Training batches per epoch at most (tiny runs).
+    pub limit_batches: Option<usize>,
+    /// Evaluate every this many epochs (and at the end).
+    pub eval_every: usize,
+    /// Seed of the data order.
+    pub seed: u64,
+}
+
+/// Per-epoch figures and the result.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RetrainReport {
+    /// `(epoch, train_loss, train_acc, test_loss, test_acc)` for every evaluated epoch.
+    pub history: Vec<(usize, f64, f64, f64, f64)>,
+    /// Final test accuracy in `[0, 1]`.
+    pub test_acc: f64,
+    /// Final test loss.
+    pub test_loss: f64,
+    /// Parameters excluding the auxiliary head.
+    pub params: usize,
+}
+
+/// Trains one standalone network.
+pub struct Retrainer {
+    /// The network.
+    pub net: Box<dyn Network>,
+    /// Its device.
+    pub device: Device,
+    /// Its dtype.
+    pub dtype: DType,
+    /// Training set.
+    pub train: Arc<Dataset>,
+    /// Test set.
+    pub test: Arc<Dataset>,
+    /// Normalisation.
+    pub mean: Vec<f32>,
+    /// Normalisation.
+    pub std: Vec<f32>,
+    /// Training augmentation (DARTS: crop 4, flip, cutout 16).
+    pub augment: Augment,
+    /// Optimizer.
+    pub optimizer: Box<dyn Optimizer>,
+    /// Schedule.
+    pub schedule: Box<dyn Schedule>,
+    /// Settings.
+    pub settings: RetrainSettings,
+}
+
+impl Retrainer {
+    /// Runs the whole training; `on_epoch` receives each epoch's figures.
+    pub fn run(
+        &mut self,
+        mut on_epoch: impl FnMut(usize, &serde_json::Value) -> Result<()>,
+    ) -> Result<RetrainReport> {
+        let st = self.settings.clone();
+        let shape = (self.train.channels, self.train.height, self.train.width);
+        let mut loader = Loader::new(
+            self.train.clone(),
+            (0..self.train.labels.len()).collect(),
+            st.batch_size,
+            true,
+            self.augment.clone(),
+            self.mean.clone(),
+            self.std.clone(),
+            nas_core::rng::component_seed(st.seed, "retrain.data"),
+        )?;
+        let mut report = RetrainReport {
+            params: self.net.param_count(),
+            ..Default::default()
+        };
+        for epoch in 0..st.epochs {
+            let lr = self.schedule.lr(st.base_lr, epoch, st.epochs);
+            self.net
+                .set_drop_path(st.drop_path * epoch as f64 / st.epochs as f64);
+            loader.start_epoch(epoch);
+            let nb = st
+                .limit_batches
+                .map_or(loader.batches_per_epoch(), |l| l.min(loader.batches_per_epoch()));
+            let (mut tl, mut tc, mut tn) = (0.0, 0usize, 0usize);
+            for step in 0..nb {
+                let b = loader.next_batch();
+                let (x, y) = batch_tensors(&b, shape, &self.device, self.dtype)?;
+                let (logits, aux) = self.net.forward(&x, true).map_err(terr)?;
+                let (mut loss, correct) = loss_and_correct(&logits, &y)?;
+                if let (Some(a), true) = (aux, st.auxiliary_weight > 0.0) {
+                    let (al, _) = loss_and_correct(&a, &y)?;
+                    loss = (loss + (al * st.auxiliary_weight).map_err(terr)?).map_err(terr)?;
+                }
+                let lv = scalar(&loss)?;
+                if !lv.is_finite() {
+                    return Err(NasError::NonFinite {
+                        quantity: "retraining loss".into(),
+                        epoch,
+                        step,
+                    });
+                }
+                let grads = loss.backward().map_err(terr)?;
+                let named = self.net.params().named();
+                let mut g: Vec<Vec<f64>> = named
+                    .iter()
+                    .map(|(_, v)| match grads.get(v.as_tensor()) {
+                        Some(g) => to_f64(g),
+                        None => Ok(vec![0.0; v.elem_count()]),
+                    })
+                    .collect::<Result<_>>()?;
+                if let Some(m) = st.clip_grad_norm {
+                    let mut r: Vec<&mut [f64]> = g.iter_mut().map(|v| v.as_mut_slice()).collect();
+                    clip_grad_norm(&mut r, m);
+                }
+                let mut w: Vec<Vec<f64>> = named
+                    .iter()
+                    .map(|(_, v)| to_f64(v.as_tensor()))
+                    .collect::<Result<_>>()?;
+                {
+                    let mut wr: Vec<&mut [f64]> = w.iter_mut().map(|v| v.as_mut_slice()).collect();
+                    let gr: Vec<&[f64]> = g.iter().map(|v| v.as_slice()).collect();
+                    self.optimizer.step(&mut wr, &gr, lr)?;
+                }
+                for ((_, v), vals) in named.iter().zip(w) {
+                    set_var(v, vals)?;
+                }
+                tl += lv * b.n as f64;
+                tc += correct;
+                tn += b.n;
+            }
+            let last = epoch + 1 == st.epochs;
+            if last || (st.eval_every > 0 && (epoch + 1) % st.eval_every == 0) {
+                let (el, ea) = self.evaluate(shape)?;
+                let (trl, tra) = (tl / tn.max(1) as f64, tc as f64 / tn.max(1) as f64);
+                report.history.push((epoch, trl, tra, el, ea));
+                report.test_acc = ea;
+                report.test_loss = el;
+                on_epoch(
+                    epoch,
+                    &serde_json::json!({"epoch": epoch, "lr": lr, "train_loss": trl, "train_acc": tra,
+                        "test_loss": el, "test_acc": ea}),
+                )?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Loss and accuracy on the test set.
+    pub fn evaluate(&self, shape: (usize, usize, usize)) -> Result<(f64, f64)> {
+        let mut l = Loader::new(
+            self.test.clone(),
+            (0..self.test.labels.len()).collect(),
+            self.settings.batch_size.max(1),
+            false,
+            Augment::default(),
+            self.mean.clone(),
+            self.std.clone(),
+            0,
+        )?;
+        let (mut loss, mut correct, mut n) = (0.0, 0usize, 0usize);
+        for _ in 0..l.batches_per_epoch() {
+            let b = l.next_batch();
+            let (x, y) = batch_tensors(&b, shape, &self.device, self.dtype)?;
+            let (logits, _) = self.net.forward(&x, false).map_err(terr)?;
+            let (lo, c) = loss_and_correct(&logits, &y)?;
+            loss += scalar(&lo)? * b.n as f64;
+            correct += c;
+            n += b.n;
+        }
+        Ok((loss / n.max(1) as f64, correct as f64 / n.max(1) as f64))
+    }
+}

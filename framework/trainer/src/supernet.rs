@@ -1,0 +1,710 @@
+//! The weight-sharing supernet trainer.
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor, Var};
+use nas_core::{
+    ArchGradient, Drive, DriveKind, EvalStats, GradOrder, MixingWeights, NasError, Result,
+    SpaceSpec, Split, StepStats, SupernetTrainer,
+};
+use nas_data::{Augment, Batch, Dataset, Loader};
+use nas_model::{Supernet, TensorDrive};
+use nas_optim::{clip_grad_norm, Optimizer, Schedule};
+use serde::{Deserialize, Serialize};
+
+use crate::bridge::{batch_tensors, loss_and_correct, scalar, set_var, terr, to_f64};
+
+/// Params of the `supernet` trainer (`trainer.params`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainerParams {
+    /// Recalibrate batch-norm statistics on training batches before scoring a single
+    /// discrete path (SPOS, Guo et al. 2020, section 3.3).
+    pub recalibrate_bn: bool,
+    /// Training batches used for the recalibration.
+    pub recalibrate_batches: usize,
+    /// What to do with a non-finite loss or gradient: `error` stops the run, `skip`
+    /// drops the batch and goes on.
+    pub on_non_finite: String,
+}
+
+impl Default for TrainerParams {
+    fn default() -> Self {
+        TrainerParams {
+            recalibrate_bn: true,
+            recalibrate_batches: 10,
+            on_non_finite: "error".into(),
+        }
+    }
+}
+
+/// Everything the trainer is built from.
+pub struct TrainerSetup {
+    /// The space's plain-data description.
+    pub spec: SpaceSpec,
+    /// The supernet.
+    pub net: Box<dyn Supernet>,
+    /// Its device and dtype.
+    pub device: Device,
+    /// Its dtype.
+    pub dtype: DType,
+    /// The training data set (the search split is drawn from it).
+    pub train_data: Arc<Dataset>,
+    /// The test data set.
+    pub test_data: Arc<Dataset>,
+    /// Indices of the weight-training part.
+    pub train_indices: Vec<usize>,
+    /// Indices of the architecture (validation) part.
+    pub valid_indices: Vec<usize>,
+    /// Normalisation.
+    pub mean: Vec<f32>,
+    /// Normalisation.
+    pub std: Vec<f32>,
+    /// Batch size of both parts.
+    pub batch_size: usize,
+    /// Batch size of evaluation passes.
+    pub eval_batch_size: usize,
+    /// Augmentation of training batches.
+    pub augment: Augment,
+    /// The weight optimizer.
+    pub optimizer: Box<dyn Optimizer>,
+    /// Its schedule.
+    pub schedule: Box<dyn Schedule>,
+    /// Base learning rate.
+    pub base_lr: f64,
+    /// Gradient clipping by global norm.
+    pub clip_grad_norm: Option<f64>,
+    /// Total epochs (for the schedule).
+    pub total_epochs: usize,
+    /// Trainer params.
+    pub params: TrainerParams,
+    /// Seed of the data order.
+    pub seed: u64,
+    /// Optional limit of weight steps per epoch.
+    pub steps_per_epoch: Option<usize>,
+}
+
+/// Implements [`SupernetTrainer`] for any [`Supernet`].
+pub struct WeightSharingTrainer {
+    s: TrainerSetup,
+    train: Loader,
+    valid: Loader,
+    shape: (usize, usize, usize),
+    lr: f64,
+    epoch: usize,
+    step: usize,
+    /// A training batch drawn by a second-order architecture step, reused by the next
+    /// weight step (as the DARTS reference uses the same batch for both).
+    pending_train: Option<Batch>,
+}
+
+fn loader(
+    data: &Arc<Dataset>,
+    idx: Vec<usize>,
+    bs: usize,
+    shuffle: bool,
+    augment: Augment,
+    s: &TrainerSetup,
+    seed: u64,
+) -> Result<Loader> {
+    Loader::new(
+        data.clone(),
+        idx,
+        bs,
+        shuffle,
+        augment,
+        s.mean.clone(),
+        s.std.clone(),
+        seed,
+    )
+}
+
+impl WeightSharingTrainer {
+    /// A trainer over `setup`.
+    pub fn new(setup: TrainerSetup) -> Result<Self> {
+        if !matches!(setup.params.on_non_finite.as_str(), "error" | "skip") {
+            return Err(NasError::InvalidParams {
+                component: "trainer supernet".into(),
+                path: "on_non_finite".into(),
+                message: format!(
+                    "`{}` is not one of: error, skip",
+                    setup.params.on_non_finite
+                ),
+            });
+        }
+        let d = &setup.train_data;
+        let shape = (d.channels, d.height, d.width);
+        let train = loader(
+            &setup.train_data,
+            setup.train_indices.clone(),
+            setup.batch_size,
+            true,
+            setup.augment.clone(),
+            &setup,
+            nas_core::rng::component_seed(setup.seed, "data.train"),
+        )?;
+        let valid = loader(
+            &setup.train_data,
+            setup.valid_indices.clone(),
+            setup.batch_size,
+            true,
+            Augment::default(),
+            &setup,
+            nas_core::rng::component_seed(setup.seed, "data.valid"),
+        )?;
+        let lr = setup.base_lr;
+        Ok(WeightSharingTrainer {
+            s: setup,
+            train,
+            valid,
+            shape,
+            lr,
+            epoch: 0,
+            step: 0,
+            pending_train: None,
+        })
+    }
+
+    /// The supernet.
+    pub fn supernet(&self) -> &dyn Supernet {
+        self.s.net.as_ref()
+    }
+
+    /// The weight optimizer (for checkpoints).
+    pub fn optimizer(&self) -> &dyn Optimizer {
+        self.s.optimizer.as_ref()
+    }
+
+    /// The weight optimizer, mutable (for restoring checkpoints).
+    pub fn optimizer_mut(&mut self) -> &mut dyn Optimizer {
+        self.s.optimizer.as_mut()
+    }
+
+    /// Data-order state of both loaders (for checkpoints).
+    pub fn loader_states(&self) -> (nas_data::LoaderState, nas_data::LoaderState) {
+        (self.train.state(), self.valid.state())
+    }
+
+    /// Restores data-order state.
+    pub fn restore_loaders(
+        &mut self,
+        train: &nas_data::LoaderState,
+        valid: &nas_data::LoaderState,
+    ) -> Result<()> {
+        self.train.restore(train);
+        self.valid.restore(valid);
+        Ok(())
+    }
+
+    fn non_finite(&self, quantity: &str) -> NasError {
+        NasError::NonFinite {
+            quantity: quantity.into(),
+            epoch: self.epoch,
+            step: self.step,
+        }
+    }
+
+    /// Builds the tensor drive; mixing weights become variables when `track` is set.
+    fn tensor_drive(&self, drive: &Drive, n: usize, track: bool) -> Result<(TensorDrive, Vec<Var>)> {
+        let dev = &self.s.device;
+        let dt = self.s.dtype;
+        let mk = |vals: Vec<f32>, shape: &[usize]| -> Result<Var> {
+            let t = Tensor::from_vec(vals, shape, dev)
+                .and_then(|t| t.to_dtype(dt))
+                .map_err(terr)?;
+            Var::from_tensor(&t).map_err(terr)
+        };
+        match &drive.kind {
+            DriveKind::Mixed { weights } | DriveKind::SelectedOnly { weights } => {
+                weights.check_shape(&self.s.spec)?;
+                if !weights.is_finite() {
+                    return Err(self.non_finite("mixing weights"));
+                }
+                let vars = weights
+                    .0
+                    .iter()
+                    .map(|w| mk(w.clone(), &[w.len()]))
+                    .collect::<Result<Vec<_>>>()?;
+                let skip = matches!(drive.kind, DriveKind::SelectedOnly { .. });
+                Ok((
+                    TensorDrive::Mixed {
+                        weights: vars.iter().map(|v| v.as_tensor().clone()).collect(),
+                        skip_zero: skip,
+                        values: Some(weights.clone()),
+                    },
+                    if track { vars } else { vec![] },
+                ))
+            }
+            DriveKind::MixedPerSample { weights } => {
+                if weights.len() != n {
+                    return Err(NasError::Strategy(format!(
+                        "per-example drive has {} weight sets for a batch of {n}",
+                        weights.len()
+                    )));
+                }
+                let shape = self.s.spec.shape();
+                let mut vars = Vec::with_capacity(shape.len());
+                for (d, &k) in shape.iter().enumerate() {
+                    let mut flat = Vec::with_capacity(n * k);
+                    for w in weights {
+                        w.check_shape(&self.s.spec)?;
+                        flat.extend_from_slice(&w.0[d]);
+                    }
+                    vars.push(mk(flat, &[n, k])?);
+                }
+                Ok((
+                    TensorDrive::Mixed {
+                        weights: vars.iter().map(|v| v.as_tensor().clone()).collect(),
+                        skip_zero: false,
+                        values: None,
+                    },
+                    if track { vars } else { vec![] },
+                ))
+            }
+            DriveKind::Paths { archs } => {
+                let a = archs
+                    .first()
+                    .ok_or_else(|| NasError::Strategy("a path drive with no path".into()))?;
+                self.s.spec.check(a)?;
+                Ok((
+                    TensorDrive::Path {
+                        choices: a.choices.clone(),
+                    },
+                    vec![],
+                ))
+            }
+        }
+    }
+
+    /// Forward + backward of the loss on a batch; returns loss, correct count, the weight
+    /// gradients (flat f64, one per parameter) and the mixing-weight gradients.
+    fn loss_grads(
+        &self,
+        batch: &Batch,
+        drive: &Drive,
+        want_weights: bool,
+        want_arch: bool,
+    ) -> Result<(f64, usize, Vec<Vec<f64>>, Vec<Tensor>)> {
+        let (x, y) = batch_tensors(batch, self.shape, &self.s.device, self.s.dtype)?;
+        let (td, avars) = self.tensor_drive(drive, batch.n, want_arch)?;
+        let logits = self
+            .s
+            .net
+            .forward(&x, &td, drive.condition, true)
+            .map_err(terr)?;
+        let (loss, correct) = loss_and_correct(&logits, &y)?;
+        let lv = scalar(&loss)?;
+        if !lv.is_finite() {
+            return Err(self.non_finite("loss"));
+        }
+        let grads = loss.backward().map_err(terr)?;
+        let mut wg = Vec::new();
+        if want_weights {
+            for (_, v) in self.s.net.params().named() {
+                match grads.get(v.as_tensor()) {
+                    Some(g) => wg.push(to_f64(g)?),
+                    None => wg.push(vec![0.0; v.elem_count()]),
+                }
+            }
+        }
+        let mut ag = Vec::new();
+        for v in &avars {
+            match grads.get(v.as_tensor()) {
+                Some(g) => ag.push(g.clone()),
+                None => ag.push(v.as_tensor().zeros_like().map_err(terr)?),
+            }
+        }
+        Ok((lv, correct, wg, ag))
+    }
+
+    fn weights_f64(&self) -> Result<Vec<Vec<f64>>> {
+        self.s
+            .net
+            .params()
+            .named()
+            .iter()
+            .map(|(_, v)| to_f64(v.as_tensor()))
+            .collect()
+    }
+
+    fn set_weights(&self, w: &[Vec<f64>]) -> Result<()> {
+        for ((_, v), vals) in self.s.net.params().named().iter().zip(w) {
+            set_var(v, vals.clone())?;
+        }
+        Ok(())
+    }
+
+    fn arch_grads_to_plain(&self, drive: &Drive, g: &[Tensor]) -> Result<Vec<MixingWeights>> {
+        match &drive.kind {
+            DriveKind::MixedPerSample { weights } => {
+                let n = weights.len();
+                let per_dec: Vec<Vec<f64>> = g.iter().map(to_f64).collect::<Result<_>>()?;
+                let shape = self.s.spec.shape();
+                Ok((0..n)
+                    .map(|i| {
+                        MixingWeights(
+                            shape
+                                .iter()
+                                .enumerate()
+                                .map(|(d, &k)| {
+                                    per_dec[d][i * k..(i + 1) * k]
+                                        .iter()
+                                        .map(|&v| v as f32)
+                                        .collect()
+                                })
+                                .collect(),
+                        )
+                    })
+                    .collect())
+            }
+            _ => Ok(vec![MixingWeights(
+                g.iter()
+                    .map(|t| to_f64(t).map(|v| v.into_iter().map(|x| x as f32).collect()))
+                    .collect::<Result<_>>()?,
+            )]),
+        }
+    }
+
+    fn arch_grad_f64(&self, g: &[Tensor]) -> Result<Vec<Vec<f64>>> {
+        g.iter().map(to_f64).collect()
+    }
+
+    /// DARTS' unrolled architecture gradient (Liu et al. 2019, eq. 7-8; reference
+    /// `architect.py`): `w' = w - xi * (momentum*buf + dL_train/dw + wd*w)`,
+    /// `g = dL_val(w', a)/da - xi * (dL_train(w+, a)/da - dL_train(w-, a)/da) / (2 eps)`
+    /// with `w± = w ± eps * dL_val(w', a)/dw'` and `eps = 0.01 / ||dL_val(w', a)/dw'||`.
+    /// (pt.darts and NNI multiply by eps/2 instead of dividing by 2*eps; we follow the
+    /// formula of the paper and of quark0/darts.)
+    fn second_order(
+        &mut self,
+        drive: &Drive,
+        xi: f64,
+        vbatch: &Batch,
+    ) -> Result<(f64, usize, Vec<Vec<f64>>)> {
+        let tbatch = match self.pending_train.take() {
+            Some(b) => b,
+            None => self.train.next_batch(),
+        };
+        let w0 = self.weights_f64()?;
+        // 1. virtual step.
+        let (_, _, gtrain, _) = self.loss_grads(&tbatch, drive, true, false)?;
+        let unrolled: Vec<Vec<f64>> = w0
+            .iter()
+            .zip(&gtrain)
+            .enumerate()
+            .map(|(i, (w, g))| {
+                let d = self.s.optimizer.lookahead_direction(i, w, g);
+                w.iter().zip(&d).map(|(w, d)| w - xi * d).collect()
+            })
+            .collect();
+        self.set_weights(&unrolled)?;
+        // 2. validation loss at w'.
+        let res = self.loss_grads(vbatch, drive, true, true);
+        let (lv, correct, dw, da) = match res {
+            Ok(r) => r,
+            Err(e) => {
+                self.set_weights(&w0)?;
+                return Err(e);
+            }
+        };
+        let dalpha = self.arch_grad_f64(&da)?;
+        // 3. finite-difference Hessian-vector product around w.
+        let norm = dw.iter().flatten().map(|v| v * v).sum::<f64>().sqrt();
+        let hv = if norm > 0.0 {
+            let eps = 0.01 / norm;
+            let shifted = |sign: f64| -> Vec<Vec<f64>> {
+                w0.iter()
+                    .zip(&dw)
+                    .map(|(w, v)| w.iter().zip(v).map(|(w, v)| w + sign * eps * v).collect())
+                    .collect()
+            };
+            self.set_weights(&shifted(1.0))?;
+            let plus = self.loss_grads(&tbatch, drive, false, true);
+            self.set_weights(&shifted(-1.0))?;
+            let minus = self.loss_grads(&tbatch, drive, false, true);
+            self.set_weights(&w0)?;
+            let gp = self.arch_grad_f64(&plus?.3)?;
+            let gm = self.arch_grad_f64(&minus?.3)?;
+            gp.iter()
+                .zip(&gm)
+                .map(|(p, m)| p.iter().zip(m).map(|(p, m)| (p - m) / (2.0 * eps)).collect())
+                .collect::<Vec<Vec<f64>>>()
+        } else {
+            self.set_weights(&w0)?;
+            dalpha.iter().map(|v| vec![0.0; v.len()]).collect()
+        };
+        self.pending_train = Some(tbatch);
+        let g = dalpha
+            .iter()
+            .zip(&hv)
+            .map(|(a, h)| a.iter().zip(h).map(|(a, h)| a - xi * h).collect())
+            .collect();
+        Ok((lv, correct, g))
+    }
+
+    fn eval_loader(&self, split: Split) -> Result<Loader> {
+        let (data, idx) = match split {
+            Split::Train => (&self.s.train_data, self.s.train_indices.clone()),
+            Split::Valid => (&self.s.train_data, self.s.valid_indices.clone()),
+            Split::Test => (&self.s.test_data, (0..self.s.test_data.labels.len()).collect()),
+        };
+        loader(
+            data,
+            idx,
+            self.s.eval_batch_size,
+            false,
+            Augment::default(),
+            &self.s,
+            0,
+        )
+    }
+
+    /// Recalibrates batch-norm statistics for `drive` on training batches (cumulative
+    /// average, as SPOS does); returns the saved statistics to restore afterwards.
+    fn recalibrate(&mut self, td: &TensorDrive, cond: Option<f32>) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
+        let saved: Vec<_> = self
+            .s
+            .net
+            .batch_norms()
+            .iter()
+            .map(|b| b.running_stats())
+            .collect();
+        for b in self.s.net.batch_norms() {
+            b.reset_running_stats();
+            b.set_momentum(None);
+        }
+        let mut l = self.eval_loader(Split::Train)?;
+        let nb = self.s.params.recalibrate_batches.min(l.batches_per_epoch());
+        for _ in 0..nb {
+            let b = l.next_batch();
+            let (x, _) = batch_tensors(&b, self.shape, &self.s.device, self.s.dtype)?;
+            self.s.net.forward(&x, td, cond, true).map_err(terr)?;
+        }
+        for b in self.s.net.batch_norms() {
+            b.set_momentum(Some(0.1));
+        }
+        Ok(saved)
+    }
+}
+
+impl SupernetTrainer for WeightSharingTrainer {
+    fn spec(&self) -> &SpaceSpec {
+        &self.s.spec
+    }
+
+    fn steps_per_epoch(&self) -> usize {
+        let n = self.train.batches_per_epoch();
+        self.s.steps_per_epoch.map_or(n, |s| s.min(n).max(1))
+    }
+
+    fn batch_size(&self) -> usize {
+        self.s.batch_size
+    }
+
+    fn begin_epoch(&mut self, epoch: usize) -> Result<()> {
+        self.epoch = epoch;
+        self.step = 0;
+        self.lr = self
+            .s
+            .schedule
+            .lr(self.s.base_lr, epoch, self.s.total_epochs);
+        self.train.start_epoch(epoch);
+        self.valid.start_epoch(epoch);
+        self.pending_train = None;
+        Ok(())
+    }
+
+    fn weight_lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn train_weights(&mut self, drive: &Drive) -> Result<StepStats> {
+        let batch = match self.pending_train.take() {
+            Some(b) => b,
+            None => self.train.next_batch(),
+        };
+        // FairNAS: several paths on the same batch, gradients accumulated.
+        let drives: Vec<Drive> = match &drive.kind {
+            DriveKind::Paths { archs } if archs.len() > 1 => archs
+                .iter()
+                .map(|a| Drive {
+                    kind: DriveKind::Paths {
+                        archs: vec![a.clone()],
+                    },
+                    condition: drive.condition,
+                })
+                .collect(),
+            _ => vec![drive.clone()],
+        };
+        let mut total: Option<Vec<Vec<f64>>> = None;
+        let (mut loss, mut correct) = (0.0, 0);
+        for d in &drives {
+            let r = self.loss_grads(&batch, d, true, false);
+            let (l, c, g, _) = match r {
+                Err(NasError::NonFinite { .. }) if self.s.params.on_non_finite == "skip" => {
+                    tracing::warn!(epoch = self.epoch, step = self.step, "non-finite loss: batch skipped");
+                    self.step += 1;
+                    return Ok(StepStats {
+                        loss: f64::NAN,
+                        accuracy: 0.0,
+                        grad_norm: f64::NAN,
+                        lr: self.lr,
+                    });
+                }
+                r => r?,
+            };
+            loss += l / drives.len() as f64;
+            correct += c;
+            total = Some(match total {
+                None => g,
+                Some(mut t) => {
+                    for (a, b) in t.iter_mut().zip(&g) {
+                        for (x, y) in a.iter_mut().zip(b) {
+                            *x += y;
+                        }
+                    }
+                    t
+                }
+            });
+        }
+        let mut grads = total.unwrap_or_default();
+        let mut gref: Vec<&mut [f64]> = grads.iter_mut().map(|g| g.as_mut_slice()).collect();
+        let norm = match self.s.clip_grad_norm {
+            Some(m) => clip_grad_norm(&mut gref, m),
+            None => gref
+                .iter()
+                .flat_map(|g| g.iter())
+                .map(|v| v * v)
+                .sum::<f64>()
+                .sqrt(),
+        };
+        if !norm.is_finite() {
+            if self.s.params.on_non_finite == "skip" {
+                self.step += 1;
+                return Ok(StepStats {
+                    loss,
+                    accuracy: 0.0,
+                    grad_norm: norm,
+                    lr: self.lr,
+                });
+            }
+            return Err(self.non_finite("weight gradient"));
+        }
+        let mut w = self.weights_f64()?;
+        {
+            let mut wref: Vec<&mut [f64]> = w.iter_mut().map(|g| g.as_mut_slice()).collect();
+            let gref: Vec<&[f64]> = grads.iter().map(|g| g.as_slice()).collect();
+            self.s.optimizer.step(&mut wref, &gref, self.lr)?;
+        }
+        self.set_weights(&w)?;
+        self.step += 1;
+        Ok(StepStats {
+            loss,
+            accuracy: correct as f64 / (batch.n * drives.len()) as f64,
+            grad_norm: norm,
+            lr: self.lr,
+        })
+    }
+
+    fn arch_gradient(&mut self, drive: &Drive, order: GradOrder) -> Result<ArchGradient> {
+        if matches!(drive.kind, DriveKind::Paths { .. }) {
+            return Err(NasError::Strategy(
+                "an architecture gradient needs mixing weights, not discrete paths".into(),
+            ));
+        }
+        let vbatch = self.valid.next_batch();
+        match order {
+            GradOrder::First => {
+                let (l, c, _, ag) = self.loss_grads(&vbatch, drive, false, true)?;
+                let grads = self.arch_grads_to_plain(drive, &ag)?;
+                if grads.iter().any(|g| !g.is_finite()) {
+                    return Err(self.non_finite("architecture gradient"));
+                }
+                Ok(ArchGradient {
+                    loss: l,
+                    accuracy: c as f64 / vbatch.n as f64,
+                    grads,
+                    condition_grad: None,
+                })
+            }
+            GradOrder::Second { xi } => {
+                if matches!(drive.kind, DriveKind::MixedPerSample { .. }) {
+                    return Err(NasError::Strategy(
+                        "second-order gradients with per-example weights are not supported; use order: first".into(),
+                    ));
+                }
+                let xi = xi.unwrap_or(self.lr);
+                let (l, c, g) = self.second_order(drive, xi, &vbatch)?;
+                let mw = MixingWeights(
+                    g.into_iter()
+                        .map(|v| v.into_iter().map(|x| x as f32).collect())
+                        .collect(),
+                );
+                if !mw.is_finite() {
+                    return Err(self.non_finite("architecture gradient"));
+                }
+                Ok(ArchGradient {
+                    loss: l,
+                    accuracy: c as f64 / vbatch.n as f64,
+                    grads: vec![mw],
+                    condition_grad: None,
+                })
+            }
+        }
+    }
+
+    fn evaluate(
+        &mut self,
+        drive: &Drive,
+        split: Split,
+        max_batches: Option<usize>,
+    ) -> Result<EvalStats> {
+        let n0 = self.s.eval_batch_size;
+        let (td, _) = self.tensor_drive(drive, n0, false)?;
+        let single_path = matches!(&drive.kind, DriveKind::Paths { archs } if archs.len() == 1);
+        let saved = if single_path && self.s.params.recalibrate_bn {
+            Some(self.recalibrate(&td, drive.condition)?)
+        } else {
+            None
+        };
+        let mut l = self.eval_loader(split)?;
+        let nb = max_batches.map_or(l.batches_per_epoch(), |m| m.min(l.batches_per_epoch()));
+        let (mut loss, mut correct, mut n) = (0.0, 0usize, 0usize);
+        let mut result = Ok(());
+        for _ in 0..nb {
+            let b = l.next_batch();
+            let r = (|| -> Result<(f64, usize)> {
+                let (x, y) = batch_tensors(&b, self.shape, &self.s.device, self.s.dtype)?;
+                let td_b = self.tensor_drive(drive, b.n, false)?.0;
+                let logits = self
+                    .s
+                    .net
+                    .forward(&x, &td_b, drive.condition, false)
+                    .map_err(terr)?;
+                let (lo, c) = loss_and_correct(&logits, &y)?;
+                Ok((scalar(&lo)? * b.n as f64, c))
+            })();
+            match r {
+                Ok((lo, c)) => {
+                    loss += lo;
+                    correct += c;
+                    n += b.n;
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if let Some(saved) = saved {
+            for (b, (m, v)) in self.s.net.batch_norms().iter().zip(saved) {
+                b.set_running_stats(&m, &v);
+            }
+        }
+        result?;
+        Ok(EvalStats {
+            loss: if n > 0 { loss / n as f64 } else { 0.0 },
+            accuracy: if n > 0 { correct as f64 / n as f64 } else { 0.0 },
+            samples: n,
+        })
+    }
+}

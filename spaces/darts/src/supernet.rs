@@ -1,0 +1,299 @@
+//! The DARTS search network (quark0/darts `cnn/model_search.py`): a stem, `layers` cells
+//! whose edges are mixed operations over all candidates (affine-free BN, pools followed by
+//! BN), global average pooling and a linear classifier. Alphas are shared by all cells of a
+//! type, so the supernet has one decision per edge of the normal and of the reduction cell.
+use candle_core::{Result as CResult, Tensor, Var};
+use nas_core::Result;
+use nas_model::{DataShape, Init, ParamStore, Supernet, TensorDrive};
+use nas_ops::BatchNorm2d;
+
+use crate::layout::{cell_plan, DartsSpaceParams, Layout};
+use crate::ops::{batch_norm, conv_weight, Op};
+
+/// The stem: 3x3 convolution and batch norm (affine, as in the reference).
+pub struct Stem {
+    w: Var,
+    bn: BatchNorm2d,
+}
+
+impl Stem {
+    /// A stem from `c_in` to `c_out` channels.
+    pub fn new(store: &mut ParamStore, c_in: usize, c_out: usize) -> Result<Self> {
+        Ok(Stem {
+            w: conv_weight(store, "stem.0", c_out, c_in, 3, 3)?,
+            bn: batch_norm(store, "stem.1", c_out, true)?,
+        })
+    }
+    /// Forward.
+    pub fn forward(&self, x: &Tensor, train: bool) -> CResult<Tensor> {
+        let y = nas_ops::conv2d(x, self.w.as_tensor(), 1, 1)?;
+        self.bn.forward(&y, train)
+    }
+    /// Its batch norm.
+    pub fn batch_norm(&self) -> &BatchNorm2d {
+        &self.bn
+    }
+    /// MACs per example at `h x w`.
+    pub fn macs(&self, h: usize, w: usize) -> f64 {
+        let d = self.w.dims();
+        (d[0] * d[1] * 9 * h * w) as f64
+    }
+}
+
+/// A linear classifier `[classes, features]` with bias.
+pub struct Linear {
+    w: Var,
+    b: Var,
+}
+
+impl Linear {
+    /// PyTorch `nn.Linear` initialisation: weight and bias `U(-1/sqrt(in), 1/sqrt(in))`.
+    pub fn new(store: &mut ParamStore, name: &str, c_in: usize, c_out: usize) -> Result<Self> {
+        Ok(Linear {
+            w: store.var(
+                &format!("{name}.weight"),
+                &[c_out, c_in],
+                Init::FanInUniform { fan_in: c_in },
+            )?,
+            b: store.var(
+                &format!("{name}.bias"),
+                &[c_out],
+                Init::FanInUniform { fan_in: c_in },
+            )?,
+        })
+    }
+    /// `x w^T + b`.
+    pub fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+        x.matmul(&self.w.as_tensor().t()?)?
+            .broadcast_add(self.b.as_tensor())
+    }
+    /// MACs per example.
+    pub fn macs(&self) -> f64 {
+        self.w.elem_count() as f64
+    }
+}
+
+/// Applies the two preprocessing ops of a cell (`preprocess0`, `preprocess1`).
+pub fn preprocess(
+    store: &mut ParamStore,
+    prefix: &str,
+    cpp: usize,
+    cp: usize,
+    c: usize,
+    reduction_prev: bool,
+    affine: bool,
+) -> Result<(Op, Op)> {
+    let p0 = if reduction_prev {
+        Op::factorized_reduce(store, &format!("{prefix}.preprocess0"), cpp, c, affine)?
+    } else {
+        Op::relu_conv_bn(store, &format!("{prefix}.preprocess0"), cpp, c, 1, 1, 0, affine)?
+    };
+    let p1 = Op::relu_conv_bn(store, &format!("{prefix}.preprocess1"), cp, c, 1, 1, 0, affine)?;
+    Ok((p0, p1))
+}
+
+/// One search cell: preprocessing and a mixed op per edge.
+pub struct SearchCell {
+    reduction: bool,
+    pre: (Op, Op),
+    /// `edges[e][k]`: option `k` of edge `e` (cell-local edge order).
+    edges: Vec<Vec<Op>>,
+}
+
+/// The DARTS search network.
+pub struct DartsSupernet {
+    store: ParamStore,
+    layout: Layout,
+    multiplier: usize,
+    stem: Stem,
+    cells: Vec<SearchCell>,
+    classifier: Linear,
+}
+
+impl DartsSupernet {
+    /// Builds the search network for `params` on data of `shape`.
+    pub fn new(params: &DartsSpaceParams, shape: DataShape, mut store: ParamStore) -> Result<Self> {
+        let layout = Layout {
+            nodes: params.nodes,
+        };
+        let stem = Stem::new(
+            &mut store,
+            shape.channels,
+            params.stem_multiplier * params.channels,
+        )?;
+        let plan = cell_plan(
+            params.channels,
+            params.layers,
+            params.multiplier,
+            params.stem_multiplier,
+        );
+        let mut cells = Vec::with_capacity(plan.len());
+        for (ci, &(cpp, cp, c, red, red_prev)) in plan.iter().enumerate() {
+            let prefix = format!("cells.{ci}");
+            let pre = preprocess(&mut store, &prefix, cpp, cp, c, red_prev, false)?;
+            let mut edges = Vec::new();
+            for i in 0..params.nodes {
+                for j in 0..i + 2 {
+                    let e = layout.node_offset(i) + j;
+                    let stride = if red && j < 2 { 2 } else { 1 };
+                    let mut ops = Vec::with_capacity(params.ops.len());
+                    for (k, name) in params.ops.iter().enumerate() {
+                        let p = format!("{prefix}._ops.{e}._ops.{k}");
+                        ops.push(Op::build(&mut store, &p, name, c, stride, false, true)?);
+                    }
+                    edges.push(ops);
+                }
+            }
+            cells.push(SearchCell {
+                reduction: red,
+                pre,
+                edges,
+            });
+        }
+        let c_last = plan
+            .last()
+            .map(|&(_, _, c, _, _)| params.multiplier * c)
+            .unwrap_or(params.stem_multiplier * params.channels);
+        let classifier = Linear::new(&mut store, "classifier", c_last, shape.num_classes)?;
+        Ok(DartsSupernet {
+            store,
+            layout,
+            multiplier: params.multiplier,
+            stem,
+            cells,
+            classifier,
+        })
+    }
+
+    fn mixed_edge(
+        &self,
+        ops: &[Op],
+        x: &Tensor,
+        d: usize,
+        drive: &TensorDrive,
+        train: bool,
+    ) -> CResult<Option<Tensor>> {
+        match drive {
+            TensorDrive::Path { choices } => {
+                let k = choices[d];
+                if ops[k].is_zero() {
+                    return Ok(None);
+                }
+                Ok(Some(ops[k].forward(x, train)?))
+            }
+            TensorDrive::Mixed {
+                weights,
+                skip_zero,
+                values,
+            } => {
+                let w = &weights[d];
+                // Options that contribute: never `none` (its output is zero, so its weight's
+                // gradient <g, 0> is zero too), and not zero-weighted ones when skipping.
+                let mut keep: Vec<u32> = Vec::with_capacity(ops.len());
+                for (k, op) in ops.iter().enumerate() {
+                    if op.is_zero() {
+                        continue;
+                    }
+                    if *skip_zero {
+                        if let Some(v) = values {
+                            if v.0[d][k] == 0.0 {
+                                continue;
+                            }
+                        }
+                    }
+                    keep.push(k as u32);
+                }
+                if keep.is_empty() {
+                    return Ok(None);
+                }
+                let ys = keep
+                    .iter()
+                    .map(|&k| ops[k as usize].forward(x, train))
+                    .collect::<CResult<Vec<_>>>()?;
+                let idx = Tensor::new(keep.as_slice(), w.device())?;
+                let wk = w.index_select(&idx, w.rank() - 1)?;
+                Ok(Some(nas_ops::weighted_sum(&ys, &wk)?))
+            }
+        }
+    }
+
+    fn cell_forward(
+        &self,
+        t: usize,
+        cell: &SearchCell,
+        s0: &Tensor,
+        s1: &Tensor,
+        drive: &TensorDrive,
+        train: bool,
+    ) -> CResult<Tensor> {
+        let mut states = vec![cell.pre.0.forward(s0, train)?, cell.pre.1.forward(s1, train)?];
+        for i in 0..self.layout.nodes {
+            let mut acc: Option<Tensor> = None;
+            for j in 0..i + 2 {
+                let e = self.layout.node_offset(i) + j;
+                let d = self.layout.decision(t, i, j);
+                if let Some(y) = self.mixed_edge(&cell.edges[e], &states[j], d, drive, train)? {
+                    acc = Some(match acc {
+                        None => y,
+                        Some(a) => (a + y)?,
+                    });
+                }
+            }
+            let s = match acc {
+                Some(s) => s,
+                None => {
+                    // Every input edge is `none`: the node is zero, at the cell's resolution.
+                    let (n, c, h, w) = states[1].dims4()?;
+                    let (h, w) = if cell.reduction {
+                        (h.div_ceil(2), w.div_ceil(2))
+                    } else {
+                        (h, w)
+                    };
+                    Tensor::zeros((n, c, h, w), states[1].dtype(), states[1].device())?
+                }
+            };
+            states.push(s);
+        }
+        let outs: Vec<&Tensor> = states[states.len() - self.multiplier..].iter().collect();
+        Tensor::cat(&outs, 1)
+    }
+}
+
+impl Supernet for DartsSupernet {
+    fn forward(
+        &self,
+        x: &Tensor,
+        drive: &TensorDrive,
+        _condition: Option<f32>,
+        train: bool,
+    ) -> CResult<Tensor> {
+        let s = self.stem.forward(x, train)?;
+        let (mut s0, mut s1) = (s.clone(), s);
+        for cell in &self.cells {
+            let t = usize::from(cell.reduction);
+            let out = self.cell_forward(t, cell, &s0, &s1, drive, train)?;
+            s0 = s1;
+            s1 = out;
+        }
+        let pooled = nas_ops::global_avg_pool(&s1)?;
+        self.classifier.forward(&pooled)
+    }
+
+    fn params(&self) -> &ParamStore {
+        &self.store
+    }
+
+    fn batch_norms(&self) -> Vec<&BatchNorm2d> {
+        let mut v = vec![self.stem.batch_norm()];
+        for c in &self.cells {
+            v.extend(c.pre.0.batch_norms());
+            v.extend(c.pre.1.batch_norms());
+            for e in &c.edges {
+                for op in e {
+                    v.extend(op.batch_norms());
+                }
+            }
+        }
+        v
+    }
+}
