@@ -19,6 +19,7 @@ pub mod arch;
 pub mod drive;
 pub mod error;
 pub mod estimator;
+pub mod math;
 pub mod params;
 pub mod registry;
 pub mod rng;
