@@ -1,0 +1,195 @@
+//! Stochastic gradient descent with momentum, Nesterov momentum and coupled weight decay,
+//! with the semantics of PyTorch's `torch.optim.SGD` (dampening 0).
+use nas_core::{ParamDoc, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::check::{non_negative, unit_interval};
+use crate::optimizer::{check_shapes, grow, load_slots, save_slots};
+use crate::Optimizer;
+
+/// Hyper-parameters of [`Sgd`]. The defaults are those DARTS uses for the supernet weights
+/// (Liu et al. 2019, reference code `train_search.py`: lr 0.025, momentum 0.9,
+/// weight decay 3e-4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SgdParams {
+    /// Base learning rate (>= 0).
+    pub lr: f64,
+    /// Momentum factor in [0, 1); 0 disables the momentum buffer.
+    pub momentum: f64,
+    /// L2 penalty added to the gradient (`grad + weight_decay * param`), >= 0.
+    pub weight_decay: f64,
+    /// Nesterov momentum (Sutskever et al. 2013, PyTorch's formulation); needs momentum > 0.
+    pub nesterov: bool,
+}
+
+impl Default for SgdParams {
+    fn default() -> Self {
+        SgdParams {
+            lr: 0.025,
+            momentum: 0.9,
+            weight_decay: 3e-4,
+            nesterov: false,
+        }
+    }
+}
+
+impl SgdParams {
+    /// Checks every value; errors name the key.
+    pub fn check(&self) -> Result<()> {
+        const C: &str = "optimizer sgd";
+        non_negative(C, "lr", self.lr)?;
+        unit_interval(C, "momentum", self.momentum)?;
+        non_negative(C, "weight_decay", self.weight_decay)?;
+        nas_core::params::ensure(
+            !self.nesterov || self.momentum > 0.0,
+            C,
+            "nesterov",
+            "Nesterov momentum needs momentum > 0",
+        )
+    }
+
+    /// Documentation of each key, for `nas describe`.
+    pub fn docs() -> Vec<ParamDoc> {
+        vec![
+            ParamDoc::new(
+                "lr",
+                "base learning rate, scaled by the schedule (DARTS: 0.025)",
+            ),
+            ParamDoc::new(
+                "momentum",
+                "momentum factor in [0, 1); the buffer starts as the first gradient (PyTorch)",
+            ),
+            ParamDoc::new(
+                "weight_decay",
+                "L2 penalty added to the gradient, coupled as in torch.optim.SGD (DARTS: 3e-4)",
+            ),
+            ParamDoc::new(
+                "nesterov",
+                "Nesterov momentum: step along grad + momentum * buf (needs momentum > 0)",
+            ),
+        ]
+    }
+}
+
+/// Per-parameter state: the momentum buffer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SgdSlot {
+    momentum_buffer: Vec<f64>,
+}
+
+/// SGD, PyTorch semantics: with `g = grad + wd * p`,
+/// `buf = g` on the first step and `buf = momentum * buf + g` afterwards;
+/// the step direction is `buf`, or `g + momentum * buf` with Nesterov; `p -= lr * direction`.
+#[derive(Debug, Clone)]
+pub struct Sgd {
+    params: SgdParams,
+    slots: Vec<Option<SgdSlot>>,
+}
+
+impl Sgd {
+    /// A new SGD optimizer; fails when a hyper-parameter is out of range.
+    pub fn new(params: SgdParams) -> Result<Self> {
+        params.check()?;
+        Ok(Sgd {
+            params,
+            slots: Vec::new(),
+        })
+    }
+
+    /// The hyper-parameters.
+    pub fn params(&self) -> &SgdParams {
+        &self.params
+    }
+
+    /// The momentum buffer of parameter `index`, if it exists yet.
+    pub fn momentum_buffer(&self, index: usize) -> Option<&[f64]> {
+        self.slots
+            .get(index)
+            .and_then(|s| s.as_ref())
+            .map(|s| s.momentum_buffer.as_slice())
+    }
+}
+
+impl Optimizer for Sgd {
+    fn name(&self) -> &str {
+        "sgd"
+    }
+
+    fn base_lr(&self) -> f64 {
+        self.params.lr
+    }
+
+    fn step(&mut self, params: &mut [&mut [f64]], grads: &[&[f64]], lr: f64) -> Result<()> {
+        check_shapes("sgd", params, grads, |i| {
+            self.momentum_buffer(i).map(<[f64]>::len)
+        })?;
+        let SgdParams {
+            momentum,
+            weight_decay: wd,
+            nesterov,
+            ..
+        } = self.params;
+        grow(&mut self.slots, params.len());
+        for ((p, g), slot) in params.iter_mut().zip(grads).zip(self.slots.iter_mut()) {
+            if momentum == 0.0 {
+                for (p, &g) in p.iter_mut().zip(g.iter()) {
+                    *p -= lr * (g + wd * *p);
+                }
+                continue;
+            }
+            let first = slot.is_none();
+            let buf = &mut slot
+                .get_or_insert_with(|| SgdSlot {
+                    momentum_buffer: vec![0.0; p.len()],
+                })
+                .momentum_buffer;
+            for ((p, &g), b) in p.iter_mut().zip(g.iter()).zip(buf.iter_mut()) {
+                let d = g + wd * *p;
+                *b = if first { d } else { momentum * *b + d };
+                let dir = if nesterov { d + momentum * *b } else { *b };
+                *p -= lr * dir;
+            }
+        }
+        Ok(())
+    }
+
+    fn lookahead_direction(&self, index: usize, param: &[f64], grad: &[f64]) -> Vec<f64> {
+        let SgdParams {
+            momentum,
+            weight_decay: wd,
+            nesterov,
+            ..
+        } = self.params;
+        let buf = self
+            .momentum_buffer(index)
+            .filter(|b| b.len() == param.len());
+        param
+            .iter()
+            .zip(grad)
+            .enumerate()
+            .map(|(j, (&p, &g))| {
+                let d = g + wd * p;
+                if momentum == 0.0 {
+                    return d;
+                }
+                // The buffer the next step would hold (it starts as the first gradient).
+                let next = buf.map_or(d, |b| momentum * b[j] + d);
+                if nesterov {
+                    d + momentum * next
+                } else {
+                    next
+                }
+            })
+            .collect()
+    }
+
+    fn save_state(&self) -> serde_json::Value {
+        save_slots("sgd", &self.slots)
+    }
+
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        self.slots = load_slots("sgd", state)?;
+        Ok(())
+    }
+}
