@@ -34,7 +34,7 @@ pub use estimator::{Estimator, Score};
 pub use params::{decode_params, ParamDoc};
 pub use registry::{ComponentInfo, ComponentKind, Registry};
 pub use rng::component_rng;
-pub use space::{Cost, Decision, OptionSpec, SpaceSpec};
+pub use space::{argmax_derive, Cost, Decision, OptionSpec, SpaceRules, SpaceSpec};
 pub use strategy::{
     EpochReport, FoundArchitecture, Metrics, Needs, SearchEnv, SearchOutcome, SearchStrategy,
     StepReport,

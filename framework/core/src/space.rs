@@ -120,3 +120,42 @@ impl SpaceSpec {
             .position(|o| o.name == name)
     }
 }
+
+/// The plain-data rules of a search space: its choice points, how it derives a discrete
+/// architecture from mixing weights, and its own text notation. Every space implements it;
+/// spaces with a supernet also implement the tensor-side `nas_model::SearchSpace`, which
+/// extends this trait. Estimator-only runs (a benchmark table) need nothing more.
+///
+/// Invariants: `spec()` never changes; architectures returned by `derive` and `parse_arch`
+/// pass `spec().check`; `parse_arch(&format_arch(a)) == a`.
+pub trait SpaceRules: Send + Sync {
+    /// The choice points.
+    fn spec(&self) -> &SpaceSpec;
+    /// Derives a discrete architecture from mixing weights; `mode` `"default"` is the
+    /// space's standard rule.
+    fn derive(&self, weights: &crate::MixingWeights, mode: &str) -> Result<Architecture>;
+    /// Parses an architecture from the JSON form or the space's own notation.
+    fn parse_arch(&self, text: &str) -> Result<Architecture>;
+    /// The space's own notation of an architecture.
+    fn format_arch(&self, arch: &Architecture) -> String;
+}
+
+/// The default derivation of single-path spaces: the option with the largest weight per
+/// decision (ties keep the first).
+pub fn argmax_derive(spec: &SpaceSpec, weights: &crate::MixingWeights) -> Result<Architecture> {
+    weights.check_shape(spec)?;
+    let choices = weights
+        .0
+        .iter()
+        .map(|w| {
+            let mut best = 0;
+            for (k, &v) in w.iter().enumerate() {
+                if v > w[best] {
+                    best = k;
+                }
+            }
+            best
+        })
+        .collect();
+    Ok(Architecture::new(spec.space.clone(), choices))
+}

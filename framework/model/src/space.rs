@@ -1,6 +1,6 @@
 //! The tensor-side traits of a search space.
 use candle_core::{DType, Device, Tensor};
-use nas_core::{Architecture, Cost, MixingWeights, Result, SpaceSpec};
+use nas_core::{Architecture, Cost, Result, SpaceRules};
 use nas_ops::BatchNorm2d;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -89,14 +89,10 @@ pub trait Network: Send {
     fn flops(&self) -> f64;
 }
 
-/// A search space, tensor side.
+/// A search space, tensor side: the plain [`SpaceRules`] plus building networks.
 ///
-/// Required: every method. Invariants: [`SearchSpace::spec`] never changes after
-/// construction; every architecture [`SearchSpace::derive`] and [`SearchSpace::parse_arch`]
-/// return passes `spec().check`; `parse_arch(format_arch(a)) == a`.
-pub trait SearchSpace: Send + Sync {
-    /// The choice points as plain data.
-    fn spec(&self) -> &SpaceSpec;
+/// Required: every method (and those of [`SpaceRules`]).
+pub trait SearchSpace: SpaceRules {
     /// The data shape it was built for.
     fn data_shape(&self) -> DataShape;
     /// Builds the weight-sharing supernet with weights drawn from `rng`.
@@ -115,13 +111,6 @@ pub trait SearchSpace: Send + Sync {
         dtype: DType,
         rng: ChaCha8Rng,
     ) -> Result<Box<dyn Network>>;
-    /// Derives a discrete architecture from mixing weights (probabilities) by the space's
-    /// rules; `mode` `"default"` is the standard rule.
-    fn derive(&self, weights: &MixingWeights, mode: &str) -> Result<Architecture>;
-    /// Parses an architecture: the JSON form or the space's own notation.
-    fn parse_arch(&self, text: &str) -> Result<Architecture>;
-    /// The space's own notation.
-    fn format_arch(&self, arch: &Architecture) -> String;
     /// Cost (params, FLOPs) of the standalone network of `arch` under `cfg`.
     fn network_cost(&self, arch: &Architecture, cfg: &NetworkConfig) -> Result<Cost>;
     /// The retraining configuration the space uses when none is given.

@@ -2,7 +2,7 @@
 use candle_core::{DType, Device};
 use nas_core::{
     decode_params, Architecture, ComponentInfo, ComponentKind, Cost, Decision, MixingWeights,
-    NasError, OptionSpec, ParamDoc, Result, SpaceSpec,
+    NasError, OptionSpec, ParamDoc, Result, SpaceRules, SpaceSpec,
 };
 use nas_model::{DataShape, Network, NetworkConfig, ParamStore, SearchSpace, Supernet};
 use rand_chacha::ChaCha8Rng;
@@ -342,10 +342,48 @@ fn op_flops(op: &str, c: usize, h: usize, stride: usize) -> f64 {
     }
 }
 
-impl SearchSpace for DartsSpace {
+impl SpaceRules for DartsSpace {
     fn spec(&self) -> &SpaceSpec {
         &self.spec
     }
+
+    fn derive(&self, weights: &MixingWeights, mode: &str) -> Result<Architecture> {
+        weights.check_shape(&self.spec)?;
+        match mode {
+            "default" | "darts" => Ok(self.derive_darts(weights)),
+            "simple" => Ok(self.derive_simple(weights)),
+            m => Err(NasError::Architecture(format!(
+                "unknown derivation mode `{m}` for the DARTS space; known: darts (top-2 non-none edges per node, the default), simple (argmax over all ops including none)"
+            ))),
+        }
+    }
+
+    fn parse_arch(&self, text: &str) -> Result<Architecture> {
+        let t = text.trim();
+        if t.starts_with('{') {
+            let v: serde_json::Value = serde_json::from_str(t)
+                .map_err(|e| NasError::Architecture(format!("architecture JSON: {e}")))?;
+            // Accept `architecture.json` (with a genotype string) or a bare Architecture.
+            if let Some(g) = v.get("genotype").and_then(|g| g.as_str()) {
+                return self.from_genotype(&Genotype::parse(g)?);
+            }
+            let a: Architecture = serde_json::from_value(v.get("architecture").cloned().unwrap_or(v))
+                .map_err(|e| NasError::Architecture(format!("architecture JSON: {e}")))?;
+            self.spec.check(&a)?;
+            return Ok(a);
+        }
+        self.from_genotype(&Genotype::parse(t)?)
+    }
+
+    fn format_arch(&self, arch: &Architecture) -> String {
+        match self.to_genotype(arch) {
+            Ok(g) => g.format(),
+            Err(e) => format!("<invalid: {e}>"),
+        }
+    }
+}
+
+impl SearchSpace for DartsSpace {
 
     fn data_shape(&self) -> DataShape {
         self.shape
@@ -389,41 +427,6 @@ impl SearchSpace for DartsSpace {
             store,
             drop_rng,
         )?))
-    }
-
-    fn derive(&self, weights: &MixingWeights, mode: &str) -> Result<Architecture> {
-        weights.check_shape(&self.spec)?;
-        match mode {
-            "default" | "darts" => Ok(self.derive_darts(weights)),
-            "simple" => Ok(self.derive_simple(weights)),
-            m => Err(NasError::Architecture(format!(
-                "unknown derivation mode `{m}` for the DARTS space; known: darts (top-2 non-none edges per node, the default), simple (argmax over all ops including none)"
-            ))),
-        }
-    }
-
-    fn parse_arch(&self, text: &str) -> Result<Architecture> {
-        let t = text.trim();
-        if t.starts_with('{') {
-            let v: serde_json::Value = serde_json::from_str(t)
-                .map_err(|e| NasError::Architecture(format!("architecture JSON: {e}")))?;
-            // Accept `architecture.json` (with a genotype string) or a bare Architecture.
-            if let Some(g) = v.get("genotype").and_then(|g| g.as_str()) {
-                return self.from_genotype(&Genotype::parse(g)?);
-            }
-            let a: Architecture = serde_json::from_value(v.get("architecture").cloned().unwrap_or(v))
-                .map_err(|e| NasError::Architecture(format!("architecture JSON: {e}")))?;
-            self.spec.check(&a)?;
-            return Ok(a);
-        }
-        self.from_genotype(&Genotype::parse(t)?)
-    }
-
-    fn format_arch(&self, arch: &Architecture) -> String {
-        match self.to_genotype(arch) {
-            Ok(g) => g.format(),
-            Err(e) => format!("<invalid: {e}>"),
-        }
     }
 
     fn network_cost(&self, arch: &Architecture, cfg: &NetworkConfig) -> Result<Cost> {
