@@ -1,0 +1,221 @@
+//! The one registry of every component a run can name (DESIGN.md section 3): spaces,
+//! strategies, estimators, and the descriptions of optimizers, schedules and data sets.
+//! Built-ins register through [`Components::builtin`]; a user's own binary adds more with
+//! the `register_*` methods, and loaded plugins register strategies the same way.
+use nas_core::{
+    argmax_derive, Architecture, ComponentInfo, ComponentKind, Estimator, MixingWeights,
+    NasError, ParamDoc, Registry, Result, SearchStrategy, SpaceRules, SpaceSpec,
+};
+use nas_model::{DataShape, SearchSpace};
+
+/// A space as built: plain rules only (benchmark tables), or with a supernet.
+pub enum SpaceBox {
+    /// Only the plain rules (no supernet): estimator-only strategies.
+    Plain(Box<dyn SpaceRules>),
+    /// A space with a supernet and standalone networks.
+    Tensor(Box<dyn SearchSpace>),
+}
+
+impl SpaceBox {
+    /// The plain rules.
+    pub fn rules(&self) -> &dyn SpaceRules {
+        match self {
+            SpaceBox::Plain(r) => r.as_ref(),
+            SpaceBox::Tensor(s) => s.as_ref(),
+        }
+    }
+
+    /// The tensor side, when there is one.
+    pub fn tensor(&self) -> Option<&dyn SearchSpace> {
+        match self {
+            SpaceBox::Plain(_) => None,
+            SpaceBox::Tensor(s) => Some(s.as_ref()),
+        }
+    }
+}
+
+/// Builds a space from its params and the data shape.
+pub type SpaceFactory = Box<dyn Fn(&serde_json::Value, DataShape) -> Result<SpaceBox> + Send + Sync>;
+/// Builds a strategy from its params.
+pub type StrategyFactory =
+    Box<dyn Fn(&serde_json::Value) -> Result<Box<dyn SearchStrategy>> + Send + Sync>;
+/// Builds an estimator from its params.
+pub type EstimatorFactory =
+    Box<dyn Fn(&serde_json::Value, &dyn SpaceRules) -> Result<Box<dyn Estimator>> + Send + Sync>;
+
+/// Every registered component.
+pub struct Components {
+    /// Spaces.
+    pub spaces: Registry<SpaceFactory>,
+    /// Strategies.
+    pub strategies: Registry<StrategyFactory>,
+    /// Estimators.
+    pub estimators: Registry<EstimatorFactory>,
+    /// Trainers (only `supernet` today; the registry documents its params).
+    pub trainers: Registry<()>,
+    /// Optimizers (built by `nas_optim::build_optimizer`).
+    pub optimizers: Registry<()>,
+    /// Schedules (built by `nas_optim::build_schedule`).
+    pub schedules: Registry<()>,
+    /// Data sets (loaded by `nas_data::load_dataset`).
+    pub datasets: Registry<()>,
+}
+
+/// NAS-Bench-201's plain rules (arch strings, argmax derivation).
+struct Nb201Rules {
+    spec: SpaceSpec,
+}
+
+impl SpaceRules for Nb201Rules {
+    fn spec(&self) -> &SpaceSpec {
+        &self.spec
+    }
+    fn derive(&self, weights: &MixingWeights, mode: &str) -> Result<Architecture> {
+        match mode {
+            "default" | "argmax" => argmax_derive(&self.spec, weights),
+            m => Err(NasError::Architecture(format!(
+                "unknown derivation mode `{m}` for nb201; known: argmax (default)"
+            ))),
+        }
+    }
+    fn parse_arch(&self, text: &str) -> Result<Architecture> {
+        let t = text.trim();
+        if t.starts_with('{') {
+            let v: serde_json::Value = serde_json::from_str(t)
+                .map_err(|e| NasError::Architecture(format!("architecture JSON: {e}")))?;
+            if let Some(s) = v.get("notation").and_then(|s| s.as_str()) {
+                return nas_space_nb201::parse_arch_str(s);
+            }
+            let a: Architecture =
+                serde_json::from_value(v.get("architecture").cloned().unwrap_or(v))
+                    .map_err(|e| NasError::Architecture(format!("architecture JSON: {e}")))?;
+            self.spec.check(&a)?;
+            return Ok(a);
+        }
+        nas_space_nb201::parse_arch_str(t)
+    }
+    fn format_arch(&self, arch: &Architecture) -> String {
+        nas_space_nb201::to_arch_str(arch).unwrap_or_else(|e| format!("<invalid: {e}>"))
+    }
+}
+
+fn unit_info(kind: ComponentKind, name: &str, summary: &str, defaults: serde_json::Value, params: Vec<ParamDoc>) -> ComponentInfo {
+    ComponentInfo {
+        kind,
+        name: name.into(),
+        summary: summary.into(),
+        defaults,
+        params,
+        origin: "built-in".into(),
+    }
+}
+
+impl Components {
+    /// Empty registries.
+    pub fn empty() -> Self {
+        Components {
+            spaces: Registry::new(ComponentKind::Space),
+            strategies: Registry::new(ComponentKind::Strategy),
+            estimators: Registry::new(ComponentKind::Estimator),
+            trainers: Registry::new(ComponentKind::Trainer),
+            optimizers: Registry::new(ComponentKind::Optimizer),
+            schedules: Registry::new(ComponentKind::Schedule),
+            datasets: Registry::new(ComponentKind::Dataset),
+        }
+    }
+
+    /// Every built-in component.
+    pub fn builtin() -> Result<Self> {
+        let mut c = Components::empty();
+        c.spaces.register(
+            nas_space_darts::space_info(),
+            Box::new(|p, shape| {
+                Ok(SpaceBox::Tensor(Box::new(nas_space_darts::DartsSpace::from_params(
+                    p, shape,
+                )?)))
+            }),
+        )?;
+        c.spaces.register(
+            unit_info(
+                ComponentKind::Space,
+                "nb201",
+                "NAS-Bench-201 cell space (Dong & Yang 2020): 6 edges x 5 ops; tabular estimator",
+                serde_json::json!({}),
+                vec![],
+            ),
+            Box::new(|p, _| {
+                nas_core::decode_params::<EmptyParams>("space nb201", p)?;
+                Ok(SpaceBox::Plain(Box::new(Nb201Rules {
+                    spec: nas_space_nb201::nb201_spec(),
+                })))
+            }),
+        )?;
+        for info in nas_strategy_darts::infos() {
+            let name = info.name.clone();
+            c.strategies.register(
+                info,
+                Box::new(move |p| nas_strategy_darts::build(&name, p)),
+            )?;
+        }
+        for info in nas_strategy_discrete::infos() {
+            let name = info.name.clone();
+            c.strategies.register(
+                info,
+                Box::new(move |p| nas_strategy_discrete::build(&name, p)),
+            )?;
+        }
+        c.estimators.register(
+            nas_space_nb201::estimator_info(),
+            Box::new(|p, _| nas_space_nb201::build_estimator(p)),
+        )?;
+        c.trainers.register(
+            unit_info(
+                ComponentKind::Trainer,
+                "supernet",
+                "weight-sharing supernet trainer (first/second-order arch gradients, paths, BN recalibration)",
+                serde_json::to_value(nas_trainer::TrainerParams::default()).unwrap_or_default(),
+                vec![
+                    ParamDoc::new("recalibrate_bn", "recalibrate BN statistics before scoring a single path (SPOS)"),
+                    ParamDoc::new("recalibrate_batches", "training batches for the recalibration"),
+                    ParamDoc::new("on_non_finite", "error (stop, keep the last checkpoint) | skip (drop the batch)"),
+                ],
+            ),
+            (),
+        )?;
+        for info in nas_optim::optimizer_infos() {
+            c.optimizers.register(info, ())?;
+        }
+        for info in nas_optim::schedule_infos() {
+            c.schedules.register(info, ())?;
+        }
+        for info in nas_data::dataset_infos() {
+            c.datasets.register(info, ())?;
+        }
+        Ok(c)
+    }
+
+    /// Every component's info, by kind then name.
+    pub fn all_infos(&self) -> Vec<&ComponentInfo> {
+        let mut v: Vec<&ComponentInfo> = Vec::new();
+        v.extend(self.spaces.infos());
+        v.extend(self.strategies.infos());
+        v.extend(self.trainers.infos());
+        v.extend(self.estimators.infos());
+        v.extend(self.optimizers.infos());
+        v.extend(self.schedules.infos());
+        v.extend(self.datasets.infos());
+        v
+    }
+
+    /// Every component called `name` (a name may be both, say, a space and an estimator).
+    pub fn find(&self, name: &str) -> Vec<&ComponentInfo> {
+        self.all_infos()
+            .into_iter()
+            .filter(|i| i.name == name)
+            .collect()
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmptyParams {}

@@ -1,0 +1,152 @@
+//! `nas train`: retrain one architecture from scratch with the DARTS evaluation recipe
+//! (Liu et al. 2019, section 3.3; reference `cnn/train.py`): SGD lr 0.025, momentum 0.9,
+//! weight decay 3e-4, cosine schedule, clipping 5, auxiliary weight 0.4, cutout 16,
+//! drop-path 0.2, batch 96 (the defaults of the experiment's `train` block).
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use nas_config::{Experiment, TrainBlock};
+use nas_core::{Architecture, NasError, Result};
+use nas_data::Augment;
+use nas_model::NetworkConfig;
+use nas_trainer::{RetrainReport, RetrainSettings, Retrainer};
+use serde_json::json;
+
+use crate::files::{write_atomic, write_json, JsonLines, TextLog};
+use crate::run::{build_space, data_shape, load_data, locate_params, parse_device, parse_dtype};
+use crate::Components;
+
+/// Options of `nas train`.
+#[derive(Debug, Clone, Default)]
+pub struct RetrainOptions {
+    /// The output directory (else `runs/<name>-train`).
+    pub out_dir: Option<PathBuf>,
+}
+
+/// Reads an architecture argument: a file (architecture.json or a genotype text file) or
+/// the notation itself.
+pub fn read_arch_arg(arg: &str, rules: &dyn nas_core::SpaceRules) -> Result<Architecture> {
+    let p = std::path::Path::new(arg);
+    if p.is_file() {
+        let text = std::fs::read_to_string(p).map_err(|e| NasError::io(p, e))?;
+        rules
+            .parse_arch(&text)
+            .map_err(|e| NasError::Architecture(format!("{}: {e}", p.display())))
+    } else if arg.trim_start().starts_with('{')
+        || arg.trim_start().starts_with("Genotype")
+        || arg.trim_start().starts_with('|')
+    {
+        rules.parse_arch(arg)
+    } else {
+        Err(NasError::Architecture(format!(
+            "`{arg}` is neither a file nor an architecture in the space's notation"
+        )))
+    }
+}
+
+/// Retrains `arch` under `exp` and writes `metrics.jsonl`, `summary.json`,
+/// `architecture.json` into the output directory.
+pub fn retrain(
+    exp: &Experiment,
+    comps: &Components,
+    arch_arg: &str,
+    opts: &RetrainOptions,
+) -> Result<RetrainReport> {
+    let tb: TrainBlock = exp.train.clone().unwrap_or_default();
+    let device = parse_device(&exp.device)?;
+    let dtype = parse_dtype(&exp.dtype)?;
+    let data = load_data(exp)?
+        .ok_or_else(|| exp.error_at("data", "`nas train` needs a `data` block"))?;
+    let shape = data_shape(Some(&data));
+    let space = build_space(exp, comps, shape)?;
+    let ts = space.tensor().ok_or_else(|| {
+        exp.error_at("space.name", "this space has no standalone networks to train")
+    })?;
+    let arch = read_arch_arg(arch_arg, ts)?;
+    let cfg = NetworkConfig {
+        channels: tb.channels,
+        layers: tb.layers,
+        auxiliary: tb.auxiliary_weight > 0.0,
+    };
+    let net = ts.build_network(
+        &arch,
+        &cfg,
+        &device,
+        dtype,
+        nas_core::component_rng(exp.seed, "retrain.init"),
+    )?;
+    let dir = opts
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-train", exp.name)));
+    std::fs::create_dir_all(&dir).map_err(|e| NasError::io(&dir, e))?;
+    write_atomic(
+        &dir.join("config.resolved.yaml"),
+        nas_config::to_yaml(exp)?.as_bytes(),
+    )?;
+    let o = &tb.optimizer;
+    let optimizer = nas_optim::build_optimizer(&o.name, &o.params)
+        .map_err(|e| locate_params(exp, "train.optimizer.params", e))?;
+    let schedule = match &o.schedule {
+        Some(s) => nas_optim::build_schedule(&s.name, &s.params)
+            .map_err(|e| locate_params(exp, "train.optimizer.schedule.params", e))?,
+        None => nas_optim::build_schedule("constant", &serde_json::Value::Null)?,
+    };
+    let params = net.param_count();
+    let flops = net.flops();
+    let notation = ts.format_arch(&arch);
+    write_json(
+        &dir.join("architecture.json"),
+        &json!({"space": exp.space.name, "architecture": arch, "notation": notation,
+                "params": params, "flops": flops, "network": cfg}),
+    )?;
+    tracing::info!("training {notation}: {params} parameters, {flops:.0} MACs per example");
+    let mut log = TextLog::open(&dir.join("log.txt"))?;
+    let mut metrics = JsonLines::open(&dir.join("metrics.jsonl"))?;
+    let base_lr = optimizer.base_lr();
+    let mut r = Retrainer {
+        net,
+        device,
+        dtype,
+        train: Arc::new(data.train),
+        test: Arc::new(data.test),
+        mean: data.mean,
+        std: data.std,
+        augment: Augment {
+            crop_padding: tb.crop_padding,
+            hflip: tb.hflip,
+            cutout: tb.cutout,
+        },
+        optimizer,
+        schedule,
+        settings: RetrainSettings {
+            epochs: tb.epochs,
+            batch_size: tb.batch_size,
+            auxiliary_weight: tb.auxiliary_weight,
+            drop_path: tb.drop_path,
+            clip_grad_norm: o.clip_grad_norm,
+            base_lr,
+            limit_batches: tb.limit_batches,
+            eval_every: tb.eval_every,
+            seed: exp.seed,
+        },
+    };
+    let start = std::time::Instant::now();
+    let result = r.run(|epoch, m| {
+        let mut line = m.clone();
+        line["kind"] = json!("epoch");
+        metrics.push(&line)?;
+        let text = format!("train epoch {}/{}: {m}", epoch + 1, tb.epochs);
+        tracing::info!("{text}");
+        log.line(&text)
+    });
+    let summary = match &result {
+        Ok(rep) => json!({"status": "finished", "architecture": notation, "params": params,
+            "flops": flops, "test_acc": rep.test_acc, "test_loss": rep.test_loss,
+            "epochs": tb.epochs, "wall_time_s": start.elapsed().as_secs_f64(), "seed": exp.seed}),
+        Err(e) => json!({"status": "failed", "stop_reason": e.to_string(), "architecture": notation,
+            "params": params, "wall_time_s": start.elapsed().as_secs_f64(), "seed": exp.seed}),
+    };
+    write_json(&dir.join("summary.json"), &summary)?;
+    result
+}

@@ -1,0 +1,559 @@
+//! One run of an experiment: build, search, write the run directory.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Device};
+use nas_config::Experiment;
+use nas_core::{
+    Architecture, Estimator, NasError, Needs, Result, SearchStrategy, SpaceRules,
+    SupernetTrainer,
+};
+use nas_data::{Augment, DataSplits};
+use nas_model::DataShape;
+use nas_trainer::{TrainerParams, TrainerSetup, WeightSharingTrainer};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::env::RunEnv;
+use crate::files::{write_atomic, write_json, JsonLines, TextLog};
+use crate::{Components, SpaceBox};
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The run directory (else `output.dir`, else `runs/<name>`).
+    pub out_dir: Option<PathBuf>,
+    /// Show progress bars (they hide themselves when stderr is not a terminal).
+    pub progress: bool,
+}
+
+/// What `summary.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// `finished` or `failed`.
+    pub status: String,
+    /// Why the run stopped (`budget`, `strategy finished`, or the error).
+    pub stop_reason: String,
+    /// The experiment's name.
+    pub name: String,
+    /// Strategy name.
+    pub strategy: String,
+    /// Space name.
+    pub space: String,
+    /// Seed.
+    pub seed: u64,
+    /// The primary architecture found, in the space's notation.
+    pub architecture: Option<String>,
+    /// Its choices.
+    pub choices: Option<Vec<usize>>,
+    /// Parameters of its standalone network (DARTS: excluding the auxiliary head).
+    pub params: Option<f64>,
+    /// FLOPs (multiply-accumulates per example) of its standalone network.
+    pub flops: Option<f64>,
+    /// The last validation accuracy the strategy reported.
+    pub valid_acc: Option<f64>,
+    /// The last value of every epoch metric.
+    pub final_metrics: serde_json::Map<String, serde_json::Value>,
+    /// Every architecture the strategy returned.
+    pub architectures: Vec<serde_json::Value>,
+    /// Epochs completed.
+    pub epochs: usize,
+    /// Wall-clock seconds.
+    pub wall_time_s: f64,
+    /// Source revision, when known.
+    pub git_revision: String,
+    /// Compiler.
+    pub rustc: String,
+    /// Device.
+    pub device: String,
+}
+
+/// Parses `device`; CUDA needs the `cuda` feature.
+pub fn parse_device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        d if d.starts_with("cuda") => Err(NasError::Config {
+            file: "<experiment>".into(),
+            location: Some("device".into()),
+            message: format!("`{d}`: this build has no CUDA support (the `cuda` feature is planned); use `cpu`"),
+        }),
+        d => Err(NasError::Config {
+            file: "<experiment>".into(),
+            location: Some("device".into()),
+            message: format!("unknown device `{d}` (cpu)"),
+        }),
+    }
+}
+
+/// Parses `dtype`.
+pub fn parse_dtype(name: &str) -> Result<DType> {
+    match name {
+        "f32" => Ok(DType::F32),
+        "f64" => Ok(DType::F64),
+        d => Err(NasError::Config {
+            file: "<experiment>".into(),
+            location: Some("dtype".into()),
+            message: format!("unknown dtype `{d}` (f32, f64)"),
+        }),
+    }
+}
+
+fn git_revision() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The run directory an experiment writes to.
+pub fn run_dir(exp: &Experiment, opts: &RunOptions) -> PathBuf {
+    opts.out_dir
+        .clone()
+        .or_else(|| exp.output.dir.as_ref().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("runs").join(&exp.name))
+}
+
+/// Loads the experiment's data set, if it names one.
+pub fn load_data(exp: &Experiment) -> Result<Option<DataSplits>> {
+    match &exp.data {
+        None => Ok(None),
+        Some(d) => Ok(Some(nas_data::load_dataset(&d.name, &d.params)?)),
+    }
+}
+
+/// The data shape of loaded data, or CIFAR's when there is none.
+pub fn data_shape(data: Option<&DataSplits>) -> DataShape {
+    match data {
+        Some(d) => DataShape {
+            channels: d.train.channels,
+            height: d.train.height,
+            width: d.train.width,
+            num_classes: d.train.num_classes,
+        },
+        None => DataShape {
+            channels: 3,
+            height: 32,
+            width: 32,
+            num_classes: 10,
+        },
+    }
+}
+
+/// Builds the experiment's space.
+pub fn build_space(exp: &Experiment, comps: &Components, shape: DataShape) -> Result<SpaceBox> {
+    let f = comps
+        .spaces
+        .get(&exp.space.name)
+        .map_err(|e| exp.error_at("space.name", e.to_string()))?;
+    f(&exp.space.params, shape).map_err(|e| locate_params(exp, "space.params", e))
+}
+
+/// Adds the config location to a params error.
+pub fn locate_params(exp: &Experiment, block: &str, e: NasError) -> NasError {
+    match e {
+        NasError::InvalidParams {
+            component,
+            path,
+            message,
+        } => {
+            let key = if path == "." || path.is_empty() {
+                block.to_string()
+            } else {
+                format!("{block}.{path}")
+            };
+            exp.error_at(&key, format!("{component}: {message}"))
+        }
+        other => other,
+    }
+}
+
+/// Builds the experiment's strategy (with `optimizers.arch` passed in as its
+/// `arch_optimizer` param).
+pub fn build_strategy(exp: &Experiment, comps: &Components) -> Result<Box<dyn SearchStrategy>> {
+    let f = comps
+        .strategies
+        .get(&exp.strategy.name)
+        .map_err(|e| exp.error_at("strategy.name", e.to_string()))?;
+    let mut params = exp.strategy.params.clone();
+    if let Some(arch) = &exp.optimizers.arch {
+        if params.is_null() {
+            params = json!({});
+        }
+        if let Some(o) = params.as_object_mut() {
+            o.insert(
+                "arch_optimizer".into(),
+                json!({"name": arch.name, "params": arch.params}),
+            );
+        }
+    }
+    f(&params).map_err(|e| locate_params(exp, "strategy.params", e))
+}
+
+fn build_trainer(
+    exp: &Experiment,
+    space: &SpaceBox,
+    data: &DataSplits,
+    device: &Device,
+    dtype: DType,
+) -> Result<WeightSharingTrainer> {
+    let ts = space.tensor().ok_or_else(|| {
+        exp.error_at(
+            "space.name",
+            format!("space `{}` has no supernet; use an estimator strategy", exp.space.name),
+        )
+    })?;
+    let tparams: TrainerParams = match &exp.trainer {
+        Some(t) if t.name != "supernet" => {
+            return Err(exp.error_at(
+                "trainer.name",
+                format!("unknown trainer `{}`; known: supernet", t.name),
+            ))
+        }
+        Some(t) => nas_core::decode_params("trainer supernet", &t.params)
+            .map_err(|e| locate_params(exp, "trainer.params", e))?,
+        None => TrainerParams::default(),
+    };
+    let db = exp
+        .data
+        .as_ref()
+        .ok_or_else(|| exp.error_at("data", "a supernet strategy needs a `data` block"))?;
+    let (tr, va) = nas_data::split_indices(
+        data.train.labels.len(),
+        db.train_portion,
+        nas_core::rng::component_seed(exp.seed, "data.split"),
+    )?;
+    let w = &exp.optimizers.weights;
+    let optimizer = nas_optim::build_optimizer(&w.name, &w.params)
+        .map_err(|e| locate_params(exp, "optimizers.weights.params", e))?;
+    let schedule = match &w.schedule {
+        Some(s) => nas_optim::build_schedule(&s.name, &s.params)
+            .map_err(|e| locate_params(exp, "optimizers.weights.schedule.params", e))?,
+        None => nas_optim::build_schedule("constant", &serde_json::Value::Null)?,
+    };
+    let net = ts.build_supernet(
+        device,
+        dtype,
+        nas_core::component_rng(exp.seed, "supernet.init"),
+    )?;
+    let base_lr = optimizer.base_lr();
+    WeightSharingTrainer::new(TrainerSetup {
+        spec: ts.spec().clone(),
+        net,
+        device: device.clone(),
+        dtype,
+        train_data: Arc::new(data.train.clone()),
+        test_data: Arc::new(data.test.clone()),
+        train_indices: tr,
+        valid_indices: va,
+        mean: data.mean.clone(),
+        std: data.std.clone(),
+        batch_size: db.batch_size,
+        eval_batch_size: db.eval_batch_size.unwrap_or(db.batch_size),
+        augment: Augment {
+            crop_padding: db.augment.crop_padding,
+            hflip: db.augment.hflip,
+            cutout: db.augment.cutout,
+        },
+        optimizer,
+        schedule,
+        base_lr,
+        clip_grad_norm: w.clip_grad_norm,
+        total_epochs: exp.budget.epochs,
+        params: tparams,
+        seed: exp.seed,
+        steps_per_epoch: exp.budget.steps_per_epoch,
+    })
+}
+
+fn build_estimator(
+    exp: &Experiment,
+    comps: &Components,
+    rules: &dyn SpaceRules,
+) -> Result<Box<dyn Estimator>> {
+    let e = exp.estimator.as_ref().ok_or_else(|| {
+        exp.error_at(
+            "estimator",
+            format!(
+                "strategy `{}` needs an `estimator` block (known: {})",
+                exp.strategy.name,
+                comps.estimators.names().join(", ")
+            ),
+        )
+    })?;
+    let f = comps
+        .estimators
+        .get(&e.name)
+        .map_err(|er| exp.error_at("estimator.name", er.to_string()))?;
+    f(&e.params, rules).map_err(|er| locate_params(exp, "estimator.params", er))
+}
+
+fn metrics_json(m: &nas_core::Metrics) -> serde_json::Map<String, serde_json::Value> {
+    m.iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                if v.is_finite() { json!(v) } else { json!(null) },
+            )
+        })
+        .collect()
+}
+
+/// Runs `exp` and writes its run directory. On failure, `summary.json` records the error
+/// and the error is returned.
+pub fn run_experiment(exp: &Experiment, comps: &Components, opts: &RunOptions) -> Result<RunSummary> {
+    let dir = run_dir(exp, opts);
+    std::fs::create_dir_all(&dir).map_err(|e| NasError::io(&dir, e))?;
+    write_atomic(
+        &dir.join("config.resolved.yaml"),
+        nas_config::to_yaml(exp)?.as_bytes(),
+    )?;
+    let start = Instant::now();
+    let mut summary = RunSummary {
+        status: "running".into(),
+        stop_reason: String::new(),
+        name: exp.name.clone(),
+        strategy: exp.strategy.name.clone(),
+        space: exp.space.name.clone(),
+        seed: exp.seed,
+        architecture: None,
+        choices: None,
+        params: None,
+        flops: None,
+        valid_acc: None,
+        final_metrics: Default::default(),
+        architectures: vec![],
+        epochs: 0,
+        wall_time_s: 0.0,
+        git_revision: git_revision(),
+        rustc: env!("NAS_RUSTC_VERSION").into(),
+        device: exp.device.clone(),
+    };
+    let result = search(exp, comps, opts, &dir, &mut summary);
+    summary.wall_time_s = start.elapsed().as_secs_f64();
+    match &result {
+        Ok(reason) => {
+            summary.status = "finished".into();
+            summary.stop_reason = reason.clone();
+        }
+        Err(e) => {
+            summary.status = "failed".into();
+            summary.stop_reason = e.to_string();
+        }
+    }
+    write_json(&dir.join("summary.json"), &summary)?;
+    result.map(|_| summary)
+}
+
+fn search(
+    exp: &Experiment,
+    comps: &Components,
+    opts: &RunOptions,
+    dir: &Path,
+    summary: &mut RunSummary,
+) -> Result<String> {
+    let device = parse_device(&exp.device)?;
+    let dtype = parse_dtype(&exp.dtype)?;
+    let mut log = TextLog::open(&dir.join("log.txt"))?;
+    let data = load_data(exp)?;
+    let shape = data_shape(data.as_ref());
+    let space = build_space(exp, comps, shape)?;
+    let mut strategy = build_strategy(exp, comps)?;
+    let rules = space.rules();
+    let mut trainer = None;
+    let mut estimator = None;
+    match strategy.needs() {
+        Needs::Trainer => {
+            let d = data.as_ref().ok_or_else(|| {
+                exp.error_at("data", format!("strategy `{}` trains a supernet and needs a `data` block", exp.strategy.name))
+            })?;
+            trainer = Some(build_trainer(exp, &space, d, &device, dtype)?);
+        }
+        Needs::Estimator => estimator = Some(build_estimator(exp, comps, rules)?),
+    }
+    strategy.init(rules.spec(), nas_core::rng::component_seed(exp.seed, "strategy"))?;
+    let network = space.tensor().map(|s| s.default_network_config());
+    let mut metrics = JsonLines::open(&dir.join("metrics.jsonl"))?;
+    let mut alphas = JsonLines::open(&dir.join("alpha_history.jsonl"))?;
+    if let Some(w) = strategy.mixing_weights() {
+        alphas.push(&json!({"epoch": -1, "weights": w.0}))?;
+    }
+    let epochs = exp.budget.epochs;
+    let log_every = exp.output.log_every.max(1);
+    let mut stop_reason = "budget".to_string();
+    let mut last_arch: Option<Architecture> = None;
+    let mut global_step: u64 = 0;
+    'epochs: for epoch in 0..epochs {
+        if let Some(t) = trainer.as_mut() {
+            t.begin_epoch(epoch)?;
+        }
+        let steps = match &trainer {
+            Some(t) => t.steps_per_epoch(),
+            None => exp.budget.steps_per_epoch.unwrap_or(usize::MAX),
+        };
+        let bar = progress_bar(opts.progress, steps, epoch, epochs);
+        let mut finished = false;
+        let mut env = RunEnv {
+            space: &space,
+            trainer: trainer.as_mut().map(|t| t as &mut dyn SupernetTrainer),
+            estimator: estimator.as_deref_mut().map(|e| e as &mut dyn Estimator),
+            network,
+            epoch,
+            epochs,
+        };
+        let mut step = 0usize;
+        while step < steps {
+            let rep = strategy.step(&mut env)?;
+            global_step += 1;
+            if step % log_every == 0 || rep.finished {
+                let mut line = metrics_json(&rep.metrics);
+                line.insert("kind".into(), json!("step"));
+                line.insert("epoch".into(), json!(epoch));
+                line.insert("step".into(), json!(step));
+                line.insert("global_step".into(), json!(global_step));
+                metrics.push(&serde_json::Value::Object(line))?;
+            }
+            if let Some(b) = &bar {
+                b.inc(1);
+                if let Some(l) = rep.metrics.get("train_loss") {
+                    b.set_message(format!("loss {l:.4}"));
+                }
+            }
+            step += 1;
+            if let Some(q) = exp.budget.queries {
+                if env.estimator.as_ref().map_or(0, |e| e.queries()) >= q {
+                    finished = true;
+                    stop_reason = format!("query budget {q} spent");
+                }
+            }
+            if rep.finished {
+                finished = true;
+                stop_reason = "strategy finished".into();
+            }
+            if finished {
+                break;
+            }
+        }
+        let er = strategy.end_epoch(&mut env)?;
+        drop(env);
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        let mut line = metrics_json(&er.metrics);
+        line.insert("kind".into(), json!("epoch"));
+        line.insert("epoch".into(), json!(epoch));
+        line.insert("steps".into(), json!(step));
+        if let Some(a) = &er.current {
+            line.insert("architecture".into(), json!(rules.format_arch(a)));
+        }
+        metrics.push(&serde_json::Value::Object(line.clone()))?;
+        if let Some(w) = strategy.mixing_weights() {
+            alphas.push(&json!({"epoch": epoch, "weights": w.0}))?;
+        }
+        let text = format!(
+            "epoch {}/{}: {}{}",
+            epoch + 1,
+            epochs,
+            er.metrics
+                .iter()
+                .map(|(k, v)| format!("{k}={v:.4}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            er.current
+                .as_ref()
+                .map(|a| format!("\n  architecture: {}", rules.format_arch(a)))
+                .unwrap_or_default()
+        );
+        tracing::info!("{text}");
+        log.line(&text)?;
+        summary.final_metrics = metrics_json(&er.metrics);
+        if let Some(v) = er.metrics.get("valid_acc") {
+            summary.valid_acc = Some(*v);
+        }
+        last_arch = er.current.or(last_arch);
+        summary.epochs = epoch + 1;
+        if finished {
+            break 'epochs;
+        }
+    }
+    let mut env = RunEnv {
+        space: &space,
+        trainer: trainer.as_mut().map(|t| t as &mut dyn SupernetTrainer),
+        estimator: estimator.as_deref_mut().map(|e| e as &mut dyn Estimator),
+        network,
+        epoch: epochs,
+        epochs,
+    };
+    let outcome = strategy.outcome(&mut env)?;
+    let primary = outcome
+        .architectures
+        .first()
+        .map(|f| f.arch.clone())
+        .or(last_arch)
+        .ok_or_else(|| NasError::Strategy("the strategy returned no architecture".into()))?;
+    let cost = nas_core::SearchEnv::cost(&env, &primary)?;
+    let notation = rules.format_arch(&primary);
+    let mut found = Vec::new();
+    for f in &outcome.architectures {
+        let c = nas_core::SearchEnv::cost(&env, &f.arch).ok();
+        found.push(json!({
+            "label": f.label,
+            "notation": rules.format_arch(&f.arch),
+            "architecture": f.arch,
+            "params": c.map(|c| c.params),
+            "flops": c.map(|c| c.flops),
+            "metrics": metrics_json(&f.metrics),
+        }));
+    }
+    let mut arch_json = json!({
+        "space": exp.space.name,
+        "architecture": primary,
+        "notation": notation,
+        "params": cost.params,
+        "flops": cost.flops,
+        "network": network,
+    });
+    if exp.space.name == "darts" {
+        arch_json["genotype"] = json!(notation);
+    }
+    write_json(&dir.join("architecture.json"), &arch_json)?;
+    if found.len() > 1 {
+        write_json(&dir.join("architectures.json"), &found)?;
+    }
+    if let Some(first) = outcome.architectures.first() {
+        for (k, v) in &first.metrics {
+            if v.is_finite() {
+                summary.final_metrics.insert(k.clone(), json!(v));
+            }
+        }
+    }
+    summary.architecture = Some(notation.clone());
+    summary.choices = Some(primary.choices.clone());
+    summary.params = Some(cost.params);
+    summary.flops = Some(cost.flops);
+    summary.architectures = found;
+    log.line(&format!("result: {notation} ({} parameters)", cost.params))?;
+    Ok(stop_reason)
+}
+
+fn progress_bar(enabled: bool, steps: usize, epoch: usize, epochs: usize) -> Option<indicatif::ProgressBar> {
+    if !enabled || steps == usize::MAX {
+        return None;
+    }
+    let b = indicatif::ProgressBar::with_draw_target(
+        Some(steps as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    b.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    b.set_prefix(format!("epoch {}/{}", epoch + 1, epochs));
+    Some(b)
+}
