@@ -1,1 +1,196 @@
-//! The `nas` command line.
+//! # nas-cli
+//!
+//! The `nas` command line. A user who adds spaces, trainers or optimizers of their own
+//! writes a few-line `main` that calls [`main_with`] with a registration function.
+//!
+//! Exit codes: 0 success, 1 a run failed, 2 usage or config error.
+#![deny(missing_docs)]
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use nas_core::NasError;
+use nas_runner::Components;
+
+/// Command line of `nas`.
+#[derive(Parser, Debug)]
+#[command(
+    name = "nas",
+    version,
+    about = "Neural architecture search: DARTS and friends, from YAML"
+)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Colour: auto, always, never (NO_COLOR is honoured).
+    #[arg(long, default_value = "auto", global = true)]
+    pub color: String,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a search from an experiment file.
+    Run {
+        /// Experiment YAML.
+        config: std::path::PathBuf,
+        /// Override a key: `--set budget.epochs=3` (value parsed as YAML).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Run directory.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Retrain an architecture from scratch (DARTS evaluation recipe by default).
+    Train {
+        /// Architecture: a file (architecture.json, genotype text) or the notation.
+        arch: String,
+        /// Experiment YAML (space, data, `train` block).
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Overrides.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Output directory.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Build an architecture's standalone network and print its parameters and FLOPs.
+    Inspect {
+        /// Architecture: a file or the notation.
+        arch: String,
+        /// Experiment YAML (space, data shape, `train` block for channels/layers).
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Overrides.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// One JSON object with `params` and `flops`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List registered components.
+    List,
+    /// Describe a component: params and defaults.
+    Describe {
+        /// Component name.
+        name: String,
+    },
+    /// Config utilities.
+    Config {
+        /// What to do.
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Time one DARTS search step (arch step + weight step) on CPU.
+    Bench {
+        /// Cells of the search network.
+        #[arg(long, default_value_t = 8)]
+        layers: usize,
+        /// Initial channels.
+        #[arg(long, default_value_t = 16)]
+        channels: usize,
+        /// Batch size.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Image size (square, 3 channels).
+        #[arg(long, default_value_t = 32)]
+        size: usize,
+        /// Timed steps (after one warm-up step).
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+        /// `first` or `second` order.
+        #[arg(long, default_value = "first")]
+        order: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `nas config ...`.
+#[derive(Subcommand, Debug)]
+pub enum ConfigAction {
+    /// Load, merge and check an experiment file; print the resolved YAML.
+    Validate {
+        /// Experiment YAML.
+        config: std::path::PathBuf,
+        /// Overrides.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Print the resolved config.
+        #[arg(long)]
+        print: bool,
+    },
+}
+
+/// Exit code of an error: 2 for usage/config errors, 1 for a failed run.
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    match e.downcast_ref::<NasError>() {
+        Some(NasError::Config { .. })
+        | Some(NasError::InvalidParams { .. })
+        | Some(NasError::UnknownComponent { .. })
+        | Some(NasError::DuplicateComponent { .. }) => 2,
+        _ => 1,
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let level = if cli.quiet {
+        "warn"
+    } else {
+        match cli.verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let ansi = match cli.color.as_str() {
+        "always" => true,
+        "never" => false,
+        _ => {
+            std::env::var_os("NO_COLOR").is_none()
+                && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+/// Runs the command line with the built-in components plus those `register` adds.
+/// Returns the process exit code.
+pub fn main_with(register: impl FnOnce(&mut Components) -> nas_core::Result<()>) -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    init_logging(&cli);
+    let result = Components::builtin()
+        .and_then(|mut c| register(&mut c).map(|_| c))
+        .map_err(anyhow::Error::from)
+        .and_then(|c| commands::dispatch(&cli, &c));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit_code(&e)
+        }
+    }
+}

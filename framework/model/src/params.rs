@@ -111,11 +111,8 @@ impl ParamStore {
             .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
             .collect();
         let tmp = path.with_extension("safetensors.tmp");
-        candle_core::safetensors::save(
-            &tensors.into_iter().collect::<HashMap<_, _>>(),
-            &tmp,
-        )
-        .map_err(tensor_err)?;
+        candle_core::safetensors::save(&tensors.into_iter().collect::<HashMap<_, _>>(), &tmp)
+            .map_err(tensor_err)?;
         std::fs::rename(&tmp, path).map_err(|e| NasError::io(path, e))
     }
 
@@ -135,9 +132,9 @@ impl ParamStore {
             ));
         }
         for (name, var) in &self.vars {
-            let t = loaded.get(name).ok_or_else(|| {
-                NasError::data(path, format!("parameter `{name}` is missing"))
-            })?;
+            let t = loaded
+                .get(name)
+                .ok_or_else(|| NasError::data(path, format!("parameter `{name}` is missing")))?;
             if t.dims() != var.dims() {
                 return Err(NasError::data(
                     path,

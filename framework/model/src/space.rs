@@ -1,6 +1,6 @@
 //! The tensor-side traits of a search space.
 use candle_core::{DType, Device, Tensor};
-use nas_core::{Architecture, Cost, Result, SpaceRules};
+use nas_core::{Architecture, Cost, MixingWeights, Result, SpaceRules};
 use nas_ops::BatchNorm2d;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};

@@ -3,8 +3,8 @@
 //! Built-ins register through [`Components::builtin`]; a user's own binary adds more with
 //! the `register_*` methods, and loaded plugins register strategies the same way.
 use nas_core::{
-    argmax_derive, Architecture, ComponentInfo, ComponentKind, Estimator, MixingWeights,
-    NasError, ParamDoc, Registry, Result, SearchStrategy, SpaceRules, SpaceSpec,
+    argmax_derive, Architecture, ComponentInfo, ComponentKind, Estimator, MixingWeights, NasError,
+    ParamDoc, Registry, Result, SearchStrategy, SpaceRules, SpaceSpec,
 };
 use nas_model::{DataShape, SearchSpace};
 
@@ -35,7 +35,8 @@ impl SpaceBox {
 }
 
 /// Builds a space from its params and the data shape.
-pub type SpaceFactory = Box<dyn Fn(&serde_json::Value, DataShape) -> Result<SpaceBox> + Send + Sync>;
+pub type SpaceFactory =
+    Box<dyn Fn(&serde_json::Value, DataShape) -> Result<SpaceBox> + Send + Sync>;
 /// Builds a strategy from its params.
 pub type StrategyFactory =
     Box<dyn Fn(&serde_json::Value) -> Result<Box<dyn SearchStrategy>> + Send + Sync>;
@@ -99,7 +100,13 @@ impl SpaceRules for Nb201Rules {
     }
 }
 
-fn unit_info(kind: ComponentKind, name: &str, summary: &str, defaults: serde_json::Value, params: Vec<ParamDoc>) -> ComponentInfo {
+fn unit_info(
+    kind: ComponentKind,
+    name: &str,
+    summary: &str,
+    defaults: serde_json::Value,
+    params: Vec<ParamDoc>,
+) -> ComponentInfo {
     ComponentInfo {
         kind,
         name: name.into(),
@@ -130,9 +137,9 @@ impl Components {
         c.spaces.register(
             nas_space_darts::space_info(),
             Box::new(|p, shape| {
-                Ok(SpaceBox::Tensor(Box::new(nas_space_darts::DartsSpace::from_params(
-                    p, shape,
-                )?)))
+                Ok(SpaceBox::Tensor(Box::new(
+                    nas_space_darts::DartsSpace::from_params(p, shape)?,
+                )))
             }),
         )?;
         c.spaces.register(
@@ -152,10 +159,8 @@ impl Components {
         )?;
         for info in nas_strategy_darts::infos() {
             let name = info.name.clone();
-            c.strategies.register(
-                info,
-                Box::new(move |p| nas_strategy_darts::build(&name, p)),
-            )?;
+            c.strategies
+                .register(info, Box::new(move |p| nas_strategy_darts::build(&name, p)))?;
         }
         for info in nas_strategy_discrete::infos() {
             let name = info.name.clone();

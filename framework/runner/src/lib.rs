@@ -7,6 +7,7 @@
 //! atomically (temporary file, then rename).
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod components;
 pub mod env;
 pub mod files;

@@ -55,12 +55,15 @@ pub fn retrain(
     let tb: TrainBlock = exp.train.clone().unwrap_or_default();
     let device = parse_device(&exp.device)?;
     let dtype = parse_dtype(&exp.dtype)?;
-    let data = load_data(exp)?
-        .ok_or_else(|| exp.error_at("data", "`nas train` needs a `data` block"))?;
+    let data =
+        load_data(exp)?.ok_or_else(|| exp.error_at("data", "`nas train` needs a `data` block"))?;
     let shape = data_shape(Some(&data));
     let space = build_space(exp, comps, shape)?;
     let ts = space.tensor().ok_or_else(|| {
-        exp.error_at("space.name", "this space has no standalone networks to train")
+        exp.error_at(
+            "space.name",
+            "this space has no standalone networks to train",
+        )
     })?;
     let arch = read_arch_arg(arch_arg, ts)?;
     let cfg = NetworkConfig {
@@ -144,8 +147,10 @@ pub fn retrain(
         Ok(rep) => json!({"status": "finished", "architecture": notation, "params": params,
             "flops": flops, "test_acc": rep.test_acc, "test_loss": rep.test_loss,
             "epochs": tb.epochs, "wall_time_s": start.elapsed().as_secs_f64(), "seed": exp.seed}),
-        Err(e) => json!({"status": "failed", "stop_reason": e.to_string(), "architecture": notation,
-            "params": params, "wall_time_s": start.elapsed().as_secs_f64(), "seed": exp.seed}),
+        Err(e) => {
+            json!({"status": "failed", "stop_reason": e.to_string(), "architecture": notation,
+            "params": params, "wall_time_s": start.elapsed().as_secs_f64(), "seed": exp.seed})
+        }
     };
     write_json(&dir.join("summary.json"), &summary)?;
     result

@@ -6,8 +6,7 @@ use std::time::Instant;
 use candle_core::{DType, Device};
 use nas_config::Experiment;
 use nas_core::{
-    Architecture, Estimator, NasError, Needs, Result, SearchStrategy, SpaceRules,
-    SupernetTrainer,
+    Architecture, Estimator, NasError, Needs, Result, SearchStrategy, SpaceRules, SupernetTrainer,
 };
 use nas_data::{Augment, DataSplits};
 use nas_model::DataShape;
@@ -76,7 +75,9 @@ pub fn parse_device(name: &str) -> Result<Device> {
         d if d.starts_with("cuda") => Err(NasError::Config {
             file: "<experiment>".into(),
             location: Some("device".into()),
-            message: format!("`{d}`: this build has no CUDA support (the `cuda` feature is planned); use `cpu`"),
+            message: format!(
+                "`{d}`: this build has no CUDA support (the `cuda` feature is planned); use `cpu`"
+            ),
         }),
         d => Err(NasError::Config {
             file: "<experiment>".into(),
@@ -204,7 +205,10 @@ fn build_trainer(
     let ts = space.tensor().ok_or_else(|| {
         exp.error_at(
             "space.name",
-            format!("space `{}` has no supernet; use an estimator strategy", exp.space.name),
+            format!(
+                "space `{}` has no supernet; use an estimator strategy",
+                exp.space.name
+            ),
         )
     })?;
     let tparams: TrainerParams = match &exp.trainer {
@@ -305,7 +309,11 @@ fn metrics_json(m: &nas_core::Metrics) -> serde_json::Map<String, serde_json::Va
 
 /// Runs `exp` and writes its run directory. On failure, `summary.json` records the error
 /// and the error is returned.
-pub fn run_experiment(exp: &Experiment, comps: &Components, opts: &RunOptions) -> Result<RunSummary> {
+pub fn run_experiment(
+    exp: &Experiment,
+    comps: &Components,
+    opts: &RunOptions,
+) -> Result<RunSummary> {
     let dir = run_dir(exp, opts);
     std::fs::create_dir_all(&dir).map_err(|e| NasError::io(&dir, e))?;
     write_atomic(
@@ -369,13 +377,22 @@ fn search(
     match strategy.needs() {
         Needs::Trainer => {
             let d = data.as_ref().ok_or_else(|| {
-                exp.error_at("data", format!("strategy `{}` trains a supernet and needs a `data` block", exp.strategy.name))
+                exp.error_at(
+                    "data",
+                    format!(
+                        "strategy `{}` trains a supernet and needs a `data` block",
+                        exp.strategy.name
+                    ),
+                )
             })?;
             trainer = Some(build_trainer(exp, &space, d, &device, dtype)?);
         }
         Needs::Estimator => estimator = Some(build_estimator(exp, comps, rules)?),
     }
-    strategy.init(rules.spec(), nas_core::rng::component_seed(exp.seed, "strategy"))?;
+    strategy.init(
+        rules.spec(),
+        nas_core::rng::component_seed(exp.seed, "strategy"),
+    )?;
     let network = space.tensor().map(|s| s.default_network_config());
     let mut metrics = JsonLines::open(&dir.join("metrics.jsonl"))?;
     let mut alphas = JsonLines::open(&dir.join("alpha_history.jsonl"))?;
@@ -540,7 +557,12 @@ fn search(
     Ok(stop_reason)
 }
 
-fn progress_bar(enabled: bool, steps: usize, epoch: usize, epochs: usize) -> Option<indicatif::ProgressBar> {
+fn progress_bar(
+    enabled: bool,
+    steps: usize,
+    epoch: usize,
+    epochs: usize,
+) -> Option<indicatif::ProgressBar> {
     if !enabled || steps == usize::MAX {
         return None;
     }
@@ -549,11 +571,23 @@ fn progress_bar(enabled: bool, steps: usize, epoch: usize, epochs: usize) -> Opt
         indicatif::ProgressDrawTarget::stderr(),
     );
     b.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     b.set_prefix(format!("epoch {}/{}", epoch + 1, epochs));
     Some(b)
+}
+
+/// Builds an optimizer block's optimizer and schedule, to check their params.
+pub fn check_optimizer_block(w: &nas_config::OptimizerBlock) -> Result<()> {
+    nas_optim::build_optimizer(&w.name, &w.params)?;
+    if let Some(s) = &w.schedule {
+        nas_optim::build_schedule(&s.name, &s.params)?;
+    }
+    Ok(())
+}
+
+/// [`locate_params`] over a result.
+pub fn locate_params_result<T>(exp: &Experiment, block: &str, r: Result<T>) -> Result<T> {
+    r.map_err(|e| locate_params(exp, block, e))
 }

@@ -102,9 +102,9 @@ impl Retrainer {
             self.net
                 .set_drop_path(st.drop_path * epoch as f64 / st.epochs as f64);
             loader.start_epoch(epoch);
-            let nb = st
-                .limit_batches
-                .map_or(loader.batches_per_epoch(), |l| l.min(loader.batches_per_epoch()));
+            let nb = st.limit_batches.map_or(loader.batches_per_epoch(), |l| {
+                l.min(loader.batches_per_epoch())
+            });
             let (mut tl, mut tc, mut tn) = (0.0, 0usize, 0usize);
             for step in 0..nb {
                 let b = loader.next_batch();

@@ -204,7 +204,12 @@ impl WeightSharingTrainer {
     }
 
     /// Builds the tensor drive; mixing weights become variables when `track` is set.
-    fn tensor_drive(&self, drive: &Drive, n: usize, track: bool) -> Result<(TensorDrive, Vec<Var>)> {
+    fn tensor_drive(
+        &self,
+        drive: &Drive,
+        n: usize,
+        track: bool,
+    ) -> Result<(TensorDrive, Vec<Var>)> {
         let dev = &self.s.device;
         let dt = self.s.dtype;
         let mk = |vals: Vec<f32>, shape: &[usize]| -> Result<Var> {
@@ -426,7 +431,12 @@ impl WeightSharingTrainer {
             let gm = self.arch_grad_f64(&minus?.3)?;
             gp.iter()
                 .zip(&gm)
-                .map(|(p, m)| p.iter().zip(m).map(|(p, m)| (p - m) / (2.0 * eps)).collect())
+                .map(|(p, m)| {
+                    p.iter()
+                        .zip(m)
+                        .map(|(p, m)| (p - m) / (2.0 * eps))
+                        .collect()
+                })
                 .collect::<Vec<Vec<f64>>>()
         } else {
             self.set_weights(&w0)?;
@@ -445,7 +455,10 @@ impl WeightSharingTrainer {
         let (data, idx) = match split {
             Split::Train => (&self.s.train_data, self.s.train_indices.clone()),
             Split::Valid => (&self.s.train_data, self.s.valid_indices.clone()),
-            Split::Test => (&self.s.test_data, (0..self.s.test_data.labels.len()).collect()),
+            Split::Test => (
+                &self.s.test_data,
+                (0..self.s.test_data.labels.len()).collect(),
+            ),
         };
         loader(
             data,
@@ -460,7 +473,11 @@ impl WeightSharingTrainer {
 
     /// Recalibrates batch-norm statistics for `drive` on training batches (cumulative
     /// average, as SPOS does); returns the saved statistics to restore afterwards.
-    fn recalibrate(&mut self, td: &TensorDrive, cond: Option<f32>) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
+    fn recalibrate(
+        &mut self,
+        td: &TensorDrive,
+        cond: Option<f32>,
+    ) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
         let saved: Vec<_> = self
             .s
             .net
@@ -541,7 +558,11 @@ impl SupernetTrainer for WeightSharingTrainer {
             let r = self.loss_grads(&batch, d, true, false);
             let (l, c, g, _) = match r {
                 Err(NasError::NonFinite { .. }) if self.s.params.on_non_finite == "skip" => {
-                    tracing::warn!(epoch = self.epoch, step = self.step, "non-finite loss: batch skipped");
+                    tracing::warn!(
+                        epoch = self.epoch,
+                        step = self.step,
+                        "non-finite loss: batch skipped"
+                    );
                     self.step += 1;
                     return Ok(StepStats {
                         loss: f64::NAN,
@@ -703,7 +724,11 @@ impl SupernetTrainer for WeightSharingTrainer {
         result?;
         Ok(EvalStats {
             loss: if n > 0 { loss / n as f64 } else { 0.0 },
-            accuracy: if n > 0 { correct as f64 / n as f64 } else { 0.0 },
+            accuracy: if n > 0 {
+                correct as f64 / n as f64
+            } else {
+                0.0
+            },
             samples: n,
         })
     }

@@ -14,4 +14,4 @@ mod params;
 mod strategy;
 
 pub use params::{ArchOptimizer, DartsParams};
-pub use strategy::{infos, build, Darts};
+pub use strategy::{build, infos, Darts};

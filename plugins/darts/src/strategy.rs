@@ -2,9 +2,9 @@
 use nas_core::math::{softmax, softmax_backward};
 use nas_core::params::ensure;
 use nas_core::{
-    decode_params, ComponentInfo, ComponentKind, Drive, EpochReport, FoundArchitecture,
-    GradOrder, Metrics, MixingWeights, NasError, Needs, ParamDoc, Result, SearchEnv,
-    SearchOutcome, SearchStrategy, SpaceSpec, Split, StepReport,
+    decode_params, ComponentInfo, ComponentKind, Drive, EpochReport, FoundArchitecture, GradOrder,
+    Metrics, MixingWeights, NasError, Needs, ParamDoc, Result, SearchEnv, SearchOutcome,
+    SearchStrategy, SpaceSpec, Split, StepReport,
 };
 use nas_optim::{build_optimizer, Optimizer};
 use rand_distr::{Distribution, StandardNormal};
@@ -283,7 +283,10 @@ impl SearchStrategy for Darts {
             .map_err(|e| NasError::Strategy(format!("darts state does not decode: {e}")))?;
         if !self.alphas.is_empty()
             && (s.alphas.len() != self.alphas.len()
-                || s.alphas.iter().zip(&self.alphas).any(|(a, b)| a.len() != b.len()))
+                || s.alphas
+                    .iter()
+                    .zip(&self.alphas)
+                    .any(|(a, b)| a.len() != b.len()))
         {
             return Err(NasError::Strategy(
                 "the saved alphas do not fit this space (a checkpoint of another config?)".into(),

@@ -122,7 +122,10 @@ impl Parser<'_> {
         self.expect('(')?;
         let op = match self.next()? {
             Tok::Str(s) => s,
-            t => Err(bad(self.text, &format!("expected an op name in quotes, found {t:?}")))?,
+            t => Err(bad(
+                self.text,
+                &format!("expected an op name in quotes, found {t:?}"),
+            ))?,
         };
         self.expect(',')?;
         let j = self.int()?;
@@ -194,7 +197,10 @@ impl Parser<'_> {
                 }
                 Ok(v)
             }
-            t => Err(bad(self.text, &format!("expected range(..) or a list, found {t:?}"))),
+            t => Err(bad(
+                self.text,
+                &format!("expected range(..) or a list, found {t:?}"),
+            )),
         }
     }
 }
@@ -269,7 +275,10 @@ impl Genotype {
             } else {
                 format!(
                     "[{}]",
-                    c.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+                    c.iter()
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             }
         }

@@ -182,7 +182,12 @@ impl DartsNetwork {
                     bn1: batch_norm(&mut store, "auxiliary_head.features.3", 128, true)?,
                     w2: conv_weight(&mut store, "auxiliary_head.features.5", 768, 128, 2, 2)?,
                     bn2: batch_norm(&mut store, "auxiliary_head.features.6", 768, true)?,
-                    fc: Linear::new(&mut store, "auxiliary_head.classifier", 768, shape.num_classes)?,
+                    fc: Linear::new(
+                        &mut store,
+                        "auxiliary_head.classifier",
+                        768,
+                        shape.num_classes,
+                    )?,
                 };
                 Some((at, head))
             }
@@ -210,16 +215,31 @@ impl DartsNetwork {
         let mask: Vec<f64> = {
             let mut rng = self.rng.lock().expect("drop-path rng poisoned");
             (0..n)
-                .map(|_| if rng.random::<f64>() < keep { 1.0 / keep } else { 0.0 })
+                .map(|_| {
+                    if rng.random::<f64>() < keep {
+                        1.0 / keep
+                    } else {
+                        0.0
+                    }
+                })
                 .collect()
         };
         let m = Tensor::from_vec(mask, (n, 1, 1, 1), x.device())?.to_dtype(x.dtype())?;
         x.broadcast_mul(&m)
     }
 
-    fn cell_forward(&self, cell: &EvalCell, s0: &Tensor, s1: &Tensor, train: bool) -> CResult<Tensor> {
+    fn cell_forward(
+        &self,
+        cell: &EvalCell,
+        s0: &Tensor,
+        s1: &Tensor,
+        train: bool,
+    ) -> CResult<Tensor> {
         let p = *self.drop_path.lock().expect("drop-path lock poisoned");
-        let mut states = vec![cell.pre.0.forward(s0, train)?, cell.pre.1.forward(s1, train)?];
+        let mut states = vec![
+            cell.pre.0.forward(s0, train)?,
+            cell.pre.1.forward(s1, train)?,
+        ];
         for edges in &cell.nodes {
             let mut acc: Option<Tensor> = None;
             for (op, j) in edges {

@@ -41,7 +41,12 @@ pub const BN_EPS: f64 = 1e-5;
 pub const BN_MOMENTUM: f64 = 0.1;
 
 /// Creates a batch norm with optional affine parameters registered in `store`.
-pub fn batch_norm(store: &mut ParamStore, name: &str, c: usize, affine: bool) -> Result<BatchNorm2d> {
+pub fn batch_norm(
+    store: &mut ParamStore,
+    name: &str,
+    c: usize,
+    affine: bool,
+) -> Result<BatchNorm2d> {
     let params = if affine {
         let w = store.var(&format!("{name}.weight"), &[c], Init::Const(1.0))?;
         let b = store.var(&format!("{name}.bias"), &[c], Init::Const(0.0))?;
@@ -421,7 +426,10 @@ impl Op {
             }
             Op::SepConv { k, stride, .. } => {
                 let p = k / 2;
-                let (ho, wo) = (out_size(h, *k, *stride, p, 1), out_size(w, *k, *stride, p, 1));
+                let (ho, wo) = (
+                    out_size(h, *k, *stride, p, 1),
+                    out_size(w, *k, *stride, p, 1),
+                );
                 let per = f(c * k * k + c * c) * f(ho * wo);
                 (2.0 * per, ho, wo)
             }

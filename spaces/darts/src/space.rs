@@ -27,18 +27,43 @@ pub fn space_info() -> ComponentInfo {
     ComponentInfo {
         kind: ComponentKind::Space,
         name: "darts".into(),
-        summary: "DARTS cell space (Liu et al. 2019): 8 ops, 4 nodes, shared normal/reduce alphas".into(),
+        summary: "DARTS cell space (Liu et al. 2019): 8 ops, 4 nodes, shared normal/reduce alphas"
+            .into(),
         defaults: serde_json::to_value(DartsSpaceParams::default()).unwrap_or_default(),
         params: vec![
-            ParamDoc::new("channels", "initial channels of the search network (DARTS: 16)"),
-            ParamDoc::new("layers", "cells of the search network (DARTS: 8); reductions at layers/3 and 2*layers/3"),
+            ParamDoc::new(
+                "channels",
+                "initial channels of the search network (DARTS: 16)",
+            ),
+            ParamDoc::new(
+                "layers",
+                "cells of the search network (DARTS: 8); reductions at layers/3 and 2*layers/3",
+            ),
             ParamDoc::new("nodes", "intermediate nodes per cell (DARTS: 4)"),
-            ParamDoc::new("multiplier", "last nodes concatenated into the cell output (DARTS: 4)"),
-            ParamDoc::new("stem_multiplier", "stem channels = stem_multiplier * channels (DARTS: 3)"),
-            ParamDoc::new("ops", "candidate operations; `none` first as in the reference PRIMITIVES"),
-            ParamDoc::new("retrain_channels", "channels of the standalone network (DARTS CIFAR-10: 36)"),
-            ParamDoc::new("retrain_layers", "cells of the standalone network (DARTS CIFAR-10: 20)"),
-            ParamDoc::new("retrain_auxiliary", "build the auxiliary head for retraining (DARTS: yes, weight 0.4)"),
+            ParamDoc::new(
+                "multiplier",
+                "last nodes concatenated into the cell output (DARTS: 4)",
+            ),
+            ParamDoc::new(
+                "stem_multiplier",
+                "stem channels = stem_multiplier * channels (DARTS: 3)",
+            ),
+            ParamDoc::new(
+                "ops",
+                "candidate operations; `none` first as in the reference PRIMITIVES",
+            ),
+            ParamDoc::new(
+                "retrain_channels",
+                "channels of the standalone network (DARTS CIFAR-10: 36)",
+            ),
+            ParamDoc::new(
+                "retrain_layers",
+                "cells of the standalone network (DARTS CIFAR-10: 20)",
+            ),
+            ParamDoc::new(
+                "retrain_auxiliary",
+                "build the auxiliary head for retraining (DARTS: yes, weight 0.4)",
+            ),
         ],
         origin: "built-in".into(),
     }
@@ -59,7 +84,10 @@ impl DartsSpace {
             message: m.into(),
         };
         if params.channels == 0 || params.layers == 0 || params.nodes == 0 {
-            return Err(bad("channels", "channels, layers and nodes must be at least 1"));
+            return Err(bad(
+                "channels",
+                "channels, layers and nodes must be at least 1",
+            ));
         }
         if params.multiplier == 0 || params.multiplier > params.nodes {
             return Err(bad("multiplier", "must be between 1 and nodes"));
@@ -154,12 +182,17 @@ impl DartsSpace {
                             i + 1
                         )));
                     }
-                    let k = self.params.ops.iter().position(|o| o == op).ok_or_else(|| {
-                        err(format!(
-                            "operation `{op}` is not in this space's op list ({})",
-                            self.params.ops.join(", ")
-                        ))
-                    })?;
+                    let k = self
+                        .params
+                        .ops
+                        .iter()
+                        .position(|o| o == op)
+                        .ok_or_else(|| {
+                            err(format!(
+                                "operation `{op}` is not in this space's op list ({})",
+                                self.params.ops.join(", ")
+                            ))
+                        })?;
                     let d = self.layout.decision(t, i, *j);
                     if choices[d] != usize::MAX {
                         return Err(err(format!(
@@ -189,7 +222,9 @@ impl DartsSpace {
                 (0..self.layout.nodes)
                     .map(|i| {
                         (0..i + 2)
-                            .filter(|&j| Some(arch.choices[self.layout.decision(t, i, j)]) != self.none)
+                            .filter(|&j| {
+                                Some(arch.choices[self.layout.decision(t, i, j)]) != self.none
+                            })
                             .count()
                     })
                     .collect()
@@ -271,7 +306,11 @@ fn build_spec(params: &DartsSpaceParams, layout: &Layout, shape: DataShape) -> S
                             }
                             let stride = if red && j < 2 { 2 } else { 1 };
                             cost.params += op_param_count(op, c, stride, false) as f64;
-                            let hin = if red && j >= 2 { res[ci].div_ceil(2) } else { res[ci] };
+                            let hin = if red && j >= 2 {
+                                res[ci].div_ceil(2)
+                            } else {
+                                res[ci]
+                            };
                             cost.flops += op_flops(op, c, hin, stride);
                         }
                         OptionSpec {
@@ -367,8 +406,9 @@ impl SpaceRules for DartsSpace {
             if let Some(g) = v.get("genotype").and_then(|g| g.as_str()) {
                 return self.from_genotype(&Genotype::parse(g)?);
             }
-            let a: Architecture = serde_json::from_value(v.get("architecture").cloned().unwrap_or(v))
-                .map_err(|e| NasError::Architecture(format!("architecture JSON: {e}")))?;
+            let a: Architecture =
+                serde_json::from_value(v.get("architecture").cloned().unwrap_or(v))
+                    .map_err(|e| NasError::Architecture(format!("architecture JSON: {e}")))?;
             self.spec.check(&a)?;
             return Ok(a);
         }
@@ -384,7 +424,6 @@ impl SpaceRules for DartsSpace {
 }
 
 impl SearchSpace for DartsSpace {
-
     fn data_shape(&self) -> DataShape {
         self.shape
     }
@@ -396,7 +435,11 @@ impl SearchSpace for DartsSpace {
         rng: ChaCha8Rng,
     ) -> Result<Box<dyn Supernet>> {
         let store = ParamStore::new(device.clone(), dtype, rng);
-        Ok(Box::new(DartsSupernet::new(&self.params, self.shape, store)?))
+        Ok(Box::new(DartsSupernet::new(
+            &self.params,
+            self.shape,
+            store,
+        )?))
     }
 
     fn build_network(

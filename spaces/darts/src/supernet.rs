@@ -86,9 +86,27 @@ pub fn preprocess(
     let p0 = if reduction_prev {
         Op::factorized_reduce(store, &format!("{prefix}.preprocess0"), cpp, c, affine)?
     } else {
-        Op::relu_conv_bn(store, &format!("{prefix}.preprocess0"), cpp, c, 1, 1, 0, affine)?
+        Op::relu_conv_bn(
+            store,
+            &format!("{prefix}.preprocess0"),
+            cpp,
+            c,
+            1,
+            1,
+            0,
+            affine,
+        )?
     };
-    let p1 = Op::relu_conv_bn(store, &format!("{prefix}.preprocess1"), cp, c, 1, 1, 0, affine)?;
+    let p1 = Op::relu_conv_bn(
+        store,
+        &format!("{prefix}.preprocess1"),
+        cp,
+        c,
+        1,
+        1,
+        0,
+        affine,
+    )?;
     Ok((p0, p1))
 }
 
@@ -226,7 +244,10 @@ impl DartsSupernet {
         drive: &TensorDrive,
         train: bool,
     ) -> CResult<Tensor> {
-        let mut states = vec![cell.pre.0.forward(s0, train)?, cell.pre.1.forward(s1, train)?];
+        let mut states = vec![
+            cell.pre.0.forward(s0, train)?,
+            cell.pre.1.forward(s1, train)?,
+        ];
         for i in 0..self.layout.nodes {
             let mut acc: Option<Tensor> = None;
             for j in 0..i + 2 {

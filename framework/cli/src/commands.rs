@@ -1,0 +1,209 @@
+//! The command implementations.
+use anyhow::Result;
+use nas_model::NetworkConfig;
+use nas_runner::{Components, RetrainOptions, RunOptions};
+
+use crate::{Cli, Command, ConfigAction};
+
+/// Runs one command; returns the exit code.
+pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
+    match &cli.command {
+        Command::Run { config, sets, out } => {
+            let exp = nas_config::load_experiment(config, sets)?;
+            let opts = RunOptions {
+                out_dir: out.clone(),
+                progress: !cli.quiet,
+            };
+            let dir = nas_runner::run::run_dir(&exp, &opts);
+            tracing::info!("run `{}` -> {}", exp.name, dir.display());
+            let s = nas_runner::run_experiment(&exp, comps, &opts)?;
+            println!("status: {}", s.status);
+            if let Some(a) = &s.architecture {
+                println!("architecture: {a}");
+            }
+            if let Some(p) = s.params {
+                println!("params: {p}");
+            }
+            if let Some(v) = s.valid_acc {
+                println!("valid_acc: {v:.4}");
+            }
+            println!("run directory: {}", dir.display());
+            Ok(0)
+        }
+        Command::Train {
+            arch,
+            config,
+            sets,
+            out,
+        } => {
+            let exp = nas_config::load_experiment(config, sets)?;
+            let rep = nas_runner::retrain(
+                &exp,
+                comps,
+                arch,
+                &RetrainOptions {
+                    out_dir: out.clone(),
+                },
+            )?;
+            println!("params: {}", rep.params);
+            println!("test_acc: {:.4}", rep.test_acc);
+            Ok(0)
+        }
+        Command::Inspect {
+            arch,
+            config,
+            sets,
+            json,
+        } => {
+            let exp = nas_config::load_experiment(config, sets)?;
+            let data = nas_runner::run::load_data(&exp).ok().flatten();
+            let shape = nas_runner::run::data_shape(data.as_ref());
+            let space = nas_runner::run::build_space(&exp, comps, shape)?;
+            let rules = space.rules();
+            let a = nas_runner::retrain::read_arch_arg(arch, rules)?;
+            let (params, flops, cfg) = match space.tensor() {
+                Some(ts) => {
+                    let cfg = match &exp.train {
+                        Some(t) => NetworkConfig {
+                            channels: t.channels,
+                            layers: t.layers,
+                            auxiliary: false,
+                        },
+                        None => ts.default_network_config(),
+                    };
+                    let c = ts.network_cost(&a, &cfg)?;
+                    (c.params, c.flops, Some(cfg))
+                }
+                None => {
+                    let c = rules.spec().cost_of(&a)?;
+                    (c.params, c.flops, None)
+                }
+            };
+            if *json {
+                println!(
+                    "{}",
+                    serde_json::json!({"params": params, "flops": flops,
+                        "architecture": rules.format_arch(&a), "network": cfg})
+                );
+            } else {
+                println!("architecture: {}", rules.format_arch(&a));
+                if let Some(c) = cfg {
+                    println!("network: {} channels, {} cells", c.channels, c.layers);
+                }
+                println!(
+                    "params: {params} ({:.2}M, auxiliary head excluded)",
+                    params / 1e6
+                );
+                println!(
+                    "flops: {flops} ({:.1}M multiply-adds per example)",
+                    flops / 1e6
+                );
+            }
+            Ok(0)
+        }
+        Command::List => {
+            let mut kind = None;
+            for info in comps.all_infos() {
+                if kind != Some(info.kind) {
+                    println!("{}s:", info.kind);
+                    kind = Some(info.kind);
+                }
+                println!("  {:<16} {}", info.name, info.summary);
+            }
+            Ok(0)
+        }
+        Command::Describe { name } => {
+            let found = comps.find(name);
+            if found.is_empty() {
+                let known: Vec<String> = comps.all_infos().iter().map(|i| i.name.clone()).collect();
+                return Err(nas_core::NasError::UnknownComponent {
+                    kind: "component".into(),
+                    name: name.clone(),
+                    known: known.join(", "),
+                }
+                .into());
+            }
+            for info in found {
+                println!("{} `{}` ({})", info.kind, info.name, info.origin);
+                println!("  {}", info.summary);
+                println!("  params (defaults):");
+                for p in &info.params {
+                    let d = info
+                        .defaults
+                        .get(&p.name)
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "-".into());
+                    println!("    {:<22} {:<28} {}", p.name, d, p.doc);
+                }
+            }
+            Ok(0)
+        }
+        Command::Config {
+            action:
+                ConfigAction::Validate {
+                    config,
+                    sets,
+                    print,
+                },
+        } => {
+            let exp = nas_config::load_experiment(config, sets)?;
+            // Decode every component's params too, so that a bad params block fails here.
+            let data = nas_runner::run::load_data(&exp)?;
+            let shape = nas_runner::run::data_shape(data.as_ref());
+            nas_runner::run::build_space(&exp, comps, shape)?;
+            nas_runner::run::build_strategy(&exp, comps)?;
+            let w = &exp.optimizers.weights;
+            nas_optim_check(&exp, w)?;
+            if *print {
+                print!("{}", nas_config::to_yaml(&exp)?);
+            }
+            println!("{}: ok", config.display());
+            Ok(0)
+        }
+        Command::Bench {
+            layers,
+            channels,
+            batch,
+            size,
+            steps,
+            order,
+            json,
+        } => {
+            let r = nas_runner::bench::bench_darts(&nas_runner::bench::BenchConfig {
+                layers: *layers,
+                channels: *channels,
+                batch: *batch,
+                size: *size,
+                steps: *steps,
+                order: order.clone(),
+            })?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "DARTS search step ({} order), {} cells x {} channels, batch {}, {}x{}x3: {:.1} ms/step over {} steps (peak RSS {} MiB, {} threads)",
+                    order,
+                    layers,
+                    channels,
+                    batch,
+                    size,
+                    size,
+                    r.ms_per_step,
+                    steps,
+                    r.peak_rss_mib.map_or("?".into(), |m| format!("{m:.0}")),
+                    r.threads
+                );
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn nas_optim_check(exp: &nas_config::Experiment, w: &nas_config::OptimizerBlock) -> Result<()> {
+    nas_runner::run::locate_params_result(exp, "optimizers.weights.params", nas_optim_build(w))?;
+    Ok(())
+}
+
+fn nas_optim_build(w: &nas_config::OptimizerBlock) -> nas_core::Result<()> {
+    nas_runner::run::check_optimizer_block(w)
+}

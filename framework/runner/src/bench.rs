@@ -1,0 +1,157 @@
+//! `nas bench`: times one DARTS search step (architecture step + weight step) of the search
+//! network on CPU, on synthetic data, and reports milliseconds per step and peak memory.
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Device};
+use nas_core::{Result, SearchStrategy, SpaceRules};
+use nas_data::{Augment, Dataset};
+use nas_model::{DataShape, SearchSpace};
+use nas_space_darts::{DartsSpace, DartsSpaceParams};
+use nas_trainer::{TrainerParams, TrainerSetup, WeightSharingTrainer};
+use rand::Rng;
+use serde::Serialize;
+
+use crate::env::RunEnv;
+use crate::SpaceBox;
+
+/// What to time.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchConfig {
+    /// Cells.
+    pub layers: usize,
+    /// Initial channels.
+    pub channels: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// Image size (3 channels).
+    pub size: usize,
+    /// Timed steps.
+    pub steps: usize,
+    /// `first` or `second`.
+    pub order: String,
+}
+
+/// The figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    /// The configuration.
+    pub config: BenchConfig,
+    /// Mean milliseconds per search step (arch + weight step).
+    pub ms_per_step: f64,
+    /// Every timed step, ms.
+    pub step_ms: Vec<f64>,
+    /// Peak resident memory of the process, MiB (VmHWM), when the OS reports it.
+    pub peak_rss_mib: Option<f64>,
+    /// Rayon threads.
+    pub threads: usize,
+    /// Supernet parameters.
+    pub supernet_params: usize,
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Runs the benchmark.
+pub fn bench_darts(cfg: &BenchConfig) -> Result<BenchResult> {
+    let shape = DataShape {
+        channels: 3,
+        height: cfg.size,
+        width: cfg.size,
+        num_classes: 10,
+    };
+    let space = DartsSpace::new(
+        DartsSpaceParams {
+            channels: cfg.channels,
+            layers: cfg.layers,
+            ..Default::default()
+        },
+        shape,
+    )?;
+    let n = cfg.batch * 4;
+    let mut rng = nas_core::component_rng(0, "bench.data");
+    let images: Vec<f32> = (0..n * 3 * cfg.size * cfg.size)
+        .map(|_| rng.random::<f32>())
+        .collect();
+    let labels: Vec<u32> = (0..n).map(|_| rng.random_range(0..10)).collect();
+    let data = Arc::new(Dataset {
+        name: "synthetic".into(),
+        channels: 3,
+        height: cfg.size,
+        width: cfg.size,
+        num_classes: 10,
+        images,
+        labels,
+    });
+    let net = space.build_supernet(
+        &Device::Cpu,
+        DType::F32,
+        nas_core::component_rng(0, "bench.init"),
+    )?;
+    let supernet_params = net.params().count();
+    let optimizer = nas_optim::build_optimizer(
+        "sgd",
+        &serde_json::json!({"lr": 0.025, "momentum": 0.9, "weight_decay": 3e-4}),
+    )?;
+    let schedule = nas_optim::build_schedule("constant", &serde_json::Value::Null)?;
+    let half = n / 2;
+    let mut trainer = WeightSharingTrainer::new(TrainerSetup {
+        spec: space.spec().clone(),
+        net,
+        device: Device::Cpu,
+        dtype: DType::F32,
+        train_data: data.clone(),
+        test_data: data,
+        train_indices: (0..half).collect(),
+        valid_indices: (half..n).collect(),
+        mean: vec![0.5; 3],
+        std: vec![0.25; 3],
+        batch_size: cfg.batch,
+        eval_batch_size: cfg.batch,
+        augment: Augment::default(),
+        optimizer,
+        schedule,
+        base_lr: 0.025,
+        clip_grad_norm: Some(5.0),
+        total_epochs: 1,
+        params: TrainerParams::default(),
+        seed: 0,
+        steps_per_epoch: None,
+    })?;
+    let mut strategy = nas_strategy_darts::Darts::new(&serde_json::json!({"order": cfg.order}))?;
+    strategy.init(space.spec(), 0)?;
+    nas_core::SupernetTrainer::begin_epoch(&mut trainer, 0)?;
+    let sb = SpaceBox::Tensor(Box::new(space));
+    let mut times = Vec::new();
+    for i in 0..=cfg.steps {
+        let mut env = RunEnv {
+            space: &sb,
+            trainer: Some(&mut trainer),
+            estimator: None,
+            network: None,
+            epoch: 0,
+            epochs: 1,
+        };
+        let t = Instant::now();
+        strategy.step(&mut env)?;
+        if i > 0 {
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(BenchResult {
+        config: cfg.clone(),
+        ms_per_step: times.iter().sum::<f64>() / times.len().max(1) as f64,
+        step_ms: times,
+        peak_rss_mib: peak_rss_mib(),
+        threads: rayon_threads(),
+        supernet_params,
+    })
+}
+
+fn rayon_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
