@@ -49,6 +49,18 @@ impl Dataset {
 
     /// Checks the invariant; `source` names the file or data set in the error.
     pub fn validate(&self, source: &str) -> Result<()> {
+        self.validate_shape(source)?;
+        if let Some(i) = self.images.iter().position(|v| !(0.0..=1.0).contains(v)) {
+            return Err(NasError::data(
+                source,
+                format!("pixel value {} at {i} is outside [0, 1]", self.images[i]),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The cheap part of [`Dataset::validate`]: sizes and labels, not the pixel range.
+    pub fn validate_shape(&self, source: &str) -> Result<()> {
         let bad = |m: String| Err(NasError::data(source, m));
         if self.image_len() == 0 {
             return bad(format!(
@@ -72,12 +84,6 @@ impl Dataset {
             return bad(format!(
                 "label {} of image {i} is not below the {} classes",
                 self.labels[i], self.num_classes
-            ));
-        }
-        if let Some(i) = self.images.iter().position(|v| !(0.0..=1.0).contains(v)) {
-            return bad(format!(
-                "pixel value {} at {i} is outside [0, 1]",
-                self.images[i]
             ));
         }
         Ok(())

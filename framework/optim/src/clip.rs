@@ -5,10 +5,12 @@
 /// and every value is multiplied by `max_norm / (total + 1e-6)` when that factor is < 1.
 /// Returns the norm before clipping. A non-finite norm is returned as is; with an infinite
 /// norm the factor is 0, with a NaN norm nothing is scaled (as in PyTorch with
-/// `error_if_nonfinite=False`). DARTS clips the weights' gradients at 5.
+/// `error_if_nonfinite=False`). `max_norm` should be >= 0 (callers validate their
+/// configuration); a negative value is taken as 0 rather than flipping the gradients' sign.
+/// DARTS clips the weights' gradients at 5 (`grad_clip`, Liu et al. 2019).
 pub fn clip_grad_norm(grads: &mut [&mut [f64]], max_norm: f64) -> f64 {
     let total = grad_norm(grads.iter().map(|g| &**g));
-    let coef = max_norm / (total + 1e-6);
+    let coef = max_norm.max(0.0) / (total + 1e-6);
     if coef < 1.0 {
         for g in grads.iter_mut() {
             for x in g.iter_mut() {

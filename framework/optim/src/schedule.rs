@@ -89,6 +89,10 @@ pub struct CosineParams {
 /// `eta_min + (base - eta_min) * (1 + cos(pi * epoch / T_max)) / 2`
 /// (Loshchilov & Hutter 2017, SGDR without restarts). Epochs past the end give `eta_min`;
 /// `total_epochs = 0` gives the base rate.
+///
+/// Note: the DARTS reference code calls `scheduler.step()` at the *start* of each epoch, so
+/// its epoch `e` trains with this schedule's rate at `e + 1`; here epoch 0 uses the base
+/// rate, as PyTorch intends.
 #[derive(Debug, Clone)]
 pub struct Cosine {
     params: CosineParams,

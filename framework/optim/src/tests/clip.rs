@@ -25,3 +25,10 @@ fn leaves_small_gradients_alone() {
     clip_grad_norm(&mut [&mut b[..]], 5.0);
     assert!(b[0] < 3.0);
 }
+
+#[test]
+fn negative_or_zero_max_norm_zeroes_without_flipping() {
+    let mut a = [1.0, -2.0];
+    assert_eq!(clip_grad_norm(&mut [&mut a[..]], -1.0), 5f64.sqrt());
+    assert!(a.iter().all(|v| *v == 0.0));
+}
