@@ -1,1 +1,29 @@
-//! The hot tensor operations of the DARTS-family spaces (depthwise/dilated conv, pooling, batch norm, mixed-op sum) as candle custom ops with forward and backward.
+//! The hot tensor operations of the DARTS-family spaces (DESIGN.md section 7): depthwise and
+//! dilated convolution, dense/pointwise convolution, max and average pooling, batch norm, ReLU,
+//! global average pooling and the mixed-op weighted sum, as candle custom ops with a forward and
+//! a backward pass.
+//!
+//! Every function takes and returns NCHW [`candle_core::Tensor`]s, works for `f32` and `f64` on
+//! the CPU, makes its inputs contiguous as needed and is differentiable through candle's
+//! autograd. Semantics follow PyTorch (`nn.Conv2d`, `nn.MaxPool2d`, `nn.AvgPool2d`,
+//! `nn.BatchNorm2d`) as used by DARTS (Liu et al. 2019; quark0/darts `operations.py`).
+//! [`reference`] holds plain loop implementations that the tests check the fast kernels against.
+#![deny(missing_docs)]
+
+mod bn;
+mod conv;
+mod cpu;
+mod dwconv;
+mod geom;
+mod mixed;
+mod pointwise;
+mod pool;
+pub mod reference;
+
+pub use bn::BatchNorm2d;
+pub use conv::{conv2d, grouped_conv2d};
+pub use dwconv::depthwise_conv2d;
+pub use geom::out_size;
+pub use mixed::weighted_sum;
+pub use pointwise::{global_avg_pool, relu};
+pub use pool::{avg_pool2d, max_pool2d};

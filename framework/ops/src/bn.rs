@@ -1,0 +1,503 @@
+//! Batch normalisation over NCHW with PyTorch `BatchNorm2d` semantics (Ioffe & Szegedy 2015;
+//! PyTorch `torch.nn.BatchNorm2d`): in training mode it normalises with the batch mean and the
+//! *biased* batch variance over (N, H, W) and updates the running statistics with the
+//! *unbiased* variance; in evaluation mode it normalises with the running statistics.
+//! `momentum = None` gives PyTorch's cumulative moving average (`1 / num_batches_tracked`), which
+//! is what batch-norm recalibration of a sampled sub-network uses.
+use crate::cpu::{dispatch_float, par_planes, slice, sum, Float};
+use candle_core::{
+    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, Var,
+};
+use rayon::prelude::*;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Batch norm over the channels of NCHW tensors, holding its running statistics behind a
+/// mutex so that [`BatchNorm2d::forward`] (`&self`) can update them in training mode.
+pub struct BatchNorm2d {
+    channels: usize,
+    eps: f64,
+    weight: Option<Var>,
+    bias: Option<Var>,
+    state: Mutex<Running>,
+}
+
+struct Running {
+    mean: Vec<f64>,
+    var: Vec<f64>,
+    count: u64,
+    momentum: Option<f64>,
+}
+
+impl std::fmt::Debug for BatchNorm2d {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchNorm2d")
+            .field("channels", &self.channels)
+            .field("eps", &self.eps)
+            .field("affine", &self.weight.is_some())
+            .field("momentum", &self.lock().momentum)
+            .finish()
+    }
+}
+
+impl BatchNorm2d {
+    /// A batch norm over `channels` channels. `affine` is `(weight, bias)`, each of shape `[C]`
+    /// (PyTorch initialises them to ones and zeros); `eps` is added to the variance (PyTorch:
+    /// 1e-5); `momentum` is the running-average factor (PyTorch: 0.1), `None` for a cumulative
+    /// average. Running statistics start at mean 0, variance 1.
+    pub fn new(
+        channels: usize,
+        affine: Option<(Var, Var)>,
+        eps: f64,
+        momentum: Option<f64>,
+    ) -> Self {
+        let (weight, bias) = match affine {
+            Some((w, b)) => (Some(w), Some(b)),
+            None => (None, None),
+        };
+        Self {
+            channels,
+            eps,
+            weight,
+            bias,
+            state: Mutex::new(Running {
+                mean: vec![0.0; channels],
+                var: vec![1.0; channels],
+                count: 0,
+                momentum,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Running> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Normalises `x` `[N, C, H, W]`: with the batch statistics (and an update of the running
+    /// ones) when `train`, else with the running statistics. Differentiable with respect to `x`
+    /// and, when affine, the weight and bias.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        if c != self.channels {
+            bail!(
+                "BatchNorm2d: expected {} channels, got input {:?}",
+                self.channels,
+                x.dims()
+            );
+        }
+        crate::cpu::check_float("BatchNorm2d", x.dtype())?;
+        let m = n * h * w;
+        let mode = if train {
+            if m < 2 {
+                bail!("BatchNorm2d: expected more than 1 value per channel when training, got input {:?}", x.dims());
+            }
+            Mode::Train(Arc::new(Mutex::new(None)))
+        } else {
+            let st = self.lock();
+            let invstd = st.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
+            Mode::Eval {
+                mean: st.mean.clone(),
+                invstd,
+            }
+        };
+        let op = BnOp {
+            n,
+            c,
+            hw: h * w,
+            eps: self.eps,
+            mode: mode.clone(),
+        };
+        let x = x.contiguous()?;
+        let y = match (&self.weight, &self.bias) {
+            (Some(wt), Some(b)) => {
+                for p in [wt.as_tensor(), b.as_tensor()] {
+                    if p.dims() != [c] || p.dtype() != x.dtype() {
+                        bail!(
+                            "BatchNorm2d: affine parameters must be [{c}] of {:?}, got {:?} {:?}",
+                            x.dtype(),
+                            p.dims(),
+                            p.dtype()
+                        );
+                    }
+                }
+                x.apply_op3(
+                    &wt.as_tensor().contiguous()?,
+                    &b.as_tensor().contiguous()?,
+                    op,
+                )?
+            }
+            _ => x.apply_op1(op)?,
+        };
+        if let Mode::Train(saved) = mode {
+            let stats = saved.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let Some(stats) = stats else {
+                bail!("BatchNorm2d: batch statistics were not recorded");
+            };
+            let mut st = self.lock();
+            st.count += 1;
+            let f = match st.momentum {
+                Some(mo) => mo,
+                None => 1.0 / st.count as f64,
+            };
+            let unbias = m as f64 / (m - 1) as f64;
+            for ch in 0..c {
+                st.mean[ch] = (1.0 - f) * st.mean[ch] + f * stats.mean[ch];
+                st.var[ch] = (1.0 - f) * st.var[ch] + f * stats.var[ch] * unbias;
+            }
+        }
+        Ok(y)
+    }
+
+    /// The running statistics `(mean, var)` (the variance is the unbiased running estimate).
+    pub fn running_stats(&self) -> (Vec<f64>, Vec<f64>) {
+        let st = self.lock();
+        (st.mean.clone(), st.var.clone())
+    }
+
+    /// Replaces the running statistics (e.g. from a checkpoint). Both slices should have one
+    /// value per channel; values beyond the channel count are ignored and missing ones leave the
+    /// current value. [`BatchNorm2d::try_set_running_stats`] reports a length mismatch instead.
+    pub fn set_running_stats(&self, mean: &[f64], var: &[f64]) {
+        let mut st = self.lock();
+        for (d, s) in st.mean.iter_mut().zip(mean) {
+            *d = *s;
+        }
+        for (d, s) in st.var.iter_mut().zip(var) {
+            *d = *s;
+        }
+    }
+
+    /// Like [`BatchNorm2d::set_running_stats`], but fails (changing nothing) unless both slices
+    /// have exactly one value per channel.
+    pub fn try_set_running_stats(&self, mean: &[f64], var: &[f64]) -> Result<()> {
+        if mean.len() != self.channels || var.len() != self.channels {
+            bail!(
+                "BatchNorm2d: running stats need {} values, got mean {} and var {}",
+                self.channels,
+                mean.len(),
+                var.len()
+            );
+        }
+        self.set_running_stats(mean, var);
+        Ok(())
+    }
+
+    /// Resets the running statistics to mean 0, variance 1 and the batch count to 0.
+    pub fn reset_running_stats(&self) {
+        let mut st = self.lock();
+        st.mean.iter_mut().for_each(|v| *v = 0.0);
+        st.var.iter_mut().for_each(|v| *v = 1.0);
+        st.count = 0;
+    }
+
+    /// Sets the running-average factor (`None`: cumulative average over the batches since the
+    /// last reset, as PyTorch's `momentum=None`).
+    pub fn set_momentum(&self, momentum: Option<f64>) {
+        self.lock().momentum = momentum;
+    }
+
+    /// Number of training-mode forwards since creation or the last reset.
+    pub fn num_batches_tracked(&self) -> u64 {
+        self.lock().count
+    }
+
+    /// The number of channels.
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// The learnable parameters: `[weight, bias]` when affine, else empty.
+    pub fn params(&self) -> Vec<Var> {
+        self.weight
+            .iter()
+            .chain(self.bias.iter())
+            .cloned()
+            .collect()
+    }
+}
+
+/// Batch statistics of one training forward: mean and biased variance per channel.
+#[derive(Clone)]
+struct BatchStats {
+    mean: Vec<f64>,
+    var: Vec<f64>,
+}
+
+#[derive(Clone)]
+enum Mode {
+    /// Batch statistics, recorded here by the forward for the backward and the running update.
+    Train(Arc<Mutex<Option<BatchStats>>>),
+    /// Fixed statistics (the running ones).
+    Eval { mean: Vec<f64>, invstd: Vec<f64> },
+}
+
+struct BnOp {
+    n: usize,
+    c: usize,
+    hw: usize,
+    eps: f64,
+    mode: Mode,
+}
+
+impl BnOp {
+    fn run<T: Float>(&self, x: &[T], gamma: Option<&[T]>, beta: Option<&[T]>) -> Vec<T> {
+        let (mean, invstd) = match &self.mode {
+            Mode::Train(saved) => {
+                let (mean, var) = batch_stats(x, self.n, self.c, self.hw);
+                let invstd = var
+                    .iter()
+                    .map(|v| 1.0 / (v + self.eps).sqrt())
+                    .collect::<Vec<_>>();
+                *saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(BatchStats {
+                    mean: mean.clone(),
+                    var,
+                });
+                (mean, invstd)
+            }
+            Mode::Eval { mean, invstd } => (mean.clone(), invstd.clone()),
+        };
+        let c = self.c;
+        let scale: Vec<T> = (0..c)
+            .map(|ch| T::from_f64(invstd[ch] * gamma.map_or(1.0, |g| g[ch].to_f64())))
+            .collect();
+        let shift: Vec<T> = (0..c).map(|ch| beta.map_or(T::ZERO, |b| b[ch])).collect();
+        let mean: Vec<T> = mean.iter().map(|&m| T::from_f64(m)).collect();
+        let mut y = vec![T::ZERO; x.len()];
+        par_planes(&mut y, self.hw, |p, yp| {
+            let ch = p % c;
+            let (m, a, b) = (mean[ch], scale[ch], shift[ch]);
+            for (yv, &xv) in yp.iter_mut().zip(&x[p * self.hw..(p + 1) * self.hw]) {
+                *yv = (xv - m) * a + b;
+            }
+        });
+        y
+    }
+
+    fn stats_for_bwd(&self) -> Result<(Vec<f64>, Vec<f64>, bool)> {
+        match &self.mode {
+            Mode::Train(saved) => {
+                let st = saved.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let Some(st) = st else {
+                    bail!("BatchNorm2d backward: batch statistics were not recorded");
+                };
+                let invstd = st.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
+                Ok((st.mean, invstd, true))
+            }
+            Mode::Eval { mean, invstd } => Ok((mean.clone(), invstd.clone(), false)),
+        }
+    }
+
+    /// dL/dx, dL/dgamma, dL/dbeta for the upstream gradient `g`.
+    fn backward(
+        &self,
+        x: &Tensor,
+        gamma: Option<&Tensor>,
+        g: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (mean, invstd, batch) = self.stats_for_bwd()?;
+        let gamma = match gamma {
+            Some(t) => t.to_dtype(DType::F64)?.to_vec1::<f64>()?,
+            None => vec![1.0; self.c],
+        };
+        let op = BnBwd {
+            n: self.n,
+            c: self.c,
+            hw: self.hw,
+            mean,
+            invstd,
+            gamma,
+            batch,
+        };
+        let all = x.apply_op2_no_bwd(&g.contiguous()?, &op)?;
+        let nx = x.elem_count();
+        let gx = all.narrow(0, 0, nx)?.reshape(x.shape())?;
+        let gg = all.narrow(0, nx, self.c)?;
+        let gb = all.narrow(0, nx + self.c, self.c)?;
+        Ok((gx, gg, gb))
+    }
+}
+
+/// Per-channel mean and biased variance (two passes, partial sums in `T`, totals in f64).
+fn batch_stats<T: Float>(x: &[T], n: usize, c: usize, hw: usize) -> (Vec<f64>, Vec<f64>) {
+    let m = (n * hw) as f64;
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let plane = |i: usize| &x[(i * c + ch) * hw..(i * c + ch + 1) * hw];
+            let mean = (0..n).map(|i| sum(plane(i)).to_f64()).sum::<f64>() / m;
+            let mt = T::from_f64(mean);
+            let var = (0..n).map(|i| sq_dev(plane(i), mt).to_f64()).sum::<f64>() / m;
+            (mean, var)
+        })
+        .unzip()
+}
+
+/// `sum_i (a[i] - m)^2` with eight partial sums.
+fn sq_dev<T: Float>(a: &[T], m: T) -> T {
+    let mut acc = [T::ZERO; 8];
+    let mut ca = a.chunks_exact(8);
+    for xa in &mut ca {
+        for l in 0..8 {
+            let d = xa[l] - m;
+            acc[l] += d * d;
+        }
+    }
+    let mut t = T::ZERO;
+    for &v in ca.remainder() {
+        t += (v - m) * (v - m);
+    }
+    acc.iter().fold(t, |s, &v| s + v)
+}
+
+/// `sum_i g[i] * (x[i] - m)` with eight partial sums.
+fn dot_dev<T: Float>(g: &[T], x: &[T], m: T) -> T {
+    let mut acc = [T::ZERO; 8];
+    let mut cg = g.chunks_exact(8);
+    let mut cx = x.chunks_exact(8);
+    for (ga, xa) in (&mut cg).zip(&mut cx) {
+        for l in 0..8 {
+            acc[l] += ga[l] * (xa[l] - m);
+        }
+    }
+    let mut t = T::ZERO;
+    for (&gv, &xv) in cg.remainder().iter().zip(cx.remainder()) {
+        t += gv * (xv - m);
+    }
+    acc.iter().fold(t, |s, &v| s + v)
+}
+
+impl CustomOp1 for BnOp {
+    fn name(&self) -> &'static str {
+        "nas-batch-norm2d"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        dispatch_float!("batch_norm2d", s, |T| {
+            let y = self.run::<T>(slice(s, l)?, None, None);
+            Ok((T::to_cpu_storage_owned(y), l.shape().clone()))
+        })
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(self.backward(x, None, g)?.0))
+    }
+}
+
+impl CustomOp3 for BnOp {
+    fn name(&self) -> &'static str {
+        "nas-batch-norm2d-affine"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch_float!("batch_norm2d", s1, |T| {
+            let y = self.run::<T>(slice(s1, l1)?, Some(slice(s2, l2)?), Some(slice(s3, l3)?));
+            Ok((T::to_cpu_storage_owned(y), l1.shape().clone()))
+        })
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (gx, gw, gb) = self.backward(x, Some(w), g)?;
+        Ok((Some(gx), Some(gw), Some(gb)))
+    }
+}
+
+/// Backward of batch norm: inputs (x, dL/dy); output the flat concatenation
+/// `[dL/dx, dL/dgamma, dL/dbeta]`.
+struct BnBwd {
+    n: usize,
+    c: usize,
+    hw: usize,
+    mean: Vec<f64>,
+    invstd: Vec<f64>,
+    gamma: Vec<f64>,
+    /// Whether the statistics came from the batch (their gradient then flows into dL/dx).
+    batch: bool,
+}
+
+impl BnBwd {
+    fn run<T: Float>(&self, x: &[T], g: &[T]) -> Vec<T> {
+        let (n, c, hw) = (self.n, self.c, self.hw);
+        let m = (n * hw) as f64;
+        // Per channel: sum(g) and sum(g * (x - mean)).
+        let (sg, sgx): (Vec<f64>, Vec<f64>) = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let mt = T::from_f64(self.mean[ch]);
+                let mut a = 0f64;
+                let mut b = 0f64;
+                for i in 0..n {
+                    let r = (i * c + ch) * hw..(i * c + ch + 1) * hw;
+                    a += sum(&g[r.clone()]).to_f64();
+                    b += dot_dev(&g[r.clone()], &x[r], mt).to_f64();
+                }
+                (a, b)
+            })
+            .unzip();
+        // dx = a * g + b * (x - mean) + c0 per channel.
+        let coef: Vec<(T, T, T, T)> = (0..c)
+            .map(|ch| {
+                let (is, ga) = (self.invstd[ch], self.gamma[ch]);
+                let a = ga * is;
+                let (b, c0) = if self.batch {
+                    (-ga * is * is * is * sgx[ch] / m, -ga * is * sg[ch] / m)
+                } else {
+                    (0.0, 0.0)
+                };
+                (
+                    T::from_f64(a),
+                    T::from_f64(b),
+                    T::from_f64(c0),
+                    T::from_f64(self.mean[ch]),
+                )
+            })
+            .collect();
+        let mut out = vec![T::ZERO; x.len() + 2 * c];
+        let (gx, rest) = out.split_at_mut(x.len());
+        par_planes(gx, hw, |p, gxp| {
+            let (a, b, c0, mt) = coef[p % c];
+            let r = p * hw..(p + 1) * hw;
+            for ((d, &gv), &xv) in gxp.iter_mut().zip(&g[r.clone()]).zip(&x[r]) {
+                *d = a * gv + b * (xv - mt) + c0;
+            }
+        });
+        for ch in 0..c {
+            rest[ch] = T::from_f64(self.invstd[ch] * sgx[ch]);
+            rest[c + ch] = T::from_f64(sg[ch]);
+        }
+        out
+    }
+}
+
+impl CustomOp2 for BnBwd {
+    fn name(&self) -> &'static str {
+        "nas-batch-norm2d-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch_float!("batch_norm2d backward", s1, |T| {
+            let out = self.run::<T>(slice(s1, l1)?, slice(s2, l2)?);
+            let len = out.len();
+            Ok((T::to_cpu_storage_owned(out), Shape::from(len)))
+        })
+    }
+}

@@ -1,0 +1,288 @@
+//! Dense and grouped 2-D convolution. The pointwise (1x1, no padding) case, which DARTS uses after
+//! every depthwise convolution and in `FactorizedReduce`/`ReLUConvBN`, is a batched GEMM through
+//! candle's matmul (gemm crate): `y[n] = W[O, I] x[n][I, H*W]`, with the weight broadcast over the
+//! batch (stride 0, no copy) and the activations used in place. A stride > 1 first picks every
+//! `stride`-th row and column with [`Subsample`]. Other kernels (and grouped convolutions that
+//! are not depthwise) unfold the input with [`Im2col`] (`[N, I*k*k, OH*OW]`) and multiply by the
+//! weight reshaped to `[O, I*k*k]` (per group), again through candle's matmul. (candle 0.11.1's
+//! own conv2d backward fails on non-square inputs whose height and width round differently
+//! under the stride, so it is not used.)
+use crate::cpu::{dispatch_float, par_planes, slice, Float};
+use crate::geom::Window;
+use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+
+/// Dense 2-D convolution (`groups = 1`, no bias) of `x` `[N, I, H, W]` with `weight` `[O, I, kh, kw]`.
+///
+/// 1x1 kernels without padding (any stride) run as a GEMM; everything else goes to candle's conv2d.
+pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    let (_, ci, _, _) = x.dims4()?;
+    let (co, wi, kh, kw) = weight.dims4()?;
+    if wi != ci {
+        bail!(
+            "conv2d: weight {:?} does not match {ci} input channels",
+            weight.dims()
+        );
+    }
+    if stride == 0 {
+        bail!("conv2d: stride must be >= 1");
+    }
+    if x.dtype() != weight.dtype() {
+        bail!(
+            "conv2d: dtype mismatch, x {:?} vs weight {:?}",
+            x.dtype(),
+            weight.dtype()
+        );
+    }
+    if kh == 1 && kw == 1 && padding == 0 {
+        let xs = if stride > 1 {
+            subsample(x, stride)?
+        } else {
+            x.contiguous()?
+        };
+        let (n, _, h, w) = xs.dims4()?;
+        let x3 = xs.reshape((n, ci, h * w))?;
+        let w2 = weight.reshape((co, ci))?;
+        w2.broadcast_matmul(&x3)?.reshape((n, co, h, w))
+    } else {
+        unfolded_conv(x, weight, stride, padding, 1)
+    }
+}
+
+/// Grouped 2-D convolution (no bias) of `x` `[N, I, H, W]` with `weight` `[O, I/groups, k, k]`.
+///
+/// `groups == 1` is [`conv2d`]; the depthwise case (`groups == I == O`) is
+/// [`crate::depthwise_conv2d`]; other group counts use candle's grouped conv2d.
+pub fn grouped_conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Result<Tensor> {
+    let (_, ci, _, _) = x.dims4()?;
+    let (co, wi, kh, kw) = weight.dims4()?;
+    if groups == 0 || ci % groups != 0 || co % groups != 0 || wi * groups != ci {
+        bail!(
+            "grouped_conv2d: {ci} input channels, weight {:?} and groups {groups} do not fit",
+            weight.dims()
+        );
+    }
+    if groups == 1 {
+        conv2d(x, weight, stride, padding)
+    } else if groups == ci && co == ci && kh == kw {
+        crate::depthwise_conv2d(x, weight, stride, padding, 1)
+    } else {
+        unfolded_conv(x, weight, stride, padding, groups)
+    }
+}
+
+/// Convolution as im2col + (batched, per group) matmul.
+fn unfolded_conv(
+    x: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Result<Tensor> {
+    let (n, ci, h, w) = x.dims4()?;
+    let (co, cig, kh, kw) = weight.dims4()?;
+    if kh != kw {
+        bail!("conv2d: only square kernels are supported, got {kh}x{kw}");
+    }
+    crate::cpu::check_float("conv2d", x.dtype())?;
+    let win = Window::new((n, ci, h, w), kh, stride, padding, 1)?;
+    let (oh, ow) = (win.oh, win.ow);
+    let kk = kh * kw;
+    let cols = x.contiguous()?.apply_op1(Im2col { win })?; // [N, I*k*k, OH*OW]
+    let y = if groups == 1 {
+        weight.reshape((co, cig * kk))?.broadcast_matmul(&cols)?
+    } else {
+        let cols = cols.reshape((n, groups, cig * kk, oh * ow))?;
+        let wg = weight.reshape((groups, co / groups, cig * kk))?;
+        wg.broadcast_matmul(&cols)?
+    };
+    y.reshape((n, co, oh, ow))
+}
+
+/// Unfolds every `k x k` window of `x` `[N, C, H, W]` into a column: output `[N, C*k*k, OH*OW]`,
+/// row `(c*k + i)*k + j` holding tap `(i, j)` of channel `c` (zero where the window is padding).
+struct Im2col {
+    win: Window,
+}
+
+impl CustomOp1 for Im2col {
+    fn name(&self) -> &'static str {
+        "nas-im2col"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let win = &self.win;
+        dispatch_float!("im2col", s, |T| {
+            let x: &[T] = slice(s, l)?;
+            let (rows, cols) = (win.row_taps(), win.col_taps());
+            let (ip, op, kk, st) = (win.in_plane(), win.out_plane(), win.k * win.k, win.stride);
+            let mut out = vec![T::ZERO; win.n * win.c * kk * op];
+            par_planes(&mut out, kk * op, |p, dst| {
+                let xp = &x[p * ip..(p + 1) * ip];
+                for (i, rt) in rows.iter().enumerate() {
+                    for (j, ct) in cols.iter().enumerate() {
+                        let d = &mut dst[(i * win.k + j) * op..(i * win.k + j + 1) * op];
+                        for oy in rt.lo..rt.hi {
+                            if ct.len() == 0 {
+                                continue;
+                            }
+                            let xr = &xp[rt.input(oy, st) * win.w..][..win.w];
+                            let dr = &mut d[oy * win.ow + ct.lo..oy * win.ow + ct.hi];
+                            let start = ct.input(ct.lo, st);
+                            for (dv, &xv) in dr.iter_mut().zip(xr[start..].iter().step_by(st)) {
+                                *dv = xv;
+                            }
+                        }
+                    }
+                }
+            });
+            Ok((
+                T::to_cpu_storage_owned(out),
+                Shape::from((win.n, win.c * kk, op)),
+            ))
+        })
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(
+            g.contiguous()?
+                .apply_op1_no_bwd(&Col2im { win: self.win })?
+                .reshape(x.shape())?,
+        ))
+    }
+}
+
+/// Backward of [`Im2col`]: sums each column entry back into its input cell.
+struct Col2im {
+    win: Window,
+}
+
+impl CustomOp1 for Col2im {
+    fn name(&self) -> &'static str {
+        "nas-col2im"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let win = &self.win;
+        dispatch_float!("col2im", s, |T| {
+            let g: &[T] = slice(s, l)?;
+            let (rows, cols) = (win.row_taps(), win.col_taps());
+            let (ip, op, kk, st) = (win.in_plane(), win.out_plane(), win.k * win.k, win.stride);
+            let mut gx = vec![T::ZERO; win.n * win.c * ip];
+            par_planes(&mut gx, ip, |p, gxp| {
+                let src = &g[p * kk * op..(p + 1) * kk * op];
+                for (i, rt) in rows.iter().enumerate() {
+                    for (j, ct) in cols.iter().enumerate() {
+                        let sr = &src[(i * win.k + j) * op..(i * win.k + j + 1) * op];
+                        for oy in rt.lo..rt.hi {
+                            if ct.len() == 0 {
+                                continue;
+                            }
+                            let gr = &sr[oy * win.ow + ct.lo..oy * win.ow + ct.hi];
+                            let start = ct.input(ct.lo, st);
+                            let gxr = &mut gxp[rt.input(oy, st) * win.w..][..win.w];
+                            for (d, &v) in gxr[start..].iter_mut().step_by(st).zip(gr) {
+                                *d += v;
+                            }
+                        }
+                    }
+                }
+            });
+            Ok((T::to_cpu_storage_owned(gx), Shape::from(win.n * win.c * ip)))
+        })
+    }
+}
+
+/// `x[:, :, ::stride, ::stride]` as a differentiable op.
+pub(crate) fn subsample(x: &Tensor, stride: usize) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    crate::cpu::check_float("subsample", x.dtype())?;
+    x.contiguous()?.apply_op1(Subsample { n, c, h, w, stride })
+}
+
+/// Picks every `stride`-th row and column of each plane (forward), or scatters a gradient back
+/// into zeros at those positions (`up == true`, the backward).
+#[derive(Clone, Copy)]
+struct Subsample {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    stride: usize,
+}
+
+impl Subsample {
+    fn out_hw(&self) -> (usize, usize) {
+        (
+            (self.h - 1) / self.stride + 1,
+            (self.w - 1) / self.stride + 1,
+        )
+    }
+}
+
+impl CustomOp1 for Subsample {
+    fn name(&self) -> &'static str {
+        "nas-subsample"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (oh, ow) = self.out_hw();
+        let (h, w, st) = (self.h, self.w, self.stride);
+        dispatch_float!("subsample", s, |T| {
+            let x: &[T] = slice(s, l)?;
+            let mut y = vec![T::ZERO; self.n * self.c * oh * ow];
+            par_planes(&mut y, oh * ow, |p, yp| {
+                let xp = &x[p * h * w..(p + 1) * h * w];
+                for (oy, yr) in yp.chunks_exact_mut(ow).enumerate() {
+                    let xr = &xp[oy * st * w..(oy * st + 1) * w];
+                    for (yv, &xv) in yr.iter_mut().zip(xr.iter().step_by(st)) {
+                        *yv = xv;
+                    }
+                }
+            });
+            Ok((
+                T::to_cpu_storage_owned(y),
+                Shape::from((self.n, self.c, oh, ow)),
+            ))
+        })
+    }
+
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(
+            g.contiguous()?.apply_op1_no_bwd(&SubsampleBwd(*self))?,
+        ))
+    }
+}
+
+struct SubsampleBwd(Subsample);
+
+impl CustomOp1 for SubsampleBwd {
+    fn name(&self) -> &'static str {
+        "nas-subsample-bwd"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let f = &self.0;
+        let (oh, ow) = f.out_hw();
+        let (h, w, st) = (f.h, f.w, f.stride);
+        dispatch_float!("subsample backward", s, |T| {
+            let g: &[T] = slice(s, l)?;
+            let mut gx = vec![T::ZERO; f.n * f.c * h * w];
+            par_planes(&mut gx, h * w, |p, gxp| {
+                let gp = &g[p * oh * ow..(p + 1) * oh * ow];
+                for (oy, gr) in gp.chunks_exact(ow).enumerate() {
+                    let gxr = &mut gxp[oy * st * w..(oy * st + 1) * w];
+                    for (gxv, &gv) in gxr.iter_mut().step_by(st).zip(gr) {
+                        *gxv = gv;
+                    }
+                }
+            });
+            Ok((T::to_cpu_storage_owned(gx), Shape::from((f.n, f.c, h, w))))
+        })
+    }
+}

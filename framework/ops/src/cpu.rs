@@ -1,0 +1,143 @@
+//! Small helpers shared by the CPU kernels: the float trait the kernels are generic over,
+//! access to contiguous storage, plane-parallel loops and vectorisable row primitives.
+use candle_core::{bail, CpuStorage, DType, Layout, Result, WithDType};
+use rayon::prelude::*;
+
+/// The element types the kernels support (`f32` and `f64`).
+pub(crate) trait Float: WithDType + std::ops::Neg<Output = Self> {
+    /// 0.
+    const ZERO: Self;
+    /// Negative infinity, the identity of `max`.
+    const NEG_INF: Self;
+    /// `max` that propagates NaN from `v` (PyTorch's max-pool rule).
+    fn max_nan(self, v: Self) -> Self;
+}
+
+impl Float for f32 {
+    const ZERO: Self = 0.0;
+    const NEG_INF: Self = f32::NEG_INFINITY;
+    #[inline(always)]
+    fn max_nan(self, v: Self) -> Self {
+        if v > self || v.is_nan() {
+            v
+        } else {
+            self
+        }
+    }
+}
+
+impl Float for f64 {
+    const ZERO: Self = 0.0;
+    const NEG_INF: Self = f64::NEG_INFINITY;
+    #[inline(always)]
+    fn max_nan(self, v: Self) -> Self {
+        if v > self || v.is_nan() {
+            v
+        } else {
+            self
+        }
+    }
+}
+
+/// The contiguous data of a storage/layout pair as a slice of `T`.
+pub(crate) fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
+    let data = T::cpu_storage_as_slice(s)?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => bail!("nas-ops: kernel input is not contiguous"),
+    }
+}
+
+/// Fails unless `dtype` is one the kernels support.
+pub(crate) fn check_float(op: &str, dtype: DType) -> Result<()> {
+    match dtype {
+        DType::F32 | DType::F64 => Ok(()),
+        d => bail!("nas-ops {op}: only f32 and f64 are supported, got {d:?}"),
+    }
+}
+
+/// Runs `f(plane_index, out_plane)` over the `plane`-sized chunks of `out` in parallel.
+pub(crate) fn par_planes<T: Send>(
+    out: &mut [T],
+    plane: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    if plane == 0 {
+        return;
+    }
+    // Group small planes so one rayon task does at least ~4k elements of work.
+    let min_len = (4096 / plane).max(1);
+    out.par_chunks_mut(plane)
+        .enumerate()
+        .with_min_len(min_len)
+        .for_each(|(i, p)| f(i, p));
+}
+
+/// `y += a * x` over equal-length rows.
+#[inline(always)]
+pub(crate) fn axpy<T: Float>(y: &mut [T], a: T, x: &[T]) {
+    let n = y.len().min(x.len());
+    let (y, x) = (&mut y[..n], &x[..n]);
+    for (yv, &xv) in y.iter_mut().zip(x) {
+        *yv += a * xv;
+    }
+}
+
+/// `sum_i a[i] * b[i]`, with eight independent partial sums so that it vectorises.
+#[inline(always)]
+pub(crate) fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [T::ZERO; 8];
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (xa, xb) in (&mut ca).zip(&mut cb) {
+        for l in 0..8 {
+            acc[l] += xa[l] * xb[l];
+        }
+    }
+    let mut tail = T::ZERO;
+    for (&x, &y) in ca.remainder().iter().zip(cb.remainder()) {
+        tail += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// `sum_i a[i]`, with eight independent partial sums so that it vectorises.
+#[inline(always)]
+pub(crate) fn sum<T: Float>(a: &[T]) -> T {
+    let mut acc = [T::ZERO; 8];
+    let mut ca = a.chunks_exact(8);
+    for xa in &mut ca {
+        for l in 0..8 {
+            acc[l] += xa[l];
+        }
+    }
+    let mut tail = T::ZERO;
+    for &x in ca.remainder() {
+        tail += x;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// Dispatches a generic kernel call on the dtype of a [`CpuStorage`].
+macro_rules! dispatch_float {
+    ($op:expr, $storage:expr, |$t:ident| $body:expr) => {
+        match $storage {
+            candle_core::CpuStorage::F32(_) => {
+                #[allow(unused_imports)]
+                use candle_core::WithDType as _;
+                type $t = f32;
+                $body
+            }
+            candle_core::CpuStorage::F64(_) => {
+                #[allow(unused_imports)]
+                use candle_core::WithDType as _;
+                type $t = f64;
+                $body
+            }
+            _ => candle_core::bail!("nas-ops {}: only f32 and f64 are supported", $op),
+        }
+    };
+}
+pub(crate) use dispatch_float;

@@ -1,0 +1,130 @@
+//! ReLU and global average pooling.
+use crate::cpu::{dispatch_float, par_planes, slice, sum, Float};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+
+/// Elementwise `max(x, 0)` (NaN passes through, as in PyTorch). The gradient flows where the
+/// output is positive.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    crate::cpu::check_float("relu", x.dtype())?;
+    x.contiguous()?.apply_op1(Relu)
+}
+
+/// Global average pooling `[N, C, H, W] -> [N, C]` (the mean of each plane).
+pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    crate::cpu::check_float("global_avg_pool", x.dtype())?;
+    x.contiguous()?.apply_op1(GlobalAvgPool { n, c, hw: h * w })
+}
+
+/// Elements per rayon task for the flat elementwise kernels.
+const BLOCK: usize = 8192;
+
+struct Relu;
+
+impl CustomOp1 for Relu {
+    fn name(&self) -> &'static str {
+        "nas-relu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        dispatch_float!("relu", s, |T| {
+            let x: &[T] = slice(s, l)?;
+            let mut y = vec![T::ZERO; x.len()];
+            par_planes(&mut y, BLOCK, |b, yb| {
+                for (yv, &xv) in yb.iter_mut().zip(&x[b * BLOCK..]) {
+                    *yv = if xv < T::ZERO { T::ZERO } else { xv };
+                }
+            });
+            Ok((T::to_cpu_storage_owned(y), l.shape().clone()))
+        })
+    }
+
+    fn bwd(&self, _x: &Tensor, res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(
+            res.contiguous()?
+                .apply_op2_no_bwd(&g.contiguous()?, &ReluBwd)?,
+        ))
+    }
+}
+
+/// Inputs (y, dL/dy), output `dL/dy * (y > 0)`.
+struct ReluBwd;
+
+impl CustomOp2 for ReluBwd {
+    fn name(&self) -> &'static str {
+        "nas-relu-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch_float!("relu backward", s1, |T| {
+            let (y, g): (&[T], &[T]) = (slice(s1, l1)?, slice(s2, l2)?);
+            let mut gx = vec![T::ZERO; y.len()];
+            par_planes(&mut gx, BLOCK, |b, gb| {
+                let r = b * BLOCK..;
+                for ((d, &yv), &gv) in gb.iter_mut().zip(&y[r.clone()]).zip(&g[r]) {
+                    *d = if yv > T::ZERO { gv } else { T::ZERO };
+                }
+            });
+            Ok((T::to_cpu_storage_owned(gx), l1.shape().clone()))
+        })
+    }
+}
+
+#[derive(Clone, Copy)]
+struct GlobalAvgPool {
+    n: usize,
+    c: usize,
+    hw: usize,
+}
+
+impl CustomOp1 for GlobalAvgPool {
+    fn name(&self) -> &'static str {
+        "nas-global-avg-pool"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let hw = self.hw;
+        dispatch_float!("global_avg_pool", s, |T| {
+            let x: &[T] = slice(s, l)?;
+            let inv = T::from_f64(1.0 / hw.max(1) as f64);
+            let y: Vec<T> = (0..self.n * self.c)
+                .map(|p| sum(&x[p * hw..(p + 1) * hw]) * inv)
+                .collect();
+            Ok((T::to_cpu_storage_owned(y), Shape::from((self.n, self.c))))
+        })
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(
+            g.contiguous()?
+                .apply_op1_no_bwd(&GlobalAvgPoolBwd(*self))?
+                .reshape(x.shape())?,
+        ))
+    }
+}
+
+/// Input dL/dy `[N, C]`, output dL/dx `[N, C, H, W]` (each plane `g / (H * W)`).
+struct GlobalAvgPoolBwd(GlobalAvgPool);
+
+impl CustomOp1 for GlobalAvgPoolBwd {
+    fn name(&self) -> &'static str {
+        "nas-global-avg-pool-bwd"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let GlobalAvgPool { n, c, hw } = self.0;
+        dispatch_float!("global_avg_pool backward", s, |T| {
+            let g: &[T] = slice(s, l)?;
+            let inv = T::from_f64(1.0 / hw.max(1) as f64);
+            let mut gx = vec![T::ZERO; n * c * hw];
+            par_planes(&mut gx, hw, |p, gp| gp.fill(g[p] * inv));
+            Ok((T::to_cpu_storage_owned(gx), Shape::from(n * c * hw)))
+        })
+    }
+}

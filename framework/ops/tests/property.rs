@@ -1,0 +1,481 @@
+//! Fast kernels against the plain reference implementations on random shapes, strides,
+//! paddings and dilations, forward and backward, in f64 (1e-12 normwise) and f32 (1e-5).
+mod common;
+
+use candle_core::{DType, Tensor, Var};
+use common::*;
+use nas_ops::reference::{self as r, ConvSpec};
+use nas_ops::*;
+use rand::Rng;
+
+const TRIALS: usize = 60;
+
+fn t64(dtype: DType) -> f64 {
+    if dtype == DType::F64 {
+        1e-12
+    } else {
+        1e-5
+    }
+}
+
+/// Forward and backward of `f` at `(x, w)` with upstream gradient `gy`: `(y, gx, gw)`.
+fn run2(
+    x: &Tensor,
+    w: &Tensor,
+    gy_seed: u64,
+    f: impl Fn(&Tensor, &Tensor) -> Tensor,
+) -> (Tensor, Vec<f64>, Vec<f64>, Vec<f64>) {
+    let xv = Var::from_tensor(x).unwrap();
+    let wv = Var::from_tensor(w).unwrap();
+    let y = f(xv.as_tensor(), wv.as_tensor());
+    let gy_data = uniform(&mut rng(gy_seed), y.elem_count());
+    let gy = tensor(&gy_data, y.dims(), y.dtype());
+    let grads = loss(&y, &gy).backward().unwrap();
+    let gx = values(grads.get(xv.as_tensor()).unwrap());
+    let gw = values(grads.get(wv.as_tensor()).unwrap());
+    (y, gy_data, gx, gw)
+}
+
+#[test]
+fn depthwise_conv_matches_reference() {
+    let mut rg = rng(1);
+    let mut done = 0;
+    while done < TRIALS {
+        let (n, c) = (rg.random_range(1..3), rg.random_range(1..5));
+        let (h, w) = (rg.random_range(1..11), rg.random_range(1..11));
+        let k = [1, 2, 3, 5][rg.random_range(0..4)];
+        let (s, d) = (rg.random_range(1..4), rg.random_range(1..4));
+        let p = rg.random_range(0..(d * (k - 1) / 2 + 2));
+        let cs = ConvSpec {
+            stride: s,
+            padding: p,
+            dilation: d,
+            groups: c,
+        };
+        if r::out_len(h, k, s, p, d).is_none() || r::out_len(w, k, s, p, d).is_none() {
+            assert!(depthwise_conv2d(
+                &tensor(&vec![0.0; n * c * h * w], &[n, c, h, w], DType::F32),
+                &tensor(&vec![0.0; c * k * k], &[c, 1, k, k], DType::F32),
+                s,
+                p,
+                d
+            )
+            .is_err());
+            continue;
+        }
+        done += 1;
+        let xd = [n, c, h, w];
+        let wd = [c, 1, k, k];
+        let x = uniform(&mut rg, n * c * h * w);
+        let wt = uniform(&mut rg, c * k * k);
+        let (yr, yd) = r::conv2d_forward(&x, xd, &wt, wd, cs);
+        for dtype in [DType::F64, DType::F32] {
+            let (y, gy, gx, gw) = run2(
+                &tensor(&x, &xd, dtype),
+                &tensor(&wt, &wd, dtype),
+                done as u64,
+                |x, w| depthwise_conv2d(x, w, s, p, d).unwrap(),
+            );
+            let what = format!("dwconv {xd:?} k{k} s{s} p{p} d{d} {dtype:?}");
+            assert_eq!(y.dims(), yd.as_slice(), "{what}");
+            assert_close(&format!("{what} y"), &values(&y), &yr, t64(dtype));
+            let (gxr, gwr) = r::conv2d_backward(&x, xd, &wt, wd, &gy, cs);
+            assert_close(&format!("{what} gx"), &gx, &gxr, t64(dtype));
+            assert_close(&format!("{what} gw"), &gw, &gwr, t64(dtype));
+            // The grouped entry point with groups == C takes the same path.
+            let y2 = grouped_conv2d(&tensor(&x, &xd, dtype), &tensor(&wt, &wd, dtype), s, p, c);
+            if d == 1 {
+                assert_close(
+                    &format!("{what} grouped"),
+                    &values(&y2.unwrap()),
+                    &yr,
+                    t64(dtype),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn dense_and_grouped_conv_match_reference() {
+    let mut rg = rng(2);
+    let mut done = 0;
+    while done < TRIALS {
+        let n = rg.random_range(1..3);
+        let groups = [1, 1, 2, 3][rg.random_range(0..4)];
+        let (ci, co) = (
+            groups * rg.random_range(1..4),
+            groups * rg.random_range(1..4),
+        );
+        let (h, w) = (rg.random_range(1..9), rg.random_range(1..9));
+        let k = [1, 1, 2, 3][rg.random_range(0..4)];
+        let s = rg.random_range(1..4);
+        let p = if rg.random_bool(0.5) {
+            0
+        } else {
+            rg.random_range(0..k + 1)
+        };
+        if r::out_len(h, k, s, p, 1).is_none() || r::out_len(w, k, s, p, 1).is_none() {
+            continue;
+        }
+        done += 1;
+        let cs = ConvSpec {
+            stride: s,
+            padding: p,
+            dilation: 1,
+            groups,
+        };
+        let xd = [n, ci, h, w];
+        let wd = [co, ci / groups, k, k];
+        let x = uniform(&mut rg, xd.iter().product());
+        let wt = uniform(&mut rg, wd.iter().product());
+        let (yr, yd) = r::conv2d_forward(&x, xd, &wt, wd, cs);
+        for dtype in [DType::F64, DType::F32] {
+            let (y, gy, gx, gw) = run2(
+                &tensor(&x, &xd, dtype),
+                &tensor(&wt, &wd, dtype),
+                done as u64,
+                |x, w| {
+                    if groups == 1 {
+                        conv2d(x, w, s, p).unwrap()
+                    } else {
+                        grouped_conv2d(x, w, s, p, groups).unwrap()
+                    }
+                },
+            );
+            let what = format!("conv {xd:?} w{wd:?} s{s} p{p} g{groups} {dtype:?}");
+            assert_eq!(y.dims(), yd.as_slice(), "{what}");
+            assert_close(&format!("{what} y"), &values(&y), &yr, t64(dtype));
+            let (gxr, gwr) = r::conv2d_backward(&x, xd, &wt, wd, &gy, cs);
+            assert_close(&format!("{what} gx"), &gx, &gxr, t64(dtype));
+            assert_close(&format!("{what} gw"), &gw, &gwr, t64(dtype));
+        }
+    }
+}
+
+/// Runs a one-input op forward and backward: `(y, gy, gx)`.
+fn run1(x: &Tensor, gy_seed: u64, f: impl Fn(&Tensor) -> Tensor) -> (Tensor, Vec<f64>, Vec<f64>) {
+    let xv = Var::from_tensor(x).unwrap();
+    let y = f(xv.as_tensor());
+    let gy_data = uniform(&mut rng(gy_seed), y.elem_count());
+    let gy = tensor(&gy_data, y.dims(), y.dtype());
+    let grads = loss(&y, &gy).backward().unwrap();
+    (y, gy_data, values(grads.get(xv.as_tensor()).unwrap()))
+}
+
+#[test]
+fn pools_match_reference() {
+    let mut rg = rng(3);
+    let mut done = 0;
+    while done < TRIALS {
+        let (n, c) = (rg.random_range(1..3), rg.random_range(1..4));
+        let (h, w) = (rg.random_range(1..10), rg.random_range(1..10));
+        let k = rg.random_range(1..6);
+        let s = rg.random_range(1..4);
+        let p = rg.random_range(0..k / 2 + 1);
+        if r::out_len(h, k, s, p, 1).is_none() || r::out_len(w, k, s, p, 1).is_none() {
+            continue;
+        }
+        done += 1;
+        let xd = [n, c, h, w];
+        let x = distinct(&mut rg, n * c * h * w);
+        for dtype in [DType::F64, DType::F32] {
+            let what = format!("pool {xd:?} k{k} s{s} p{p} {dtype:?}");
+            let (y, gy, gx) = run1(&tensor(&x, &xd, dtype), done as u64, |x| {
+                max_pool2d(x, k, s, p).unwrap()
+            });
+            let (yr, yd) = r::max_pool2d_forward(&x, xd, k, s, p);
+            assert_eq!(y.dims(), yd.as_slice(), "{what}");
+            assert_close(&format!("{what} max y"), &values(&y), &yr, 0.0);
+            assert_close(
+                &format!("{what} max gx"),
+                &gx,
+                &r::max_pool2d_backward(&x, xd, &gy, k, s, p),
+                t64(dtype),
+            );
+            for include in [false, true] {
+                let (y, gy, gx) = run1(&tensor(&x, &xd, dtype), done as u64, |x| {
+                    avg_pool2d(x, k, s, p, include).unwrap()
+                });
+                let (yr, _) = r::avg_pool2d_forward(&x, xd, k, s, p, include);
+                assert_close(
+                    &format!("{what} avg({include}) y"),
+                    &values(&y),
+                    &yr,
+                    t64(dtype),
+                );
+                assert_close(
+                    &format!("{what} avg({include}) gx"),
+                    &gx,
+                    &r::avg_pool2d_backward(xd, &gy, k, s, p, include),
+                    t64(dtype),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn max_pool_ties_go_to_the_first_cell() {
+    // All equal: each window's gradient goes to its first in-image cell (row-major).
+    let x = Var::from_tensor(
+        &Tensor::ones((1, 1, 3, 3), DType::F64, &candle_core::Device::Cpu).unwrap(),
+    )
+    .unwrap();
+    let y = max_pool2d(&x, 3, 2, 1).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    let gx = values(grads.get(x.as_tensor()).unwrap());
+    let gy = vec![1.0; 4];
+    assert_eq!(
+        gx,
+        r::max_pool2d_backward(&[1.0; 9], [1, 1, 3, 3], &gy, 3, 2, 1)
+    );
+    // Windows (rows/cols -1..1 and 1..3): first cells (0,0), (0,1), (1,0), (1,1).
+    assert_eq!(gx, vec![1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+}
+
+#[test]
+fn batch_norm_matches_reference() {
+    let mut rg = rng(4);
+    for trial in 0..TRIALS {
+        let (n, c) = (rg.random_range(1..4), rg.random_range(1..5));
+        let (h, w) = (rg.random_range(1..7), rg.random_range(1..7));
+        if n * h * w < 2 {
+            continue;
+        }
+        let xd = [n, c, h, w];
+        let shift = rg.random_range(-3.0..3.0);
+        let x: Vec<f64> = uniform(&mut rg, n * c * h * w)
+            .iter()
+            .map(|v| 2.0 * v + shift)
+            .collect();
+        let gamma: Vec<f64> = uniform(&mut rg, c).iter().map(|v| v + 1.0).collect();
+        let beta = uniform(&mut rg, c);
+        let (mean, var) = r::channel_stats(&x, xd);
+        for dtype in [DType::F64, DType::F32] {
+            for affine in [false, true] {
+                let what = format!("bn {xd:?} affine {affine} {dtype:?}");
+                let (gv, bv) = (
+                    Var::from_tensor(&tensor(&gamma, &[c], dtype)).unwrap(),
+                    Var::from_tensor(&tensor(&beta, &[c], dtype)).unwrap(),
+                );
+                let bn =
+                    BatchNorm2d::new(c, affine.then(|| (gv.clone(), bv.clone())), 1e-5, Some(0.1));
+                let aff = affine.then_some((gamma.as_slice(), beta.as_slice()));
+                let ga = affine.then_some(gamma.as_slice());
+                // Training mode.
+                let (y, gy, gx) = run1(&tensor(&x, &xd, dtype), trial as u64, |x| {
+                    bn.forward(x, true).unwrap()
+                });
+                assert_close(
+                    &format!("{what} y"),
+                    &values(&y),
+                    &r::batch_norm_forward(&x, xd, &mean, &var, aff, 1e-5),
+                    t64(dtype) * 10.0,
+                );
+                let (gxr, ggr, gbr) = r::batch_norm_train_backward(&x, xd, ga, &gy, 1e-5);
+                assert_close_floor(&format!("{what} gx"), &gx, &gxr, t64(dtype) * 10.0, 1.0);
+                if affine {
+                    let (y, gy_data) = {
+                        let y = bn.forward(&tensor(&x, &xd, dtype), true).unwrap();
+                        (y, gy.clone())
+                    };
+                    let grads = loss(&y, &tensor(&gy_data, &xd, dtype)).backward().unwrap();
+                    assert_close(
+                        &format!("{what} ggamma"),
+                        &values(grads.get(gv.as_tensor()).unwrap()),
+                        &ggr,
+                        t64(dtype) * 10.0,
+                    );
+                    assert_close(
+                        &format!("{what} gbeta"),
+                        &values(grads.get(bv.as_tensor()).unwrap()),
+                        &gbr,
+                        t64(dtype) * 10.0,
+                    );
+                }
+                // Evaluation mode, with the running statistics left by the forward(s).
+                let (rm, rv) = bn.running_stats();
+                let (y, gy, gx) = run1(&tensor(&x, &xd, dtype), trial as u64 + 1000, |x| {
+                    bn.forward(x, false).unwrap()
+                });
+                assert_close(
+                    &format!("{what} eval y"),
+                    &values(&y),
+                    &r::batch_norm_forward(&x, xd, &rm, &rv, aff, 1e-5),
+                    t64(dtype) * 10.0,
+                );
+                let (gxr, _, _) = r::batch_norm_eval_backward(&x, xd, &rm, &rv, ga, &gy, 1e-5);
+                assert_close(&format!("{what} eval gx"), &gx, &gxr, t64(dtype) * 10.0);
+                assert_eq!(
+                    bn.running_stats(),
+                    (rm, rv),
+                    "eval mode must not touch the running stats"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn relu_and_global_pool_match_reference() {
+    let mut rg = rng(5);
+    for trial in 0..TRIALS {
+        let xd = [
+            rg.random_range(1..3),
+            rg.random_range(1..4),
+            rg.random_range(1..6),
+            rg.random_range(1..6),
+        ];
+        let x = uniform(&mut rg, xd.iter().product());
+        for dtype in [DType::F64, DType::F32] {
+            let (y, gy, gx) = run1(&tensor(&x, &xd, dtype), trial as u64, |x| relu(x).unwrap());
+            assert_close("relu y", &values(&y), &r::relu_forward(&x), t64(dtype));
+            assert_close("relu gx", &gx, &r::relu_backward(&x, &gy), t64(dtype));
+            let (y, gy, gx) = run1(&tensor(&x, &xd, dtype), trial as u64, |x| {
+                global_avg_pool(x).unwrap()
+            });
+            assert_eq!(y.dims(), &[xd[0], xd[1]]);
+            assert_close(
+                "gap y",
+                &values(&y),
+                &r::global_avg_pool_forward(&x, xd),
+                t64(dtype),
+            );
+            assert_close(
+                "gap gx",
+                &gx,
+                &r::global_avg_pool_backward(xd, &gy),
+                t64(dtype),
+            );
+        }
+    }
+}
+
+#[test]
+fn weighted_sum_matches_reference() {
+    let mut rg = rng(6);
+    for trial in 0..TRIALS {
+        let k = rg.random_range(1..9);
+        let xd = [
+            rg.random_range(1..5),
+            rg.random_range(1..4),
+            rg.random_range(1..9),
+            rg.random_range(1..9),
+        ];
+        let len: usize = xd.iter().product();
+        let ys: Vec<Vec<f64>> = (0..k).map(|_| uniform(&mut rg, len)).collect();
+        let per_example = rg.random_bool(0.5).then_some(xd[0]);
+        let mut w = uniform(&mut rg, per_example.unwrap_or(1) * k);
+        w[0] = 0.0; // an exactly-zero weight still gets its gradient
+        let wd: Vec<usize> = match per_example {
+            Some(n) => vec![n, k],
+            None => vec![k],
+        };
+        let gy = uniform(&mut rg, len);
+        let yr = r::weighted_sum_forward(&ys, &w, per_example);
+        let (gysr, gwr) = r::weighted_sum_backward(&ys, &w, per_example, &gy);
+        for dtype in [DType::F64, DType::F32] {
+            let what = format!("weighted_sum k{k} {xd:?} per_example {per_example:?} {dtype:?}");
+            let vars: Vec<Var> = ys
+                .iter()
+                .map(|y| Var::from_tensor(&tensor(y, &xd, dtype)).unwrap())
+                .collect();
+            let wv = Var::from_tensor(&tensor(&w, &wd, dtype)).unwrap();
+            let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+            let y = weighted_sum(&ts, &wv).unwrap();
+            assert_eq!(y.dims(), xd.as_slice());
+            assert_close(&format!("{what} y"), &values(&y), &yr, t64(dtype));
+            let grads = loss(&y, &tensor(&gy, &xd, dtype)).backward().unwrap();
+            for (j, v) in vars.iter().enumerate() {
+                assert_close(
+                    &format!("{what} gys[{j}]"),
+                    &values(grads.get(v.as_tensor()).unwrap()),
+                    &gysr[j],
+                    t64(dtype),
+                );
+            }
+            let gw = values(grads.get(wv.as_tensor()).unwrap());
+            assert_close(&format!("{what} gw"), &gw, &gwr, t64(dtype) * 10.0);
+            assert!(
+                gw[0] != 0.0 || gwr[0] == 0.0,
+                "{what}: zero weight lost its gradient"
+            );
+        }
+        let _ = trial;
+    }
+}
+
+#[test]
+fn bad_arguments_are_errors_not_panics() {
+    let d = &candle_core::Device::Cpu;
+    let x = Tensor::zeros((1, 2, 4, 4), DType::F32, d).unwrap();
+    assert!(depthwise_conv2d(
+        &x,
+        &Tensor::zeros((3, 1, 3, 3), DType::F32, d).unwrap(),
+        1,
+        1,
+        1
+    )
+    .is_err());
+    assert!(depthwise_conv2d(
+        &x,
+        &Tensor::zeros((2, 1, 3, 3), DType::F64, d).unwrap(),
+        1,
+        1,
+        1
+    )
+    .is_err());
+    assert!(depthwise_conv2d(
+        &x,
+        &Tensor::zeros((2, 1, 3, 3), DType::F32, d).unwrap(),
+        0,
+        1,
+        1
+    )
+    .is_err());
+    assert!(depthwise_conv2d(
+        &x,
+        &Tensor::zeros((2, 1, 9, 9), DType::F32, d).unwrap(),
+        1,
+        0,
+        1
+    )
+    .is_err());
+    assert!(conv2d(
+        &x,
+        &Tensor::zeros((3, 5, 1, 1), DType::F32, d).unwrap(),
+        1,
+        0
+    )
+    .is_err());
+    assert!(grouped_conv2d(
+        &x,
+        &Tensor::zeros((3, 1, 1, 1), DType::F32, d).unwrap(),
+        1,
+        0,
+        2
+    )
+    .is_err());
+    assert!(max_pool2d(&x, 3, 1, 2).is_err());
+    assert!(avg_pool2d(&x, 3, 0, 1, false).is_err());
+    assert!(max_pool2d(&x.to_dtype(DType::U32).unwrap(), 3, 1, 1).is_err());
+    assert!(weighted_sum(&[], &Tensor::zeros(0, DType::F32, d).unwrap()).is_err());
+    assert!(weighted_sum(
+        &[x.clone(), x.clone()],
+        &Tensor::zeros(3, DType::F32, d).unwrap()
+    )
+    .is_err());
+    assert!(weighted_sum(
+        &[x.clone(), x.narrow(2, 0, 2).unwrap()],
+        &Tensor::zeros(2, DType::F32, d).unwrap()
+    )
+    .is_err());
+    let bn = BatchNorm2d::new(3, None, 1e-5, Some(0.1));
+    assert!(bn.forward(&x, true).is_err());
+    let bn = BatchNorm2d::new(2, None, 1e-5, Some(0.1));
+    assert!(bn
+        .forward(&Tensor::zeros((1, 2, 1, 1), DType::F32, d).unwrap(), true)
+        .is_err());
+    assert!(bn.try_set_running_stats(&[0.0], &[1.0, 1.0]).is_err());
+}
