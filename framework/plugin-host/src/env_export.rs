@@ -97,6 +97,22 @@ unsafe fn write<T>(out: *mut T, v: T) {
     }
 }
 
+/// Runs a callback that answers one plain value into `out`.
+unsafe fn answer<T>(
+    ctx: *mut c_void,
+    out: *mut T,
+    err: *mut OwnedBuffer,
+    f: impl FnOnce(&mut EnvCtx<'_>) -> Result<T>,
+) -> Status {
+    unsafe {
+        guard(ctx, err, |c| {
+            let v = f(c)?;
+            write(out, v);
+            Ok(())
+        })
+    }
+}
+
 unsafe fn arch_of(b: Bytes) -> Result<Architecture> {
     // SAFETY: the plugin passes a valid slice for the duration of the call.
     Architecture::from_wire(unsafe { b.as_slice() })
@@ -222,7 +238,7 @@ unsafe extern "C" fn steps_per_epoch(
     out: *mut usize,
     err: *mut OwnedBuffer,
 ) -> Status {
-    unsafe { guard(ctx, err, |c| Ok(write(out, c.trainer()?.steps_per_epoch()))) }
+    unsafe { answer(ctx, out, err, |c| Ok(c.trainer()?.steps_per_epoch())) }
 }
 
 unsafe extern "C" fn batch_size(
@@ -230,11 +246,11 @@ unsafe extern "C" fn batch_size(
     out: *mut usize,
     err: *mut OwnedBuffer,
 ) -> Status {
-    unsafe { guard(ctx, err, |c| Ok(write(out, c.trainer()?.batch_size()))) }
+    unsafe { answer(ctx, out, err, |c| Ok(c.trainer()?.batch_size())) }
 }
 
 unsafe extern "C" fn weight_lr(ctx: *mut c_void, out: *mut f64, err: *mut OwnedBuffer) -> Status {
-    unsafe { guard(ctx, err, |c| Ok(write(out, c.trainer()?.weight_lr()))) }
+    unsafe { answer(ctx, out, err, |c| Ok(c.trainer()?.weight_lr())) }
 }
 
 unsafe extern "C" fn begin_epoch(ctx: *mut c_void, epoch: usize, err: *mut OwnedBuffer) -> Status {
@@ -342,5 +358,5 @@ unsafe extern "C" fn estimate(
 }
 
 unsafe extern "C" fn queries(ctx: *mut c_void, out: *mut u64, err: *mut OwnedBuffer) -> Status {
-    unsafe { guard(ctx, err, |c| Ok(write(out, c.estimator()?.queries()))) }
+    unsafe { answer(ctx, out, err, |c| Ok(c.estimator()?.queries())) }
 }
