@@ -13,4 +13,4 @@ pub mod retrain;
 pub mod supernet;
 
 pub use retrain::{RetrainReport, RetrainSettings, Retrainer};
-pub use supernet::{TrainerParams, TrainerSetup, WeightSharingTrainer};
+pub use supernet::{BatchGradients, TrainerParams, TrainerSetup, WeightSharingTrainer};

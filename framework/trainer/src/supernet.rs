@@ -83,6 +83,20 @@ pub struct TrainerSetup {
     pub steps_per_epoch: Option<usize>,
 }
 
+/// What [`WeightSharingTrainer::batch_gradients`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchGradients {
+    /// Mean cross-entropy of the batch.
+    pub loss: f64,
+    /// Correct predictions.
+    pub correct: usize,
+    /// `dL/dw`, one flat buffer per parameter (creation order).
+    pub weights: Vec<Vec<f64>>,
+    /// `dL/d mixing weights`, one flat buffer per decision (`[K]`, or `[n * K]` for a
+    /// per-example drive); empty for a path drive.
+    pub mixing: Vec<Vec<f64>>,
+}
+
 /// Implements [`SupernetTrainer`] for any [`Supernet`].
 pub struct WeightSharingTrainer {
     s: TrainerSetup,
@@ -240,7 +254,9 @@ impl WeightSharingTrainer {
                 ))
             }
             DriveKind::MixedPerSample { weights } => {
-                if weights.len() != n {
+                // A strategy sizes its drive by `batch_size()`; the last batch of an epoch
+                // may be shorter, and then only its first `n` weight sets are used.
+                if weights.len() < n {
                     return Err(NasError::Strategy(format!(
                         "per-example drive has {} weight sets for a batch of {n}",
                         weights.len()
@@ -250,7 +266,7 @@ impl WeightSharingTrainer {
                 let mut vars = Vec::with_capacity(shape.len());
                 for (d, &k) in shape.iter().enumerate() {
                     let mut flat = Vec::with_capacity(n * k);
-                    for w in weights {
+                    for w in &weights[..n] {
                         w.check_shape(&self.s.spec)?;
                         flat.extend_from_slice(&w.0[d]);
                     }
@@ -321,6 +337,39 @@ impl WeightSharingTrainer {
         Ok((lv, correct, wg, ag))
     }
 
+    /// Loss, correct count and gradients on a given batch under `drive` at the current
+    /// weights, in training mode (batch-norm batch statistics, so the loss is a
+    /// deterministic function of the weights and the mixing weights; running statistics are
+    /// updated as a side effect but do not enter the loss). Nothing else changes: no
+    /// optimizer step, no batch drawn. For tests and diagnostics (e.g. checking
+    /// [`SupernetTrainer::arch_gradient`] against finite differences).
+    pub fn batch_gradients(&self, batch: &Batch, drive: &Drive) -> Result<BatchGradients> {
+        let (loss, correct, weights, g) = self.loss_grads(batch, drive, true, true)?;
+        Ok(BatchGradients {
+            loss,
+            correct,
+            weights,
+            mixing: self.arch_grad_f64(&g)?,
+        })
+    }
+
+    /// The supernet's weights as flat `f64` buffers, one per parameter in creation order.
+    pub fn weight_values(&self) -> Result<Vec<Vec<f64>>> {
+        self.weights_f64()
+    }
+
+    /// Overwrites the supernet's weights (the layout of [`WeightSharingTrainer::weight_values`]).
+    pub fn set_weight_values(&self, w: &[Vec<f64>]) -> Result<()> {
+        let n = self.s.net.params().named().len();
+        if w.len() != n {
+            return Err(NasError::Other(format!(
+                "{} weight buffers given, the supernet has {n} parameters",
+                w.len()
+            )));
+        }
+        self.set_weights(w)
+    }
+
     fn weights_f64(&self) -> Result<Vec<Vec<f64>>> {
         self.s
             .net
@@ -339,33 +388,35 @@ impl WeightSharingTrainer {
     }
 
     fn arch_grads_to_plain(&self, drive: &Drive, g: &[Tensor]) -> Result<Vec<MixingWeights>> {
+        Ok(self.plain_from_f64(drive, &self.arch_grad_f64(g)?))
+    }
+
+    /// Per-decision gradients (flat `[K]`, or `[n * K]` for a per-example drive on a batch of
+    /// `n`) as plain mixing weights: one entry, or one per example of the drive. Entries
+    /// beyond a short batch are zero.
+    fn plain_from_f64(&self, drive: &Drive, g: &[Vec<f64>]) -> Vec<MixingWeights> {
+        let shape = self.s.spec.shape();
         match &drive.kind {
-            DriveKind::MixedPerSample { weights } => {
-                let n = weights.len();
-                let per_dec: Vec<Vec<f64>> = g.iter().map(to_f64).collect::<Result<_>>()?;
-                let shape = self.s.spec.shape();
-                Ok((0..n)
-                    .map(|i| {
-                        MixingWeights(
-                            shape
-                                .iter()
-                                .enumerate()
-                                .map(|(d, &k)| {
-                                    per_dec[d][i * k..(i + 1) * k]
-                                        .iter()
-                                        .map(|&v| v as f32)
-                                        .collect()
-                                })
-                                .collect(),
-                        )
-                    })
-                    .collect())
-            }
-            _ => Ok(vec![MixingWeights(
+            DriveKind::MixedPerSample { weights } => (0..weights.len())
+                .map(|i| {
+                    MixingWeights(
+                        shape
+                            .iter()
+                            .zip(g)
+                            .map(|(&k, per)| {
+                                (0..k)
+                                    .map(|j| per.get(i * k + j).map_or(0.0, |&v| v as f32))
+                                    .collect()
+                            })
+                            .collect(),
+                    )
+                })
+                .collect(),
+            _ => vec![MixingWeights(
                 g.iter()
-                    .map(|t| to_f64(t).map(|v| v.into_iter().map(|x| x as f32).collect()))
-                    .collect::<Result<_>>()?,
-            )]),
+                    .map(|v| v.iter().map(|&x| x as f32).collect())
+                    .collect(),
+            )],
         }
     }
 
@@ -443,10 +494,18 @@ impl WeightSharingTrainer {
             dalpha.iter().map(|v| vec![0.0; v.len()]).collect()
         };
         self.pending_train = Some(tbatch);
+        // Per-example drives: the training and validation batches may differ in length
+        // (a short last batch); an entry missing from one side contributes zero.
         let g = dalpha
             .iter()
             .zip(&hv)
-            .map(|(a, h)| a.iter().zip(h).map(|(a, h)| a - xi * h).collect())
+            .map(|(a, h)| {
+                (0..a.len().max(h.len()))
+                    .map(|j| {
+                        a.get(j).copied().unwrap_or(0.0) - xi * h.get(j).copied().unwrap_or(0.0)
+                    })
+                    .collect()
+            })
             .collect();
         Ok((lv, correct, g))
     }
@@ -648,25 +707,16 @@ impl SupernetTrainer for WeightSharingTrainer {
                 })
             }
             GradOrder::Second { xi } => {
-                if matches!(drive.kind, DriveKind::MixedPerSample { .. }) {
-                    return Err(NasError::Strategy(
-                        "second-order gradients with per-example weights are not supported; use order: first".into(),
-                    ));
-                }
                 let xi = xi.unwrap_or(self.lr);
                 let (l, c, g) = self.second_order(drive, xi, &vbatch)?;
-                let mw = MixingWeights(
-                    g.into_iter()
-                        .map(|v| v.into_iter().map(|x| x as f32).collect())
-                        .collect(),
-                );
-                if !mw.is_finite() {
+                let grads = self.plain_from_f64(drive, &g);
+                if grads.iter().any(|g| !g.is_finite()) {
                     return Err(self.non_finite("architecture gradient"));
                 }
                 Ok(ArchGradient {
                     loss: l,
                     accuracy: c as f64 / vbatch.n as f64,
-                    grads: vec![mw],
+                    grads,
                     condition_grad: None,
                 })
             }
