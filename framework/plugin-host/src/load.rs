@@ -110,7 +110,12 @@ pub fn load_plugin(path: impl AsRef<Path>) -> Result<LoadedPlugin> {
             path.display()
         )));
     }
-    let full = std::fs::canonicalize(path).map_err(|e| NasError::io(path, e))?;
+    let full = std::fs::canonicalize(path).map_err(|e| {
+        NasError::Plugin(format!(
+            "cannot resolve plugin path `{}`: {e}",
+            path.display()
+        ))
+    })?;
     let origin = full.display().to_string();
     // SAFETY: opening a library runs its initialisers; a plugin is trusted code by design.
     let lib = unsafe { Library::new(&full) }.map_err(|e| {

@@ -80,6 +80,56 @@ impl PluginInfo {
     }
 }
 
+/// The text `nas plugin info` prints: name and version, summary, params with their
+/// defaults and docs, and the versions the plugin was built with.
+impl std::fmt::Display for PluginInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "strategy  {} {}", self.name, self.version)?;
+        if !self.summary.is_empty() {
+            writeln!(f, "summary   {}", self.summary)?;
+        }
+        writeln!(
+            f,
+            "built     nas-plugin-sdk {}, nas-core {}, ABI {}, protocol {}, {}",
+            self.sdk_version,
+            self.core_version,
+            self.abi_version,
+            self.protocol_version,
+            self.rustc_version
+        )?;
+        if self.params.is_empty() && self.defaults.as_object().is_none_or(|m| m.is_empty()) {
+            return write!(f, "params    (none)");
+        }
+        write!(f, "params")?;
+        let mut names: Vec<&str> = self.params.iter().map(|p| p.name.as_str()).collect();
+        if let Some(m) = self.defaults.as_object() {
+            for k in m.keys() {
+                if !names.contains(&k.as_str()) {
+                    names.push(k);
+                }
+            }
+        }
+        for name in names {
+            let default = self
+                .defaults
+                .get(name)
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "(required)".into());
+            let doc = self
+                .params
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| p.doc.as_str())
+                .unwrap_or("");
+            write!(f, "\n  {name} = {default}")?;
+            if !doc.is_empty() {
+                write!(f, "  # {doc}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The header of a plugin built with this SDK (used by the export macros).
 pub const fn header(name: &'static str, version: &'static str) -> PluginHeader {
     PluginHeader {
@@ -92,5 +142,31 @@ pub const fn header(name: &'static str, version: &'static str) -> PluginHeader {
         sdk_version: Slice::text(SDK_VERSION),
         core_version: Slice::text(CORE_VERSION),
         rustc_version: Slice::text(RUSTC_VERSION),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_text_lists_params_with_defaults_and_docs() {
+        let info = PluginInfo::new(
+            "ls",
+            "1.2.3",
+            "Local search",
+            serde_json::json!({ "max_queries": 150, "extra": null }),
+            vec![ParamDoc::new("max_queries", "queries before stopping")],
+        );
+        let text = info.to_string();
+        let want = format!(
+            "strategy  ls 1.2.3\nsummary   Local search\nbuilt     nas-plugin-sdk {SDK_VERSION}, \
+             nas-core {CORE_VERSION}, ABI {ABI_VERSION}, protocol {PROTOCOL_VERSION}, \
+             {RUSTC_VERSION}\nparams\n  max_queries = 150  # queries before stopping\n  \
+             extra = null"
+        );
+        assert_eq!(text, want);
+        let bare = PluginInfo::new("x", "0", "", serde_json::json!({}), vec![]);
+        assert!(bare.to_string().ends_with("params    (none)"));
     }
 }
