@@ -2,12 +2,23 @@
 //! quark0/darts `model_search.py` `MixedOp.forward`) as one fused kernel, with shared weights
 //! `[K]` or per-example weights `[N, K]` (GDAS/hypernet-style per-sample mixing).
 //!
-//! The K candidate outputs are stacked once (`[K, ...]`, candle's `stack`), then one pass writes
-//! the sum; the backward produces every `dL/dys[k] = w_k * g` and every `dL/dw_k = <g, ys[k]>`
-//! in one pass over `g`, block by block.
+//! candle's custom ops take at most three tensors, and stacking the K operands into one tensor
+//! would cost a full copy of all of them (plus, at DARTS sizes, a fresh allocation of K times the
+//! activation). Instead:
+//! - the fused op [`Mix`] holds the K operands itself (reference-counted, no copy) and reads them
+//!   directly in its forward, which writes `y` in one pass;
+//! - each operand that needs a gradient enters the graph through a tiny [`Tap`] op (one element
+//!   out, no work) whose outputs are concatenated (K elements) into `Mix`'s second input;
+//! - `Mix`'s backward computes, in one pass over `g`, every `dL/dw` and every needed
+//!   `dL/dys[k] = w_k * g`, and hands the latter to the taps through a shared slot. candle's
+//!   backward visits `Mix` before the taps (they are its ancestors), so each tap finds its
+//!   gradient there.
 use crate::cpu::{dispatch_float, dot, slice, Float};
-use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{
+    bail, CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Storage, Tensor,
+};
 use rayon::prelude::*;
+use std::sync::{Arc, Mutex};
 
 /// Elements per rayon task when the weights are shared.
 const BLOCK: usize = 8192;
@@ -33,6 +44,9 @@ pub fn weighted_sum(ys: &[Tensor], weights: &Tensor) -> Result<Tensor> {
                 first.dtype()
             );
         }
+        if !y.device().is_cpu() {
+            bail!("weighted_sum: operand {i} is not on the CPU");
+        }
     }
     crate::cpu::check_float("weighted_sum", first.dtype())?;
     if weights.dtype() != first.dtype() {
@@ -44,39 +58,64 @@ pub fn weighted_sum(ys: &[Tensor], weights: &Tensor) -> Result<Tensor> {
     }
     let numel = shape.elem_count();
     let per_example = match weights.dims() {
-        [kw] if *kw == k => None,
-        [n, kw] if *kw == k && shape.rank() >= 1 && shape.dims()[0] == *n => Some(*n),
+        [kw] if *kw == k => false,
+        [n, kw] if *kw == k && shape.rank() >= 1 && shape.dims()[0] == *n => true,
         d => bail!(
             "weighted_sum: weights must be [{k}] or [N, {k}] with N = {:?}, got {d:?}",
             shape.dims().first()
         ),
     };
-    let chunk = match per_example {
-        Some(n) => numel / n.max(1),
-        None => BLOCK,
+    let chunk = if per_example {
+        numel / weights.dims()[0].max(1)
+    } else {
+        BLOCK
     };
-    let op = WeightedSum {
-        k,
-        numel,
-        chunk: chunk.max(1),
-        per_example: per_example.is_some(),
+    let ys: Vec<Tensor> = ys.iter().map(|y| y.contiguous()).collect::<Result<_>>()?;
+    let slot = Arc::new(Mutex::new(vec![None; k]));
+    let tracked: Vec<bool> = ys.iter().map(|y| y.track_op()).collect();
+    let taps: Vec<Tensor> = ys
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| tracked[*i])
+        .map(|(i, y)| {
+            y.apply_op1(Tap {
+                index: i,
+                slot: slot.clone(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let link = if taps.is_empty() {
+        Tensor::zeros(1, first.dtype(), &Device::Cpu)?
+    } else {
+        Tensor::cat(&taps, 0)?
+    };
+    let mix = Mix {
+        geom: Geom {
+            k,
+            numel,
+            chunk: chunk.max(1),
+            per_example,
+        },
         shape,
+        ys,
+        tracked,
+        weights_tracked: weights.track_op(),
+        slot,
     };
-    let stacked = Tensor::stack(ys, 0)?;
-    stacked.apply_op2(&weights.contiguous()?, op)
+    weights.contiguous()?.apply_op2(&link, mix)
 }
 
-#[derive(Clone)]
-struct WeightedSum {
+/// Sizes of one weighted sum.
+#[derive(Clone, Copy)]
+struct Geom {
     k: usize,
     numel: usize,
     /// Elements per block: one example when `per_example`, else [`BLOCK`].
     chunk: usize,
     per_example: bool,
-    shape: Shape,
 }
 
-impl WeightedSum {
+impl Geom {
     #[inline]
     fn weight<T: Float>(&self, w: &[T], block: usize, k: usize) -> T {
         if self.per_example {
@@ -86,15 +125,15 @@ impl WeightedSum {
         }
     }
 
-    fn forward<T: Float>(&self, ys: &[T], w: &[T]) -> Vec<T> {
+    fn forward<T: Float>(&self, ys: &[&[T]], w: &[T]) -> Vec<T> {
         let mut y = vec![T::ZERO; self.numel];
         y.par_chunks_mut(self.chunk)
             .enumerate()
             .for_each(|(b, yb)| {
                 let start = b * self.chunk;
-                for k in 0..self.k {
+                for (k, src) in ys.iter().enumerate() {
                     let wk = self.weight(w, b, k);
-                    let src = &ys[k * self.numel + start..k * self.numel + start + yb.len()];
+                    let src = &src[start..start + yb.len()];
                     if k == 0 {
                         for (d, &s) in yb.iter_mut().zip(src) {
                             *d = wk * s;
@@ -109,18 +148,33 @@ impl WeightedSum {
         y
     }
 
-    /// `[dL/dys (K * numel), dL/dw (K or N * K)]`.
-    fn backward<T: Float>(&self, ys: &[T], w: &[T], g: &[T]) -> Vec<T> {
-        let (k, numel, chunk) = (self.k, self.numel, self.chunk);
+    /// One pass over `g`: `dL/dys[k] = w_k * g` for the `tracked` operands (None for the
+    /// others) and, when `want_w`, `dL/dw` (K or N * K values).
+    fn backward<T: Float>(
+        &self,
+        ys: &[&[T]],
+        w: &[T],
+        g: &[T],
+        tracked: &[bool],
+        want_w: bool,
+    ) -> (Vec<Option<Vec<T>>>, Vec<T>) {
+        let (numel, chunk) = (self.numel, self.chunk);
         let blocks = numel.div_ceil(chunk);
-        let nw = w.len();
-        let mut out = vec![T::ZERO; k * numel + nw];
-        let (dys, dw) = out.split_at_mut(k * numel);
-        // pieces[b][k] = the block-b part of dL/dys[k]: disjoint borrows handed to one task per block.
-        let mut pieces: Vec<Vec<&mut [T]>> = (0..blocks).map(|_| Vec::with_capacity(k)).collect();
-        for dk in dys.chunks_mut(numel.max(1)) {
-            for (b, piece) in dk.chunks_mut(chunk).enumerate() {
-                pieces[b].push(piece);
+        let mut dys: Vec<Option<Vec<T>>> = tracked
+            .iter()
+            .map(|&t| t.then(|| vec![T::ZERO; numel]))
+            .collect();
+        // pieces[b][k] = the block-b part of dL/dys[k]: disjoint borrows, one task per block.
+        let mut pieces: Vec<Vec<Option<&mut [T]>>> =
+            (0..blocks).map(|_| Vec::with_capacity(self.k)).collect();
+        for d in dys.iter_mut() {
+            match d {
+                Some(d) => {
+                    for (b, piece) in d.chunks_mut(chunk).enumerate() {
+                        pieces[b].push(Some(piece));
+                    }
+                }
+                None => pieces.iter_mut().for_each(|p| p.push(None)),
             }
         }
         let partial: Vec<Vec<f64>> = pieces
@@ -128,36 +182,88 @@ impl WeightedSum {
             .enumerate()
             .map(|(b, ks)| {
                 let start = b * chunk;
+                let gb = &g[start..(start + chunk).min(numel)];
                 ks.into_iter()
                     .enumerate()
-                    .map(|(kk, d)| {
-                        let gb = &g[start..start + d.len()];
-                        let wk = self.weight(w, b, kk);
-                        for (dv, &gv) in d.iter_mut().zip(gb) {
-                            *dv = wk * gv;
+                    .map(|(k, d)| {
+                        if let Some(d) = d {
+                            let wk = self.weight(w, b, k);
+                            for (dv, &gv) in d.iter_mut().zip(gb) {
+                                *dv = wk * gv;
+                            }
                         }
-                        let yb = &ys[kk * numel + start..kk * numel + start + gb.len()];
-                        dot(gb, yb).to_f64()
+                        if want_w {
+                            dot(gb, &ys[k][start..start + gb.len()]).to_f64()
+                        } else {
+                            0.0
+                        }
                     })
                     .collect()
             })
             .collect();
-        if self.per_example {
-            for (b, p) in partial.iter().enumerate() {
-                for (kk, &v) in p.iter().enumerate() {
-                    dw[b * k + kk] = T::from_f64(v);
-                }
-            }
+        let dw = if self.per_example {
+            partial.iter().flatten().map(|&v| T::from_f64(v)).collect()
         } else {
-            for (kk, d) in dw.iter_mut().enumerate() {
-                *d = T::from_f64(partial.iter().map(|p| p[kk]).sum());
-            }
-        }
-        out
+            (0..self.k)
+                .map(|k| T::from_f64(partial.iter().map(|p| p[k]).sum()))
+                .collect()
+        };
+        (dys, dw)
     }
 }
 
-impl CustomOp2 for WeightedSum {
+/// Gradients handed from [`Mix`]'s backward to the [`Tap`]s, by operand index.
+type Slot = Arc<Mutex<Vec<Option<Tensor>>>>;
+
+/// The fused weighted sum: inputs (weights, the taps' link), operands held directly.
+struct Mix {
+    geom: Geom,
+    shape: Shape,
+    ys: Vec<Tensor>,
+    tracked: Vec<bool>,
+    weights_tracked: bool,
+    slot: Slot,
+}
+
+/// Runs `f` on the contiguous CPU data of `ts` as `&[T]` slices.
+fn with_slices<T: Float, R>(ts: &[&Tensor], f: impl FnOnce(&[&[T]]) -> Result<R>) -> Result<R> {
+    let guards: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices = Vec::with_capacity(ts.len());
+    for (st, l) in &guards {
+        match &**st {
+            Storage::Cpu(cs) => slices.push(slice::<T>(cs, l)?),
+            _ => bail!("nas-ops weighted_sum: operand is not on the CPU"),
+        }
+    }
+    f(&slices)
+}
+
+impl Mix {
+    fn run_backward<T: Float>(&self, w: &Tensor, g: &Tensor) -> Result<Tensor> {
+        let w = w.contiguous()?;
+        let g = g.contiguous()?;
+        let mut all: Vec<&Tensor> = self.ys.iter().collect();
+        all.push(&w);
+        all.push(&g);
+        let (dys, dw) = with_slices::<T, _>(&all, |s| {
+            let k = self.geom.k;
+            Ok(self
+                .geom
+                .backward(&s[..k], s[k], s[k + 1], &self.tracked, self.weights_tracked))
+        })?;
+        let dys: Vec<Option<Tensor>> = dys
+            .into_iter()
+            .map(|d| {
+                d.map(|d| Tensor::from_vec(d, &self.shape, &Device::Cpu))
+                    .transpose()
+            })
+            .collect::<Result<_>>()?;
+        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = dys;
+        Tensor::from_vec(dw, w.shape(), &Device::Cpu)
+    }
+}
+
+impl CustomOp2 for Mix {
     fn name(&self) -> &'static str {
         "nas-weighted-sum"
     }
@@ -166,53 +272,60 @@ impl CustomOp2 for WeightedSum {
         &self,
         s1: &CpuStorage,
         l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
+        _s2: &CpuStorage,
+        _l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let ys: Vec<&Tensor> = self.ys.iter().collect();
         dispatch_float!("weighted_sum", s1, |T| {
-            let y = self.forward::<T>(slice(s1, l1)?, slice(s2, l2)?);
+            let w: &[T] = slice(s1, l1)?;
+            let y = with_slices::<T, _>(&ys, |s| Ok(self.geom.forward(s, w)))?;
             Ok((T::to_cpu_storage_owned(y), self.shape.clone()))
         })
     }
 
     fn bwd(
         &self,
-        stacked: &Tensor,
         w: &Tensor,
+        link: &Tensor,
         _res: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let all = stacked.apply_op3_no_bwd(w, &g.contiguous()?, &WeightedSumBwd(self.clone()))?;
-        let n = stacked.elem_count();
-        let gys = all.narrow(0, 0, n)?.reshape(stacked.shape())?;
-        let gw = all.narrow(0, n, w.elem_count())?.reshape(w.shape())?;
-        Ok((Some(gys), Some(gw)))
+        let dw = match w.dtype() {
+            DType::F32 => self.run_backward::<f32>(w, g)?,
+            DType::F64 => self.run_backward::<f64>(w, g)?,
+            d => bail!("nas-ops weighted_sum: unsupported dtype {d:?}"),
+        };
+        Ok((Some(dw), Some(link.zeros_like()?)))
     }
 }
 
-/// Inputs (stacked ys, weights, dL/dy); output `[dL/dys, dL/dw]` flat.
-struct WeightedSumBwd(WeightedSum);
+/// Connects operand `index` to the graph: forward outputs one zero, backward returns the
+/// operand's gradient left in the slot by [`Mix`]'s backward.
+struct Tap {
+    index: usize,
+    slot: Slot,
+}
 
-impl CustomOp3 for WeightedSumBwd {
+impl CustomOp1 for Tap {
     fn name(&self) -> &'static str {
-        "nas-weighted-sum-bwd"
+        "nas-weighted-sum-tap"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        dispatch_float!("weighted_sum backward", s1, |T| {
-            let out = self
-                .0
-                .backward::<T>(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
-            let len = out.len();
-            Ok((T::to_cpu_storage_owned(out), Shape::from(len)))
-        })
+    fn cpu_fwd(&self, s: &CpuStorage, _l: &Layout) -> Result<(CpuStorage, Shape)> {
+        dispatch_float!("weighted_sum", s, |T| Ok((
+            T::to_cpu_storage_owned(vec![T::ZERO]),
+            Shape::from(1)
+        )))
+    }
+
+    fn bwd(&self, _y: &Tensor, _res: &Tensor, _g: &Tensor) -> Result<Option<Tensor>> {
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.get_mut(self.index).and_then(Option::take) {
+            Some(d) => Ok(Some(d)),
+            None => bail!(
+                "nas-ops weighted_sum: operand {} gradient missing (backward order broken)",
+                self.index
+            ),
+        }
     }
 }

@@ -479,3 +479,49 @@ fn bad_arguments_are_errors_not_panics() {
         .is_err());
     assert!(bn.try_set_running_stats(&[0.0], &[1.0, 1.0]).is_err());
 }
+
+/// The operands reach the graph through side taps: check the cases that could break that —
+/// constant operands, constant weights, one tensor passed twice, an operand also used
+/// elsewhere, and two backward passes over one graph.
+#[test]
+fn weighted_sum_graph_edge_cases() {
+    let d = &candle_core::Device::Cpu;
+    let a = Var::from_tensor(&tensor(&[1.0, 2.0, 3.0, 4.0], &[2, 2], DType::F64)).unwrap();
+    let b = tensor(&[0.5, -1.0, 2.0, 0.0], &[2, 2], DType::F64); // constant
+    let w = Var::from_tensor(&tensor(&[0.25, 0.0, 2.0], &[3], DType::F64)).unwrap();
+    // y = 0.25 a + 0 b + 2 a = 2.25 a;  L = sum(y) + sum(a * a)
+    let y = weighted_sum(
+        &[a.as_tensor().clone(), b.clone(), a.as_tensor().clone()],
+        &w,
+    )
+    .unwrap();
+    assert_eq!(values(&y), vec![2.25, 4.5, 6.75, 9.0]);
+    let l = (y.sum_all().unwrap() + a.as_tensor().sqr().unwrap().sum_all().unwrap()).unwrap();
+    for _ in 0..2 {
+        let grads = l.backward().unwrap();
+        assert_eq!(
+            values(grads.get(a.as_tensor()).unwrap()),
+            vec![4.25, 6.25, 8.25, 10.25]
+        );
+        assert_eq!(
+            values(grads.get(w.as_tensor()).unwrap()),
+            vec![10.0, 1.5, 10.0]
+        );
+    }
+    // Constant weights: only the operands get gradients.
+    let wc = Tensor::new(&[1.0f64, -1.0, 0.5], d).unwrap();
+    let y = weighted_sum(
+        &[a.as_tensor().clone(), b.clone(), a.as_tensor().clone()],
+        &wc,
+    )
+    .unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    assert_eq!(values(grads.get(a.as_tensor()).unwrap()), vec![1.5; 4]);
+    // Nothing tracked at all: a plain forward.
+    let y = weighted_sum(
+        &[b.clone(), b.clone()],
+        &Tensor::new(&[1.0f64, 2.0], d).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(values(&y), vec![1.5, -3.0, 6.0, 0.0]);
+}
