@@ -412,6 +412,11 @@ impl SpaceRules for DartsSpace {
             self.spec.check(&a)?;
             return Ok(a);
         }
+        if t.starts_with('|') {
+            return Err(NasError::Architecture(
+                "this looks like a NAS-Bench-201 arch string; the DARTS space needs a `Genotype(...)` or an architecture JSON of space `darts`".into(),
+            ));
+        }
         self.from_genotype(&Genotype::parse(t)?)
     }
 
