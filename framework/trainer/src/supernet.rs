@@ -25,6 +25,11 @@ pub struct TrainerParams {
     /// What to do with a non-finite loss or gradient: `error` stops the run, `skip`
     /// drops the batch and goes on.
     pub on_non_finite: String,
+    /// Second order: the weight-space step of the finite-difference Hessian-vector
+    /// product, `eps = hessian_radius / ||dL_val/dw'||` (DARTS, Liu et al. 2019 section 2.3
+    /// and `architect.py`: 0.01). Smaller values approximate the exact unrolled gradient
+    /// more closely on networks whose loss is not smooth at that scale (ReLU kinks).
+    pub hessian_radius: f64,
 }
 
 impl Default for TrainerParams {
@@ -33,6 +38,7 @@ impl Default for TrainerParams {
             recalibrate_bn: true,
             recalibrate_batches: 10,
             on_non_finite: "error".into(),
+            hessian_radius: 0.01,
         }
     }
 }
@@ -143,6 +149,14 @@ impl WeightSharingTrainer {
                     "`{}` is not one of: error, skip",
                     setup.params.on_non_finite
                 ),
+            });
+        }
+        let r = setup.params.hessian_radius;
+        if !(r.is_finite() && r > 0.0) {
+            return Err(NasError::InvalidParams {
+                component: "trainer supernet".into(),
+                path: "hessian_radius".into(),
+                message: format!("must be a positive number, got {r}"),
             });
         }
         let d = &setup.train_data;
@@ -427,7 +441,8 @@ impl WeightSharingTrainer {
     /// DARTS' unrolled architecture gradient (Liu et al. 2019, eq. 7-8; reference
     /// `architect.py`): `w' = w - xi * (momentum*buf + dL_train/dw + wd*w)`,
     /// `g = dL_val(w', a)/da - xi * (dL_train(w+, a)/da - dL_train(w-, a)/da) / (2 eps)`
-    /// with `w± = w ± eps * dL_val(w', a)/dw'` and `eps = 0.01 / ||dL_val(w', a)/dw'||`.
+    /// with `w± = w ± eps * dL_val(w', a)/dw'` and `eps = 0.01 / ||dL_val(w', a)/dw'||`
+    /// (0.01 is [`TrainerParams::hessian_radius`]).
     /// (pt.darts and NNI multiply by eps/2 instead of dividing by 2*eps; we follow the
     /// formula of the paper and of quark0/darts.)
     fn second_order(
@@ -466,7 +481,7 @@ impl WeightSharingTrainer {
         // 3. finite-difference Hessian-vector product around w.
         let norm = dw.iter().flatten().map(|v| v * v).sum::<f64>().sqrt();
         let hv = if norm > 0.0 {
-            let eps = 0.01 / norm;
+            let eps = self.s.params.hessian_radius / norm;
             let shifted = |sign: f64| -> Vec<Vec<f64>> {
                 w0.iter()
                     .zip(&dw)
