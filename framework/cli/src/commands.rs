@@ -56,8 +56,7 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
             json,
         } => {
             let exp = nas_config::load_experiment(config, sets)?;
-            let data = nas_runner::run::load_data(&exp).ok().flatten();
-            let shape = nas_runner::run::data_shape(data.as_ref());
+            let shape = nas_runner::run::data_shape_of(&exp)?;
             let space = nas_runner::run::build_space(&exp, comps, shape)?;
             let rules = space.rules();
             let a = nas_runner::retrain::read_arch_arg(arch, rules)?;
@@ -101,6 +100,8 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Sweep(a) => crate::sweep_cmd::sweep(cli, a, comps),
+        Command::Report(a) => crate::sweep_cmd::report(a, comps),
         Command::List => {
             let mut kind = None;
             for info in comps.all_infos() {
@@ -148,8 +149,7 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
         } => {
             let exp = nas_config::load_experiment(config, sets)?;
             // Decode every component's params too, so that a bad params block fails here.
-            let data = nas_runner::run::load_data(&exp)?;
-            let shape = nas_runner::run::data_shape(data.as_ref());
+            let shape = nas_runner::run::data_shape_of(&exp)?;
             nas_runner::run::build_space(&exp, comps, shape)?;
             nas_runner::run::build_strategy(&exp, comps)?;
             let w = &exp.optimizers.weights;

@@ -7,6 +7,9 @@
 #![deny(missing_docs)]
 
 mod commands;
+mod sweep_cmd;
+
+pub use sweep_cmd::{ReportArgs, SweepArgs};
 
 use clap::{Parser, Subcommand};
 use nas_core::NasError;
@@ -89,6 +92,10 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Run every combination of a sweep file (several at once), then write its report.
+    Sweep(sweep_cmd::SweepArgs),
+    /// Rebuild the tables and plots of a sweep or run directory from its files.
+    Report(sweep_cmd::ReportArgs),
     /// Time one DARTS search step (arch step + weight step) on CPU.
     Bench {
         /// Cells of the search network.

@@ -1,7 +1,11 @@
 //! The one registry of every component a run can name (DESIGN.md section 3): spaces,
 //! strategies, estimators, and the descriptions of optimizers, schedules and data sets.
 //! Built-ins register through [`Components::builtin`]; a user's own binary adds more with
-//! the `register_*` methods, and loaded plugins register strategies the same way.
+//! the `register_*` methods, and loaded plugins register strategies the same way
+//! ([`Components::with_plugins`]). Factories are shared (`Arc`), so a [`Components`] is
+//! cheap to clone: a run that loads plugins registers them into its own clone.
+use std::sync::Arc;
+
 use nas_core::{
     argmax_derive, Architecture, ComponentInfo, ComponentKind, Estimator, MixingWeights, NasError,
     ParamDoc, Registry, Result, SearchStrategy, SpaceRules, SpaceSpec,
@@ -36,15 +40,15 @@ impl SpaceBox {
 
 /// Builds a space from its params and the data shape.
 pub type SpaceFactory =
-    Box<dyn Fn(&serde_json::Value, DataShape) -> Result<SpaceBox> + Send + Sync>;
+    Arc<dyn Fn(&serde_json::Value, DataShape) -> Result<SpaceBox> + Send + Sync>;
 /// Builds a strategy from its params.
 pub type StrategyFactory =
-    Box<dyn Fn(&serde_json::Value) -> Result<Box<dyn SearchStrategy>> + Send + Sync>;
+    Arc<dyn Fn(&serde_json::Value) -> Result<Box<dyn SearchStrategy>> + Send + Sync>;
 /// Builds an estimator from its params.
 pub type EstimatorFactory =
-    Box<dyn Fn(&serde_json::Value, &dyn SpaceRules) -> Result<Box<dyn Estimator>> + Send + Sync>;
+    Arc<dyn Fn(&serde_json::Value, &dyn SpaceRules) -> Result<Box<dyn Estimator>> + Send + Sync>;
 
-/// Every registered component.
+/// Every registered component. Cloning shares the factories.
 pub struct Components {
     /// Spaces.
     pub spaces: Registry<SpaceFactory>,
@@ -136,7 +140,7 @@ impl Components {
         let mut c = Components::empty();
         c.spaces.register(
             nas_space_darts::space_info(),
-            Box::new(|p, shape| {
+            Arc::new(|p, shape| {
                 Ok(SpaceBox::Tensor(Box::new(
                     nas_space_darts::DartsSpace::from_params(p, shape)?,
                 )))
@@ -150,7 +154,7 @@ impl Components {
                 serde_json::json!({}),
                 vec![],
             ),
-            Box::new(|p, _| {
+            Arc::new(|p, _| {
                 nas_core::decode_params::<EmptyParams>("space nb201", p)?;
                 Ok(SpaceBox::Plain(Box::new(Nb201Rules {
                     spec: nas_space_nb201::nb201_spec(),
@@ -160,18 +164,18 @@ impl Components {
         for info in nas_strategy_darts::infos() {
             let name = info.name.clone();
             c.strategies
-                .register(info, Box::new(move |p| nas_strategy_darts::build(&name, p)))?;
+                .register(info, Arc::new(move |p| nas_strategy_darts::build(&name, p)))?;
         }
         for info in nas_strategy_discrete::infos() {
             let name = info.name.clone();
             c.strategies.register(
                 info,
-                Box::new(move |p| nas_strategy_discrete::build(&name, p)),
+                Arc::new(move |p| nas_strategy_discrete::build(&name, p)),
             )?;
         }
         c.estimators.register(
             nas_space_nb201::estimator_info(),
-            Box::new(|p, _| nas_space_nb201::build_estimator(p)),
+            Arc::new(|p, _| nas_space_nb201::build_estimator(p)),
         )?;
         c.trainers.register(
             unit_info(
@@ -219,6 +223,32 @@ impl Components {
             .filter(|i| i.name == name)
             .collect()
     }
+}
+
+impl Clone for Components {
+    fn clone(&self) -> Self {
+        Components {
+            spaces: clone_registry(&self.spaces, ComponentKind::Space),
+            strategies: clone_registry(&self.strategies, ComponentKind::Strategy),
+            estimators: clone_registry(&self.estimators, ComponentKind::Estimator),
+            trainers: clone_registry(&self.trainers, ComponentKind::Trainer),
+            optimizers: clone_registry(&self.optimizers, ComponentKind::Optimizer),
+            schedules: clone_registry(&self.schedules, ComponentKind::Schedule),
+            datasets: clone_registry(&self.datasets, ComponentKind::Dataset),
+        }
+    }
+}
+
+/// A copy of `r` (of kind `kind`) sharing its factories.
+fn clone_registry<F: Clone>(r: &Registry<F>, kind: ComponentKind) -> Registry<F> {
+    let mut out = Registry::new(kind);
+    for info in r.infos() {
+        if let Ok(f) = r.get(&info.name) {
+            // Names are unique in `r`, so registering into the empty copy cannot clash.
+            let _ = out.register(info.clone(), f.clone());
+        }
+    }
+    out
 }
 
 #[derive(serde::Deserialize)]

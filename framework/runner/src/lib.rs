@@ -11,9 +11,12 @@ pub mod bench;
 pub mod components;
 pub mod env;
 pub mod files;
+pub mod report;
 pub mod retrain;
 pub mod run;
+pub mod sweep;
 
 pub use components::{Components, SpaceBox};
 pub use retrain::{retrain, RetrainOptions};
 pub use run::{run_experiment, RunOptions, RunSummary};
+pub use sweep::{run_sweep, SweepOptions, SweepOutcome};

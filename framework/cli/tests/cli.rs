@@ -1,0 +1,182 @@
+//! The `nas` command line end to end: a real search on the embedded data, the command
+//! contract's files, config errors with their places and exit codes.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn nas(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nas"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run nas")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+#[test]
+fn a_search_on_the_embedded_data_writes_every_file() {
+    let out = tempfile::tempdir().unwrap();
+    let o = nas(&[
+        "run",
+        "configs/experiments/darts-digits.yaml",
+        "--set",
+        "budget.epochs=2",
+        "--set",
+        "budget.steps_per_epoch=3",
+        "--set",
+        "space.params.channels=4",
+        "--set",
+        "space.params.layers=3",
+        "--set",
+        "strategy.params.eval_batches=2",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    for f in [
+        "config.resolved.yaml",
+        "metrics.jsonl",
+        "summary.json",
+        "architecture.json",
+        "alpha_history.jsonl",
+        "log.txt",
+    ] {
+        assert!(out.path().join(f).is_file(), "{f} missing");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["status"], "finished");
+    assert!(summary["architecture"].as_str().unwrap().starts_with("Genotype(normal="));
+    assert!(summary["params"].as_f64().unwrap() > 1000.0);
+    let acc = summary["valid_acc"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    let arch: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("architecture.json")).unwrap()).unwrap();
+    assert_eq!(arch["genotype"], summary["architecture"]);
+    assert_eq!(arch["architecture"]["choices"].as_array().unwrap().len(), 28);
+    // Two epoch lines, each with the derived genotype and losses.
+    let metrics = std::fs::read_to_string(out.path().join("metrics.jsonl")).unwrap();
+    let epochs: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "epoch")
+        .collect();
+    assert_eq!(epochs.len(), 2);
+    assert!(epochs[1]["train_loss"].as_f64().unwrap().is_finite());
+    assert!(epochs[1]["skip_connects_normal"].as_f64().is_some());
+    // Alpha history: the initial alphas and one line per epoch.
+    let alphas = std::fs::read_to_string(out.path().join("alpha_history.jsonl")).unwrap();
+    assert_eq!(alphas.lines().count(), 3);
+    // The resolved config has every default filled in and loads again.
+    let resolved = std::fs::read_to_string(out.path().join("config.resolved.yaml")).unwrap();
+    assert!(resolved.contains("steps_per_epoch: 3"), "{resolved}");
+    let o = nas(&["config", "validate", out.path().join("config.resolved.yaml").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    // The found architecture retrains from its file, and inspects.
+    let o = nas(&[
+        "train",
+        out.path().join("architecture.json").to_str().unwrap(),
+        "--config",
+        "configs/experiments/darts-digits.yaml",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.limit_batches=2",
+        "--set",
+        "train.channels=4",
+        "--set",
+        "train.layers=3",
+        "--out",
+        out.path().join("train").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("test_acc"), "{}", text(&o));
+    let s: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("train/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(s["status"], "finished");
+}
+
+#[test]
+fn inspect_prints_the_darts_v2_count() {
+    let g = nas_space_darts::DARTS_V2;
+    let o = nas(&["inspect", g, "--config", "configs/train/darts-cifar10.yaml", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["params"], 3_349_342.0);
+    assert!(v["flops"].as_f64().unwrap() > 4e8);
+}
+
+#[test]
+fn config_errors_name_the_place_and_exit_2() {
+    let d = tempfile::tempdir().unwrap();
+    let base = "schema: 1\nspace: {name: darts}\nstrategy: {name: darts}\ndata:\n  name: digits\n  batch_size: 8\n";
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        (
+            "unknown.yaml",
+            format!("{base}  batch_sise: 4\n"),
+            vec!["unknown.yaml", "7:", "batch_sise"],
+        ),
+        (
+            "wrongtype.yaml",
+            base.replace("batch_size: 8", "batch_size: many"),
+            vec!["wrongtype.yaml", "6:", "batch_size"],
+        ),
+        (
+            "component.yaml",
+            base.replace("strategy: {name: darts}", "strategy: {name: drats}"),
+            vec!["component.yaml", "drats", "darts"],
+        ),
+        (
+            "params.yaml",
+            base.replace("strategy: {name: darts}", "strategy: {name: darts, params: {order: third}}"),
+            vec!["params.yaml", "strategy.params.order", "third"],
+        ),
+    ];
+    for (name, body, needles) in cases {
+        let p = write(d.path(), name, &body);
+        let o = nas(&["config", "validate", p.to_str().unwrap()]);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}: {t}");
+        for n in needles {
+            assert!(t.contains(n), "{name}: `{n}` not in {t}");
+        }
+        assert!(!t.contains("panicked"), "{t}");
+        // `nas run` refuses it the same way, before any training.
+        let o = nas(&["run", p.to_str().unwrap(), "--out", d.path().join("out").to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{name}: {}", text(&o));
+    }
+}
+
+#[test]
+fn list_and_describe() {
+    let o = nas(&["list"]);
+    let t = text(&o);
+    assert!(o.status.success());
+    for n in ["darts", "sgd", "adam", "cosine", "digits", "nb201_table", "rea"] {
+        assert!(t.contains(n), "{n} not listed: {t}");
+    }
+    let o = nas(&["describe", "darts"]);
+    let t = text(&o);
+    assert!(t.contains("order") && t.contains("\"first\""), "{t}");
+    let o = nas(&["describe", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -1,0 +1,380 @@
+//! Diagrams of derived cells, like the DARTS paper's figures (Liu et al. 2019, figures 4
+//! and 5): the cell inputs on the left, the intermediate nodes in the middle, the output on
+//! the right, and one arrow per kept edge labelled with its operation. The layout is ours
+//! (no external graph-layout program): each node sits in the column of its longest path from
+//! an input, nodes of a column are spread evenly, and an edge that skips columns is bent so
+//! that it passes beside the nodes in between.
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::plot::{DrawResult, Figure, FAMILY};
+
+/// What a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    /// A cell input (`c_{k-2}`, `c_{k-1}`; NB201's node 0).
+    Input,
+    /// An intermediate node.
+    Inner,
+    /// The cell output.
+    Output,
+}
+
+/// A node of a cell diagram.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellNode {
+    /// Text inside the node.
+    pub label: String,
+    /// Its kind (colour and column).
+    pub kind: NodeKind,
+}
+
+/// A directed edge, optionally labelled with its operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellEdge {
+    /// Source node index.
+    pub from: usize,
+    /// Target node index.
+    pub to: usize,
+    /// The operation (`None`: a plain connection, e.g. concatenation into the output).
+    pub label: Option<String>,
+}
+
+/// A cell as a graph. Node indices are topologically ordered (edges go from lower to
+/// higher indices), as in both the DARTS genotype and the NB201 cell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellGraph {
+    /// Title above the diagram.
+    pub title: String,
+    /// The nodes.
+    pub nodes: Vec<CellNode>,
+    /// The edges.
+    pub edges: Vec<CellEdge>,
+}
+
+impl CellGraph {
+    /// A DARTS cell from its genotype part: `genes[i]` are the `(op, input)` pairs of
+    /// intermediate node `i` (input 0 = `c_{k-2}`, 1 = `c_{k-1}`, `2 + j` = node `j`), and
+    /// `concat` the nodes concatenated into the output `c_{k}`. `none` edges are left out.
+    pub fn darts(title: &str, genes: &[Vec<(String, usize)>], concat: &[usize]) -> CellGraph {
+        let mut nodes = vec![
+            CellNode {
+                label: "c_{k-2}".into(),
+                kind: NodeKind::Input,
+            },
+            CellNode {
+                label: "c_{k-1}".into(),
+                kind: NodeKind::Input,
+            },
+        ];
+        nodes.extend((0..genes.len()).map(|i| CellNode {
+            label: i.to_string(),
+            kind: NodeKind::Inner,
+        }));
+        let out = nodes.len();
+        nodes.push(CellNode {
+            label: "c_{k}".into(),
+            kind: NodeKind::Output,
+        });
+        let mut edges = Vec::new();
+        for (i, node) in genes.iter().enumerate() {
+            for (op, j) in node {
+                if op != "none" && *j < 2 + i {
+                    edges.push(CellEdge {
+                        from: *j,
+                        to: 2 + i,
+                        label: Some(op.clone()),
+                    });
+                }
+            }
+        }
+        for &c in concat {
+            if c < out {
+                edges.push(CellEdge {
+                    from: c,
+                    to: out,
+                    label: None,
+                });
+            }
+        }
+        CellGraph {
+            title: title.into(),
+            nodes,
+            edges,
+        }
+    }
+
+    /// A NAS-Bench-201 cell: nodes 0 (input) to 3 (output); `edges` are `(to, from, op)`.
+    /// `none` edges are left out.
+    pub fn nb201(title: &str, edges: &[(usize, usize, String)]) -> CellGraph {
+        let last = edges.iter().map(|e| e.0).max().unwrap_or(1);
+        let nodes = (0..=last)
+            .map(|i| CellNode {
+                label: i.to_string(),
+                kind: if i == 0 {
+                    NodeKind::Input
+                } else if i == last {
+                    NodeKind::Output
+                } else {
+                    NodeKind::Inner
+                },
+            })
+            .collect();
+        CellGraph {
+            title: title.into(),
+            nodes,
+            edges: edges
+                .iter()
+                .filter(|(to, from, op)| op != "none" && from < to)
+                .map(|(to, from, op)| CellEdge {
+                    from: *from,
+                    to: *to,
+                    label: Some(op.clone()),
+                })
+                .collect(),
+        }
+    }
+
+    /// The column of each node: inputs 0; another node 1 + the largest column of its
+    /// sources (1 without any); the output one right of every other node.
+    pub fn columns(&self) -> Vec<usize> {
+        let mut col = vec![0usize; self.nodes.len()];
+        for v in 0..self.nodes.len() {
+            if self.nodes[v].kind == NodeKind::Input {
+                continue;
+            }
+            let from_edges = self
+                .edges
+                .iter()
+                .filter(|e| e.to == v && e.from < v)
+                .map(|e| col[e.from] + 1)
+                .max()
+                .unwrap_or(1);
+            col[v] = if self.nodes[v].kind == NodeKind::Output {
+                let others = (0..v).map(|u| col[u] + 1).max().unwrap_or(1);
+                from_edges.max(others)
+            } else {
+                from_edges
+            };
+        }
+        col
+    }
+}
+
+const NODE_W: i32 = 84;
+const NODE_H: i32 = 40;
+const COL_W: i32 = 230;
+const ROW_H: i32 = 120;
+const MARGIN: i32 = 70;
+
+fn node_fill(kind: NodeKind) -> RGBColor {
+    match kind {
+        NodeKind::Input => RGBColor(198, 239, 206),
+        NodeKind::Inner => RGBColor(189, 215, 238),
+        NodeKind::Output => RGBColor(255, 235, 156),
+    }
+}
+
+impl CellGraph {
+    fn rows_per_column(&self) -> Vec<usize> {
+        let cols = self.columns();
+        let n = cols.iter().copied().max().unwrap_or(0) + 1;
+        let mut rows = vec![0; n];
+        for c in cols {
+            rows[c] += 1;
+        }
+        rows
+    }
+
+    /// Pixel centre of every node.
+    pub fn positions(&self) -> Vec<(i32, i32)> {
+        let cols = self.columns();
+        let rows = self.rows_per_column();
+        let height = self.size().1 as i32;
+        let mut seen = vec![0usize; rows.len()];
+        cols.iter()
+            .map(|&c| {
+                let k = seen[c];
+                seen[c] += 1;
+                let span = (rows[c] as i32 - 1) * ROW_H;
+                let top = (height + 30 - span) / 2;
+                (MARGIN + NODE_W / 2 + c as i32 * COL_W, top + k as i32 * ROW_H)
+            })
+            .collect()
+    }
+}
+
+fn inside(p: (f64, f64), c: (i32, i32)) -> bool {
+    (p.0 - c.0 as f64).abs() <= (NODE_W / 2 + 3) as f64
+        && (p.1 - c.1 as f64).abs() <= (NODE_H / 2 + 3) as f64
+}
+
+/// A quadratic Bézier curve from `a` to `b` bent by `bend` pixels to its left.
+fn curve(a: (i32, i32), b: (i32, i32), bend: f64) -> Vec<(f64, f64)> {
+    let (ax, ay, bx, by) = (a.0 as f64, a.1 as f64, b.0 as f64, b.1 as f64);
+    let (dx, dy) = (bx - ax, by - ay);
+    let len = (dx * dx + dy * dy).sqrt().max(1.0);
+    let (cx, cy) = (
+        (ax + bx) / 2.0 - dy / len * bend,
+        (ay + by) / 2.0 + dx / len * bend,
+    );
+    (0..=80)
+        .map(|i| {
+            let t = i as f64 / 80.0;
+            let u = 1.0 - t;
+            (
+                u * u * ax + 2.0 * u * t * cx + t * t * bx,
+                u * u * ay + 2.0 * u * t * cy + t * t * by,
+            )
+        })
+        .collect()
+}
+
+impl Figure for CellGraph {
+    fn size(&self) -> (u32, u32) {
+        let rows = self.rows_per_column();
+        let w = 2 * MARGIN + NODE_W + (rows.len() as i32 - 1).max(0) * COL_W;
+        let h = 110 + (rows.iter().copied().max().unwrap_or(1) as i32 - 1).max(0) * ROW_H + 60;
+        (w.max(420) as u32, h.max(240) as u32)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        let (w, _) = self.size();
+        let title = TextStyle::from((FAMILY, 20).into_font())
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Top));
+        root.draw_text(&self.title, &title, (w as i32 / 2, 10))?;
+        let pos = self.positions();
+        let cols = self.columns();
+        let mid_y = pos.iter().map(|p| p.1).sum::<i32>() as f64 / pos.len().max(1) as f64;
+        let label_style = TextStyle::from((FAMILY, 13).into_font())
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Center));
+        let mut labels = Vec::new();
+        for e in &self.edges {
+            let (a, b) = (pos[e.from], pos[e.to]);
+            let skipped = cols[e.to].saturating_sub(cols[e.from]).saturating_sub(1) as f64;
+            // Bend edges that jump columns (away from the middle), and edges within a column.
+            let mut bend = if skipped > 0.0 || cols[e.to] == cols[e.from] {
+                38.0 + 22.0 * skipped
+            } else {
+                0.0
+            };
+            let mean_y = (a.1 + b.1) as f64 / 2.0;
+            let going_right = b.0 >= a.0;
+            // Positive bend is to the left of the direction of travel (up when going right).
+            if (mean_y > mid_y) == going_right {
+                bend = -bend;
+            }
+            let pts = curve(a, b, bend);
+            let start = pts.iter().position(|&p| !inside(p, a)).unwrap_or(0);
+            let end = pts.iter().rposition(|&p| !inside(p, b)).unwrap_or(pts.len() - 1);
+            if end <= start {
+                continue;
+            }
+            let path: Vec<(i32, i32)> = pts[start..=end]
+                .iter()
+                .map(|&(x, y)| (x.round() as i32, y.round() as i32))
+                .collect();
+            let style = BLACK.mix(0.8).stroke_width(2);
+            root.draw(&PathElement::new(path.clone(), style))?;
+            // Arrowhead at the end, along the last segment.
+            let tip = pts[end];
+            let back = pts[end.saturating_sub(4)];
+            let (dx, dy) = (tip.0 - back.0, tip.1 - back.1);
+            let l = (dx * dx + dy * dy).sqrt().max(1e-6);
+            let (ux, uy) = (dx / l, dy / l);
+            let p = |s: f64, n: f64| {
+                (
+                    (tip.0 - ux * s - uy * n).round() as i32,
+                    (tip.1 - uy * s + ux * n).round() as i32,
+                )
+            };
+            root.draw(&Polygon::new(
+                vec![(tip.0.round() as i32, tip.1.round() as i32), p(11.0, 5.0), p(11.0, -5.0)],
+                BLACK.mix(0.8).filled(),
+            ))?;
+            if let Some(text) = &e.label {
+                let m = pts[(start + end) / 2];
+                labels.push((text.clone(), (m.0.round() as i32, m.1.round() as i32)));
+            }
+        }
+        // Labels after every edge, on a white box, so that no line crosses their text.
+        for (text, (x, y)) in &labels {
+            let (tw, th) = root.estimate_text_size(text, &label_style)?;
+            let (hw, hh) = (tw as i32 / 2 + 4, th as i32 / 2 + 2);
+            root.draw(&Rectangle::new(
+                [(x - hw, y - hh), (x + hw, y + hh)],
+                WHITE.mix(0.9).filled(),
+            ))?;
+            root.draw_text(text, &label_style, (*x, *y))?;
+        }
+        let node_style = TextStyle::from((FAMILY, 16).into_font())
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Center));
+        for (n, &(x, y)) in self.nodes.iter().zip(&pos) {
+            let rect = [
+                (x - NODE_W / 2, y - NODE_H / 2),
+                (x + NODE_W / 2, y + NODE_H / 2),
+            ];
+            root.draw(&Rectangle::new(rect, node_fill(n.kind).filled()))?;
+            root.draw(&Rectangle::new(rect, BLACK.stroke_width(1)))?;
+            root.draw_text(&n.label, &node_style, (x, y))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn genes(v: &[(&str, usize)]) -> Vec<Vec<(String, usize)>> {
+        v.chunks(2)
+            .map(|c| c.iter().map(|(o, j)| (o.to_string(), *j)).collect())
+            .collect()
+    }
+
+    #[test]
+    fn darts_cell_has_its_edges_and_layered_columns() {
+        // DARTS_V2 normal cell (quark0/darts genotypes.py).
+        let g = genes(&[
+            ("sep_conv_3x3", 0),
+            ("sep_conv_3x3", 1),
+            ("sep_conv_3x3", 0),
+            ("sep_conv_3x3", 1),
+            ("sep_conv_3x3", 1),
+            ("skip_connect", 0),
+            ("skip_connect", 0),
+            ("dil_conv_3x3", 2),
+        ]);
+        let c = CellGraph::darts("normal", &g, &[2, 3, 4, 5]);
+        assert_eq!(c.nodes.len(), 7);
+        // 8 op edges + 4 concatenation edges.
+        assert_eq!(c.edges.len(), 12);
+        assert_eq!(c.edges.iter().filter(|e| e.label.is_none()).count(), 4);
+        // Nodes 0-2 read only the inputs (column 1); node 3 reads node 0 (column 2);
+        // the output is right of everything (column 3).
+        assert_eq!(c.columns(), vec![0, 0, 1, 1, 1, 2, 3]);
+        let p = c.positions();
+        assert!(p[6].0 > p[5].0 && p[5].0 > p[2].0 && p[2].0 > p[0].0);
+        assert_ne!(p[2].1, p[3].1);
+    }
+
+    #[test]
+    fn nb201_cell_drops_none_edges() {
+        let e = vec![
+            (1, 0, "nor_conv_3x3".to_string()),
+            (2, 0, "none".to_string()),
+            (2, 1, "skip_connect".to_string()),
+            (3, 0, "avg_pool_3x3".to_string()),
+            (3, 1, "none".to_string()),
+            (3, 2, "nor_conv_1x1".to_string()),
+        ];
+        let c = CellGraph::nb201("cell", &e);
+        assert_eq!(c.edges.len(), 4);
+        assert_eq!(c.columns(), vec![0, 1, 2, 3]);
+        assert_eq!(c.nodes[3].kind, NodeKind::Output);
+    }
+}

@@ -1,0 +1,277 @@
+//! The report of a sweep directory: `runs.csv`, `table.csv`, `report.md`, `plots/`.
+use std::path::{Path, PathBuf};
+
+use nas_core::Result;
+
+use super::plot::{save, BandSeries, LineFigure, ScatterFigure};
+use super::runs::{collect_runs, write_runs_csv, ReportSettings, RunRow};
+use super::stats::band;
+use super::table::{
+    group_name, group_rows, markdown_tables, table_metrics, write_table_csv, Group,
+};
+use super::{num, read_jsonl};
+use crate::files::write_atomic;
+
+/// What a sweep report wrote and found.
+#[derive(Debug)]
+pub struct SweepReport {
+    /// The sweep directory.
+    pub dir: PathBuf,
+    /// Every run, in plan order.
+    pub rows: Vec<RunRow>,
+    /// The groups and their statistics.
+    pub groups: Vec<Group>,
+    /// The text of `report.md`.
+    pub markdown: String,
+    /// The comparison table alone (Markdown), as printed at the end of a sweep.
+    pub table: String,
+    /// Every file written.
+    pub files: Vec<PathBuf>,
+}
+
+/// The accuracy that best-so-far plots show: the first of `test_acc`, `valid_acc`,
+/// `best_fitness` that the runs' step lines report.
+const CURVE_METRICS: [&str; 3] = ["test_acc", "valid_acc", "best_fitness"];
+
+/// A best-so-far curve of one run: `(x, y)` from its step lines with both keys.
+fn run_curve(
+    lines: &[serde_json::Map<String, serde_json::Value>],
+    kind: &str,
+    x: &str,
+    y: &str,
+) -> Vec<(f64, f64)> {
+    lines
+        .iter()
+        .filter(|l| l.get("kind").and_then(|k| k.as_str()) == Some(kind))
+        .filter_map(|l| Some((num(l, x)?, num(l, y)?)))
+        .collect()
+}
+
+/// Per group, the band of the runs' curves of `y` against `x`.
+fn group_bands(
+    rows: &[RunRow],
+    lines: &[Vec<serde_json::Map<String, serde_json::Value>>],
+    keys: &[String],
+    order: &[Group],
+    kind: &str,
+    x: &str,
+    y: &str,
+    x_offset: f64,
+) -> Vec<BandSeries> {
+    order
+        .iter()
+        .filter_map(|g| {
+            let curves: Vec<Vec<(f64, f64)>> = rows
+                .iter()
+                .zip(lines)
+                .filter(|(r, _)| r.finished() && group_name(r, keys) == g.name)
+                .map(|(_, l)| {
+                    run_curve(l, kind, x, y)
+                        .into_iter()
+                        .map(|(a, b)| (a + x_offset, b))
+                        .collect()
+                })
+                .filter(|c: &Vec<(f64, f64)>| !c.is_empty())
+                .collect();
+            if curves.is_empty() {
+                return None;
+            }
+            Some(BandSeries {
+                name: format!("{} (n={})", g.name, curves.len()),
+                points: band(&curves),
+            })
+        })
+        .collect()
+}
+
+/// Writes the plots of a sweep; returns `(markdown line, files)` per plot.
+fn sweep_plots(
+    dir: &Path,
+    rows: &[RunRow],
+    groups: &[Group],
+    keys: &[String],
+) -> Result<Vec<(String, Vec<PathBuf>)>> {
+    let plots = dir.join("plots");
+    let lines: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            if r.finished() {
+                read_jsonl(&r.dir.join("metrics.jsonl"))
+            } else {
+                Ok(Vec::new())
+            }
+        })
+        .collect::<Result<_>>()?;
+    let has = |kind: &str, x: &str, y: &str| {
+        lines
+            .iter()
+            .any(|l| !run_curve(l, kind, x, y).is_empty())
+    };
+    let mut out = Vec::new();
+    let y = CURVE_METRICS.iter().find(|m| has("step", "queries", m));
+    if let Some(y) = y {
+        let what = if *y == "test_acc" {
+            "test accuracy of the incumbent (best by search signal)"
+        } else {
+            y
+        };
+        for (x, stem, x_label) in [
+            ("queries", "best_vs_queries", "queries"),
+            (
+                "search_seconds",
+                "best_vs_time",
+                "search time (simulated seconds)",
+            ),
+        ] {
+            let series = group_bands(rows, &lines, keys, groups, "step", x, y, 0.0);
+            if series.is_empty() {
+                continue;
+            }
+            let fig = LineFigure {
+                title: format!("Best so far vs {x_label}: mean ± std over seeds"),
+                x_label: x_label.into(),
+                y_label: what.into(),
+                series,
+                steps: true,
+                bands: true,
+            };
+            let files = save(&fig, &plots.join(stem))?;
+            out.push((format!("{y} of the incumbent vs {x_label}"), files));
+        }
+    } else if let Some(y) = ["valid_acc", "test_acc", "train_acc"]
+        .iter()
+        .find(|m| has("epoch", "epoch", m))
+    {
+        let series = group_bands(rows, &lines, keys, groups, "epoch", "epoch", y, 1.0);
+        let fig = LineFigure {
+            title: format!("{y} per epoch: mean ± std over seeds"),
+            x_label: "epoch".into(),
+            y_label: y.to_string(),
+            series,
+            steps: false,
+            bands: true,
+        };
+        out.push((
+            format!("{y} per epoch"),
+            save(&fig, &plots.join(format!("{y}_vs_epoch")))?,
+        ));
+    }
+    // Accuracy against parameters: the table's own `params` (millions) when the runs
+    // report it, else the space's cost model.
+    let acc = ["test_acc", "valid_acc"]
+        .into_iter()
+        .find(|m| rows.iter().any(|r| r.finished() && r.metrics.contains_key(*m)));
+    if let Some(acc) = acc {
+        let params = |r: &RunRow| {
+            r.metrics
+                .get("params")
+                .copied()
+                .or_else(|| r.metrics.get("arch_params").map(|p| p / 1e6))
+        };
+        let pts: Vec<(String, Vec<(f64, f64)>)> = groups
+            .iter()
+            .map(|g| {
+                (
+                    g.name.clone(),
+                    rows.iter()
+                        .filter(|r| r.finished() && group_name(r, keys) == g.name)
+                        .filter_map(|r| Some((params(r)?, *r.metrics.get(acc)?)))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .filter(|(_, p)| !p.is_empty())
+            .collect();
+        if !pts.is_empty() {
+            let fig = ScatterFigure {
+                title: format!("{acc} vs parameters of the architecture found (one point per run)"),
+                x_label: "parameters (millions)".into(),
+                y_label: acc.into(),
+                groups: pts,
+            };
+            out.push((
+                format!("{acc} vs parameters"),
+                save(&fig, &plots.join("acc_vs_params"))?,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Rebuilds `runs.csv`, `table.csv`, `report.md` and `plots/` of the sweep directory `dir`
+/// from its files. `settings` overrides the report block saved in `sweep.json`.
+pub fn write_sweep_report(dir: &Path, settings: Option<&ReportSettings>) -> Result<SweepReport> {
+    let (index, rows) = collect_runs(dir)?;
+    let settings = settings
+        .cloned()
+        .or_else(|| index.as_ref().map(|i| i.report.clone()))
+        .unwrap_or_default();
+    let keys = if settings.group_by.is_empty() {
+        vec!["label".to_string()]
+    } else {
+        settings.group_by.clone()
+    };
+    let mut files = Vec::new();
+    let runs_csv = dir.join("runs.csv");
+    write_runs_csv(&runs_csv, &rows)?;
+    files.push(runs_csv);
+    let groups = group_rows(&rows, &keys);
+    let table_csv = dir.join("table.csv");
+    write_table_csv(&table_csv, &groups, &keys)?;
+    files.push(table_csv);
+    let metrics = table_metrics(&groups, &rows, &settings.metrics);
+    let table = markdown_tables(&groups, &keys, &metrics);
+    let plots = sweep_plots(dir, &rows, &groups, &keys)?;
+
+    let name = index
+        .as_ref()
+        .map(|i| i.name.clone())
+        .unwrap_or_else(|| {
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+    let count = |s: &str| rows.iter().filter(|r| r.status == s).count();
+    let mut md = format!("# Sweep `{name}`\n\n");
+    if let Some(i) = &index {
+        md.push_str(&format!("Sweep file: `{}`.\n\n", i.file));
+    }
+    md.push_str(&format!(
+        "{} runs: {} finished, {} failed, {} not run. Statistics are over the finished runs \
+         of each group (std: sample standard deviation, n - 1). Every metric of every run is in \
+         `runs.csv`; every statistic in `table.csv`.\n\n## Table\n\n",
+        rows.len(),
+        count("finished"),
+        count("failed"),
+        rows.len() - count("finished") - count("failed"),
+    ));
+    md.push_str(&table);
+    if !plots.is_empty() {
+        md.push_str("\n## Plots\n\n");
+        for (title, paths) in &plots {
+            if let Some(png) = paths.iter().find(|p| p.extension().is_some_and(|e| e == "png")) {
+                let rel = png.strip_prefix(dir).unwrap_or(png);
+                md.push_str(&format!("![{title}]({})\n\n", rel.display()));
+            }
+        }
+    }
+    let failed: Vec<&RunRow> = rows.iter().filter(|r| r.status == "failed").collect();
+    if !failed.is_empty() {
+        md.push_str("## Failed runs\n\n| run | error |\n|---|---|\n");
+        for r in failed {
+            let e = r.error.clone().unwrap_or_default().replace('|', "\\|").replace('\n', " ");
+            md.push_str(&format!("| {} | {e} |\n", r.id));
+        }
+    }
+    let report_md = dir.join("report.md");
+    write_atomic(&report_md, md.as_bytes())?;
+    files.push(report_md);
+    files.extend(plots.into_iter().flat_map(|(_, f)| f));
+    Ok(SweepReport {
+        dir: dir.to_path_buf(),
+        rows,
+        groups,
+        markdown: md,
+        table,
+        files,
+    })
+}
