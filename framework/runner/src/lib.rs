@@ -11,6 +11,7 @@ pub mod bench;
 pub mod components;
 pub mod env;
 pub mod files;
+pub mod plugins;
 pub mod report;
 pub mod retrain;
 pub mod run;

@@ -360,7 +360,9 @@ pub fn run_experiment(
         rustc: env!("NAS_RUSTC_VERSION").into(),
         device: exp.device.clone(),
     };
-    let result = search(exp, comps, opts, &dir, &mut summary);
+    // Plugins named by the experiment are loaded before anything else is built.
+    let result = crate::plugins::components_for(exp, comps)
+        .and_then(|c| search(exp, &c, opts, &dir, &mut summary));
     summary.wall_time_s = start.elapsed().as_secs_f64();
     match &result {
         Ok(reason) => {
