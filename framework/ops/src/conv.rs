@@ -1,12 +1,13 @@
 //! Dense and grouped 2-D convolution. The pointwise (1x1, no padding) case, which DARTS uses after
-//! every depthwise convolution and in `FactorizedReduce`/`ReLUConvBN`, is a batched GEMM through
-//! candle's matmul (gemm crate): `y[n] = W[O, I] x[n][I, H*W]`, with the weight broadcast over the
-//! batch (stride 0, no copy) and the activations used in place. A stride > 1 first picks every
-//! `stride`-th row and column with [`Subsample`]. Other kernels (and grouped convolutions that
-//! are not depthwise) unfold the input with [`Im2col`] (`[N, I*k*k, OH*OW]`) and multiply by the
-//! weight reshaped to `[O, I*k*k]` (per group), again through candle's matmul. (candle 0.11.1's
+//! every depthwise convolution and in `FactorizedReduce`/`ReLUConvBN`, is one custom op doing a
+//! GEMM per example ([`crate::conv1x1`]): one graph node instead of candle's
+//! reshape/broadcast/matmul chain, each of whose nodes costs a full-size gradient accumulation
+//! in candle's backward. Other kernels (and grouped convolutions that are not depthwise) unfold
+//! the input with [`Im2col`] (`[N, I*k*k, OH*OW]`) and multiply by the weight reshaped to
+//! `[O, I*k*k]` (per group) through candle's matmul. (candle 0.11.1's
 //! own conv2d backward fails on non-square inputs whose height and width round differently
 //! under the stride, so it is not used.)
+use crate::conv1x1::Conv1x1;
 use crate::cpu::{dispatch_float, par_planes, slice, Float};
 use crate::geom::Window;
 use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
@@ -34,15 +35,17 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Res
         );
     }
     if kh == 1 && kw == 1 && padding == 0 {
-        let xs = if stride > 1 {
-            subsample(x, stride)?
-        } else {
-            x.contiguous()?
+        crate::cpu::check_float("conv2d", x.dtype())?;
+        let (n, _, h, w) = x.dims4()?;
+        let op = Conv1x1 {
+            n,
+            ci,
+            co,
+            h,
+            w,
+            stride,
         };
-        let (n, _, h, w) = xs.dims4()?;
-        let x3 = xs.reshape((n, ci, h * w))?;
-        let w2 = weight.reshape((co, ci))?;
-        w2.broadcast_matmul(&x3)?.reshape((n, co, h, w))
+        x.contiguous()?.apply_op2(&weight.contiguous()?, op)
     } else {
         unfolded_conv(x, weight, stride, padding, 1)
     }
@@ -51,7 +54,7 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Res
 /// Grouped 2-D convolution (no bias) of `x` `[N, I, H, W]` with `weight` `[O, I/groups, k, k]`.
 ///
 /// `groups == 1` is [`conv2d`]; the depthwise case (`groups == I == O`) is
-/// [`crate::depthwise_conv2d`]; other group counts use candle's grouped conv2d.
+/// [`crate::depthwise_conv2d`]; other group counts unfold the input (im2col) and multiply per group.
 pub fn grouped_conv2d(
     x: &Tensor,
     weight: &Tensor,
@@ -194,95 +197,6 @@ impl CustomOp1 for Col2im {
                 }
             });
             Ok((T::to_cpu_storage_owned(gx), Shape::from(win.n * win.c * ip)))
-        })
-    }
-}
-
-/// `x[:, :, ::stride, ::stride]` as a differentiable op.
-pub(crate) fn subsample(x: &Tensor, stride: usize) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    crate::cpu::check_float("subsample", x.dtype())?;
-    x.contiguous()?.apply_op1(Subsample { n, c, h, w, stride })
-}
-
-/// Picks every `stride`-th row and column of each plane (forward), or scatters a gradient back
-/// into zeros at those positions (`up == true`, the backward).
-#[derive(Clone, Copy)]
-struct Subsample {
-    n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    stride: usize,
-}
-
-impl Subsample {
-    fn out_hw(&self) -> (usize, usize) {
-        (
-            (self.h - 1) / self.stride + 1,
-            (self.w - 1) / self.stride + 1,
-        )
-    }
-}
-
-impl CustomOp1 for Subsample {
-    fn name(&self) -> &'static str {
-        "nas-subsample"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (oh, ow) = self.out_hw();
-        let (h, w, st) = (self.h, self.w, self.stride);
-        dispatch_float!("subsample", s, |T| {
-            let x: &[T] = slice(s, l)?;
-            let mut y = vec![T::ZERO; self.n * self.c * oh * ow];
-            par_planes(&mut y, oh * ow, |p, yp| {
-                let xp = &x[p * h * w..(p + 1) * h * w];
-                for (oy, yr) in yp.chunks_exact_mut(ow).enumerate() {
-                    let xr = &xp[oy * st * w..(oy * st + 1) * w];
-                    for (yv, &xv) in yr.iter_mut().zip(xr.iter().step_by(st)) {
-                        *yv = xv;
-                    }
-                }
-            });
-            Ok((
-                T::to_cpu_storage_owned(y),
-                Shape::from((self.n, self.c, oh, ow)),
-            ))
-        })
-    }
-
-    fn bwd(&self, _x: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(
-            g.contiguous()?.apply_op1_no_bwd(&SubsampleBwd(*self))?,
-        ))
-    }
-}
-
-struct SubsampleBwd(Subsample);
-
-impl CustomOp1 for SubsampleBwd {
-    fn name(&self) -> &'static str {
-        "nas-subsample-bwd"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let f = &self.0;
-        let (oh, ow) = f.out_hw();
-        let (h, w, st) = (f.h, f.w, f.stride);
-        dispatch_float!("subsample backward", s, |T| {
-            let g: &[T] = slice(s, l)?;
-            let mut gx = vec![T::ZERO; f.n * f.c * h * w];
-            par_planes(&mut gx, h * w, |p, gxp| {
-                let gp = &g[p * oh * ow..(p + 1) * oh * ow];
-                for (oy, gr) in gp.chunks_exact(ow).enumerate() {
-                    let gxr = &mut gxp[oy * st * w..(oy * st + 1) * w];
-                    for (gxv, &gv) in gxr.iter_mut().step_by(st).zip(gr) {
-                        *gxv = gv;
-                    }
-                }
-            });
-            Ok((T::to_cpu_storage_owned(gx), Shape::from((f.n, f.c, h, w))))
         })
     }
 }

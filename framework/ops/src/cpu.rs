@@ -7,35 +7,31 @@ use rayon::prelude::*;
 pub(crate) trait Float: WithDType + std::ops::Neg<Output = Self> {
     /// 0.
     const ZERO: Self;
+    /// 1.
+    const ONE: Self;
     /// Negative infinity, the identity of `max`.
     const NEG_INF: Self;
-    /// `max` that propagates NaN from `v` (PyTorch's max-pool rule).
-    fn max_nan(self, v: Self) -> Self;
+    /// Whether the value is NaN.
+    fn is_nan(self) -> bool;
 }
 
 impl Float for f32 {
     const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
     const NEG_INF: Self = f32::NEG_INFINITY;
     #[inline(always)]
-    fn max_nan(self, v: Self) -> Self {
-        if v > self || v.is_nan() {
-            v
-        } else {
-            self
-        }
+    fn is_nan(self) -> bool {
+        f32::is_nan(self)
     }
 }
 
 impl Float for f64 {
     const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
     const NEG_INF: Self = f64::NEG_INFINITY;
     #[inline(always)]
-    fn max_nan(self, v: Self) -> Self {
-        if v > self || v.is_nan() {
-            v
-        } else {
-            self
-        }
+    fn is_nan(self) -> bool {
+        f64::is_nan(self)
     }
 }
 

@@ -12,8 +12,10 @@
 
 mod bn;
 mod conv;
+mod conv1x1;
 mod cpu;
 mod dwconv;
+mod gemm;
 mod geom;
 mod mixed;
 mod pointwise;

@@ -7,7 +7,9 @@
 //! Like PyTorch, `padding <= kernel / 2` is required, so every window holds an image cell.
 use crate::cpu::{dispatch_float, par_planes, slice, Float};
 use crate::geom::{Tap, Window};
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+use std::sync::{Arc, Mutex};
 
 fn window(op: &str, x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Window> {
     if kernel == 0 || stride == 0 {
@@ -26,7 +28,13 @@ fn window(op: &str, x: &Tensor, kernel: usize, stride: usize, padding: usize) ->
 /// order (PyTorch's argmax rule).
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
     let win = window("max_pool2d", x, kernel, stride, padding)?;
-    x.contiguous()?.apply_op1(MaxPool { win })
+    if win.k * win.k > u32::MAX as usize {
+        bail!("max_pool2d: kernel {kernel} is too large");
+    }
+    x.contiguous()?.apply_op1(MaxPool {
+        win,
+        argmax: Arc::new(Mutex::new(None)),
+    })
 }
 
 /// Average pooling of `x` `[N, C, H, W]` with a square `kernel`, `stride` and `padding`.
@@ -47,8 +55,11 @@ pub fn avg_pool2d(
     })
 }
 
+/// Max pooling; the forward records, per output, which window tap won (row-major tap index
+/// `i * k + j`), and the backward scatters through those indices.
 struct MaxPool {
     win: Window,
+    argmax: Arc<Mutex<Option<Vec<u32>>>>,
 }
 
 impl CustomOp1 for MaxPool {
@@ -63,9 +74,27 @@ impl CustomOp1 for MaxPool {
             let (rows, cols) = (win.row_taps(), win.col_taps());
             let (ip, op) = (win.in_plane(), win.out_plane());
             let mut y = vec![T::NEG_INF; win.n * win.c * op];
-            par_planes(&mut y, op, |p, yp| {
-                max_plane(&x[p * ip..(p + 1) * ip], yp, win, &rows, &cols);
-            });
+            let first = |taps: &[Tap], out: usize| -> Vec<u32> {
+                (0..out)
+                    .map(|o| taps.iter().position(|t| t.lo <= o && o < t.hi).unwrap_or(0) as u32)
+                    .collect()
+            };
+            let (fr, fc) = (first(&rows, win.oh), first(&cols, win.ow));
+            let init: Vec<u32> = fr
+                .iter()
+                .flat_map(|&i| fc.iter().map(move |&j| i * win.k as u32 + j))
+                .collect();
+            let mut idx = vec![0u32; y.len()];
+            let min_len = (4096 / op.max(1)).max(1);
+            y.par_chunks_mut(op.max(1))
+                .zip(idx.par_chunks_mut(op.max(1)))
+                .enumerate()
+                .with_min_len(min_len)
+                .for_each(|(p, (yp, ixp))| {
+                    ixp.copy_from_slice(&init);
+                    max_plane(&x[p * ip..(p + 1) * ip], yp, ixp, win, &rows, &cols);
+                });
+            *self.argmax.lock().unwrap_or_else(|e| e.into_inner()) = Some(idx);
             Ok((
                 T::to_cpu_storage_owned(y),
                 Shape::from((win.n, win.c, win.oh, win.ow)),
@@ -73,110 +102,115 @@ impl CustomOp1 for MaxPool {
         })
     }
 
-    fn bwd(&self, x: &Tensor, res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+    fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let idx = self
+            .argmax
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(idx) = idx else {
+            bail!("max_pool2d backward: the forward recorded no argmax");
+        };
         let g = g.contiguous()?;
-        let res = res.contiguous()?;
-        Ok(Some(x.apply_op3_no_bwd(
-            &res,
-            &g,
-            &MaxPoolBwd { win: self.win },
-        )?))
+        let gx = g.apply_op1_no_bwd(&MaxPoolBwd { win: self.win, idx })?;
+        Ok(Some(gx.reshape(x.shape())?))
     }
 }
 
-fn max_plane<T: Float>(x: &[T], y: &mut [T], win: &Window, rows: &[Tap], cols: &[Tap]) {
-    let (s, w, ow) = (win.stride, win.w, win.ow);
-    for rt in rows {
+/// `y` (-inf) and `idx` (each output's first in-image tap) become the window maxima and the
+/// winning taps of one plane. Taps are visited in row-major order per output and a later tap
+/// wins only if strictly greater (or NaN): PyTorch's first-maximum rule (an all -inf window
+/// keeps its first in-image cell, as in PyTorch).
+fn max_plane<T: Float>(
+    x: &[T],
+    y: &mut [T],
+    idx: &mut [u32],
+    win: &Window,
+    rows: &[Tap],
+    cols: &[Tap],
+) {
+    let (s, w, ow, k) = (win.stride, win.w, win.ow, win.k);
+    let mut scratch: Vec<T> = Vec::with_capacity(ow);
+    for (i, rt) in rows.iter().enumerate() {
         for oy in rt.lo..rt.hi {
             let iy = rt.input(oy, s);
             let xr = &x[iy * w..(iy + 1) * w];
             let yr = &mut y[oy * ow..(oy + 1) * ow];
-            for ct in cols {
+            let ir = &mut idx[oy * ow..(oy + 1) * ow];
+            for (j, ct) in cols.iter().enumerate() {
                 if ct.len() == 0 {
                     continue;
                 }
+                let t = (i * k + j) as u32;
                 let start = ct.input(ct.lo, s);
                 let yseg = &mut yr[ct.lo..ct.hi];
+                let iseg = &mut ir[ct.lo..ct.hi];
                 if s == 1 {
-                    for (yv, &xv) in yseg.iter_mut().zip(&xr[start..start + ct.len()]) {
-                        *yv = yv.max_nan(xv);
-                    }
+                    select_max(yseg, iseg, &xr[start..start + ct.len()], t);
                 } else {
-                    for (yv, &xv) in yseg.iter_mut().zip(xr[start..].iter().step_by(s)) {
-                        *yv = yv.max_nan(xv);
-                    }
+                    // Gather the strided inputs first so the select loop stays contiguous.
+                    scratch.clear();
+                    scratch.extend(xr[start..].iter().step_by(s).take(ct.len()));
+                    select_max(yseg, iseg, &scratch, t);
                 }
             }
         }
     }
 }
 
-/// Backward of [`MaxPool`]: inputs (x, y, dL/dy), output dL/dx.
-struct MaxPoolBwd {
-    win: Window,
+/// `y[l], idx[l] = x[l], t` where `x[l] > y[l]` (or is NaN), as branch-free selects: random
+/// data makes a branch unpredictable.
+#[inline(always)]
+fn select_max<T: Float>(y: &mut [T], idx: &mut [u32], x: &[T], t: u32) {
+    let n = y.len().min(idx.len()).min(x.len());
+    let (y, idx, x) = (&mut y[..n], &mut idx[..n], &x[..n]);
+    for l in 0..n {
+        let (xv, yv) = (x[l], y[l]);
+        let take = (xv > yv) | xv.is_nan();
+        let m = (take as u32).wrapping_neg();
+        idx[l] = (t & m) | (idx[l] & !m);
+        y[l] = if take { xv } else { yv };
+    }
 }
 
-impl CustomOp3 for MaxPoolBwd {
+/// Backward of [`MaxPool`]: input dL/dy, output dL/dx (flat), through the recorded taps.
+struct MaxPoolBwd {
+    win: Window,
+    idx: Vec<u32>,
+}
+
+impl CustomOp1 for MaxPoolBwd {
     fn name(&self) -> &'static str {
         "nas-max-pool2d-bwd"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let win = &self.win;
-        dispatch_float!("max_pool2d backward", s1, |T| {
-            let (x, y, g): (&[T], &[T], &[T]) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let k = win.k;
+        // Input offset of each tap relative to (oy * s, ox * s).
+        let (pad, d) = (win.padding as isize, win.dilation as isize);
+        let dy: Vec<isize> = (0..k * k).map(|t| (t / k) as isize * d - pad).collect();
+        let dx: Vec<isize> = (0..k * k).map(|t| (t % k) as isize * d - pad).collect();
+        dispatch_float!("max_pool2d backward", s, |T| {
+            let g: &[T] = slice(s, l)?;
             let (ip, op) = (win.in_plane(), win.out_plane());
+            let (st, w, ow) = (win.stride as isize, win.w as isize, win.ow);
             let mut gx = vec![T::ZERO; win.n * win.c * ip];
             par_planes(&mut gx, ip, |p, gxp| {
-                max_bwd_plane(
-                    &x[p * ip..(p + 1) * ip],
-                    &y[p * op..(p + 1) * op],
-                    &g[p * op..(p + 1) * op],
-                    gxp,
-                    win,
-                );
-            });
-            Ok((
-                T::to_cpu_storage_owned(gx),
-                Shape::from((win.n, win.c, win.h, win.w)),
-            ))
-        })
-    }
-}
-
-fn max_bwd_plane<T: Float>(x: &[T], y: &[T], g: &[T], gx: &mut [T], win: &Window) {
-    let (s, p, k, h, w, ow) = (
-        win.stride as isize,
-        win.padding as isize,
-        win.k as isize,
-        win.h as isize,
-        win.w as isize,
-        win.ow,
-    );
-    for (o, (&m, &gv)) in y.iter().zip(g).enumerate() {
-        let (oy, ox) = ((o / ow) as isize, (o % ow) as isize);
-        let (y0, x0) = (oy * s - p, ox * s - p);
-        let (ya, yb) = (y0.max(0), (y0 + k).min(h));
-        let (xa, xb) = (x0.max(0), (x0 + k).min(w));
-        'window: for iy in ya..yb {
-            for ix in xa..xb {
-                let idx = (iy * w + ix) as usize;
-                let v = x[idx];
-                #[allow(clippy::eq_op)]
-                if v == m || (m != m && v != v) {
-                    gx[idx] += gv;
-                    break 'window;
+                let gp = &g[p * op..(p + 1) * op];
+                let ixp = &self.idx[p * op..(p + 1) * op];
+                for (oy, (gr, ir)) in gp.chunks_exact(ow).zip(ixp.chunks_exact(ow)).enumerate() {
+                    let base_y = oy as isize * st;
+                    for (ox, (&gv, &t)) in gr.iter().zip(ir).enumerate() {
+                        let t = t as usize;
+                        let iy = base_y + dy[t];
+                        let ix = ox as isize * st + dx[t];
+                        gxp[(iy * w + ix) as usize] += gv;
+                    }
                 }
-            }
-        }
+            });
+            Ok((T::to_cpu_storage_owned(gx), Shape::from(win.n * win.c * ip)))
+        })
     }
 }
 

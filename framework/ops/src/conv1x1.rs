@@ -1,0 +1,210 @@
+//! Pointwise (1x1, no padding, any stride) convolution as one custom op: per example a GEMM
+//! `y[n] (O x OH*OW) = W (O x I) * x[n] (I x OH*OW)` through the `gemm` crate, the batch spread
+//! over rayon tasks. The backward produces `dL/dx[n] = W^T g[n]` and `dL/dW = sum_n g[n] x[n]^T`
+//! in one sweep (per-example weight partials, reduced in batch order, so results do not depend
+//! on thread scheduling). A stride > 1 reads every `stride`-th row and column of each plane
+//! (DARTS' `FactorizedReduce`, quark0/darts `operations.py`).
+use crate::cpu::{dispatch_float, slice, Float};
+use crate::gemm::{matmul, Mat};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Sizes of one pointwise convolution.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Conv1x1 {
+    pub n: usize,
+    pub ci: usize,
+    pub co: usize,
+    pub h: usize,
+    pub w: usize,
+    pub stride: usize,
+}
+
+impl Conv1x1 {
+    fn oh(&self) -> usize {
+        (self.h - 1) / self.stride + 1
+    }
+
+    fn ow(&self) -> usize {
+        (self.w - 1) / self.stride + 1
+    }
+
+    /// Output positions per plane.
+    fn l(&self) -> usize {
+        self.oh() * self.ow()
+    }
+
+    /// The `ci x L` input matrix of example `n`: the planes themselves (stride 1) or their
+    /// subsampled copy in `scratch`.
+    fn input<'a, T: Float>(&self, x: &'a [T], n: usize, scratch: &'a mut Vec<T>) -> &'a [T] {
+        let hw = self.h * self.w;
+        let xn = &x[n * self.ci * hw..(n + 1) * self.ci * hw];
+        if self.stride == 1 {
+            return xn;
+        }
+        scratch.clear();
+        for plane in xn.chunks_exact(hw) {
+            for oy in 0..self.oh() {
+                let row = &plane[oy * self.stride * self.w..][..self.w];
+                scratch.extend(row.iter().step_by(self.stride));
+            }
+        }
+        scratch
+    }
+
+    fn forward<T: Float>(&self, x: &[T], wt: &[T]) -> Vec<T> {
+        let l = self.l();
+        let mut y = vec![T::ZERO; self.n * self.co * l];
+        y.par_chunks_mut((self.co * l).max(1))
+            .enumerate()
+            .for_each(|(n, yn)| {
+                let mut scratch = Vec::new();
+                let xn = self.input(x, n, &mut scratch);
+                let lhs = Mat {
+                    data: wt,
+                    rows: self.co,
+                    cols: self.ci,
+                    rs: self.ci,
+                    cs: 1,
+                };
+                let rhs = Mat {
+                    data: xn,
+                    rows: self.ci,
+                    cols: l,
+                    rs: l,
+                    cs: 1,
+                };
+                matmul(yn, false, lhs, rhs);
+            });
+        y
+    }
+
+    /// `[dL/dx, dL/dW]` flat.
+    fn backward<T: Float>(&self, x: &[T], wt: &[T], g: &[T]) -> Vec<T> {
+        let (l, hw) = (self.l(), self.h * self.w);
+        let (ci, co) = (self.ci, self.co);
+        let nx = self.n * ci * hw;
+        let mut out = vec![T::ZERO; nx + co * ci];
+        let mut partial = vec![T::ZERO; self.n * co * ci];
+        let (gx, gw) = out.split_at_mut(nx);
+        gx.par_chunks_mut((ci * hw).max(1))
+            .zip(partial.par_chunks_mut((co * ci).max(1)))
+            .enumerate()
+            .for_each(|(n, (gxn, pw))| {
+                let gn = &g[n * co * l..(n + 1) * co * l];
+                let mut scratch = Vec::new();
+                let xn = self.input(x, n, &mut scratch);
+                // dW_n (co x ci) = g_n (co x L) * x_n^T (L x ci)
+                let gm = Mat {
+                    data: gn,
+                    rows: co,
+                    cols: l,
+                    rs: l,
+                    cs: 1,
+                };
+                matmul(
+                    pw,
+                    false,
+                    gm,
+                    Mat {
+                        data: xn,
+                        rows: l,
+                        cols: ci,
+                        rs: 1,
+                        cs: l,
+                    },
+                );
+                // dx_n (ci x L) = W^T (ci x co) * g_n (co x L)
+                let wt_t = Mat {
+                    data: wt,
+                    rows: ci,
+                    cols: co,
+                    rs: 1,
+                    cs: ci,
+                };
+                if self.stride == 1 {
+                    matmul(gxn, false, wt_t, gm);
+                } else {
+                    let mut sub = vec![T::ZERO; ci * l];
+                    matmul(&mut sub, false, wt_t, gm);
+                    let (s, w, ow) = (self.stride, self.w, self.ow());
+                    for (plane, src) in gxn.chunks_exact_mut(hw).zip(sub.chunks_exact(l)) {
+                        for (oy, sr) in src.chunks_exact(ow).enumerate() {
+                            let row = &mut plane[oy * s * w..][..w];
+                            for (d, &v) in row.iter_mut().step_by(s).zip(sr) {
+                                *d = v;
+                            }
+                        }
+                    }
+                }
+            });
+        for (j, d) in gw.iter_mut().enumerate() {
+            let acc: f64 = (0..self.n).map(|n| partial[n * co * ci + j].to_f64()).sum();
+            *d = T::from_f64(acc);
+        }
+        out
+    }
+}
+
+impl CustomOp2 for Conv1x1 {
+    fn name(&self) -> &'static str {
+        "nas-conv1x1"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch_float!("conv2d 1x1", s1, |T| {
+            let y = self.forward::<T>(slice(s1, l1)?, slice(s2, l2)?);
+            Ok((
+                T::to_cpu_storage_owned(y),
+                Shape::from((self.n, self.co, self.oh(), self.ow())),
+            ))
+        })
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let both = x.apply_op3_no_bwd(w, &g.contiguous()?, &Conv1x1Bwd(*self))?;
+        let nx = x.elem_count();
+        let gx = both.narrow(0, 0, nx)?.reshape(x.shape())?;
+        let gw = both.narrow(0, nx, w.elem_count())?.reshape(w.shape())?;
+        Ok((Some(gx), Some(gw)))
+    }
+}
+
+/// Backward of [`Conv1x1`]: inputs (x, W, dL/dy), output `[dL/dx, dL/dW]` flat.
+struct Conv1x1Bwd(Conv1x1);
+
+impl CustomOp3 for Conv1x1Bwd {
+    fn name(&self) -> &'static str {
+        "nas-conv1x1-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        dispatch_float!("conv2d 1x1 backward", s1, |T| {
+            let out = self
+                .0
+                .backward::<T>(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+            let len = out.len();
+            Ok((T::to_cpu_storage_owned(out), Shape::from(len)))
+        })
+    }
+}
