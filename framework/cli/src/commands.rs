@@ -102,6 +102,7 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
         }
         Command::Sweep(a) => crate::sweep_cmd::sweep(cli, a, comps),
         Command::Report(a) => crate::sweep_cmd::report(a, comps),
+        Command::Plugin(a) => crate::plugin_cmd::plugin(a, comps),
         Command::List => {
             let mut kind = None;
             for info in comps.all_infos() {
@@ -151,7 +152,9 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
             // Decode every component's params too, so that a bad params block fails here.
             let shape = nas_runner::run::data_shape_of(&exp)?;
             nas_runner::run::build_space(&exp, comps, shape)?;
-            nas_runner::run::build_strategy(&exp, comps)?;
+            // The experiment's plugins are loaded first: their strategies are checked too.
+            let with_plugins = nas_runner::plugins::components_for(&exp, comps)?;
+            nas_runner::run::build_strategy(&exp, &with_plugins)?;
             let w = &exp.optimizers.weights;
             nas_optim_check(&exp, w)?;
             if *print {

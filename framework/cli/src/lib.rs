@@ -7,8 +7,10 @@
 #![deny(missing_docs)]
 
 mod commands;
+mod plugin_cmd;
 mod sweep_cmd;
 
+pub use plugin_cmd::{PluginAction, PluginArgs};
 pub use sweep_cmd::{ReportArgs, SweepArgs};
 
 use clap::{Parser, Subcommand};
@@ -96,6 +98,8 @@ pub enum Command {
     Sweep(sweep_cmd::SweepArgs),
     /// Rebuild the tables and plots of a sweep or run directory from its files.
     Report(sweep_cmd::ReportArgs),
+    /// Strategy plugins: `info PATH` (what a library declares), `new NAME` (a new crate).
+    Plugin(plugin_cmd::PluginArgs),
     /// Time one DARTS search step (arch step + weight step) on CPU.
     Bench {
         /// Cells of the search network.

@@ -180,3 +180,23 @@ fn list_and_describe() {
     let o = nas(&["describe", "nope"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Every experiment and retraining config in `configs/` loads, decodes and builds its
+/// components (base files are partial by design and are checked through the files that
+/// include them; sweeps are checked by the sweep tests).
+#[test]
+fn every_shipped_config_validates() {
+    let mut n = 0;
+    for dir in ["configs/experiments", "configs/train"] {
+        for e in std::fs::read_dir(root().join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().and_then(|x| x.to_str()) != Some("yaml") {
+                continue;
+            }
+            let o = nas(&["config", "validate", p.to_str().unwrap()]);
+            assert!(o.status.success(), "{}: {}", p.display(), text(&o));
+            n += 1;
+        }
+    }
+    assert!(n >= 3);
+}
