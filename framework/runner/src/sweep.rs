@@ -220,7 +220,11 @@ pub fn run_sweep(path: &Path, comps: &Components, opts: &SweepOptions) -> Result
                                 .map(|v| format!("{m}={v:.4}"))
                         })
                         .collect();
-                    tracing::info!("[{n}/{total}] {}: finished in {secs:.1} s {}", run.id, shown.join(" "));
+                    tracing::info!(
+                        "[{n}/{total}] {}: finished in {secs:.1} s {}",
+                        run.id,
+                        shown.join(" ")
+                    );
                     set_status(i, "finished", None)?;
                 }
                 Ok(Err(e)) => {

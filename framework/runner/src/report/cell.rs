@@ -199,7 +199,10 @@ impl CellGraph {
                 seen[c] += 1;
                 let span = (rows[c] as i32 - 1) * ROW_H;
                 let top = (height + 30 - span) / 2;
-                (MARGIN + NODE_W / 2 + c as i32 * COL_W, top + k as i32 * ROW_H)
+                (
+                    MARGIN + NODE_W / 2 + c as i32 * COL_W,
+                    top + k as i32 * ROW_H,
+                )
             })
             .collect()
     }
@@ -219,9 +222,10 @@ fn curve(a: (i32, i32), b: (i32, i32), bend: f64) -> Vec<(f64, f64)> {
         (ax + bx) / 2.0 - dy / len * bend,
         (ay + by) / 2.0 + dx / len * bend,
     );
-    (0..=80)
+    let n = 24;
+    (0..=n)
         .map(|i| {
-            let t = i as f64 / 80.0;
+            let t = i as f64 / n as f64;
             let u = 1.0 - t;
             (
                 u * u * ax + 2.0 * u * t * cx + t * t * bx,
@@ -231,10 +235,67 @@ fn curve(a: (i32, i32), b: (i32, i32), bend: f64) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// The part of the polyline `pts` outside the boxes of the nodes at `a` and `b`; the cut
+/// points on the crossing segments are found by bisection.
+fn clip(pts: &[(f64, f64)], a: (i32, i32), b: (i32, i32)) -> Vec<(f64, f64)> {
+    let cross = |p: (f64, f64), q: (f64, f64), c: (i32, i32)| {
+        // `p` inside the box at `c`, `q` outside.
+        let (mut lo, mut hi) = (0.0f64, 1.0f64);
+        for _ in 0..20 {
+            let m = (lo + hi) / 2.0;
+            if inside((p.0 + (q.0 - p.0) * m, p.1 + (q.1 - p.1) * m), c) {
+                lo = m;
+            } else {
+                hi = m;
+            }
+        }
+        (p.0 + (q.0 - p.0) * hi, p.1 + (q.1 - p.1) * hi)
+    };
+    let (Some(first), Some(last)) = (
+        pts.iter().position(|&p| !inside(p, a)),
+        pts.iter().rposition(|&p| !inside(p, b)),
+    ) else {
+        return Vec::new();
+    };
+    if last < first {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    if first > 0 {
+        out.push(cross(pts[first - 1], pts[first], a));
+    }
+    out.extend_from_slice(&pts[first..=last]);
+    if last + 1 < pts.len() {
+        out.push(cross(pts[last + 1], pts[last], b));
+    }
+    out
+}
+
+/// The point halfway along a polyline.
+fn point_at_half(pts: &[(f64, f64)]) -> (f64, f64) {
+    let seg =
+        |i: usize| ((pts[i + 1].0 - pts[i].0).powi(2) + (pts[i + 1].1 - pts[i].1).powi(2)).sqrt();
+    let total: f64 = (0..pts.len() - 1).map(seg).sum();
+    let mut left = total / 2.0;
+    for i in 0..pts.len() - 1 {
+        let l = seg(i);
+        if l >= left && l > 0.0 {
+            let t = left / l;
+            return (
+                pts[i].0 + (pts[i + 1].0 - pts[i].0) * t,
+                pts[i].1 + (pts[i + 1].1 - pts[i].1) * t,
+            );
+        }
+        left -= l;
+    }
+    pts[pts.len() - 1]
+}
+
 impl Figure for CellGraph {
     fn size(&self) -> (u32, u32) {
         let rows = self.rows_per_column();
-        let w = 2 * MARGIN + NODE_W + (rows.len() as i32 - 1).max(0) * COL_W;
+        let w = (2 * MARGIN + NODE_W + (rows.len() as i32 - 1).max(0) * COL_W)
+            .max(self.title.chars().count() as i32 * 11 + 40);
         let h = 110 + (rows.iter().copied().max().unwrap_or(1) as i32 - 1).max(0) * ROW_H + 60;
         (w.max(420) as u32, h.max(240) as u32)
     }
@@ -252,8 +313,23 @@ impl Figure for CellGraph {
             .color(&BLACK)
             .pos(Pos::new(HPos::Center, VPos::Center));
         let mut labels = Vec::new();
-        for e in &self.edges {
-            let (a, b) = (pos[e.from], pos[e.to]);
+        let mut alternate = 0usize;
+        // Straight edges into the output end at points spread over its left side.
+        let into_out: Vec<usize> = (0..self.edges.len())
+            .filter(|&i| {
+                let e = &self.edges[i];
+                self.nodes[e.to].kind == NodeKind::Output && cols[e.to] == cols[e.from] + 1
+            })
+            .collect();
+        for (ei, e) in self.edges.iter().enumerate() {
+            let (a, mut b) = (pos[e.from], pos[e.to]);
+            if let Some(k) = into_out.iter().position(|&i| i == ei) {
+                if into_out.len() > 1 {
+                    let spread = (NODE_H - 14) as f64;
+                    let off = -spread / 2.0 + spread * k as f64 / (into_out.len() - 1) as f64;
+                    b = (b.0, b.1 + off.round() as i32);
+                }
+            }
             let skipped = cols[e.to].saturating_sub(cols[e.from]).saturating_sub(1) as f64;
             // Bend edges that jump columns (away from the middle), and edges within a column.
             let mut bend = if skipped > 0.0 || cols[e.to] == cols[e.from] {
@@ -263,25 +339,33 @@ impl Figure for CellGraph {
             };
             let mean_y = (a.1 + b.1) as f64 / 2.0;
             let going_right = b.0 >= a.0;
-            // Positive bend is to the left of the direction of travel (up when going right).
-            if (mean_y > mid_y) == going_right {
+            if a.1 == b.1 && (mean_y - mid_y).abs() < 1.0 {
+                // On the middle row: alternate sides, so that arcs over the same nodes part.
+                if alternate % 2 == 1 {
+                    bend = -bend;
+                }
+                alternate += 1;
+            } else if (mean_y > mid_y) == going_right {
+                // A positive bend is to the left of the direction of travel (up when going
+                // right): bend away from the middle.
                 bend = -bend;
             }
-            let pts = curve(a, b, bend);
-            let start = pts.iter().position(|&p| !inside(p, a)).unwrap_or(0);
-            let end = pts.iter().rposition(|&p| !inside(p, b)).unwrap_or(pts.len() - 1);
-            if end <= start {
+            let mut pts = clip(&curve(a, b, bend), pos[e.from], b);
+            if pts.len() < 2 {
                 continue;
             }
-            let path: Vec<(i32, i32)> = pts[start..=end]
+            if bend == 0.0 {
+                // A straight edge: its two ends draw cleaner than many short segments.
+                pts = vec![pts[0], pts[pts.len() - 1]];
+            }
+            let path: Vec<(i32, i32)> = pts
                 .iter()
                 .map(|&(x, y)| (x.round() as i32, y.round() as i32))
                 .collect();
-            let style = BLACK.mix(0.8).stroke_width(2);
-            root.draw(&PathElement::new(path.clone(), style))?;
+            root.draw(&PathElement::new(path, BLACK.mix(0.8).stroke_width(2)))?;
             // Arrowhead at the end, along the last segment.
-            let tip = pts[end];
-            let back = pts[end.saturating_sub(4)];
+            let tip = pts[pts.len() - 1];
+            let back = pts[pts.len() - 2];
             let (dx, dy) = (tip.0 - back.0, tip.1 - back.1);
             let l = (dx * dx + dy * dy).sqrt().max(1e-6);
             let (ux, uy) = (dx / l, dy / l);
@@ -292,11 +376,16 @@ impl Figure for CellGraph {
                 )
             };
             root.draw(&Polygon::new(
-                vec![(tip.0.round() as i32, tip.1.round() as i32), p(11.0, 5.0), p(11.0, -5.0)],
+                vec![
+                    (tip.0.round() as i32, tip.1.round() as i32),
+                    p(11.0, 5.0),
+                    p(11.0, -5.0),
+                ],
                 BLACK.mix(0.8).filled(),
             ))?;
             if let Some(text) = &e.label {
-                let m = pts[(start + end) / 2];
+                // The label at the curve's middle (by arc length).
+                let m = point_at_half(&pts);
                 labels.push((text.clone(), (m.0.round() as i32, m.1.round() as i32)));
             }
         }

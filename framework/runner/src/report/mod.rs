@@ -107,5 +107,7 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<serde_json::Map<String, serde_json:
 
 /// The number at `key` of a JSON line.
 pub fn num(line: &serde_json::Map<String, serde_json::Value>, key: &str) -> Option<f64> {
-    line.get(key).and_then(|v| v.as_f64()).filter(|v| v.is_finite())
+    line.get(key)
+        .and_then(|v| v.as_f64())
+        .filter(|v| v.is_finite())
 }

@@ -86,9 +86,7 @@ mod tests {
         // The preamble is a multiple of 64 bytes and the header ends with a newline.
         assert_eq!((10 + hlen) % 64, 0);
         let header = std::str::from_utf8(&b[10..10 + hlen]).unwrap();
-        assert!(header.starts_with(
-            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"
-        ));
+        assert!(header.starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"));
         assert!(header.ends_with('\n'));
         let data = &b[10 + hlen..];
         assert_eq!(data.len(), 6 * 4);

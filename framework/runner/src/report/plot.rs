@@ -104,7 +104,11 @@ pub fn padded_range(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
         return (0.0, 1.0);
     }
     if hi - lo < 1e-12 {
-        let d = if lo.abs() > 1e-12 { lo.abs() * 0.05 } else { 0.5 };
+        let d = if lo.abs() > 1e-12 {
+            lo.abs() * 0.05
+        } else {
+            0.5
+        };
         return (lo - d, hi + d);
     }
     let pad = (hi - lo) * 0.05;
@@ -135,6 +139,21 @@ pub struct LineFigure {
     pub steps: bool,
     /// Shade `mean ± std`.
     pub bands: bool,
+    /// Fit the y axis to the points after the first tenth of the x range (early points,
+    /// such as a search's first few queries, are clipped), so that the end of the curves,
+    /// where they differ, is readable.
+    pub focus_tail: bool,
+}
+
+/// A tick label: at most six decimals, trailing zeros dropped (`10`, `0.25`).
+pub fn tick(v: &f64) -> String {
+    let s = format!("{v:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.to_string()
+    }
 }
 
 fn step_path(pts: &[(f64, f64)]) -> Vec<(f64, f64)> {
@@ -156,7 +175,13 @@ impl Figure for LineFigure {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
         let all = self.series.iter().flat_map(|s| s.points.iter());
         let (x0, x1) = padded_range(all.clone().map(|p| p.x));
-        let (y0, y1) = padded_range(all.flat_map(|p| {
+        let cut = if self.focus_tail {
+            let (lo, hi) = padded_range(all.clone().map(|p| p.x));
+            lo + (hi - lo) * 0.1
+        } else {
+            f64::NEG_INFINITY
+        };
+        let (y0, y1) = padded_range(all.filter(|p| p.x >= cut).flat_map(|p| {
             if self.bands {
                 vec![p.mean - p.std, p.mean + p.std]
             } else {
@@ -173,6 +198,8 @@ impl Figure for LineFigure {
             .configure_mesh()
             .x_desc(&self.x_label)
             .y_desc(&self.y_label)
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .label_style((FAMILY, 14))
             .axis_desc_style((FAMILY, 16))
             .light_line_style(WHITE.mix(0.0))
@@ -181,18 +208,30 @@ impl Figure for LineFigure {
         for (i, s) in self.series.iter().enumerate() {
             let c = color(i);
             let pts: Vec<&BandPoint> = s.points.iter().filter(|p| p.mean.is_finite()).collect();
-            if self.bands && pts.len() > 1 {
-                let upper = shape(pts.iter().map(|p| (p.x, p.mean + p.std)).collect());
-                let mut lower = shape(pts.iter().map(|p| (p.x, p.mean - p.std)).collect());
-                lower.reverse();
+            if self.bands && self.steps {
+                // A step function's band is constant between points: one rectangle each.
+                chart.draw_series(pts.windows(2).map(|w| {
+                    Rectangle::new(
+                        [
+                            (w[0].x, w[0].mean - w[0].std),
+                            (w[1].x, w[0].mean + w[0].std),
+                        ],
+                        c.mix(0.15).filled(),
+                    )
+                }))?;
+            } else if self.bands && pts.len() > 1 {
+                let upper: Vec<(f64, f64)> = pts.iter().map(|p| (p.x, p.mean + p.std)).collect();
+                let lower = pts.iter().rev().map(|p| (p.x, p.mean - p.std));
                 let poly: Vec<(f64, f64)> = upper.into_iter().chain(lower).collect();
-                chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.18))))?;
+                chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.15).filled())))?;
             }
             let line = shape(pts.iter().map(|p| (p.x, p.mean)).collect());
             chart
                 .draw_series(LineSeries::new(line, c.stroke_width(2)))?
                 .label(s.name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
         }
         chart
             .configure_series_labels()
@@ -237,6 +276,8 @@ impl Figure for ScatterFigure {
             .configure_mesh()
             .x_desc(&self.x_label)
             .y_desc(&self.y_label)
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .label_style((FAMILY, 14))
             .axis_desc_style((FAMILY, 16))
             .light_line_style(WHITE.mix(0.0))
@@ -324,7 +365,9 @@ impl Figure for PanelsFigure {
         for (panel, area) in self.panels.iter().zip(cells.iter()) {
             let all = panel.lines.iter().flatten();
             let (x0, x1) = padded_range(all.clone().map(|p| p.0));
-            let (y0, y1) = self.y_range.unwrap_or_else(|| padded_range(all.map(|p| p.1)));
+            let (y0, y1) = self
+                .y_range
+                .unwrap_or_else(|| padded_range(all.map(|p| p.1)));
             let mut chart = ChartBuilder::on(area)
                 .caption(&panel.title, (FAMILY, 14))
                 .margin(6)
@@ -336,6 +379,8 @@ impl Figure for PanelsFigure {
                 .x_labels(5)
                 .y_labels(5)
                 .x_desc(&self.x_label)
+                .x_label_formatter(&tick)
+                .y_label_formatter(&tick)
                 .label_style((FAMILY, 11))
                 .axis_desc_style((FAMILY, 11))
                 .light_line_style(WHITE.mix(0.0))

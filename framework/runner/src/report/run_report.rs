@@ -73,7 +73,11 @@ fn curves(dir: &Path, out: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
     };
     let mut out_files = Vec::new();
     for (what, stem, pick) in [
-        ("loss", "loss", Box::new(|k: &str| k.contains("loss")) as Box<dyn Fn(&str) -> bool>),
+        (
+            "loss",
+            "loss",
+            Box::new(|k: &str| k.contains("loss")) as Box<dyn Fn(&str) -> bool>,
+        ),
         (
             "accuracy",
             "accuracy",
@@ -91,8 +95,12 @@ fn curves(dir: &Path, out: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
             series,
             steps: false,
             bands: false,
+            focus_tail: false,
         };
-        out_files.push((format!("{what} per {x_label}"), save(&fig, &out.join(stem))?));
+        out_files.push((
+            format!("{what} per {x_label}"),
+            save(&fig, &out.join(stem))?,
+        ));
     }
     Ok(out_files)
 }
@@ -108,9 +116,7 @@ fn spec_of(dir: &Path, comps: Option<&Components>) -> Option<SpaceSpec> {
 
 /// The alpha history as `[T, decisions, options]` (padded with NaN where decisions have
 /// fewer options) with the epoch of each row (`-1`: before the first epoch).
-pub fn alpha_array(
-    lines: &[Line],
-) -> Result<Option<(Vec<i64>, usize, usize, Vec<f32>)>> {
+pub fn alpha_array(lines: &[Line]) -> Result<Option<(Vec<i64>, usize, usize, Vec<f32>)>> {
     let mut epochs = Vec::new();
     let mut rows: Vec<Vec<Vec<f64>>> = Vec::new();
     for l in lines {
@@ -269,7 +275,10 @@ pub fn write_run_report(dir: &Path, comps: Option<&Components>) -> Result<RunRep
     }
     let mut files = Vec::new();
     for (title, paths) in &parts {
-        if let Some(png) = paths.iter().find(|p| p.extension().is_some_and(|e| e == "png")) {
+        if let Some(png) = paths
+            .iter()
+            .find(|p| p.extension().is_some_and(|e| e == "png"))
+        {
             let rel = png.strip_prefix(dir).unwrap_or(png);
             md.push_str(&format!("## {title}\n\n![{title}]({})\n\n", rel.display()));
         }

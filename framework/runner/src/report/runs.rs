@@ -162,7 +162,11 @@ pub fn read_summary(dir: &Path) -> Result<Option<RunSummary>> {
 /// The flat metrics of a summary (see [`RunRow::metrics`]).
 pub fn summary_metrics(s: &RunSummary) -> BTreeMap<String, f64> {
     let mut m = BTreeMap::new();
-    flatten("", &serde_json::Value::Object(s.final_metrics.clone()), &mut m);
+    flatten(
+        "",
+        &serde_json::Value::Object(s.final_metrics.clone()),
+        &mut m,
+    );
     m.insert("wall_time_s".into(), s.wall_time_s);
     m.insert("epochs".into(), s.epochs as f64);
     if let Some(p) = s.params {
@@ -324,7 +328,10 @@ pub fn write_runs_csv(path: &Path, rows: &[RunRow]) -> Result<()> {
             r.seed.to_string(),
             r.status.clone(),
         ];
-        rec.extend(axes.iter().map(|a| r.axes.get(a).cloned().unwrap_or_default()));
+        rec.extend(
+            axes.iter()
+                .map(|a| r.axes.get(a).cloned().unwrap_or_default()),
+        );
         rec.extend(metrics.iter().map(|m| csv_num(r.metrics.get(m).copied())));
         rec.push(r.architecture.clone().unwrap_or_default());
         rec.push(r.error.clone().unwrap_or_default());

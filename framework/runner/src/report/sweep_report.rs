@@ -47,17 +47,29 @@ fn run_curve(
         .collect()
 }
 
-/// Per group, the band of the runs' curves of `y` against `x`.
+/// Which curve of each run: `y` against `x` from its `kind` lines, `x` shifted by
+/// `x_offset`.
+struct CurveSpec<'a> {
+    kind: &'a str,
+    x: &'a str,
+    y: &'a str,
+    x_offset: f64,
+}
+
+/// Per group, the band of the runs' curves.
 fn group_bands(
     rows: &[RunRow],
     lines: &[Vec<serde_json::Map<String, serde_json::Value>>],
     keys: &[String],
     order: &[Group],
-    kind: &str,
-    x: &str,
-    y: &str,
-    x_offset: f64,
+    c: &CurveSpec,
 ) -> Vec<BandSeries> {
+    let CurveSpec {
+        kind,
+        x,
+        y,
+        x_offset,
+    } = *c;
     order
         .iter()
         .filter_map(|g| {
@@ -102,11 +114,8 @@ fn sweep_plots(
             }
         })
         .collect::<Result<_>>()?;
-    let has = |kind: &str, x: &str, y: &str| {
-        lines
-            .iter()
-            .any(|l| !run_curve(l, kind, x, y).is_empty())
-    };
+    let has =
+        |kind: &str, x: &str, y: &str| lines.iter().any(|l| !run_curve(l, kind, x, y).is_empty());
     let mut out = Vec::new();
     let y = CURVE_METRICS.iter().find(|m| has("step", "queries", m));
     if let Some(y) = y {
@@ -123,7 +132,13 @@ fn sweep_plots(
                 "search time (simulated seconds)",
             ),
         ] {
-            let series = group_bands(rows, &lines, keys, groups, "step", x, y, 0.0);
+            let spec = CurveSpec {
+                kind: "step",
+                x,
+                y,
+                x_offset: 0.0,
+            };
+            let series = group_bands(rows, &lines, keys, groups, &spec);
             if series.is_empty() {
                 continue;
             }
@@ -134,6 +149,7 @@ fn sweep_plots(
                 series,
                 steps: true,
                 bands: true,
+                focus_tail: true,
             };
             let files = save(&fig, &plots.join(stem))?;
             out.push((format!("{y} of the incumbent vs {x_label}"), files));
@@ -142,7 +158,13 @@ fn sweep_plots(
         .iter()
         .find(|m| has("epoch", "epoch", m))
     {
-        let series = group_bands(rows, &lines, keys, groups, "epoch", "epoch", y, 1.0);
+        let spec = CurveSpec {
+            kind: "epoch",
+            x: "epoch",
+            y,
+            x_offset: 1.0,
+        };
+        let series = group_bands(rows, &lines, keys, groups, &spec);
         let fig = LineFigure {
             title: format!("{y} per epoch: mean ± std over seeds"),
             x_label: "epoch".into(),
@@ -150,6 +172,7 @@ fn sweep_plots(
             series,
             steps: false,
             bands: true,
+            focus_tail: false,
         };
         out.push((
             format!("{y} per epoch"),
@@ -158,9 +181,10 @@ fn sweep_plots(
     }
     // Accuracy against parameters: the table's own `params` (millions) when the runs
     // report it, else the space's cost model.
-    let acc = ["test_acc", "valid_acc"]
-        .into_iter()
-        .find(|m| rows.iter().any(|r| r.finished() && r.metrics.contains_key(*m)));
+    let acc = ["test_acc", "valid_acc"].into_iter().find(|m| {
+        rows.iter()
+            .any(|r| r.finished() && r.metrics.contains_key(*m))
+    });
     if let Some(acc) = acc {
         let params = |r: &RunRow| {
             r.metrics
@@ -222,14 +246,11 @@ pub fn write_sweep_report(dir: &Path, settings: Option<&ReportSettings>) -> Resu
     let table = markdown_tables(&groups, &keys, &metrics);
     let plots = sweep_plots(dir, &rows, &groups, &keys)?;
 
-    let name = index
-        .as_ref()
-        .map(|i| i.name.clone())
-        .unwrap_or_else(|| {
-            dir.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        });
+    let name = index.as_ref().map(|i| i.name.clone()).unwrap_or_else(|| {
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
     let count = |s: &str| rows.iter().filter(|r| r.status == s).count();
     let mut md = format!("# Sweep `{name}`\n\n");
     if let Some(i) = &index {
@@ -248,7 +269,10 @@ pub fn write_sweep_report(dir: &Path, settings: Option<&ReportSettings>) -> Resu
     if !plots.is_empty() {
         md.push_str("\n## Plots\n\n");
         for (title, paths) in &plots {
-            if let Some(png) = paths.iter().find(|p| p.extension().is_some_and(|e| e == "png")) {
+            if let Some(png) = paths
+                .iter()
+                .find(|p| p.extension().is_some_and(|e| e == "png"))
+            {
                 let rel = png.strip_prefix(dir).unwrap_or(png);
                 md.push_str(&format!("![{title}]({})\n\n", rel.display()));
             }
@@ -258,7 +282,12 @@ pub fn write_sweep_report(dir: &Path, settings: Option<&ReportSettings>) -> Resu
     if !failed.is_empty() {
         md.push_str("## Failed runs\n\n| run | error |\n|---|---|\n");
         for r in failed {
-            let e = r.error.clone().unwrap_or_default().replace('|', "\\|").replace('\n', " ");
+            let e = r
+                .error
+                .clone()
+                .unwrap_or_default()
+                .replace('|', "\\|")
+                .replace('\n', " ");
             md.push_str(&format!("| {} | {e} |\n", r.id));
         }
     }

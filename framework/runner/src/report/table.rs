@@ -56,7 +56,11 @@ pub fn group_rows(rows: &[RunRow], group_by: &[String]) -> Vec<Group> {
             let stats = metrics
                 .iter()
                 .filter_map(|m| {
-                    let xs: Vec<f64> = done.iter().filter_map(|r| r.metrics.get(m)).copied().collect();
+                    let xs: Vec<f64> = done
+                        .iter()
+                        .filter_map(|r| r.metrics.get(m))
+                        .copied()
+                        .collect();
                     Stats::of(&xs).map(|s| (m.clone(), s))
                 })
                 .collect();
