@@ -6,7 +6,7 @@
 //! columns is precomputed ([`crate::geom::taps`]), so the inner loops are plain row `axpy`s and
 //! dot products (contiguous when the stride is 1) that the compiler vectorises. The backward pass
 //! produces the input and the weight gradient in one sweep over the planes.
-use crate::cpu::{axpy, dispatch_float, dot, par_planes, slice, Float};
+use crate::cpu::{axpy, dispatch_float, dot, slice, Float};
 use crate::geom::{Tap, Window};
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -116,62 +116,196 @@ impl CustomOp3 for DwConvBwd {
 }
 
 fn forward<T: Float>(x: &[T], wt: &[T], win: &Window) -> Vec<T> {
-    let (rows, cols) = (win.row_taps(), win.col_taps());
     let kk = win.k * win.k;
     let (ip, op) = (win.in_plane(), win.out_plane());
+    let (hp, wp) = (win.h + 2 * win.padding, win.w + 2 * win.padding);
     let mut y = vec![T::ZERO; win.n * win.c * op];
-    par_planes(&mut y, op, |p, yp| {
-        let c = p % win.c;
-        forward_plane(
-            &x[p * ip..(p + 1) * ip],
-            &wt[c * kk..(c + 1) * kk],
-            yp,
-            win,
-            &rows,
-            &cols,
-        );
-    });
+    let min_len = (4096 / op.max(1)).max(1);
+    y.par_chunks_mut(op.max(1))
+        .enumerate()
+        .with_min_len(min_len)
+        .for_each_init(Phased::new, |xp, (p, yp)| {
+            let c = p % win.c;
+            let x_plane = &x[p * ip..(p + 1) * ip];
+            xp.fill(x_plane, win.h, win.w, win.padding, hp, wp, win.stride);
+            let spec = Corr {
+                k: win.k,
+                s: win.stride,
+                d: win.dilation,
+                off: 0,
+            };
+            corr(xp, &wt[c * kk..(c + 1) * kk], spec, yp, win.oh, win.ow);
+        });
     y
 }
 
-/// `y` (zeroed) `+=` the depthwise correlation of one input plane with one `k x k` kernel.
-fn forward_plane<T: Float>(
-    x: &[T],
-    wk: &[T],
-    y: &mut [T],
-    win: &Window,
-    rows: &[Tap],
-    cols: &[Tap],
-) {
-    let (s, w, ow, k) = (win.stride, win.w, win.ow, win.k);
-    for (i, rt) in rows.iter().enumerate() {
-        for oy in rt.lo..rt.hi {
-            let iy = rt.input(oy, s);
-            let xr = &x[iy * w..(iy + 1) * w];
-            let yr = &mut y[oy * ow..(oy + 1) * ow];
-            for (j, ct) in cols.iter().enumerate() {
-                if ct.len() == 0 {
-                    continue;
-                }
-                let a = wk[i * k + j];
-                let start = ct.input(ct.lo, s);
-                let yseg = &mut yr[ct.lo..ct.hi];
-                if s == 1 {
-                    axpy(yseg, a, &xr[start..start + ct.len()]);
-                } else {
-                    for (yv, &xv) in yseg.iter_mut().zip(xr[start..].iter().step_by(s)) {
-                        *yv += a * xv;
+/// Zero columns at the end of each phase row: blocked loops (at most 16 lanes) may read past the
+/// last real column.
+const MARGIN: usize = 16;
+
+/// Lanes of the partial sums in [`weight_grad`].
+const B: usize = 8;
+
+/// A zero-padded copy of one plane with its columns split into `s` phases: phase `q`, row `r`,
+/// column `c` holds padded column `c * s + q`, so that strided taps read contiguous memory.
+/// Each phase row carries `MARGIN` extra zeros so that blocked loops may read past its end.
+struct Phased<T> {
+    data: Vec<T>,
+    rows: usize,
+    width: usize,
+}
+
+impl<T: Float> Phased<T> {
+    fn new() -> Self {
+        Phased {
+            data: Vec::new(),
+            rows: 0,
+            width: 0,
+        }
+    }
+
+    /// `padded[r][c] = src[r - pad][c - pad]` (zero outside `src`'s `h x w`), `rows x cols`.
+    #[allow(clippy::too_many_arguments)]
+    fn fill(
+        &mut self,
+        src: &[T],
+        h: usize,
+        w: usize,
+        pad: usize,
+        rows: usize,
+        cols: usize,
+        s: usize,
+    ) {
+        self.rows = rows;
+        self.width = cols.div_ceil(s) + MARGIN;
+        self.data.clear();
+        self.data.resize(s * rows * self.width, T::ZERO);
+        for (r, sr) in src.chunks_exact(w).take(h).enumerate() {
+            let r = r + pad;
+            if s == 1 {
+                self.data[r * self.width + pad..][..w].copy_from_slice(sr);
+            } else {
+                for q in 0..s {
+                    // Phase columns c with pad <= c*s + q < pad + w read src column c*s + q - pad.
+                    let c0 = pad.saturating_sub(q).div_ceil(s);
+                    let Some(first) = (c0 * s + q).checked_sub(pad).filter(|&f| f < w) else {
+                        continue;
+                    };
+                    let dst = &mut self.data[(q * rows + r) * self.width..][..self.width];
+                    for (d, &v) in dst[c0..].iter_mut().zip(sr[first..].iter().step_by(s)) {
+                        *d = v;
                     }
                 }
             }
+        }
+    }
+
+    #[inline(always)]
+    fn row(&self, q: usize, r: usize) -> &[T] {
+        &self.data[(q * self.rows + r) * self.width..][..self.width]
+    }
+}
+
+/// Geometry of a correlation over a [`Phased`] plane: kernel `k`, stride `s`, dilation `d`, and
+/// an offset `off` added to both padded coordinates.
+#[derive(Clone, Copy)]
+struct Corr {
+    k: usize,
+    s: usize,
+    d: usize,
+    off: usize,
+}
+
+/// `out[oy][ox] = sum_{i,j} wk[i*k + j] * P[oy*s + i*d + off][ox*s + j*d + off]`.
+fn corr<T: Float>(p: &Phased<T>, wk: &[T], g: Corr, out: &mut [T], oh: usize, ow: usize) {
+    if ow >= 16 {
+        corr_blocked::<T, 16>(p, wk, g, out, oh, ow)
+    } else {
+        corr_blocked::<T, 8>(p, wk, g, out, oh, ow)
+    }
+}
+
+/// [`corr`] computing `L` adjacent outputs at a time, all `k*k` taps accumulated in registers;
+/// the tap offsets into the phased plane are precomputed, so the tap loop is a load and a
+/// multiply-add per lane.
+#[inline(always)]
+fn corr_blocked<T: Float, const L: usize>(
+    p: &Phased<T>,
+    wk: &[T],
+    g: Corr,
+    out: &mut [T],
+    oh: usize,
+    ow: usize,
+) {
+    let Corr { k, s, d, off } = g;
+    // Offset of tap (i, j) for output (0, 0): phase plane, row, and column within the phase.
+    let mut offs = Vec::with_capacity(k * k);
+    for i in 0..k {
+        for j in 0..k {
+            let (q, c0) = ((j * d + off) % s, (j * d + off) / s);
+            offs.push((q * p.rows + i * d + off) * p.width + c0);
+        }
+    }
+    let data = &p.data[..];
+    let row_step = s * p.width;
+    for (oy, orow) in out.chunks_exact_mut(ow).take(oh).enumerate() {
+        let mut ox = 0;
+        while ox < ow {
+            let base = oy * row_step + ox;
+            let mut acc = [T::ZERO; L];
+            for (&o, &wv) in offs.iter().zip(wk) {
+                let src = &data[base + o..base + o + L];
+                for (a, &v) in acc.iter_mut().zip(src) {
+                    *a += wv * v;
+                }
+            }
+            if ox + L <= ow {
+                orow[ox..ox + L].copy_from_slice(&acc);
+            } else {
+                for (d, &a) in orow[ox..].iter_mut().zip(&acc) {
+                    *d = a;
+                }
+            }
+            ox += L;
+        }
+    }
+}
+
+/// `gw[i*k + j] += sum_{oy,ox} g[oy][ox] * P[oy*s + i*d][ox*s + j*d]` over one plane.
+fn weight_grad<T: Float>(p: &Phased<T>, g: &[T], gw: &mut [T], win: &Window) {
+    let (k, s, d, oh, ow) = (win.k, win.stride, win.dilation, win.oh, win.ow);
+    for i in 0..k {
+        for j in 0..k {
+            let (q, c0) = ((j * d) % s, (j * d) / s);
+            let mut acc = [T::ZERO; B];
+            let mut tail = T::ZERO;
+            for (oy, grow) in g.chunks_exact(ow).take(oh).enumerate() {
+                let src = &p.row(q, oy * s + i * d)[c0..c0 + ow];
+                let mut gc = grow.chunks_exact(B);
+                let mut sc = src.chunks_exact(B);
+                for (ga, sa) in (&mut gc).zip(&mut sc) {
+                    for l in 0..B {
+                        acc[l] += ga[l] * sa[l];
+                    }
+                }
+                for (&a, &b) in gc.remainder().iter().zip(sc.remainder()) {
+                    tail += a * b;
+                }
+            }
+            gw[i * k + j] += acc.iter().fold(tail, |a, &b| a + b);
         }
     }
 }
 
 fn backward<T: Float>(x: &[T], wt: &[T], g: &[T], win: &Window) -> Vec<T> {
     let (rows, cols) = (win.row_taps(), win.col_taps());
-    let kk = win.k * win.k;
+    let (k, pad, d) = (win.k, win.padding, win.dilation);
+    let kk = k * k;
     let (ip, op) = (win.in_plane(), win.out_plane());
+    let (hp, wp) = (win.h + 2 * pad, win.w + 2 * pad);
+    // Stride 1: dL/dx is the correlation of g, padded by a = d*(k-1) at the top/left (and
+    // enough zeros at the bottom/right), with the flipped kernel, read from offset `pad`.
+    let a = d * (k - 1);
     let planes = win.n * win.c;
     let mut out = vec![T::ZERO; planes * ip + win.c * kk];
     let mut partial = vec![T::ZERO; planes * kk];
@@ -182,19 +316,32 @@ fn backward<T: Float>(x: &[T], wt: &[T], g: &[T], win: &Window) -> Vec<T> {
             .zip(partial.par_chunks_mut(kk))
             .enumerate()
             .with_min_len(min_len)
-            .for_each(|(p, (gxp, gwp))| {
-                let c = p % win.c;
-                backward_plane(
-                    &x[p * ip..(p + 1) * ip],
-                    &wt[c * kk..(c + 1) * kk],
-                    &g[p * op..(p + 1) * op],
-                    gxp,
-                    gwp,
-                    win,
-                    &rows,
-                    &cols,
-                );
-            });
+            .for_each_init(
+                || (Phased::new(), Phased::new(), Vec::new()),
+                |(xp, gp, flipped), (p, (gxp, gwp))| {
+                    let c = p % win.c;
+                    let wk = &wt[c * kk..(c + 1) * kk];
+                    let (xpl, gpl) = (&x[p * ip..(p + 1) * ip], &g[p * op..(p + 1) * op]);
+                    if win.stride == 1 {
+                        xp.fill(xpl, win.h, win.w, pad, hp, wp, 1);
+                        weight_grad(xp, gpl, gwp, win);
+                        let (gr, gc) =
+                            ((win.h + pad).max(win.oh) + a, (win.w + pad).max(win.ow) + a);
+                        gp.fill(gpl, win.oh, win.ow, a, gr, gc, 1);
+                        flipped.clear();
+                        flipped.extend(wk.iter().rev());
+                        let spec = Corr {
+                            k,
+                            s: 1,
+                            d,
+                            off: pad,
+                        };
+                        corr(gp, flipped, spec, gxp, win.h, win.w);
+                    } else {
+                        backward_plane(xpl, wk, gpl, gxp, gwp, win, &rows, &cols);
+                    }
+                },
+            );
     }
     // Reduce the per-plane weight gradients over the batch in f64.
     let gw = &mut out[planes * ip..];
@@ -210,7 +357,7 @@ fn backward<T: Float>(x: &[T], wt: &[T], g: &[T], win: &Window) -> Vec<T> {
     out
 }
 
-/// One plane of the backward pass: `gx` (zeroed) `+=` the transposed convolution of `g`, and
+/// One plane of the backward pass for stride > 1 (scatter form): `gx` (zeroed) `+=` the transposed convolution of `g`, and
 /// `gw[t] += <g, x shifted by tap t>`.
 #[allow(clippy::too_many_arguments)]
 fn backward_plane<T: Float>(
