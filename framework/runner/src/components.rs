@@ -173,6 +173,13 @@ impl Components {
                 Arc::new(move |p| nas_strategy_discrete::build(&name, p)),
             )?;
         }
+        for info in nas_strategy_darts_cc::infos() {
+            let name = info.name.clone();
+            c.strategies.register(
+                info,
+                Arc::new(move |p| nas_strategy_darts_cc::build(&name, p)),
+            )?;
+        }
         c.estimators.register(
             nas_space_nb201::estimator_info(),
             Arc::new(|p, _| nas_space_nb201::build_estimator(p)),
@@ -187,6 +194,7 @@ impl Components {
                     ParamDoc::new("recalibrate_bn", "recalibrate BN statistics before scoring a single path (SPOS)"),
                     ParamDoc::new("recalibrate_batches", "training batches for the recalibration"),
                     ParamDoc::new("on_non_finite", "error (stop, keep the last checkpoint) | skip (drop the batch)"),
+                    ParamDoc::new("hessian_radius", "second order: finite-difference step of the Hessian-vector product, eps = r/||v|| (DARTS: 0.01)"),
                 ],
             ),
             (),

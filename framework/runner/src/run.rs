@@ -562,6 +562,9 @@ fn search(
     if found.len() > 1 {
         write_json(&dir.join("architectures.json"), &found)?;
     }
+    // The strategy's final state, for tools that read it after the run (`nas derive`
+    // evaluates a DARTS-CC hypernetwork at any t from it).
+    write_json(&dir.join("strategy_state.json"), &strategy.save_state()?)?;
     if let Some(first) = outcome.architectures.first() {
         for (k, v) in &first.metrics {
             if v.is_finite() {
