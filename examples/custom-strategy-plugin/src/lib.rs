@@ -6,7 +6,7 @@
 //! `export_strategy!` line below makes the crate a plugin. See `docs/plugins.md`.
 //!
 //! ```yaml
-//! plugins: [target/release/libcustom_strategy_plugin.so]
+//! plugins: [../../target/release/libcustom_strategy_plugin.so]   # relative to this file
 //! strategy:
 //!   name: local_search
 //!   params: {max_queries: 150}
