@@ -82,17 +82,40 @@ pub fn group_name(r: &RunRow, keys: &[String]) -> String {
         .join(", ")
 }
 
-/// A number for a Markdown table: two decimals from 1 on, four below, none from 10,000 on;
-/// `–` when not finite.
-pub fn fmt_num(x: f64) -> String {
-    if !x.is_finite() {
-        "–".into()
-    } else if x.abs() >= 1e4 {
-        format!("{x:.0}")
+/// Decimals for a Markdown table showing numbers of the size of `x`: none from 10,000 on,
+/// two from 1 on, four below.
+pub fn decimals_for(x: f64) -> usize {
+    if x.abs() >= 1e4 {
+        0
     } else if x.abs() >= 1.0 {
-        format!("{x:.2}")
+        2
     } else {
-        format!("{x:.4}")
+        4
+    }
+}
+
+/// A number for a Markdown table with `decimals` decimals (none for whole numbers when
+/// `decimals` comes from [`decimals_for`] of a whole mean); `–` when not finite.
+pub fn fmt_fixed(x: f64, decimals: usize) -> String {
+    if x.is_finite() {
+        format!("{x:.decimals$}")
+    } else {
+        "–".into()
+    }
+}
+
+/// A number for a Markdown table, with [`decimals_for`] itself.
+pub fn fmt_num(x: f64) -> String {
+    fmt_fixed(x, decimals_for(x))
+}
+
+/// The decimals of a statistic's row: from its mean's size; none when every value is whole.
+fn stat_decimals(st: &Stats) -> usize {
+    let whole = [st.mean, st.min, st.max].iter().all(|v| v.fract() == 0.0);
+    if whole && (st.std == 0.0 || !st.std.is_finite()) {
+        0
+    } else {
+        decimals_for(st.mean)
     }
 }
 
@@ -130,8 +153,11 @@ pub fn markdown_tables(groups: &[Group], group_by: &[String], metrics: &[String]
         s.push_str(&format!("| {} | {} ({}) |", g.name, g.runs, g.finished));
         for m in metrics {
             let cell = match g.stat(m) {
-                Some(st) if st.n >= 2 => format!("{} ± {}", fmt_num(st.mean), fmt_num(st.std)),
-                Some(st) => fmt_num(st.mean),
+                Some(st) if st.n >= 2 && st.std > 0.0 => {
+                    let d = stat_decimals(st);
+                    format!("{} ± {}", fmt_fixed(st.mean, d), fmt_fixed(st.std, d))
+                }
+                Some(st) => fmt_fixed(st.mean, stat_decimals(st)),
                 None => "–".into(),
             };
             s.push_str(&format!(" {cell} |"));
@@ -144,14 +170,15 @@ pub fn markdown_tables(groups: &[Group], group_by: &[String], metrics: &[String]
         ));
         for g in groups {
             if let Some(st) = g.stat(m) {
+                let d = stat_decimals(st);
                 s.push_str(&format!(
                     "| {} | {} | {} | {} | {} | {} |\n",
                     g.name,
                     st.n,
-                    fmt_num(st.mean),
-                    fmt_num(st.std),
-                    fmt_num(st.min),
-                    fmt_num(st.max)
+                    fmt_fixed(st.mean, d),
+                    fmt_fixed(st.std, d),
+                    fmt_fixed(st.min, d),
+                    fmt_fixed(st.max, d)
                 ));
             }
         }
