@@ -103,6 +103,7 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
         Command::Sweep(a) => crate::sweep_cmd::sweep(cli, a, comps),
         Command::Report(a) => crate::sweep_cmd::report(a, comps),
         Command::Plugin(a) => crate::plugin_cmd::plugin(a, comps),
+        Command::Derive(a) => crate::derive_cmd::derive(a, comps),
         Command::List => {
             let mut kind = None;
             for info in comps.all_infos() {

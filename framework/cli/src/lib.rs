@@ -7,9 +7,11 @@
 #![deny(missing_docs)]
 
 mod commands;
+mod derive_cmd;
 mod plugin_cmd;
 mod sweep_cmd;
 
+pub use derive_cmd::DeriveArgs;
 pub use plugin_cmd::{PluginAction, PluginArgs};
 pub use sweep_cmd::{ReportArgs, SweepArgs};
 
@@ -100,6 +102,9 @@ pub enum Command {
     Report(sweep_cmd::ReportArgs),
     /// Strategy plugins: `info PATH` (what a library declares), `new NAME` (a new crate).
     Plugin(plugin_cmd::PluginArgs),
+    /// The family of a DARTS-CC run: one architecture per complexity t, with its lambda
+    /// and parameter count (`--t 0,0.5,1 --mode simple|darts [--json]`).
+    Derive(derive_cmd::DeriveArgs),
     /// Time one DARTS search step (arch step + weight step) on CPU.
     Bench {
         /// Cells of the search network.
