@@ -13,6 +13,15 @@ pub(crate) trait Float: WithDType + std::ops::Neg<Output = Self> {
     const NEG_INF: Self;
     /// Whether the value is NaN.
     fn is_nan(self) -> bool;
+    /// `a * b + c`: one fused multiply-add when `FMA` (only inside code compiled with the `fma`
+    /// target feature, where it is one instruction), else a multiply and an add.
+    fn madd<const FMA: bool>(a: Self, b: Self, c: Self) -> Self;
+}
+
+/// Whether the CPU has AVX2 and FMA (for the kernels compiled twice, see `dwconv`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 impl Float for f32 {
@@ -23,6 +32,14 @@ impl Float for f32 {
     fn is_nan(self) -> bool {
         f32::is_nan(self)
     }
+    #[inline(always)]
+    fn madd<const FMA: bool>(a: Self, b: Self, c: Self) -> Self {
+        if FMA {
+            a.mul_add(b, c)
+        } else {
+            a * b + c
+        }
+    }
 }
 
 impl Float for f64 {
@@ -32,6 +49,14 @@ impl Float for f64 {
     #[inline(always)]
     fn is_nan(self) -> bool {
         f64::is_nan(self)
+    }
+    #[inline(always)]
+    fn madd<const FMA: bool>(a: Self, b: Self, c: Self) -> Self {
+        if FMA {
+            a.mul_add(b, c)
+        } else {
+            a * b + c
+        }
     }
 }
 
@@ -67,16 +92,6 @@ pub(crate) fn par_planes<T: Send>(
         .enumerate()
         .with_min_len(min_len)
         .for_each(|(i, p)| f(i, p));
-}
-
-/// `y += a * x` over equal-length rows.
-#[inline(always)]
-pub(crate) fn axpy<T: Float>(y: &mut [T], a: T, x: &[T]) {
-    let n = y.len().min(x.len());
-    let (y, x) = (&mut y[..n], &x[..n]);
-    for (yv, &xv) in y.iter_mut().zip(x) {
-        *yv += a * xv;
-    }
 }
 
 /// `sum_i a[i] * b[i]`, with eight independent partial sums so that it vectorises.
