@@ -180,6 +180,22 @@ impl Components {
                 Arc::new(move |p| nas_strategy_darts_cc::build(&name, p)),
             )?;
         }
+        // Single-path spaces (SPOS, ProxylessNAS, FBNet) and their strategies (issue 5).
+        c.spaces.register(
+            nas_space_spos::space_info(),
+            Arc::new(|p, shape| {
+                Ok(SpaceBox::Tensor(Box::new(nas_space_spos::from_params(
+                    p, shape,
+                )?)))
+            }),
+        )?;
+        for info in nas_strategy_single_path::infos() {
+            let name = info.name.clone();
+            c.strategies.register(
+                info,
+                Arc::new(move |p| nas_strategy_single_path::build(&name, p)),
+            )?;
+        }
         c.estimators.register(
             nas_space_nb201::estimator_info(),
             Arc::new(|p, _| nas_space_nb201::build_estimator(p)),
