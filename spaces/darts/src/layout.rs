@@ -27,6 +27,11 @@ pub struct DartsSpaceParams {
     pub retrain_layers: usize,
     /// See `retrain_channels`.
     pub retrain_auxiliary: bool,
+    /// Anchors of a lambda-conditioned classifier in the search network (DARTS-CC's
+    /// `PWLinear`, Yakovlev et al.): 0 = one plain linear classifier; `K >= 2` = `K` anchor
+    /// classifiers interpolated piecewise-linearly by the drive's condition `t` over evenly
+    /// spaced pivots, trained with the weights. Standalone networks are not affected.
+    pub head_anchors: usize,
 }
 
 impl Default for DartsSpaceParams {
@@ -41,6 +46,7 @@ impl Default for DartsSpaceParams {
             retrain_channels: 36,
             retrain_layers: 20,
             retrain_auxiliary: true,
+            head_anchors: 0,
         }
     }
 }

@@ -64,6 +64,10 @@ pub fn space_info() -> ComponentInfo {
                 "retrain_auxiliary",
                 "build the auxiliary head for retraining (DARTS: yes, weight 0.4)",
             ),
+            ParamDoc::new(
+                "head_anchors",
+                "search network only: 0 = plain classifier; K >= 2 = DARTS-CC lambda-conditioned head (K anchors interpolated by t)",
+            ),
         ],
         origin: "built-in".into(),
     }
@@ -91,6 +95,12 @@ impl DartsSpace {
         }
         if params.multiplier == 0 || params.multiplier > params.nodes {
             return Err(bad("multiplier", "must be between 1 and nodes"));
+        }
+        if params.head_anchors == 1 {
+            return Err(bad(
+                "head_anchors",
+                "0 (a plain classifier) or at least 2 anchors",
+            ));
         }
         if params.ops.is_empty() {
             return Err(bad("ops", "needs at least one operation"));

@@ -73,6 +73,55 @@ impl Linear {
     }
 }
 
+/// The search network's classifier: one linear layer, or DARTS-CC's lambda-conditioned
+/// head (reference `PWLinear`: weight and bias are piecewise-linear functions of the
+/// normalised lambda `t`).
+pub enum Head {
+    /// A plain linear classifier.
+    Plain(Linear),
+    /// `K >= 2` anchor classifiers over the evenly spaced pivots `k / (K - 1)`: at `t` in
+    /// `[p_l, p_l+1]`, `logits = (1 - s) head_l(x) + s head_l+1(x)`, `s = t (K - 1) - l`
+    /// (the same as interpolating weight and bias, the map being linear). The reference
+    /// also trains the pivots; here they stay fixed.
+    Conditioned(Vec<Linear>),
+}
+
+impl Head {
+    /// A plain head (`k = 0`) or `k` anchors, named `classifier` or `classifier.{k}`.
+    pub fn new(store: &mut ParamStore, k: usize, c_in: usize, c_out: usize) -> Result<Self> {
+        if k == 0 {
+            return Ok(Head::Plain(Linear::new(store, "classifier", c_in, c_out)?));
+        }
+        let anchors = (0..k.max(2))
+            .map(|i| Linear::new(store, &format!("classifier.{i}"), c_in, c_out))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Head::Conditioned(anchors))
+    }
+
+    /// Logits at condition `t` (ignored by a plain head; `None` or a non-finite value is
+    /// `t = 0`; `t` is clamped to `[0, 1]`).
+    pub fn forward(&self, x: &Tensor, condition: Option<f32>) -> CResult<Tensor> {
+        match self {
+            Head::Plain(l) => l.forward(x),
+            Head::Conditioned(anchors) => {
+                let k = anchors.len();
+                let t = condition
+                    .filter(|t| t.is_finite())
+                    .unwrap_or(0.0)
+                    .clamp(0.0, 1.0) as f64;
+                let pos = t * (k - 1) as f64;
+                let l = (pos.floor() as usize).min(k - 2);
+                let s = pos - l as f64;
+                let left = anchors[l].forward(x)?.affine(1.0 - s, 0.0)?;
+                if s == 0.0 {
+                    return Ok(left);
+                }
+                left + anchors[l + 1].forward(x)?.affine(s, 0.0)?
+            }
+        }
+    }
+}
+
 /// Applies the two preprocessing ops of a cell (`preprocess0`, `preprocess1`).
 pub fn preprocess(
     store: &mut ParamStore,
@@ -125,7 +174,7 @@ pub struct DartsSupernet {
     multiplier: usize,
     stem: Stem,
     cells: Vec<SearchCell>,
-    classifier: Linear,
+    classifier: Head,
 }
 
 impl DartsSupernet {
@@ -172,7 +221,7 @@ impl DartsSupernet {
             .last()
             .map(|&(_, _, c, _, _)| params.multiplier * c)
             .unwrap_or(params.stem_multiplier * params.channels);
-        let classifier = Linear::new(&mut store, "classifier", c_last, shape.num_classes)?;
+        let classifier = Head::new(&mut store, params.head_anchors, c_last, shape.num_classes)?;
         Ok(DartsSupernet {
             store,
             layout,
@@ -285,7 +334,7 @@ impl Supernet for DartsSupernet {
         &self,
         x: &Tensor,
         drive: &TensorDrive,
-        _condition: Option<f32>,
+        condition: Option<f32>,
         train: bool,
     ) -> CResult<Tensor> {
         let s = self.stem.forward(x, train)?;
@@ -297,7 +346,7 @@ impl Supernet for DartsSupernet {
             s1 = out;
         }
         let pooled = nas_ops::global_avg_pool(&s1)?;
-        self.classifier.forward(&pooled)
+        self.classifier.forward(&pooled, condition)
     }
 
     fn params(&self) -> &ParamStore {
