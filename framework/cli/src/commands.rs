@@ -1,35 +1,26 @@
 //! The command implementations.
 use anyhow::Result;
 use nas_model::NetworkConfig;
-use nas_runner::{Components, RetrainOptions, RunOptions};
+use nas_runner::{Components, RetrainOptions};
 
 use crate::{Cli, Command, ConfigAction};
 
 /// Runs one command; returns the exit code.
 pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
     match &cli.command {
-        Command::Run { config, sets, out } => {
-            let exp = nas_config::load_experiment(config, sets)?;
-            let opts = RunOptions {
-                out_dir: out.clone(),
-                progress: !cli.quiet,
-            };
-            let dir = nas_runner::run::run_dir(&exp, &opts);
-            tracing::info!("run `{}` -> {}", exp.name, dir.display());
-            let s = nas_runner::run_experiment(&exp, comps, &opts)?;
-            println!("status: {}", s.status);
-            if let Some(a) = &s.architecture {
-                println!("architecture: {a}");
-            }
-            if let Some(p) = s.params {
-                println!("params: {p}");
-            }
-            if let Some(v) = s.valid_acc {
-                println!("valid_acc: {v:.4}");
-            }
-            println!("run directory: {}", dir.display());
-            Ok(0)
-        }
+        Command::Run {
+            config,
+            sets,
+            out,
+            resume,
+        } => crate::run_cmd::run(
+            cli,
+            comps,
+            config.as_deref(),
+            sets,
+            out.as_deref(),
+            resume.as_deref(),
+        ),
         Command::Train {
             arch,
             config,
@@ -37,6 +28,10 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
             out,
         } => {
             let exp = nas_config::load_experiment(config, sets)?;
+            // A wrong architecture is a usage error, found before any data is loaded.
+            let shape = nas_runner::run::data_shape_of(&exp)?;
+            let space = nas_runner::run::build_space(&exp, comps, shape)?;
+            crate::arch_arg::read(arch, &exp.space.name, space.rules())?;
             let rep = nas_runner::retrain(
                 &exp,
                 comps,
@@ -59,7 +54,7 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
             let shape = nas_runner::run::data_shape_of(&exp)?;
             let space = nas_runner::run::build_space(&exp, comps, shape)?;
             let rules = space.rules();
-            let a = nas_runner::retrain::read_arch_arg(arch, rules)?;
+            let a = crate::arch_arg::read(arch, &exp.space.name, rules)?;
             let (params, flops, cfg) = match space.tensor() {
                 Some(ts) => {
                     let cfg = match &exp.train {

@@ -6,9 +6,11 @@
 //! Exit codes: 0 success, 1 a run failed, 2 usage or config error.
 #![deny(missing_docs)]
 
+mod arch_arg;
 mod commands;
 mod derive_cmd;
 mod plugin_cmd;
+mod run_cmd;
 mod sweep_cmd;
 
 pub use derive_cmd::DeriveArgs;
@@ -44,16 +46,22 @@ pub struct Cli {
 /// The commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run a search from an experiment file.
+    /// Run a search from an experiment file, or continue a stopped run (`--resume DIR`).
     Run {
-        /// Experiment YAML.
-        config: std::path::PathBuf,
-        /// Override a key: `--set budget.epochs=3` (value parsed as YAML).
+        /// Experiment YAML (not with `--resume`).
+        #[arg(required_unless_present = "resume")]
+        config: Option<std::path::PathBuf>,
+        /// Override a key: `--set budget.epochs=3` (value parsed as YAML). With `--resume`,
+        /// only the learning rates, clipping, `trainer.params.on_non_finite` and `output`
+        /// may change.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
         /// Run directory.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "resume")]
         out: Option<std::path::PathBuf>,
+        /// Continue the run in this directory from its last checkpoint.
+        #[arg(long, value_name = "DIR", conflicts_with = "config")]
+        resume: Option<std::path::PathBuf>,
     },
     /// Retrain an architecture from scratch (DARTS evaluation recipe by default).
     Train {

@@ -3,21 +3,26 @@
 //! Turns a resolved [`nas_config::Experiment`] into a run: builds every component from the
 //! one [`Components`] registry, drives the strategy through its epochs, and writes the run
 //! directory (`config.resolved.yaml`, `metrics.jsonl`, `alpha_history.jsonl`,
-//! `architecture.json`, `summary.json`, `log.txt`). Every result file is written
-//! atomically (temporary file, then rename).
+//! `architecture.json`, `summary.json`, `log.txt`, and `checkpoint/`). Every result file is
+//! written atomically (temporary file, then rename); a killed run continues with
+//! [`resume_experiment`] (see [`checkpoint`] for what is saved and when).
 #![deny(missing_docs)]
 
 pub mod bench;
+pub mod checkpoint;
 pub mod components;
 pub mod env;
+mod fault;
 pub mod files;
 pub mod plugins;
 pub mod report;
+pub mod resume;
 pub mod retrain;
 pub mod run;
 pub mod sweep;
 
 pub use components::{Components, SpaceBox};
+pub use resume::resume_experiment;
 pub use retrain::{retrain, RetrainOptions};
 pub use run::{run_experiment, RunOptions, RunSummary};
 pub use sweep::{run_sweep, SweepOptions, SweepOutcome};

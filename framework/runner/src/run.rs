@@ -14,6 +14,7 @@ use nas_trainer::{TrainerParams, TrainerSetup, WeightSharingTrainer};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::checkpoint::{Checkpoint, Progress};
 use crate::env::RunEnv;
 use crate::files::{write_atomic, write_json, JsonLines, TextLog};
 use crate::{Components, SpaceBox};
@@ -333,6 +334,19 @@ pub fn run_experiment(
     comps: &Components,
     opts: &RunOptions,
 ) -> Result<RunSummary> {
+    run_resumable(exp, comps, opts, None)
+}
+
+/// [`run_experiment`], or, with a checkpoint (see [`crate::resume::resume_experiment`]),
+/// its continuation from that checkpoint.
+pub fn run_resumable(
+    exp: &Experiment,
+    comps: &Components,
+    opts: &RunOptions,
+    resume: Option<Checkpoint>,
+) -> Result<RunSummary> {
+    // Plugin paths made absolute: `config.resolved.yaml` (and a resume from it) finds them.
+    let exp = &*crate::plugins::with_absolute_plugins(exp);
     let dir = run_dir(exp, opts);
     std::fs::create_dir_all(&dir).map_err(|e| NasError::io(&dir, e))?;
     write_atomic(
@@ -362,8 +376,9 @@ pub fn run_experiment(
     };
     // Plugins named by the experiment are loaded before anything else is built.
     let result = crate::plugins::components_for(exp, comps)
-        .and_then(|c| search(exp, &c, opts, &dir, &mut summary));
-    summary.wall_time_s = start.elapsed().as_secs_f64();
+        .and_then(|c| search(exp, &c, opts, &dir, &mut summary, resume.as_ref()));
+    summary.wall_time_s = start.elapsed().as_secs_f64()
+        + resume.as_ref().map_or(0.0, |c| c.meta.progress.wall_time_s);
     match &result {
         Ok(reason) => {
             summary.status = "finished".into();
@@ -372,6 +387,13 @@ pub fn run_experiment(
         Err(e) => {
             summary.status = "failed".into();
             summary.stop_reason = e.to_string();
+            if let NasError::NonFinite { quantity, .. } = e {
+                let hint = crate::resume::non_finite_hint(exp, &dir, quantity);
+                summary.stop_reason = format!("{e}; {hint}");
+                if let Ok(mut log) = TextLog::open(&dir.join("log.txt")) {
+                    let _ = log.line(&format!("error: {e}\n{hint}"));
+                }
+            }
         }
     }
     write_json(&dir.join("summary.json"), &summary)?;
@@ -384,7 +406,9 @@ fn search(
     opts: &RunOptions,
     dir: &Path,
     summary: &mut RunSummary,
+    resume: Option<&Checkpoint>,
 ) -> Result<String> {
+    let clock = Instant::now();
     let device = parse_device(&exp.device)?;
     let dtype = parse_dtype(&exp.dtype)?;
     let mut log = TextLog::open(&dir.join("log.txt"))?;
@@ -415,17 +439,105 @@ fn search(
         nas_core::rng::component_seed(exp.seed, "strategy"),
     )?;
     let network = space.tensor().map(|s| s.default_network_config());
-    let mut metrics = JsonLines::open(&dir.join("metrics.jsonl"))?;
-    let mut alphas = JsonLines::open(&dir.join("alpha_history.jsonl"))?;
-    if let Some(w) = strategy.mixing_weights() {
-        alphas.push(&json!({"epoch": -1, "weights": w.0}))?;
-    }
+    // Resume: give the checkpoint's state back, cut the logs back to its lengths.
+    let fingerprint = crate::checkpoint::fingerprint_value(exp)?;
+    let progress = match resume {
+        Some(ck) => {
+            ck.restore(strategy.as_mut(), trainer.as_mut())?;
+            let p = ck.meta.progress.clone();
+            estimator = estimator.map(|e| crate::resume::resumed_estimator(e, p.estimator_queries));
+            let text = format!(
+                "resumed from {} at epoch {}/{} (global step {})",
+                ck.dir.display(),
+                p.next_epoch + 1,
+                exp.budget.epochs,
+                p.global_step
+            );
+            tracing::info!("{text}");
+            log.line(&text)?;
+            p
+        }
+        None => Progress::default(),
+    };
+    let metrics_path = dir.join("metrics.jsonl");
+    let alphas_path = dir.join("alpha_history.jsonl");
+    crate::resume::cut_back(&metrics_path, progress.metrics_bytes)?;
+    crate::resume::cut_back(&alphas_path, progress.alphas_bytes)?;
+    let mut metrics = JsonLines::open(&metrics_path)?;
+    let mut alphas = JsonLines::open(&alphas_path)?;
     let epochs = exp.budget.epochs;
     let log_every = exp.output.log_every.max(1);
-    let mut stop_reason = "budget".to_string();
-    let mut last_arch: Option<Architecture> = None;
-    let mut global_step: u64 = 0;
-    'epochs: for epoch in 0..epochs {
+    let mut stop_reason = if progress.stop_reason.is_empty() {
+        "budget".to_string()
+    } else {
+        progress.stop_reason.clone()
+    };
+    let mut last_arch: Option<Architecture> = progress.last_arch.clone();
+    let mut global_step: u64 = progress.global_step;
+    summary.final_metrics = progress.final_metrics.clone();
+    summary.valid_acc = progress.valid_acc;
+    summary.epochs = progress.next_epoch;
+    // Checkpoint the run loop's state at an epoch boundary.
+    let checkpoint = |next_epoch: usize,
+                      finished: bool,
+                      global_step: u64,
+                      stop_reason: &str,
+                      last_arch: &Option<Architecture>,
+                      summary: &RunSummary,
+                      strategy: &dyn SearchStrategy,
+                      trainer: Option<&WeightSharingTrainer>,
+                      queries: u64|
+     -> Result<()> {
+        let len = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| m.len())
+                .map_err(|e| NasError::io(p, e))
+        };
+        let p = Progress {
+            next_epoch,
+            global_step,
+            finished,
+            stop_reason: stop_reason.to_string(),
+            last_arch: last_arch.clone(),
+            final_metrics: summary.final_metrics.clone(),
+            valid_acc: summary.valid_acc,
+            metrics_bytes: len(&metrics_path)?,
+            alphas_bytes: len(&alphas_path)?,
+            estimator_queries: queries,
+            wall_time_s: clock.elapsed().as_secs_f64() + progress.wall_time_s,
+        };
+        crate::checkpoint::save(
+            dir,
+            &fingerprint,
+            &p,
+            strategy,
+            trainer,
+            crate::fault::checkpoint_hook(),
+        )
+    };
+    if resume.is_none() {
+        if let Some(w) = strategy.mixing_weights() {
+            alphas.push(&json!({"epoch": -1, "weights": w.0}))?;
+        }
+        checkpoint(
+            0,
+            false,
+            0,
+            "",
+            &None,
+            summary,
+            strategy.as_ref(),
+            trainer.as_ref(),
+            estimator.as_ref().map_or(0, |e| e.queries()),
+        )?;
+    }
+    let checkpoint_every = exp.output.checkpoint_every;
+    let first_epoch = if progress.finished {
+        epochs
+    } else {
+        progress.next_epoch
+    };
+    'epochs: for epoch in first_epoch..epochs {
         if let Some(t) = trainer.as_mut() {
             t.begin_epoch(epoch)?;
         }
@@ -447,7 +559,7 @@ fn search(
         while step < steps {
             let rep = strategy.step(&mut env)?;
             global_step += 1;
-            if step % log_every == 0 || rep.finished {
+            if step.is_multiple_of(log_every) || rep.finished {
                 let mut line = metrics_json(&rep.metrics);
                 line.insert("kind".into(), json!("step"));
                 line.insert("epoch".into(), json!(epoch));
@@ -455,6 +567,7 @@ fn search(
                 line.insert("global_step".into(), json!(global_step));
                 metrics.push(&serde_json::Value::Object(line))?;
             }
+            crate::fault::stall_at("step", global_step);
             if let Some(b) = &bar {
                 b.inc(1);
                 if let Some(l) = rep.metrics.get("train_loss") {
@@ -477,7 +590,6 @@ fn search(
             }
         }
         let er = strategy.end_epoch(&mut env)?;
-        drop(env);
         if let Some(b) = bar {
             b.finish_and_clear();
         }
@@ -514,6 +626,22 @@ fn search(
         }
         last_arch = er.current.or(last_arch);
         summary.epochs = epoch + 1;
+        let due = finished
+            || epoch + 1 == epochs
+            || (checkpoint_every > 0 && (epoch + 1) % checkpoint_every == 0);
+        if due {
+            checkpoint(
+                epoch + 1,
+                finished,
+                global_step,
+                if finished { &stop_reason } else { "" },
+                &last_arch,
+                summary,
+                strategy.as_ref(),
+                trainer.as_ref(),
+                estimator.as_ref().map_or(0, |e| e.queries()),
+            )?;
+        }
         if finished {
             break 'epochs;
         }

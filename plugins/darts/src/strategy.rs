@@ -49,6 +49,10 @@ struct State {
     optimizer: serde_json::Value,
     steps: u64,
     epoch_sums: Sums,
+    /// The last epoch's validation accuracy (reported by `outcome`); absent in states
+    /// written before it was saved.
+    #[serde(default)]
+    last_valid_acc: Option<f64>,
 }
 
 #[derive(Default, Clone, Serialize, Deserialize)]
@@ -274,6 +278,7 @@ impl SearchStrategy for Darts {
             optimizer: self.opt.save_state(),
             steps: self.steps,
             epoch_sums: self.sums.clone(),
+            last_valid_acc: self.last_valid_acc,
         })
         .map_err(|e| NasError::Other(format!("saving darts state: {e}")))
     }
@@ -296,6 +301,7 @@ impl SearchStrategy for Darts {
         self.opt.load_state(&s.optimizer)?;
         self.steps = s.steps;
         self.sums = s.epoch_sums;
+        self.last_valid_acc = s.last_valid_acc;
         Ok(())
     }
 }
