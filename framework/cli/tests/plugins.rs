@@ -136,8 +136,12 @@ fn an_experiment_runs_a_plugin_named_relative_to_its_file() {
         .filter(|l| l.contains("\"kind\":\"step\""))
         .count();
     assert_eq!(steps, 12);
-    // `config validate` loads the plugin too, so the plugin's strategy and params check.
+    // `config validate` loads the plugin too, so the plugin's strategy and params check;
+    // the run's resolved config names it by absolute path, so it validates from anywhere.
     let o = nas(&["config", "validate", &exp]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let resolved = out.join("config.resolved.yaml");
+    let o = nas_in(&out, &["config", "validate", resolved.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", text(&o));
 }
 
@@ -255,6 +259,21 @@ fn a_sweep_runs_a_plugin_beside_the_built_ins_and_goes_on_after_a_panic() {
         assert_eq!(s["status"], want, "{s}");
     }
     assert!(t.contains("panicked in `step`"), "{t}");
+
+    // Started again, the finished runs (plugin ones included) are skipped.
+    let o = nas(&["sweep", &sweep, "--out", out.to_str().unwrap()]);
+    let t = text(&o);
+    assert_eq!(code(&o), 1, "{t}");
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("sweep.json")).unwrap()).unwrap();
+    for r in index["runs"].as_array().unwrap() {
+        let want = if r["label"] == "boom" {
+            "failed"
+        } else {
+            "skipped"
+        };
+        assert_eq!(r["status"], want, "{r}\n{t}");
+    }
 }
 
 #[test]

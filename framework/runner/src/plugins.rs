@@ -74,6 +74,29 @@ pub fn plugin_paths(exp: &Experiment) -> Vec<PathBuf> {
         .collect()
 }
 
+/// `exp` with every `plugins` entry replaced by its resolved absolute path ([`plugin_path`];
+/// a path relative to the current directory is joined to it, without resolving links).
+/// A run records this in `config.resolved.yaml`, so that the run directory's config, and
+/// `nas run --resume` from it, find the same libraries wherever it is read from. `exp`
+/// itself when nothing changes.
+pub fn with_absolute_plugins(exp: &Experiment) -> Cow<'_, Experiment> {
+    let paths: Vec<String> = plugin_paths(exp)
+        .into_iter()
+        .map(|p| {
+            std::path::absolute(&p)
+                .unwrap_or(p)
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    if paths == exp.plugins {
+        return Cow::Borrowed(exp);
+    }
+    let mut e = exp.clone();
+    e.plugins = paths;
+    Cow::Owned(e)
+}
+
 impl Components {
     /// Registers the strategy of `plugin`. The same plugin file registered again is
     /// skipped; any other name clash (a built-in, another plugin) is an error naming both

@@ -95,7 +95,8 @@ fn finished_before(dir: &Path, run: &PlannedRun) -> Result<bool> {
     if s.status != "finished" {
         return Ok(false);
     }
-    let planned = nas_config::to_yaml(&run.experiment)?;
+    // As the run writes it: plugin paths absolute (see `plugins::with_absolute_plugins`).
+    let planned = nas_config::to_yaml(&crate::plugins::with_absolute_plugins(&run.experiment))?;
     let saved = std::fs::read_to_string(dir.join("config.resolved.yaml")).unwrap_or_default();
     if saved != planned {
         tracing::warn!(

@@ -212,3 +212,44 @@ fn a_panicking_plugin_fails_its_run_and_the_next_run_goes_on() {
     assert_eq!(r.unwrap().status, "finished");
     assert_eq!(s["status"], "finished");
 }
+
+#[test]
+fn the_resolved_config_names_the_libraries_by_absolute_path() {
+    let d = tempfile::tempdir().unwrap();
+    let d = d.path();
+    std::fs::create_dir(d.join("libs")).unwrap();
+    std::fs::copy(local_search_lib(), d.join("libs/libls.so")).unwrap();
+    let f = write(
+        d,
+        "e.yaml",
+        "schema: 1\nplugins: [libs/libls.so]\nspace: {name: nb201}\n\
+         strategy: {name: local_search, params: {max_queries: 4}}\n\
+         estimator: {name: nb201_table}\nbudget: {epochs: 1, queries: 4}\n",
+    );
+    let exp = nas_config::load_experiment(&f, &[]).unwrap();
+    let comps = Components::builtin().unwrap();
+    let opts = |dir: &str| RunOptions {
+        out_dir: Some(d.join(dir)),
+        progress: false,
+    };
+    assert_eq!(
+        run_experiment(&exp, &comps, &opts("run")).unwrap().status,
+        "finished"
+    );
+    // Read back from the run directory, the config still finds the library, and runs.
+    let resolved = d.join("run/config.resolved.yaml");
+    let again = nas_config::load_experiment(&resolved, &[]).unwrap();
+    assert_eq!(
+        again.plugins,
+        vec![d.join("libs/libls.so").to_string_lossy().into_owned()]
+    );
+    assert_eq!(
+        run_experiment(&again, &comps, &opts("again"))
+            .unwrap()
+            .status,
+        "finished"
+    );
+    // The same search, so the same result.
+    let arch = |dir: &str| std::fs::read_to_string(d.join(dir).join("architecture.json")).unwrap();
+    assert_eq!(arch("run"), arch("again"));
+}
