@@ -347,8 +347,6 @@ pub fn run_resumable(
 ) -> Result<RunSummary> {
     // Plugin paths made absolute: `config.resolved.yaml` (and a resume from it) finds them.
     let exp = &*crate::plugins::with_absolute_plugins(exp);
-    // Plugin paths made absolute: `config.resolved.yaml` (and a resume from it) finds them.
-    let exp = &*crate::plugins::with_absolute_plugins(exp);
     let dir = run_dir(exp, opts);
     std::fs::create_dir_all(&dir).map_err(|e| NasError::io(&dir, e))?;
     write_atomic(
