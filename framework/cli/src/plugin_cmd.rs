@@ -296,8 +296,7 @@ fn new_crate(name: &str, dir: &Path, deps: &Deps) -> Result<PathBuf> {
     for (rel, body) in files {
         let p = root.join(rel);
         if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| nas_core::NasError::io(parent, e))?;
+            std::fs::create_dir_all(parent).map_err(|e| nas_core::NasError::io(parent, e))?;
         }
         std::fs::write(&p, body).map_err(|e| nas_core::NasError::io(&p, e))?;
     }
@@ -321,13 +320,19 @@ mod tests {
     #[test]
     fn the_manifest_names_both_kinds_of_dependency() {
         let p = cargo_toml("x", &Deps::Path(PathBuf::from("/src/nas")));
-        assert!(p.contains(r#"nas-core = { path = "/src/nas/framework/core" }"#), "{p}");
+        assert!(
+            p.contains(r#"nas-core = { path = "/src/nas/framework/core" }"#),
+            "{p}"
+        );
         assert!(
             p.contains(r#"nas-plugin-sdk = { path = "/src/nas/framework/plugin-sdk" }"#),
             "{p}"
         );
         let r = cargo_toml("x", &Deps::Registry);
-        assert!(r.contains(&format!("nas-plugin-sdk = \"={SDK_VERSION}\"")), "{r}");
+        assert!(
+            r.contains(&format!("nas-plugin-sdk = \"={SDK_VERSION}\"")),
+            "{r}"
+        );
         assert!(r.contains("crate-type = [\"cdylib\", \"rlib\"]"), "{r}");
     }
 
@@ -336,7 +341,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = new_crate("my-walk", dir.path(), &Deps::Registry).unwrap();
         let lib = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
-        assert!(lib.contains("\"my_walk\""), "strategy name in the macro line");
+        assert!(
+            lib.contains("\"my_walk\""),
+            "strategy name in the macro line"
+        );
         assert!(lib.contains("export_strategy!"));
         for f in ["src/lib.rs", "README.md", "Cargo.toml"] {
             let t = std::fs::read_to_string(root.join(f)).unwrap();
