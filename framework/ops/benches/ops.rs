@@ -99,7 +99,7 @@ fn main() -> Result<()> {
         let n = 64;
         let x = randn(&[n, c, h, h])?;
         let size = format!("{n}x{c}x{h}x{h}");
-        let mut row = |op: &str, ours: f64, stock: Option<f64>| match stock {
+        let row = |op: &str, ours: f64, stock: Option<f64>| match stock {
             Some(s) => println!("| {size} | {op} | {ours:.2} | {s:.2} | {:.1}x |", s / ours),
             None => println!("| {size} | {op} | {ours:.2} | - | - |"),
         };
@@ -159,6 +159,48 @@ fn main() -> Result<()> {
             fwd_bwd(Ok(acc))
         })?;
         row("weighted sum (K=8)", ours, Some(stock));
+        for s in [1, 2] {
+            let ours = median_ms(reps, || fwd_bwd(mixed_op(&x, s)))?;
+            row(&format!("DARTS MixedOp s{s} (8 ops)"), ours, None);
+        }
     }
     Ok(())
+}
+
+/// One DARTS MixedOp (quark0/darts `model_search.py`) built from nas-ops, with fresh weights.
+fn mixed_op(x: &Tensor, stride: usize) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let bn = |t: &Tensor| BatchNorm2d::new(c, None, 1e-5, Some(0.1)).forward(t, true);
+    let param = |shape: &[usize]| -> Result<Tensor> { Ok(randn(shape)?.as_tensor().clone()) };
+    let sep = |k: usize| -> Result<Tensor> {
+        let t = depthwise_conv2d(&relu(x)?, &param(&[c, 1, k, k])?, stride, k / 2, 1)?;
+        let t = bn(&conv2d(&t, &param(&[c, c, 1, 1])?, 1, 0)?)?;
+        let t = depthwise_conv2d(&relu(&t)?, &param(&[c, 1, k, k])?, 1, k / 2, 1)?;
+        bn(&conv2d(&t, &param(&[c, c, 1, 1])?, 1, 0)?)
+    };
+    let dil = |k: usize| -> Result<Tensor> {
+        let t = depthwise_conv2d(&relu(x)?, &param(&[c, 1, k, k])?, stride, k - 1, 2)?;
+        bn(&conv2d(&t, &param(&[c, c, 1, 1])?, 1, 0)?)
+    };
+    let (oh, ow) = (out_size(h, 1, stride, 0, 1)?, out_size(w, 1, stride, 0, 1)?);
+    let skip = if stride == 1 {
+        x.clone()
+    } else {
+        let r = relu(x)?;
+        let a = conv2d(&r, &param(&[c / 2, c, 1, 1])?, 2, 0)?;
+        let shifted = r.narrow(2, 1, h - 1)?.narrow(3, 1, w - 1)?;
+        let b = conv2d(&shifted, &param(&[c / 2, c, 1, 1])?, 2, 0)?;
+        bn(&Tensor::cat(&[&a, &b], 1)?)?
+    };
+    let ops = vec![
+        Tensor::zeros((n, c, oh, ow), x.dtype(), x.device())?,
+        bn(&max_pool2d(x, 3, stride, 1)?)?,
+        bn(&avg_pool2d(x, 3, stride, 1, false)?)?,
+        skip,
+        sep(3)?,
+        sep(5)?,
+        dil(3)?,
+        dil(5)?,
+    ];
+    weighted_sum(&ops, randn(&[8])?.as_tensor())
 }

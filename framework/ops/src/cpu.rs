@@ -18,10 +18,22 @@ pub(crate) trait Float: WithDType + std::ops::Neg<Output = Self> {
     fn madd<const FMA: bool>(a: Self, b: Self, c: Self) -> Self;
 }
 
-/// Whether the CPU has AVX2 and FMA (for the kernels compiled twice, see `dwconv`).
+static PORTABLE_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes every kernel use its portable build even where the CPU has AVX2 and FMA (`true`), or
+/// restores the run-time choice (`false`). For tests that cover both builds on one machine.
+#[doc(hidden)]
+pub fn force_portable_kernels(on: bool) {
+    PORTABLE_ONLY.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether to run the AVX2 + FMA builds of the kernels compiled twice (see `dwconv`): the CPU
+/// has both and [`force_portable_kernels`] is off.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn avx2_fma() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    !PORTABLE_ONLY.load(std::sync::atomic::Ordering::Relaxed)
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
 }
 
 impl Float for f32 {

@@ -24,6 +24,8 @@ pub mod reference;
 
 pub use bn::BatchNorm2d;
 pub use conv::{conv2d, grouped_conv2d};
+#[doc(hidden)]
+pub use cpu::force_portable_kernels;
 pub use dwconv::depthwise_conv2d;
 pub use geom::out_size;
 pub use mixed::weighted_sum;
