@@ -31,6 +31,9 @@ pub const DARTS_V2: &str = "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3
 /// The DARTS_V1 genotype (first-order search) of the same file.
 pub const DARTS_V1: &str = "Genotype(normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 0), ('sep_conv_3x3', 1), ('skip_connect', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 0), ('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), ('avg_pool_3x3', 0)], reduce_concat=[2, 3, 4, 5])";
 
+/// The longest `range(a, b)` a concat may name.
+const MAX_CONCAT: usize = 1024;
+
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
     Ident(String),
@@ -183,6 +186,14 @@ impl Parser<'_> {
                 self.expect(',')?;
                 let b = self.int()?;
                 self.expect(')')?;
+                // A cell has a handful of nodes; a huge range is a typo (or fuzz), and
+                // collecting it would exhaust memory.
+                if b.saturating_sub(a) > MAX_CONCAT {
+                    return Err(bad(
+                        self.text,
+                        &format!("range({a}, {b}) is longer than any cell ({MAX_CONCAT} nodes)"),
+                    ));
+                }
                 Ok((a..b).collect())
             }
             Tok::Punct('[') => {
