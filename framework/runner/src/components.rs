@@ -189,6 +189,22 @@ impl Components {
                 )?)))
             }),
         )?;
+        c.spaces.register(
+            nas_space_proxyless::space_info(),
+            Arc::new(|p, shape| {
+                Ok(SpaceBox::Tensor(Box::new(
+                    nas_space_proxyless::from_params(p, shape)?,
+                )))
+            }),
+        )?;
+        c.spaces.register(
+            nas_space_fbnet::space_info(),
+            Arc::new(|p, shape| {
+                Ok(SpaceBox::Tensor(Box::new(nas_space_fbnet::from_params(
+                    p, shape,
+                )?)))
+            }),
+        )?;
         for info in nas_strategy_single_path::infos() {
             let name = info.name.clone();
             c.strategies.register(
