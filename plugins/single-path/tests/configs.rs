@@ -1,0 +1,149 @@
+//! Every single-path experiment config runs end to end on the embedded digits (budgets
+//! cut to a few steps, searches to a few queries), writes a retrainable architecture, and
+//! the weight optimizer switches with one key.
+use std::path::{Path, PathBuf};
+
+use nas_runner::{retrain, run_experiment, Components, RetrainOptions, RunOptions};
+
+fn config(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../configs/experiments")
+        .join(name)
+}
+
+/// The shipped config with a budget of 2 weight steps, 1 scored path per epoch and a
+/// 2-generation, 6-query evolution on 1 validation batch.
+fn quick(name: &str, extra: &[&str]) -> nas_config::Experiment {
+    let mut sets: Vec<String> = [
+        "budget.epochs=1",
+        "budget.steps_per_epoch=2",
+        "data.params={limit_train: 300}",
+        "trainer.params.recalibrate_batches=1",
+        "strategy.params.eval_paths=1",
+        "strategy.params.eval_batches=1",
+        "strategy.params.search.eval_batches=1",
+        "strategy.params.search.params={population: 3, top_k: 2, mutations: 1, crossovers: 1, generations: 2}",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    sets.extend(extra.iter().map(|s| s.to_string()));
+    nas_config::load_experiment(&config(name), &sets).unwrap()
+}
+
+fn run(name: &str, extra: &[&str]) -> (tempfile::TempDir, nas_runner::RunSummary) {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = quick(name, extra);
+    let comps = Components::builtin().unwrap();
+    let opts = RunOptions {
+        out_dir: Some(dir.path().join("run")),
+        ..Default::default()
+    };
+    let s = run_experiment(&exp, &comps, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(s.status, "finished", "{name}");
+    (dir, s)
+}
+
+fn check_run(name: &str, space: &str) {
+    let (dir, s) = run(name, &[]);
+    assert_eq!(s.space, space);
+    let arch: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("run/architecture.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(arch["space"], space);
+    // The found architectures come with their supernet scores, best first.
+    let found = &s.architectures;
+    assert!(!found.is_empty());
+    let fit: Vec<f64> = found
+        .iter()
+        .map(|f| f["metrics"]["fitness"].as_f64().unwrap())
+        .collect();
+    assert!(fit.windows(2).all(|w| w[0] >= w[1]), "{fit:?}");
+    assert!(fit.iter().all(|f| (0.0..=100.0).contains(f)));
+}
+
+#[test]
+fn spos_space_with_uniform_and_fair_sampling() {
+    check_run("spos-uniform-digits.yaml", "spos");
+    check_run("spos-fairnas-digits.yaml", "spos");
+}
+
+#[test]
+fn proxyless_space_with_uniform_and_fair_sampling() {
+    check_run("proxyless-uniform-digits.yaml", "proxyless");
+    check_run("proxyless-fairnas-digits.yaml", "proxyless");
+}
+
+#[test]
+fn fbnet_space_with_uniform_and_fair_sampling() {
+    check_run("fbnet-uniform-digits.yaml", "fbnet");
+    check_run("fbnet-fairnas-digits.yaml", "fbnet");
+}
+
+#[test]
+fn the_found_architecture_retrains_with_nas_train() {
+    let (dir, _) = run("fbnet-uniform-digits.yaml", &[]);
+    let exp = quick(
+        "fbnet-uniform-digits.yaml",
+        &["train.epochs=1", "train.limit_batches=2"],
+    );
+    let comps = Components::builtin().unwrap();
+    let arch = dir.path().join("run/architecture.json");
+    let rep = retrain(
+        &exp,
+        &comps,
+        arch.to_str().unwrap(),
+        &RetrainOptions {
+            out_dir: Some(dir.path().join("train")),
+        },
+    )
+    .unwrap();
+    assert!((0.0..=1.0).contains(&rep.test_acc));
+}
+
+#[test]
+fn the_weight_optimizer_switches_with_one_key() {
+    for opt in ["adam", "rmsprop"] {
+        let (dir, _) = run(
+            "spos-uniform-digits.yaml",
+            &[&format!("optimizers.weights.name={opt}")],
+        );
+        let resolved =
+            std::fs::read_to_string(dir.path().join("run/config.resolved.yaml")).unwrap();
+        let exp = nas_config::load_experiment(&dir.path().join("run/config.resolved.yaml"), &[]);
+        let name = exp
+            .map(|e| e.optimizers.weights.name)
+            .unwrap_or_else(|_| resolved.clone());
+        assert!(
+            name == opt || resolved.contains(&format!("name: {opt}")),
+            "{resolved}"
+        );
+    }
+    // The resolved config says so.
+    let exp = quick(
+        "proxyless-uniform-digits.yaml",
+        &["optimizers.weights.name=adam"],
+    );
+    assert_eq!(exp.optimizers.weights.name, "adam");
+}
+
+#[test]
+fn the_cifar10_configs_validate() {
+    for f in [
+        "spos-uniform-cifar10.yaml",
+        "proxyless-uniform-cifar10.yaml",
+        "fbnet-uniform-cifar10.yaml",
+    ] {
+        let exp = nas_config::load_experiment(&config(f), &[]).unwrap();
+        let comps = Components::builtin().unwrap();
+        let shape = nas_model::DataShape {
+            channels: 3,
+            height: 32,
+            width: 32,
+            num_classes: 10,
+        };
+        nas_runner::run::build_space(&exp, &comps, shape).unwrap();
+        nas_runner::run::build_strategy(&exp, &comps).unwrap();
+    }
+}
