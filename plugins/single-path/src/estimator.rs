@@ -47,12 +47,15 @@ pub fn score_path(
     })
 }
 
+/// How [`SupernetEstimator`] gets an architecture's cost.
+pub type CostFn<'a> = Box<dyn Fn(&Architecture) -> Result<Cost> + 'a>;
+
 /// The `supernet` estimator over a trainer: [`score_path`] on `batches` validation
 /// batches, with infeasible architectures (outside `constraint`) scored
 /// [`INFEASIBLE_FITNESS`] without evaluation. `cost` gives an architecture's cost.
 pub struct SupernetEstimator<'a> {
     trainer: &'a mut dyn SupernetTrainer,
-    cost: Box<dyn Fn(&Architecture) -> Result<Cost> + 'a>,
+    cost: CostFn<'a>,
     batches: usize,
     constraint: Constraint,
     queries: u64,
@@ -62,7 +65,7 @@ impl<'a> SupernetEstimator<'a> {
     /// A new estimator.
     pub fn new(
         trainer: &'a mut dyn SupernetTrainer,
-        cost: Box<dyn Fn(&Architecture) -> Result<Cost> + 'a>,
+        cost: CostFn<'a>,
         batches: usize,
         constraint: Constraint,
     ) -> Self {

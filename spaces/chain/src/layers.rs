@@ -53,7 +53,7 @@ pub fn channel_shuffle(x: &Tensor, groups: usize) -> CResult<Tensor> {
     if groups <= 1 {
         return Ok(x.clone());
     }
-    if c % groups != 0 {
+    if !c.is_multiple_of(groups) {
         candle_core::bail!("channel_shuffle: {c} channels do not split into {groups} groups");
     }
     x.reshape((n, groups, c / groups, h, w))?
@@ -67,7 +67,7 @@ pub fn channel_shuffle(x: &Tensor, groups: usize) -> CResult<Tensor> {
 /// channels `1, 3, 5, ...` enter the block's main branch. Returns `(even, odd)`.
 pub fn split_even_odd(x: &Tensor) -> CResult<(Tensor, Tensor)> {
     let (n, c, h, w) = x.dims4()?;
-    if c % 2 != 0 {
+    if !c.is_multiple_of(2) {
         candle_core::bail!("split_even_odd: {c} channels is odd");
     }
     let r = x.reshape((n, c / 2, 2, h, w))?;
@@ -111,7 +111,12 @@ impl ConvBn {
         groups: usize,
         act: Act,
     ) -> Result<Self> {
-        if groups == 0 || c_in % groups != 0 || c_out % groups != 0 || k == 0 || stride == 0 {
+        if groups == 0
+            || !c_in.is_multiple_of(groups)
+            || !c_out.is_multiple_of(groups)
+            || k == 0
+            || stride == 0
+        {
             return Err(NasError::Other(format!(
                 "{name}: a {k}x{k} convolution {c_in} -> {c_out} with {groups} groups and stride {stride} is not possible"
             )));

@@ -147,7 +147,10 @@ impl FbnetLayout {
             "strides are 1 or 2",
         )?;
         ensure(
-            p.stem_channels % 2 == 0 && p.stage_channels.iter().all(|&c| c >= 2 && c % 2 == 0),
+            p.stem_channels.is_multiple_of(2)
+                && p.stage_channels
+                    .iter()
+                    .all(|&c| c >= 2 && c.is_multiple_of(2)),
             COMPONENT,
             "stage_channels",
             "channels must be even (the g2 candidates use 2 groups)",

@@ -214,7 +214,7 @@ impl SposLayout {
         let mut idx = 0;
         for (i, (&oup, &rep)) in p.stage_channels.iter().zip(&p.stage_repeats).enumerate() {
             ensure(
-                oup % 2 == 0,
+                oup.is_multiple_of(2),
                 COMPONENT,
                 &format!("stage_channels[{i}]"),
                 "must be even (channel split)",
