@@ -2,6 +2,7 @@
 //! search sizes (batch 64; C=16 at 32x32, C=32 at 16x16, C=64 at 8x8; f32).
 //!
 //! Run: `cargo bench -p nas-ops --bench ops` (optionally `-- QUICK` for fewer repetitions).
+//! Each figure is the fastest of the timed runs (see `best_ms`).
 //! Stock candle has no padded pooling with a backward for kernel != stride and no
 //! `count_include_pad=False`, so its pools are built the way a candle user would: the maximum
 //! or sum of the k*k shifted slices of a padded input.
@@ -9,7 +10,9 @@ use candle_core::{DType, Device, Result, Tensor, Var, D};
 use nas_ops::*;
 use std::time::Instant;
 
-fn median_ms(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+/// The fastest of `reps` timed runs (after a warm-up), in ms: on a shared machine the minimum
+/// estimates the uncontended time far more stably than the median.
+fn best_ms(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     f()?; // warm-up
     let mut t = Vec::with_capacity(reps);
     for _ in 0..reps {
@@ -18,7 +21,7 @@ fn median_ms(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
         t.push(s.elapsed().as_secs_f64() * 1e3);
     }
     t.sort_by(|a, b| a.total_cmp(b));
-    Ok(t[reps / 2])
+    Ok(t[0])
 }
 
 fn randn(shape: &[usize]) -> Result<Var> {
@@ -113,13 +116,13 @@ fn main() -> Result<()> {
         ] {
             let p = d * (k - 1) / 2;
             let w = randn(&[c, 1, k, k])?;
-            let ours = median_ms(reps, || fwd_bwd(depthwise_conv2d(&x, &w, s, p, d)))?;
-            let stock = median_ms(reps.min(5), || fwd_bwd(x.conv2d(&w, p, s, d, c)))?;
+            let ours = best_ms(reps, || fwd_bwd(depthwise_conv2d(&x, &w, s, p, d)))?;
+            let stock = best_ms(reps.min(5), || fwd_bwd(x.conv2d(&w, p, s, d, c)))?;
             row(&format!("depthwise {k}x{k} s{s} d{d}"), ours, Some(stock));
         }
         let w1 = randn(&[c, c, 1, 1])?;
-        let ours = median_ms(reps, || fwd_bwd(conv2d(&x, &w1, 1, 0)))?;
-        let stock = median_ms(reps, || fwd_bwd(x.conv2d(&w1, 0, 1, 1, 1)))?;
+        let ours = best_ms(reps, || fwd_bwd(conv2d(&x, &w1, 1, 0)))?;
+        let stock = best_ms(reps, || fwd_bwd(x.conv2d(&w1, 0, 1, 1, 1)))?;
         row("conv 1x1", ours, Some(stock));
         for s in [1, 2] {
             let (oh, _) = (out_size(h, 3, s, 1, 1)?, 0);
@@ -128,30 +131,30 @@ fn main() -> Result<()> {
                 .affine(9.0, 0.0)?
                 .recip()?;
             let _ = oh;
-            let ours = median_ms(reps, || fwd_bwd(max_pool2d(&x, 3, s, 1)))?;
-            let stock = median_ms(reps, || fwd_bwd(stock_pool(&x, 3, s, true, &inv)))?;
+            let ours = best_ms(reps, || fwd_bwd(max_pool2d(&x, 3, s, 1)))?;
+            let stock = best_ms(reps, || fwd_bwd(stock_pool(&x, 3, s, true, &inv)))?;
             row(&format!("max pool 3x3 s{s}"), ours, Some(stock));
-            let ours = median_ms(reps, || fwd_bwd(avg_pool2d(&x, 3, s, 1, false)))?;
-            let stock = median_ms(reps, || fwd_bwd(stock_pool(&x, 3, s, false, &inv)))?;
+            let ours = best_ms(reps, || fwd_bwd(avg_pool2d(&x, 3, s, 1, false)))?;
+            let stock = best_ms(reps, || fwd_bwd(stock_pool(&x, 3, s, false, &inv)))?;
             row(&format!("avg pool 3x3 s{s} (excl. pad)"), ours, Some(stock));
         }
         let bn = BatchNorm2d::new(c, None, 1e-5, Some(0.1));
-        let ours = median_ms(reps, || fwd_bwd(bn.forward(&x, true)))?;
-        let stock = median_ms(reps, || fwd_bwd(stock_bn(&x)))?;
+        let ours = best_ms(reps, || fwd_bwd(bn.forward(&x, true)))?;
+        let stock = best_ms(reps, || fwd_bwd(stock_bn(&x)))?;
         row("batch norm (train)", ours, Some(stock));
-        let ours = median_ms(reps, || fwd_bwd(relu(&x)))?;
-        let stock = median_ms(reps, || fwd_bwd(x.relu()))?;
+        let ours = best_ms(reps, || fwd_bwd(relu(&x)))?;
+        let stock = best_ms(reps, || fwd_bwd(x.relu()))?;
         row("relu", ours, Some(stock));
-        let ours = median_ms(reps, || fwd_bwd(global_avg_pool(&x)))?;
-        let stock = median_ms(reps, || fwd_bwd(x.mean(D::Minus1)?.mean(D::Minus1)))?;
+        let ours = best_ms(reps, || fwd_bwd(global_avg_pool(&x)))?;
+        let stock = best_ms(reps, || fwd_bwd(x.mean(D::Minus1)?.mean(D::Minus1)))?;
         row("global avg pool", ours, Some(stock));
         let ys: Vec<Var> = (0..8)
             .map(|_| randn(&[n, c, h, h]))
             .collect::<Result<_>>()?;
         let ys: Vec<Tensor> = ys.iter().map(|v| v.as_tensor().clone()).collect();
         let wts = randn(&[8])?;
-        let ours = median_ms(reps, || fwd_bwd(weighted_sum(&ys, &wts)))?;
-        let stock = median_ms(reps, || {
+        let ours = best_ms(reps, || fwd_bwd(weighted_sum(&ys, &wts)))?;
+        let stock = best_ms(reps, || {
             let mut acc = ys[0].broadcast_mul(&wts.narrow(0, 0, 1)?)?;
             for (k, y) in ys.iter().enumerate().skip(1) {
                 acc = (acc + y.broadcast_mul(&wts.narrow(0, k, 1)?)?)?;
@@ -160,7 +163,7 @@ fn main() -> Result<()> {
         })?;
         row("weighted sum (K=8)", ours, Some(stock));
         for s in [1, 2] {
-            let ours = median_ms(reps, || fwd_bwd(mixed_op(&x, s)))?;
+            let ours = best_ms(reps, || fwd_bwd(mixed_op(&x, s)))?;
             row(&format!("DARTS MixedOp s{s} (8 ops)"), ours, None);
         }
     }
