@@ -88,7 +88,7 @@ impl Retrainer {
             (0..self.train.labels.len()).collect(),
             st.batch_size,
             true,
-            self.augment.clone(),
+            self.augment,
             self.mean.clone(),
             self.std.clone(),
             nas_core::rng::component_seed(st.seed, "retrain.data"),

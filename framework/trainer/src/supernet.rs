@@ -103,6 +103,9 @@ pub struct BatchGradients {
     pub mixing: Vec<Vec<f64>>,
 }
 
+/// Loss, correct predictions, flat weight gradients and mixing-weight gradients of a batch.
+type LossGrads = (f64, usize, Vec<Vec<f64>>, Vec<Tensor>);
+
 /// Implements [`SupernetTrainer`] for any [`Supernet`].
 pub struct WeightSharingTrainer {
     s: TrainerSetup,
@@ -166,7 +169,7 @@ impl WeightSharingTrainer {
             setup.train_indices.clone(),
             setup.batch_size,
             true,
-            setup.augment.clone(),
+            setup.augment,
             &setup,
             nas_core::rng::component_seed(setup.seed, "data.train"),
         )?;
@@ -318,7 +321,7 @@ impl WeightSharingTrainer {
         drive: &Drive,
         want_weights: bool,
         want_arch: bool,
-    ) -> Result<(f64, usize, Vec<Vec<f64>>, Vec<Tensor>)> {
+    ) -> Result<LossGrads> {
         let (x, y) = batch_tensors(batch, self.shape, &self.s.device, self.s.dtype)?;
         let (td, avars) = self.tensor_drive(drive, batch.n, want_arch)?;
         let logits = self

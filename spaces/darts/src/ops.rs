@@ -229,7 +229,7 @@ impl Op {
                 }
             }
             "conv_7x1_1x7" => {
-                let p = format!("{prefix}");
+                let p = prefix;
                 Op::Conv7x1x7 {
                     stride,
                     w: [
@@ -256,7 +256,7 @@ impl Op {
         c_out: usize,
         affine: bool,
     ) -> Result<Op> {
-        if c_out % 2 != 0 {
+        if !c_out.is_multiple_of(2) {
             return Err(NasError::Architecture(format!(
                 "FactorizedReduce needs an even channel count, got {c_out}"
             )));
@@ -271,6 +271,7 @@ impl Op {
     }
 
     /// `ReLUConvBN(c_in, c_out, k, stride, padding)`.
+    #[allow(clippy::too_many_arguments)]
     pub fn relu_conv_bn(
         store: &mut ParamStore,
         prefix: &str,
@@ -309,7 +310,7 @@ impl Op {
                 let (ho, wo) = if *stride == 1 {
                     (h, w)
                 } else {
-                    ((h + stride - 1) / stride, (w + stride - 1) / stride)
+                    (h.div_ceil(*stride), w.div_ceil(*stride))
                 };
                 Tensor::zeros((n, c, ho, wo), x.dtype(), x.device())
             }

@@ -299,10 +299,10 @@ impl DartsSupernet {
         ];
         for i in 0..self.layout.nodes {
             let mut acc: Option<Tensor> = None;
-            for j in 0..i + 2 {
+            for (j, state) in states.iter().enumerate().take(i + 2) {
                 let e = self.layout.node_offset(i) + j;
                 let d = self.layout.decision(t, i, j);
-                if let Some(y) = self.mixed_edge(&cell.edges[e], &states[j], d, drive, train)? {
+                if let Some(y) = self.mixed_edge(&cell.edges[e], state, d, drive, train)? {
                     acc = Some(match acc {
                         None => y,
                         Some(a) => (a + y)?,
