@@ -7,7 +7,7 @@
 //! the CPU, makes its inputs contiguous as needed and is differentiable through candle's
 //! autograd. Semantics follow PyTorch (`nn.Conv2d`, `nn.MaxPool2d`, `nn.AvgPool2d`,
 //! `nn.BatchNorm2d`) as used by DARTS (Liu et al. 2019; quark0/darts `operations.py`).
-//! [`reference`] holds plain loop implementations that the tests check the fast kernels against.
+//! [`mod@reference`] holds plain loop implementations that the tests check the fast kernels against.
 #![deny(missing_docs)]
 
 mod bn;
