@@ -1,6 +1,7 @@
 //! ReLU and global average pooling.
 use crate::cpu::{dispatch_float, par_planes, slice, sum, Float};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 /// Elementwise `max(x, 0)` (NaN passes through, as in PyTorch). The gradient flows where the
 /// output is positive.
@@ -94,6 +95,8 @@ impl CustomOp1 for GlobalAvgPool {
             let x: &[T] = slice(s, l)?;
             let inv = T::from_f64(1.0 / hw.max(1) as f64);
             let y: Vec<T> = (0..self.n * self.c)
+                .into_par_iter()
+                .with_min_len((4096 / hw.max(1)).max(1))
                 .map(|p| sum(&x[p * hw..(p + 1) * hw]) * inv)
                 .collect();
             Ok((T::to_cpu_storage_owned(y), Shape::from((self.n, self.c))))
