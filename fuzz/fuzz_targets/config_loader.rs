@@ -33,6 +33,9 @@ fuzz_target!(|data: &[u8]| {
         std::fs::write(path, &yaml).expect("write the scratch file");
         let again = nas_config::load_experiment(path, &[])
             .unwrap_or_else(|e| panic!("the resolved YAML does not load: {e}\n{yaml}"));
-        assert_eq!(exp, again, "the resolved YAML loads to another experiment:\n{yaml}");
+        assert_eq!(
+            exp, again,
+            "the resolved YAML loads to another experiment:\n{yaml}"
+        );
     }
 });
