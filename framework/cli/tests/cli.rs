@@ -61,16 +61,25 @@ fn a_search_on_the_embedded_data_writes_every_file() {
         assert!(out.path().join(f).is_file(), "{f} missing");
     }
     let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
+            .unwrap();
     assert_eq!(summary["status"], "finished");
-    assert!(summary["architecture"].as_str().unwrap().starts_with("Genotype(normal="));
+    assert!(summary["architecture"]
+        .as_str()
+        .unwrap()
+        .starts_with("Genotype(normal="));
     assert!(summary["params"].as_f64().unwrap() > 1000.0);
     let acc = summary["valid_acc"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&acc));
-    let arch: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("architecture.json")).unwrap()).unwrap();
+    let arch: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("architecture.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(arch["genotype"], summary["architecture"]);
-    assert_eq!(arch["architecture"]["choices"].as_array().unwrap().len(), 28);
+    assert_eq!(
+        arch["architecture"]["choices"].as_array().unwrap().len(),
+        28
+    );
     // Two epoch lines, each with the derived genotype and losses.
     let metrics = std::fs::read_to_string(out.path().join("metrics.jsonl")).unwrap();
     let epochs: Vec<serde_json::Value> = metrics
@@ -87,7 +96,11 @@ fn a_search_on_the_embedded_data_writes_every_file() {
     // The resolved config has every default filled in and loads again.
     let resolved = std::fs::read_to_string(out.path().join("config.resolved.yaml")).unwrap();
     assert!(resolved.contains("steps_per_epoch: 3"), "{resolved}");
-    let o = nas(&["config", "validate", out.path().join("config.resolved.yaml").to_str().unwrap()]);
+    let o = nas(&[
+        "config",
+        "validate",
+        out.path().join("config.resolved.yaml").to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     // The found architecture retrains from its file, and inspects.
     let o = nas(&[
@@ -118,7 +131,13 @@ fn a_search_on_the_embedded_data_writes_every_file() {
 #[test]
 fn inspect_prints_the_darts_v2_count() {
     let g = nas_space_darts::DARTS_V2;
-    let o = nas(&["inspect", g, "--config", "configs/train/darts-cifar10.yaml", "--json"]);
+    let o = nas(&[
+        "inspect",
+        g,
+        "--config",
+        "configs/train/darts-cifar10.yaml",
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["params"], 3_349_342.0);
@@ -147,7 +166,10 @@ fn config_errors_name_the_place_and_exit_2() {
         ),
         (
             "params.yaml",
-            base.replace("strategy: {name: darts}", "strategy: {name: darts, params: {order: third}}"),
+            base.replace(
+                "strategy: {name: darts}",
+                "strategy: {name: darts, params: {order: third}}",
+            ),
             vec!["params.yaml", "strategy.params.order", "third"],
         ),
     ];
@@ -161,7 +183,12 @@ fn config_errors_name_the_place_and_exit_2() {
         }
         assert!(!t.contains("panicked"), "{t}");
         // `nas run` refuses it the same way, before any training.
-        let o = nas(&["run", p.to_str().unwrap(), "--out", d.path().join("out").to_str().unwrap()]);
+        let o = nas(&[
+            "run",
+            p.to_str().unwrap(),
+            "--out",
+            d.path().join("out").to_str().unwrap(),
+        ]);
         assert_eq!(o.status.code(), Some(2), "{name}: {}", text(&o));
     }
 }
@@ -171,7 +198,15 @@ fn list_and_describe() {
     let o = nas(&["list"]);
     let t = text(&o);
     assert!(o.status.success());
-    for n in ["darts", "sgd", "adam", "cosine", "digits", "nb201_table", "rea"] {
+    for n in [
+        "darts",
+        "sgd",
+        "adam",
+        "cosine",
+        "digits",
+        "nb201_table",
+        "rea",
+    ] {
         assert!(t.contains(n), "{n} not listed: {t}");
     }
     let o = nas(&["describe", "darts"]);

@@ -29,7 +29,11 @@ fn vec(t: &Tensor) -> Vec<f64> {
 /// Normwise relative error `max|a-b| / max|b|` (absolute when b is all zeros).
 fn err(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
-    let d = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    let d = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
     let s = b.iter().map(|v| v.abs()).fold(0.0, f64::max);
     if s > 0.0 {
         d / s
@@ -58,7 +62,13 @@ fn load_params(store: &ParamStore, g: &HashMap<String, Tensor>, case: &str, stri
     }
 }
 
-fn check_grads(store: &ParamStore, grads: &candle_core::backprop::GradStore, g: &HashMap<String, Tensor>, case: &str, strip: &str) -> usize {
+fn check_grads(
+    store: &ParamStore,
+    grads: &candle_core::backprop::GradStore,
+    g: &HashMap<String, Tensor>,
+    case: &str,
+    strip: &str,
+) -> usize {
     let mut n = 0;
     for (name, var) in store.named() {
         let key = format!("{case}.gw.{}", name.strip_prefix(strip).unwrap_or(name));
@@ -106,7 +116,10 @@ fn composite_ops_match_pytorch() {
             let (m, v) = bn.running_stats();
             let em = err(&m, &vec(&g[&format!("{name}.{bname}.running_mean")]));
             let ev = err(&v, &vec(&g[&format!("{name}.{bname}.running_var")]));
-            assert!(em < TOL && ev < TOL, "{name} {bname} running stats: {em:e} {ev:e}");
+            assert!(
+                em < TOL && ev < TOL,
+                "{name} {bname} running stats: {em:e} {ev:e}"
+            );
         }
         checked += 1;
     }
@@ -125,14 +138,19 @@ fn mixed_op_matches_pytorch_including_alpha_gradient() {
         let ops: Vec<Op> = PRIMITIVES
             .iter()
             .enumerate()
-            .map(|(k, p)| Op::build(&mut store, &k.to_string(), p, ch, stride, false, true).unwrap())
+            .map(|(k, p)| {
+                Op::build(&mut store, &k.to_string(), p, ch, stride, false, true).unwrap()
+            })
             .collect();
         load_params(&store, &g, name, "");
         let alpha = vec(&g[&format!("{name}.alpha")]);
         let w = nas_core::math::softmax(&alpha);
         let wv = Var::from_vec(w.clone(), 8, &Device::Cpu).unwrap();
         let x = Var::from_tensor(&g[&format!("{name}.x")]).unwrap();
-        let ys: Vec<Tensor> = ops.iter().map(|o| o.forward(x.as_tensor(), true).unwrap()).collect();
+        let ys: Vec<Tensor> = ops
+            .iter()
+            .map(|o| o.forward(x.as_tensor(), true).unwrap())
+            .collect();
         let y = nas_ops::weighted_sum(&ys, wv.as_tensor()).unwrap();
         let ey = err(&vec(&y), &vec(&g[&format!("{name}.y")]));
         assert!(ey < TOL, "{name}.y: {ey:e}");
@@ -147,13 +165,22 @@ fn mixed_op_matches_pytorch_including_alpha_gradient() {
         let ga = nas_core::math::softmax_backward(&w, &gw);
         let e = err(&ga, &vec(&g[&format!("{name}.galpha")]));
         assert!(e < TOL, "{name}.galpha: {e:e}");
-        assert_eq!(check_grads(&store, &grads, &g, name, ""), store.named().len());
+        assert_eq!(
+            check_grads(&store, &grads, &g, name, ""),
+            store.named().len()
+        );
         for (k, op) in ops.iter().enumerate() {
             for (bn, bname) in op.batch_norms().iter().zip(bn_names(PRIMITIVES[k], stride)) {
                 let (m, v) = bn.running_stats();
                 let key = format!("{name}.{k}.{bname}");
-                assert!(err(&m, &vec(&g[&format!("{key}.running_mean")])) < TOL, "{key} mean");
-                assert!(err(&v, &vec(&g[&format!("{key}.running_var")])) < TOL, "{key} var");
+                assert!(
+                    err(&m, &vec(&g[&format!("{key}.running_mean")])) < TOL,
+                    "{key} mean"
+                );
+                assert!(
+                    err(&v, &vec(&g[&format!("{key}.running_var")])) < TOL,
+                    "{key} var"
+                );
             }
         }
         checked += 1;

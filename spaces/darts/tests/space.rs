@@ -30,9 +30,18 @@ fn darts_v2_has_the_published_parameter_count() {
         auxiliary: true,
     };
     let net = s
-        .build_network(&arch, &cfg, &Device::Cpu, DType::F32, nas_core::component_rng(0, "t"))
+        .build_network(
+            &arch,
+            &cfg,
+            &Device::Cpu,
+            DType::F32,
+            nas_core::component_rng(0, "t"),
+        )
         .unwrap();
-    println!("DARTS_V2 (36 channels, 20 cells): {} parameters", net.param_count());
+    println!(
+        "DARTS_V2 (36 channels, 20 cells): {} parameters",
+        net.param_count()
+    );
     assert_eq!(net.param_count(), 3_349_342);
     // The auxiliary head is built and trained but not counted.
     assert!(net.params().count() > net.param_count() + 100_000);
@@ -55,7 +64,12 @@ fn genotype_text_round_trips() {
         // Same multiset of genes per node as the published text.
         let g0 = Genotype::parse(text).unwrap();
         let g1 = Genotype::parse(&out).unwrap();
-        for (n0, n1) in g0.normal.iter().zip(&g1.normal).chain(g0.reduce.iter().zip(&g1.reduce)) {
+        for (n0, n1) in g0
+            .normal
+            .iter()
+            .zip(&g1.normal)
+            .chain(g0.reduce.iter().zip(&g1.reduce))
+        {
             let (mut x, mut y) = (n0.clone(), n1.clone());
             x.sort();
             y.sort();
@@ -119,15 +133,23 @@ fn darts_derivation_on_hand_made_weights() {
     assert_eq!(
         g.normal,
         vec![
-            vec![("sep_conv_3x3".to_string(), 0), ("skip_connect".to_string(), 1)],
-            vec![("max_pool_3x3".to_string(), 1), ("dil_conv_3x3".to_string(), 2)],
+            vec![
+                ("sep_conv_3x3".to_string(), 0),
+                ("skip_connect".to_string(), 1)
+            ],
+            vec![
+                ("max_pool_3x3".to_string(), 1),
+                ("dil_conv_3x3".to_string(), 2)
+            ],
         ]
     );
     // "simple" mode keeps `none` and every edge's argmax (DARTS-CC extraction).
     let simple = s.derive(&MixingWeights(w), "simple").unwrap();
     assert_eq!(simple.choices[2], 0, "none wins edge 3<-0 in simple mode");
     assert_eq!(s.edge_counts(&simple)[0], vec![2, 2]);
-    assert!(s.derive(&MixingWeights(vec![vec![1.0; 8]]), "default").is_err());
+    assert!(s
+        .derive(&MixingWeights(vec![vec![1.0; 8]]), "default")
+        .is_err());
     assert!(s
         .derive(&MixingWeights(vec![vec![1.0; 8]; 10]), "bogus")
         .unwrap_err()
