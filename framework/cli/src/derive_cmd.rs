@@ -59,10 +59,7 @@ pub fn derive(a: &DeriveArgs, comps: &Components) -> Result<i32> {
         ));
     }
     if let Some(bad) = a.t.iter().find(|t| !(0.0..=1.0).contains(*t)) {
-        return Err(usage(
-            Path::new("--t"),
-            format!("{bad} is outside [0, 1]"),
-        ));
+        return Err(usage(Path::new("--t"), format!("{bad} is outside [0, 1]")));
     }
     let state_path = dir.join("strategy_state.json");
     let text = std::fs::read_to_string(&state_path).map_err(|e| {
