@@ -7,8 +7,7 @@
 use std::sync::Arc;
 
 use nas_core::{
-    argmax_derive, Architecture, ComponentInfo, ComponentKind, Estimator, MixingWeights, NasError,
-    ParamDoc, Registry, Result, SearchStrategy, SpaceRules, SpaceSpec,
+    ComponentInfo, ComponentKind, Estimator, ParamDoc, Registry, Result, SearchStrategy, SpaceRules,
 };
 use nas_model::{DataShape, SearchSpace};
 
@@ -66,44 +65,6 @@ pub struct Components {
     pub datasets: Registry<()>,
 }
 
-/// NAS-Bench-201's plain rules (arch strings, argmax derivation).
-struct Nb201Rules {
-    spec: SpaceSpec,
-}
-
-impl SpaceRules for Nb201Rules {
-    fn spec(&self) -> &SpaceSpec {
-        &self.spec
-    }
-    fn derive(&self, weights: &MixingWeights, mode: &str) -> Result<Architecture> {
-        match mode {
-            "default" | "argmax" => argmax_derive(&self.spec, weights),
-            m => Err(NasError::Architecture(format!(
-                "unknown derivation mode `{m}` for nb201; known: argmax (default)"
-            ))),
-        }
-    }
-    fn parse_arch(&self, text: &str) -> Result<Architecture> {
-        let t = text.trim();
-        if t.starts_with('{') {
-            let v: serde_json::Value = serde_json::from_str(t)
-                .map_err(|e| NasError::Architecture(format!("architecture JSON: {e}")))?;
-            if let Some(s) = v.get("notation").and_then(|s| s.as_str()) {
-                return nas_space_nb201::parse_arch_str(s);
-            }
-            let a: Architecture =
-                serde_json::from_value(v.get("architecture").cloned().unwrap_or(v))
-                    .map_err(|e| NasError::Architecture(format!("architecture JSON: {e}")))?;
-            self.spec.check(&a)?;
-            return Ok(a);
-        }
-        nas_space_nb201::parse_arch_str(t)
-    }
-    fn format_arch(&self, arch: &Architecture) -> String {
-        nas_space_nb201::to_arch_str(arch).unwrap_or_else(|e| format!("<invalid: {e}>"))
-    }
-}
-
 fn unit_info(
     kind: ComponentKind,
     name: &str,
@@ -147,18 +108,11 @@ impl Components {
             }),
         )?;
         c.spaces.register(
-            unit_info(
-                ComponentKind::Space,
-                "nb201",
-                "NAS-Bench-201 cell space (Dong & Yang 2020): 6 edges x 5 ops; tabular estimator",
-                serde_json::json!({}),
-                vec![],
-            ),
-            Arc::new(|p, _| {
-                nas_core::decode_params::<EmptyParams>("space nb201", p)?;
-                Ok(SpaceBox::Plain(Box::new(Nb201Rules {
-                    spec: nas_space_nb201::nb201_spec(),
-                })))
+            nas_space_nb201::space_info(),
+            Arc::new(|p, shape| {
+                Ok(SpaceBox::Tensor(Box::new(
+                    nas_space_nb201::Nb201Space::from_params(p, shape)?,
+                )))
             }),
         )?;
         for info in nas_strategy_darts::infos() {
@@ -290,7 +244,3 @@ fn clone_registry<F: Clone>(r: &Registry<F>, kind: ComponentKind) -> Registry<F>
     }
     out
 }
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EmptyParams {}

@@ -11,22 +11,30 @@
 //!   from it with the paper's protocol (search on 12-epoch validation accuracy, report the
 //!   200-epoch test accuracy), counting every query.
 //!
-//! The weight-sharing supernet (tensor side) is not part of this crate yet.
+//! * the tensor side ([`Nb201Space`], a `nas_model::SearchSpace`): the benchmark's
+//!   `TinyNetwork` macro structure (`C = 16`, `N = 5`, residual reduction blocks) as a
+//!   weight-sharing supernet (all five operations on every edge) and as the standalone
+//!   network of one cell, whose parameter count equals the table's.
 #![deny(missing_docs)]
 
 pub mod arch_str;
 pub mod cost;
 pub mod estimator;
+pub mod space;
 pub mod spec;
 pub mod table;
+pub mod tensor_ops;
+pub mod tiny;
 
 pub use arch_str::{parse_arch_str, to_arch_str};
 pub use estimator::{
     build_estimator, estimator_info, DatasetFigures, Nb201Dataset, TabularEstimator, TabularParams,
     DEFAULT_SECONDS_PER_QUERY, ESTIMATOR_NAME,
 };
+pub use space::{space_info, Nb201Space, Nb201SpaceParams};
 pub use spec::{
     all_architectures, edge_key, nb201_cost, nb201_spec, nb201_spec_ref, EDGES, NUM_ARCHITECTURES,
     NUM_NODES, OPS, SPACE_NAME,
 };
 pub use table::{Nb201Record, Nb201Table, DEFAULT_TABLE_PATH};
+pub use tiny::{tiny_cost, TinyNet};
