@@ -18,7 +18,7 @@ use crate::tensor_ops::{batch_norm, conv_weight, EdgeOp, Linear, ResBlock};
 enum Block {
     /// `edges[d][k]`: option `k` of edge `d` (the order of [`EDGES`]).
     Cell(Vec<Vec<EdgeOp>>),
-    Reduce(ResBlock),
+    Reduce(Box<ResBlock>),
 }
 
 /// The network. With all options per edge it is a [`Supernet`]; with one, a [`Network`].
@@ -58,12 +58,12 @@ impl TinyNet {
         for stage in 0..3 {
             let cs = c << stage;
             if stage > 0 {
-                blocks.push(Block::Reduce(ResBlock::new(
+                blocks.push(Block::Reduce(Box::new(ResBlock::new(
                     &mut store,
                     &format!("cells.{index}"),
                     c_prev,
                     cs,
-                )?));
+                )?)));
                 index += 1;
             }
             for _ in 0..n {
@@ -265,7 +265,7 @@ impl Network for TinyNet {
 
 /// Output side of a 3x3 stride-2 padding-1 convolution (the residual block's main path).
 fn halve(side: usize) -> usize {
-    (side + 1) / 2
+    side.div_ceil(2)
 }
 
 /// Parameters and multiply-accumulates (for one example) of the standalone network of cell

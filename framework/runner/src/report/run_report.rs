@@ -114,9 +114,21 @@ fn spec_of(dir: &Path, comps: Option<&Components>) -> Option<SpaceSpec> {
     Some(space.rules().spec().clone())
 }
 
-/// The alpha history as `[T, decisions, options]` (padded with NaN where decisions have
-/// fewer options) with the epoch of each row (`-1`: before the first epoch).
-pub fn alpha_array(lines: &[Line]) -> Result<Option<(Vec<i64>, usize, usize, Vec<f32>)>> {
+/// The alpha history as one array.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlphaArray {
+    /// The epoch of each row (`-1`: before the first epoch).
+    pub epochs: Vec<i64>,
+    /// Decisions per row.
+    pub decisions: usize,
+    /// Options per decision (the most any decision has).
+    pub options: usize,
+    /// `[T, decisions, options]` in C order, NaN where a decision has fewer options.
+    pub data: Vec<f32>,
+}
+
+/// The alpha history lines as an [`AlphaArray`]; `None` when there is none.
+pub fn alpha_array(lines: &[Line]) -> Result<Option<AlphaArray>> {
     let mut epochs = Vec::new();
     let mut rows: Vec<Vec<Vec<f64>>> = Vec::new();
     for l in lines {
@@ -145,7 +157,12 @@ pub fn alpha_array(lines: &[Line]) -> Result<Option<(Vec<i64>, usize, usize, Vec
             }
         }
     }
-    Ok(Some((epochs, d, k, data)))
+    Ok(Some(AlphaArray {
+        epochs,
+        decisions: d,
+        options: k,
+        data,
+    }))
 }
 
 fn alpha_history(
@@ -154,7 +171,13 @@ fn alpha_history(
     spec: Option<&SpaceSpec>,
 ) -> Result<Vec<(String, Vec<PathBuf>)>> {
     let lines = read_jsonl(&dir.join("alpha_history.jsonl"))?;
-    let Some((epochs, d, k, data)) = alpha_array(&lines)? else {
+    let Some(AlphaArray {
+        epochs,
+        decisions: d,
+        options: k,
+        data,
+    }) = alpha_array(&lines)?
+    else {
         return Ok(Vec::new());
     };
     let t = epochs.len();
