@@ -271,12 +271,12 @@ fn clip(pts: &[(f64, f64)], a: (i32, i32), b: (i32, i32)) -> Vec<(f64, f64)> {
     out
 }
 
-/// The point halfway along a polyline.
-fn point_at_half(pts: &[(f64, f64)]) -> (f64, f64) {
+/// The point at fraction `f` of a polyline's length.
+fn point_at(pts: &[(f64, f64)], f: f64) -> (f64, f64) {
     let seg =
         |i: usize| ((pts[i + 1].0 - pts[i].0).powi(2) + (pts[i + 1].1 - pts[i].1).powi(2)).sqrt();
     let total: f64 = (0..pts.len() - 1).map(seg).sum();
-    let mut left = total / 2.0;
+    let mut left = total * f;
     for i in 0..pts.len() - 1 {
         let l = seg(i);
         if l >= left && l > 0.0 {
@@ -312,7 +312,7 @@ impl Figure for CellGraph {
         let label_style = TextStyle::from((FAMILY, 13).into_font())
             .color(&BLACK)
             .pos(Pos::new(HPos::Center, VPos::Center));
-        let mut labels = Vec::new();
+        let mut labels: Vec<(String, (i32, i32), (i32, i32))> = Vec::new();
         let mut alternate = 0usize;
         // Straight edges into the output end at points spread over its left side.
         let into_out: Vec<usize> = (0..self.edges.len())
@@ -384,15 +384,29 @@ impl Figure for CellGraph {
                 BLACK.mix(0.8).filled(),
             ))?;
             if let Some(text) = &e.label {
-                // The label at the curve's middle (by arc length).
-                let m = point_at_half(&pts);
-                labels.push((text.clone(), (m.0.round() as i32, m.1.round() as i32)));
+                // The label at the curve's middle (by arc length), or, where that box would
+                // cover an earlier label (two edges crossing at their middles), further along.
+                let (tw, th) = root.estimate_text_size(text, &label_style)?;
+                let (hw, hh) = (tw as i32 / 2 + 4, th as i32 / 2 + 2);
+                let overlaps = |x: i32, y: i32| {
+                    labels.iter().any(|(_, (lx, ly), (lw, lh))| {
+                        (x - lx).abs() < hw + lw && (y - ly).abs() < hh + lh
+                    })
+                };
+                let at = [0.5, 0.32, 0.68, 0.22, 0.78]
+                    .iter()
+                    .map(|&f| point_at(&pts, f))
+                    .map(|m| (m.0.round() as i32, m.1.round() as i32))
+                    .find(|&(x, y)| !overlaps(x, y))
+                    .unwrap_or_else(|| {
+                        let m = point_at(&pts, 0.5);
+                        (m.0.round() as i32, m.1.round() as i32)
+                    });
+                labels.push((text.clone(), at, (hw, hh)));
             }
         }
         // Labels after every edge, on a white box, so that no line crosses their text.
-        for (text, (x, y)) in &labels {
-            let (tw, th) = root.estimate_text_size(text, &label_style)?;
-            let (hw, hh) = (tw as i32 / 2 + 4, th as i32 / 2 + 2);
+        for (text, (x, y), (hw, hh)) in &labels {
             root.draw(&Rectangle::new(
                 [(x - hw, y - hh), (x + hw, y + hh)],
                 WHITE.mix(0.9).filled(),
