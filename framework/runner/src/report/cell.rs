@@ -291,6 +291,9 @@ fn point_at(pts: &[(f64, f64)], f: f64) -> (f64, f64) {
     pts[pts.len() - 1]
 }
 
+/// A label as placed: its text, centre and half extents in pixels.
+type PlacedLabel = (String, (i32, i32), (i32, i32));
+
 impl Figure for CellGraph {
     fn size(&self) -> (u32, u32) {
         let rows = self.rows_per_column();
@@ -312,7 +315,7 @@ impl Figure for CellGraph {
         let label_style = TextStyle::from((FAMILY, 13).into_font())
             .color(&BLACK)
             .pos(Pos::new(HPos::Center, VPos::Center));
-        let mut labels: Vec<(String, (i32, i32), (i32, i32))> = Vec::new();
+        let mut labels: Vec<PlacedLabel> = Vec::new();
         let mut alternate = 0usize;
         // Straight edges into the output end at points spread over its left side.
         let into_out: Vec<usize> = (0..self.edges.len())
