@@ -41,12 +41,29 @@ pub struct BenchResult {
     pub ms_per_step: f64,
     /// Every timed step, ms.
     pub step_ms: Vec<f64>,
+    /// Process CPU time (user + system, all threads) per timed step, ms, when the OS reports
+    /// it (Linux `/proc/self/stat`, 10 ms resolution). Less sensitive than wall time to other
+    /// processes on a shared machine; with several threads it includes their idle spinning.
+    pub cpu_ms_per_step: Option<f64>,
     /// Peak resident memory of the process, MiB (VmHWM), when the OS reports it.
     pub peak_rss_mib: Option<f64>,
-    /// Rayon threads.
+    /// Rayon threads (`RAYON_NUM_THREADS` when set, else the available parallelism, as
+    /// rayon's default pool).
     pub threads: usize,
     /// Supernet parameters.
     pub supernet_params: usize,
+}
+
+/// CPU time of the whole process (user + system, all threads) in ms, from `/proc/self/stat`
+/// (fields 14 and 15, in `USER_HZ` = 100 ticks per second on Linux).
+fn process_cpu_ms() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may contain spaces; the fields after it follow its `)`.
+    let rest = &s[s.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) * 10.0)
 }
 
 fn peak_rss_mib() -> Option<f64> {
@@ -127,6 +144,7 @@ pub fn bench_darts(cfg: &BenchConfig) -> Result<BenchResult> {
     nas_core::SupernetTrainer::begin_epoch(&mut trainer, 0)?;
     let sb = SpaceBox::Tensor(Box::new(space));
     let mut times = Vec::new();
+    let mut cpu_start = None;
     for i in 0..=cfg.steps {
         let mut env = RunEnv {
             space: &sb,
@@ -136,16 +154,24 @@ pub fn bench_darts(cfg: &BenchConfig) -> Result<BenchResult> {
             epoch: 0,
             epochs: 1,
         };
+        if i == 1 {
+            cpu_start = process_cpu_ms();
+        }
         let t = Instant::now();
         strategy.step(&mut env)?;
         if i > 0 {
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
+    let cpu_ms_per_step = match (cpu_start, process_cpu_ms()) {
+        (Some(a), Some(b)) if !times.is_empty() => Some((b - a) / times.len() as f64),
+        _ => None,
+    };
     Ok(BenchResult {
         config: cfg.clone(),
         ms_per_step: times.iter().sum::<f64>() / times.len().max(1) as f64,
         step_ms: times,
+        cpu_ms_per_step,
         peak_rss_mib: peak_rss_mib(),
         threads: rayon_threads(),
         supernet_params,
@@ -153,5 +179,9 @@ pub fn bench_darts(cfg: &BenchConfig) -> Result<BenchResult> {
 }
 
 fn rayon_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
