@@ -1,49 +1,69 @@
 #!/usr/bin/env python3
-"""Summarises the JSON lines of compare.sh: per configuration and implementation, the median
-of every timed step over all runs, the per-run means, the largest peak RSS, and the ratio
-nas / PyTorch of the medians (above 1: nas is slower).
+"""Summarises the JSON lines of compare.sh.
 
-    python3 benches/pytorch/summarize.py bench-results.jsonl
+Runs are grouped by configuration, thread count and machine state: "quiet" when the run got
+the cores it asked for (process CPU time per step >= --quiet-share (default 0.8) x threads x
+wall time per step), "loaded" otherwise (other processes held the cores for part of the run;
+the load average before the run is printed per run, but it lags and is a poor classifier). Per group and implementation: the median of every timed step (wall), the median of
+the per-run process CPU time per step, the largest peak RSS, and the ratios nas / PyTorch
+(above 1: nas is slower).
+
+    python3 benches/pytorch/summarize.py bench-results.jsonl [--quiet-share 0.8]
 """
+import argparse
 import json
 import statistics
-import sys
 from collections import defaultdict
 
 
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
 def main():
-    rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+    ap = argparse.ArgumentParser()
+    ap.add_argument("results")
+    ap.add_argument("--quiet-share", type=float, default=0.8)
+    a = ap.parse_args()
+    rows = [json.loads(line) for line in open(a.results) if line.strip()]
     groups = defaultdict(lambda: defaultdict(list))
     for r in rows:
         c = r["config"]
-        key = (c["layers"], c["batch"], c["order"], r["threads"])
+        share = (r.get("cpu_ms_per_step") or 0) / (r["threads"] * r["ms_per_step"])
+        state = "quiet" if share >= a.quiet_share else "loaded"
+        key = (c["layers"], c["batch"], c["order"], r["threads"], state)
         groups[key][r["impl"]].append(r)
-    print("| cells | batch | order | threads | nas ms/step (median) | PyTorch ms/step (median) "
-          "| nas / PyTorch | nas CPU ms/step | PyTorch CPU ms/step | CPU ratio | nas peak RSS MiB | PyTorch peak RSS MiB | runs | params nas / torch |")
+    print("| cells | batch | order | threads | machine | nas wall ms/step | PyTorch wall ms/step "
+          "| wall ratio | nas CPU ms/step | PyTorch CPU ms/step | CPU ratio "
+          "| nas peak RSS MiB | PyTorch peak RSS MiB | runs nas+torch |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for key in sorted(groups):
         g = groups[key]
-        med, rss, params, cpu = {}, {}, {}, {}
+        wall, cpu, rss = {}, {}, {}
         for impl in ("nas", "torch"):
             runs = g.get(impl, [])
-            steps = [t for r in runs for t in r["step_ms"]]
-            med[impl] = statistics.median(steps) if steps else float("nan")
-            cpus = [r["cpu_ms_per_step"] for r in runs if r.get("cpu_ms_per_step")]
-            cpu[impl] = statistics.median(cpus) if cpus else float("nan")
+            wall[impl] = median([t for r in runs for t in r["step_ms"]])
+            cpu[impl] = median([r["cpu_ms_per_step"] for r in runs if r.get("cpu_ms_per_step")])
             rss[impl] = max((r["peak_rss_mib"] or 0 for r in runs), default=float("nan"))
-            params[impl] = {r["supernet_params"] for r in runs}
-        ratio = med["nas"] / med["torch"]
         n = f'{len(g.get("nas", []))}+{len(g.get("torch", []))}'
-        print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {med['nas']:.0f} | {med['torch']:.0f} "
-              f"| {ratio:.2f} | {cpu['nas']:.0f} | {cpu['torch']:.0f} | {cpu['nas'] / cpu['torch']:.2f} | {rss['nas']:.0f} | {rss['torch']:.0f} | {n} "
-              f"| {sorted(params['nas'])} / {sorted(params['torch'])} |")
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {key[4]} "
+              f"| {wall['nas']:.0f} | {wall['torch']:.0f} | {wall['nas'] / wall['torch']:.2f} "
+              f"| {cpu['nas']:.0f} | {cpu['torch']:.0f} | {cpu['nas'] / cpu['torch']:.2f} "
+              f"| {rss['nas']:.0f} | {rss['torch']:.0f} | {n} |")
+    params = defaultdict(set)
+    for r in rows:
+        params[(r["config"]["layers"], r["impl"])].add(r["supernet_params"])
     print()
-    print("Per run (ms/step mean, load average before the run):")
+    print("Parameters:", {f"{k[0]} cells {k[1]}": sorted(v) for k, v in sorted(params.items())})
+    print()
+    print("Per run (wall ms/step mean, CPU ms/step, load average before the run):")
     for key in sorted(groups):
         for impl in ("nas", "torch"):
             for r in groups[key].get(impl, []):
-                print(f"  {key} {impl:5} rep {r['rep']}: {r['ms_per_step']:.0f} ms, CPU {r.get('cpu_ms_per_step') or float('nan'):.0f} ms "
-                      f"(steps {', '.join(f'{t:.0f}' for t in r['step_ms'])}; load {r['load']})")
+                cpu = r.get("cpu_ms_per_step") or float("nan")
+                steps = ", ".join(f"{t:.0f}" for t in r["step_ms"])
+                print(f"  {key} {impl:5} rep {r['rep']}: {r['ms_per_step']:.0f} ms, CPU {cpu:.0f} ms "
+                      f"(steps {steps}; load {r['load']})")
 
 
 if __name__ == "__main__":
