@@ -99,6 +99,8 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
         Command::Report(a) => crate::sweep_cmd::report(a, comps),
         Command::Plugin(a) => crate::plugin_cmd::plugin(a, comps),
         Command::Derive(a) => crate::derive_cmd::derive(a, comps),
+        Command::Family(a) => crate::family_cmd::family(a, comps),
+        Command::Latency(a) => crate::latency_cmd::latency(a, comps),
         Command::List => {
             let mut kind = None;
             for info in comps.all_infos() {

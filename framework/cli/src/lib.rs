@@ -9,11 +9,15 @@
 mod arch_arg;
 mod commands;
 mod derive_cmd;
+mod family_cmd;
+mod latency_cmd;
 mod plugin_cmd;
 mod run_cmd;
 mod sweep_cmd;
 
 pub use derive_cmd::DeriveArgs;
+pub use family_cmd::FamilyArgs;
+pub use latency_cmd::LatencyArgs;
 pub use plugin_cmd::{PluginAction, PluginArgs};
 pub use sweep_cmd::{ReportArgs, SweepArgs};
 
@@ -113,6 +117,12 @@ pub enum Command {
     /// The family of a DARTS-CC run: one architecture per complexity t, with its lambda
     /// and parameter count (`--t 0,0.5,1 --mode simple|darts [--json]`).
     Derive(derive_cmd::DeriveArgs),
+    /// Retrain a DARTS-CC family beside random architectures of the same sizes and
+    /// plain-DARTS baselines, over several seeds, and report accuracy against parameters.
+    Family(family_cmd::FamilyArgs),
+    /// Time every option block of a single-path space (spos, proxyless, fbnet) on this
+    /// machine and save the latency table that `space.params.latency_table` loads.
+    Latency(latency_cmd::LatencyArgs),
     /// Time one DARTS search step (arch step + weight step) on CPU.
     Bench {
         /// Cells of the search network.

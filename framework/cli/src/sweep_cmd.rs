@@ -30,7 +30,8 @@ pub struct SweepArgs {
 /// Arguments of `nas report`.
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// A sweep directory (with `sweep.json`) or a run directory (with `summary.json`).
+    /// A sweep directory (with `sweep.json`), a family directory (`family.json`, from
+    /// `nas family`) or a run directory (with `summary.json`).
     pub dir: PathBuf,
 }
 

@@ -235,3 +235,62 @@ fn every_shipped_config_validates() {
     }
     assert!(n >= 3);
 }
+
+#[test]
+fn nas_latency_times_every_option_of_a_single_path_space_and_refuses_a_cell_space() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("tables/fbnet.json");
+    let o = nas(&[
+        "latency",
+        "configs/experiments/fbnet-uniform-digits.yaml",
+        "--out",
+        out.to_str().unwrap(),
+        "--repeats",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(t["space"], "fbnet");
+    assert_eq!(t["repeats"], 2);
+    let keys = t["keys"].as_array().unwrap();
+    let ops = t["ops"].as_array().unwrap();
+    let ms = t["latency_ms"].as_array().unwrap();
+    assert!(!keys.is_empty());
+    assert_eq!(ops.len(), keys.len());
+    assert_eq!(ms.len(), keys.len());
+    for (o, m) in ops.iter().zip(ms) {
+        // The nine FBNet candidates, each timed.
+        assert_eq!(o.as_array().unwrap().len(), 9);
+        for v in m.as_array().unwrap() {
+            let v = v.as_f64().unwrap();
+            assert!(v.is_finite() && v >= 0.0, "{v}");
+        }
+    }
+    assert!(text(&o).contains("k5_e6="), "{}", text(&o));
+    // The table is one the space loads: a run configured with it validates.
+    let o = nas(&[
+        "config",
+        "validate",
+        "configs/experiments/fbnet-uniform-digits.yaml",
+        "--set",
+        &format!("space.params.latency_table={}", out.display()),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    // ... and it is really read: a table of another layout is refused.
+    let mut wrong = t.clone();
+    wrong["latency_ms"][0] = serde_json::json!([1.0]);
+    let bad = tmp.path().join("wrong.json");
+    std::fs::write(&bad, wrong.to_string()).unwrap();
+    let o = nas(&[
+        "config",
+        "validate",
+        "configs/experiments/fbnet-uniform-digits.yaml",
+        "--set",
+        &format!("space.params.latency_table={}", bad.display()),
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let o = nas(&["latency", "configs/experiments/darts-digits.yaml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("no per-option blocks"), "{}", text(&o));
+}

@@ -145,3 +145,180 @@ fn the_digits_search_yields_a_family_that_nas_derive_extracts() {
     let o = nas(&["derive", tmp.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
+
+fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{p:?}: {e}")))
+        .unwrap()
+}
+
+#[test]
+fn nas_family_retrains_the_family_beside_size_matched_random_cells_and_plain_darts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("cc");
+    let darts = tmp.path().join("darts");
+    let fam = tmp.path().join("family");
+    let (run_s, darts_s, fam_s) = (
+        run.to_str().unwrap(),
+        darts.to_str().unwrap(),
+        fam.to_str().unwrap(),
+    );
+    let o = nas(&[
+        "-q",
+        "run",
+        "configs/experiments/hyper-darts-digits.yaml",
+        "--out",
+        run_s,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = nas(&[
+        "-q",
+        "run",
+        "configs/experiments/darts-digits-small.yaml",
+        "--out",
+        darts_s,
+        "--set",
+        "budget.epochs=1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let family_cmd = |extra: &[&str]| {
+        let mut args = vec![
+            "-q",
+            "family",
+            run_s,
+            "--t",
+            "0,1",
+            "--seeds",
+            "0,1",
+            "--random",
+            "1",
+            "--baseline",
+            darts_s,
+            "--set",
+            "train.epochs=1",
+            "--out",
+            fam_s,
+        ];
+        args.extend_from_slice(extra);
+        nas(&args)
+    };
+    let o = family_cmd(&[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("10 trained, 0 finished before, 0 failed"),
+        "{}",
+        text(&o)
+    );
+
+    // The index: the family at t = 0 and 1, one random cell per member, the baseline.
+    let index = read_json(&fam.join("family.json"));
+    let entries = index["entries"].as_array().unwrap();
+    let ids: Vec<&str> = entries.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "family-t0",
+            "family-t1",
+            "random-t0-0",
+            "random-t1-0",
+            "baseline-0"
+        ]
+    );
+    // Sizes, recounted by `nas inspect` on the files the family trained: every random cell
+    // is within 5% of its member, and the baseline is the DARTS run's architecture.
+    let inspect = |file: &str| {
+        let cfg = run.join("config.resolved.yaml");
+        json_out(&nas(&[
+            "inspect",
+            fam.join(file).to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+            "--json",
+        ]))["params"]
+            .as_f64()
+            .unwrap()
+    };
+    for t in ["0", "1"] {
+        let member = inspect(&format!("archs/family-t{t}.json"));
+        let random = inspect(&format!("archs/random-t{t}-0.json"));
+        assert!(
+            (random - member).abs() <= 0.05 * member,
+            "t={t}: {random} vs {member}"
+        );
+        let derived = read_json(&run.join(format!("derive-simple-t{t}.json")));
+        assert_eq!(derived["params"].as_f64().unwrap(), member);
+    }
+    let base = read_json(&fam.join("archs/baseline-0.json"));
+    let found = read_json(&darts.join("architecture.json"));
+    assert_eq!(base["architecture"], found["architecture"]);
+
+    // Every entry was retrained once per seed; the table's mean is the mean of the runs'
+    // own summaries.
+    let table = std::fs::read_to_string(fam.join("table.csv")).unwrap();
+    let mut rows = table.lines();
+    let header: Vec<&str> = rows.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let mut seen = 0;
+    for line in rows {
+        let cells: Vec<&str> = line.split(',').collect();
+        let id = cells[col("id")];
+        let accs: Vec<f64> = ["0", "1"]
+            .iter()
+            .map(|s| {
+                let summary = read_json(&fam.join(format!("runs/{id}-s{s}/summary.json")));
+                assert_eq!(summary["status"], "finished");
+                summary["test_acc"].as_f64().unwrap()
+            })
+            .collect();
+        let mean: f64 = cells[col("test_acc_mean")].parse().unwrap();
+        assert!((mean - (accs[0] + accs[1]) / 2.0).abs() < 1e-12, "{id}");
+        assert_eq!(cells[col("n")], "2");
+        seen += 1;
+    }
+    assert_eq!(seen, 5);
+    let md = std::fs::read_to_string(fam.join("report.md")).unwrap();
+    assert!(
+        md.contains("| 0 | 1.00e-6 |") && md.contains("| 1 | 1.00e-2 |"),
+        "{md}"
+    );
+    assert!(md.contains("## Baselines"), "{md}");
+    for p in ["acc_vs_params", "params_vs_t"] {
+        for ext in ["svg", "png"] {
+            let f = fam.join(format!("plots/{p}.{ext}"));
+            assert!(std::fs::metadata(&f).unwrap().len() > 1000, "{f:?}");
+        }
+    }
+
+    // A second call trains nothing; `nas report` rebuilds the same tables from the files.
+    let stamp = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    let summary = fam.join("runs/family-t0-s1/summary.json");
+    let before = stamp(&summary);
+    let o = family_cmd(&[]);
+    assert!(
+        text(&o).contains("0 trained, 10 finished before"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(stamp(&summary), before);
+    let csv = std::fs::read(fam.join("family.csv")).unwrap();
+    std::fs::remove_file(fam.join("family.csv")).unwrap();
+    let o = nas(&["report", fam_s]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::read(fam.join("family.csv")).unwrap(), csv);
+
+    // Other settings into the same directory are refused; a missing baseline is a usage
+    // error; both exit with 2 before training anything.
+    let o = family_cmd(&["--tolerance", "0.1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("other settings"), "{}", text(&o));
+    let missing = tmp.path().join("nope");
+    let o = nas(&[
+        "family",
+        run_s,
+        "--baseline",
+        missing.to_str().unwrap(),
+        "--out",
+        tmp.path().join("f2").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("nope"), "{}", text(&o));
+}

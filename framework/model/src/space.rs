@@ -115,4 +115,16 @@ pub trait SearchSpace: SpaceRules {
     fn network_cost(&self, arch: &Architecture, cfg: &NetworkConfig) -> Result<Cost>;
     /// The retraining configuration the space uses when none is given.
     fn default_network_config(&self) -> NetworkConfig;
+    /// Times every option of every decision on `device` (inputs of `batch` examples, the
+    /// median of `repeats` passes after a warm-up) and returns the latency table as JSON, in
+    /// the form the space's `latency_table` parameter loads; `None` when the space has no
+    /// per-option blocks to time (cell spaces, where an op's latency depends on the cell).
+    fn measure_latency_table(
+        &self,
+        _device: &Device,
+        _batch: usize,
+        _repeats: usize,
+    ) -> Result<Option<serde_json::Value>> {
+        Ok(None)
+    }
 }

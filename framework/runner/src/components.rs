@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use nas_core::{
-    ComponentInfo, ComponentKind, Estimator, ParamDoc, Registry, Result, SearchStrategy, SpaceRules,
+    ComponentInfo, ComponentKind, Estimator, NasError, ParamDoc, Registry, Result, SearchStrategy,
+    SpaceRules,
 };
 use nas_model::{DataShape, SearchSpace};
 
@@ -169,6 +170,14 @@ impl Components {
         c.estimators.register(
             nas_space_nb201::estimator_info(),
             Arc::new(|p, _| nas_space_nb201::build_estimator(p)),
+        )?;
+        c.estimators.register(
+            crate::trained_supernet::info(),
+            Arc::new(|_, _| {
+                Err(NasError::Other(
+                    "the supernet estimator is built by the runner (it loads a trained run)".into(),
+                ))
+            }),
         )?;
         c.trainers.register(
             unit_info(

@@ -12,6 +12,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod components;
 pub mod env;
+pub mod family;
 mod fault;
 pub mod files;
 pub mod plugins;
@@ -20,6 +21,7 @@ pub mod resume;
 pub mod retrain;
 pub mod run;
 pub mod sweep;
+pub mod trained_supernet;
 
 pub use components::{Components, SpaceBox};
 pub use resume::resume_experiment;

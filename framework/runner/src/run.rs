@@ -215,7 +215,7 @@ pub fn build_strategy(exp: &Experiment, comps: &Components) -> Result<Box<dyn Se
     f(&params).map_err(|e| locate_params(exp, "strategy.params", e))
 }
 
-fn build_trainer(
+pub(crate) fn build_trainer(
     exp: &Experiment,
     space: &SpaceBox,
     data: &DataSplits,
@@ -313,6 +313,12 @@ fn build_estimator(
         .estimators
         .get(&e.name)
         .map_err(|er| exp.error_at("estimator.name", er.to_string()))?;
+    // The trained-supernet estimator needs the runner (data, trainer, checkpoint), not
+    // just the space's rules.
+    if e.name == crate::trained_supernet::NAME {
+        return crate::trained_supernet::build(exp, comps, &e.params)
+            .map_err(|er| locate_params(exp, "estimator.params", er));
+    }
     f(&e.params, rules).map_err(|er| locate_params(exp, "estimator.params", er))
 }
 

@@ -147,3 +147,65 @@ fn the_cifar10_configs_validate() {
         nas_runner::run::build_strategy(&exp, &comps).unwrap();
     }
 }
+
+#[test]
+fn the_supernet_estimator_scores_paths_with_the_weights_a_finished_run_saved() {
+    // Without recalibration a path's score depends only on the saved weights and batch-norm
+    // statistics, so the estimator built from the run's checkpoint must reproduce the
+    // scores the run's own search gave with the weights in memory.
+    let (dir, s) = run(
+        "spos-uniform-digits.yaml",
+        &["trainer.params.recalibrate_bn=false"],
+    );
+    let trained = dir.path().join("run");
+    let comps = Components::builtin().unwrap();
+    let search = |extra: &[&str]| {
+        let mut sets = vec![
+            format!("estimator.params.run={}", trained.display()),
+            "estimator.params.batches=1".into(),
+        ];
+        sets.extend(extra.iter().map(|s| s.to_string()));
+        nas_config::load_experiment(&config("spos-rea-supernet-digits.yaml"), &sets).unwrap()
+    };
+    let exp = search(&[]);
+    let params = exp.estimator.as_ref().unwrap().params.clone();
+    assert!(!s.architectures.is_empty());
+    let mut est = nas_runner::trained_supernet::build(&exp, &comps, &params).unwrap();
+    for f in &s.architectures {
+        let arch: nas_core::Architecture =
+            serde_json::from_value(f["architecture"].clone()).unwrap();
+        let want = f["metrics"]["fitness"].as_f64().unwrap();
+        let got = est.estimate(&arch).unwrap().fitness;
+        assert!((got - want).abs() < 1e-9, "{arch:?}: {got} vs {want}");
+    }
+    assert_eq!(est.queries(), s.architectures.len() as u64);
+
+    // A whole search over it: every query counted, the constraint honoured.
+    let out = tempfile::tempdir().unwrap();
+    let opts = RunOptions {
+        out_dir: Some(out.path().join("rea")),
+        ..Default::default()
+    };
+    let exp = search(&["strategy.params.queries=12", "budget.queries=12"]);
+    let r = run_experiment(&exp, &comps, &opts).unwrap();
+    assert_eq!(r.status, "finished");
+    let best = &r.architectures[0];
+    assert!(best["flops"].as_f64().unwrap() <= 2.0e6, "{best}");
+    assert!(
+        best["metrics"]["fitness"].as_f64().unwrap() >= 0.0,
+        "{best}"
+    );
+
+    // Errors name the problem: another space's run, a directory that is not a run.
+    let other = search(&["space.params.stage_repeats=[1, 1, 1, 1]"]);
+    let p = other.estimator.as_ref().unwrap().params.clone();
+    let e = nas_runner::trained_supernet::build(&other, &comps, &p)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("other decisions"), "{e}");
+    let p = serde_json::json!({"run": out.path().join("nowhere")});
+    let e = nas_runner::trained_supernet::build(&exp, &comps, &p)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("not a run directory"), "{e}");
+}

@@ -130,14 +130,17 @@ impl LatencyTable {
         })
     }
 
-    /// Writes the table as JSON.
+    /// Writes the table as JSON (atomically: write, then rename).
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| NasError::Other(format!("latency table: {e}")))?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| NasError::io(dir, e))?;
         }
-        std::fs::write(path, text).map_err(|e| NasError::io(path, e))
+        // Atomic: a temporary file beside the target, then a rename.
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text).map_err(|e| NasError::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| NasError::io(path, e))
     }
 
     /// Reads a table written by [`LatencyTable::save`].

@@ -213,6 +213,18 @@ impl<L: ChainLayout> SpaceRules for ChainSpace<L> {
 }
 
 impl<L: ChainLayout> SearchSpace for ChainSpace<L> {
+    fn measure_latency_table(
+        &self,
+        device: &Device,
+        batch: usize,
+        repeats: usize,
+    ) -> Result<Option<serde_json::Value>> {
+        let t = self.measure_latency(device, batch, repeats)?;
+        serde_json::to_value(&t)
+            .map(Some)
+            .map_err(|e| NasError::Other(format!("latency table: {e}")))
+    }
+
     fn data_shape(&self) -> DataShape {
         self.shape
     }

@@ -202,6 +202,20 @@ pub fn load(run_dir: &Path) -> Result<Checkpoint> {
 }
 
 impl Checkpoint {
+    /// Loads only the supernet weights and batch-norm statistics into `trainer` (a trainer
+    /// built from the same config): the `supernet` estimator scores paths with them.
+    pub fn restore_supernet(&self, trainer: &mut WeightSharingTrainer) -> Result<()> {
+        let weights = self.dir.join("supernet.safetensors");
+        if !weights.is_file() {
+            return Err(NasError::data(
+                &self.dir,
+                "holds no supernet weights (the run did not train a supernet)",
+            ));
+        }
+        trainer.supernet().params().load_safetensors(&weights)?;
+        load_batch_norms(trainer, &self.dir.join("batchnorm.safetensors"))
+    }
+
     /// Gives the saved state back to a freshly built strategy (after its `init`) and
     /// trainer. The strategy must be the one that wrote it, and a trainer must be present
     /// exactly when the checkpoint holds one.

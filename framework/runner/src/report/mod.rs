@@ -4,6 +4,9 @@
 //!   run), `table.csv` and `report.md` (runs grouped by label with mean, std, min and max
 //!   over seeds), and `plots/` (best-so-far accuracy against queries and against simulated
 //!   search time, per group the mean with a `± std` band; accuracy against parameters).
+//! * A family directory (`family.json`, written by `nas family`): the DARTS-CC family's
+//!   retrained accuracy and parameters against `t`, beside random architectures of the same
+//!   sizes and baselines (see [`family_report`]).
 //! * A run directory (`summary.json`, `metrics.jsonl`, ...): `plots/` with the loss and
 //!   accuracy curves, the alpha history per edge (also written as `alpha_history.npy`) and
 //!   diagrams of the derived cells; and a short `report.md`.
@@ -14,6 +17,7 @@ use std::path::{Path, PathBuf};
 use nas_core::{NasError, Result};
 
 pub mod cell;
+pub mod family_report;
 pub mod npy;
 pub mod plot;
 pub mod run_report;
@@ -24,6 +28,7 @@ pub mod table;
 
 use crate::Components;
 
+pub use family_report::{collect_family, is_family_dir, write_family_report, FamilyReport};
 pub use run_report::{write_run_report, RunReport};
 pub use runs::{collect_runs, IndexedRun, ReportSettings, RunRow, SweepIndex, SWEEP_INDEX};
 pub use stats::{band, BandPoint, Stats};
@@ -37,6 +42,8 @@ pub enum Report {
     Sweep(SweepReport),
     /// One run's report.
     Run(RunReport),
+    /// A DARTS-CC family's report (`nas family`).
+    Family(FamilyReport),
 }
 
 impl Report {
@@ -45,6 +52,7 @@ impl Report {
         match self {
             Report::Sweep(r) => &r.files,
             Report::Run(r) => &r.files,
+            Report::Family(r) => &r.files,
         }
     }
 }
@@ -74,6 +82,9 @@ pub fn report_dir(dir: &Path, comps: Option<&Components>) -> Result<Report> {
             "`{}` is not a directory (give a sweep or run directory)",
             dir.display()
         )));
+    }
+    if is_family_dir(dir) {
+        return Ok(Report::Family(write_family_report(dir)?));
     }
     if is_sweep_dir(dir) {
         return Ok(Report::Sweep(write_sweep_report(dir, None)?));

@@ -304,6 +304,133 @@ impl Figure for ScatterFigure {
     }
 }
 
+/// How the points of an [`ErrorBarSeries`] are marked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    /// A filled circle.
+    Circle,
+    /// A filled triangle.
+    Triangle,
+    /// A cross.
+    Cross,
+}
+
+/// Points with vertical `mean ± std` error bars, optionally joined by a line.
+#[derive(Debug, Clone)]
+pub struct ErrorBarSeries {
+    /// Legend entry.
+    pub name: String,
+    /// `(x, mean, std)`; a `NaN` std draws no bar.
+    pub points: Vec<(f64, f64, f64)>,
+    /// Join the points in the given order.
+    pub joined: bool,
+    /// Point marker.
+    pub marker: Marker,
+    /// Labels written next to the points (same length as `points`, or empty).
+    pub labels: Vec<String>,
+}
+
+/// Series of points with error bars on shared axes (e.g. accuracy against parameters of a
+/// family of architectures, its random controls and baselines).
+#[derive(Debug, Clone)]
+pub struct ErrorBarFigure {
+    /// Title.
+    pub title: String,
+    /// X axis label.
+    pub x_label: String,
+    /// Y axis label.
+    pub y_label: String,
+    /// The series.
+    pub series: Vec<ErrorBarSeries>,
+}
+
+impl Figure for ErrorBarFigure {
+    fn size(&self) -> (u32, u32) {
+        (900, 580)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
+        let finite = |p: &&(f64, f64, f64)| p.0.is_finite() && p.1.is_finite();
+        let pts = || {
+            self.series
+                .iter()
+                .flat_map(|s| s.points.iter())
+                .filter(finite)
+        };
+        let (x0, x1) = padded_range(pts().map(|p| p.0));
+        let spread = |p: &(f64, f64, f64)| if p.2.is_finite() { p.2 } else { 0.0 };
+        let (y0, y1) = padded_range(pts().flat_map(|p| [p.1 - spread(p), p.1 + spread(p)]));
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, (FAMILY, 20))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(65)
+            .build_cartesian_2d(x0..x1, y0..y1)?;
+        chart
+            .configure_mesh()
+            .x_desc(&self.x_label)
+            .y_desc(&self.y_label)
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
+            .label_style((FAMILY, 14))
+            .axis_desc_style((FAMILY, 16))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()?;
+        for (i, s) in self.series.iter().enumerate() {
+            let c = color(i);
+            let ok: Vec<(f64, f64, f64)> = s.points.iter().filter(finite).copied().collect();
+            if s.joined && ok.len() > 1 {
+                chart.draw_series(LineSeries::new(
+                    ok.iter().map(|p| (p.0, p.1)),
+                    c.mix(0.6).stroke_width(2),
+                ))?;
+            }
+            chart.draw_series(ok.iter().filter(|p| p.2.is_finite() && p.2 > 0.0).map(|p| {
+                PathElement::new(vec![(p.0, p.1 - p.2), (p.0, p.1 + p.2)], c.stroke_width(2))
+            }))?;
+            let marker = s.marker;
+            let shape = move |p: (f64, f64), size: i32| -> DynElement<'static, DB, (f64, f64)> {
+                match marker {
+                    Marker::Circle => Circle::new(p, size, c.filled()).into_dyn(),
+                    Marker::Triangle => TriangleMarker::new(p, size + 2, c.filled()).into_dyn(),
+                    Marker::Cross => Cross::new(p, size + 1, c.stroke_width(3)).into_dyn(),
+                }
+            };
+            chart
+                .draw_series(ok.iter().map(|p| shape((p.0, p.1), 5)))?
+                .label(s.name.clone())
+                .legend(move |(x, y)| {
+                    let c = c;
+                    match marker {
+                        Marker::Circle => Circle::new((x + 10, y), 5, c.filled()).into_dyn(),
+                        Marker::Triangle => {
+                            TriangleMarker::new((x + 10, y), 7, c.filled()).into_dyn()
+                        }
+                        Marker::Cross => Cross::new((x + 10, y), 6, c.stroke_width(3)).into_dyn(),
+                    }
+                });
+            let style = TextStyle::from((FAMILY, 12).into_font()).color(&c);
+            chart.draw_series(
+                s.points
+                    .iter()
+                    .zip(&s.labels)
+                    .filter(|(p, _)| finite(p))
+                    .map(|(p, l)| {
+                        EmptyElement::at((p.0, p.1)) + Text::new(l.clone(), (7, -16), style.clone())
+                    }),
+            )?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .label_font((FAMILY, 15))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+        Ok(())
+    }
+}
+
 /// One small chart of a [`PanelsFigure`].
 #[derive(Debug, Clone)]
 pub struct Panel {
