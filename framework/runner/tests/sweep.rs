@@ -223,7 +223,7 @@ fn report_statistics_match_hand_computed_values() {
     }
     let rep = match report_dir(&out, Some(&comps)).unwrap() {
         Report::Sweep(s) => s,
-        Report::Run(_) => panic!("a sweep directory was read as a run"),
+        other => panic!("a sweep directory was read as another kind: {other:?}"),
     };
     let g = &rep.groups[0];
     assert_eq!((g.name.as_str(), g.runs, g.finished), ("random", 4, 3));
@@ -272,7 +272,7 @@ fn run_report_writes_curves_alpha_npy_and_cell_diagrams() {
     .unwrap();
     let rep = match report_dir(dir, None).unwrap() {
         Report::Run(r) => r,
-        Report::Sweep(_) => panic!("a run directory was read as a sweep"),
+        other => panic!("a run directory was read as another kind: {other:?}"),
     };
     for f in [
         "plots/loss.png",

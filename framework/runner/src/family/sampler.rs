@@ -84,7 +84,8 @@ pub fn random_of_size(
         tolerance,
         max_draws,
     } = request;
-    if !(target > 0.0) || !(tolerance >= 0.0) || max_draws == 0 {
+    let valid = target.is_finite() && target > 0.0 && tolerance.is_finite() && tolerance >= 0.0;
+    if !valid || max_draws == 0 {
         return Err(NasError::Other(format!(
             "random_of_size: target {target}, tolerance {tolerance}, max_draws {max_draws}: \
              need a positive target, a non-negative tolerance and at least one draw"
