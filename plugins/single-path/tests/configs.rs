@@ -167,7 +167,8 @@ fn the_supernet_estimator_scores_paths_with_the_weights_a_finished_run_saved() {
         sets.extend(extra.iter().map(|s| s.to_string()));
         nas_config::load_experiment(&config("spos-rea-supernet-digits.yaml"), &sets).unwrap()
     };
-    let exp = search(&[]);
+    // The in-run search had no constraint: neither has this estimator.
+    let exp = search(&["estimator.params.constraint={}"]);
     let params = exp.estimator.as_ref().unwrap().params.clone();
     assert!(!s.architectures.is_empty());
     let mut est = nas_runner::trained_supernet::build(&exp, &comps, &params).unwrap();
@@ -208,4 +209,34 @@ fn the_supernet_estimator_scores_paths_with_the_weights_a_finished_run_saved() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("not a run directory"), "{e}");
+}
+
+#[test]
+fn the_cifar10_configs_run_end_to_end_on_the_shared_copy() {
+    // The documented commands on the CIFAR-10 copy (../shared/data, JPEG folders in a
+    // .tar.gz), budgets cut to two weight steps and a two-generation search on a subsample.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/cifar10-jpg/cifar10-jpg-q75.tar.gz");
+    assert!(
+        root.is_file(),
+        "{root:?}: the shared CIFAR-10 copy is missing"
+    );
+    for (name, extra) in [
+        ("spos-uniform-cifar10.yaml", None),
+        (
+            "proxyless-uniform-cifar10.yaml",
+            Some("strategy.name=fairnas"),
+        ),
+        ("fbnet-uniform-cifar10.yaml", None),
+    ] {
+        let data = format!(
+            "data.params={{root: {}, limit_train: 256, limit_test: 64}}",
+            root.display()
+        );
+        let mut sets = vec![data.as_str(), "data.batch_size=32"];
+        sets.extend(extra);
+        let (_dir, s) = run(name, &sets);
+        assert_eq!(s.status, "finished", "{name}");
+        assert!(!s.architectures.is_empty(), "{name}");
+    }
 }
