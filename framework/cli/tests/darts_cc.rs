@@ -304,6 +304,18 @@ fn nas_family_retrains_the_family_beside_size_matched_random_cells_and_plain_dar
     let o = nas(&["report", fam_s]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(std::fs::read(fam.join("family.csv")).unwrap(), csv);
+    // Another seed extends the comparison: only its retrainings run (a seed given twice
+    // counts once).
+    let o = family_cmd(&["--seeds", "2,2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("5 trained, 10 finished before"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(stamp(&summary), before);
+    let table = std::fs::read_to_string(fam.join("table.csv")).unwrap();
+    assert!(table.lines().skip(1).all(|l| l.contains(",3,")), "{table}");
 
     // Other settings into the same directory are refused; a missing baseline is a usage
     // error; both exit with 2 before training anything.

@@ -15,8 +15,9 @@
 //! 4. the report ([`crate::report::family_report`]): `family.csv`, `report.md` and plots,
 //!    rebuilt from the files alone by `nas report OUT`.
 //!
-//! `OUT/family.json` (written before any training) lists the entries; a second call with
-//! other settings into the same directory is refused rather than mixing two families.
+//! `OUT/family.json` (written before any training) lists the entries; a second call into the
+//! same directory may change `--seeds` (finished retrainings are reused, new seeds added),
+//! while other settings are refused rather than mixing two families.
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -367,7 +368,15 @@ fn plan(opts: &FamilyOptions, comps: &Components) -> Result<(FamilyIndex, Vec<Pl
         mode: opts.mode.clone(),
         train_config: train_config.display().to_string(),
         sets: opts.sets.clone(),
-        seeds: opts.seeds.clone(),
+        seeds: {
+            // Each seed once, in the order given.
+            let mut seen = std::collections::BTreeSet::new();
+            opts.seeds
+                .iter()
+                .copied()
+                .filter(|s| seen.insert(*s))
+                .collect()
+        },
         tolerance: opts.tolerance,
         entries,
     };
@@ -390,12 +399,19 @@ pub fn run_family(opts: &FamilyOptions, comps: &Components) -> Result<FamilyOutc
     let (index, files) = plan(opts, comps)?;
     let index_path = dir.join(FAMILY_INDEX);
     if index_path.is_file() {
+        // The same family with other seeds is the same comparison: retrainings of seeds run
+        // before are kept (and skipped), new seeds are added.
         let before = FamilyIndex::read(&dir)?;
-        if before != index {
+        let without_seeds = |i: &FamilyIndex| FamilyIndex {
+            seeds: Vec::new(),
+            ..i.clone()
+        };
+        if without_seeds(&before) != without_seeds(&index) {
             return Err(usage(
                 &index_path.display().to_string(),
                 "this directory holds a family made with other settings (search run, t, \
-                 mode, training config, seeds, random draws or baselines); give another --out"
+                 mode, training config, random draws or baselines; only --seeds may change); \
+                 give another --out"
                     .into(),
             ));
         }
