@@ -333,4 +333,20 @@ fn nas_family_retrains_the_family_beside_size_matched_random_cells_and_plain_dar
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("nope"), "{}", text(&o));
+    // A bad training setting is found before anything is written, so the corrected call
+    // is not refused as "other settings".
+    let f3 = tmp.path().join("f3");
+    let o = nas(&[
+        "family",
+        run_s,
+        "--t",
+        "1",
+        "--set",
+        "train.epochs=0",
+        "--out",
+        f3.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("train.epochs"), "{}", text(&o));
+    assert!(!f3.join("family.json").exists());
 }

@@ -416,21 +416,8 @@ pub fn run_family(opts: &FamilyOptions, comps: &Components) -> Result<FamilyOutc
             ));
         }
     }
-    let archs = dir.join("archs");
-    std::fs::create_dir_all(&archs).map_err(|e| NasError::io(&archs, e))?;
-    for (path, contents) in &files {
-        write_json(path, contents)?;
-    }
-    write_json(&index_path, &index)?;
-    if opts.dry_run {
-        return Ok(FamilyOutcome {
-            dir,
-            index,
-            runs: Vec::new(),
-            report: None,
-        });
-    }
-    // Every training config is loaded (and checked) before the first retraining starts.
+    // Every training config is loaded (and checked) before anything is written, so a
+    // mistake there can be fixed and the call repeated with the same settings.
     let train_path = PathBuf::from(&index.train_config);
     let mut jobs = Vec::new();
     for seed in &index.seeds {
@@ -446,6 +433,20 @@ pub fn run_family(opts: &FamilyOptions, comps: &Components) -> Result<FamilyOutc
         for e in &index.entries {
             jobs.push((e.clone(), *seed, exp.clone()));
         }
+    }
+    let archs = dir.join("archs");
+    std::fs::create_dir_all(&archs).map_err(|e| NasError::io(&archs, e))?;
+    for (path, contents) in &files {
+        write_json(path, contents)?;
+    }
+    write_json(&index_path, &index)?;
+    if opts.dry_run {
+        return Ok(FamilyOutcome {
+            dir,
+            index,
+            runs: Vec::new(),
+            report: None,
+        });
     }
     let statuses = Mutex::new(vec![TrainStatus::Skipped; jobs.len()]);
     let next = AtomicUsize::new(0);
