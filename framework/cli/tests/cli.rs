@@ -144,6 +144,59 @@ fn inspect_prints_the_darts_v2_count() {
     assert!(v["flops"].as_f64().unwrap() > 4e8);
 }
 
+/// A chain space's architecture given as its op names on the command line is the same
+/// architecture as those choices in a file (`nas inspect`), retrains with `nas train`, and
+/// an unknown op name is a usage error naming the layer and the op.
+#[test]
+fn single_path_architectures_are_accepted_as_op_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = "configs/experiments/spos-uniform-digits.yaml";
+    let ops = "shufflenet_3x3 shufflenet_7x7 shufflenet_3x3 shufflenet_5x5 xception_3x3";
+    let file = write(
+        tmp.path(),
+        "arch.json",
+        r#"{"space": "spos", "choices": [0, 2, 0, 1, 3]}"#,
+    );
+    let inspect = |arch: &str| {
+        let o = nas(&["inspect", arch, "--config", config, "--json"]);
+        assert!(o.status.success(), "{}", text(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let (by_name, by_file) = (inspect(ops), inspect(file.to_str().unwrap()));
+    assert!(by_name["params"].as_f64().unwrap() > 0.0, "{by_name}");
+    assert_eq!(by_name["params"], by_file["params"]);
+    assert_eq!(by_name["flops"], by_file["flops"]);
+
+    let out = tmp.path().join("train");
+    let o = nas(&[
+        "train",
+        ops,
+        "--config",
+        config,
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.limit_batches=2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["status"], "finished");
+    assert_eq!(s["architecture"], ops);
+
+    let o = nas(&[
+        "inspect",
+        "shufflenet_3x3 shufflenet_7x7 shufflenet_3x3 shufflenet_5x5 k3_e6",
+        "--config",
+        config,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("layer 4") && t.contains("k3_e6"), "{t}");
+}
+
 #[test]
 fn config_errors_name_the_place_and_exit_2() {
     let d = tempfile::tempdir().unwrap();

@@ -24,23 +24,26 @@ pub struct RetrainOptions {
 }
 
 /// Reads an architecture argument: a file (architecture.json or a genotype text file) or
-/// the notation itself.
+/// the architecture itself in the space's notation (a DARTS genotype, an NB201 arch string,
+/// a chain space's op names such as `shufflenet_3x3 xception_3x3 ...`, or JSON), parsed by
+/// the space's own rules.
 pub fn read_arch_arg(arg: &str, rules: &dyn nas_core::SpaceRules) -> Result<Architecture> {
     let p = std::path::Path::new(arg);
     if p.is_file() {
         let text = std::fs::read_to_string(p).map_err(|e| NasError::io(p, e))?;
-        rules
+        return rules
             .parse_arch(&text)
-            .map_err(|e| NasError::Architecture(format!("{}: {e}", p.display())))
-    } else if arg.trim_start().starts_with('{')
+            .map_err(|e| NasError::Architecture(format!("{}: {e}", p.display())));
+    }
+    let looks_like_notation = arg.trim_start().starts_with('{')
         || arg.trim_start().starts_with("Genotype")
-        || arg.trim_start().starts_with('|')
-    {
-        rules.parse_arch(arg)
-    } else {
-        Err(NasError::Architecture(format!(
-            "`{arg}` is neither a file nor an architecture in the space's notation"
-        )))
+        || arg.trim_start().starts_with('|');
+    match rules.parse_arch(arg) {
+        Ok(arch) => Ok(arch),
+        Err(e) if looks_like_notation => Err(e),
+        Err(e) => Err(NasError::Architecture(format!(
+            "`{arg}` is neither a file nor an architecture in the space's notation ({e})"
+        ))),
     }
 }
 
