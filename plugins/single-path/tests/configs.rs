@@ -240,3 +240,70 @@ fn the_cifar10_configs_run_end_to_end_on_the_shared_copy() {
         assert!(!s.architectures.is_empty(), "{name}");
     }
 }
+
+/// Writes a small Fashion-MNIST-shaped data set (the four IDX files, 28x28 grey, labels
+/// 0-9; each image a bright square whose position depends on its label) into `root`.
+fn write_fashion_mnist_like(root: &Path, train: u32, test: u32) {
+    std::fs::create_dir_all(root).unwrap();
+    for (prefix, n) in [("train", train), ("t10k", test)] {
+        let mut images = Vec::new();
+        for v in [0x0000_0803u32, n, 28, 28] {
+            images.extend_from_slice(&v.to_be_bytes());
+        }
+        let mut labels = Vec::new();
+        for v in [0x0000_0801u32, n] {
+            labels.extend_from_slice(&v.to_be_bytes());
+        }
+        for i in 0..n {
+            let label = (i % 10) as usize;
+            let (r0, c0) = (2 + 2 * label, 20 - 2 * label);
+            for r in 0..28 {
+                for c in 0..28 {
+                    let inside = (r0..r0 + 6).contains(&r) && (c0..c0 + 6).contains(&c);
+                    images.push(if inside {
+                        230
+                    } else {
+                        (r * 3 + c + i as usize) as u8 % 40
+                    });
+                }
+            }
+            labels.push(label as u8);
+        }
+        std::fs::write(root.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
+        std::fs::write(root.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
+    }
+}
+
+#[test]
+fn the_fashion_mnist_configs_run_end_to_end_and_retrain() {
+    // The worked example's configs (docs/single-path.md), budgets cut, on files in the
+    // Fashion-MNIST layout (CI has no Debian package): the data block reads 28x28 IDX files,
+    // the search finishes, and the found path retrains.
+    let data = tempfile::tempdir().unwrap();
+    write_fashion_mnist_like(data.path(), 80, 40);
+    let params = format!(
+        "data.params={{root: {}, limit_train: 80, limit_test: 40}}",
+        data.path().display()
+    );
+    for (name, strategy) in [
+        ("spos-uniform-fmnist.yaml", "spos"),
+        ("spos-fairnas-fmnist.yaml", "fairnas"),
+    ] {
+        let (dir, s) = run(name, &[&params]);
+        assert_eq!(s.strategy, strategy, "{name}");
+        let resolved =
+            std::fs::read_to_string(dir.path().join("run/config.resolved.yaml")).unwrap();
+        assert!(resolved.contains("fashion_mnist"), "{name}: {resolved}");
+        let exp = quick(name, &[&params, "train.epochs=1", "train.limit_batches=2"]);
+        let rep = retrain(
+            &exp,
+            &Components::builtin().unwrap(),
+            dir.path().join("run/architecture.json").to_str().unwrap(),
+            &RetrainOptions {
+                out_dir: Some(dir.path().join("train")),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!((0.0..=1.0).contains(&rep.test_acc), "{name}");
+    }
+}
