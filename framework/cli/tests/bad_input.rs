@@ -140,23 +140,16 @@ fn an_architecture_of_another_space_is_refused() {
     assert!(t.contains("not-an-arch"), "{t}");
 }
 
+/// `n` blank 28x28 images as an IDX file, the last `cut` bytes cut off.
 fn idx_images(n: u32, cut: usize) -> Vec<u8> {
-    let mut b = Vec::new();
-    for v in [0x0000_0803u32, n, 28, 28] {
-        b.extend_from_slice(&v.to_be_bytes());
-    }
-    b.resize(16 + 28 * 28 * n as usize, 0);
+    let mut b = nas_data::idx::encode_idx_images(n, 28, 28, &vec![0; 28 * 28 * n as usize]);
     b.truncate(b.len() - cut);
     b
 }
 
+/// `n` labels 0 as an IDX file.
 fn idx_labels(n: u32) -> Vec<u8> {
-    let mut b = Vec::new();
-    for v in [0x0000_0801u32, n] {
-        b.extend_from_slice(&v.to_be_bytes());
-    }
-    b.resize(8 + n as usize, 0);
-    b
+    nas_data::idx::encode_idx_labels(&vec![0; n as usize])
 }
 
 #[test]

@@ -21,6 +21,28 @@ pub struct IdxImages {
     pub pixels: Vec<u8>,
 }
 
+/// Encodes images as an IDX file: magic `00 00 08 03`, the big-endian sizes `count`, `rows`,
+/// `cols`, then `pixels` row-major, as the Fashion-MNIST `*-images-idx3-ubyte` files are
+/// written. The sizes are written as given (not checked against `pixels.len()`), so a
+/// malformed file can be made on purpose.
+pub fn encode_idx_images(count: u32, rows: u32, cols: u32, pixels: &[u8]) -> Vec<u8> {
+    let mut bytes = vec![0, 0, 0x08, 3];
+    for size in [count, rows, cols] {
+        bytes.extend_from_slice(&size.to_be_bytes());
+    }
+    bytes.extend_from_slice(pixels);
+    bytes
+}
+
+/// Encodes labels as an IDX file: magic `00 00 08 01`, the big-endian count, then the
+/// labels, as the Fashion-MNIST `*-labels-idx1-ubyte` files are written.
+pub fn encode_idx_labels(labels: &[u8]) -> Vec<u8> {
+    let mut bytes = vec![0, 0, 0x08, 1];
+    bytes.extend_from_slice(&(labels.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(labels);
+    bytes
+}
+
 /// Parses the header: checks the magic number and returns the sizes and the data offset.
 fn header(file: &Path, bytes: &[u8], ndims: u8) -> Result<(Vec<usize>, usize)> {
     let magic_want = 0x0000_0800u32 | ndims as u32;

@@ -35,16 +35,11 @@ pub fn read_arch_arg(arg: &str, rules: &dyn nas_core::SpaceRules) -> Result<Arch
             .parse_arch(&text)
             .map_err(|e| NasError::Architecture(format!("{}: {e}", p.display())));
     }
-    let looks_like_notation = arg.trim_start().starts_with('{')
-        || arg.trim_start().starts_with("Genotype")
-        || arg.trim_start().starts_with('|');
-    match rules.parse_arch(arg) {
-        Ok(arch) => Ok(arch),
-        Err(e) if looks_like_notation => Err(e),
-        Err(e) => Err(NasError::Architecture(format!(
+    rules.parse_arch(arg).map_err(|e| {
+        NasError::Architecture(format!(
             "`{arg}` is neither a file nor an architecture in the space's notation ({e})"
-        ))),
-    }
+        ))
+    })
 }
 
 /// Retrains `arch` under `exp` and writes `metrics.jsonl`, `summary.json`,

@@ -246,29 +246,23 @@ fn the_cifar10_configs_run_end_to_end_on_the_shared_copy() {
 fn write_fashion_mnist_like(root: &Path, train: u32, test: u32) {
     std::fs::create_dir_all(root).unwrap();
     for (prefix, n) in [("train", train), ("t10k", test)] {
-        let mut images = Vec::new();
-        for v in [0x0000_0803u32, n, 28, 28] {
-            images.extend_from_slice(&v.to_be_bytes());
-        }
-        let mut labels = Vec::new();
-        for v in [0x0000_0801u32, n] {
-            labels.extend_from_slice(&v.to_be_bytes());
-        }
-        for i in 0..n {
-            let label = (i % 10) as usize;
-            let (r0, c0) = (2 + 2 * label, 20 - 2 * label);
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let mut pixels = Vec::with_capacity(28 * 28 * n as usize);
+        for (i, &label) in labels.iter().enumerate() {
+            let (r0, c0) = (2 + 2 * label as usize, 20 - 2 * label as usize);
             for r in 0..28 {
                 for c in 0..28 {
                     let inside = (r0..r0 + 6).contains(&r) && (c0..c0 + 6).contains(&c);
-                    images.push(if inside {
+                    pixels.push(if inside {
                         230
                     } else {
-                        (r * 3 + c + i as usize) as u8 % 40
+                        ((r * 3 + c + i) % 40) as u8
                     });
                 }
             }
-            labels.push(label as u8);
         }
+        let images = nas_data::idx::encode_idx_images(n, 28, 28, &pixels);
+        let labels = nas_data::idx::encode_idx_labels(&labels);
         std::fs::write(root.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
         std::fs::write(root.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
     }
@@ -293,7 +287,10 @@ fn the_fashion_mnist_configs_run_end_to_end_and_retrain() {
         assert_eq!(s.strategy, strategy, "{name}");
         let resolved =
             std::fs::read_to_string(dir.path().join("run/config.resolved.yaml")).unwrap();
-        assert!(resolved.contains("fashion_mnist"), "{name}: {resolved}");
+        assert!(
+            resolved.contains("fashion_mnist") && resolved.contains(data.path().to_str().unwrap()),
+            "{name}: {resolved}"
+        );
         let exp = quick(name, &[&params, "train.epochs=1", "train.limit_batches=2"]);
         let rep = retrain(
             &exp,

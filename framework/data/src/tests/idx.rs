@@ -4,22 +4,17 @@ use super::{data_error, gzip};
 use crate::idx::*;
 use crate::*;
 
-/// IDX image file: magic 0x00000803, sizes n, rows, cols (big-endian), then the pixels.
-fn idx_images(n: u32, rows: u32, cols: u32, pixels: &[u8]) -> Vec<u8> {
-    let mut b = vec![0, 0, 8, 3];
-    for d in [n, rows, cols] {
-        b.extend_from_slice(&d.to_be_bytes());
-    }
-    b.extend_from_slice(pixels);
-    b
-}
-
-/// IDX label file: magic 0x00000801, size n, then the labels.
-fn idx_labels(labels: &[u8]) -> Vec<u8> {
-    let mut b = vec![0, 0, 8, 1];
-    b.extend_from_slice(&(labels.len() as u32).to_be_bytes());
-    b.extend_from_slice(labels);
-    b
+#[test]
+fn the_idx_encoders_write_the_published_layout() {
+    // The MNIST database's file format, written out by hand: magic, sizes big-endian, data.
+    assert_eq!(
+        encode_idx_images(2, 1, 3, &[1, 2, 3, 4, 5, 6]),
+        [0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6]
+    );
+    assert_eq!(
+        encode_idx_labels(&[9, 0, 7]),
+        [0, 0, 8, 1, 0, 0, 0, 3, 9, 0, 7]
+    );
 }
 
 /// Writes a tiny Fashion-MNIST layout: train 3 images of 2x3 (gzipped), test 2 (plain).
@@ -27,20 +22,24 @@ fn write_tiny(dir: &Path) {
     let train_px: Vec<u8> = (0..18).map(|v| v * 15).collect(); // 0, 15, ..., 255
     std::fs::write(
         dir.join("train-images-idx3-ubyte.gz"),
-        gzip(&idx_images(3, 2, 3, &train_px)),
+        gzip(&encode_idx_images(3, 2, 3, &train_px)),
     )
     .unwrap();
     std::fs::write(
         dir.join("train-labels-idx1-ubyte.gz"),
-        gzip(&idx_labels(&[9, 0, 4])),
+        gzip(&encode_idx_labels(&[9, 0, 4])),
     )
     .unwrap();
     std::fs::write(
         dir.join("t10k-images-idx3-ubyte"),
-        idx_images(2, 2, 3, &[255; 12]),
+        encode_idx_images(2, 2, 3, &[255; 12]),
     )
     .unwrap();
-    std::fs::write(dir.join("t10k-labels-idx1-ubyte"), idx_labels(&[1, 2])).unwrap();
+    std::fs::write(
+        dir.join("t10k-labels-idx1-ubyte"),
+        encode_idx_labels(&[1, 2]),
+    )
+    .unwrap();
 }
 
 fn load(dir: &Path, extra: serde_json::Value) -> nas_core::Result<DataSplits> {
@@ -79,19 +78,19 @@ fn reads_tiny_idx_files_plain_and_gzipped() {
 fn parser_errors_name_the_file_and_the_fault() {
     let f = Path::new("x-idx");
     // wrong magic (a label file given as images)
-    let (file, m) = data_error(parse_idx_images(f, &idx_labels(&[1, 2])));
+    let (file, m) = data_error(parse_idx_images(f, &encode_idx_labels(&[1, 2])));
     assert!(file == "x-idx" && m.contains("magic"), "{m}");
     // truncated: the header promises 2*2*2 = 8 pixels, 7 are there
-    let (_, m) = data_error(parse_idx_images(f, &idx_images(2, 2, 2, &[0; 7])));
+    let (_, m) = data_error(parse_idx_images(f, &encode_idx_images(2, 2, 2, &[0; 7])));
     assert!(m.contains("wrong length") && m.contains("truncated"), "{m}");
     // trailing bytes are wrong too
-    let (_, m) = data_error(parse_idx_images(f, &idx_images(1, 1, 1, &[0; 2])));
+    let (_, m) = data_error(parse_idx_images(f, &encode_idx_images(1, 1, 1, &[0; 2])));
     assert!(m.contains("wrong length"), "{m}");
     // a header cut short
     let (_, m) = data_error(parse_idx_images(f, &[0, 0, 8, 3, 0, 0]));
     assert!(m.contains("header"), "{m}");
     // label 10 with 10 classes
-    let (_, m) = data_error(parse_idx_labels(f, &idx_labels(&[3, 10]), 10));
+    let (_, m) = data_error(parse_idx_labels(f, &encode_idx_labels(&[3, 10]), 10));
     assert!(m.contains("bad label 10") && m.contains("index 1"), "{m}");
 }
 
@@ -119,7 +118,7 @@ fn file_errors_name_the_file() {
     write_tiny(dir.path());
     std::fs::write(
         dir.path().join("t10k-labels-idx1-ubyte"),
-        idx_labels(&[1, 2, 3]),
+        encode_idx_labels(&[1, 2, 3]),
     )
     .unwrap();
     let (file, m) = data_error(load(dir.path(), serde_json::json!({})));
