@@ -12,8 +12,7 @@ pub const OLD_PROTOCOL: u32 = 1;
 
 fn make(_params: &serde_json::Value) -> Result<Box<dyn SearchStrategy>> {
     Err(NasError::Plugin(
-        "old-protocol-plugin: the host created a strategy from a plugin of an old protocol"
-            .into(),
+        "old-protocol-plugin: the host created a strategy from a plugin of an old protocol".into(),
     ))
 }
 

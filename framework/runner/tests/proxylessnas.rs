@@ -3,7 +3,6 @@
 //! embedded digits on the ProxylessNAS and DARTS spaces.
 use std::path::{Path, PathBuf};
 
-use nas_core::SpaceRules;
 use nas_runner::{run_experiment, Components, RunOptions};
 
 fn configs() -> Vec<PathBuf> {
@@ -39,7 +38,8 @@ fn every_proxylessnas_config_validates() {
     }
     let comps = Components::builtin().unwrap();
     for f in &files {
-        let exp = nas_config::load_experiment(f, &[]).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let exp =
+            nas_config::load_experiment(f, &[]).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         assert_eq!(exp.strategy.name, "proxylessnas", "{}", f.display());
         let shape = nas_runner::run::data_shape_of(&exp).unwrap();
         let space = nas_runner::run::build_space(&exp, &comps, shape)
@@ -54,7 +54,9 @@ fn every_proxylessnas_config_validates() {
 
 fn tiny_run(config: &str, sets: &[&str]) -> nas_runner::RunSummary {
     let tmp = tempfile::tempdir().unwrap();
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/experiments").join(config);
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../configs/experiments")
+        .join(config);
     let mut all: Vec<String> = vec![
         "budget.epochs=1".into(),
         "budget.steps_per_epoch=2".into(),
@@ -79,7 +81,10 @@ fn tiny_run(config: &str, sets: &[&str]) -> nas_runner::RunSummary {
     assert_eq!(s.status, "finished");
     // Two architecture updates were logged, each with its loss.
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
-    let arch_lines = metrics.lines().filter(|l| l.contains("\"arch_loss\"")).count();
+    let arch_lines = metrics
+        .lines()
+        .filter(|l| l.contains("\"arch_loss\""))
+        .count();
     assert!(arch_lines >= 2, "{metrics}");
     s
 }
@@ -88,7 +93,10 @@ fn tiny_run(config: &str, sets: &[&str]) -> nas_runner::RunSummary {
 fn a_tiny_search_runs_on_the_proxyless_space() {
     let s = tiny_run(
         "proxylessnas-proxyless-digits.yaml",
-        &["space.params.stage_channels=[8, 8, 8]", "space.params.last_channels=16"],
+        &[
+            "space.params.stage_channels=[8, 8, 8]",
+            "space.params.last_channels=16",
+        ],
     );
     assert!(s.architecture.is_some());
 }

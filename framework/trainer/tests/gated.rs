@@ -58,8 +58,13 @@ fn check_only_active_run(space: &dyn SearchSpace, shape: DataShape) {
     let net = space
         .build_supernet(&Device::Cpu, DType::F64, nas_core::component_rng(5, "init"))
         .unwrap();
-    let x = Tensor::randn(0f64, 1.0, (3, shape.channels, shape.height, shape.width), &Device::Cpu)
-        .unwrap();
+    let x = Tensor::randn(
+        0f64,
+        1.0,
+        (3, shape.channels, shape.height, shape.width),
+        &Device::Cpu,
+    )
+    .unwrap();
     let spec = space.spec();
     let (gates, active) = two_active(&spec.shape(), 1);
     let gated = TensorDrive::Gated {
@@ -82,7 +87,11 @@ fn check_only_active_run(space: &dyn SearchSpace, shape: DataShape) {
             values: None,
         },
     );
-    assert_eq!(got, union, "{}: the gated pass ran other options", spec.space);
+    assert_eq!(
+        got, union,
+        "{}: the gated pass ran other options",
+        spec.space
+    );
     let (n_got, n_all) = (
         got.iter().filter(|&&b| b).count(),
         all.iter().filter(|&&b| b).count(),
@@ -118,13 +127,17 @@ fn a_gated_forward_computes_only_the_active_options_on_every_supernet() {
 }
 
 #[test]
+#[allow(clippy::needless_range_loop)] // d and k index four parallel tables
 fn gate_gradients_match_the_mixed_drive_on_active_options_and_are_zero_elsewhere() {
     let (space, mut t) = common::tiny(DType::F64, serde_json::json!({"lr": 0.1}), 4);
     t.begin_epoch(0).unwrap();
     let spec = space.spec().clone();
     let (gates, active) = two_active(&spec.shape(), 2);
     let g = t
-        .arch_gradient(&Drive::gated(gates.clone(), active.clone()), GradOrder::First)
+        .arch_gradient(
+            &Drive::gated(gates.clone(), active.clone()),
+            GradOrder::First,
+        )
         .unwrap();
     // The same gates as mixing weights (zeros elsewhere): the same loss, and the mixed
     // drive computes every option, so its gradient is known on all of them.
@@ -137,7 +150,10 @@ fn gate_gradients_match_the_mixed_drive_on_active_options_and_are_zero_elsewhere
         for k in 0..gates.0[d].len() {
             let (a, b) = (g.grads[0].0[d][k] as f64, m.grads[0].0[d][k] as f64);
             if active[d].contains(&k) {
-                assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "d={d} k={k}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
+                    "d={d} k={k}: {a} vs {b}"
+                );
                 let none = spec.decisions[d].options[k].name == "none";
                 if gates.0[d][k] == 0.0 && !none {
                     assert!(a != 0.0, "d={d} k={k}: a zero gate got no gradient");
@@ -158,7 +174,10 @@ fn a_zero_gate_gradient_matches_central_differences() {
     let spec = space.spec().clone();
     let (gates, active) = two_active(&spec.shape(), 3);
     let g = t
-        .arch_gradient(&Drive::gated(gates.clone(), active.clone()), GradOrder::First)
+        .arch_gradient(
+            &Drive::gated(gates.clone(), active.clone()),
+            GradOrder::First,
+        )
         .unwrap();
     let mut checked = 0;
     for d in 0..gates.0.len() {
@@ -176,7 +195,10 @@ fn a_zero_gate_gradient_matches_central_differences() {
             };
             let fd = (at(h, &mut t) - at(-h, &mut t)) / (2.0 * h as f64);
             let a = g.grads[0].0[d][k] as f64;
-            assert!((fd - a).abs() < 1e-3 * (1.0 + a.abs()), "d={d} k={k}: fd {fd} vs {a}");
+            assert!(
+                (fd - a).abs() < 1e-3 * (1.0 + a.abs()),
+                "d={d} k={k}: fd {fd} vs {a}"
+            );
             checked += 1;
         }
     }
@@ -191,13 +213,24 @@ fn bad_active_sets_are_refused_with_the_decision_named() {
     let (gates, mut active) = two_active(&spec.shape(), 0);
     active[1] = vec![3, 1];
     let e = t
-        .arch_gradient(&Drive::gated(gates.clone(), active.clone()), GradOrder::First)
+        .arch_gradient(
+            &Drive::gated(gates.clone(), active.clone()),
+            GradOrder::First,
+        )
         .unwrap_err()
         .to_string();
-    assert!(e.contains("decision 1") && e.contains(&spec.decisions[1].key), "{e}");
+    assert!(
+        e.contains("decision 1") && e.contains(&spec.decisions[1].key),
+        "{e}"
+    );
     active[1] = vec![];
-    assert!(t.train_weights(&Drive::gated(gates.clone(), active.clone())).is_err());
+    assert!(t
+        .train_weights(&Drive::gated(gates.clone(), active.clone()))
+        .is_err());
     active.pop();
-    let e = t.train_weights(&Drive::gated(gates, active)).unwrap_err().to_string();
+    let e = t
+        .train_weights(&Drive::gated(gates, active))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("active sets"), "{e}");
 }

@@ -172,7 +172,12 @@ impl ProxylessNas {
         ensure(c.alpha >= 0.0, C, "cost.alpha", "must be >= 0")?;
         ensure(c.beta > 0.0, C, "cost.beta", "must be > 0")?;
         ensure(c.lambda >= 0.0, C, "cost.lambda", "must be >= 0")?;
-        ensure(c.scale > 0.0 && c.scale.is_finite(), C, "cost.scale", "must be > 0")?;
+        ensure(
+            c.scale > 0.0 && c.scale.is_finite(),
+            C,
+            "cost.scale",
+            "must be > 0",
+        )?;
         if let Some(r) = c.ref_value {
             ensure(r > 0.0 && r.is_finite(), C, "cost.ref_value", "must be > 0")?;
         }
@@ -233,7 +238,11 @@ impl ProxylessNas {
 
     /// The loss and its partial derivatives at cross-entropy `ce`, with the expected cost
     /// over the options `idx` and `dE/dalpha` (zeros without a cost term).
-    pub fn loss_parts(&self, ce: f64, idx: &[Vec<usize>]) -> (LossParts, Option<f64>, Vec<Vec<f64>>) {
+    pub fn loss_parts(
+        &self,
+        ce: f64,
+        idx: &[Vec<usize>],
+    ) -> (LossParts, Option<f64>, Vec<Vec<f64>>) {
         match &self.table {
             Some(t) if self.reg != RegLoss::None => {
                 let (e, de) = t.expected(&self.alphas, idx);
@@ -300,8 +309,7 @@ impl ProxylessNas {
         }
         let old = self.alphas.clone();
         {
-            let mut a: Vec<&mut [f64]> =
-                self.alphas.iter_mut().map(|v| v.as_mut_slice()).collect();
+            let mut a: Vec<&mut [f64]> = self.alphas.iter_mut().map(|v| v.as_mut_slice()).collect();
             let gr: Vec<&[f64]> = grad.iter().map(|v| v.as_slice()).collect();
             let lr = self.opt.base_lr();
             self.opt.step(&mut a, &gr, lr)?;
@@ -365,7 +373,11 @@ impl SearchStrategy for ProxylessNas {
             return Ok(());
         }
         let table = CostTable::from_spec(spec, self.metric)?;
-        self.reference = self.p.cost.ref_value.unwrap_or_else(|| table.uniform_total());
+        self.reference = self
+            .p
+            .cost
+            .ref_value
+            .unwrap_or_else(|| table.uniform_total());
         ensure(
             self.reference > 0.0,
             C,
@@ -407,7 +419,7 @@ impl SearchStrategy for ProxylessNas {
         self.sums.train_loss += st.loss;
         self.sums.train_acc += st.accuracy;
         self.steps += 1;
-        if epoch >= self.p.warmup_epochs && self.steps % self.p.arch_every as u64 == 0 {
+        if epoch >= self.p.warmup_epochs && self.steps.is_multiple_of(self.p.arch_every as u64) {
             for _ in 0..self.p.arch_steps {
                 let a = self.arch_step(env)?;
                 m.insert("arch_loss".into(), a.loss);
@@ -448,7 +460,10 @@ impl SearchStrategy for ProxylessNas {
         }
         if let Some(t) = &self.table {
             let all: Vec<Vec<usize>> = self.alphas.iter().map(|a| (0..a.len()).collect()).collect();
-            m.insert("expected_cost_full".into(), t.expected(&self.alphas, &all).0);
+            m.insert(
+                "expected_cost_full".into(),
+                t.expected(&self.alphas, &all).0,
+            );
         }
         let cost = env.cost(&arch)?;
         m.insert("derived_params".into(), cost.params);
@@ -506,11 +521,13 @@ impl SearchStrategy for ProxylessNas {
     }
 
     fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
-        let s: State = serde_json::from_value(state.clone()).map_err(|e| {
-            NasError::Strategy(format!("proxylessnas state does not decode: {e}"))
-        })?;
+        let s: State = serde_json::from_value(state.clone())
+            .map_err(|e| NasError::Strategy(format!("proxylessnas state does not decode: {e}")))?;
         let fits = s.alphas.len() == self.alphas.len()
-            && s.alphas.iter().zip(&self.alphas).all(|(a, b)| a.len() == b.len());
+            && s.alphas
+                .iter()
+                .zip(&self.alphas)
+                .all(|(a, b)| a.len() == b.len());
         if !self.alphas.is_empty() && !fits {
             return Err(NasError::Strategy(
                 "the saved alphas do not fit this space (a checkpoint of another config?)".into(),

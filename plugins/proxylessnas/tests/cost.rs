@@ -5,13 +5,21 @@ use nas_strategy_proxylessnas::cost::{CostTable, RegLoss};
 
 fn table() -> CostTable {
     CostTable {
-        options: vec![vec![1.2, 3.5, 0.4], vec![2.0, 0.7], vec![5.0, 1.0, 2.5, 0.1]],
+        options: vec![
+            vec![1.2, 3.5, 0.4],
+            vec![2.0, 0.7],
+            vec![5.0, 1.0, 2.5, 0.1],
+        ],
         fixed: 4.0,
     }
 }
 
 fn alphas() -> Vec<Vec<f64>> {
-    vec![vec![0.2, -0.4, 0.9], vec![0.1, 0.3], vec![-0.5, 0.8, 0.0, 0.25]]
+    vec![
+        vec![0.2, -0.4, 0.9],
+        vec![0.1, 0.3],
+        vec![-0.5, 0.8, 0.0, 0.25],
+    ]
 }
 
 /// The total loss as a function of the logits at a fixed cross-entropy.
@@ -34,7 +42,10 @@ fn check(loss: RegLoss, idx: &[Vec<usize>], scale: f64) {
             let fd = (total(loss, ce, &ap, idx, scale, r) - total(loss, ce, &am, idx, scale, r))
                 / (2.0 * h);
             let an = parts.d_value * scale * de[d][i];
-            assert!((fd - an).abs() < 1e-8, "{loss:?} d={d} i={i}: fd {fd} vs {an}");
+            assert!(
+                (fd - an).abs() < 1e-8,
+                "{loss:?} d={d} i={i}: fd {fd} vs {an}"
+            );
             if !idx[d].contains(&i) {
                 assert_eq!(de[d][i], 0.0);
             }
@@ -45,7 +56,11 @@ fn check(loss: RegLoss, idx: &[Vec<usize>], scale: f64) {
     let fd = (loss.eval(ce + h, scale * e, scale * r).loss
         - loss.eval(ce - h, scale * e, scale * r).loss)
         / (2.0 * h);
-    assert!((fd - parts.d_ce).abs() < 1e-8, "{loss:?}: {fd} vs {}", parts.d_ce);
+    assert!(
+        (fd - parts.d_ce).abs() < 1e-8,
+        "{loss:?}: {fd} vs {}",
+        parts.d_ce
+    );
 }
 
 #[test]
@@ -53,8 +68,14 @@ fn loss_gradients_match_central_differences() {
     let sampled = vec![vec![0, 2], vec![1, 0], vec![3, 1]];
     let full: Vec<Vec<usize>> = alphas().iter().map(|a| (0..a.len()).collect()).collect();
     for loss in [
-        RegLoss::MulLog { alpha: 0.2, beta: 0.3 },
-        RegLoss::MulLog { alpha: 1.0, beta: 0.6 },
+        RegLoss::MulLog {
+            alpha: 0.2,
+            beta: 0.3,
+        },
+        RegLoss::MulLog {
+            alpha: 1.0,
+            beta: 0.6,
+        },
         RegLoss::AddLinear { lambda: 0.1 },
         RegLoss::AddLinear { lambda: 2.0 },
     ] {
@@ -68,7 +89,11 @@ fn loss_gradients_match_central_differences() {
 #[test]
 fn reference_formulas_by_hand() {
     // mul#log: 0.2 * 0.9 * (ln 12 / ln 9)^0.3; add#linear: 0.9 + 0.1 * (12 - 9) / 9.
-    let m = RegLoss::MulLog { alpha: 0.2, beta: 0.3 }.eval(0.9, 12.0, 9.0);
+    let m = RegLoss::MulLog {
+        alpha: 0.2,
+        beta: 0.3,
+    }
+    .eval(0.9, 12.0, 9.0);
     let want = 0.2 * 0.9 * (12f64.ln() / 9f64.ln()).powf(0.3);
     assert!((m.loss - want).abs() < 1e-15);
     assert!((m.loss - 0.186_768_3).abs() < 1e-6, "{}", m.loss);

@@ -34,8 +34,20 @@ fn enumerate(alpha: &[f64]) -> Vec<(f64, Involved)> {
             }
             let pair_p = p[a] * p[b] / (1.0 - p[a]);
             let q = restricted_softmax(alpha, &[a, b]);
-            out.push((pair_p * q[0], Involved { active: a, other: Some(b) }));
-            out.push((pair_p * q[1], Involved { active: b, other: Some(a) }));
+            out.push((
+                pair_p * q[0],
+                Involved {
+                    active: a,
+                    other: Some(b),
+                },
+            ));
+            out.push((
+                pair_p * q[1],
+                Involved {
+                    active: b,
+                    other: Some(a),
+                },
+            ));
         }
     }
     out
@@ -96,7 +108,11 @@ fn two_path_estimate_equals_the_exact_expectation_for_a_gate_linear_loss() {
         ap[i] += h;
         am[i] -= h;
         let fd = (objective(&ap) - objective(&am)) / (2.0 * h);
-        assert!((fd - est[i]).abs() < 1e-8, "i={i}: fd {fd} vs estimate {}", est[i]);
+        assert!(
+            (fd - est[i]).abs() < 1e-8,
+            "i={i}: fd {fd} vs estimate {}",
+            est[i]
+        );
     }
     // And it descends the full expected loss: positive alignment with the exact gradient
     // p_i (c_i - sum_j p_j c_j) of E_p[L] (c_j = L(e_j)).
@@ -139,8 +155,8 @@ fn monte_carlo_of_the_sampler_agrees_with_the_exact_expectation() {
     let exact = expected_estimate(&alpha, &v, &f);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     let n = 40_000;
-    let (mut sum, mut sq) = (vec![0.0; 4], vec![0.0; 4]);
-    let mut counts = vec![0usize; 4];
+    let (mut sum, mut sq) = ([0.0; 4], [0.0; 4]);
+    let mut counts = [0usize; 4];
     for _ in 0..n {
         let inv = sample_two(&alpha, &mut rng);
         counts[inv.active] += 1;
@@ -154,16 +170,24 @@ fn monte_carlo_of_the_sampler_agrees_with_the_exact_expectation() {
     for i in 0..4 {
         let mean = sum[i] / n as f64;
         let se = ((sq[i] / n as f64 - mean * mean) / n as f64).sqrt();
-        assert!((mean - exact[i]).abs() < 4.0 * se + 1e-12, "i={i}: {mean} vs {} (se {se})", exact[i]);
+        assert!(
+            (mean - exact[i]).abs() < 4.0 * se + 1e-12,
+            "i={i}: {mean} vs {} (se {se})",
+            exact[i]
+        );
     }
     // The active option is marginally distributed as sum over pairs of P(pair) q.
-    let mut marg = vec![0.0; 4];
+    let mut marg = [0.0; 4];
     for (w, inv) in enumerate(&alpha) {
         marg[inv.active] += w;
     }
     for i in 0..4 {
         let f = counts[i] as f64 / n as f64;
         let se = (marg[i] * (1.0 - marg[i]) / n as f64).sqrt();
-        assert!((f - marg[i]).abs() < 4.0 * se, "active {i}: {f} vs {}", marg[i]);
+        assert!(
+            (f - marg[i]).abs() < 4.0 * se,
+            "active {i}: {f} vs {}",
+            marg[i]
+        );
     }
 }

@@ -2,16 +2,24 @@
 //! gates, so every architecture update can be predicted by hand.
 use nas_core::math::softmax;
 use nas_core::{
-    argmax_derive, Architecture, ArchGradient, Cost, Decision, Drive, DriveKind, Estimator,
-    EvalStats, GradOrder, MixingWeights, OptionSpec, Result, SearchEnv, SearchStrategy,
-    SpaceSpec, Split, StepStats, SupernetTrainer,
+    argmax_derive, ArchGradient, Architecture, Cost, Decision, Drive, DriveKind, Estimator,
+    EvalStats, GradOrder, MixingWeights, OptionSpec, Result, SearchEnv, SearchStrategy, SpaceSpec,
+    Split, StepStats, SupernetTrainer,
 };
 use nas_strategy_proxylessnas::ProxylessNas;
 use serde_json::json;
 
 fn spec(latency: bool) -> SpaceSpec {
-    let names = [vec!["a", "b", "c"], vec!["zero", "k3"], vec!["p", "q", "r", "s"]];
-    let lat = [vec![1.0, 2.0, 3.0], vec![0.5, 4.0], vec![2.0, 1.0, 0.5, 3.0]];
+    let names = [
+        vec!["a", "b", "c"],
+        vec!["zero", "k3"],
+        vec!["p", "q", "r", "s"],
+    ];
+    let lat = [
+        vec![1.0, 2.0, 3.0],
+        vec![0.5, 4.0],
+        vec![2.0, 1.0, 0.5, 3.0],
+    ];
     SpaceSpec {
         space: "toy".into(),
         decisions: names
@@ -46,7 +54,11 @@ fn spec(latency: bool) -> SpaceSpec {
 /// `CE = sum_d sum_k g_dk * c_dk`.
 fn coeffs() -> Vec<Vec<f64>> {
     // Exact in f32 (the trainer returns f32 gradients).
-    vec![vec![0.5, -1.0, 2.0], vec![0.25, -0.125], vec![1.0, 0.0, -0.5, 0.75]]
+    vec![
+        vec![0.5, -1.0, 2.0],
+        vec![0.25, -0.125],
+        vec![1.0, 0.0, -0.5, 0.75],
+    ]
 }
 
 struct Fake {
@@ -98,7 +110,11 @@ impl SupernetTrainer for Fake {
         })
     }
     fn evaluate(&mut self, _: &Drive, _: Split, _: Option<usize>) -> Result<EvalStats> {
-        Ok(EvalStats { loss: 1.0, accuracy: 0.25, samples: 2 })
+        Ok(EvalStats {
+            loss: 1.0,
+            accuracy: 0.25,
+            samples: 2,
+        })
     }
 }
 
@@ -132,7 +148,13 @@ impl SearchEnv for Env {
 }
 
 fn env(latency: bool) -> Env {
-    Env { t: Fake { spec: spec(latency), drives: vec![] }, epoch: 0 }
+    Env {
+        t: Fake {
+            spec: spec(latency),
+            drives: vec![],
+        },
+        epoch: 0,
+    }
 }
 
 fn sgd(lr: f64) -> serde_json::Value {
@@ -150,15 +172,26 @@ fn an_update_moves_the_pair_by_the_hand_computed_gradient_and_keeps_the_others()
     .unwrap();
     let mut e = env(true);
     s.init(&e.t.spec.clone(), 4).unwrap();
-    s.set_alphas(vec![vec![0.2, -0.1, 0.4], vec![0.0, 0.3], vec![0.1, -0.2, 0.5, 0.0]]);
-    let lat = [vec![1.0, 2.0, 3.0], vec![0.5, 4.0], vec![2.0, 1.0, 0.5, 3.0]];
+    s.set_alphas(vec![
+        vec![0.2, -0.1, 0.4],
+        vec![0.0, 0.3],
+        vec![0.1, -0.2, 0.5, 0.0],
+    ]);
+    let lat = [
+        vec![1.0, 2.0, 3.0],
+        vec![0.5, 4.0],
+        vec![2.0, 1.0, 0.5, 3.0],
+    ];
     let mut zero_active_seen = false;
     for _ in 0..12 {
         let before = s.alphas().to_vec();
         let st = s.arch_step(&mut e).unwrap();
         let after = s.alphas().to_vec();
         // The drive: gates 1 on the active option, 0 on the other, the pair computed.
-        let Some(Drive { kind: DriveKind::Gated { weights, active }, .. }) = e.t.drives.last()
+        let Some(Drive {
+            kind: DriveKind::Gated { weights, active },
+            ..
+        }) = e.t.drives.last()
         else {
             panic!()
         };
@@ -189,11 +222,18 @@ fn an_update_moves_the_pair_by_the_hand_computed_gradient_and_keeps_the_others()
             let (qa, qo) = ((before[d][a] - z).exp(), (before[d][o] - z).exp());
             let c = coeffs();
             let ga = qa * qo * ((c[d][a] - c[d][o]) + lambda / r * (lat[d][a] - lat[d][o]));
-            assert!((moved + 2.0 * lr * ga).abs() < 1e-12, "d={d}: {moved} vs {}", -2.0 * lr * ga);
+            assert!(
+                (moved + 2.0 * lr * ga).abs() < 1e-12,
+                "d={d}: {moved} vs {}",
+                -2.0 * lr * ga
+            );
         }
         assert!(st.expected.is_some());
     }
-    assert!(zero_active_seen, "the zero op was never the active path in 12 draws");
+    assert!(
+        zero_active_seen,
+        "the zero op was never the active path in 12 draws"
+    );
 }
 
 #[test]
@@ -206,7 +246,10 @@ fn the_loop_trains_one_sampled_path_and_updates_after_warmup_every_n_steps() {
     }
     assert_eq!(e.t.drives.len(), 4, "an architecture update during warm-up");
     for d in &e.t.drives {
-        assert!(matches!(&d.kind, DriveKind::Paths { archs } if archs.len() == 1), "{d:?}");
+        assert!(
+            matches!(&d.kind, DriveKind::Paths { archs } if archs.len() == 1),
+            "{d:?}"
+        );
     }
     e.epoch = 1;
     let mut kinds = Vec::new();
@@ -244,18 +287,25 @@ fn a_saved_state_resumes_identically() {
 
 #[test]
 fn bad_cost_settings_are_clear_errors() {
-    let e = ProxylessNas::new(&json!({"cost": {"loss": "mul#lin"}})).err().unwrap().to_string();
+    let e = ProxylessNas::new(&json!({"cost": {"loss": "mul#lin"}}))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("cost.loss") && e.contains("mul#lin"), "{e}");
     // A latency loss without a latency table.
     let mut s = ProxylessNas::new(&json!({"cost": {"loss": "add#linear"}})).unwrap();
     let e = s.init(&spec(false), 0).unwrap_err().to_string();
-    assert!(e.contains("latency_table") && e.contains("cost.metric"), "{e}");
+    assert!(
+        e.contains("latency_table") && e.contains("cost.metric"),
+        "{e}"
+    );
     // mul#log with values whose logarithms are not above 1: names cost.scale.
     let mut s = ProxylessNas::new(&json!({"cost": {"loss": "mul#log", "ref_value": 0.5}})).unwrap();
     let e = s.init(&spec(true), 0).unwrap_err().to_string();
     assert!(e.contains("cost.scale"), "{e}");
     // FLOPs need no table.
-    let mut s = ProxylessNas::new(&json!({"cost": {"loss": "mul#log", "metric": "flops"}})).unwrap();
+    let mut s =
+        ProxylessNas::new(&json!({"cost": {"loss": "mul#log", "metric": "flops"}})).unwrap();
     s.init(&spec(false), 0).unwrap();
     assert!((s.reference() - 30.0).abs() < 1e-12);
 }
