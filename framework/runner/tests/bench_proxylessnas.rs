@@ -1,6 +1,6 @@
 //! `bench_proxylessnas` runs (a tiny network, 1 step), and, ignored by default, the
 //! measurement recorded in docs/proxylessnas.md next to a DARTS first-order step:
-//! `cargo test -p nas-runner --release --test bench_proxylessnas -- --ignored --nocapture`.
+//! `cargo test -p nas-runner --test bench_proxylessnas -- --ignored --nocapture`.
 use nas_runner::bench::{bench_darts, BenchConfig};
 use nas_runner::bench_proxylessnas::bench_proxylessnas;
 
@@ -25,7 +25,7 @@ fn a_proxylessnas_step_is_benchable() {
 #[test]
 #[ignore = "a measurement, not a check: run with --ignored --nocapture"]
 fn measure_proxylessnas_against_darts_first_order() {
-    let c = cfg(5, 16, 32, 32, 3);
+    let c = cfg(5, 16, 32, 32, 2);
     let p = bench_proxylessnas(&c).unwrap();
     let d = bench_darts(&c).unwrap();
     println!(
