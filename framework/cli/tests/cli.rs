@@ -259,6 +259,7 @@ fn list_and_describe() {
         "digits",
         "nb201_table",
         "rea",
+        "proxylessnas",
     ] {
         assert!(t.contains(n), "{n} not listed: {t}");
     }
