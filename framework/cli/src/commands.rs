@@ -147,6 +147,8 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
                 },
         } => {
             let exp = nas_config::load_experiment(config, sets)?;
+            // A device this build cannot use fails here, as it would in `nas run`.
+            nas_runner::run::experiment_device(&exp)?;
             // Decode every component's params too, so that a bad params block fails here.
             let shape = nas_runner::run::data_shape_of(&exp)?;
             nas_runner::run::build_space(&exp, comps, shape)?;

@@ -13,7 +13,7 @@ use nas_trainer::{RetrainReport, RetrainSettings, Retrainer};
 use serde_json::json;
 
 use crate::files::{write_atomic, write_json, JsonLines, TextLog};
-use crate::run::{build_space, data_shape, load_data, locate_params, parse_device, parse_dtype};
+use crate::run::{build_space, data_shape, load_data, locate_params, parse_dtype};
 use crate::Components;
 
 /// Options of `nas train`.
@@ -51,7 +51,7 @@ pub fn retrain(
     opts: &RetrainOptions,
 ) -> Result<RetrainReport> {
     let tb: TrainBlock = exp.train.clone().unwrap_or_default();
-    let device = parse_device(&exp.device)?;
+    let device = crate::run::experiment_device(exp)?;
     let dtype = parse_dtype(&exp.dtype)?;
     let data =
         load_data(exp)?.ok_or_else(|| exp.error_at("data", "`nas train` needs a `data` block"))?;

@@ -69,23 +69,33 @@ pub struct RunSummary {
     pub device: String,
 }
 
-/// Parses `device`; CUDA needs the `cuda` feature.
+/// Parses `device`: `cpu`, or `auto` (the CPU: this build has no CUDA). CUDA needs the
+/// planned `cuda` feature (docs/gpu.md), so `cuda` and `cuda:N` are errors.
 pub fn parse_device(name: &str) -> Result<Device> {
     match name {
-        "cpu" => Ok(Device::Cpu),
+        "cpu" | "auto" => Ok(Device::Cpu),
         d if d.starts_with("cuda") => Err(NasError::Config {
             file: "<experiment>".into(),
             location: Some("device".into()),
             message: format!(
-                "`{d}`: this build has no CUDA support (the `cuda` feature is planned); use `cpu`"
+                "`{d}`: this build has no CUDA support (the `cuda` feature is planned, docs/gpu.md); use `cpu` or `auto`"
             ),
         }),
         d => Err(NasError::Config {
             file: "<experiment>".into(),
             location: Some("device".into()),
-            message: format!("unknown device `{d}` (cpu)"),
+            message: format!("unknown device `{d}` (auto, cpu)"),
         }),
     }
+}
+
+/// The experiment's device, or an error at the file, line and key `device` when this build or
+/// machine cannot use it (so `nas config validate` refuses what `nas run` would).
+pub fn experiment_device(exp: &Experiment) -> Result<Device> {
+    parse_device(&exp.device).map_err(|e| match e {
+        NasError::Config { message, .. } => exp.error_at("device", message),
+        other => other,
+    })
 }
 
 /// Parses `dtype`.
@@ -415,7 +425,7 @@ fn search(
     resume: Option<&Checkpoint>,
 ) -> Result<String> {
     let clock = Instant::now();
-    let device = parse_device(&exp.device)?;
+    let device = experiment_device(exp)?;
     let dtype = parse_dtype(&exp.dtype)?;
     let mut log = TextLog::open(&dir.join("log.txt"))?;
     let data = load_data(exp)?;
