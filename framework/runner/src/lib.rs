@@ -21,6 +21,7 @@ pub mod resume;
 pub mod retrain;
 pub mod run;
 pub mod sweep;
+pub mod tensorboard;
 pub mod trained_supernet;
 
 pub use components::{Components, SpaceBox};

@@ -17,6 +17,7 @@ use serde_json::json;
 use crate::checkpoint::{Checkpoint, Progress};
 use crate::env::RunEnv;
 use crate::files::{write_atomic, write_json, JsonLines, TextLog};
+use crate::tensorboard::EventWriter;
 use crate::{Components, SpaceBox};
 
 /// How to run.
@@ -481,6 +482,13 @@ fn search(
     crate::resume::cut_back(&alphas_path, progress.alphas_bytes)?;
     let mut metrics = JsonLines::open(&metrics_path)?;
     let mut alphas = JsonLines::open(&alphas_path)?;
+    let mut board = if exp.output.tensorboard {
+        // The first step the resumed run writes: later points of the killed process go.
+        let resumed_at = resume.map(|_| progress.global_step + 1);
+        Some(EventWriter::create(&dir.join("tensorboard"), resumed_at)?)
+    } else {
+        None
+    };
     let epochs = exp.budget.epochs;
     let log_every = exp.output.log_every.max(1);
     let mut stop_reason = if progress.stop_reason.is_empty() {
@@ -534,6 +542,9 @@ fn search(
     if resume.is_none() {
         if let Some(w) = strategy.mixing_weights() {
             alphas.push(&json!({"epoch": -1, "weights": w.0}))?;
+            if let Some(b) = board.as_mut() {
+                b.alphas(0, rules.spec(), &w)?;
+            }
         }
         checkpoint(
             0,
@@ -582,6 +593,9 @@ fn search(
                 line.insert("step".into(), json!(step));
                 line.insert("global_step".into(), json!(global_step));
                 metrics.push(&serde_json::Value::Object(line))?;
+                if let Some(b) = board.as_mut() {
+                    b.scalars(global_step, "step", &rep.metrics)?;
+                }
             }
             crate::fault::stall_at("step", global_step);
             if let Some(b) = &bar {
@@ -619,6 +633,13 @@ fn search(
         metrics.push(&serde_json::Value::Object(line.clone()))?;
         if let Some(w) = strategy.mixing_weights() {
             alphas.push(&json!({"epoch": epoch, "weights": w.0}))?;
+            if let Some(b) = board.as_mut() {
+                b.alphas(global_step, rules.spec(), &w)?;
+            }
+        }
+        if let Some(b) = board.as_mut() {
+            b.scalars(global_step, "epoch", &er.metrics)?;
+            b.flush()?;
         }
         let text = format!(
             "epoch {}/{}: {}{}",
