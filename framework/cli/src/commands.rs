@@ -26,6 +26,7 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
             config,
             sets,
             out,
+            resume,
         } => {
             let exp = nas_config::load_experiment(config, sets)?;
             // A wrong architecture is a usage error, found before any data is loaded.
@@ -38,6 +39,7 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
                 arch,
                 &RetrainOptions {
                     out_dir: out.clone(),
+                    resume: *resume,
                 },
             )?;
             println!("params: {}", rep.params);

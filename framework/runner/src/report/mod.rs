@@ -20,6 +20,7 @@ pub mod cell;
 pub mod family_report;
 pub mod npy;
 pub mod plot;
+pub mod retrain_report;
 pub mod run_report;
 pub mod runs;
 pub mod stats;
