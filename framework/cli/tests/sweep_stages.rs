@@ -359,3 +359,60 @@ fn a_bad_retrain_block_is_a_config_error_naming_the_key() {
         assert!(t.contains("bad.yaml"), "{block}: {t}");
     }
 }
+
+#[test]
+fn a_weight_sharing_run_on_nb201_gets_the_table_accuracy_of_its_cell() {
+    let Some(table) = nb201_table() else {
+        eprintln!("skipped: the NB201 table (../shared/data/nb201) is not here");
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let base = root().join("configs/experiments/darts-nb201-digits.yaml");
+    let file = d.path().join("sweep.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "schema: 1\nname: referee\nbase: {}\nmatrix:\n  seeds: [0]\n\
+             set: {{budget.epochs: 1, budget.steps_per_epoch: 2, space.params.channels: 4, \
+             strategy.params.eval_batches: 1}}\n",
+            base.display()
+        ),
+    )
+    .unwrap();
+    let out = d.path().join("out");
+    let o = nas(&[
+        "-q",
+        "sweep",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    expect_exit(&o, 0, "DARTS on the NB201 supernet");
+    let cell = json(&out.join("000-darts-s0"), "summary.json")["architecture"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The benchmark's row of that cell, read straight from the CSV.
+    let mut t = csv::Reader::from_path(&table).unwrap();
+    let th: Vec<String> = t.headers().unwrap().iter().map(String::from).collect();
+    let tc = |n: &str| th.iter().position(|h| h == n).unwrap();
+    let row = t
+        .records()
+        .map(|r| r.unwrap())
+        .find(|r| r[tc("arch_str")] == *cell.as_str())
+        .unwrap_or_else(|| panic!("{cell} is not in the table"));
+    let want: f64 = row[tc("c10_oritest_200")].parse().unwrap();
+    let mut r = csv::Reader::from_path(out.join("runs.csv")).unwrap();
+    let head: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    let rec = r.records().next().unwrap().unwrap();
+    let col = |n: &str| {
+        head.iter()
+            .position(|h| h == n)
+            .unwrap_or_else(|| panic!("no {n} in {head:?}"))
+    };
+    assert_eq!(rec[col("table_test_acc")].parse::<f64>().unwrap(), want);
+    assert_eq!(
+        rec[col("table_params_m")].parse::<f64>().unwrap(),
+        row[tc("params_cifar10_M")].parse::<f64>().unwrap()
+    );
+}

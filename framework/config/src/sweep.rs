@@ -16,6 +16,7 @@
 //! jobs: 2
 //! on_failure: continue
 //! report: {metrics: [test_acc], group_by: [label]}
+//! retrain: {seeds: [0, 1], epochs: 20}     # retrain every architecture found (optional)
 //! ```
 use std::collections::BTreeMap;
 use std::fmt;

@@ -21,10 +21,6 @@ use crate::Components;
 pub struct RetrainOptions {
     /// The output directory (else `runs/<name>-train`).
     pub out_dir: Option<PathBuf>,
-    /// Continue from the checkpoint in the output directory when it holds one of the same
-    /// config and architecture (a finished retraining is then not trained again); without
-    /// one, train from scratch. False: always from scratch.
-    pub resume: bool,
 }
 
 /// How a retraining started.
@@ -67,16 +63,28 @@ pub fn retrain(
     arch_arg: &str,
     opts: &RetrainOptions,
 ) -> Result<RetrainReport> {
-    retrain_resumable(exp, comps, arch_arg, opts).map(|(_, r)| r)
+    retrain_inner(exp, comps, arch_arg, opts, false).map(|(_, r)| r)
 }
 
-/// [`retrain`], also saying whether it started from scratch, resumed or found the
-/// retraining finished (with [`RetrainOptions::resume`]).
+/// [`retrain`] that continues from the checkpoint in the output directory when it holds one
+/// of the same config and architecture (a finished retraining is then not trained again,
+/// [`RetrainStart::Skipped`]); without one, or with one of another config or architecture,
+/// it trains from scratch (replacing the directory's results).
 pub fn retrain_resumable(
     exp: &Experiment,
     comps: &Components,
     arch_arg: &str,
     opts: &RetrainOptions,
+) -> Result<(RetrainStart, RetrainReport)> {
+    retrain_inner(exp, comps, arch_arg, opts, true)
+}
+
+fn retrain_inner(
+    exp: &Experiment,
+    comps: &Components,
+    arch_arg: &str,
+    opts: &RetrainOptions,
+    resume: bool,
 ) -> Result<(RetrainStart, RetrainReport)> {
     let tb: TrainBlock = exp.train.clone().unwrap_or_default();
     let device = parse_device(&exp.device)?;
@@ -100,17 +108,16 @@ pub fn retrain_resumable(
     let fingerprint = crate::retrain_checkpoint::fingerprint(exp, &notation)?;
     let has_checkpoint = dir.join(crate::checkpoint::store::CURRENT).exists()
         || dir.join(crate::checkpoint::store::PREVIOUS).exists();
-    let resume = if opts.resume && has_checkpoint {
+    let resume = if resume && has_checkpoint {
         match crate::retrain_checkpoint::load(&dir) {
             Ok((ck, meta)) if meta.fingerprint == fingerprint => Some((ck, meta)),
             Ok(_) => {
-                return Err(NasError::Config {
-                    file: dir.display().to_string(),
-                    location: None,
-                    message: "its checkpoint belongs to another config or architecture; \
-                              give another output directory"
-                        .into(),
-                })
+                tracing::warn!(
+                    "{}: its checkpoint belongs to another config or architecture; training \
+                     from scratch (its results are replaced)",
+                    dir.display()
+                );
+                None
             }
             Err(e) => {
                 tracing::warn!(

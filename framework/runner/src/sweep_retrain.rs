@@ -42,7 +42,6 @@ pub fn retrain_run(
         let dir = retrain_dir(run_dir, seed);
         let opts = RetrainOptions {
             out_dir: Some(dir.clone()),
-            resume: true,
         };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             retrain_resumable(&exp, comps, &arch.display().to_string(), &opts)

@@ -466,7 +466,6 @@ pub fn run_family(opts: &FamilyOptions, comps: &Components) -> Result<FamilyOutc
             let arch_file = dir.join(&entry.arch_file).display().to_string();
             let ropts = RetrainOptions {
                 out_dir: Some(run_dir.clone()),
-                resume: true,
             };
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 retrain_resumable(exp, comps, &arch_file, &ropts)

@@ -18,6 +18,7 @@ use nas_core::{NasError, Result};
 
 pub mod cell;
 pub mod family_report;
+pub mod nb201_lookup;
 pub mod npy;
 pub mod plot;
 pub mod retrain_report;

@@ -225,7 +225,8 @@ fn sweep_plots(
 /// Rebuilds `runs.csv`, `table.csv`, `report.md` and `plots/` of the sweep directory `dir`
 /// from its files. `settings` overrides the report block saved in `sweep.json`.
 pub fn write_sweep_report(dir: &Path, settings: Option<&ReportSettings>) -> Result<SweepReport> {
-    let (index, rows) = collect_runs(dir)?;
+    let (index, mut rows) = collect_runs(dir)?;
+    super::nb201_lookup::add_table_figures(&mut rows);
     let settings = settings
         .cloned()
         .or_else(|| index.as_ref().map(|i| i.report.clone()))
