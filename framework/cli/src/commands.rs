@@ -26,20 +26,25 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
             config,
             sets,
             out,
+            resume,
         } => {
             let exp = nas_config::load_experiment(config, sets)?;
             // A wrong architecture is a usage error, found before any data is loaded.
             let shape = nas_runner::run::data_shape_of(&exp)?;
             let space = nas_runner::run::build_space(&exp, comps, shape)?;
             crate::arch_arg::read(arch, &exp.space.name, space.rules())?;
-            let rep = nas_runner::retrain(
-                &exp,
-                comps,
-                arch,
-                &RetrainOptions {
-                    out_dir: out.clone(),
-                },
-            )?;
+            let opts = RetrainOptions {
+                out_dir: out.clone(),
+            };
+            let rep = if *resume {
+                let (start, rep) = nas_runner::retrain_resumable(&exp, comps, arch, &opts)?;
+                if start == nas_runner::RetrainStart::Skipped {
+                    println!("finished before: nothing to train");
+                }
+                rep
+            } else {
+                nas_runner::retrain(&exp, comps, arch, &opts)?
+            };
             println!("params: {}", rep.params);
             println!("test_acc: {:.4}", rep.test_acc);
             Ok(0)

@@ -80,6 +80,10 @@ pub enum Command {
         /// Output directory.
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+        /// Continue an interrupted retraining in `--out` from its last epoch checkpoint (a
+        /// finished one is not trained again); without a checkpoint, train from scratch.
+        #[arg(long)]
+        resume: bool,
     },
     /// Build an architecture's standalone network and print its parameters and FLOPs.
     Inspect {

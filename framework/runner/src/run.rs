@@ -598,6 +598,7 @@ fn search(
                 }
             }
             crate::fault::stall_at("step", global_step);
+            crate::fault::count_process_step();
             if let Some(b) = &bar {
                 b.inc(1);
                 if let Some(l) = rep.metrics.get("train_loss") {
