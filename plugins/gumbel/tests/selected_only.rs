@@ -116,7 +116,7 @@ fn selected_only_runs_exactly_the_selected_options_on_every_space() {
     .unwrap();
     check(&nb201);
     let spos = nas_space_spos::from_params(
-        &serde_json::json!({"variant": "cifar", "stem_channels": 8, "stage_channels": [8, 8, 16, 16], "stage_repeats": [1, 1, 1, 1], "last_channels": 16}),
+        &serde_json::json!({"variant": "cifar", "stem_channels": 8, "stage_channels": [16, 24, 32, 48], "stage_repeats": [1, 1, 1, 1], "last_channels": 16}),
         shape(),
     )
     .unwrap();

@@ -143,7 +143,7 @@ impl SearchEnv for Env<'_> {
         &self.t.spec
     }
     fn trainer(&mut self) -> Option<&mut dyn SupernetTrainer> {
-        Some(self.t)
+        Some(&mut *self.t)
     }
     fn estimator(&mut self) -> Option<&mut dyn Estimator> {
         None
