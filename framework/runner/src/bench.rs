@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device};
-use nas_core::{Result, SearchStrategy, SpaceRules};
+use nas_core::{Result, SpaceRules};
 use nas_data::{Augment, Dataset};
 use nas_model::{DataShape, SearchSpace};
 use nas_space_darts::{DartsSpace, DartsSpaceParams};
