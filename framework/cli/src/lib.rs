@@ -144,9 +144,12 @@ pub enum Command {
         /// Timed steps (after one warm-up step).
         #[arg(long, default_value_t = 3)]
         steps: usize,
-        /// `first` or `second` order.
+        /// `first` or `second` order (darts).
         #[arg(long, default_value = "first")]
         order: String,
+        /// The strategy timed: darts, gdas, spos (or any trainer strategy).
+        #[arg(long, default_value = "darts")]
+        strategy: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,

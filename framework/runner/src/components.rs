@@ -167,6 +167,14 @@ impl Components {
                 Arc::new(move |p| nas_strategy_single_path::build(&name, p)),
             )?;
         }
+        // Gumbel-softmax strategies: gdas, snas, fbnet (issue 17).
+        for info in nas_strategy_gumbel::infos() {
+            let name = info.name.clone();
+            c.strategies.register(
+                info,
+                Arc::new(move |p| nas_strategy_gumbel::build(&name, p)),
+            )?;
+        }
         c.estimators.register(
             nas_space_nb201::estimator_info(),
             Arc::new(|p, _| nas_space_nb201::build_estimator(p)),

@@ -204,8 +204,20 @@ pub fn locate_params(exp: &Experiment, block: &str, e: NasError) -> NasError {
     }
 }
 
-/// Builds the experiment's strategy (with `optimizers.arch` passed in as its
-/// `arch_optimizer` param).
+/// True when strategy `name` takes an architecture optimizer: its registered defaults
+/// have an `arch_optimizer` key (built-ins and plugins alike).
+pub fn takes_arch_optimizer(comps: &Components, name: &str) -> bool {
+    comps
+        .strategies
+        .info(name)
+        .and_then(|i| i.defaults.get("arch_optimizer"))
+        .is_some()
+}
+
+/// Builds the experiment's strategy. `optimizers.arch` is passed in as the
+/// `arch_optimizer` param of a strategy that takes one; for any other strategy it is
+/// ignored with a warning naming the key, so `--set strategy.name=spos` on a DARTS config
+/// works.
 pub fn build_strategy(exp: &Experiment, comps: &Components) -> Result<Box<dyn SearchStrategy>> {
     let f = comps
         .strategies
@@ -213,17 +225,39 @@ pub fn build_strategy(exp: &Experiment, comps: &Components) -> Result<Box<dyn Se
         .map_err(|e| exp.error_at("strategy.name", e.to_string()))?;
     let mut params = exp.strategy.params.clone();
     if let Some(arch) = &exp.optimizers.arch {
-        if params.is_null() {
-            params = json!({});
-        }
-        if let Some(o) = params.as_object_mut() {
-            o.insert(
-                "arch_optimizer".into(),
-                json!({"name": arch.name, "params": arch.params}),
+        if takes_arch_optimizer(comps, &exp.strategy.name) {
+            if params.is_null() {
+                params = json!({});
+            }
+            if let Some(o) = params.as_object_mut() {
+                o.insert(
+                    "arch_optimizer".into(),
+                    json!({"name": arch.name, "params": arch.params}),
+                );
+            }
+        } else {
+            tracing::warn!(
+                "strategy `{}` has no architecture optimizer: `optimizers.arch` is ignored \
+                 (remove it, or --set optimizers.arch=null)",
+                exp.strategy.name
             );
         }
     }
-    f(&params).map_err(|e| locate_params(exp, "strategy.params", e))
+    f(&params).map_err(|e| match locate_params(exp, "strategy.params", e) {
+        NasError::Config {
+            file,
+            location,
+            message,
+        } if message.contains("unknown field") => NasError::Config {
+            file,
+            location,
+            message: format!(
+                "{message} (params of another strategy? switching with \
+                 --set strategy.name=... may need --set strategy.params={{}} too)"
+            ),
+        },
+        other => other,
+    })
 }
 
 pub(crate) fn build_trainer(
