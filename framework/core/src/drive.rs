@@ -102,6 +102,18 @@ pub enum DriveKind {
         /// `[decision][option]` weights; zeros mark options that are skipped.
         weights: MixingWeights,
     },
+    /// Binary gates with an active set separate from the gate values (ProxylessNAS, Cai et
+    /// al. 2019, section 3.2): decision `d` outputs `sum_{k in active[d]} g[d][k] * o_k(x)`.
+    /// Only the active options are computed and kept in memory; every active option's gate
+    /// gets its gradient `dL/dg_k = <dL/dout, o_k(x)>`, also when its gate is zero (the
+    /// unsampled one of ProxylessNAS' two paths), while inactive options get a zero
+    /// gradient. Check with [`check_active`].
+    Gated {
+        /// `[decision][option]` gate values.
+        weights: MixingWeights,
+        /// Per decision, the options computed: strictly increasing, in range, non-empty.
+        active: Vec<Vec<usize>>,
+    },
     /// Discrete paths. One path: SPOS. Several: gradients of all are accumulated on the
     /// same batch before one optimizer step (FairNAS strict fairness).
     Paths {
@@ -146,11 +158,45 @@ impl Drive {
         }
     }
 
+    /// Binary gates: `weights` applied to the `active` options only (see
+    /// [`DriveKind::Gated`]).
+    pub fn gated(weights: MixingWeights, active: Vec<Vec<usize>>) -> Self {
+        Drive {
+            kind: DriveKind::Gated { weights, active },
+            condition: None,
+        }
+    }
+
     /// Sets the conditioning scalar.
     pub fn with_condition(mut self, t: f32) -> Self {
         self.condition = Some(t);
         self
     }
+}
+
+/// Checks the active sets of a [`DriveKind::Gated`] drive against `spec`: one set per
+/// decision, each non-empty, strictly increasing and in range.
+pub fn check_active(active: &[Vec<usize>], spec: &SpaceSpec) -> Result<()> {
+    let shape = spec.shape();
+    if active.len() != shape.len() {
+        return Err(NasError::Strategy(format!(
+            "gated drive has {} active sets, space `{}` has {} decisions",
+            active.len(),
+            spec.space,
+            shape.len()
+        )));
+    }
+    for (d, (set, &n)) in active.iter().zip(&shape).enumerate() {
+        let ordered = set.windows(2).all(|w| w[0] < w[1]);
+        if set.is_empty() || !ordered || set.iter().any(|&k| k >= n) {
+            return Err(NasError::Strategy(format!(
+                "gated drive: active set {set:?} of decision {d} (`{}`) must be non-empty, \
+                 strictly increasing and below {n}",
+                spec.decisions[d].key
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Order of the architecture gradient (DARTS, Liu et al. 2019, section 2.3).
@@ -176,7 +222,8 @@ pub struct ArchGradient {
     /// Validation accuracy of the batch, in `[0, 1]`.
     pub accuracy: f64,
     /// `dL/d weights`: one entry for shared weights, one per example for
-    /// [`DriveKind::MixedPerSample`].
+    /// [`DriveKind::MixedPerSample`]. For [`DriveKind::Gated`] the gradient with respect to
+    /// the gates, zero for inactive options.
     pub grads: Vec<MixingWeights>,
     /// `dL/d condition` when a conditioning scalar was given and the head uses it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -35,11 +35,46 @@ pub enum TensorDrive {
         /// reading tensors back.
         values: Option<MixingWeights>,
     },
+    /// Binary gates (ProxylessNAS; built from [`nas_core::DriveKind::Gated`]): decision `d`
+    /// computes only the options in `active[d]` and outputs their gate-weighted sum (use
+    /// [`gated_sum`]), so every active option's gate gets its gradient, zero-valued gates
+    /// included, and no other option is computed.
+    Gated {
+        /// One `[K]` gate tensor per decision.
+        gates: Vec<Tensor>,
+        /// The options computed per decision (strictly increasing, non-empty).
+        active: Vec<Vec<usize>>,
+    },
     /// One discrete path: only the chosen option of each decision runs.
     Path {
         /// Option index per decision.
         choices: Vec<usize>,
     },
+}
+
+/// The output of one decision under [`TensorDrive::Gated`]: `sum_k gates[k] * y_k` over
+/// the options `k` of `active` for which `option(k)` returns an output (`None`: the option
+/// outputs zeros, as DARTS' `none`, whose gate gradient `<g, 0>` is zero). Only those options
+/// are run. `None` when no active option produced an output.
+pub fn gated_sum(
+    gates: &Tensor,
+    active: &[usize],
+    mut option: impl FnMut(usize) -> candle_core::Result<Option<Tensor>>,
+) -> candle_core::Result<Option<Tensor>> {
+    let mut keep: Vec<u32> = Vec::with_capacity(active.len());
+    let mut ys = Vec::with_capacity(active.len());
+    for &k in active {
+        if let Some(y) = option(k)? {
+            keep.push(k as u32);
+            ys.push(y);
+        }
+    }
+    if ys.is_empty() {
+        return Ok(None);
+    }
+    let idx = Tensor::new(keep.as_slice(), gates.device())?;
+    let gk = gates.index_select(&idx, gates.rank() - 1)?;
+    Ok(Some(nas_ops::weighted_sum(&ys, &gk)?))
 }
 
 /// A weight-sharing supernet.

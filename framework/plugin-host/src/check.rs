@@ -155,6 +155,13 @@ pub(crate) fn mismatch_message(origin: &str, host: &HeaderFields, plugin: &Heade
         };
         s.push_str(&format!("  {k:w0$}  {h:w1$}  {p}{mark}\n"));
     }
+    if host.protocol_version != plugin.protocol_version {
+        s.push_str(&format!(
+            "the plugin speaks call protocol {}, this host speaks protocol {} (see \
+             nas_plugin_sdk::PROTOCOL_VERSION for what changed)\n",
+            plugin.protocol_version, host.protocol_version
+        ));
+    }
     s.push_str(&format!(
         "rebuild the plugin against nas-plugin-sdk {} (ABI {}, protocol {}) with the host's \
          toolchain",

@@ -25,7 +25,11 @@ pub const ABI_VERSION: u32 = 1;
 
 /// Version of the call protocol: call order, JSON shapes of every value that crosses as
 /// JSON, error encoding. Bump it on any change that an old plugin would misread.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// History: 1, the first protocol; 2 added the binary-gate drive [`DRIVE_GATED`] (its
+/// active sets travel as JSON in [`DriveView::archs`]), which a protocol-1 plugin or host
+/// would refuse as an unknown drive kind in the middle of a search.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Name of the one symbol a plugin exports: `extern "C" fn() -> *const PluginVTable`.
 pub const ENTRY_SYMBOL: &str = "nas_plugin_entry";
@@ -75,6 +79,10 @@ pub const DRIVE_MIXED_PER_SAMPLE: u32 = 1;
 pub const DRIVE_SELECTED_ONLY: u32 = 2;
 /// [`DriveView::kind`]: discrete paths (JSON in [`DriveView::archs`]).
 pub const DRIVE_PATHS: u32 = 3;
+/// [`DriveView::kind`]: binary gates (`nas_core::DriveKind::Gated`): the gate values in
+/// [`DriveView::weights`], the active option sets as a JSON array of index arrays in
+/// [`DriveView::archs`] (protocol 2).
+pub const DRIVE_GATED: u32 = 4;
 
 /// Split code: training part of the search split.
 pub const SPLIT_TRAIN: u32 = 0;
@@ -287,7 +295,8 @@ unsafe impl Send for PluginHeader {}
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct DriveView {
-    /// [`DRIVE_MIXED`], [`DRIVE_MIXED_PER_SAMPLE`], [`DRIVE_SELECTED_ONLY`] or [`DRIVE_PATHS`].
+    /// [`DRIVE_MIXED`], [`DRIVE_MIXED_PER_SAMPLE`], [`DRIVE_SELECTED_ONLY`], [`DRIVE_PATHS`]
+    /// or [`DRIVE_GATED`].
     pub kind: u32,
     /// 1 when `condition` is set.
     pub has_condition: u32,
@@ -300,7 +309,8 @@ pub struct DriveView {
     pub weights: Floats,
     /// Option count of each decision.
     pub shape: Sizes,
-    /// For [`DRIVE_PATHS`]: a JSON array of architectures.
+    /// For [`DRIVE_PATHS`]: a JSON array of architectures; for [`DRIVE_GATED`]: the active
+    /// option sets, a JSON array of index arrays (one per decision).
     pub archs: Bytes,
 }
 

@@ -60,7 +60,7 @@ pub struct BenchResult {
 
 /// CPU time of the whole process (user + system, all threads) in ms, from `/proc/self/stat`
 /// (fields 14 and 15, in `USER_HZ` = 100 ticks per second on Linux).
-fn process_cpu_ms() -> Option<f64> {
+pub(crate) fn process_cpu_ms() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/stat").ok()?;
     // The command name (field 2) may contain spaces; the fields after it follow its `)`.
     let rest = &s[s.rfind(')')? + 1..];
@@ -70,7 +70,7 @@ fn process_cpu_ms() -> Option<f64> {
     Some((utime + stime) * 10.0)
 }
 
-fn peak_rss_mib() -> Option<f64> {
+pub(crate) fn peak_rss_mib() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -188,7 +188,7 @@ pub fn bench_darts(cfg: &BenchConfig) -> Result<BenchResult> {
     })
 }
 
-fn rayon_threads() -> usize {
+pub(crate) fn rayon_threads() -> usize {
     std::env::var("RAYON_NUM_THREADS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())

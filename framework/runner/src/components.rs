@@ -175,6 +175,14 @@ impl Components {
                 Arc::new(move |p| nas_strategy_gumbel::build(&name, p)),
             )?;
         }
+        // ProxylessNAS: binary gates over any supernet space (issue 17).
+        for info in nas_strategy_proxylessnas::infos() {
+            let name = info.name.clone();
+            c.strategies.register(
+                info,
+                Arc::new(move |p| nas_strategy_proxylessnas::build(&name, p)),
+            )?;
+        }
         c.estimators.register(
             nas_space_nb201::estimator_info(),
             Arc::new(|p, _| nas_space_nb201::build_estimator(p)),

@@ -270,6 +270,25 @@ impl WeightSharingTrainer {
                     if track { vars } else { vec![] },
                 ))
             }
+            DriveKind::Gated { weights, active } => {
+                weights.check_shape(&self.s.spec)?;
+                nas_core::check_active(active, &self.s.spec)?;
+                if !weights.is_finite() {
+                    return Err(self.non_finite("gates"));
+                }
+                let vars = weights
+                    .0
+                    .iter()
+                    .map(|w| mk(w.clone(), &[w.len()]))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((
+                    TensorDrive::Gated {
+                        gates: vars.iter().map(|v| v.as_tensor().clone()).collect(),
+                        active: active.clone(),
+                    },
+                    if track { vars } else { vec![] },
+                ))
+            }
             DriveKind::MixedPerSample { weights } => {
                 // A strategy sizes its drive by `batch_size()`; the last batch of an epoch
                 // may be shorter, and then only its first `n` weight sets are used.

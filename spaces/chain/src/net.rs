@@ -2,7 +2,7 @@
 //! supernet (every option of every layer) or as the standalone network of one architecture
 //! (one option per layer).
 use candle_core::{Result as CResult, Tensor};
-use nas_model::{Network, ParamStore, Supernet, TensorDrive};
+use nas_model::{gated_sum, Network, ParamStore, Supernet, TensorDrive};
 use nas_ops::BatchNorm2d;
 
 use crate::{CostSum, Linear, Shape};
@@ -108,6 +108,17 @@ impl ChainNet {
                 let idx = Tensor::new(keep.as_slice(), w.device())?;
                 let wk = w.index_select(&idx, w.rank() - 1)?;
                 nas_ops::weighted_sum(&ys, &wk)
+            }
+            // Binary gates (ProxylessNAS): only the active options run.
+            Some(TensorDrive::Gated { gates, active }) => {
+                let (Some(g), Some(set)) = (gates.get(d), active.get(d)) else {
+                    candle_core::bail!("gated drive has no gates for layer {d}");
+                };
+                gated_sum(g, set, |k| match ops.get(k) {
+                    Some(op) => op.forward(x, train).map(Some),
+                    None => candle_core::bail!("layer {d} has {} options, gate {k}", ops.len()),
+                })?
+                .ok_or_else(|| candle_core::Error::Msg(format!("no active option in layer {d}")))
             }
         }
     }

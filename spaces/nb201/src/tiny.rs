@@ -9,7 +9,7 @@
 //! in the benchmark's own networks, whose parameters it counts exactly).
 use candle_core::{Result as CResult, Tensor, Var};
 use nas_core::{Cost, Result};
-use nas_model::{DataShape, Network, ParamStore, Supernet, TensorDrive};
+use nas_model::{gated_sum, DataShape, Network, ParamStore, Supernet, TensorDrive};
 use nas_ops::BatchNorm2d;
 
 use crate::spec::{EDGES, OPS};
@@ -215,6 +215,16 @@ fn edge_forward(
             let idx = Tensor::new(keep.as_slice(), w.device())?;
             let wk = w.index_select(&idx, w.rank() - 1)?;
             Ok(Some(nas_ops::weighted_sum(&ys, &wk)?))
+        }
+        // Binary gates (ProxylessNAS): only the active options run; `none` gives no output.
+        Some(TensorDrive::Gated { gates, active }) => {
+            let (Some(g), Some(set)) = (gates.get(d), active.get(d)) else {
+                candle_core::bail!("gated drive has no gates for edge {d}");
+            };
+            gated_sum(g, set, |k| match ops.get(k) {
+                Some(op) => op.forward(x, train),
+                None => candle_core::bail!("edge {d} has {} options, gate {k}", ops.len()),
+            })
         }
     }
 }

@@ -5,9 +5,10 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// The crates the tests load, by package name.
-const PACKAGES: [&str; 3] = [
+const PACKAGES: [&str; 4] = [
     "custom-strategy-plugin",
     "wrong-abi-plugin",
+    "old-protocol-plugin",
     "nas-plugin-gradient-probe",
 ];
 

@@ -5,7 +5,7 @@ use nas_core::{
     Registry, SearchStrategy, Split,
 };
 use nas_plugin_host::{load_and_register, load_plugin, BoxedStrategyFactory};
-use nas_plugin_sdk::ABI_VERSION;
+use nas_plugin_sdk::{ABI_VERSION, PROTOCOL_VERSION};
 use serde_json::json;
 
 use crate::build::plugin_path;
@@ -128,8 +128,20 @@ fn mixing_weights_and_gradients_cross_intact() {
             Split::Test,
             None,
         ));
+        let gates = nas_plugin_gradient_probe_gates();
+        expected_calls.push(Call::Grad(
+            Drive::gated(as_mw(&gates), vec![vec![0, 2], vec![1]]),
+            GradOrder::First,
+        ));
         // Scalars come back bit for bit.
         let m = &r.metrics;
+        // The gated drive's gradient, computed here: c (g - t) on the active options.
+        let (qg, _) = env.trainer.as_ref().unwrap().grad_at(&gates);
+        for (i, want) in qg.iter().enumerate() {
+            let want = if [0, 2, 4].contains(&i) { *want } else { 0.0 };
+            let got = m[&format!("gate_grad_{i}")];
+            assert_eq!(got.to_bits(), (want as f64).to_bits(), "gate {i}");
+        }
         assert_eq!(m["arch_loss"].to_bits(), loss.to_bits(), "step {step}");
         assert_eq!(m["arch_accuracy"], 0.75);
         assert_eq!(m["condition_grad"], 0.5);
@@ -141,8 +153,30 @@ fn mixing_weights_and_gradients_cross_intact() {
         assert_eq!(m["eval_samples"], 4.0);
         assert_eq!(m["paths_loss"], 3.0);
     }
-    // Every drive the trainer saw is exactly what the strategy meant to send.
+    // Every drive the trainer saw is exactly what the strategy meant to send...
     assert_eq!(env.trainer_calls(), expected_calls.as_slice());
+    // ...and the gates bit for bit (`==` would take -0.0 for 0.0).
+    let gated: Vec<&Drive> = env
+        .trainer_calls()
+        .iter()
+        .filter_map(|c| match c {
+            Call::Grad(d, _) if matches!(d.kind, DriveKind::Gated { .. }) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(gated.len(), 3);
+    for d in gated {
+        let DriveKind::Gated { weights, active } = &d.kind else {
+            unreachable!()
+        };
+        let bits: Vec<u32> = weights.flatten().iter().map(|v| v.to_bits()).collect();
+        let want: Vec<u32> = nas_plugin_gradient_probe_gates()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        assert_eq!(bits, want);
+        assert_eq!(active, &vec![vec![0, 2], vec![1]]);
+    }
     // The weights the plugin reports are bit for bit those computed here...
     let got = s.mixing_weights().unwrap();
     assert_eq!(got.flatten(), w);
@@ -180,6 +214,12 @@ fn mixing_weights_and_gradients_cross_intact() {
     s2.init(&env.spec.clone(), 0).unwrap();
     s2.load_state(&state).unwrap();
     assert_eq!(s2.mixing_weights(), Some(got));
+}
+
+/// The gate values the gradient-probe fixture sends (its `GATES`; repeated here, since
+/// the fixture is loaded as a shared library, not linked).
+fn nas_plugin_gradient_probe_gates() -> Vec<f32> {
+    vec![-0.0, 1.0, 1.0e-45, f32::MIN_POSITIVE, 0.0]
 }
 
 #[test]
@@ -258,6 +298,30 @@ fn a_plugin_built_for_another_abi_is_refused_with_both_sides_shown() {
         "{m}"
     );
     assert!(m.contains("wrong_abi") && m.contains("rustc"), "{m}");
+}
+
+#[test]
+fn a_plugin_built_for_the_old_protocol_is_refused_naming_both_versions() {
+    let path = plugin_path("old-protocol-plugin");
+    let e = load_plugin(&path).unwrap_err();
+    let m = e.to_string();
+    assert!(matches!(e, NasError::Plugin(_)), "{m}");
+    assert!(m.contains("does not fit this host"), "{m}");
+    // The gated drive is protocol 2; the fixture declares protocol 1.
+    assert_eq!(PROTOCOL_VERSION, 2);
+    let line = m.lines().find(|l| l.contains("protocol_version")).unwrap();
+    assert!(
+        line.contains(" 2 ") && line.contains(" 1") && line.contains("differs"),
+        "{m}"
+    );
+    assert!(
+        m.contains("the plugin speaks call protocol 1, this host speaks protocol 2"),
+        "{m}"
+    );
+    // Only the protocol differs: same ABI and table size.
+    let abi = m.lines().find(|l| l.contains("abi_version")).unwrap();
+    assert!(!abi.contains("differs"), "{m}");
+    assert!(m.contains("old_protocol"), "{m}");
 }
 
 #[test]

@@ -96,9 +96,9 @@ impl QuadTrainer {
 
 fn weight_sum(d: &Drive) -> f64 {
     match &d.kind {
-        DriveKind::Mixed { weights } | DriveKind::SelectedOnly { weights } => {
-            weights.flatten().iter().map(|&v| v as f64).sum()
-        }
+        DriveKind::Mixed { weights }
+        | DriveKind::SelectedOnly { weights }
+        | DriveKind::Gated { weights, .. } => weights.flatten().iter().map(|&v| v as f64).sum(),
         DriveKind::MixedPerSample { weights } => weights
             .iter()
             .flat_map(|w| w.flatten())
@@ -149,12 +149,28 @@ impl SupernetTrainer for QuadTrainer {
                 step: 7,
             });
         }
-        let DriveKind::Mixed { weights } = &drive.kind else {
-            return Err(NasError::Strategy(
-                "mock trainer wants a mixed drive".into(),
-            ));
+        let (g, loss) = match &drive.kind {
+            DriveKind::Mixed { weights } => self.grad_at(&weights.flatten()),
+            // Gates: the quadratic's gradient on the active options, zero elsewhere.
+            DriveKind::Gated { weights, active } => {
+                let (mut g, loss) = self.grad_at(&weights.flatten());
+                let mut at = 0;
+                for (row, set) in weights.0.iter().zip(active) {
+                    for k in 0..row.len() {
+                        if !set.contains(&k) {
+                            g[at + k] = 0.0;
+                        }
+                    }
+                    at += row.len();
+                }
+                (g, loss)
+            }
+            _ => {
+                return Err(NasError::Strategy(
+                    "mock trainer wants a mixed or gated drive".into(),
+                ))
+            }
         };
-        let (g, loss) = self.grad_at(&weights.flatten());
         Ok(ArchGradient {
             loss,
             accuracy: 0.75,

@@ -98,7 +98,9 @@ impl FakeTrainer {
 
 fn sets(d: &Drive) -> Vec<MixingWeights> {
     match &d.kind {
-        DriveKind::Mixed { weights } | DriveKind::SelectedOnly { weights } => vec![weights.clone()],
+        DriveKind::Mixed { weights }
+        | DriveKind::SelectedOnly { weights }
+        | DriveKind::Gated { weights, .. } => vec![weights.clone()],
         DriveKind::MixedPerSample { weights } => weights.clone(),
         DriveKind::Paths { .. } => vec![],
     }

@@ -1,0 +1,114 @@
+//! The latency losses (`mul#log`, `add#linear`) and the expected cost: gradients with
+//! respect to the logits against central finite differences, and the reference formulas
+//! by hand.
+use nas_strategy_proxylessnas::cost::{CostTable, RegLoss};
+
+fn table() -> CostTable {
+    CostTable {
+        options: vec![
+            vec![1.2, 3.5, 0.4],
+            vec![2.0, 0.7],
+            vec![5.0, 1.0, 2.5, 0.1],
+        ],
+        fixed: 4.0,
+    }
+}
+
+fn alphas() -> Vec<Vec<f64>> {
+    vec![
+        vec![0.2, -0.4, 0.9],
+        vec![0.1, 0.3],
+        vec![-0.5, 0.8, 0.0, 0.25],
+    ]
+}
+
+/// The total loss as a function of the logits at a fixed cross-entropy.
+fn total(loss: RegLoss, ce: f64, a: &[Vec<f64>], idx: &[Vec<usize>], scale: f64, r: f64) -> f64 {
+    let (e, _) = table().expected(a, idx);
+    loss.eval(ce, scale * e, scale * r).loss
+}
+
+fn check(loss: RegLoss, idx: &[Vec<usize>], scale: f64) {
+    let (ce, r) = (0.9, 9.0);
+    let a = alphas();
+    let (e, de) = table().expected(&a, idx);
+    let parts = loss.eval(ce, scale * e, scale * r);
+    for d in 0..a.len() {
+        for i in 0..a[d].len() {
+            let h = 1e-6;
+            let (mut ap, mut am) = (a.clone(), a.clone());
+            ap[d][i] += h;
+            am[d][i] -= h;
+            let fd = (total(loss, ce, &ap, idx, scale, r) - total(loss, ce, &am, idx, scale, r))
+                / (2.0 * h);
+            let an = parts.d_value * scale * de[d][i];
+            assert!(
+                (fd - an).abs() < 1e-8,
+                "{loss:?} d={d} i={i}: fd {fd} vs {an}"
+            );
+            if !idx[d].contains(&i) {
+                assert_eq!(de[d][i], 0.0);
+            }
+        }
+    }
+    // dLoss/dCE, the factor on the trainer's dCE/dgates.
+    let h = 1e-6;
+    let fd = (loss.eval(ce + h, scale * e, scale * r).loss
+        - loss.eval(ce - h, scale * e, scale * r).loss)
+        / (2.0 * h);
+    assert!(
+        (fd - parts.d_ce).abs() < 1e-8,
+        "{loss:?}: {fd} vs {}",
+        parts.d_ce
+    );
+}
+
+#[test]
+fn loss_gradients_match_central_differences() {
+    let sampled = vec![vec![0, 2], vec![1, 0], vec![3, 1]];
+    let full: Vec<Vec<usize>> = alphas().iter().map(|a| (0..a.len()).collect()).collect();
+    for loss in [
+        RegLoss::MulLog {
+            alpha: 0.2,
+            beta: 0.3,
+        },
+        RegLoss::MulLog {
+            alpha: 1.0,
+            beta: 0.6,
+        },
+        RegLoss::AddLinear { lambda: 0.1 },
+        RegLoss::AddLinear { lambda: 2.0 },
+    ] {
+        for idx in [&sampled, &full] {
+            check(loss, idx, 1.0);
+            check(loss, idx, 1000.0);
+        }
+    }
+}
+
+#[test]
+fn reference_formulas_by_hand() {
+    // mul#log: 0.2 * 0.9 * (ln 12 / ln 9)^0.3; add#linear: 0.9 + 0.1 * (12 - 9) / 9.
+    let m = RegLoss::MulLog {
+        alpha: 0.2,
+        beta: 0.3,
+    }
+    .eval(0.9, 12.0, 9.0);
+    let want = 0.2 * 0.9 * (12f64.ln() / 9f64.ln()).powf(0.3);
+    assert!((m.loss - want).abs() < 1e-15);
+    assert!((m.loss - 0.186_768_3).abs() < 1e-6, "{}", m.loss);
+    let a = RegLoss::AddLinear { lambda: 0.1 }.eval(0.9, 12.0, 9.0);
+    assert!((a.loss - (0.9 + 0.1 / 3.0)).abs() < 1e-15);
+    assert_eq!(RegLoss::None.eval(0.9, 12.0, 9.0).loss, 0.9);
+}
+
+#[test]
+fn expected_cost_by_hand() {
+    // Uniform logits over the pair (0, 2) of decision 0: (1.2 + 0.4) / 2; decision 1
+    // pair (0, 1): (2.0 + 0.7) / 2; decision 2 alone option 3: 0.1; fixed 4.0.
+    let a = vec![vec![0.0; 3], vec![0.0; 2], vec![0.0; 4]];
+    let (e, _) = table().expected(&a, &[vec![0, 2], vec![0, 1], vec![3]]);
+    assert!((e - (4.0 + 0.8 + 1.35 + 0.1)).abs() < 1e-12, "{e}");
+    assert!((table().min_total() - (4.0 + 0.4 + 0.7 + 0.1)).abs() < 1e-12);
+    assert!((table().uniform_total() - (4.0 + 1.7 + 1.35 + 2.15)).abs() < 1e-12);
+}
