@@ -26,20 +26,25 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
             config,
             sets,
             out,
+            resume,
         } => {
             let exp = nas_config::load_experiment(config, sets)?;
             // A wrong architecture is a usage error, found before any data is loaded.
             let shape = nas_runner::run::data_shape_of(&exp)?;
             let space = nas_runner::run::build_space(&exp, comps, shape)?;
             crate::arch_arg::read(arch, &exp.space.name, space.rules())?;
-            let rep = nas_runner::retrain(
-                &exp,
-                comps,
-                arch,
-                &RetrainOptions {
-                    out_dir: out.clone(),
-                },
-            )?;
+            let opts = RetrainOptions {
+                out_dir: out.clone(),
+            };
+            let rep = if *resume {
+                let (start, rep) = nas_runner::retrain_resumable(&exp, comps, arch, &opts)?;
+                if start == nas_runner::RetrainStart::Skipped {
+                    println!("finished before: nothing to train");
+                }
+                rep
+            } else {
+                nas_runner::retrain(&exp, comps, arch, &opts)?
+            };
             println!("params: {}", rep.params);
             println!("test_acc: {:.4}", rep.test_acc);
             Ok(0)
@@ -147,12 +152,17 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
                 },
         } => {
             let exp = nas_config::load_experiment(config, sets)?;
+            // A device this build cannot use fails here, as it would in `nas run`.
+            nas_runner::run::experiment_device(&exp)?;
             // Decode every component's params too, so that a bad params block fails here.
             let shape = nas_runner::run::data_shape_of(&exp)?;
-            nas_runner::run::build_space(&exp, comps, shape)?;
+            let space = nas_runner::run::build_space(&exp, comps, shape)?;
             // The experiment's plugins are loaded first: their strategies are checked too.
             let with_plugins = nas_runner::plugins::components_for(&exp, comps)?;
-            nas_runner::run::build_strategy(&exp, &with_plugins)?;
+            let mut strategy = nas_runner::run::build_strategy(&exp, &with_plugins)?;
+            // Set up on the space too, so that what depends on it (a cost term's latency
+            // table) fails here rather than at run time.
+            strategy.init(space.rules().spec(), 0)?;
             let w = &exp.optimizers.weights;
             nas_optim_check(&exp, w)?;
             if *print {
@@ -168,6 +178,7 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
             size,
             steps,
             order,
+            strategy,
             json,
         } => {
             let r = nas_runner::bench::bench_darts(&nas_runner::bench::BenchConfig {
@@ -177,12 +188,14 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
                 size: *size,
                 steps: *steps,
                 order: order.clone(),
+                strategy: strategy.clone(),
             })?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 println!(
-                    "DARTS search step ({} order), {} cells x {} channels, batch {}, {}x{}x3: {:.1} ms/step over {} steps (peak RSS {} MiB, {} threads)",
+                    "{} search step ({} order), {} cells x {} channels, batch {}, {}x{}x3: {:.1} ms/step over {} steps (peak RSS {} MiB, {} threads)",
+                    strategy,
                     order,
                     layers,
                     channels,

@@ -38,7 +38,7 @@ pub fn latency(a: &LatencyArgs, comps: &Components) -> Result<i32> {
     let exp = nas_config::load_experiment(&a.config, &a.sets)?;
     let shape = nas_runner::run::data_shape_of(&exp)?;
     let space = nas_runner::run::build_space(&exp, comps, shape)?;
-    let device = nas_runner::run::parse_device(&exp.device)?;
+    let device = nas_runner::run::experiment_device(&exp)?;
     let not_timed = || {
         exp.error_at(
             "space.name",

@@ -80,6 +80,10 @@ pub enum Command {
         /// Output directory.
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+        /// Continue an interrupted retraining in `--out` from its last epoch checkpoint (a
+        /// finished one is not trained again); without a checkpoint, train from scratch.
+        #[arg(long)]
+        resume: bool,
     },
     /// Build an architecture's standalone network and print its parameters and FLOPs.
     Inspect {
@@ -140,9 +144,12 @@ pub enum Command {
         /// Timed steps (after one warm-up step).
         #[arg(long, default_value_t = 3)]
         steps: usize,
-        /// `first` or `second` order.
+        /// `first` or `second` order (darts).
         #[arg(long, default_value = "first")]
         order: String,
+        /// The strategy timed: darts, gdas, spos (or any trainer strategy).
+        #[arg(long, default_value = "darts")]
+        strategy: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,

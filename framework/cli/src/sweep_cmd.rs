@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use nas_runner::report::{report_dir, Report};
+use nas_runner::slurm::SlurmOptions;
+use nas_runner::sweep::Executor;
 use nas_runner::{Components, SweepOptions};
 
 use crate::Cli;
@@ -25,6 +27,40 @@ pub struct SweepArgs {
     /// Override a key of every run: `--set budget.epochs=3` (value parsed as YAML).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
+    /// Where the runs run: `local` (threads of this process) or `slurm` (one job array).
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
+    pub executor: ExecutorKind,
+    /// Slurm: `--partition` of the job array.
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Slurm: `--time` limit of each task (e.g. `2:00:00`).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Slurm: `--mem` of each task (e.g. `4G`).
+    #[arg(long)]
+    pub mem: Option<String>,
+    /// Slurm: `--gres` of each task (e.g. `gpu:1`).
+    #[arg(long)]
+    pub gres: Option<String>,
+    /// Slurm: `--cpus-per-task`.
+    #[arg(long, default_value_t = 1)]
+    pub cpus_per_task: usize,
+    /// Slurm: wait for the job array to end, then write the report.
+    #[arg(long)]
+    pub wait: bool,
+    /// Run only the run with this index (plan order) into the sweep directory, as one task
+    /// of a Slurm job array does; writes no `sweep.json` and no report.
+    #[arg(long, value_name = "I")]
+    pub task_index: Option<usize>,
+}
+
+/// Where a sweep's runs run.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecutorKind {
+    /// Threads of this process.
+    Local,
+    /// One Slurm job array (`sbatch`).
+    Slurm,
 }
 
 /// Arguments of `nas report`.
@@ -44,14 +80,40 @@ pub fn sweep(cli: &Cli, a: &SweepArgs, comps: &Components) -> Result<i32> {
             message: "`--jobs` must be at least 1".into(),
         });
     }
+    if let Some(i) = a.task_index {
+        return task(a, i, comps);
+    }
+    let executor = match a.executor {
+        ExecutorKind::Local => Executor::Local,
+        ExecutorKind::Slurm => Executor::Slurm(SlurmOptions {
+            nas_exe: std::env::current_exe()?,
+            partition: a.partition.clone(),
+            time: a.time.clone(),
+            mem: a.mem.clone(),
+            gres: a.gres.clone(),
+            cpus_per_task: a.cpus_per_task.max(1),
+            wait: a.wait,
+            ..SlurmOptions::default()
+        }),
+    };
     let opts = SweepOptions {
         out_dir: a.out.clone(),
         jobs: a.jobs,
         sets: a.sets.clone(),
         dry_run: a.dry_run,
         progress: !cli.quiet,
+        executor,
     };
     let out = nas_runner::run_sweep(&a.file, comps, &opts)?;
+    if out.report.is_none() && !a.dry_run {
+        println!(
+            "submitted {} runs to Slurm (script: {}); when they are done: nas report {}",
+            out.count("submitted"),
+            out.dir.join("slurm/sweep.sbatch").display(),
+            out.dir.display()
+        );
+        return Ok(0);
+    }
     if a.dry_run {
         println!("sweep directory: {}", out.dir.display());
         println!("{:<40} {:<14} {:>6}  would", "run", "label", "seed");
@@ -95,6 +157,21 @@ pub fn sweep(cli: &Cli, a: &SweepArgs, comps: &Components) -> Result<i32> {
     } else {
         0
     })
+}
+
+/// `nas sweep FILE --task-index I`: one run of the sweep (a Slurm array task).
+fn task(a: &SweepArgs, i: usize, comps: &Components) -> Result<i32> {
+    match nas_runner::slurm::run_sweep_task(&a.file, &a.sets, a.out.as_deref(), i, comps) {
+        Ok((start, s)) => {
+            println!("run {i}: {} ({start:?})", s.status);
+            Ok(0)
+        }
+        Err(e @ nas_core::NasError::Config { .. }) => Err(e.into()),
+        Err(e) => {
+            eprintln!("run {i} failed: {e}");
+            Ok(1)
+        }
+    }
 }
 
 /// `nas report`.

@@ -83,6 +83,19 @@ fn config_errors_exit_2_and_name_the_place() {
         &BASE.replace("epochs: 1", "epochs: -3"),
         &["negative_epochs.yaml", "budget.epochs", "-3"],
     );
+    // A device this build cannot use is refused by validation too, naming file, line and key.
+    refused(
+        d,
+        "cuda.yaml",
+        &format!("{BASE}device: cuda\n"),
+        &["cuda.yaml", "9:", "device", "no CUDA support"],
+    );
+    refused(
+        d,
+        "gpu.yaml",
+        &format!("{BASE}device: gpu\n"),
+        &["gpu.yaml", "device", "`gpu`"],
+    );
     // A missing file, and a bad --set.
     let t = expect_exit(&nas(&["run", "no/such/file.yaml"]), 2, "missing file");
     assert!(t.contains("no/such/file.yaml"), "{t}");

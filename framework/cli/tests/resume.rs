@@ -147,3 +147,173 @@ fn single_path_strategies_killed_mid_epoch_resume_to_the_uninterrupted_result() 
         assert_same_results(&reference, &killed);
     }
 }
+
+/// One decoded TensorBoard event: step, scalars (tag, value) and whether it is a
+/// `SessionLog START` (a purge point).
+#[derive(Debug)]
+struct Event {
+    step: i64,
+    scalars: Vec<(String, f32)>,
+    version: Option<String>,
+    session_start: bool,
+}
+
+fn read_varint(b: &[u8], at: &mut usize) -> u64 {
+    let (mut v, mut shift) = (0u64, 0);
+    loop {
+        let byte = b[*at];
+        *at += 1;
+        v |= ((byte & 0x7f) as u64) << shift;
+        if byte < 0x80 {
+            return v;
+        }
+        shift += 7;
+    }
+}
+
+/// The fields of a protobuf message: (field number, wire type, payload bytes or value).
+fn fields(b: &[u8]) -> Vec<(u64, u64, Vec<u8>, u64)> {
+    let mut at = 0;
+    let mut out = vec![];
+    while at < b.len() {
+        let k = read_varint(b, &mut at);
+        let (field, wire) = (k >> 3, k & 7);
+        match wire {
+            0 => {
+                let v = read_varint(b, &mut at);
+                out.push((field, wire, vec![], v));
+            }
+            1 => {
+                out.push((field, wire, b[at..at + 8].to_vec(), 0));
+                at += 8;
+            }
+            2 => {
+                let n = read_varint(b, &mut at) as usize;
+                out.push((field, wire, b[at..at + n].to_vec(), 0));
+                at += n;
+            }
+            5 => {
+                out.push((field, wire, b[at..at + 4].to_vec(), 0));
+                at += 4;
+            }
+            w => panic!("unexpected wire type {w}"),
+        }
+    }
+    out
+}
+
+/// Reads an event file, checking every record's framing and both masked CRCs.
+fn read_events(path: &std::path::Path) -> Vec<Event> {
+    use nas_runner::tensorboard::masked_crc32c;
+    let b = std::fs::read(path).unwrap();
+    let mut at = 0;
+    let mut events = vec![];
+    while at < b.len() {
+        let len_bytes = &b[at..at + 8];
+        let n = u64::from_le_bytes(len_bytes.try_into().unwrap()) as usize;
+        assert_eq!(&b[at + 8..at + 12], &masked_crc32c(len_bytes).to_le_bytes());
+        let payload = &b[at + 12..at + 12 + n];
+        assert_eq!(
+            &b[at + 12 + n..at + 16 + n],
+            &masked_crc32c(payload).to_le_bytes()
+        );
+        at += 16 + n;
+        let mut e = Event {
+            step: 0,
+            scalars: vec![],
+            version: None,
+            session_start: false,
+        };
+        for (f, _, data, v) in fields(payload) {
+            match f {
+                2 => e.step = v as i64,
+                3 => e.version = Some(String::from_utf8(data).unwrap()),
+                5 => {
+                    for (_, _, value, _) in fields(&data) {
+                        let vf = fields(&value);
+                        let tag = String::from_utf8(vf[0].2.clone()).unwrap();
+                        let x = f32::from_le_bytes(vf[1].2.clone().try_into().unwrap());
+                        e.scalars.push((tag, x));
+                    }
+                }
+                6 => e.session_start = fields(&data).iter().any(|(f, _, _, v)| *f == 1 && *v == 1),
+                _ => {}
+            }
+        }
+        events.push(e);
+    }
+    events
+}
+
+/// `output.tensorboard`: a run killed mid-epoch and resumed leaves two event files whose
+/// series, merged as TensorBoard merges them (a `SessionLog START` at step s drops the earlier
+/// files' points at steps >= s), equal the run's own metrics.jsonl and alpha history.
+#[test]
+fn tensorboard_events_of_a_killed_and_resumed_run_match_its_metrics() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("tb");
+    let mut args = darts_args(2, &["--out", run.to_str().unwrap()]);
+    args.extend(["--set".to_string(), "output.tensorboard=true".to_string()]);
+    run_and_kill_at(&strs(&args), "step:6", LIMIT);
+    let o = nas(&["run", "--resume", run.to_str().unwrap()]);
+    expect_exit(&o, 0, "resume");
+    let mut files: Vec<_> = std::fs::read_dir(run.join("tensorboard"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "one event file per process: {files:?}");
+    // Merge in creation order with TensorBoard's purge rule.
+    let mut series: std::collections::BTreeMap<String, Vec<(i64, f32)>> = Default::default();
+    let mut starts = vec![];
+    for f in &files {
+        let events = read_events(f);
+        assert_eq!(events[0].version.as_deref(), Some("brain.Event:2"));
+        for e in events {
+            if e.session_start {
+                starts.push(e.step);
+                for s in series.values_mut() {
+                    s.retain(|(step, _)| *step < e.step);
+                }
+            }
+            for (tag, v) in e.scalars {
+                series.entry(tag).or_default().push((e.step, v));
+            }
+        }
+    }
+    // The checkpoint of epoch 0 was taken after global step 4: the resumed process writes from
+    // step 5 on and purges the killed process's points from there.
+    assert_eq!(starts, vec![5]);
+    let want: Vec<(i64, f32)> = metric_lines(&run, "step")
+        .iter()
+        .map(|l| {
+            (
+                l["global_step"].as_i64().unwrap(),
+                l["train_loss"].as_f64().unwrap() as f32,
+            )
+        })
+        .collect();
+    assert_eq!(want.len(), 8);
+    assert_eq!(series["step/train_loss"], want);
+    let epochs: Vec<f32> = metric_lines(&run, "epoch")
+        .iter()
+        .map(|l| l["valid_acc"].as_f64().unwrap() as f32)
+        .collect();
+    let got: Vec<f32> = series["epoch/valid_acc"].iter().map(|p| p.1).collect();
+    assert_eq!(got, epochs);
+    // The alpha history: the initial weights and each epoch's, first option of the first
+    // decision, from every line of alpha_history.jsonl.
+    let alphas: Vec<f32> = read(&run, "alpha_history.jsonl")
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["weights"][0][0].as_f64().unwrap() as f32
+        })
+        .collect();
+    // Decision 0 of the DARTS space is edge 0 -> node 2 of the normal cell; option 0 is `none`.
+    let first_edge: Vec<f32> = series["alpha/normal.2<-0/none"]
+        .iter()
+        .map(|p| p.1)
+        .collect();
+    assert_eq!(first_edge, alphas);
+}

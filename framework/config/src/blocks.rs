@@ -173,6 +173,10 @@ pub struct Output {
     /// Log every this many steps (default 10).
     #[serde(default = "default_log_every")]
     pub log_every: usize,
+    /// Also write TensorBoard event files (`RUN/tensorboard/`): the logged step and epoch
+    /// metrics as scalars and the alpha history (default false).
+    #[serde(default)]
+    pub tensorboard: bool,
 }
 
 impl Default for Output {
@@ -181,6 +185,7 @@ impl Default for Output {
             dir: None,
             checkpoint_every: default_checkpoint_every(),
             log_every: default_log_every(),
+            tensorboard: false,
         }
     }
 }

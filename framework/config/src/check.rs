@@ -48,11 +48,12 @@ fn optimizer(path: &str, o: &OptimizerBlock) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Whether `device` is `cpu`, `cuda` or `cuda:N`.
+/// Whether `device` is `auto`, `cpu`, `cuda` or `cuda:N` (whether this build and machine can
+/// use it is the runner's question: `nas_runner::run::experiment_device`).
 pub fn valid_device(device: &str) -> bool {
     match device.strip_prefix("cuda:") {
         Some(n) => !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()),
-        None => device == "cpu" || device == "cuda",
+        None => matches!(device, "auto" | "cpu" | "cuda"),
     }
 }
 
@@ -92,7 +93,7 @@ pub(crate) fn check_experiment(e: &Experiment) -> Result<(), Failure> {
         return fail(
             "device",
             format!(
-                "`device` must be `cpu`, `cuda` or `cuda:N`, got `{}`",
+                "`device` must be `auto`, `cpu`, `cuda` or `cuda:N`, got `{}`",
                 e.device
             ),
         );
@@ -158,7 +159,7 @@ mod tests {
 
     #[test]
     fn devices() {
-        for ok in ["cpu", "cuda", "cuda:0", "cuda:12"] {
+        for ok in ["auto", "cpu", "cuda", "cuda:0", "cuda:12"] {
             assert!(valid_device(ok), "{ok}");
         }
         for bad in ["", "gpu", "cuda:", "cuda:x", "cuda:-1", "CPU", "cuda0"] {

@@ -31,7 +31,9 @@ pub struct Experiment {
     /// Master seed; every component derives its own stream from it (default 0).
     #[serde(default)]
     pub seed: u64,
-    /// `cpu`, `cuda` or `cuda:N` (default `cpu`).
+    /// `auto`, `cpu`, `cuda` or `cuda:N` (default `cpu`). `auto` is the GPU when the binary
+    /// has CUDA and one is present, else the CPU; CUDA builds are planned (docs/gpu.md), so
+    /// today `auto` is the CPU and `cuda` is refused by `nas config validate` and `nas run`.
     #[serde(default = "default_device")]
     pub device: String,
     /// `f32` or `f64` (default `f32`).

@@ -41,7 +41,8 @@ pub use experiment::{Experiment, TrainBlock};
 pub use schema::{SCHEMA_VERSION, SUPPORTED_SCHEMAS};
 pub use source::Provenance;
 pub use sweep::{
-    load_sweep, plan_sweep, Matrix, MatrixEntry, OnFailure, PlannedRun, ReportBlock, Sweep,
+    load_sweep, plan_sweep, Matrix, MatrixEntry, OnFailure, PlannedRun, ReportBlock, RetrainStage,
+    Sweep,
 };
 
 use include::Resolved;

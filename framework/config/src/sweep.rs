@@ -16,6 +16,7 @@
 //! jobs: 2
 //! on_failure: continue
 //! report: {metrics: [test_acc], group_by: [label]}
+//! retrain: {seeds: [0, 1], epochs: 20}     # retrain every architecture found (optional)
 //! ```
 use std::collections::BTreeMap;
 use std::fmt;
@@ -69,6 +70,10 @@ pub struct Sweep {
     /// The comparison table and plots.
     #[serde(default)]
     pub report: ReportBlock,
+    /// Retrain every architecture found from scratch (the experiment's `train` block with
+    /// these overrides), once per seed; none: no retraining.
+    #[serde(default)]
+    pub retrain: Option<RetrainStage>,
     /// Where each key was written (for error messages; ignored by `==`).
     #[serde(skip)]
     pub source: Provenance,
@@ -186,6 +191,42 @@ impl Default for ReportBlock {
     }
 }
 
+/// A sweep's retrain stage: `retrain: {seeds: [0, 1], epochs: 2, limit_batches: 3}`. Every
+/// key besides `seeds` overrides the run's `train` block (maps are merged deeply, e.g.
+/// `optimizer: {params: {lr: 0.05}}`), and each retraining runs with the run's config, its
+/// `seed` replaced by the retraining seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetrainStage {
+    /// The retraining seeds (at least one, each once).
+    pub seeds: Vec<u64>,
+    /// Keys of the `train` block (see [`crate::TrainBlock`]) and their values.
+    #[serde(flatten)]
+    pub train: BTreeMap<String, Value>,
+}
+
+impl RetrainStage {
+    /// `exp` as retrained under `seed`: its `train` block (or the default recipe) with this
+    /// stage's overrides merged in, and its seed replaced.
+    pub fn experiment(&self, exp: &crate::Experiment, seed: u64) -> Result<crate::Experiment> {
+        let mut train = serde_json::to_value(exp.train.clone().unwrap_or_default())
+            .map_err(|e| nas_core::NasError::Other(format!("train block: {e}")))?;
+        crate::tree::deep_merge(
+            &mut train,
+            Value::Object(self.train.clone().into_iter().collect()),
+        );
+        let block: crate::TrainBlock =
+            serde_json::from_value(train).map_err(|e| nas_core::NasError::Config {
+                file: "<sweep>".into(),
+                location: Some("retrain".into()),
+                message: format!("the train block with the retrain overrides: {e}"),
+            })?;
+        let mut out = exp.clone();
+        out.train = Some(block);
+        out.seed = seed;
+        Ok(out)
+    }
+}
+
 /// Whether `s` may appear in a run id (a directory name).
 pub(crate) fn id_safe(s: &str) -> bool {
     !s.is_empty()
@@ -284,6 +325,33 @@ fn check_sweep(s: &mut Sweep, src: &SourceMap) -> Result<()> {
                 true,
                 format!("the axis `{k}` has no values, so the sweep would have no runs"),
             ));
+        }
+    }
+    if let Some(r) = &s.retrain {
+        if r.seeds.is_empty() {
+            return Err(src.error(
+                &at(&["retrain", "seeds"]),
+                true,
+                "give at least one retraining seed",
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(d) = r.seeds.iter().find(|x| !seen.insert(**x)) {
+            return Err(src.error(
+                &at(&["retrain", "seeds"]),
+                true,
+                format!("seed {d} is listed twice"),
+            ));
+        }
+        for (k, v) in &r.train {
+            let one = Value::Object([(k.clone(), v.clone())].into_iter().collect());
+            if let Err(e) = serde_json::from_value::<crate::TrainBlock>(one) {
+                return Err(src.error(
+                    &at(&["retrain", k]),
+                    !e.to_string().starts_with("unknown field"),
+                    format!("not a valid `train` setting: {e}"),
+                ));
+            }
         }
     }
     for k in s.set.keys() {

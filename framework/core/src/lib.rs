@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod arch;
+pub mod cost_term;
 pub mod drive;
 pub mod error;
 pub mod estimator;

@@ -118,6 +118,11 @@ pub trait Network: Send {
     fn batch_norms(&self) -> Vec<&BatchNorm2d>;
     /// Sets the drop-path probability (DARTS scales it linearly over epochs).
     fn set_drop_path(&self, p: f64);
+    /// Restarts the drop-path random stream from `seed`. A retraining reseeds it at the start
+    /// of every epoch (from the seed and the epoch), so that a retraining resumed from an
+    /// epoch-boundary checkpoint draws the same masks as an uninterrupted one. Default: no
+    /// drop path, nothing to do.
+    fn reseed_drop_path(&self, _seed: u64) {}
     /// Parameters excluding any auxiliary head (as the DARTS reference counts them).
     fn param_count(&self) -> usize;
     /// Multiply-accumulates of one forward pass for one example.

@@ -1,10 +1,12 @@
-//! `nas bench`: times one DARTS search step (architecture step + weight step) of the search
-//! network on CPU, on synthetic data, and reports milliseconds per step and peak memory.
+//! `nas bench`: times one search step of a strategy (`darts`: architecture step + weight
+//! step; `gdas`: a hard-sampled weight step + architecture step; `spos`: one single-path
+//! weight step; any registered trainer strategy) on the DARTS search network on CPU, on
+//! synthetic data, and reports milliseconds per step and peak memory.
 use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device};
-use nas_core::{Result, SearchStrategy, SpaceRules};
+use nas_core::{Result, SpaceRules};
 use nas_data::{Augment, Dataset};
 use nas_model::{DataShape, SearchSpace};
 use nas_space_darts::{DartsSpace, DartsSpaceParams};
@@ -28,8 +30,10 @@ pub struct BenchConfig {
     pub size: usize,
     /// Timed steps.
     pub steps: usize,
-    /// `first` or `second`.
+    /// `first` or `second` (DARTS only).
     pub order: String,
+    /// The strategy timed (`darts`, `gdas`, `spos`, ...), with its default params.
+    pub strategy: String,
 }
 
 /// The figures.
@@ -139,7 +143,13 @@ pub fn bench_darts(cfg: &BenchConfig) -> Result<BenchResult> {
         seed: 0,
         steps_per_epoch: None,
     })?;
-    let mut strategy = nas_strategy_darts::Darts::new(&serde_json::json!({"order": cfg.order}))?;
+    let params = if cfg.strategy == "darts" {
+        serde_json::json!({"order": cfg.order})
+    } else {
+        serde_json::json!({})
+    };
+    let comps = crate::Components::builtin()?;
+    let mut strategy = (comps.strategies.get(&cfg.strategy)?)(&params)?;
     strategy.init(space.spec(), 0)?;
     nas_core::SupernetTrainer::begin_epoch(&mut trainer, 0)?;
     let sb = SpaceBox::Tensor(Box::new(space));

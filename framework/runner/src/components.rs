@@ -167,6 +167,14 @@ impl Components {
                 Arc::new(move |p| nas_strategy_single_path::build(&name, p)),
             )?;
         }
+        // Gumbel-softmax strategies: gdas, snas, fbnet (issue 17).
+        for info in nas_strategy_gumbel::infos() {
+            let name = info.name.clone();
+            c.strategies.register(
+                info,
+                Arc::new(move |p| nas_strategy_gumbel::build(&name, p)),
+            )?;
+        }
         // ProxylessNAS: binary gates over any supernet space (issue 17).
         for info in nas_strategy_proxylessnas::infos() {
             let name = info.name.clone();

@@ -20,12 +20,17 @@ pub mod plugins;
 pub mod report;
 pub mod resume;
 pub mod retrain;
+pub mod retrain_checkpoint;
 pub mod run;
+pub mod slurm;
 pub mod sweep;
+pub mod sweep_retrain;
+pub mod sweep_task;
+pub mod tensorboard;
 pub mod trained_supernet;
 
 pub use components::{Components, SpaceBox};
 pub use resume::resume_experiment;
-pub use retrain::{retrain, RetrainOptions};
+pub use retrain::{retrain, retrain_resumable, RetrainOptions, RetrainStart};
 pub use run::{run_experiment, RunOptions, RunSummary};
 pub use sweep::{run_sweep, SweepOptions, SweepOutcome};

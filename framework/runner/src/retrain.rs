@@ -9,11 +9,11 @@ use nas_config::{Experiment, TrainBlock};
 use nas_core::{Architecture, NasError, Result};
 use nas_data::Augment;
 use nas_model::NetworkConfig;
-use nas_trainer::{RetrainReport, RetrainSettings, Retrainer};
+use nas_trainer::{RetrainProgress, RetrainReport, RetrainSettings, Retrainer};
 use serde_json::json;
 
 use crate::files::{write_atomic, write_json, JsonLines, TextLog};
-use crate::run::{build_space, data_shape, load_data, locate_params, parse_device, parse_dtype};
+use crate::run::{build_space, data_shape, load_data, locate_params, parse_dtype};
 use crate::Components;
 
 /// Options of `nas train`.
@@ -21,6 +21,17 @@ use crate::Components;
 pub struct RetrainOptions {
     /// The output directory (else `runs/<name>-train`).
     pub out_dir: Option<PathBuf>,
+}
+
+/// How a retraining started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetrainStart {
+    /// From scratch.
+    Fresh,
+    /// From the checkpoint of an interrupted retraining.
+    Resumed,
+    /// It had finished before: nothing was trained.
+    Skipped,
 }
 
 /// Reads an architecture argument: a file (architecture.json or a genotype text file) or
@@ -42,16 +53,41 @@ pub fn read_arch_arg(arg: &str, rules: &dyn nas_core::SpaceRules) -> Result<Arch
     })
 }
 
-/// Retrains `arch` under `exp` and writes `metrics.jsonl`, `summary.json`,
-/// `architecture.json` into the output directory.
+/// Retrains `arch` under `exp` and writes `config.resolved.yaml`, `architecture.json`,
+/// `metrics.jsonl`, `log.txt`, a checkpoint after every epoch (`checkpoint/`, see
+/// [`crate::retrain_checkpoint`]), and at the end the trained network
+/// (`weights.safetensors`, `batchnorm.safetensors`) and `summary.json`.
 pub fn retrain(
     exp: &Experiment,
     comps: &Components,
     arch_arg: &str,
     opts: &RetrainOptions,
 ) -> Result<RetrainReport> {
+    retrain_inner(exp, comps, arch_arg, opts, false).map(|(_, r)| r)
+}
+
+/// [`retrain`] that continues from the checkpoint in the output directory when it holds one
+/// of the same config and architecture (a finished retraining is then not trained again,
+/// [`RetrainStart::Skipped`]); without one, or with one of another config or architecture,
+/// it trains from scratch (replacing the directory's results).
+pub fn retrain_resumable(
+    exp: &Experiment,
+    comps: &Components,
+    arch_arg: &str,
+    opts: &RetrainOptions,
+) -> Result<(RetrainStart, RetrainReport)> {
+    retrain_inner(exp, comps, arch_arg, opts, true)
+}
+
+fn retrain_inner(
+    exp: &Experiment,
+    comps: &Components,
+    arch_arg: &str,
+    opts: &RetrainOptions,
+    resume: bool,
+) -> Result<(RetrainStart, RetrainReport)> {
     let tb: TrainBlock = exp.train.clone().unwrap_or_default();
-    let device = parse_device(&exp.device)?;
+    let device = crate::run::experiment_device(exp)?;
     let dtype = parse_dtype(&exp.dtype)?;
     let data =
         load_data(exp)?.ok_or_else(|| exp.error_at("data", "`nas train` needs a `data` block"))?;
@@ -64,6 +100,45 @@ pub fn retrain(
         )
     })?;
     let arch = read_arch_arg(arch_arg, ts)?;
+    let notation = ts.format_arch(&arch);
+    let dir = opts
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-train", exp.name)));
+    let fingerprint = crate::retrain_checkpoint::fingerprint(exp, &notation)?;
+    let has_checkpoint = dir.join(crate::checkpoint::store::CURRENT).exists()
+        || dir.join(crate::checkpoint::store::PREVIOUS).exists();
+    let resume = if resume && has_checkpoint {
+        match crate::retrain_checkpoint::load(&dir) {
+            Ok((ck, meta)) if meta.fingerprint == fingerprint => Some((ck, meta)),
+            Ok(_) => {
+                tracing::warn!(
+                    "{}: its checkpoint belongs to another config or architecture; training \
+                     from scratch (its results are replaced)",
+                    dir.display()
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "{}: no usable checkpoint ({e}); training from scratch",
+                    dir.display()
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let summary_finished = std::fs::read_to_string(dir.join("summary.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v["status"] == "finished");
+    if let Some((_, meta)) = &resume {
+        if meta.progress.next_epoch >= tb.epochs && summary_finished {
+            return Ok((RetrainStart::Skipped, meta.progress.report.clone()));
+        }
+    }
     let cfg = NetworkConfig {
         channels: tb.channels,
         layers: tb.layers,
@@ -76,10 +151,6 @@ pub fn retrain(
         dtype,
         nas_core::component_rng(exp.seed, "retrain.init"),
     )?;
-    let dir = opts
-        .out_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-train", exp.name)));
     std::fs::create_dir_all(&dir).map_err(|e| NasError::io(&dir, e))?;
     write_atomic(
         &dir.join("config.resolved.yaml"),
@@ -95,15 +166,12 @@ pub fn retrain(
     };
     let params = net.param_count();
     let flops = net.flops();
-    let notation = ts.format_arch(&arch);
     write_json(
         &dir.join("architecture.json"),
         &json!({"space": exp.space.name, "architecture": arch, "notation": notation,
                 "params": params, "flops": flops, "network": cfg}),
     )?;
-    tracing::info!("training {notation}: {params} parameters, {flops:.0} MACs per example");
     let mut log = TextLog::open(&dir.join("log.txt"))?;
-    let mut metrics = JsonLines::open(&dir.join("metrics.jsonl"))?;
     let base_lr = optimizer.base_lr();
     let mut r = Retrainer {
         net,
@@ -132,24 +200,68 @@ pub fn retrain(
             seed: exp.seed,
         },
     };
+    let metrics_path = dir.join("metrics.jsonl");
+    let (start_kind, progress, metrics_bytes, wall_before) = match &resume {
+        Some((ck, meta)) => {
+            crate::retrain_checkpoint::restore(ck, &mut r)?;
+            let text = format!(
+                "resumed from {} at epoch {}/{}",
+                ck.display(),
+                meta.progress.next_epoch + 1,
+                tb.epochs
+            );
+            tracing::info!("{text}");
+            log.line(&text)?;
+            (
+                RetrainStart::Resumed,
+                meta.progress.clone(),
+                meta.metrics_bytes,
+                meta.wall_time_s,
+            )
+        }
+        None => {
+            tracing::info!("training {notation}: {params} parameters, {flops:.0} MACs per example");
+            (RetrainStart::Fresh, RetrainProgress::default(), 0, 0.0)
+        }
+    };
+    crate::resume::cut_back(&metrics_path, metrics_bytes)?;
+    let mut metrics = JsonLines::open(&metrics_path)?;
     let start = std::time::Instant::now();
-    let result = r.run(|epoch, m| {
-        let mut line = m.clone();
-        line["kind"] = json!("epoch");
-        metrics.push(&line)?;
-        let text = format!("train epoch {}/{}: {m}", epoch + 1, tb.epochs);
-        tracing::info!("{text}");
-        log.line(&text)
+    let result = r.run_from(progress, |r, end| {
+        if let Some(m) = &end.metrics {
+            let mut line = m.clone();
+            line["kind"] = json!("epoch");
+            metrics.push(&line)?;
+            let text = format!("train epoch {}/{}: {m}", end.epoch + 1, tb.epochs);
+            tracing::info!("{text}");
+            log.line(&text)?;
+        }
+        crate::fault::stall_at("retrain_epoch", end.epoch as u64 + 1);
+        let meta = crate::retrain_checkpoint::RetrainMeta {
+            kind: "retrain".into(),
+            format: crate::checkpoint::store::FORMAT,
+            fingerprint: fingerprint.clone(),
+            progress: end.progress.clone(),
+            metrics_bytes: std::fs::metadata(&metrics_path)
+                .map(|m| m.len())
+                .map_err(|e| NasError::io(&metrics_path, e))?,
+            wall_time_s: wall_before + start.elapsed().as_secs_f64(),
+        };
+        crate::retrain_checkpoint::save(&dir, &meta, r, crate::fault::checkpoint_hook())
     });
+    if result.is_ok() {
+        crate::retrain_checkpoint::save_weights(&dir, &r)?;
+    }
+    let wall = wall_before + start.elapsed().as_secs_f64();
     let summary = match &result {
         Ok(rep) => json!({"status": "finished", "architecture": notation, "params": params,
             "flops": flops, "test_acc": rep.test_acc, "test_loss": rep.test_loss,
-            "epochs": tb.epochs, "wall_time_s": start.elapsed().as_secs_f64(), "seed": exp.seed}),
+            "epochs": tb.epochs, "wall_time_s": wall, "seed": exp.seed}),
         Err(e) => {
             json!({"status": "failed", "stop_reason": e.to_string(), "architecture": notation,
-            "params": params, "wall_time_s": start.elapsed().as_secs_f64(), "seed": exp.seed})
+            "params": params, "wall_time_s": wall, "seed": exp.seed})
         }
     };
     write_json(&dir.join("summary.json"), &summary)?;
-    result
+    result.map(|rep| (start_kind, rep))
 }

@@ -17,6 +17,7 @@ use serde_json::json;
 use crate::checkpoint::{Checkpoint, Progress};
 use crate::env::RunEnv;
 use crate::files::{write_atomic, write_json, JsonLines, TextLog};
+use crate::tensorboard::EventWriter;
 use crate::{Components, SpaceBox};
 
 /// How to run.
@@ -69,23 +70,33 @@ pub struct RunSummary {
     pub device: String,
 }
 
-/// Parses `device`; CUDA needs the `cuda` feature.
+/// Parses `device`: `cpu`, or `auto` (the CPU: this build has no CUDA). CUDA needs the
+/// planned `cuda` feature (docs/gpu.md), so `cuda` and `cuda:N` are errors.
 pub fn parse_device(name: &str) -> Result<Device> {
     match name {
-        "cpu" => Ok(Device::Cpu),
+        "cpu" | "auto" => Ok(Device::Cpu),
         d if d.starts_with("cuda") => Err(NasError::Config {
             file: "<experiment>".into(),
             location: Some("device".into()),
             message: format!(
-                "`{d}`: this build has no CUDA support (the `cuda` feature is planned); use `cpu`"
+                "`{d}`: this build has no CUDA support (the `cuda` feature is planned, docs/gpu.md); use `cpu` or `auto`"
             ),
         }),
         d => Err(NasError::Config {
             file: "<experiment>".into(),
             location: Some("device".into()),
-            message: format!("unknown device `{d}` (cpu)"),
+            message: format!("unknown device `{d}` (auto, cpu)"),
         }),
     }
+}
+
+/// The experiment's device, or an error at the file, line and key `device` when this build or
+/// machine cannot use it (so `nas config validate` refuses what `nas run` would).
+pub fn experiment_device(exp: &Experiment) -> Result<Device> {
+    parse_device(&exp.device).map_err(|e| match e {
+        NasError::Config { message, .. } => exp.error_at("device", message),
+        other => other,
+    })
 }
 
 /// Parses `dtype`.
@@ -193,8 +204,20 @@ pub fn locate_params(exp: &Experiment, block: &str, e: NasError) -> NasError {
     }
 }
 
-/// Builds the experiment's strategy (with `optimizers.arch` passed in as its
-/// `arch_optimizer` param).
+/// True when strategy `name` takes an architecture optimizer: its registered defaults
+/// have an `arch_optimizer` key (built-ins and plugins alike).
+pub fn takes_arch_optimizer(comps: &Components, name: &str) -> bool {
+    comps
+        .strategies
+        .info(name)
+        .and_then(|i| i.defaults.get("arch_optimizer"))
+        .is_some()
+}
+
+/// Builds the experiment's strategy. `optimizers.arch` is passed in as the
+/// `arch_optimizer` param of a strategy that takes one; for any other strategy it is
+/// ignored with a warning naming the key, so `--set strategy.name=spos` on a DARTS config
+/// works.
 pub fn build_strategy(exp: &Experiment, comps: &Components) -> Result<Box<dyn SearchStrategy>> {
     let f = comps
         .strategies
@@ -202,17 +225,39 @@ pub fn build_strategy(exp: &Experiment, comps: &Components) -> Result<Box<dyn Se
         .map_err(|e| exp.error_at("strategy.name", e.to_string()))?;
     let mut params = exp.strategy.params.clone();
     if let Some(arch) = &exp.optimizers.arch {
-        if params.is_null() {
-            params = json!({});
-        }
-        if let Some(o) = params.as_object_mut() {
-            o.insert(
-                "arch_optimizer".into(),
-                json!({"name": arch.name, "params": arch.params}),
+        if takes_arch_optimizer(comps, &exp.strategy.name) {
+            if params.is_null() {
+                params = json!({});
+            }
+            if let Some(o) = params.as_object_mut() {
+                o.insert(
+                    "arch_optimizer".into(),
+                    json!({"name": arch.name, "params": arch.params}),
+                );
+            }
+        } else {
+            tracing::warn!(
+                "strategy `{}` has no architecture optimizer: `optimizers.arch` is ignored \
+                 (remove it, or --set optimizers.arch=null)",
+                exp.strategy.name
             );
         }
     }
-    f(&params).map_err(|e| locate_params(exp, "strategy.params", e))
+    f(&params).map_err(|e| match locate_params(exp, "strategy.params", e) {
+        NasError::Config {
+            file,
+            location,
+            message,
+        } if message.contains("unknown field") => NasError::Config {
+            file,
+            location,
+            message: format!(
+                "{message} (params of another strategy? switching with \
+                 --set strategy.name=... may need --set strategy.params={{}} too)"
+            ),
+        },
+        other => other,
+    })
 }
 
 pub(crate) fn build_trainer(
@@ -415,7 +460,7 @@ fn search(
     resume: Option<&Checkpoint>,
 ) -> Result<String> {
     let clock = Instant::now();
-    let device = parse_device(&exp.device)?;
+    let device = experiment_device(exp)?;
     let dtype = parse_dtype(&exp.dtype)?;
     let mut log = TextLog::open(&dir.join("log.txt"))?;
     let data = load_data(exp)?;
@@ -471,6 +516,13 @@ fn search(
     crate::resume::cut_back(&alphas_path, progress.alphas_bytes)?;
     let mut metrics = JsonLines::open(&metrics_path)?;
     let mut alphas = JsonLines::open(&alphas_path)?;
+    let mut board = if exp.output.tensorboard {
+        // The first step the resumed run writes: later points of the killed process go.
+        let resumed_at = resume.map(|_| progress.global_step + 1);
+        Some(EventWriter::create(&dir.join("tensorboard"), resumed_at)?)
+    } else {
+        None
+    };
     let epochs = exp.budget.epochs;
     let log_every = exp.output.log_every.max(1);
     let mut stop_reason = if progress.stop_reason.is_empty() {
@@ -524,6 +576,9 @@ fn search(
     if resume.is_none() {
         if let Some(w) = strategy.mixing_weights() {
             alphas.push(&json!({"epoch": -1, "weights": w.0}))?;
+            if let Some(b) = board.as_mut() {
+                b.alphas(0, rules.spec(), &w)?;
+            }
         }
         checkpoint(
             0,
@@ -572,8 +627,12 @@ fn search(
                 line.insert("step".into(), json!(step));
                 line.insert("global_step".into(), json!(global_step));
                 metrics.push(&serde_json::Value::Object(line))?;
+                if let Some(b) = board.as_mut() {
+                    b.scalars(global_step, "step", &rep.metrics)?;
+                }
             }
             crate::fault::stall_at("step", global_step);
+            crate::fault::count_process_step();
             if let Some(b) = &bar {
                 b.inc(1);
                 if let Some(l) = rep.metrics.get("train_loss") {
@@ -609,6 +668,13 @@ fn search(
         metrics.push(&serde_json::Value::Object(line.clone()))?;
         if let Some(w) = strategy.mixing_weights() {
             alphas.push(&json!({"epoch": epoch, "weights": w.0}))?;
+            if let Some(b) = board.as_mut() {
+                b.alphas(global_step, rules.spec(), &w)?;
+            }
+        }
+        if let Some(b) = board.as_mut() {
+            b.scalars(global_step, "epoch", &er.metrics)?;
+            b.flush()?;
         }
         let text = format!(
             "epoch {}/{}: {}{}",

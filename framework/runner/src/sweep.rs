@@ -7,8 +7,14 @@
 //!   that far, in its `summary.json`; the others still run (`on_failure: continue`, the
 //!   default) or no new run starts (`on_failure: stop`).
 //! * Started again, a run whose `summary.json` says `finished` and whose
-//!   `config.resolved.yaml` equals the one planned now is skipped; any other existing run
-//!   directory is cleared and the run starts afresh.
+//!   `config.resolved.yaml` equals the one planned now is skipped; a run that was
+//!   interrupted (killed, or stopped by an error) continues from its last checkpoint; any
+//!   other existing run directory is cleared and the run starts afresh (see
+//!   [`crate::sweep_task`]).
+//! * With a `retrain` block, each run then retrains the architecture it found
+//!   ([`crate::sweep_retrain`]), equally resumable.
+//! * [`Executor::Slurm`] submits the runs as one Slurm job array instead of running them on
+//!   threads ([`crate::slurm`]).
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,9 +25,10 @@ use nas_config::{OnFailure, PlannedRun, Sweep};
 use nas_core::{NasError, Result};
 
 use crate::files::write_json;
-use crate::report::runs::{read_summary, IndexedRun, ReportSettings, SweepIndex, SWEEP_INDEX};
+use crate::report::runs::{IndexedRun, ReportSettings, SweepIndex, SWEEP_INDEX};
 use crate::report::{write_sweep_report, SweepReport};
-use crate::{run_experiment, Components, RunOptions};
+use crate::sweep_task::{finished_before, run_task, Start};
+use crate::Components;
 
 /// How to run a sweep.
 #[derive(Debug, Clone, Default)]
@@ -36,6 +43,18 @@ pub struct SweepOptions {
     pub dry_run: bool,
     /// Progress bars for the runs (only with one job at a time).
     pub progress: bool,
+    /// Where the runs run.
+    pub executor: Executor,
+}
+
+/// Where a sweep's runs run.
+#[derive(Debug, Clone, Default)]
+pub enum Executor {
+    /// On `jobs` threads of this process (the default).
+    #[default]
+    Local,
+    /// As one Slurm job array (see [`crate::slurm`]).
+    Slurm(crate::slurm::SlurmOptions),
 }
 
 /// What a sweep did.
@@ -87,28 +106,63 @@ fn axes_of(sweep: &Sweep, run: &PlannedRun) -> BTreeMap<String, serde_json::Valu
         .collect()
 }
 
-/// Whether `dir` holds a finished run of exactly `run`'s resolved config.
-fn finished_before(dir: &Path, run: &PlannedRun) -> Result<bool> {
-    let Some(s) = read_summary(dir).ok().flatten() else {
-        return Ok(false);
-    };
-    if s.status != "finished" {
-        return Ok(false);
-    }
-    // As the run writes it: plugin paths absolute (see `plugins::with_absolute_plugins`).
-    let planned = nas_config::to_yaml(&crate::plugins::with_absolute_plugins(&run.experiment))?;
-    let saved = std::fs::read_to_string(dir.join("config.resolved.yaml")).unwrap_or_default();
-    if saved != planned {
-        tracing::warn!(
-            "{}: finished before with another config; running it again",
-            run.id
-        );
+/// Whether the run `run` of `sweep` in `dir` is complete: its search finished with the
+/// planned config and, with a retrain stage, every retraining finished.
+pub fn run_complete(dir: &Path, sweep: &Sweep, run: &PlannedRun) -> Result<bool> {
+    let run_dir = dir.join(&run.id);
+    if !finished_before(&run_dir, run)? {
         return Ok(false);
     }
-    Ok(true)
+    Ok(sweep.retrain.as_ref().is_none_or(|st| {
+        st.seeds.iter().all(|s| {
+            read_summary_status(&crate::sweep_retrain::retrain_dir(&run_dir, *s))
+                .is_some_and(|x| x == "finished")
+        })
+    }))
 }
 
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+/// The `status` of `dir/summary.json`, when it has one that parses.
+pub fn read_summary_status(dir: &Path) -> Option<String> {
+    let t = std::fs::read_to_string(dir.join("summary.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&t).ok()?;
+    v["status"].as_str().map(String::from)
+}
+
+/// The sweep's index before any run: every planned run, `skipped` when complete before,
+/// else `pending`.
+pub fn plan_index(
+    path: &Path,
+    sweep: &Sweep,
+    planned: &[PlannedRun],
+    dir: &Path,
+    cpus_per_run: Option<f64>,
+) -> Result<SweepIndex> {
+    let mut index = SweepIndex {
+        name: sweep.name.clone(),
+        file: path.display().to_string(),
+        report: ReportSettings {
+            metrics: sweep.report.metrics.clone(),
+            group_by: sweep.report.group_by.clone(),
+        },
+        runs: Vec::with_capacity(planned.len()),
+        cpus_per_run,
+    };
+    for run in planned {
+        let done = run_complete(dir, sweep, run)?;
+        index.runs.push(IndexedRun {
+            index: run.index,
+            id: run.id.clone(),
+            label: run.label.clone(),
+            seed: run.seed,
+            axes: axes_of(sweep, run),
+            status: if done { "skipped" } else { "pending" }.into(),
+            error: None,
+        });
+    }
+    Ok(index)
+}
+
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
@@ -120,27 +174,13 @@ pub fn run_sweep(path: &Path, comps: &Components, opts: &SweepOptions) -> Result
     let (sweep, planned) = plan(path, &opts.sets)?;
     let dir = sweep_dir(&sweep, opts);
     let jobs = opts.jobs.unwrap_or(sweep.jobs).max(1);
-    let mut index = SweepIndex {
-        name: sweep.name.clone(),
-        file: path.display().to_string(),
-        report: ReportSettings {
-            metrics: sweep.report.metrics.clone(),
-            group_by: sweep.report.group_by.clone(),
-        },
-        runs: Vec::with_capacity(planned.len()),
+    let cpus = match &opts.executor {
+        Executor::Local => std::thread::available_parallelism()
+            .map(|n| n.get() as f64 / jobs as f64)
+            .ok(),
+        Executor::Slurm(s) => Some(s.cpus_per_task as f64),
     };
-    for run in &planned {
-        let done = finished_before(&dir.join(&run.id), run)?;
-        index.runs.push(IndexedRun {
-            index: run.index,
-            id: run.id.clone(),
-            label: run.label.clone(),
-            seed: run.seed,
-            axes: axes_of(&sweep, run),
-            status: if done { "skipped" } else { "pending" }.into(),
-            error: None,
-        });
-    }
+    let index = plan_index(path, &sweep, &planned, &dir, cpus)?;
     if opts.dry_run {
         return Ok(SweepOutcome {
             dir,
@@ -149,9 +189,24 @@ pub fn run_sweep(path: &Path, comps: &Components, opts: &SweepOptions) -> Result
         });
     }
     std::fs::create_dir_all(&dir).map_err(|e| NasError::io(&dir, e))?;
-    let index_path = dir.join(SWEEP_INDEX);
-    write_json(&index_path, &index)?;
+    write_json(&dir.join(SWEEP_INDEX), &index)?;
+    if let Executor::Slurm(s) = &opts.executor {
+        return crate::slurm::run_on_slurm(path, &sweep, &planned, &dir, index, jobs, opts, s);
+    }
+    run_local(&sweep, &planned, &dir, index, jobs, comps, opts)
+}
 
+/// Runs the pending runs of `index` on `jobs` threads, then writes the report.
+fn run_local(
+    sweep: &Sweep,
+    planned: &[PlannedRun],
+    dir: &Path,
+    index: SweepIndex,
+    jobs: usize,
+    comps: &Components,
+    opts: &SweepOptions,
+) -> Result<SweepOutcome> {
+    let index_path = dir.join(SWEEP_INDEX);
     let todo: Vec<usize> = (0..planned.len())
         .filter(|&i| index.runs[i].status == "pending")
         .collect();
@@ -195,23 +250,15 @@ pub fn run_sweep(path: &Path, comps: &Components, opts: &SweepOptions) -> Result
                 set_status(i, "not_started", None)?;
                 continue;
             }
-            let run_dir = dir.join(&run.id);
-            if run_dir.exists() {
-                std::fs::remove_dir_all(&run_dir).map_err(|e| NasError::io(&run_dir, e))?;
-            }
             set_status(i, "running", None)?;
             let start = Instant::now();
-            let ropts = RunOptions {
-                out_dir: Some(run_dir),
-                progress: opts.progress && jobs == 1,
-            };
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run_experiment(&run.experiment, comps, &ropts)
+                run_task(dir, sweep, run, comps, opts.progress && jobs == 1)
             }));
             let n = done.fetch_add(1, Ordering::SeqCst) + 1;
             let secs = start.elapsed().as_secs_f64();
             match result {
-                Ok(Ok(s)) => {
+                Ok(Ok((how, s))) => {
                     let shown: Vec<String> = ["test_acc", "valid_acc", "queries"]
                         .iter()
                         .filter_map(|m| {
@@ -221,8 +268,13 @@ pub fn run_sweep(path: &Path, comps: &Components, opts: &SweepOptions) -> Result
                                 .map(|v| format!("{m}={v:.4}"))
                         })
                         .collect();
+                    let how = match how {
+                        Start::Resumed => " (resumed from its checkpoint)",
+                        Start::Skipped => " (search finished before)",
+                        Start::Fresh => "",
+                    };
                     tracing::info!(
-                        "[{n}/{total}] {}: finished in {secs:.1} s {}",
+                        "[{n}/{total}] {}: finished in {secs:.1} s{how} {}",
                         run.id,
                         shown.join(" ")
                     );
@@ -264,9 +316,9 @@ pub fn run_sweep(path: &Path, comps: &Components, opts: &SweepOptions) -> Result
     let index = shared
         .into_inner()
         .map_err(|_| NasError::Other("sweep index lock poisoned".into()))?;
-    let report = write_sweep_report(&dir, None)?;
+    let report = write_sweep_report(dir, None)?;
     Ok(SweepOutcome {
-        dir,
+        dir: dir.to_path_buf(),
         runs: index.runs,
         report: Some(report),
     })

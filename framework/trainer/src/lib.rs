@@ -12,5 +12,5 @@ pub mod bridge;
 pub mod retrain;
 pub mod supernet;
 
-pub use retrain::{RetrainReport, RetrainSettings, Retrainer};
+pub use retrain::{EpochEnd, RetrainProgress, RetrainReport, RetrainSettings, Retrainer};
 pub use supernet::{BatchGradients, TrainerParams, TrainerSetup, WeightSharingTrainer};

@@ -75,11 +75,50 @@ pub struct Retrainer {
     pub settings: RetrainSettings,
 }
 
+/// Where a retraining stands at an epoch boundary: what a checkpoint must hold besides the
+/// weights, batch-norm statistics and optimizer state. Nothing else is needed: the data
+/// order and the augmentation draws of an epoch are functions of `(seed, epoch)` (see
+/// `nas_data::Loader`), and the drop-path stream is reseeded from `(seed, epoch)` at the
+/// start of every epoch ([`nas_model::Network::reseed_drop_path`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RetrainProgress {
+    /// Epochs completed: the epoch a resumed retraining starts with.
+    pub next_epoch: usize,
+    /// The report so far.
+    pub report: RetrainReport,
+}
+
+/// What the per-epoch callback of [`Retrainer::run_from`] sees.
+pub struct EpochEnd<'a> {
+    /// The epoch just completed (0-based).
+    pub epoch: usize,
+    /// Its figures when it was evaluated (`epoch`, `lr`, `train_loss`, `train_acc`,
+    /// `test_loss`, `test_acc`).
+    pub metrics: Option<serde_json::Value>,
+    /// The progress after it (a checkpoint taken now resumes at `next_epoch`).
+    pub progress: &'a RetrainProgress,
+}
+
 impl Retrainer {
-    /// Runs the whole training; `on_epoch` receives each epoch's figures.
+    /// Runs the whole training; `on_epoch` receives each evaluated epoch's figures.
     pub fn run(
         &mut self,
         mut on_epoch: impl FnMut(usize, &serde_json::Value) -> Result<()>,
+    ) -> Result<RetrainReport> {
+        self.run_from(RetrainProgress::default(), |_, end| match &end.metrics {
+            Some(m) => on_epoch(end.epoch, m),
+            None => Ok(()),
+        })
+    }
+
+    /// Trains from `start` (the default: from scratch; else the progress of a checkpoint
+    /// whose weights, batch-norm statistics and optimizer state were loaded into `self`)
+    /// to the last epoch. `on_epoch` runs after every epoch with the retrainer itself, so
+    /// that it can write a checkpoint.
+    pub fn run_from(
+        &mut self,
+        start: RetrainProgress,
+        mut on_epoch: impl FnMut(&Retrainer, EpochEnd<'_>) -> Result<()>,
     ) -> Result<RetrainReport> {
         let st = self.settings.clone();
         let shape = (self.train.channels, self.train.height, self.train.width);
@@ -93,14 +132,16 @@ impl Retrainer {
             self.std.clone(),
             nas_core::rng::component_seed(st.seed, "retrain.data"),
         )?;
-        let mut report = RetrainReport {
-            params: self.net.param_count(),
-            ..Default::default()
-        };
-        for epoch in 0..st.epochs {
+        let mut progress = start;
+        progress.report.params = self.net.param_count();
+        for epoch in progress.next_epoch..st.epochs {
             let lr = self.schedule.lr(st.base_lr, epoch, st.epochs);
             self.net
                 .set_drop_path(st.drop_path * epoch as f64 / st.epochs as f64);
+            self.net.reseed_drop_path(nas_core::rng::component_seed(
+                st.seed,
+                &format!("retrain.drop_path.{epoch}"),
+            ));
             loader.start_epoch(epoch);
             let nb = st.limit_batches.map_or(loader.batches_per_epoch(), |l| {
                 l.min(loader.batches_per_epoch())
@@ -108,65 +149,89 @@ impl Retrainer {
             let (mut tl, mut tc, mut tn) = (0.0, 0usize, 0usize);
             for step in 0..nb {
                 let b = loader.next_batch();
-                let (x, y) = batch_tensors(&b, shape, &self.device, self.dtype)?;
-                let (logits, aux) = self.net.forward(&x, true).map_err(terr)?;
-                let (mut loss, correct) = loss_and_correct(&logits, &y)?;
-                if let (Some(a), true) = (aux, st.auxiliary_weight > 0.0) {
-                    let (al, _) = loss_and_correct(&a, &y)?;
-                    loss = (loss + (al * st.auxiliary_weight).map_err(terr)?).map_err(terr)?;
-                }
-                let lv = scalar(&loss)?;
-                if !lv.is_finite() {
-                    return Err(NasError::NonFinite {
-                        quantity: "retraining loss".into(),
-                        epoch,
-                        step,
-                    });
-                }
-                let grads = loss.backward().map_err(terr)?;
-                let named = self.net.params().named();
-                let mut g: Vec<Vec<f64>> = named
-                    .iter()
-                    .map(|(_, v)| match grads.get(v.as_tensor()) {
-                        Some(g) => to_f64(g),
-                        None => Ok(vec![0.0; v.elem_count()]),
-                    })
-                    .collect::<Result<_>>()?;
-                if let Some(m) = st.clip_grad_norm {
-                    let mut r: Vec<&mut [f64]> = g.iter_mut().map(|v| v.as_mut_slice()).collect();
-                    clip_grad_norm(&mut r, m);
-                }
-                let mut w: Vec<Vec<f64>> = named
-                    .iter()
-                    .map(|(_, v)| to_f64(v.as_tensor()))
-                    .collect::<Result<_>>()?;
-                {
-                    let mut wr: Vec<&mut [f64]> = w.iter_mut().map(|v| v.as_mut_slice()).collect();
-                    let gr: Vec<&[f64]> = g.iter().map(|v| v.as_slice()).collect();
-                    self.optimizer.step(&mut wr, &gr, lr)?;
-                }
-                for ((_, v), vals) in named.iter().zip(w) {
-                    set_var(v, vals)?;
-                }
+                let (lv, correct) = self.train_step(&b, shape, lr, epoch, step)?;
                 tl += lv * b.n as f64;
                 tc += correct;
                 tn += b.n;
             }
             let last = epoch + 1 == st.epochs;
+            let mut metrics = None;
             if last || (st.eval_every > 0 && (epoch + 1) % st.eval_every == 0) {
                 let (el, ea) = self.evaluate(shape)?;
                 let (trl, tra) = (tl / tn.max(1) as f64, tc as f64 / tn.max(1) as f64);
+                let report = &mut progress.report;
                 report.history.push((epoch, trl, tra, el, ea));
                 report.test_acc = ea;
                 report.test_loss = el;
-                on_epoch(
-                    epoch,
-                    &serde_json::json!({"epoch": epoch, "lr": lr, "train_loss": trl, "train_acc": tra,
-                        "test_loss": el, "test_acc": ea}),
-                )?;
+                metrics = Some(
+                    serde_json::json!({"epoch": epoch, "lr": lr, "train_loss": trl,
+                    "train_acc": tra, "test_loss": el, "test_acc": ea}),
+                );
             }
+            progress.next_epoch = epoch + 1;
+            on_epoch(
+                self,
+                EpochEnd {
+                    epoch,
+                    metrics,
+                    progress: &progress,
+                },
+            )?;
         }
-        Ok(report)
+        Ok(progress.report)
+    }
+
+    /// One optimizer step on batch `b`; returns its loss and correct count.
+    fn train_step(
+        &mut self,
+        b: &nas_data::Batch,
+        shape: (usize, usize, usize),
+        lr: f64,
+        epoch: usize,
+        step: usize,
+    ) -> Result<(f64, usize)> {
+        let st = &self.settings;
+        let (x, y) = batch_tensors(b, shape, &self.device, self.dtype)?;
+        let (logits, aux) = self.net.forward(&x, true).map_err(terr)?;
+        let (mut loss, correct) = loss_and_correct(&logits, &y)?;
+        if let (Some(a), true) = (aux, st.auxiliary_weight > 0.0) {
+            let (al, _) = loss_and_correct(&a, &y)?;
+            loss = (loss + (al * st.auxiliary_weight).map_err(terr)?).map_err(terr)?;
+        }
+        let lv = scalar(&loss)?;
+        if !lv.is_finite() {
+            return Err(NasError::NonFinite {
+                quantity: "retraining loss".into(),
+                epoch,
+                step,
+            });
+        }
+        let grads = loss.backward().map_err(terr)?;
+        let named = self.net.params().named();
+        let mut g: Vec<Vec<f64>> = named
+            .iter()
+            .map(|(_, v)| match grads.get(v.as_tensor()) {
+                Some(g) => to_f64(g),
+                None => Ok(vec![0.0; v.elem_count()]),
+            })
+            .collect::<Result<_>>()?;
+        if let Some(m) = st.clip_grad_norm {
+            let mut r: Vec<&mut [f64]> = g.iter_mut().map(|v| v.as_mut_slice()).collect();
+            clip_grad_norm(&mut r, m);
+        }
+        let mut w: Vec<Vec<f64>> = named
+            .iter()
+            .map(|(_, v)| to_f64(v.as_tensor()))
+            .collect::<Result<_>>()?;
+        {
+            let mut wr: Vec<&mut [f64]> = w.iter_mut().map(|v| v.as_mut_slice()).collect();
+            let gr: Vec<&[f64]> = g.iter().map(|v| v.as_slice()).collect();
+            self.optimizer.step(&mut wr, &gr, lr)?;
+        }
+        for ((_, v), vals) in named.iter().zip(w) {
+            set_var(v, vals)?;
+        }
+        Ok((lv, correct))
     }
 
     /// Loss and accuracy on the test set.

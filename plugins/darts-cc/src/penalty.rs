@@ -9,7 +9,12 @@
 //! (the DARTS space counts the search network's affine-free ops in each cell; its tests
 //! check those costs against the supernet's parameters). The softmax here has no
 //! temperature and no Gumbel noise, as in the reference.
-use nas_core::math::{softmax, softmax_backward};
+//!
+//! The arithmetic is the shared cost term's (`nas_core::cost_term`, used by `darts`, `gdas`,
+//! `snas` and `fbnet` too): this module only maps DARTS-CC's `cost` key onto it, so the
+//! penalty here and the additive cost term there are one computation.
+use nas_core::cost_term::{self, cost_logit_gradient, CostMetric};
+use nas_core::math::softmax;
 use nas_core::SpaceSpec;
 
 /// Which per-option cost the penalty weighs.
@@ -23,32 +28,23 @@ pub enum CostKind {
 
 /// `c[d][k]`: the cost of option `k` of decision `d`.
 pub fn option_costs(spec: &SpaceSpec, kind: CostKind) -> Vec<Vec<f64>> {
-    spec.decisions
-        .iter()
-        .map(|d| {
-            d.options
-                .iter()
-                .map(|o| match kind {
-                    CostKind::Params => o.cost.params,
-                    CostKind::Flops => o.cost.flops,
-                })
-                .collect()
-        })
-        .collect()
+    let metric = match kind {
+        CostKind::Params => CostMetric::Params,
+        CostKind::Flops => CostMetric::Flops,
+    };
+    // Params and FLOPs are always present: only a latency metric can fail.
+    cost_term::option_costs(spec, metric).unwrap_or_default()
 }
 
 /// Expected cost `sum_d softmax(logits_d) . c_d` and its gradient with respect to the
 /// logits (`softmax_backward(p_d, c_d)` per decision). Multiply both by `lambda` for the
 /// penalty.
 pub fn expected_cost(logits: &[Vec<f64>], costs: &[Vec<f64>]) -> (f64, Vec<Vec<f64>>) {
-    let mut total = 0.0;
-    let mut grad = Vec::with_capacity(logits.len());
-    for (l, c) in logits.iter().zip(costs) {
-        let p = softmax(l);
-        total += p.iter().zip(c).map(|(p, c)| p * c).sum::<f64>();
-        grad.push(softmax_backward(&p, c));
-    }
-    (total, grad)
+    let p: Vec<Vec<f64>> = logits.iter().map(|l| softmax(l)).collect();
+    (
+        cost_term::expected_cost(&p, costs),
+        cost_logit_gradient(&p, costs, 1.0),
+    )
 }
 
 #[cfg(test)]

@@ -40,6 +40,8 @@ pub struct DartsParams {
     pub eval_batches: Option<usize>,
     /// Epochs of weight training only, before the architecture steps start (0 in DARTS).
     pub warmup_epochs: usize,
+    /// The shared cost term (`nas_core::cost_term`; `null` = none, the DARTS paper).
+    pub cost: Option<nas_core::cost_term::CostTerm>,
 }
 
 impl Default for DartsParams {
@@ -51,6 +53,7 @@ impl Default for DartsParams {
             arch_optimizer: ArchOptimizer::default(),
             eval_batches: None,
             warmup_epochs: 0,
+            cost: None,
         }
     }
 }

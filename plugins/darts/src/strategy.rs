@@ -26,6 +26,7 @@ pub fn infos() -> Vec<ComponentInfo> {
             ParamDoc::new("arch_optimizer", "optimizer of the alphas (reference: Adam lr 3e-4, betas 0.5/0.999, wd 1e-3); optimizers.arch overrides it"),
             ParamDoc::new("eval_batches", "validation batches evaluated at each epoch end (null = all)"),
             ParamDoc::new("warmup_epochs", "epochs of weight-only training before arch steps (0 in DARTS)"),
+            ParamDoc::new("cost", "{metric: latency|flops|params, form: add|mul_log, weight, target, a, b}: expected-cost term on softmax(alpha); null = none (the paper)"),
         ],
         origin: "built-in".into(),
     }]
@@ -73,6 +74,8 @@ pub struct Darts {
     steps: u64,
     sums: Sums,
     last_valid_acc: Option<f64>,
+    /// Per-option costs of the cost term (set by `init`).
+    costs: Option<Vec<Vec<f64>>>,
 }
 
 impl Darts {
@@ -95,6 +98,9 @@ impl Darts {
         if let Some(xi) = p.xi {
             ensure(xi >= 0.0, c, "xi", "must be >= 0")?;
         }
+        if let Some(t) = &p.cost {
+            t.check(c)?;
+        }
         let opt = build_optimizer(&p.arch_optimizer.name, &p.arch_optimizer.params)?;
         Ok(Darts {
             p,
@@ -104,6 +110,7 @@ impl Darts {
             steps: 0,
             sums: Sums::default(),
             last_valid_acc: None,
+            costs: None,
         })
     }
 
@@ -147,12 +154,42 @@ impl Darts {
             .trainer()
             .ok_or_else(|| NasError::Strategy("darts needs a supernet trainer".into()))?;
         let ag = trainer.arch_gradient(&drive, self.order)?;
-        let g = self.alpha_gradient(&ag.grads[0]);
+        let (g, loss) = match (&self.p.cost, &self.costs) {
+            (Some(term), Some(costs)) => self.cost_gradient(term, costs, ag.loss, &ag.grads[0])?,
+            _ => (self.alpha_gradient(&ag.grads[0]), ag.loss),
+        };
         let mut a: Vec<&mut [f64]> = self.alphas.iter_mut().map(|v| v.as_mut_slice()).collect();
         let gr: Vec<&[f64]> = g.iter().map(|v| v.as_slice()).collect();
         let lr = self.opt.base_lr();
         self.opt.step(&mut a, &gr, lr)?;
-        Ok((ag.loss, ag.accuracy))
+        Ok((loss, ag.accuracy))
+    }
+
+    /// `dL/dalpha` and `L` of the loss with the cost term: `L = combine(CE, C(p))`,
+    /// `dL/dp = dL/dCE * dCE/dp + dL/dC * c`, then the softmax chain rule.
+    pub fn cost_gradient(
+        &self,
+        term: &nas_core::cost_term::CostTerm,
+        costs: &[Vec<f64>],
+        ce: f64,
+        dce: &MixingWeights,
+    ) -> Result<(Vec<Vec<f64>>, f64)> {
+        let p: Vec<Vec<f64>> = self.alphas.iter().map(|a| softmax(a)).collect();
+        let comb = term.combine(ce, nas_core::cost_term::expected_cost(&p, costs))?;
+        let g = p
+            .iter()
+            .zip(&dce.0)
+            .zip(costs)
+            .map(|((p, g), c)| {
+                let dp: Vec<f64> = g
+                    .iter()
+                    .zip(c)
+                    .map(|(&g, c)| comb.d_ce * g as f64 + comb.d_cost * c)
+                    .collect();
+                softmax_backward(p, &dp)
+            })
+            .collect();
+        Ok((g, comb.loss))
     }
 }
 
@@ -187,6 +224,10 @@ impl SearchStrategy for Darts {
                     .collect()
             })
             .collect();
+        self.costs = match &self.p.cost {
+            Some(t) => Some(t.option_costs(spec)?),
+            None => None,
+        };
         Ok(())
     }
 

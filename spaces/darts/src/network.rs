@@ -319,6 +319,11 @@ impl Network for DartsNetwork {
         *self.drop_path.lock().expect("drop-path lock poisoned") = p;
     }
 
+    fn reseed_drop_path(&self, seed: u64) {
+        *self.rng.lock().expect("drop-path rng poisoned") =
+            nas_core::rng::component_rng(seed, "drop_path");
+    }
+
     fn param_count(&self) -> usize {
         self.store.count_excluding(&["auxiliary_head"])
     }

@@ -11,7 +11,8 @@
 //!    directories or architecture files);
 //! 3. every architecture retrained from scratch by `nas train`'s recipe (the `train` block
 //!    of the training config) once per seed, into `OUT/runs/<id>-s<seed>`; a retraining that
-//!    finished before is skipped, so an interrupted `nas family` resumes where it stopped;
+//!    finished before is skipped and an interrupted one continues from its last epoch
+//!    checkpoint, so an interrupted `nas family` resumes where it stopped;
 //! 4. the report ([`crate::report::family_report`]): `family.csv`, `report.md` and plots,
 //!    rebuilt from the files alone by `nas report OUT`.
 //!
@@ -27,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::files::write_json;
-use crate::retrain::{read_arch_arg, retrain, RetrainOptions};
+use crate::retrain::{read_arch_arg, retrain_resumable, RetrainOptions};
 use crate::Components;
 
 pub mod derive;
@@ -461,18 +462,16 @@ pub fn run_family(opts: &FamilyOptions, comps: &Components) -> Result<FamilyOutc
             if finished(&run_dir) {
                 continue;
             }
-            if run_dir.exists() {
-                std::fs::remove_dir_all(&run_dir).map_err(|e| NasError::io(&run_dir, e))?;
-            }
+            // An interrupted retraining continues from its last epoch checkpoint.
             let arch_file = dir.join(&entry.arch_file).display().to_string();
             let ropts = RetrainOptions {
                 out_dir: Some(run_dir.clone()),
             };
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                retrain(exp, comps, &arch_file, &ropts)
+                retrain_resumable(exp, comps, &arch_file, &ropts)
             }));
             let status = match result {
-                Ok(Ok(rep)) => {
+                Ok(Ok((_, rep))) => {
                     tracing::info!(
                         "[{}/{total}] {} seed {seed}: {} parameters, test_acc {:.4}",
                         k + 1,

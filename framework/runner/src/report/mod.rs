@@ -18,8 +18,10 @@ use nas_core::{NasError, Result};
 
 pub mod cell;
 pub mod family_report;
+pub mod nb201_lookup;
 pub mod npy;
 pub mod plot;
+pub mod retrain_report;
 pub mod run_report;
 pub mod runs;
 pub mod stats;

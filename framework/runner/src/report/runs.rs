@@ -70,6 +70,10 @@ pub struct SweepIndex {
     pub report: ReportSettings,
     /// Every planned run, in plan order.
     pub runs: Vec<IndexedRun>,
+    /// CPUs each run had (the report's CPU hours are wall time times this): the machine's
+    /// CPUs over `jobs` for the local executor, `--cpus-per-task` for Slurm.
+    #[serde(default)]
+    pub cpus_per_run: Option<f64>,
 }
 
 impl SweepIndex {

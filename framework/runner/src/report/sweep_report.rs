@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use nas_core::Result;
 
 use super::plot::{save, BandSeries, LineFigure, ScatterFigure};
+use super::retrain_report::{collect_retrains, retrain_markdown, retrain_plot, write_retrain_csv};
 use super::runs::{collect_runs, write_runs_csv, ReportSettings, RunRow};
 use super::stats::band;
 use super::table::{
@@ -224,7 +225,8 @@ fn sweep_plots(
 /// Rebuilds `runs.csv`, `table.csv`, `report.md` and `plots/` of the sweep directory `dir`
 /// from its files. `settings` overrides the report block saved in `sweep.json`.
 pub fn write_sweep_report(dir: &Path, settings: Option<&ReportSettings>) -> Result<SweepReport> {
-    let (index, rows) = collect_runs(dir)?;
+    let (index, mut rows) = collect_runs(dir)?;
+    super::nb201_lookup::add_table_figures(&mut rows);
     let settings = settings
         .cloned()
         .or_else(|| index.as_ref().map(|i| i.report.clone()))
@@ -244,7 +246,27 @@ pub fn write_sweep_report(dir: &Path, settings: Option<&ReportSettings>) -> Resu
     files.push(table_csv);
     let metrics = table_metrics(&groups, &rows, &settings.metrics);
     let table = markdown_tables(&groups, &keys, &metrics);
-    let plots = sweep_plots(dir, &rows, &groups, &keys)?;
+    let mut plots = sweep_plots(dir, &rows, &groups, &keys)?;
+    let cpus = index.as_ref().and_then(|i| i.cpus_per_run);
+    let retrains = collect_retrains(&rows, &keys, cpus)?;
+    let mut retrain_md = String::new();
+    if !retrains.is_empty() {
+        let csv = dir.join("retrain.csv");
+        write_retrain_csv(&csv, &retrains)?;
+        files.push(csv);
+        retrain_md = format!(
+            "\n## Retrained\n\nEvery architecture found, retrained from scratch with the \
+             `train` block (and the sweep's `retrain` overrides) once per retraining seed: \
+             statistics over a group's finished retrainings (mean ± sample std), search cost \
+             over its searches (CPU hours: wall time x {} CPUs per run). Every retraining is \
+             in `retrain.csv`.\n\n{}",
+            cpus.map_or("?".to_string(), |c| format!("{c}")),
+            retrain_markdown(&retrains)
+        );
+        if let Some(p) = retrain_plot(dir, &retrains)? {
+            plots.push(p);
+        }
+    }
 
     let name = index.as_ref().map(|i| i.name.clone()).unwrap_or_else(|| {
         dir.file_name()
@@ -266,6 +288,7 @@ pub fn write_sweep_report(dir: &Path, settings: Option<&ReportSettings>) -> Resu
         rows.len() - count("finished") - count("failed"),
     ));
     md.push_str(&table);
+    md.push_str(&retrain_md);
     if !plots.is_empty() {
         md.push_str("\n## Plots\n\n");
         for (title, paths) in &plots {

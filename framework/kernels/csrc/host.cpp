@@ -1,0 +1,173 @@
+// host.cpp: the kernel bodies of nas_kernels.cuh looped over on the host, behind a C ABI.
+// Built by build.rs with the `cc` crate; the Rust side (src/host.rs) checks every length
+// before calling in. One function per operation and dtype (suffix _f32 / _f64).
+#include "nas_kernels.cuh"
+
+#include <cmath>
+
+using nas::Geom;
+
+namespace {
+
+template <typename T>
+void conv_fwd(const T* x, const T* w, T* y, const Geom* g) {
+  long total = (long)g->n * g->cout * g->oh * g->ow;
+  for (long i = 0; i < total; ++i) y[i] = nas::conv_fwd_elem(x, w, *g, i);
+}
+
+template <typename T>
+void conv_bwd_input(const T* gy, const T* w, T* gx, const Geom* g) {
+  long total = (long)g->n * g->cin * g->h * g->w;
+  for (long i = 0; i < total; ++i) gx[i] = nas::conv_bwd_input_elem(gy, w, *g, i);
+}
+
+template <typename T>
+void conv_bwd_weight(const T* x, const T* gy, T* gw, const Geom* g) {
+  long total = (long)g->cout * (g->cin / g->groups) * g->k * g->k;
+  for (long i = 0; i < total; ++i) gw[i] = nas::conv_bwd_weight_elem(x, gy, *g, i, 0, g->n);
+}
+
+template <typename T>
+void max_pool_fwd(const T* x, T* y, int* arg, const Geom* g) {
+  long total = (long)g->n * g->cin * g->oh * g->ow;
+  for (long i = 0; i < total; ++i) y[i] = nas::max_pool_fwd_elem(x, *g, i, &arg[i]);
+}
+
+template <typename T>
+void max_pool_bwd(const T* gy, const int* arg, T* gx, const Geom* g) {
+  long total = (long)g->n * g->cin * g->h * g->w;
+  for (long i = 0; i < total; ++i) gx[i] = nas::max_pool_bwd_elem(gy, arg, *g, i);
+}
+
+template <typename T>
+void avg_pool_fwd(const T* x, T* y, const Geom* g) {
+  long total = (long)g->n * g->cin * g->oh * g->ow;
+  for (long i = 0; i < total; ++i) y[i] = nas::avg_pool_fwd_elem(x, *g, i);
+}
+
+template <typename T>
+void avg_pool_bwd(const T* gy, T* gx, const Geom* g) {
+  long total = (long)g->n * g->cin * g->h * g->w;
+  for (long i = 0; i < total; ++i) gx[i] = nas::avg_pool_bwd_elem(gy, *g, i);
+}
+
+// Training-mode batch norm: y, the saved mean and 1/sqrt(var + eps) per channel, and the
+// running statistics updated in place. gamma/beta may be null (affine=False).
+template <typename T>
+void bn_fwd_train(const T* x, const T* gamma, const T* beta, int n, int c, long hw, T eps,
+                  T momentum, T* run_mean, T* run_var, T* y, T* save_mean, T* save_invstd) {
+  long m = (long)n * hw;
+  for (int ch = 0; ch < c; ++ch) {
+    T shift = x[(long)ch * hw];
+    T s1 = T(0), s2 = T(0);
+    nas::bn_partial_moments(x, ch, c, hw, 0, n, shift, &s1, &s2);
+    T mean, var;
+    nas::bn_moments(s1, s2, shift, m, &mean, &var);
+    T invstd = T(1) / std::sqrt(var + eps);
+    save_mean[ch] = mean;
+    save_invstd[ch] = invstd;
+    if (run_mean && run_var)
+      nas::bn_update_running(mean, var, m, momentum, &run_mean[ch], &run_var[ch]);
+    T ga = gamma ? gamma[ch] : T(1);
+    T be = beta ? beta[ch] : T(0);
+    for (int b = 0; b < n; ++b) {
+      long o = ((long)b * c + ch) * hw;
+      for (long j = 0; j < hw; ++j) y[o + j] = nas::bn_fwd_elem(x[o + j], mean, invstd, ga, be);
+    }
+  }
+}
+
+// Its backward: gx, and when gamma is given dL/dgamma and dL/dbeta (may be null otherwise).
+template <typename T>
+void bn_bwd_train(const T* x, const T* gy, const T* gamma, int n, int c, long hw,
+                  const T* save_mean, const T* save_invstd, T* gx, T* ggamma, T* gbeta) {
+  long m = (long)n * hw;
+  for (int ch = 0; ch < c; ++ch) {
+    T sg = T(0), sgx = T(0);
+    nas::bn_partial_grad_sums(x, gy, ch, c, hw, 0, n, save_mean[ch], save_invstd[ch], &sg, &sgx);
+    if (ggamma) ggamma[ch] = sgx;
+    if (gbeta) gbeta[ch] = sg;
+    T ga = gamma ? gamma[ch] : T(1);
+    for (int b = 0; b < n; ++b) {
+      long o = ((long)b * c + ch) * hw;
+      for (long j = 0; j < hw; ++j)
+        gx[o + j] = nas::bn_bwd_elem(x[o + j], gy[o + j], save_mean[ch], save_invstd[ch], ga, sg,
+                                     sgx, m);
+    }
+  }
+}
+
+template <typename T>
+void relu_fwd(const T* x, T* y, long len) {
+  for (long i = 0; i < len; ++i) y[i] = nas::relu_fwd_elem(x[i]);
+}
+
+template <typename T>
+void relu_bwd(const T* x, const T* gy, T* gx, long len) {
+  for (long i = 0; i < len; ++i) gx[i] = nas::relu_bwd_elem(x[i], gy[i]);
+}
+
+template <typename T>
+void mixed_fwd(const T* const* ys, const T* w, int kn, long len, T* y) {
+  for (long i = 0; i < len; ++i) y[i] = nas::mixed_fwd_elem(ys, w, kn, i);
+}
+
+// dL/dy_k = w_k * gy (for every k whose gys[k] is not null) and dL/dw_k = sum gy * y_k
+// (for every k whose ys[k] is not null; 0 otherwise).
+template <typename T>
+void mixed_bwd(const T* gy, const T* const* ys, const T* w, int kn, long len, T* const* gys,
+               T* gw) {
+  for (int k = 0; k < kn; ++k) {
+    gw[k] = ys[k] ? nas::mixed_weight_grad_partial(gy, ys[k], 0, len) : T(0);
+    if (gys[k])
+      for (long i = 0; i < len; ++i) gys[k][i] = w[k] * gy[i];
+  }
+}
+
+}  // namespace
+
+#define NAS_EXPORT(T, S)                                                                        \
+  extern "C" void nas_conv_fwd_##S(const T* x, const T* w, T* y, const Geom* g) {                \
+    conv_fwd(x, w, y, g);                                                                        \
+  }                                                                                              \
+  extern "C" void nas_conv_bwd_input_##S(const T* gy, const T* w, T* gx, const Geom* g) {        \
+    conv_bwd_input(gy, w, gx, g);                                                                \
+  }                                                                                              \
+  extern "C" void nas_conv_bwd_weight_##S(const T* x, const T* gy, T* gw, const Geom* g) {       \
+    conv_bwd_weight(x, gy, gw, g);                                                               \
+  }                                                                                              \
+  extern "C" void nas_max_pool_fwd_##S(const T* x, T* y, int* arg, const Geom* g) {              \
+    max_pool_fwd(x, y, arg, g);                                                                  \
+  }                                                                                              \
+  extern "C" void nas_max_pool_bwd_##S(const T* gy, const int* arg, T* gx, const Geom* g) {      \
+    max_pool_bwd(gy, arg, gx, g);                                                                \
+  }                                                                                              \
+  extern "C" void nas_avg_pool_fwd_##S(const T* x, T* y, const Geom* g) { avg_pool_fwd(x, y, g); } \
+  extern "C" void nas_avg_pool_bwd_##S(const T* gy, T* gx, const Geom* g) {                      \
+    avg_pool_bwd(gy, gx, g);                                                                     \
+  }                                                                                              \
+  extern "C" void nas_bn_fwd_train_##S(const T* x, const T* gamma, const T* beta, int n, int c,  \
+                                       long hw, T eps, T momentum, T* run_mean, T* run_var,       \
+                                       T* y, T* save_mean, T* save_invstd) {                      \
+    bn_fwd_train(x, gamma, beta, n, c, hw, eps, momentum, run_mean, run_var, y, save_mean,       \
+                 save_invstd);                                                                   \
+  }                                                                                              \
+  extern "C" void nas_bn_bwd_train_##S(const T* x, const T* gy, const T* gamma, int n, int c,    \
+                                       long hw, const T* save_mean, const T* save_invstd, T* gx,  \
+                                       T* ggamma, T* gbeta) {                                     \
+    bn_bwd_train(x, gy, gamma, n, c, hw, save_mean, save_invstd, gx, ggamma, gbeta);             \
+  }                                                                                              \
+  extern "C" void nas_relu_fwd_##S(const T* x, T* y, long len) { relu_fwd(x, y, len); }          \
+  extern "C" void nas_relu_bwd_##S(const T* x, const T* gy, T* gx, long len) {                   \
+    relu_bwd(x, gy, gx, len);                                                                    \
+  }                                                                                              \
+  extern "C" void nas_mixed_fwd_##S(const T* const* ys, const T* w, int kn, long len, T* y) {    \
+    mixed_fwd(ys, w, kn, len, y);                                                                \
+  }                                                                                              \
+  extern "C" void nas_mixed_bwd_##S(const T* gy, const T* const* ys, const T* w, int kn,         \
+                                    long len, T* const* gys, T* gw) {                            \
+    mixed_bwd(gy, ys, w, kn, len, gys, gw);                                                      \
+  }
+
+NAS_EXPORT(float, f32)
+NAS_EXPORT(double, f64)

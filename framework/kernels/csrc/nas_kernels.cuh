@@ -1,0 +1,371 @@
+// nas_kernels.cuh: the bodies of the hot operations (DESIGN.md section 7), written once for
+// the host and for CUDA devices.
+//
+// Every function here computes ONE output element (or one partial sum of a reduction) from
+// plain pointers and a geometry struct, and is marked NAS_HD: `__host__ __device__` under
+// nvcc, a plain inline function under a C++ host compiler. The host build (csrc/host.cpp,
+// compiled by build.rs with the `cc` crate) loops over the elements and is tested on every
+// machine against PyTorch's golden tensors and the plain Rust references of nas-ops; the CUDA
+// build (csrc/device.cu, scripts/build-cuda.sh) launches one thread per element over the very
+// same bodies, so the launch is the only part that a machine without a GPU cannot test.
+//
+// Semantics follow PyTorch as DARTS uses it (quark0/darts `operations.py`):
+// - convolution: NCHW, weight [Cout, Cin/groups, k, k], no bias, zero padding, stride,
+//   dilation; depthwise = groups == Cin == Cout, pointwise = k 1;
+// - MaxPool2d(k, s, p): padding never wins (only in-image cells compete), the first maximum
+//   in row-major window order wins ties (as PyTorch's CPU kernel);
+// - AvgPool2d(k, s, p, count_include_pad=False): the divisor counts in-image cells only;
+// - BatchNorm2d in training mode: batch mean and biased variance over (N, H, W); running
+//   statistics updated with the unbiased variance and `momentum` (PyTorch 0.1).
+#pragma once
+
+#ifdef __CUDACC__
+#define NAS_HD __host__ __device__ __forceinline__
+#else
+#define NAS_HD inline
+#endif
+
+namespace nas {
+
+// Geometry of a 2-D convolution or pooling window over NCHW tensors.
+struct Geom {
+  int n;       // batch
+  int cin;     // input channels
+  int h, w;    // input height, width
+  int cout;    // output channels (= cin for pooling)
+  int oh, ow;  // output height, width
+  int k;       // square kernel size
+  int stride;
+  int pad;
+  int dil;
+  int groups;  // convolution groups (1 for pooling, unused there)
+};
+
+// Output length along one axis (PyTorch's floor mode); -1 when the window does not fit.
+NAS_HD int out_len(int len, int k, int stride, int pad, int dil) {
+  int span = dil * (k - 1) + 1;
+  int padded = len + 2 * pad;
+  if (k < 1 || stride < 1 || dil < 1 || padded < span) return -1;
+  return (padded - span) / stride + 1;
+}
+
+// ---------------------------------------------------------------------------------------
+// Convolution (dense, grouped, depthwise, pointwise)
+// ---------------------------------------------------------------------------------------
+
+// y[n, co, oy, ox] for the flat output index `i`.
+template <typename T>
+NAS_HD T conv_fwd_elem(const T* x, const T* wt, const Geom& g, long i) {
+  int ox = (int)(i % g.ow);
+  long t = i / g.ow;
+  int oy = (int)(t % g.oh);
+  t /= g.oh;
+  int co = (int)(t % g.cout);
+  int n = (int)(t / g.cout);
+  int cin_g = g.cin / g.groups;
+  int cout_g = g.cout / g.groups;
+  int ci0 = (co / cout_g) * cin_g;
+  T acc = T(0);
+  for (int cl = 0; cl < cin_g; ++cl) {
+    const T* xp = x + ((long)n * g.cin + ci0 + cl) * g.h * g.w;
+    const T* wp = wt + ((long)co * cin_g + cl) * g.k * g.k;
+    for (int ky = 0; ky < g.k; ++ky) {
+      int iy = oy * g.stride - g.pad + ky * g.dil;
+      if (iy < 0 || iy >= g.h) continue;
+      for (int kx = 0; kx < g.k; ++kx) {
+        int ix = ox * g.stride - g.pad + kx * g.dil;
+        if (ix < 0 || ix >= g.w) continue;
+        acc += xp[(long)iy * g.w + ix] * wp[ky * g.k + kx];
+      }
+    }
+  }
+  return acc;
+}
+
+// dL/dx[n, ci, iy, ix] for the flat input index `i`, gathered from every output that reads it.
+template <typename T>
+NAS_HD T conv_bwd_input_elem(const T* gy, const T* wt, const Geom& g, long i) {
+  int ix = (int)(i % g.w);
+  long t = i / g.w;
+  int iy = (int)(t % g.h);
+  t /= g.h;
+  int ci = (int)(t % g.cin);
+  int n = (int)(t / g.cin);
+  int cin_g = g.cin / g.groups;
+  int cout_g = g.cout / g.groups;
+  int grp = ci / cin_g;
+  int cl = ci - grp * cin_g;
+  T acc = T(0);
+  for (int col = 0; col < cout_g; ++col) {
+    int co = grp * cout_g + col;
+    const T* gp = gy + ((long)n * g.cout + co) * g.oh * g.ow;
+    const T* wp = wt + ((long)co * cin_g + cl) * g.k * g.k;
+    for (int ky = 0; ky < g.k; ++ky) {
+      int ny = iy + g.pad - ky * g.dil;  // = oy * stride
+      if (ny < 0 || ny % g.stride != 0) continue;
+      int oy = ny / g.stride;
+      if (oy >= g.oh) continue;
+      for (int kx = 0; kx < g.k; ++kx) {
+        int nx = ix + g.pad - kx * g.dil;
+        if (nx < 0 || nx % g.stride != 0) continue;
+        int ox = nx / g.stride;
+        if (ox >= g.ow) continue;
+        acc += gp[(long)oy * g.ow + ox] * wp[ky * g.k + kx];
+      }
+    }
+  }
+  return acc;
+}
+
+// dL/dw[co, cl, ky, kx] for the flat weight index `i`, summed over the examples n0..n1 (a
+// device kernel splits the batch and adds the partial sums; the host passes 0..n).
+template <typename T>
+NAS_HD T conv_bwd_weight_elem(const T* x, const T* gy, const Geom& g, long i, int n0, int n1) {
+  int cin_g = g.cin / g.groups;
+  int cout_g = g.cout / g.groups;
+  int kx = (int)(i % g.k);
+  long t = i / g.k;
+  int ky = (int)(t % g.k);
+  t /= g.k;
+  int cl = (int)(t % cin_g);
+  int co = (int)(t / cin_g);
+  int ci = (co / cout_g) * cin_g + cl;
+  T acc = T(0);
+  for (int n = n0; n < n1; ++n) {
+    const T* xp = x + ((long)n * g.cin + ci) * g.h * g.w;
+    const T* gp = gy + ((long)n * g.cout + co) * g.oh * g.ow;
+    for (int oy = 0; oy < g.oh; ++oy) {
+      int iy = oy * g.stride - g.pad + ky * g.dil;
+      if (iy < 0 || iy >= g.h) continue;
+      for (int ox = 0; ox < g.ow; ++ox) {
+        int ix = ox * g.stride - g.pad + kx * g.dil;
+        if (ix < 0 || ix >= g.w) continue;
+        acc += xp[(long)iy * g.w + ix] * gp[(long)oy * g.ow + ox];
+      }
+    }
+  }
+  return acc;
+}
+
+// ---------------------------------------------------------------------------------------
+// Pooling (per channel: g.cin == g.cout, dilation 1)
+// ---------------------------------------------------------------------------------------
+
+// Max over the in-image cells of output `i`'s window; `*arg` receives the flat in-plane
+// index (iy * w + ix) of the winner (the first maximum in row-major window order).
+template <typename T>
+NAS_HD T max_pool_fwd_elem(const T* x, const Geom& g, long i, int* arg) {
+  int ox = (int)(i % g.ow);
+  long t = i / g.ow;
+  int oy = (int)(t % g.oh);
+  long plane = t / g.oh;  // n * c + c
+  const T* xp = x + plane * g.h * g.w;
+  int best = -1;
+  T m = T(0);
+  for (int ky = 0; ky < g.k; ++ky) {
+    int iy = oy * g.stride - g.pad + ky;
+    if (iy < 0 || iy >= g.h) continue;
+    for (int kx = 0; kx < g.k; ++kx) {
+      int ix = ox * g.stride - g.pad + kx;
+      if (ix < 0 || ix >= g.w) continue;
+      T v = xp[iy * g.w + ix];
+      if (best < 0 || v > m || v != v) {  // NaN propagates, as in PyTorch
+        m = v;
+        best = iy * g.w + ix;
+      }
+    }
+  }
+  *arg = best;
+  return m;
+}
+
+// First and last output index (inclusive range lo..hi) whose window covers input position
+// `ip` along one axis; empty when lo > hi.
+NAS_HD void covering(int ip, int len_out, int k, int stride, int pad, int* lo, int* hi) {
+  // o * stride - pad <= ip <= o * stride - pad + k - 1
+  int a = ip + pad - (k - 1);
+  int l = a <= 0 ? 0 : (a + stride - 1) / stride;
+  int hh = (ip + pad) / stride;
+  if (hh > len_out - 1) hh = len_out - 1;
+  *lo = l;
+  *hi = hh;
+}
+
+// dL/dx for the flat input index `i` of a max pool: the sum of the upstream gradients of the
+// windows whose winner is this cell.
+template <typename T>
+NAS_HD T max_pool_bwd_elem(const T* gy, const int* arg, const Geom& g, long i) {
+  int ix = (int)(i % g.w);
+  long t = i / g.w;
+  int iy = (int)(t % g.h);
+  long plane = t / g.h;
+  int ylo, yhi, xlo, xhi;
+  covering(iy, g.oh, g.k, g.stride, g.pad, &ylo, &yhi);
+  covering(ix, g.ow, g.k, g.stride, g.pad, &xlo, &xhi);
+  const T* gp = gy + plane * g.oh * g.ow;
+  const int* ap = arg + plane * g.oh * g.ow;
+  int me = iy * g.w + ix;
+  T acc = T(0);
+  for (int oy = ylo; oy <= yhi; ++oy)
+    for (int ox = xlo; ox <= xhi; ++ox)
+      if (ap[oy * g.ow + ox] == me) acc += gp[oy * g.ow + ox];
+  return acc;
+}
+
+// Number of in-image cells of output (oy, ox)'s window (the count_include_pad=False divisor).
+NAS_HD int avg_pool_count(const Geom& g, int oy, int ox) {
+  int y0 = oy * g.stride - g.pad, x0 = ox * g.stride - g.pad;
+  int y1 = y0 + g.k, x1 = x0 + g.k;
+  if (y0 < 0) y0 = 0;
+  if (x0 < 0) x0 = 0;
+  if (y1 > g.h) y1 = g.h;
+  if (x1 > g.w) x1 = g.w;
+  return (y1 - y0) * (x1 - x0);
+}
+
+// Mean over the in-image cells of output `i`'s window.
+template <typename T>
+NAS_HD T avg_pool_fwd_elem(const T* x, const Geom& g, long i) {
+  int ox = (int)(i % g.ow);
+  long t = i / g.ow;
+  int oy = (int)(t % g.oh);
+  long plane = t / g.oh;
+  const T* xp = x + plane * g.h * g.w;
+  T acc = T(0);
+  for (int ky = 0; ky < g.k; ++ky) {
+    int iy = oy * g.stride - g.pad + ky;
+    if (iy < 0 || iy >= g.h) continue;
+    for (int kx = 0; kx < g.k; ++kx) {
+      int ix = ox * g.stride - g.pad + kx;
+      if (ix < 0 || ix >= g.w) continue;
+      acc += xp[iy * g.w + ix];
+    }
+  }
+  return acc / T(avg_pool_count(g, oy, ox));
+}
+
+// dL/dx for the flat input index `i` of an average pool.
+template <typename T>
+NAS_HD T avg_pool_bwd_elem(const T* gy, const Geom& g, long i) {
+  int ix = (int)(i % g.w);
+  long t = i / g.w;
+  int iy = (int)(t % g.h);
+  long plane = t / g.h;
+  int ylo, yhi, xlo, xhi;
+  covering(iy, g.oh, g.k, g.stride, g.pad, &ylo, &yhi);
+  covering(ix, g.ow, g.k, g.stride, g.pad, &xlo, &xhi);
+  const T* gp = gy + plane * g.oh * g.ow;
+  T acc = T(0);
+  for (int oy = ylo; oy <= yhi; ++oy)
+    for (int ox = xlo; ox <= xhi; ++ox)
+      acc += gp[oy * g.ow + ox] / T(avg_pool_count(g, oy, ox));
+  return acc;
+}
+
+// ---------------------------------------------------------------------------------------
+// Batch norm (training mode), over x [N, C, HW]
+// ---------------------------------------------------------------------------------------
+
+// Partial sums of channel `c` over the examples n0..n1: s1 += sum x, s2 += sum x^2 relative
+// to `shift` (a value near the mean, e.g. the first element, for a stable variance).
+template <typename T>
+NAS_HD void bn_partial_moments(const T* x, int c, int C, long hw, int n0, int n1, T shift,
+                               T* s1, T* s2) {
+  T a = T(0), b = T(0);
+  for (int n = n0; n < n1; ++n) {
+    const T* p = x + ((long)n * C + c) * hw;
+    for (long j = 0; j < hw; ++j) {
+      T d = p[j] - shift;
+      a += d;
+      b += d * d;
+    }
+  }
+  *s1 += a;
+  *s2 += b;
+}
+
+// Mean and biased variance of a channel from its shifted sums over m elements.
+template <typename T>
+NAS_HD void bn_moments(T s1, T s2, T shift, long m, T* mean, T* var) {
+  T md = s1 / T(m);
+  *mean = shift + md;
+  T v = s2 / T(m) - md * md;
+  *var = v > T(0) ? v : T(0);
+}
+
+// The running statistics after one training forward (PyTorch: the unbiased variance).
+template <typename T>
+NAS_HD void bn_update_running(T mean, T var_biased, long m, T momentum, T* run_mean,
+                              T* run_var) {
+  T unbiased = m > 1 ? var_biased * T(m) / T(m - 1) : var_biased;
+  *run_mean = (T(1) - momentum) * *run_mean + momentum * mean;
+  *run_var = (T(1) - momentum) * *run_var + momentum * unbiased;
+}
+
+// y for element `i` given its channel's mean and 1/sqrt(var + eps) (gamma 1, beta 0 when
+// the norm is not affine).
+template <typename T>
+NAS_HD T bn_fwd_elem(T x, T mean, T invstd, T gamma, T beta) {
+  return (x - mean) * invstd * gamma + beta;
+}
+
+// Partial sums of channel `c` for the backward: sg += sum gy, sgx += sum gy * xhat.
+template <typename T>
+NAS_HD void bn_partial_grad_sums(const T* x, const T* gy, int c, int C, long hw, int n0, int n1,
+                                 T mean, T invstd, T* sg, T* sgx) {
+  T a = T(0), b = T(0);
+  for (int n = n0; n < n1; ++n) {
+    long o = ((long)n * C + c) * hw;
+    for (long j = 0; j < hw; ++j) {
+      T gv = gy[o + j];
+      a += gv;
+      b += gv * (x[o + j] - mean) * invstd;
+    }
+  }
+  *sg += a;
+  *sgx += b;
+}
+
+// dL/dx for one element through the batch statistics:
+// gx = gamma * invstd / m * (m * gy - sum gy - xhat * sum(gy * xhat)).
+// (dL/dgamma = sum(gy * xhat) and dL/dbeta = sum gy are the channel sums themselves.)
+template <typename T>
+NAS_HD T bn_bwd_elem(T x, T gy, T mean, T invstd, T gamma, T sg, T sgx, long m) {
+  T xhat = (x - mean) * invstd;
+  return gamma * invstd / T(m) * (T(m) * gy - sg - xhat * sgx);
+}
+
+// ---------------------------------------------------------------------------------------
+// ReLU and the mixed-op weighted sum
+// ---------------------------------------------------------------------------------------
+
+template <typename T>
+NAS_HD T relu_fwd_elem(T x) {
+  return x > T(0) ? x : T(0);
+}
+
+// PyTorch's ReLU backward: the gradient passes where the input is > 0.
+template <typename T>
+NAS_HD T relu_bwd_elem(T x, T gy) {
+  return x > T(0) ? gy : T(0);
+}
+
+// y[i] = sum_k w[k] * ys[k][i] over the `kn` option outputs; options whose weight is exactly
+// zero are skipped (GDAS / ProxylessNAS hard sampling: their outputs need not exist).
+template <typename T>
+NAS_HD T mixed_fwd_elem(const T* const* ys, const T* w, int kn, long i) {
+  T acc = T(0);
+  for (int k = 0; k < kn; ++k)
+    if (w[k] != T(0)) acc += w[k] * ys[k][i];
+  return acc;
+}
+
+// Partial sum over elements i0..i1 of gy[i] * y_k[i]: the gradient of one mixing weight.
+template <typename T>
+NAS_HD T mixed_weight_grad_partial(const T* gy, const T* yk, long i0, long i1) {
+  T acc = T(0);
+  for (long i = i0; i < i1; ++i) acc += gy[i] * yk[i];
+  return acc;
+}
+
+}  // namespace nas

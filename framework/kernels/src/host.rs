@@ -1,0 +1,631 @@
+//! Safe wrappers over the host build of the kernel bodies (`csrc/host.cpp`).
+//!
+//! Every function checks the lengths of its slices against the geometry before calling into
+//! C++, so a wrong shape is an error, never an out-of-bounds access.
+use std::os::raw::{c_int, c_long};
+
+/// Geometry of a convolution or pooling window over NCHW tensors (the C struct `nas::Geom`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geom {
+    /// Batch size.
+    pub n: c_int,
+    /// Input channels.
+    pub cin: c_int,
+    /// Input height.
+    pub h: c_int,
+    /// Input width.
+    pub w: c_int,
+    /// Output channels (equal to `cin` for pooling).
+    pub cout: c_int,
+    /// Output height.
+    pub oh: c_int,
+    /// Output width.
+    pub ow: c_int,
+    /// Square kernel size.
+    pub k: c_int,
+    /// Stride.
+    pub stride: c_int,
+    /// Zero padding on every side.
+    pub pad: c_int,
+    /// Dilation (1 for pooling).
+    pub dil: c_int,
+    /// Convolution groups (1 for pooling).
+    pub groups: c_int,
+}
+
+/// A request the kernels cannot serve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KernelError {
+    /// The window does not fit, or a size is zero or too large for the C `int` geometry.
+    #[error("invalid geometry: {0}")]
+    Geometry(String),
+    /// A slice has the wrong length for the geometry.
+    #[error("`{name}` has {got} elements, the geometry needs {want}")]
+    Length {
+        /// The argument.
+        name: &'static str,
+        /// Its length.
+        got: usize,
+        /// The length the geometry implies.
+        want: usize,
+    },
+}
+
+/// Result of a kernel call.
+pub type Result<T> = std::result::Result<T, KernelError>;
+
+/// PyTorch's floor-mode output length, `None` when the window does not fit.
+pub fn out_len(len: usize, k: usize, stride: usize, pad: usize, dil: usize) -> Option<usize> {
+    if k == 0 || stride == 0 || dil == 0 {
+        return None;
+    }
+    let span = dil * (k - 1) + 1;
+    let padded = len + 2 * pad;
+    (padded >= span).then(|| (padded - span) / stride + 1)
+}
+
+fn int(v: usize, what: &str) -> Result<c_int> {
+    c_int::try_from(v)
+        .map_err(|_| KernelError::Geometry(format!("{what} = {v} does not fit a C int")))
+}
+
+impl Geom {
+    /// A convolution of `[n, cin, h, w]` by a weight `[cout, cin/groups, k, k]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv(
+        n: usize,
+        cin: usize,
+        h: usize,
+        w: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        dil: usize,
+        groups: usize,
+    ) -> Result<Geom> {
+        if n == 0 || cin == 0 || cout == 0 || groups == 0 || cin % groups != 0 || cout % groups != 0
+        {
+            return Err(KernelError::Geometry(format!(
+                "n {n}, cin {cin}, cout {cout}, groups {groups}: sizes must be >= 1 and channels divisible by groups"
+            )));
+        }
+        let oh = out_len(h, k, stride, pad, dil);
+        let ow = out_len(w, k, stride, pad, dil);
+        let (Some(oh), Some(ow)) = (oh, ow) else {
+            return Err(KernelError::Geometry(format!(
+                "kernel {k} (stride {stride}, padding {pad}, dilation {dil}) does not fit {h}x{w}"
+            )));
+        };
+        Ok(Geom {
+            n: int(n, "n")?,
+            cin: int(cin, "cin")?,
+            h: int(h, "h")?,
+            w: int(w, "w")?,
+            cout: int(cout, "cout")?,
+            oh: int(oh, "oh")?,
+            ow: int(ow, "ow")?,
+            k: int(k, "k")?,
+            stride: int(stride, "stride")?,
+            pad: int(pad, "pad")?,
+            dil: int(dil, "dil")?,
+            groups: int(groups, "groups")?,
+        })
+    }
+
+    /// A pooling window of size `k` over `[n, c, h, w]`.
+    pub fn pool(
+        n: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Geom> {
+        if 2 * pad > k {
+            return Err(KernelError::Geometry(format!(
+                "padding {pad} must be at most half the kernel {k} (as PyTorch requires)"
+            )));
+        }
+        Geom::conv(n, c, h, w, c, k, stride, pad, 1, 1)
+    }
+
+    fn input_len(&self) -> usize {
+        (self.n * self.cin * self.h * self.w) as usize
+    }
+
+    fn output_len(&self) -> usize {
+        (self.n * self.cout * self.oh * self.ow) as usize
+    }
+
+    fn weight_len(&self) -> usize {
+        (self.cout * (self.cin / self.groups) * self.k * self.k) as usize
+    }
+}
+
+fn check(name: &'static str, got: usize, want: usize) -> Result<()> {
+    if got != want {
+        return Err(KernelError::Length { name, got, want });
+    }
+    Ok(())
+}
+
+/// Floating-point element types with a host build (`f32`, `f64`).
+pub trait HostFloat: Copy + Default + sealed::Sealed {
+    #[doc(hidden)]
+    const FNS: Fns<Self>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+type ConvFn<T> = unsafe extern "C" fn(*const T, *const T, *mut T, *const Geom);
+type MaxFwdFn<T> = unsafe extern "C" fn(*const T, *mut T, *mut c_int, *const Geom);
+type MaxBwdFn<T> = unsafe extern "C" fn(*const T, *const c_int, *mut T, *const Geom);
+type AvgFn<T> = unsafe extern "C" fn(*const T, *mut T, *const Geom);
+type BnFwdFn<T> = unsafe extern "C" fn(
+    *const T,
+    *const T,
+    *const T,
+    c_int,
+    c_int,
+    c_long,
+    T,
+    T,
+    *mut T,
+    *mut T,
+    *mut T,
+    *mut T,
+    *mut T,
+);
+type BnBwdFn<T> = unsafe extern "C" fn(
+    *const T,
+    *const T,
+    *const T,
+    c_int,
+    c_int,
+    c_long,
+    *const T,
+    *const T,
+    *mut T,
+    *mut T,
+    *mut T,
+);
+type ReluFwdFn<T> = unsafe extern "C" fn(*const T, *mut T, c_long);
+type ReluBwdFn<T> = unsafe extern "C" fn(*const T, *const T, *mut T, c_long);
+type MixedFwdFn<T> = unsafe extern "C" fn(*const *const T, *const T, c_int, c_long, *mut T);
+type MixedBwdFn<T> =
+    unsafe extern "C" fn(*const T, *const *const T, *const T, c_int, c_long, *const *mut T, *mut T);
+
+/// The C entry points of one dtype.
+#[doc(hidden)]
+pub struct Fns<T> {
+    conv_fwd: ConvFn<T>,
+    conv_bwd_input: ConvFn<T>,
+    conv_bwd_weight: ConvFn<T>,
+    max_fwd: MaxFwdFn<T>,
+    max_bwd: MaxBwdFn<T>,
+    avg_fwd: AvgFn<T>,
+    avg_bwd: AvgFn<T>,
+    bn_fwd: BnFwdFn<T>,
+    bn_bwd: BnBwdFn<T>,
+    relu_fwd: ReluFwdFn<T>,
+    relu_bwd: ReluBwdFn<T>,
+    mixed_fwd: MixedFwdFn<T>,
+    mixed_bwd: MixedBwdFn<T>,
+}
+
+macro_rules! extern_block {
+    ($t:ty, $conv_fwd:ident, $conv_bi:ident, $conv_bw:ident, $max_f:ident, $max_b:ident,
+     $avg_f:ident, $avg_b:ident, $bn_f:ident, $bn_b:ident, $relu_f:ident, $relu_b:ident,
+     $mix_f:ident, $mix_b:ident) => {
+        extern "C" {
+            fn $conv_fwd(x: *const $t, w: *const $t, y: *mut $t, g: *const Geom);
+            fn $conv_bi(gy: *const $t, w: *const $t, gx: *mut $t, g: *const Geom);
+            fn $conv_bw(x: *const $t, gy: *const $t, gw: *mut $t, g: *const Geom);
+            fn $max_f(x: *const $t, y: *mut $t, arg: *mut c_int, g: *const Geom);
+            fn $max_b(gy: *const $t, arg: *const c_int, gx: *mut $t, g: *const Geom);
+            fn $avg_f(x: *const $t, y: *mut $t, g: *const Geom);
+            fn $avg_b(gy: *const $t, gx: *mut $t, g: *const Geom);
+            fn $bn_f(
+                x: *const $t,
+                gamma: *const $t,
+                beta: *const $t,
+                n: c_int,
+                c: c_int,
+                hw: c_long,
+                eps: $t,
+                momentum: $t,
+                run_mean: *mut $t,
+                run_var: *mut $t,
+                y: *mut $t,
+                save_mean: *mut $t,
+                save_invstd: *mut $t,
+            );
+            fn $bn_b(
+                x: *const $t,
+                gy: *const $t,
+                gamma: *const $t,
+                n: c_int,
+                c: c_int,
+                hw: c_long,
+                save_mean: *const $t,
+                save_invstd: *const $t,
+                gx: *mut $t,
+                ggamma: *mut $t,
+                gbeta: *mut $t,
+            );
+            fn $relu_f(x: *const $t, y: *mut $t, len: c_long);
+            fn $relu_b(x: *const $t, gy: *const $t, gx: *mut $t, len: c_long);
+            fn $mix_f(ys: *const *const $t, w: *const $t, kn: c_int, len: c_long, y: *mut $t);
+            fn $mix_b(
+                gy: *const $t,
+                ys: *const *const $t,
+                w: *const $t,
+                kn: c_int,
+                len: c_long,
+                gys: *const *mut $t,
+                gw: *mut $t,
+            );
+        }
+        impl HostFloat for $t {
+            const FNS: Fns<$t> = Fns {
+                conv_fwd: $conv_fwd,
+                conv_bwd_input: $conv_bi,
+                conv_bwd_weight: $conv_bw,
+                max_fwd: $max_f,
+                max_bwd: $max_b,
+                avg_fwd: $avg_f,
+                avg_bwd: $avg_b,
+                bn_fwd: $bn_f,
+                bn_bwd: $bn_b,
+                relu_fwd: $relu_f,
+                relu_bwd: $relu_b,
+                mixed_fwd: $mix_f,
+                mixed_bwd: $mix_b,
+            };
+        }
+    };
+}
+
+extern_block!(
+    f32,
+    nas_conv_fwd_f32,
+    nas_conv_bwd_input_f32,
+    nas_conv_bwd_weight_f32,
+    nas_max_pool_fwd_f32,
+    nas_max_pool_bwd_f32,
+    nas_avg_pool_fwd_f32,
+    nas_avg_pool_bwd_f32,
+    nas_bn_fwd_train_f32,
+    nas_bn_bwd_train_f32,
+    nas_relu_fwd_f32,
+    nas_relu_bwd_f32,
+    nas_mixed_fwd_f32,
+    nas_mixed_bwd_f32
+);
+extern_block!(
+    f64,
+    nas_conv_fwd_f64,
+    nas_conv_bwd_input_f64,
+    nas_conv_bwd_weight_f64,
+    nas_max_pool_fwd_f64,
+    nas_max_pool_bwd_f64,
+    nas_avg_pool_fwd_f64,
+    nas_avg_pool_bwd_f64,
+    nas_bn_fwd_train_f64,
+    nas_bn_bwd_train_f64,
+    nas_relu_fwd_f64,
+    nas_relu_bwd_f64,
+    nas_mixed_fwd_f64,
+    nas_mixed_bwd_f64
+);
+
+/// Convolution forward: `y` `[n, cout, oh, ow]` of `x` `[n, cin, h, w]` and `w` `[cout,
+/// cin/groups, k, k]`.
+pub fn conv_fwd<T: HostFloat>(x: &[T], w: &[T], g: &Geom) -> Result<Vec<T>> {
+    check("x", x.len(), g.input_len())?;
+    check("w", w.len(), g.weight_len())?;
+    let mut y = vec![T::default(); g.output_len()];
+    // SAFETY: every length was checked against the geometry the C code indexes by.
+    unsafe { (T::FNS.conv_fwd)(x.as_ptr(), w.as_ptr(), y.as_mut_ptr(), g) };
+    Ok(y)
+}
+
+/// Convolution backward: `(dL/dx, dL/dw)` from the input, the weight and `dL/dy`.
+pub fn conv_bwd<T: HostFloat>(x: &[T], w: &[T], gy: &[T], g: &Geom) -> Result<(Vec<T>, Vec<T>)> {
+    check("x", x.len(), g.input_len())?;
+    check("w", w.len(), g.weight_len())?;
+    check("gy", gy.len(), g.output_len())?;
+    let mut gx = vec![T::default(); g.input_len()];
+    let mut gw = vec![T::default(); g.weight_len()];
+    // SAFETY: lengths checked above.
+    unsafe {
+        (T::FNS.conv_bwd_input)(gy.as_ptr(), w.as_ptr(), gx.as_mut_ptr(), g);
+        (T::FNS.conv_bwd_weight)(x.as_ptr(), gy.as_ptr(), gw.as_mut_ptr(), g);
+    }
+    Ok((gx, gw))
+}
+
+/// Max pool forward: the output and, per output, the in-plane index of the winning cell.
+pub fn max_pool_fwd<T: HostFloat>(x: &[T], g: &Geom) -> Result<(Vec<T>, Vec<i32>)> {
+    check("x", x.len(), g.input_len())?;
+    let mut y = vec![T::default(); g.output_len()];
+    let mut arg = vec![0 as c_int; g.output_len()];
+    // SAFETY: lengths checked above.
+    unsafe { (T::FNS.max_fwd)(x.as_ptr(), y.as_mut_ptr(), arg.as_mut_ptr(), g) };
+    Ok((y, arg))
+}
+
+/// Max pool backward: `dL/dx` from `dL/dy` and the winners of the forward.
+pub fn max_pool_bwd<T: HostFloat>(gy: &[T], arg: &[i32], g: &Geom) -> Result<Vec<T>> {
+    check("gy", gy.len(), g.output_len())?;
+    check("arg", arg.len(), g.output_len())?;
+    let plane = g.h * g.w;
+    if let Some(bad) = arg.iter().find(|&&a| a < -1 || a >= plane) {
+        return Err(KernelError::Geometry(format!(
+            "winner index {bad} outside a plane of {plane} cells"
+        )));
+    }
+    let mut gx = vec![T::default(); g.input_len()];
+    // SAFETY: lengths checked above.
+    unsafe { (T::FNS.max_bwd)(gy.as_ptr(), arg.as_ptr(), gx.as_mut_ptr(), g) };
+    Ok(gx)
+}
+
+/// Average pool forward (`count_include_pad=False`).
+pub fn avg_pool_fwd<T: HostFloat>(x: &[T], g: &Geom) -> Result<Vec<T>> {
+    check("x", x.len(), g.input_len())?;
+    let mut y = vec![T::default(); g.output_len()];
+    // SAFETY: lengths checked above.
+    unsafe { (T::FNS.avg_fwd)(x.as_ptr(), y.as_mut_ptr(), g) };
+    Ok(y)
+}
+
+/// Average pool backward.
+pub fn avg_pool_bwd<T: HostFloat>(gy: &[T], g: &Geom) -> Result<Vec<T>> {
+    check("gy", gy.len(), g.output_len())?;
+    let mut gx = vec![T::default(); g.input_len()];
+    // SAFETY: lengths checked above.
+    unsafe { (T::FNS.avg_bwd)(gy.as_ptr(), gx.as_mut_ptr(), g) };
+    Ok(gx)
+}
+
+/// What a training-mode batch-norm forward returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BnForward<T> {
+    /// The normalised output.
+    pub y: Vec<T>,
+    /// Batch mean per channel.
+    pub mean: Vec<T>,
+    /// `1 / sqrt(biased batch variance + eps)` per channel.
+    pub invstd: Vec<T>,
+}
+
+/// What a batch-norm backward returns: `dL/dx` and, when affine, `(dL/dgamma, dL/dbeta)`.
+pub type BnBackward<T> = (Vec<T>, Option<(Vec<T>, Vec<T>)>);
+
+/// What a mixed-op backward returns: `dL/dys[k]` for each computed option and `dL/dw`.
+pub type MixedBackward<T> = (Vec<Option<Vec<T>>>, Vec<T>);
+
+/// Shape `(n, c, hw)` of a batch norm's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BnShape {
+    /// Batch.
+    pub n: usize,
+    /// Channels.
+    pub c: usize,
+    /// Height times width.
+    pub hw: usize,
+}
+
+impl BnShape {
+    fn len(&self) -> usize {
+        self.n * self.c * self.hw
+    }
+
+    fn c_args(&self) -> Result<(c_int, c_int, c_long)> {
+        if self.n == 0 || self.c == 0 || self.hw == 0 {
+            return Err(KernelError::Geometry(format!(
+                "empty batch-norm input {self:?}"
+            )));
+        }
+        let hw = c_long::try_from(self.hw)
+            .map_err(|_| KernelError::Geometry(format!("hw = {} too large", self.hw)))?;
+        Ok((int(self.n, "n")?, int(self.c, "c")?, hw))
+    }
+}
+
+/// Training-mode batch norm forward; `affine` is `(gamma, beta)`; `running` (mean, var) is
+/// updated in place with `momentum` (PyTorch: 0.1, unbiased variance).
+pub fn bn_fwd_train<T: HostFloat>(
+    x: &[T],
+    s: BnShape,
+    affine: Option<(&[T], &[T])>,
+    eps: T,
+    momentum: T,
+    running: Option<(&mut [T], &mut [T])>,
+) -> Result<BnForward<T>> {
+    let (n, c, hw) = s.c_args()?;
+    check("x", x.len(), s.len())?;
+    let (gp, bp) = match affine {
+        Some((g, b)) => {
+            check("gamma", g.len(), s.c)?;
+            check("beta", b.len(), s.c)?;
+            (g.as_ptr(), b.as_ptr())
+        }
+        None => (std::ptr::null(), std::ptr::null()),
+    };
+    let (rm, rv) = match running {
+        Some((m, v)) => {
+            check("running_mean", m.len(), s.c)?;
+            check("running_var", v.len(), s.c)?;
+            (m.as_mut_ptr(), v.as_mut_ptr())
+        }
+        None => (std::ptr::null_mut(), std::ptr::null_mut()),
+    };
+    let mut out = BnForward {
+        y: vec![T::default(); s.len()],
+        mean: vec![T::default(); s.c],
+        invstd: vec![T::default(); s.c],
+    };
+    // SAFETY: lengths checked above; null pointers are the C side's "absent".
+    unsafe {
+        (T::FNS.bn_fwd)(
+            x.as_ptr(),
+            gp,
+            bp,
+            n,
+            c,
+            hw,
+            eps,
+            momentum,
+            rm,
+            rv,
+            out.y.as_mut_ptr(),
+            out.mean.as_mut_ptr(),
+            out.invstd.as_mut_ptr(),
+        )
+    };
+    Ok(out)
+}
+
+/// Training-mode batch norm backward: `(dL/dx, Some((dL/dgamma, dL/dbeta)) when affine)`.
+pub fn bn_bwd_train<T: HostFloat>(
+    x: &[T],
+    gy: &[T],
+    s: BnShape,
+    gamma: Option<&[T]>,
+    fwd: &BnForward<T>,
+) -> Result<BnBackward<T>> {
+    let (n, c, hw) = s.c_args()?;
+    check("x", x.len(), s.len())?;
+    check("gy", gy.len(), s.len())?;
+    check("mean", fwd.mean.len(), s.c)?;
+    check("invstd", fwd.invstd.len(), s.c)?;
+    let mut gx = vec![T::default(); s.len()];
+    let mut gg = vec![T::default(); s.c];
+    let mut gb = vec![T::default(); s.c];
+    let gp = match gamma {
+        Some(g) => {
+            check("gamma", g.len(), s.c)?;
+            g.as_ptr()
+        }
+        None => std::ptr::null(),
+    };
+    // SAFETY: lengths checked above.
+    unsafe {
+        (T::FNS.bn_bwd)(
+            x.as_ptr(),
+            gy.as_ptr(),
+            gp,
+            n,
+            c,
+            hw,
+            fwd.mean.as_ptr(),
+            fwd.invstd.as_ptr(),
+            gx.as_mut_ptr(),
+            gg.as_mut_ptr(),
+            gb.as_mut_ptr(),
+        )
+    };
+    Ok((gx, gamma.map(|_| (gg, gb))))
+}
+
+fn c_len(len: usize) -> Result<c_long> {
+    c_long::try_from(len).map_err(|_| KernelError::Geometry(format!("length {len} too large")))
+}
+
+/// ReLU forward.
+pub fn relu_fwd<T: HostFloat>(x: &[T]) -> Result<Vec<T>> {
+    let mut y = vec![T::default(); x.len()];
+    // SAFETY: y has x's length.
+    unsafe { (T::FNS.relu_fwd)(x.as_ptr(), y.as_mut_ptr(), c_len(x.len())?) };
+    Ok(y)
+}
+
+/// ReLU backward (the gradient passes where the input is > 0).
+pub fn relu_bwd<T: HostFloat>(x: &[T], gy: &[T]) -> Result<Vec<T>> {
+    check("gy", gy.len(), x.len())?;
+    let mut gx = vec![T::default(); x.len()];
+    // SAFETY: lengths checked above.
+    unsafe { (T::FNS.relu_bwd)(x.as_ptr(), gy.as_ptr(), gx.as_mut_ptr(), c_len(x.len())?) };
+    Ok(gx)
+}
+
+/// Mixed-op forward: `sum_k w[k] * ys[k]`; an option with weight exactly 0 may be `None` (not
+/// computed, as under GDAS / ProxylessNAS hard sampling).
+pub fn mixed_fwd<T: HostFloat + PartialEq>(
+    ys: &[Option<&[T]>],
+    w: &[T],
+    len: usize,
+) -> Result<Vec<T>> {
+    let ptrs = mixed_inputs(ys, w, len)?;
+    let mut y = vec![T::default(); len];
+    // SAFETY: every non-null pointer has `len` elements; null ones have weight 0 and are skipped.
+    unsafe {
+        (T::FNS.mixed_fwd)(
+            ptrs.as_ptr(),
+            w.as_ptr(),
+            int(w.len(), "options")?,
+            c_len(len)?,
+            y.as_mut_ptr(),
+        )
+    };
+    Ok(y)
+}
+
+/// Mixed-op backward: `(dL/dys[k] = w[k] * gy for computed options, dL/dw[k] = sum gy * ys[k])`.
+pub fn mixed_bwd<T: HostFloat + PartialEq>(
+    gy: &[T],
+    ys: &[Option<&[T]>],
+    w: &[T],
+) -> Result<MixedBackward<T>> {
+    let len = gy.len();
+    let ptrs = mixed_inputs(ys, w, len)?;
+    let mut gys: Vec<Option<Vec<T>>> = ys
+        .iter()
+        .map(|y| y.map(|_| vec![T::default(); len]))
+        .collect();
+    let gptrs: Vec<*mut T> = gys
+        .iter_mut()
+        .map(|g| g.as_mut().map_or(std::ptr::null_mut(), |v| v.as_mut_ptr()))
+        .collect();
+    let mut gw = vec![T::default(); w.len()];
+    // SAFETY: every non-null pointer has `len` elements.
+    unsafe {
+        (T::FNS.mixed_bwd)(
+            gy.as_ptr(),
+            ptrs.as_ptr(),
+            w.as_ptr(),
+            int(w.len(), "options")?,
+            c_len(len)?,
+            gptrs.as_ptr(),
+            gw.as_mut_ptr(),
+        )
+    };
+    Ok((gys, gw))
+}
+
+fn mixed_inputs<T: HostFloat + PartialEq>(
+    ys: &[Option<&[T]>],
+    w: &[T],
+    len: usize,
+) -> Result<Vec<*const T>> {
+    check("ys", ys.len(), w.len())?;
+    ys.iter()
+        .zip(w)
+        .map(|(y, &wk)| match y {
+            Some(y) => check("ys[k]", y.len(), len).map(|_| y.as_ptr()),
+            None if wk == T::default() => Ok(std::ptr::null()),
+            None => Err(KernelError::Geometry(
+                "an option with a non-zero weight has no output".into(),
+            )),
+        })
+        .collect()
+}
