@@ -147,7 +147,7 @@ pub enum Command {
         /// `first` or `second` order (darts).
         #[arg(long, default_value = "first")]
         order: String,
-        /// The strategy timed: darts, gdas, spos (or any trainer strategy).
+        /// The strategy timed: darts, gdas, spos, proxylessnas (or any trainer strategy).
         #[arg(long, default_value = "darts")]
         strategy: String,
         /// Print JSON.

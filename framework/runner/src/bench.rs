@@ -1,6 +1,7 @@
 //! `nas bench`: times one search step of a strategy (`darts`: architecture step + weight
 //! step; `gdas`: a hard-sampled weight step + architecture step; `spos`: one single-path
-//! weight step; any registered trainer strategy) on the DARTS search network on CPU, on
+//! weight step; `proxylessnas`: a weight step on one sampled path + a gated architecture
+//! update; any registered trainer strategy) on the DARTS search network on CPU, on
 //! synthetic data, and reports milliseconds per step and peak memory.
 use std::sync::Arc;
 use std::time::Instant;
@@ -60,7 +61,7 @@ pub struct BenchResult {
 
 /// CPU time of the whole process (user + system, all threads) in ms, from `/proc/self/stat`
 /// (fields 14 and 15, in `USER_HZ` = 100 ticks per second on Linux).
-pub(crate) fn process_cpu_ms() -> Option<f64> {
+fn process_cpu_ms() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/stat").ok()?;
     // The command name (field 2) may contain spaces; the fields after it follow its `)`.
     let rest = &s[s.rfind(')')? + 1..];
@@ -70,7 +71,7 @@ pub(crate) fn process_cpu_ms() -> Option<f64> {
     Some((utime + stime) * 10.0)
 }
 
-pub(crate) fn peak_rss_mib() -> Option<f64> {
+fn peak_rss_mib() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -143,10 +144,12 @@ pub fn bench_darts(cfg: &BenchConfig) -> Result<BenchResult> {
         seed: 0,
         steps_per_epoch: None,
     })?;
-    let params = if cfg.strategy == "darts" {
-        serde_json::json!({"order": cfg.order})
-    } else {
-        serde_json::json!({})
+    let params = match cfg.strategy.as_str() {
+        "darts" => serde_json::json!({"order": cfg.order}),
+        // An architecture update (two ops per edge, binary gates) after every weight step,
+        // so that each timed step is a full ProxylessNAS step (its default is every 5).
+        "proxylessnas" => serde_json::json!({"arch_every": 1}),
+        _ => serde_json::json!({}),
     };
     let comps = crate::Components::builtin()?;
     let mut strategy = (comps.strategies.get(&cfg.strategy)?)(&params)?;
@@ -188,7 +191,7 @@ pub fn bench_darts(cfg: &BenchConfig) -> Result<BenchResult> {
     })
 }
 
-pub(crate) fn rayon_threads() -> usize {
+fn rayon_threads() -> usize {
     std::env::var("RAYON_NUM_THREADS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())

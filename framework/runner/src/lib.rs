@@ -9,7 +9,6 @@
 #![deny(missing_docs)]
 
 pub mod bench;
-pub mod bench_proxylessnas;
 pub mod checkpoint;
 pub mod components;
 pub mod env;

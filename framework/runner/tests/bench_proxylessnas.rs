@@ -1,23 +1,24 @@
-//! `bench_proxylessnas` runs (a tiny network, 1 step), and, ignored by default, the
-//! measurement recorded in docs/proxylessnas.md next to a DARTS first-order step:
+//! `nas bench --strategy proxylessnas` times a full ProxylessNAS step (a tiny network, 1
+//! step), and, ignored by default, the measurement recorded in docs/proxylessnas.md next to
+//! a DARTS first-order step, in one process:
 //! `cargo test -p nas-runner --test bench_proxylessnas -- --ignored --nocapture`.
 use nas_runner::bench::{bench_darts, BenchConfig};
-use nas_runner::bench_proxylessnas::bench_proxylessnas;
 
-fn cfg(layers: usize, channels: usize, batch: usize, size: usize, steps: usize) -> BenchConfig {
+fn cfg(strategy: &str, layers: usize, channels: usize, batch: usize, steps: usize) -> BenchConfig {
     BenchConfig {
         layers,
         channels,
         batch,
-        size,
+        size: if layers > 2 { 32 } else { 8 },
         steps,
         order: "first".into(),
+        strategy: strategy.into(),
     }
 }
 
 #[test]
 fn a_proxylessnas_step_is_benchable() {
-    let r = bench_proxylessnas(&cfg(2, 4, 2, 8, 1)).unwrap();
+    let r = bench_darts(&cfg("proxylessnas", 2, 4, 2, 1)).unwrap();
     assert_eq!(r.step_ms.len(), 1);
     assert!(r.supernet_params > 0);
 }
@@ -25,9 +26,8 @@ fn a_proxylessnas_step_is_benchable() {
 #[test]
 #[ignore = "a measurement, not a check: run with --ignored --nocapture"]
 fn measure_proxylessnas_against_darts_first_order() {
-    let c = cfg(5, 16, 32, 32, 2);
-    let p = bench_proxylessnas(&c).unwrap();
-    let d = bench_darts(&c).unwrap();
+    let p = bench_darts(&cfg("proxylessnas", 5, 16, 32, 2)).unwrap();
+    let d = bench_darts(&cfg("darts", 5, 16, 32, 2)).unwrap();
     println!(
         "DARTS search network 5 cells x 16 channels, batch 32, 32x32x3, {} threads: \
          proxylessnas {:.0} ms/step (cpu {:.0}, peak RSS {:.0} MiB), darts first order \
