@@ -204,9 +204,11 @@ mod tests {
 
     /// CRC-32C's check value (RFC 3720 / the Castagnoli catalogue): "123456789" -> 0xE3069283.
     #[test]
+    #[allow(clippy::manual_rotate)]
     fn crc32c_check_value_and_mask() {
         assert_eq!(CASTAGNOLI.checksum(b"123456789"), 0xE306_9283);
         let c: u32 = 0xE306_9283;
+        // The mask of TensorFlow's crc32c.h, written out: rotate right by 15, add a constant.
         let masked = ((c >> 15) | (c << 17)).wrapping_add(0xa282_ead8);
         assert_eq!(masked_crc32c(b"123456789"), masked);
     }

@@ -93,6 +93,7 @@ impl Fake {
                 (ce, vec![g; weights.len()])
             }
             DriveKind::Paths { .. } => panic!("a Gumbel strategy never sends paths"),
+            DriveKind::Gated { .. } => panic!("a Gumbel strategy never sends gates"),
         }
     }
 }
