@@ -51,7 +51,11 @@ fn darts_cost_gradient_matches_central_differences() {
                 ap[i][k] += h;
                 am[i][k] -= h;
                 let fd = (loss(&ap) - loss(&am)) / (2.0 * h);
-                assert!((fd - grad[i][k]).abs() < 1e-7, "{cost}: fd {fd} vs {}", grad[i][k]);
+                assert!(
+                    (fd - grad[i][k]).abs() < 1e-7,
+                    "{cost}: fd {fd} vs {}",
+                    grad[i][k]
+                );
             }
         }
     }

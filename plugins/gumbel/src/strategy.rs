@@ -101,7 +101,7 @@ pub struct Gumbel {
     last_valid_acc: Option<f64>,
 }
 
-fn trainer_of<'a>(env: &'a mut dyn SearchEnv, m: Method) -> Result<&'a mut dyn SupernetTrainer> {
+fn trainer_of(env: &mut dyn SearchEnv, m: Method) -> Result<&mut dyn SupernetTrainer> {
     env.trainer()
         .ok_or_else(|| NasError::Strategy(format!("{} needs a supernet trainer", m.name())))
 }

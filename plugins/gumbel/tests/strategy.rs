@@ -5,8 +5,7 @@ use nas_core::cost_term::{CostForm, CostMetric, CostTerm};
 use nas_core::math::softmax;
 use nas_core::{
     ArchGradient, Architecture, Cost, Decision, Drive, DriveKind, Estimator, EvalStats, GradOrder,
-    MixingWeights, OptionSpec, Result, SearchEnv, SearchStrategy, SpaceSpec, Split, StepStats,
-    SupernetTrainer,
+    MixingWeights, OptionSpec, Result, SearchEnv, SpaceSpec, Split, StepStats, SupernetTrainer,
 };
 use nas_strategy_gumbel::loss::arch_loss;
 use nas_strategy_gumbel::sample::sample_with;
