@@ -122,9 +122,7 @@ impl Builder<'_> {
         ReluConvBn::new(self.s, name, c_in, c)
     }
     fn calib(&mut self, name: &str, (c0, h0): (usize, usize), (c, h): (usize, usize)) -> Result<Option<Calib>> {
-        if h0 != h {
-            self.macs += (c0 * c * h * h) as f64;
-        } else if c0 != c {
+        if h0 != h || c0 != c {
             self.macs += (c0 * c * h * h) as f64;
         }
         Calib::build(self.s, name, (c0, h0), (c, h))
@@ -355,11 +353,7 @@ impl Network for EnasNetwork {
                     v.extend(op.bns());
                 }
             }
-            for (_, f) in &c.combine {
-                if let Some(f) = f {
-                    v.push(f.bn());
-                }
-            }
+            v.extend(c.combine.iter().filter_map(|(_, f)| f.as_ref().map(|f| f.bn())));
         }
         if let Some((_, a)) = &self.aux {
             v.push(&a.bn1);
