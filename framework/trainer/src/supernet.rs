@@ -536,7 +536,12 @@ impl WeightSharingTrainer {
     /// recalibration, no backward pass) and returns its loss and accuracy with no gradient
     /// (`grads` is empty: a path has no mixing weights). As in the reference, the forward
     /// pass updates the running batch-norm statistics it touches.
-    fn path_reward(&mut self, drive: &Drive, paths: usize, order: GradOrder) -> Result<ArchGradient> {
+    fn path_reward(
+        &mut self,
+        drive: &Drive,
+        paths: usize,
+        order: GradOrder,
+    ) -> Result<ArchGradient> {
         if paths != 1 || order != GradOrder::First {
             return Err(NasError::Strategy(
                 "an architecture gradient needs mixing weights; for a discrete path it is the \

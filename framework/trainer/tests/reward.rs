@@ -60,7 +60,11 @@ fn a_path_reward_is_the_training_mode_accuracy_on_the_next_validation_batch() {
         assert!((r.loss - g.loss).abs() < 1e-12, "{} vs {}", r.loss, g.loss);
         assert_eq!(r.accuracy, g.correct as f64 / b.n as f64);
     }
-    assert_eq!(t.weight_values().unwrap(), w0, "a reward changed the weights");
+    assert_eq!(
+        t.weight_values().unwrap(),
+        w0,
+        "a reward changed the weights"
+    );
 }
 
 #[test]

@@ -284,7 +284,10 @@ impl Controller {
             }
         };
         if k >= lv.len() {
-            candle_core::bail!("choice {k} out of range for decision {at} ({} options)", lv.len());
+            candle_core::bail!(
+                "choice {k} out of range for decision {at} ({} options)",
+                lv.len()
+            );
         }
         Ok((k, logp.narrow(1, k, 1)?.reshape(())?, entropy))
     }
@@ -298,10 +301,7 @@ impl Controller {
         let mut choices = vec![0usize; self.plan.decisions];
         let mut log_prob = Tensor::zeros((), DType::F64, &Device::Cpu)?;
         let mut entropy = 0.0;
-        let op_c = self
-            .cfg
-            .tanh_constant
-            .map(|c| c / self.cfg.op_tanh_reduce);
+        let op_c = self.cfg.tanh_constant.map(|c| c / self.cfg.op_tanh_reduce);
         for block in &self.plan.blocks {
             match block {
                 Block::Single { decision, head } => {
@@ -346,7 +346,8 @@ impl Controller {
                             let logits = h.matmul(self.t(hv.w))?.broadcast_add(self.t(hv.b))?;
                             let mut logits = self.squash(logits, op_c)?;
                             if *normal && hv.micro {
-                                let b = Tensor::from_slice(&MICRO_NORMAL_BIAS, (1, 5), &Device::Cpu)?;
+                                let b =
+                                    Tensor::from_slice(&MICRO_NORMAL_BIAS, (1, 5), &Device::Cpu)?;
                                 logits = (logits + b)?;
                             }
                             let (k, lp, e) = Self::choose(&logits, &mut pick, d)?;

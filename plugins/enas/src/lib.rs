@@ -49,5 +49,8 @@ pub fn build(name: &str, params: &serde_json::Value) -> Result<Box<dyn SearchStr
             known: NAME.into(),
         });
     }
-    Ok(Box::new(Enas::new(decode_params(params::COMPONENT, params)?)?))
+    Ok(Box::new(Enas::new(decode_params(
+        params::COMPONENT,
+        params,
+    )?)?))
 }

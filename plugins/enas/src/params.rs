@@ -83,9 +83,19 @@ impl EnasParams {
     pub fn check(&self) -> Result<()> {
         let c = COMPONENT;
         ensure(self.lstm_size >= 1, c, "lstm_size", "must be >= 1")?;
-        ensure(positive(self.lr), c, "lr", format!("must be > 0, got {}", self.lr))?;
+        ensure(
+            positive(self.lr),
+            c,
+            "lr",
+            format!("must be > 0, got {}", self.lr),
+        )?;
         if let Some(t) = self.tanh_constant {
-            ensure(positive(t), c, "tanh_constant", format!("must be > 0 or null, got {t}"))?;
+            ensure(
+                positive(t),
+                c,
+                "tanh_constant",
+                format!("must be > 0 or null, got {t}"),
+            )?;
         }
         ensure(
             positive(self.op_tanh_reduce),
@@ -94,7 +104,12 @@ impl EnasParams {
             format!("must be > 0, got {}", self.op_tanh_reduce),
         )?;
         if let Some(t) = self.temperature {
-            ensure(positive(t), c, "temperature", format!("must be > 0 or null, got {t}"))?;
+            ensure(
+                positive(t),
+                c,
+                "temperature",
+                format!("must be > 0 or null, got {t}"),
+            )?;
         }
         ensure(
             self.entropy_weight.is_finite() && self.entropy_weight >= 0.0,
@@ -109,7 +124,12 @@ impl EnasParams {
             format!("must be in [0, 1), got {}", self.baseline_decay),
         )?;
         ensure(self.aggregate >= 1, c, "aggregate", "must be >= 1")?;
-        ensure(self.reward_batches >= 1, c, "reward_batches", "must be >= 1")?;
+        ensure(
+            self.reward_batches >= 1,
+            c,
+            "reward_batches",
+            "must be >= 1",
+        )?;
         ensure(self.final_samples >= 1, c, "final_samples", "must be >= 1")?;
         ensure(
             self.betas.iter().all(|b| (0.0..1.0).contains(b)),
@@ -117,7 +137,12 @@ impl EnasParams {
             "betas",
             format!("each must be in [0, 1), got {:?}", self.betas),
         )?;
-        ensure(positive(self.eps), c, "eps", format!("must be > 0, got {}", self.eps))?;
+        ensure(
+            positive(self.eps),
+            c,
+            "eps",
+            format!("must be > 0, got {}", self.eps),
+        )?;
         ensure(
             positive(self.init_range),
             c,
@@ -143,19 +168,49 @@ impl EnasParams {
 pub fn docs() -> Vec<ParamDoc> {
     vec![
         ParamDoc::new("lstm_size", "LSTM hidden units (reference 64; paper 100)"),
-        ParamDoc::new("lr", "controller Adam learning rate (reference micro 0.0035; paper 3.5e-4)"),
-        ParamDoc::new("tanh_constant", "c of c*tanh(logits) for inputs (reference micro 1.10; paper 2.5); null: none"),
-        ParamDoc::new("op_tanh_reduce", "op logits use tanh_constant / op_tanh_reduce (reference 2.5)"),
-        ParamDoc::new("temperature", "logits divided by it (paper 5; the reference runs without: null)"),
-        ParamDoc::new("entropy_weight", "sample entropy added to the reward (1e-4)"),
+        ParamDoc::new(
+            "lr",
+            "controller Adam learning rate (reference micro 0.0035; paper 3.5e-4)",
+        ),
+        ParamDoc::new(
+            "tanh_constant",
+            "c of c*tanh(logits) for inputs (reference micro 1.10; paper 2.5); null: none",
+        ),
+        ParamDoc::new(
+            "op_tanh_reduce",
+            "op logits use tanh_constant / op_tanh_reduce (reference 2.5)",
+        ),
+        ParamDoc::new(
+            "temperature",
+            "logits divided by it (paper 5; the reference runs without: null)",
+        ),
+        ParamDoc::new(
+            "entropy_weight",
+            "sample entropy added to the reward (1e-4)",
+        ),
         ParamDoc::new("baseline_decay", "moving-average baseline decay (0.99)"),
-        ParamDoc::new("controller_steps", "controller updates after each weight epoch (30)"),
-        ParamDoc::new("aggregate", "sampled architectures averaged into one update (10)"),
-        ParamDoc::new("reward_batches", "fresh shuffled validation batches per reward (1)"),
-        ParamDoc::new("final_samples", "architectures sampled at the end; the best by reward is returned (10)"),
+        ParamDoc::new(
+            "controller_steps",
+            "controller updates after each weight epoch (30)",
+        ),
+        ParamDoc::new(
+            "aggregate",
+            "sampled architectures averaged into one update (10)",
+        ),
+        ParamDoc::new(
+            "reward_batches",
+            "fresh shuffled validation batches per reward (1)",
+        ),
+        ParamDoc::new(
+            "final_samples",
+            "architectures sampled at the end; the best by reward is returned (10)",
+        ),
         ParamDoc::new("betas", "Adam (beta1, beta2) (reference [0.0, 0.999])"),
         ParamDoc::new("eps", "Adam epsilon, TensorFlow form (reference 1e-3)"),
-        ParamDoc::new("init_range", "controller weights ~ U(-r, r) (reference 0.1)"),
+        ParamDoc::new(
+            "init_range",
+            "controller weights ~ U(-r, r) (reference 0.1)",
+        ),
         ParamDoc::new("keep", "architectures returned, best first"),
     ]
 }

@@ -53,7 +53,9 @@ pub struct Plan {
 
 /// True when decision key `key` marks a node input (`...input_a`, `...input_b`).
 pub fn is_input_key(key: &str) -> bool {
-    key.rsplit('.').next().is_some_and(|s| s.starts_with("input"))
+    key.rsplit('.')
+        .next()
+        .is_some_and(|s| s.starts_with("input"))
 }
 
 impl Plan {

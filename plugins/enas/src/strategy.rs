@@ -112,12 +112,17 @@ impl Enas {
     fn parts(&mut self) -> Result<(&Controller, &mut Run, &mut ChaCha8Rng)> {
         match (&self.ctl, &mut self.run) {
             (Some(c), Some(r)) => Ok((c, r, &mut self.rng)),
-            _ => Err(NasError::Strategy("strategy `enas` used before `init`".into())),
+            _ => Err(NasError::Strategy(
+                "strategy `enas` used before `init`".into(),
+            )),
         }
     }
 
     fn arch(&self, choices: Vec<usize>) -> Result<Architecture> {
-        let run = self.run.as_ref().ok_or_else(|| NasError::Strategy("no run".into()))?;
+        let run = self
+            .run
+            .as_ref()
+            .ok_or_else(|| NasError::Strategy("no run".into()))?;
         Ok(Architecture::new(run.space.clone(), choices))
     }
 

@@ -135,13 +135,17 @@ fn reinforce_gradient_matches_a_hand_computation() {
     ])
     .unwrap();
     // By hand: h0 = c0 = 0, so only the input row of the LSTM matters.
-    let (i, o, g) = (sigmoid(x * lstm[0]), sigmoid(x * lstm[2]), (x * lstm[3]).tanh());
+    let (i, o, g) = (
+        sigmoid(x * lstm[0]),
+        sigmoid(x * lstm[2]),
+        (x * lstm[3]).tanh(),
+    );
     let c = i * g;
     let h = o * c.tanh();
     let u: Vec<f64> = (0..2).map(|k| (h * w_soft[k] + b_soft[k]) / temp).collect();
     let z: Vec<f64> = u.iter().map(|u| c_tanh * u.tanh()).collect();
     let e: Vec<f64> = z.iter().map(|z| z.exp()).collect();
-    let p: Vec<f64> = e.iter().map(|e| e / (e[0] + e[1])).collect();
+    let p: Vec<f64> = e.iter().map(|x| x / (e[0] + e[1])).collect();
     let a = 1;
     let (reward, baseline) = (0.7, 0.5);
     // loss = -(R - b) log p_a; d loss / d b_k = -(R - b) (1[k=a] - p_k) c (1 - tanh^2 u_k) / T.
@@ -158,8 +162,18 @@ fn reinforce_gradient_matches_a_hand_computation() {
     assert!((lp - p[a].ln()).abs() < 1e-12, "{lp} vs {}", p[a].ln());
     let grads = ctl.grad(&r, -(reward - baseline)).unwrap();
     for k in 0..2 {
-        assert!((grads[7][k] - dl_db[k]).abs() < 1e-12, "b[{k}]: {} vs {}", grads[7][k], dl_db[k]);
-        assert!((grads[6][k] - dl_dw[k]).abs() < 1e-12, "w[{k}]: {} vs {}", grads[6][k], dl_dw[k]);
+        assert!(
+            (grads[7][k] - dl_db[k]).abs() < 1e-12,
+            "b[{k}]: {} vs {}",
+            grads[7][k],
+            dl_db[k]
+        );
+        assert!(
+            (grads[6][k] - dl_dw[k]).abs() < 1e-12,
+            "w[{k}]: {} vs {}",
+            grads[6][k],
+            dl_dw[k]
+        );
     }
     // The entropy is -sum p log p, without gradient.
     let ent = -(p[0] * p[0].ln() + p[1] * p[1].ln());

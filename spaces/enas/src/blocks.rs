@@ -196,7 +196,11 @@ impl Classifier {
     /// A new classifier.
     pub fn new(store: &mut ParamStore, c_in: usize, classes: usize) -> Result<Self> {
         Ok(Classifier {
-            w: store.var("fc.w", &[classes, c_in], Init::FanInUniform { fan_in: c_in })?,
+            w: store.var(
+                "fc.w",
+                &[classes, c_in],
+                Init::FanInUniform { fan_in: c_in },
+            )?,
         })
     }
 

@@ -112,7 +112,14 @@ impl Builder<'_> {
         self.macs += ((c * k * k + c * c) * ho * ho * 2) as f64;
         SepConv::new(self.s, name, k, stride, c, c)
     }
-    fn fr(&mut self, name: &str, c_in: usize, c: usize, h: usize, relu: bool) -> Result<FactorizedReduction> {
+    fn fr(
+        &mut self,
+        name: &str,
+        c_in: usize,
+        c: usize,
+        h: usize,
+        relu: bool,
+    ) -> Result<FactorizedReduction> {
         let ho = h.div_ceil(2);
         self.macs += (c_in * c * ho * ho) as f64;
         FactorizedReduction::new(self.s, name, c_in, c, relu)
@@ -121,7 +128,12 @@ impl Builder<'_> {
         self.macs += (c_in * c * h * h) as f64;
         ReluConvBn::new(self.s, name, c_in, c)
     }
-    fn calib(&mut self, name: &str, (c0, h0): (usize, usize), (c, h): (usize, usize)) -> Result<Option<Calib>> {
+    fn calib(
+        &mut self,
+        name: &str,
+        (c0, h0): (usize, usize),
+        (c, h): (usize, usize),
+    ) -> Result<Option<Calib>> {
         if h0 != h || c0 != c {
             self.macs += (c0 * c * h * h) as f64;
         }
@@ -191,7 +203,9 @@ impl EnasNetwork {
                             b.macs += (c * 9 * ho * ho) as f64;
                             FixedOp::Pool { op, stride: s }
                         }
-                        _ if s == 2 => FixedOp::Reduce(b.fr(&format!("{p}.reduce"), c, c, hin, false)?),
+                        _ if s == 2 => {
+                            FixedOp::Reduce(b.fr(&format!("{p}.reduce"), c, c, hin, false)?)
+                        }
                         _ => FixedOp::Identity,
                     };
                     pair.push((j, fop));
@@ -273,7 +287,13 @@ impl EnasNetwork {
         let mask: Vec<f64> = {
             let mut rng = self.rng.lock().expect("drop-path rng poisoned");
             (0..n)
-                .map(|_| if rng.random::<f64>() < keep { 1.0 / keep } else { 0.0 })
+                .map(|_| {
+                    if rng.random::<f64>() < keep {
+                        1.0 / keep
+                    } else {
+                        0.0
+                    }
+                })
                 .collect()
         };
         let m = Tensor::from_vec(mask, (n, 1, 1, 1), x.device())?.to_dtype(x.dtype())?;
@@ -353,7 +373,11 @@ impl Network for EnasNetwork {
                     v.extend(op.bns());
                 }
             }
-            v.extend(c.combine.iter().filter_map(|(_, f)| f.as_ref().map(|f| f.bn())));
+            v.extend(
+                c.combine
+                    .iter()
+                    .filter_map(|(_, f)| f.as_ref().map(|f| f.bn())),
+            );
         }
         if let Some((_, a)) = &self.aux {
             v.push(&a.bn1);

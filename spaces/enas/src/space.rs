@@ -28,10 +28,22 @@ pub fn space_info() -> ComponentInfo {
             .into(),
         defaults: serde_json::to_value(EnasSpaceParams::default()).unwrap_or_default(),
         params: vec![
-            ParamDoc::new("channels", "out_filters of the search network (reference 20)"),
-            ParamDoc::new("layers", "normal layers of the search network (reference 6); 2 reductions are added"),
-            ParamDoc::new("retrain_channels", "out_filters of the standalone network (reference final 36)"),
-            ParamDoc::new("retrain_layers", "normal layers of the standalone network (reference final 15)"),
+            ParamDoc::new(
+                "channels",
+                "out_filters of the search network (reference 20)",
+            ),
+            ParamDoc::new(
+                "layers",
+                "normal layers of the search network (reference 6); 2 reductions are added",
+            ),
+            ParamDoc::new(
+                "retrain_channels",
+                "out_filters of the standalone network (reference final 36)",
+            ),
+            ParamDoc::new(
+                "retrain_layers",
+                "normal layers of the standalone network (reference final 15)",
+            ),
         ],
         origin: "built-in".into(),
     }
@@ -58,12 +70,21 @@ impl EnasMicroSpace {
             ("retrain_channels", params.retrain_channels),
         ] {
             if c == 0 || !c.is_multiple_of(2) {
-                return Err(bad(k, "must be even and > 0 (the factorized reduction halves it)"));
+                return Err(bad(
+                    k,
+                    "must be even and > 0 (the factorized reduction halves it)",
+                ));
             }
         }
-        for (k, l) in [("layers", params.layers), ("retrain_layers", params.retrain_layers)] {
+        for (k, l) in [
+            ("layers", params.layers),
+            ("retrain_layers", params.retrain_layers),
+        ] {
             if l < 3 {
-                return Err(bad(k, "must be >= 3 (reductions at layers/3 and 2*(layers/3)+1)"));
+                return Err(bad(
+                    k,
+                    "must be >= 3 (reductions at layers/3 and 2*(layers/3)+1)",
+                ));
             }
         }
         check_data(shape)?;
@@ -108,7 +129,12 @@ fn op_costs(p: &EnasSpaceParams, s: DataShape) -> [[Cost; 5]; 2] {
 /// The reference's arc notation: `normal: 20 integers | reduce: 20 integers`, each node
 /// `x_id x_op y_id y_op` (ops: 0 sep 3x3, 1 sep 5x5, 2 avg pool, 3 max pool, 4 identity).
 pub fn format_arc(choices: &[usize]) -> String {
-    let j = |s: &[usize]| s.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" ");
+    let j = |s: &[usize]| {
+        s.iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let n = 4 * NODES;
     format!(
         "normal: {} | reduce: {}",

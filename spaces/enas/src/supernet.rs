@@ -181,7 +181,12 @@ impl EnasSupernet {
             let h = prev[1].1;
             let calib_x = Calib::build(s, &format!("{name}.calib_x"), prev[0], (c, h))?;
             let calib_y = if prev[1].0 != c {
-                Some(ReluConvBn::new(s, &format!("{name}.calib_y"), prev[1].0, c)?)
+                Some(ReluConvBn::new(
+                    s,
+                    &format!("{name}.calib_y"),
+                    prev[1].0,
+                    c,
+                )?)
             } else {
                 None
             };

@@ -63,7 +63,13 @@ fn every_node_has_exactly_two_inputs_and_two_ops() {
                 let names: Vec<_> = d.options.iter().map(|o| o.name.as_str()).collect();
                 assert_eq!(
                     names,
-                    ["sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "identity"]
+                    [
+                        "sep_conv_3x3",
+                        "sep_conv_5x5",
+                        "avg_pool_3x3",
+                        "max_pool_3x3",
+                        "identity"
+                    ]
                 );
             }
         }
@@ -83,14 +89,19 @@ fn notation_round_trips_and_bad_input_is_an_error() {
     assert_eq!(s.parse_arch(&json).unwrap(), a);
     // The published file.
     let file = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/archs/enas-micro.json"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../configs/archs/enas-micro.json"),
     )
     .unwrap();
     assert_eq!(s.parse_arch(&file).unwrap(), a);
     // Node 0 can only pick input 0 or 1.
     let mut bad = parse_arc(PUBLISHED).unwrap();
     bad[0] = 2;
-    let t = bad.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" ");
+    let t = bad
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
     assert!(s.parse_arch(&t).is_err());
     assert!(s.parse_arch("0 1 2").is_err());
     assert!(s.parse_arch("a b").is_err());
@@ -210,7 +221,13 @@ fn supernet_runs_paths_and_only_the_chosen_candidates_get_gradients() {
     let has = |name: &str| {
         let v = net.params().get(name).unwrap_or_else(|| panic!("{name}"));
         g.get(v.as_tensor()).is_some_and(|t| {
-            t.abs().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap() > 0.0
+            t.abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
+                > 0.0
         })
     };
     // Normal node 0: input_a 0 with avg pool (no weights), input_b 0 with sep 3x3.
@@ -237,7 +254,13 @@ fn standalone_network_runs_on_small_inputs() {
         auxiliary: false,
     };
     let net = s
-        .build_network(&a, &cfg, &Device::Cpu, DType::F64, nas_core::component_rng(2, "t"))
+        .build_network(
+            &a,
+            &cfg,
+            &Device::Cpu,
+            DType::F64,
+            nas_core::component_rng(2, "t"),
+        )
         .unwrap();
     net.set_drop_path(0.2);
     let x = Tensor::randn(0f64, 1.0, (2, 1, 8, 8), &Device::Cpu).unwrap();

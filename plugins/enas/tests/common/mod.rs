@@ -2,8 +2,8 @@
 //! that match a target architecture, and small spaces with and without cells.
 #![allow(dead_code)]
 use nas_core::{
-    argmax_derive, ArchGradient, Architecture, Cost, Decision, Drive, DriveKind, EvalStats,
-    Estimator, GradOrder, MixingWeights, OptionSpec, Result, SearchEnv, SpaceSpec, Split,
+    argmax_derive, ArchGradient, Architecture, Cost, Decision, Drive, DriveKind, Estimator,
+    EvalStats, GradOrder, MixingWeights, OptionSpec, Result, SearchEnv, SpaceSpec, Split,
     StepStats, SupernetTrainer,
 };
 
@@ -24,14 +24,29 @@ fn decision(key: &str, group: &str, node: Option<usize>, names: &[&str]) -> Deci
 
 /// A normal cell of two nodes (inputs and ENAS ops) followed by two plain decisions.
 pub fn toy_spec() -> SpaceSpec {
-    let ops = nas_strategy_enas::ENAS_MICRO_OPS;
+    spec_with_ops(&nas_strategy_enas::ENAS_MICRO_OPS)
+}
+
+/// As [`toy_spec`] with other op names: the controller then gives the ops no special bias
+/// (the reference's `[10, 10, 0, 0, 0]` start makes pools and identity nearly unsampled
+/// unless the logits are squashed by `tanh`).
+pub fn plain_spec() -> SpaceSpec {
+    spec_with_ops(&["o0", "o1", "o2", "o3", "o4"])
+}
+
+fn spec_with_ops(ops: &[&str]) -> SpaceSpec {
     let mut d = Vec::new();
     for node in 0..2 {
         let inputs: Vec<String> = (0..node + 2).map(|j| j.to_string()).collect();
         let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         for (slot, key) in ["input_a", "op_a", "input_b", "op_b"].iter().enumerate() {
-            let names: &[&str] = if slot % 2 == 0 { &inputs } else { &ops };
-            d.push(decision(&format!("normal.n{node}.{key}"), "normal", Some(node), names));
+            let names: &[&str] = if slot % 2 == 0 { &inputs } else { ops };
+            d.push(decision(
+                &format!("normal.n{node}.{key}"),
+                "normal",
+                Some(node),
+                names,
+            ));
         }
     }
     d.push(decision("stage.b0", "stage", None, &["x", "y", "z"]));
@@ -113,7 +128,7 @@ impl ToyEnv {
     pub fn new(target: Vec<usize>, epochs: usize) -> Self {
         ToyEnv {
             trainer: ToyTrainer {
-                spec: toy_spec(),
+                spec: plain_spec(),
                 target,
                 rewards: 0,
                 weight_steps: 0,

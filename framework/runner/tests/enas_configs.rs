@@ -1,4 +1,4 @@
-//! Every `enas-*-digits.yaml` config validates and runs end to end on the embedded digits
+//! ENAS (issue 18): every `enas-*-digits.yaml` config validates and runs end to end on the embedded digits
 //! (1 epoch of 2 weight steps, 2 controller updates of 2 samples, 2 final samples), writing
 //! an architecture of its space; the micro space's architecture retrains with `nas train`.
 use std::path::{Path, PathBuf};
@@ -41,7 +41,7 @@ fn quick(name: &str, extra: &[&str]) -> nas_config::Experiment {
 fn every_enas_config_runs_a_tiny_search() {
     let comps = Components::builtin().unwrap();
     for (name, space) in CONFIGS {
-        // The shipped file as it is validates.
+        // The shipped file as it is validates (and so does the Fashion-MNIST variant).
         nas_config::load_experiment(&config(name), &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
         let dir = tempfile::tempdir().unwrap();
         let exp = quick(name, &[]);
@@ -56,16 +56,27 @@ fn every_enas_config_runs_a_tiny_search() {
         )
         .unwrap();
         assert_eq!(arch["space"], space, "{name}");
-        let f = s.architectures[0]["metrics"]["supernet_valid_acc"].as_f64().unwrap();
+        let f = s.architectures[0]["metrics"]["supernet_valid_acc"]
+            .as_f64()
+            .unwrap();
         assert!((0.0..=1.0).contains(&f), "{name}: {f}");
     }
+}
+
+#[test]
+fn the_fashion_mnist_config_validates() {
+    let e = nas_config::load_experiment(&config("enas-micro-fmnist.yaml"), &[]).unwrap();
+    assert_eq!(e.strategy.name, "enas");
 }
 
 #[test]
 fn the_found_micro_cell_retrains_with_nas_train() {
     let comps = Components::builtin().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let exp = quick("enas-micro-digits.yaml", &["train.epochs=1", "train.limit_batches=2"]);
+    let exp = quick(
+        "enas-micro-digits.yaml",
+        &["train.epochs=1", "train.limit_batches=2"],
+    );
     let opts = RunOptions {
         out_dir: Some(dir.path().join("run")),
         ..Default::default()
