@@ -64,6 +64,9 @@ pub trait SupernetTrainer {
     /// One weight step on the next training batch under `drive`.
     fn train_weights(&mut self, drive: &Drive) -> Result<StepStats>;
     /// Loss and gradient with respect to the mixing weights on the next validation batch.
+    /// For a drive of exactly one discrete path (and [`GradOrder::First`]) it is the ENAS
+    /// reward: loss and accuracy of that path on the next (shuffled) validation batch in
+    /// training mode, without batch-norm recalibration, with `grads` empty.
     fn arch_gradient(&mut self, drive: &Drive, order: GradOrder) -> Result<ArchGradient>;
     /// Evaluates under `drive` on `split` (all of it, or the first `max_batches`). For a
     /// single discrete path the batch-norm statistics are recalibrated on training batches

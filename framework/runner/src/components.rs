@@ -183,6 +183,20 @@ impl Components {
                 Arc::new(move |p| nas_strategy_proxylessnas::build(&name, p)),
             )?;
         }
+        // ENAS (issue 18): the micro space and the LSTM-controller strategy.
+        c.spaces.register(
+            nas_space_enas::space_info(),
+            Arc::new(|p, shape| {
+                Ok(SpaceBox::Tensor(Box::new(
+                    nas_space_enas::EnasMicroSpace::from_params(p, shape)?,
+                )))
+            }),
+        )?;
+        for info in nas_strategy_enas::infos() {
+            let name = info.name.clone();
+            c.strategies
+                .register(info, Arc::new(move |p| nas_strategy_enas::build(&name, p)))?;
+        }
         c.estimators.register(
             nas_space_nb201::estimator_info(),
             Arc::new(|p, _| nas_space_nb201::build_estimator(p)),

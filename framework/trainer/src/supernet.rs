@@ -547,6 +547,48 @@ impl WeightSharingTrainer {
         Ok((lv, correct, g))
     }
 
+    /// [`SupernetTrainer::arch_gradient`] of a single discrete path: the ENAS reward
+    /// (Pham et al. 2018, section 2.2; melodyguan/enas `micro_child.py` `build_valid_rl`,
+    /// which scores the sampled child on the next batch of a shuffled validation stream with
+    /// `is_training=True`). Draws the next validation batch (the same shuffled stream the
+    /// architecture gradients use), runs the path in training mode (batch statistics; no
+    /// recalibration, no backward pass) and returns its loss and accuracy with no gradient
+    /// (`grads` is empty: a path has no mixing weights). As in the reference, the forward
+    /// pass updates the running batch-norm statistics it touches.
+    fn path_reward(
+        &mut self,
+        drive: &Drive,
+        paths: usize,
+        order: GradOrder,
+    ) -> Result<ArchGradient> {
+        if paths != 1 || order != GradOrder::First {
+            return Err(NasError::Strategy(
+                "an architecture gradient needs mixing weights; for a discrete path it is the \
+                 reward of exactly one path with `GradOrder::First` (no gradient)"
+                    .into(),
+            ));
+        }
+        let vbatch = self.valid.next_batch();
+        let (x, y) = batch_tensors(&vbatch, self.shape, &self.s.device, self.s.dtype)?;
+        let (td, _) = self.tensor_drive(drive, vbatch.n, false)?;
+        let logits = self
+            .s
+            .net
+            .forward(&x, &td, drive.condition, true)
+            .map_err(terr)?;
+        let (loss, correct) = loss_and_correct(&logits, &y)?;
+        let lv = scalar(&loss)?;
+        if !lv.is_finite() {
+            return Err(self.non_finite("reward loss"));
+        }
+        Ok(ArchGradient {
+            loss: lv,
+            accuracy: correct as f64 / vbatch.n as f64,
+            grads: vec![],
+            condition_grad: None,
+        })
+    }
+
     fn eval_loader(&self, split: Split) -> Result<Loader> {
         let (data, idx) = match split {
             Split::Train => (&self.s.train_data, self.s.train_indices.clone()),
@@ -723,10 +765,8 @@ impl SupernetTrainer for WeightSharingTrainer {
     }
 
     fn arch_gradient(&mut self, drive: &Drive, order: GradOrder) -> Result<ArchGradient> {
-        if matches!(drive.kind, DriveKind::Paths { .. }) {
-            return Err(NasError::Strategy(
-                "an architecture gradient needs mixing weights, not discrete paths".into(),
-            ));
+        if let DriveKind::Paths { archs } = &drive.kind {
+            return self.path_reward(drive, archs.len(), order);
         }
         let vbatch = self.valid.next_batch();
         match order {
