@@ -99,7 +99,7 @@ pub fn retrain(
     write_json(
         &dir.join("architecture.json"),
         &json!({"space": exp.space.name, "architecture": arch, "notation": notation,
-                "params": params, "flops": flops, "network": cfg}),
+                "params": params, "flops": crate::files::count_json(flops), "network": cfg}),
     )?;
     tracing::info!("training {notation}: {params} parameters, {flops:.0} MACs per example");
     let mut log = TextLog::open(&dir.join("log.txt"))?;
@@ -143,7 +143,7 @@ pub fn retrain(
     });
     let summary = match &result {
         Ok(rep) => json!({"status": "finished", "architecture": notation, "params": params,
-            "flops": flops, "test_acc": rep.test_acc, "test_loss": rep.test_loss,
+            "flops": crate::files::count_json(flops), "test_acc": rep.test_acc, "test_loss": rep.test_loss,
             "epochs": tb.epochs, "wall_time_s": start.elapsed().as_secs_f64(), "seed": exp.seed}),
         Err(e) => {
             json!({"status": "failed", "stop_reason": e.to_string(), "architecture": notation,
