@@ -38,13 +38,13 @@ impl PluginSource {
             }
         }
         if !self.plugins.is_empty() {
-            let with = c.with_plugins(&self.plugins).map_err(|e| {
-                nas_core::NasError::Config {
+            let with = c
+                .with_plugins(&self.plugins)
+                .map_err(|e| nas_core::NasError::Config {
                     file: "--plugin".into(),
                     location: None,
                     message: e.to_string(),
-                }
-            })?;
+                })?;
             c = Cow::Owned(with);
         }
         Ok(c)

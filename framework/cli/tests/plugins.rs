@@ -445,7 +445,10 @@ fn list_and_describe_show_plugin_strategies_named_by_flag_or_config() {
     let o = nas(&["describe", "local_search", "--config", &exp]);
     let t = text(&o);
     assert_eq!(code(&o), 0, "{t}");
-    assert!(t.contains("strategy `local_search`") && t.contains("max_queries"), "{t}");
+    assert!(
+        t.contains("strategy `local_search`") && t.contains("max_queries"),
+        "{t}"
+    );
     // A plugin that does not load is a config error.
     let o = nas(&["list", "--plugin", "/nonexistent/libnothing.so"]);
     assert_eq!(code(&o), 2, "{}", text(&o));

@@ -14,9 +14,12 @@ fn root() -> PathBuf {
 /// `nas inspect FILE --config CONFIG --set ... --input 3x224x224 --classes 1000 --json`.
 fn inspect(file: &str, config: &str, sets: &[String], extra: &[&str]) -> serde_json::Value {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nas"));
-    c.current_dir(root())
-        .env("NO_COLOR", "1")
-        .args(["inspect", &format!("configs/archs/{file}"), "--config", config]);
+    c.current_dir(root()).env("NO_COLOR", "1").args([
+        "inspect",
+        &format!("configs/archs/{file}"),
+        "--config",
+        config,
+    ]);
     for s in sets {
         c.args(["--set", s]);
     }
@@ -49,7 +52,9 @@ fn sized(file: &str) -> (u64, u64) {
     }
     let j = inspect(file, &config, &sets, &IMAGENET);
     (
-        j["params"].as_u64().unwrap_or_else(|| panic!("{file}: {j}")),
+        j["params"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{file}: {j}")),
         j["flops"].as_u64().unwrap_or_else(|| panic!("{file}: {j}")),
     )
 }
@@ -87,7 +92,10 @@ fn spos_models_at_imagenet_size() {
     // The released OneShot model: README 3.4M / 328M.
     let (p, f) = sized("spos-oneshot.json");
     assert_eq!((p, f), (3_432_579, 327_857_920));
-    assert_eq!(((p as f64 / 1e5).round(), (f as f64 / 1e6).round()), (34.0, 328.0));
+    assert_eq!(
+        ((p as f64 / 1e5).round(), (f as f64 / 1e6).round()),
+        (34.0, 328.0)
+    );
     // The block-search model: the paper's 319M.
     let (_, f) = sized("spos-block.json");
     assert_eq!(f, 318_729_024);

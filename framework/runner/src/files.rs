@@ -139,7 +139,10 @@ pub fn serialize_count<S: serde::Serializer>(
 }
 
 /// `serialize_with` for an optional count field ([`count_json`]).
-pub fn serialize_count_opt<S: serde::Serializer>(x: &Option<f64>, s: S) -> std::result::Result<S::Ok, S::Error> {
+pub fn serialize_count_opt<S: serde::Serializer>(
+    x: &Option<f64>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     use serde::Serialize;
     x.map(count_json).serialize(s)
 }
@@ -154,7 +157,10 @@ mod count_tests {
             serde_json::to_string(&count_json(3_349_342.0)).unwrap(),
             "3349342"
         );
-        assert_eq!(serde_json::to_string(&count_json(7.78305)).unwrap(), "7.78305");
+        assert_eq!(
+            serde_json::to_string(&count_json(7.78305)).unwrap(),
+            "7.78305"
+        );
         assert_eq!(count_json(f64::NAN), serde_json::Value::Null);
         // Above 2^53 a whole f64 is not an exact integer: kept as a float.
         assert!(count_json(1e300).is_f64());

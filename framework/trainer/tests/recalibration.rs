@@ -120,10 +120,7 @@ fn path() -> Drive {
 /// By hand: `k` updates `r = 0.9 r + 0.1 s` from `r0` with the same batch statistic `s`
 /// give `0.9^k r0 + (1 - 0.9^k) s`.
 fn expected(k: usize) -> (f64, f64) {
-    let x: Vec<f64> = pattern()
-        .iter()
-        .map(|&v| (v as f64 - 0.5) / 0.25)
-        .collect();
+    let x: Vec<f64> = pattern().iter().map(|&v| (v as f64 - 0.5) / 0.25).collect();
     let mu = x.iter().sum::<f64>() / PIXELS as f64;
     let ss = x.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>(); // one image
     let n = (BATCH * PIXELS) as f64;
@@ -180,6 +177,7 @@ fn scoring_a_path_restores_the_training_statistics() {
     t.begin_epoch(0).unwrap();
     t.train_weights(&path()).unwrap();
     let before = t.supernet().batch_norms()[0].running_stats();
-    t.evaluate(&path(), nas_core::Split::Valid, Some(1)).unwrap();
+    t.evaluate(&path(), nas_core::Split::Valid, Some(1))
+        .unwrap();
     assert_eq!(t.supernet().batch_norms()[0].running_stats(), before);
 }

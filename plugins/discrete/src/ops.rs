@@ -61,7 +61,10 @@ pub fn mutate_by_node(
         if d.options.len() < 2 {
             continue;
         }
-        match (d.node, groups.iter_mut().find(|(n, _)| n.is_some() && *n == d.node)) {
+        match (
+            d.node,
+            groups.iter_mut().find(|(n, _)| n.is_some() && *n == d.node),
+        ) {
             (Some(_), Some((_, g))) => g.push(i),
             _ => groups.push((d.node, vec![i])),
         }

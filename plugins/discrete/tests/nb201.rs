@@ -69,7 +69,14 @@ fn rea_mutation_picks_a_node_then_an_edge_as_nb201_does() {
         edges[changed[0]] += 1;
         ops[c.choices[changed[0]]] += 1;
     }
-    let p = [1.0 / 3.0, 1.0 / 6.0, 1.0 / 6.0, 1.0 / 9.0, 1.0 / 9.0, 1.0 / 9.0];
+    let p = [
+        1.0 / 3.0,
+        1.0 / 6.0,
+        1.0 / 6.0,
+        1.0 / 9.0,
+        1.0 / 9.0,
+        1.0 / 9.0,
+    ];
     for (e, (&k, &q)) in edges.iter().zip(&p).enumerate() {
         let sd = (n as f64 * q * (1.0 - q)).sqrt();
         assert!(
@@ -89,5 +96,9 @@ fn rea_mutation_picks_a_node_then_an_edge_as_nb201_does() {
         u[(0..6).find(|&e| c.choices[e] != 0).unwrap()] += 1;
     }
     let sd = (n as f64 / 6.0 * 5.0 / 6.0).sqrt();
-    assert!(u.iter().all(|&k| (k as f64 - n as f64 / 6.0).abs() < 4.0 * sd), "{u:?}");
+    assert!(
+        u.iter()
+            .all(|&k| (k as f64 - n as f64 / 6.0).abs() < 4.0 * sd),
+        "{u:?}"
+    );
 }

@@ -71,12 +71,21 @@ fn the_default_spos_supernet_has_affine_free_batch_norms() {
     let arch = Architecture::new("spos", vec![1, 2, 3, 0, 2, 1]);
     let cfg = free.default_network_config();
     let net = |s: &nas_space_spos::SposSpace| {
-        s.build_network(&arch, &cfg, &Device::Cpu, DType::F32, nas_core::component_rng(1, "n"))
-            .unwrap()
-            .param_count()
+        s.build_network(
+            &arch,
+            &cfg,
+            &Device::Cpu,
+            DType::F32,
+            nas_core::component_rng(1, "n"),
+        )
+        .unwrap()
+        .param_count()
     };
     assert_eq!(net(&free), net(&affine));
-    assert_eq!(net(&free) as f64, free.spec().cost_of(&arch).unwrap().params);
+    assert_eq!(
+        net(&free) as f64,
+        free.spec().cost_of(&arch).unwrap().params
+    );
 }
 
 /// The released OneShot model (block + channel search). Expected counts computed
