@@ -20,9 +20,9 @@ pub struct TrainerParams {
     /// Recalibrate batch-norm statistics on training batches before scoring a single
     /// discrete path (SPOS, Guo et al. 2020, section 3.3).
     pub recalibrate_bn: bool,
-    /// Training images the recalibration runs: the statistics are reset (mean 0, variance
-    /// 1) and updated with momentum 0.1 over this many shuffled training images, in
-    /// training-size batches (SPOS reference `Search/tester.py`: about 20,000 images),
+    /// Training images the recalibration runs: the statistics are reset to mean 0 and
+    /// variance 1, then updated with momentum 0.1 over this many shuffled training images
+    /// in training-size batches (SPOS reference `Search/tester.py`: about 20,000 images),
     /// at most one pass over the training split.
     pub recalibrate_images: usize,
     /// When positive, the recalibration runs this many training batches instead of
