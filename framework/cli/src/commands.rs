@@ -54,9 +54,10 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
             config,
             sets,
             json,
+            shape,
         } => {
             let exp = nas_config::load_experiment(config, sets)?;
-            let shape = nas_runner::run::data_shape_of(&exp)?;
+            let shape = shape.shape_of(&exp)?;
             let space = nas_runner::run::build_space(&exp, comps, shape)?;
             let rules = space.rules();
             let a = crate::arch_arg::read(arch, &exp.space.name, rules)?;
@@ -81,7 +82,8 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
             if *json {
                 println!(
                     "{}",
-                    serde_json::json!({"params": params, "flops": flops,
+                    serde_json::json!({"params": nas_runner::files::count_json(params),
+                        "flops": nas_runner::files::count_json(flops),
                         "architecture": rules.format_arch(&a), "network": cfg})
                 );
             } else {
@@ -106,43 +108,8 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
         Command::Derive(a) => crate::derive_cmd::derive(a, comps),
         Command::Family(a) => crate::family_cmd::family(a, comps),
         Command::Latency(a) => crate::latency_cmd::latency(a, comps),
-        Command::List => {
-            let mut kind = None;
-            for info in comps.all_infos() {
-                if kind != Some(info.kind) {
-                    println!("{}s:", info.kind);
-                    kind = Some(info.kind);
-                }
-                println!("  {:<16} {}", info.name, info.summary);
-            }
-            Ok(0)
-        }
-        Command::Describe { name } => {
-            let found = comps.find(name);
-            if found.is_empty() {
-                let known: Vec<String> = comps.all_infos().iter().map(|i| i.name.clone()).collect();
-                return Err(nas_core::NasError::UnknownComponent {
-                    kind: "component".into(),
-                    name: name.clone(),
-                    known: known.join(", "),
-                }
-                .into());
-            }
-            for info in found {
-                println!("{} `{}` ({})", info.kind, info.name, info.origin);
-                println!("  {}", info.summary);
-                println!("  params (defaults):");
-                for p in &info.params {
-                    let d = info
-                        .defaults
-                        .get(&p.name)
-                        .map(|v| v.to_string())
-                        .unwrap_or_else(|| "-".into());
-                    println!("    {:<22} {:<28} {}", p.name, d, p.doc);
-                }
-            }
-            Ok(0)
-        }
+        Command::List(src) => crate::list_cmd::list(src, comps),
+        Command::Describe { name, plugins } => crate::list_cmd::describe(name, plugins, comps),
         Command::Config {
             action:
                 ConfigAction::Validate {

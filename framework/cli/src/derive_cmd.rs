@@ -38,8 +38,8 @@ pub fn derive(a: &DeriveArgs, comps: &Components) -> Result<i32> {
                 json!({
                     "t": m.t,
                     "lambda": m.lambda,
-                    "params": m.params,
-                    "flops": m.flops,
+                    "params": nas_runner::files::count_json(m.params),
+                    "flops": nas_runner::files::count_json(m.flops),
                     "architecture": m.notation,
                     "choices": m.arch.choices,
                     "darts_cc": m.darts_cc,

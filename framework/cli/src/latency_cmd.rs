@@ -24,6 +24,9 @@ pub struct LatencyArgs {
     /// Timed passes per option (after one warm-up); the median is kept.
     #[arg(long, default_value_t = 20)]
     pub repeats: usize,
+    /// Input shape and classes to time the blocks at (`--input 3x224x224 --classes 1000`).
+    #[command(flatten)]
+    pub shape: crate::shape_arg::ShapeArgs,
 }
 
 /// `nas latency`: exit code 0 with the table written, 2 for a space without option blocks.
@@ -36,7 +39,7 @@ pub fn latency(a: &LatencyArgs, comps: &Components) -> Result<i32> {
         });
     }
     let exp = nas_config::load_experiment(&a.config, &a.sets)?;
-    let shape = nas_runner::run::data_shape_of(&exp)?;
+    let shape = a.shape.shape_of(&exp)?;
     let space = nas_runner::run::build_space(&exp, comps, shape)?;
     let device = nas_runner::run::experiment_device(&exp)?;
     let not_timed = || {

@@ -11,14 +11,18 @@ mod commands;
 mod derive_cmd;
 mod family_cmd;
 mod latency_cmd;
+mod list_cmd;
 mod plugin_cmd;
 mod run_cmd;
+mod shape_arg;
 mod sweep_cmd;
 
 pub use derive_cmd::DeriveArgs;
 pub use family_cmd::FamilyArgs;
 pub use latency_cmd::LatencyArgs;
+pub use list_cmd::PluginSource;
 pub use plugin_cmd::{PluginAction, PluginArgs};
+pub use shape_arg::ShapeArgs;
 pub use sweep_cmd::{ReportArgs, SweepArgs};
 
 use clap::{Parser, Subcommand};
@@ -98,13 +102,20 @@ pub enum Command {
         /// One JSON object with `params` and `flops`.
         #[arg(long)]
         json: bool,
+        /// Input shape and classes (`--input 3x224x224 --classes 1000`).
+        #[command(flatten)]
+        shape: shape_arg::ShapeArgs,
     },
-    /// List registered components.
-    List,
+    /// List registered components (with `--config FILE` or `--plugin PATH`, the strategy
+    /// plugins they name too).
+    List(list_cmd::PluginSource),
     /// Describe a component: params and defaults.
     Describe {
         /// Component name.
         name: String,
+        /// Strategy plugins to load first.
+        #[command(flatten)]
+        plugins: list_cmd::PluginSource,
     },
     /// Config utilities.
     Config {

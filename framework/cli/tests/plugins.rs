@@ -418,3 +418,63 @@ fn plugin_new_writes_a_crate_that_builds_loads_and_searches() {
     assert_eq!(s["status"], "finished");
     assert!(s["architecture"].as_str().unwrap().starts_with("|"), "{s}");
 }
+
+#[test]
+fn list_and_describe_show_plugin_strategies_named_by_flag_or_config() {
+    // Plurals: `strategies`, not `strategys`.
+    let o = nas(&["list"]);
+    let t = text(&o);
+    assert_eq!(code(&o), 0, "{t}");
+    assert!(t.contains("strategies:") && !t.contains("strategys"), "{t}");
+    assert!(!t.contains("local_search"), "{t}");
+    let lib = plugin("custom-strategy-plugin");
+    let o = nas(&["list", "--plugin", lib.to_str().unwrap()]);
+    let t = text(&o);
+    assert_eq!(code(&o), 0, "{t}");
+    assert!(t.contains("local_search"), "{t}");
+    // Without the plugin the name is unknown (exit 2); through an experiment's
+    // `plugins:` list (relative to its file) it is described with its params.
+    assert_eq!(code(&nas(&["describe", "local_search"])), 2);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&lib, dir.path().join("libls.so")).unwrap();
+    let exp = write(
+        dir.path(),
+        "ls.yaml",
+        &nb201_experiment("[libls.so]", "{max_queries: 12}"),
+    );
+    let o = nas(&["describe", "local_search", "--config", &exp]);
+    let t = text(&o);
+    assert_eq!(code(&o), 0, "{t}");
+    assert!(
+        t.contains("strategy `local_search`") && t.contains("max_queries"),
+        "{t}"
+    );
+    // A plugin that does not load is a config error.
+    let o = nas(&["list", "--plugin", "/nonexistent/libnothing.so"]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+}
+
+#[test]
+fn sweep_dry_run_loads_plugins_and_checks_their_strategies() {
+    let lib = plugin("custom-strategy-plugin");
+    let good = format!("plugins=[{}]", lib.display());
+    let o = nas(&[
+        "sweep",
+        "configs/sweeps/nb201-plugin.yaml",
+        "--dry-run",
+        "--set",
+        &good,
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    // A plugin path that does not exist: the dry run fails as the runs would.
+    let o = nas(&[
+        "sweep",
+        "configs/sweeps/nb201-plugin.yaml",
+        "--dry-run",
+        "--set",
+        "plugins=[/nonexistent/libnothing.so]",
+    ]);
+    let t = text(&o);
+    assert_eq!(code(&o), 2, "{t}");
+    assert!(t.contains("plugins.0"), "{t}");
+}

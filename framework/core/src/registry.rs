@@ -26,6 +26,21 @@ pub enum ComponentKind {
     Dataset,
 }
 
+impl ComponentKind {
+    /// The plural, for headings (`strategies`, not `strategys`).
+    pub fn plural(&self) -> &'static str {
+        match self {
+            ComponentKind::Space => "spaces",
+            ComponentKind::Strategy => "strategies",
+            ComponentKind::Trainer => "trainers",
+            ComponentKind::Estimator => "estimators",
+            ComponentKind::Optimizer => "optimizers",
+            ComponentKind::Schedule => "schedules",
+            ComponentKind::Dataset => "datasets",
+        }
+    }
+}
+
 impl std::fmt::Display for ComponentKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let s = match self {

@@ -31,6 +31,7 @@ pub struct ParamStore {
     rng: ChaCha8Rng,
     vars: Vec<(String, Var)>,
     index: HashMap<String, usize>,
+    affine_bn: bool,
 }
 
 impl ParamStore {
@@ -42,7 +43,22 @@ impl ParamStore {
             rng,
             vars: Vec::new(),
             index: HashMap::new(),
+            affine_bn: true,
         }
+    }
+
+    /// Whether batch norms built on this store have affine parameters (weight and bias):
+    /// `true` unless [`ParamStore::set_affine_bn`] turned it off. A space reads it when it
+    /// creates a batch norm, so one build function serves a supernet without affine batch
+    /// norms (the SPOS reference supernet: `affine=False`) and its standalone networks
+    /// (affine).
+    pub fn affine_bn(&self) -> bool {
+        self.affine_bn
+    }
+
+    /// Sets what [`ParamStore::affine_bn`] returns for the batch norms built afterwards.
+    pub fn set_affine_bn(&mut self, affine: bool) {
+        self.affine_bn = affine;
     }
 
     /// The device parameters live on.

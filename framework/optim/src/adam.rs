@@ -168,14 +168,28 @@ impl AdamCore {
         self.slots.get(index).and_then(|s| s.as_ref())
     }
 
-    fn step(&mut self, params: &mut [&mut [f64]], grads: &[&[f64]], lr: f64) -> Result<()> {
+    fn step(
+        &mut self,
+        params: &mut [&mut [f64]],
+        grads: &[&[f64]],
+        lr: f64,
+        active: &[bool],
+    ) -> Result<()> {
         check_shapes(self.name, params, grads, |i| {
             self.slot(i).map(|s| s.exp_avg.len())
         })?;
         let [b1, b2] = self.betas;
         let (eps, wd, decoupled) = (self.eps, self.weight_decay, self.decoupled);
         grow(&mut self.slots, params.len());
-        for ((p, g), slot) in params.iter_mut().zip(grads).zip(self.slots.iter_mut()) {
+        for (i, ((p, g), slot)) in params
+            .iter_mut()
+            .zip(grads)
+            .zip(self.slots.iter_mut())
+            .enumerate()
+        {
+            if !active.get(i).copied().unwrap_or(false) {
+                continue;
+            }
             let s = slot.get_or_insert_with(|| AdamSlot {
                 step: 0,
                 exp_avg: vec![0.0; p.len()],
@@ -307,7 +321,17 @@ macro_rules! impl_adam_optimizer {
             }
 
             fn step(&mut self, params: &mut [&mut [f64]], grads: &[&[f64]], lr: f64) -> Result<()> {
-                self.core.step(params, grads, lr)
+                self.core.step(params, grads, lr, &vec![true; params.len()])
+            }
+
+            fn step_active(
+                &mut self,
+                params: &mut [&mut [f64]],
+                grads: &[&[f64]],
+                lr: f64,
+                active: &[bool],
+            ) -> Result<()> {
+                self.core.step(params, grads, lr, active)
             }
 
             fn lookahead_direction(&self, index: usize, param: &[f64], grad: &[f64]) -> Vec<f64> {

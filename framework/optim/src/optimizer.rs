@@ -34,6 +34,32 @@ pub trait Optimizer: Send {
     /// stay the same.
     fn step(&mut self, params: &mut [&mut [f64]], grads: &[&[f64]], lr: f64) -> Result<()>;
 
+    /// One update of the parameter tensors `i` with `active[i]` true only: the others, and
+    /// their state (momentum buffers, step counts), are left exactly as they are, as
+    /// PyTorch's optimizers skip a parameter whose `.grad` is `None` (no momentum step, no
+    /// weight decay). SPOS relies on it: options off the sampled path have no gradient in
+    /// the reference and are not touched (Guo et al. 2020, megvii-model/SinglePathOneShot).
+    /// `active` shorter than `params` counts as `false` for the rest.
+    ///
+    /// Provided for optimizers written elsewhere: with every parameter active it is
+    /// [`step`](Optimizer::step), otherwise an error; every optimizer of this crate
+    /// overrides it.
+    fn step_active(
+        &mut self,
+        params: &mut [&mut [f64]],
+        grads: &[&[f64]],
+        lr: f64,
+        active: &[bool],
+    ) -> Result<()> {
+        if params.len() <= active.len() && active.iter().all(|&a| a) {
+            return self.step(params, grads, lr);
+        }
+        Err(NasError::Other(format!(
+            "optimizer `{}` cannot leave parameters out of a step",
+            self.name()
+        )))
+    }
+
     /// The direction `d` of a plain next step, without mutating state, such that the next
     /// [`step`](Optimizer::step) with learning rate `lr` would move `param` to
     /// `param - lr * d` (exactly, up to rounding, for every optimizer here).

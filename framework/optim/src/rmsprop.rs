@@ -154,12 +154,25 @@ impl Optimizer for RmsProp {
     }
 
     fn step(&mut self, params: &mut [&mut [f64]], grads: &[&[f64]], lr: f64) -> Result<()> {
+        self.step_active(params, grads, lr, &vec![true; params.len()])
+    }
+
+    fn step_active(
+        &mut self,
+        params: &mut [&mut [f64]],
+        grads: &[&[f64]],
+        lr: f64,
+        active: &[bool],
+    ) -> Result<()> {
         check_shapes("rmsprop", params, grads, |i| {
             self.slot(i).map(|s| s.square_avg.len())
         })?;
         let (momentum, centered) = (self.params.momentum, self.params.centered);
         grow(&mut self.slots, params.len());
         for (i, (p, g)) in params.iter_mut().zip(grads).enumerate() {
+            if !active.get(i).copied().unwrap_or(false) {
+                continue;
+            }
             let mut s = self.slots[i].take().unwrap_or_else(|| RmsSlot {
                 step: 0,
                 square_avg: vec![0.0; p.len()],

@@ -121,6 +121,16 @@ impl Optimizer for Sgd {
     }
 
     fn step(&mut self, params: &mut [&mut [f64]], grads: &[&[f64]], lr: f64) -> Result<()> {
+        self.step_active(params, grads, lr, &vec![true; params.len()])
+    }
+
+    fn step_active(
+        &mut self,
+        params: &mut [&mut [f64]],
+        grads: &[&[f64]],
+        lr: f64,
+        active: &[bool],
+    ) -> Result<()> {
         check_shapes("sgd", params, grads, |i| {
             self.momentum_buffer(i).map(<[f64]>::len)
         })?;
@@ -131,7 +141,15 @@ impl Optimizer for Sgd {
             ..
         } = self.params;
         grow(&mut self.slots, params.len());
-        for ((p, g), slot) in params.iter_mut().zip(grads).zip(self.slots.iter_mut()) {
+        for (i, ((p, g), slot)) in params
+            .iter_mut()
+            .zip(grads)
+            .zip(self.slots.iter_mut())
+            .enumerate()
+        {
+            if !active.get(i).copied().unwrap_or(false) {
+                continue;
+            }
             if momentum == 0.0 {
                 for (p, &g) in p.iter_mut().zip(g.iter()) {
                     *p -= lr * (g + wd * *p);

@@ -217,7 +217,10 @@ impl Components {
                 serde_json::to_value(nas_trainer::TrainerParams::default()).unwrap_or_default(),
                 vec![
                     ParamDoc::new("recalibrate_bn", "recalibrate BN statistics before scoring a single path (SPOS)"),
-                    ParamDoc::new("recalibrate_batches", "training batches for the recalibration"),
+                    ParamDoc::new("recalibrate_images", "shuffled training images for the recalibration, momentum 0.1 from reset statistics (SPOS: ~20,000)"),
+                    ParamDoc::new("recalibrate_batches", "when > 0: training batches for the recalibration instead of recalibrate_images"),
+                    ParamDoc::new("skip_unused", "path drives: parameters off the sampled paths get no momentum or weight-decay step (SPOS)"),
+                    ParamDoc::new("augment_valid", "augment the architecture step's validation batches like training batches (DARTS reference)"),
                     ParamDoc::new("on_non_finite", "error (stop, keep the last checkpoint) | skip (drop the batch)"),
                     ParamDoc::new("hessian_radius", "second order: finite-difference step of the Hessian-vector product, eps = r/||v|| (DARTS: 0.01)"),
                 ],

@@ -103,3 +103,70 @@ mod tests {
         assert_eq!(names.len(), 1, "{names:?}");
     }
 }
+
+/// The largest integer below which every whole `f64` is exact (2^53).
+const EXACT_INT: f64 = 9_007_199_254_740_992.0;
+
+/// A count (parameters, FLOPs, queries) as JSON: an integer when `x` is a whole number that
+/// an `f64` holds exactly (`3349342`, not `3349342.0`), else the number itself (`7.78` for
+/// a count in millions; `null` when not finite). Readers accept both forms: serde reads an
+/// integer into an `f64` field, so files written before this (with `3349342.0`) still load.
+pub fn count_json(x: f64) -> serde_json::Value {
+    if !x.is_finite() {
+        return serde_json::Value::Null;
+    }
+    if x.fract() == 0.0 && x.abs() < EXACT_INT {
+        return serde_json::Value::from(x as i64);
+    }
+    serde_json::Value::from(x)
+}
+
+/// Whether a metric named `key` is a count that [`count_json`] should write.
+pub fn is_count_key(key: &str) -> bool {
+    matches!(
+        key,
+        "params" | "flops" | "arch_params" | "samples" | "queries" | "estimator_queries"
+    )
+}
+
+/// `serialize_with` for a count field ([`count_json`]).
+pub fn serialize_count<S: serde::Serializer>(
+    x: &f64,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    count_json(*x).serialize(s)
+}
+
+/// `serialize_with` for an optional count field ([`count_json`]).
+pub fn serialize_count_opt<S: serde::Serializer>(
+    x: &Option<f64>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    x.map(count_json).serialize(s)
+}
+
+#[cfg(test)]
+mod count_tests {
+    use super::*;
+
+    #[test]
+    fn whole_counts_are_integers_and_fractions_stay() {
+        assert_eq!(
+            serde_json::to_string(&count_json(3_349_342.0)).unwrap(),
+            "3349342"
+        );
+        assert_eq!(
+            serde_json::to_string(&count_json(7.78305)).unwrap(),
+            "7.78305"
+        );
+        assert_eq!(count_json(f64::NAN), serde_json::Value::Null);
+        // Above 2^53 a whole f64 is not an exact integer: kept as a float.
+        assert!(count_json(1e300).is_f64());
+        // Old files (floats) and new ones (integers) read back into the same f64.
+        let old: f64 = serde_json::from_str("3349342.0").unwrap();
+        let new: f64 = serde_json::from_str("3349342").unwrap();
+        assert_eq!(old, new);
+    }
+}

@@ -169,7 +169,7 @@ fn retrain_inner(
     write_json(
         &dir.join("architecture.json"),
         &json!({"space": exp.space.name, "architecture": arch, "notation": notation,
-                "params": params, "flops": flops, "network": cfg}),
+                "params": params, "flops": crate::files::count_json(flops), "network": cfg}),
     )?;
     let mut log = TextLog::open(&dir.join("log.txt"))?;
     let base_lr = optimizer.base_lr();
@@ -255,7 +255,7 @@ fn retrain_inner(
     let wall = wall_before + start.elapsed().as_secs_f64();
     let summary = match &result {
         Ok(rep) => json!({"status": "finished", "architecture": notation, "params": params,
-            "flops": flops, "test_acc": rep.test_acc, "test_loss": rep.test_loss,
+            "flops": crate::files::count_json(flops), "test_acc": rep.test_acc, "test_loss": rep.test_loss,
             "epochs": tb.epochs, "wall_time_s": wall, "seed": exp.seed}),
         Err(e) => {
             json!({"status": "failed", "stop_reason": e.to_string(), "architecture": notation,

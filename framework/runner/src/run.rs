@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::checkpoint::{Checkpoint, Progress};
 use crate::env::RunEnv;
-use crate::files::{write_atomic, write_json, JsonLines, TextLog};
+use crate::files::{count_json, write_atomic, write_json, JsonLines, TextLog};
 use crate::tensorboard::EventWriter;
 use crate::{Components, SpaceBox};
 
@@ -48,9 +48,13 @@ pub struct RunSummary {
     pub architecture: Option<String>,
     /// Its choices.
     pub choices: Option<Vec<usize>>,
-    /// Parameters of its standalone network (DARTS: excluding the auxiliary head).
+    /// Parameters of its standalone network (DARTS: excluding the auxiliary head); written
+    /// as an integer ([`count_json`]).
+    #[serde(serialize_with = "crate::files::serialize_count_opt")]
     pub params: Option<f64>,
-    /// FLOPs (multiply-accumulates per example) of its standalone network.
+    /// FLOPs (multiply-accumulates per example) of its standalone network; written as an
+    /// integer when whole.
+    #[serde(serialize_with = "crate::files::serialize_count_opt")]
     pub flops: Option<f64>,
     /// The last validation accuracy the strategy reported.
     pub valid_acc: Option<f64>,
@@ -372,7 +376,13 @@ fn metrics_json(m: &nas_core::Metrics) -> serde_json::Map<String, serde_json::Va
         .map(|(k, v)| {
             (
                 k.clone(),
-                if v.is_finite() { json!(v) } else { json!(null) },
+                if !v.is_finite() {
+                    json!(null)
+                } else if crate::files::is_count_key(k) {
+                    count_json(*v)
+                } else {
+                    json!(v)
+                },
             )
         })
         .collect()
@@ -742,8 +752,8 @@ fn search(
             "label": f.label,
             "notation": rules.format_arch(&f.arch),
             "architecture": f.arch,
-            "params": c.map(|c| c.params),
-            "flops": c.map(|c| c.flops),
+            "params": c.map(|c| count_json(c.params)),
+            "flops": c.map(|c| count_json(c.flops)),
             "metrics": metrics_json(&f.metrics),
         }));
     }
@@ -751,8 +761,8 @@ fn search(
         "space": exp.space.name,
         "architecture": primary,
         "notation": notation,
-        "params": cost.params,
-        "flops": cost.flops,
+        "params": count_json(cost.params),
+        "flops": count_json(cost.flops),
         "network": network,
     });
     if exp.space.name == "darts" {
@@ -768,7 +778,12 @@ fn search(
     if let Some(first) = outcome.architectures.first() {
         for (k, v) in &first.metrics {
             if v.is_finite() {
-                summary.final_metrics.insert(k.clone(), json!(v));
+                let v = if crate::files::is_count_key(k) {
+                    count_json(*v)
+                } else {
+                    json!(v)
+                };
+                summary.final_metrics.insert(k.clone(), v);
             }
         }
     }

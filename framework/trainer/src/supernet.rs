@@ -20,8 +20,23 @@ pub struct TrainerParams {
     /// Recalibrate batch-norm statistics on training batches before scoring a single
     /// discrete path (SPOS, Guo et al. 2020, section 3.3).
     pub recalibrate_bn: bool,
-    /// Training batches used for the recalibration.
+    /// Training images the recalibration runs: the statistics are reset to mean 0 and
+    /// variance 1, then updated with momentum 0.1 over this many shuffled training images
+    /// in training-size batches (SPOS reference `Search/tester.py`: about 20,000 images),
+    /// at most one pass over the training split.
+    pub recalibrate_images: usize,
+    /// When positive, the recalibration runs this many training batches instead of
+    /// `recalibrate_images` (0: unset).
     pub recalibrate_batches: usize,
+    /// A path drive (SPOS, FairNAS) leaves every parameter the sampled paths do not use
+    /// untouched: no momentum step and no weight decay, as in the SPOS reference where
+    /// their gradients are `None`. `false` steps every parameter (a zero gradient still
+    /// moves a parameter by momentum and weight decay).
+    pub skip_unused: bool,
+    /// Augment the validation batches of the architecture step like the training batches
+    /// (DARTS reference `train_search.py`: both queues read the training set with the
+    /// training transform). `false`: plain validation batches.
+    pub augment_valid: bool,
     /// What to do with a non-finite loss or gradient: `error` stops the run, `skip`
     /// drops the batch and goes on.
     pub on_non_finite: String,
@@ -36,7 +51,10 @@ impl Default for TrainerParams {
     fn default() -> Self {
         TrainerParams {
             recalibrate_bn: true,
-            recalibrate_batches: 10,
+            recalibrate_images: 20_000,
+            recalibrate_batches: 0,
+            skip_unused: true,
+            augment_valid: true,
             on_non_finite: "error".into(),
             hessian_radius: 0.01,
         }
@@ -178,7 +196,11 @@ impl WeightSharingTrainer {
             setup.valid_indices.clone(),
             setup.batch_size,
             true,
-            Augment::default(),
+            if setup.params.augment_valid {
+                setup.augment
+            } else {
+                Augment::default()
+            },
             &setup,
             nas_core::rng::component_seed(setup.seed, "data.valid"),
         )?;
@@ -341,6 +363,21 @@ impl WeightSharingTrainer {
         want_weights: bool,
         want_arch: bool,
     ) -> Result<LossGrads> {
+        Ok(self
+            .loss_grads_active(batch, drive, want_weights, want_arch)?
+            .0)
+    }
+
+    /// [`Self::loss_grads`], and per parameter whether the loss depends on it at all (it has
+    /// a gradient: PyTorch's `.grad is not None`). A parameter of an option off a sampled
+    /// path has none; its buffer in the weight gradients is zeros.
+    fn loss_grads_active(
+        &self,
+        batch: &Batch,
+        drive: &Drive,
+        want_weights: bool,
+        want_arch: bool,
+    ) -> Result<(LossGrads, Vec<bool>)> {
         let (x, y) = batch_tensors(batch, self.shape, &self.s.device, self.s.dtype)?;
         let (td, avars) = self.tensor_drive(drive, batch.n, want_arch)?;
         let logits = self
@@ -355,9 +392,12 @@ impl WeightSharingTrainer {
         }
         let grads = loss.backward().map_err(terr)?;
         let mut wg = Vec::new();
+        let mut active = Vec::new();
         if want_weights {
             for (_, v) in self.s.net.params().named() {
-                match grads.get(v.as_tensor()) {
+                let g = grads.get(v.as_tensor());
+                active.push(g.is_some());
+                match g {
                     Some(g) => wg.push(to_f64(g)?),
                     None => wg.push(vec![0.0; v.elem_count()]),
                 }
@@ -370,7 +410,7 @@ impl WeightSharingTrainer {
                 None => ag.push(v.as_tensor().zeros_like().map_err(terr)?),
             }
         }
-        Ok((lv, correct, wg, ag))
+        Ok(((lv, correct, wg, ag), active))
     }
 
     /// Loss, correct count and gradients on a given batch under `drive` at the current
@@ -609,8 +649,33 @@ impl WeightSharingTrainer {
         )
     }
 
-    /// Recalibrates batch-norm statistics for `drive` on training batches (cumulative
-    /// average, as SPOS does); returns the saved statistics to restore afterwards.
+    /// The batches a recalibration runs: `recalibrate_batches` when set, else
+    /// `ceil(recalibrate_images / batch_size)`; at most one pass over the training split.
+    pub fn recalibration_batches(&self) -> usize {
+        let per_epoch = self.train.batches_per_epoch();
+        let p = &self.s.params;
+        let n = if p.recalibrate_batches > 0 {
+            p.recalibrate_batches
+        } else {
+            p.recalibrate_images.div_ceil(self.s.batch_size.max(1))
+        };
+        n.min(per_epoch)
+    }
+
+    /// Recalibrates batch-norm statistics for `drive` as the SPOS reference does
+    /// (`Search/tester.py`: running statistics reset to mean 0, variance 1, then forward
+    /// passes in training mode over shuffled, augmented training batches with PyTorch's
+    /// momentum 0.1). The images are the same for every path (a fixed shuffle of the run's
+    /// seed), where the reference's data provider moves on; see docs/single-path.md. The
+    /// recalibrated statistics stay in place: [`SupernetTrainer::evaluate`] restores the
+    /// training ones after scoring. Public for tests and diagnostics.
+    pub fn recalibrate_bn(&mut self, drive: &Drive) -> Result<()> {
+        let (td, _) = self.tensor_drive(drive, self.s.batch_size, false)?;
+        self.recalibrate(&td, drive.condition).map(|_| ())
+    }
+
+    /// [`Self::recalibrate_bn`] with the tensor drive built; returns the statistics it
+    /// replaced.
     fn recalibrate(
         &mut self,
         td: &TensorDrive,
@@ -625,17 +690,23 @@ impl WeightSharingTrainer {
             .collect();
         for b in self.s.net.batch_norms() {
             b.reset_running_stats();
-            b.set_momentum(None);
+            b.set_momentum(Some(0.1));
         }
-        let mut l = self.eval_loader(Split::Train)?;
-        let nb = self.s.params.recalibrate_batches.min(l.batches_per_epoch());
+        let nb = self.recalibration_batches();
+        let mut l = loader(
+            &self.s.train_data,
+            self.s.train_indices.clone(),
+            self.s.batch_size,
+            true,
+            self.s.augment,
+            &self.s,
+            nas_core::rng::component_seed(self.s.seed, "bn.recalibrate"),
+        )?;
+        l.start_epoch(0);
         for _ in 0..nb {
             let b = l.next_batch();
             let (x, _) = batch_tensors(&b, self.shape, &self.s.device, self.s.dtype)?;
             self.s.net.forward(&x, td, cond, true).map_err(terr)?;
-        }
-        for b in self.s.net.batch_norms() {
-            b.set_momentum(Some(0.1));
         }
         Ok(saved)
     }
@@ -691,10 +762,11 @@ impl SupernetTrainer for WeightSharingTrainer {
             _ => vec![drive.clone()],
         };
         let mut total: Option<Vec<Vec<f64>>> = None;
+        let mut active: Vec<bool> = Vec::new();
         let (mut loss, mut correct) = (0.0, 0);
         for d in &drives {
-            let r = self.loss_grads(&batch, d, true, false);
-            let (l, c, g, _) = match r {
+            let r = self.loss_grads_active(&batch, d, true, false);
+            let ((l, c, g, _), a) = match r {
                 Err(NasError::NonFinite { .. }) if self.s.params.on_non_finite == "skip" => {
                     tracing::warn!(
                         epoch = self.epoch,
@@ -713,6 +785,11 @@ impl SupernetTrainer for WeightSharingTrainer {
             };
             loss += l / drives.len() as f64;
             correct += c;
+            if active.is_empty() {
+                active = a;
+            } else {
+                active.iter_mut().zip(a).for_each(|(x, y)| *x |= y);
+            }
             total = Some(match total {
                 None => g,
                 Some(mut t) => {
@@ -752,7 +829,19 @@ impl SupernetTrainer for WeightSharingTrainer {
         {
             let mut wref: Vec<&mut [f64]> = w.iter_mut().map(|g| g.as_mut_slice()).collect();
             let gref: Vec<&[f64]> = grads.iter().map(|g| g.as_slice()).collect();
-            self.s.optimizer.step(&mut wref, &gref, self.lr)?;
+            // A path drive leaves every parameter the sampled paths do not use as it is
+            // (no momentum, no weight decay), as PyTorch skips a `None` gradient: SPOS's
+            // unsampled options (Guo et al. 2020). FairNAS's paths cover every option.
+            let skip_unused = self.s.params.skip_unused
+                && matches!(drive.kind, DriveKind::Paths { .. })
+                && active.iter().any(|a| !a);
+            if skip_unused {
+                self.s
+                    .optimizer
+                    .step_active(&mut wref, &gref, self.lr, &active)?;
+            } else {
+                self.s.optimizer.step(&mut wref, &gref, self.lr)?;
+            }
         }
         self.set_weights(&w)?;
         self.step += 1;

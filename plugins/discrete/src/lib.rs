@@ -25,7 +25,7 @@ pub mod reinforce;
 use nas_core::{decode_params, ComponentInfo, NasError, Result, SearchStrategy};
 
 pub use common::{Evaluated, Tracker};
-pub use ops::{mutate, random_architecture};
+pub use ops::{mutate, mutate_by_node, random_architecture};
 pub use random::{RandomParams, RandomSearch};
 pub use rea::{Member, Rea, ReaParams};
 pub use reinforce::{Reinforce, ReinforceParams};

@@ -22,7 +22,7 @@ use crate::common::{
     check_env, check_spec, decode_state, encode_state, not_initialised, CommonState, RngState,
     Tracker,
 };
-use crate::ops::{mutate, random_architecture};
+use crate::ops::{mutate, mutate_by_node, random_architecture};
 
 /// Registered name.
 pub const NAME: &str = "rea";
@@ -38,6 +38,10 @@ pub struct ReaParams {
     pub population: usize,
     /// Tournament size `S`, drawn with replacement (NB201: 3).
     pub sample_size: usize,
+    /// How the parent is mutated: `node_edge` (NB201's `mutate_arch_func`: a node, then
+    /// one of its edges, then another op; [`crate::mutate_by_node`]) or `uniform` (one of
+    /// all decisions uniformly; [`crate::mutate`]).
+    pub mutation: String,
 }
 
 impl Default for ReaParams {
@@ -46,6 +50,7 @@ impl Default for ReaParams {
             queries: 100,
             population: 10,
             sample_size: 3,
+            mutation: "node_edge".into(),
         }
     }
 }
@@ -65,6 +70,12 @@ impl ReaParams {
             COMPONENT,
             "sample_size",
             "must be >= 1",
+        )?;
+        ensure(
+            matches!(self.mutation.as_str(), "node_edge" | "uniform"),
+            COMPONENT,
+            "mutation",
+            format!("`{}` is not one of: node_edge, uniform", self.mutation),
         )
     }
 }
@@ -85,6 +96,10 @@ pub fn info() -> ComponentInfo {
             ParamDoc::new(
                 "sample_size",
                 "tournament size S, drawn with replacement (NB201's R-EA.sh: 3)",
+            ),
+            ParamDoc::new(
+                "mutation",
+                "node_edge (NB201's mutate_arch_func: a node, then one of its edges) | uniform (any decision)",
             ),
         ],
         origin: "built-in".into(),
@@ -160,7 +175,12 @@ fn propose(run: &mut Run, params: &ReaParams) -> Architecture {
     }
     let parent = parent.arch.clone();
     // A space without any second option has one architecture: "mutation" returns it.
-    mutate(&run.spec, &parent, &mut run.rng).unwrap_or(parent)
+    let child = if params.mutation == "uniform" {
+        mutate(&run.spec, &parent, &mut run.rng)
+    } else {
+        mutate_by_node(&run.spec, &parent, &mut run.rng)
+    };
+    child.unwrap_or(parent)
 }
 
 impl SearchStrategy for Rea {

@@ -47,3 +47,58 @@ fn nb201_protocol_random_search_and_rea() {
     assert!(m_rea >= m_rs, "REA {m_rea} < RS {m_rs}");
     assert!((92.5..=94.4).contains(&m_rl), "REINFORCE mean {m_rl}");
 }
+
+/// NB201's `mutate_arch_func` (AutoDL-Projects `R_EA.py`): a node uniformly among the
+/// three, then one of its edges uniformly. By hand: the edge into node 1 is mutated with
+/// probability 1/3, each of node 2's two edges 1/6, each of node 3's three edges 1/9 (the
+/// arch string order `1<-0 | 2<-0 2<-1 | 3<-0 3<-1 3<-2`); `uniform` gives 1/6 each. The new
+/// op is another one, uniformly among the four others.
+#[test]
+fn rea_mutation_picks_a_node_then_an_edge_as_nb201_does() {
+    use nas_core::Architecture;
+    let spec = nas_space_nb201::nb201_spec();
+    let parent = Architecture::new(spec.space.clone(), vec![0; 6]);
+    let n = 36_000;
+    let mut rng = nas_core::component_rng(5, "mutate");
+    let mut edges = [0usize; 6];
+    let mut ops = [0usize; 5];
+    for _ in 0..n {
+        let c = nas_strategy_discrete::mutate_by_node(&spec, &parent, &mut rng).unwrap();
+        let changed: Vec<usize> = (0..6).filter(|&e| c.choices[e] != 0).collect();
+        assert_eq!(changed.len(), 1);
+        edges[changed[0]] += 1;
+        ops[c.choices[changed[0]]] += 1;
+    }
+    let p = [
+        1.0 / 3.0,
+        1.0 / 6.0,
+        1.0 / 6.0,
+        1.0 / 9.0,
+        1.0 / 9.0,
+        1.0 / 9.0,
+    ];
+    for (e, (&k, &q)) in edges.iter().zip(&p).enumerate() {
+        let sd = (n as f64 * q * (1.0 - q)).sqrt();
+        assert!(
+            (k as f64 - n as f64 * q).abs() < 4.0 * sd,
+            "edge {e}: {edges:?}"
+        );
+    }
+    assert_eq!(ops[0], 0);
+    for &k in &ops[1..] {
+        let sd = (n as f64 * 0.25 * 0.75).sqrt();
+        assert!((k as f64 - n as f64 / 4.0).abs() < 4.0 * sd, "{ops:?}");
+    }
+    // The uniform option: 1/6 per edge.
+    let mut u = [0usize; 6];
+    for _ in 0..n {
+        let c = nas_strategy_discrete::mutate(&spec, &parent, &mut rng).unwrap();
+        u[(0..6).find(|&e| c.choices[e] != 0).unwrap()] += 1;
+    }
+    let sd = (n as f64 / 6.0 * 5.0 / 6.0).sqrt();
+    assert!(
+        u.iter()
+            .all(|&k| (k as f64 - n as f64 / 6.0).abs() < 4.0 * sd),
+        "{u:?}"
+    );
+}

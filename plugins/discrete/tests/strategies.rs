@@ -123,6 +123,7 @@ fn rea_ages_out_the_oldest_and_breeds_by_mutation() {
         queries: 60,
         population: 4,
         sample_size: 2,
+        ..ReaParams::default()
     };
     let mut s = Rea::new(params).unwrap();
     s.init(&toy_spec(), 9).unwrap();

@@ -30,7 +30,7 @@ use nas_core::{decode_params, ComponentInfo, NasError, Result, SearchStrategy};
 pub use constraint::Constraint;
 pub use estimator::{score_path, SearchOver, SupernetEstimator, INFEASIBLE_FITNESS};
 pub use evolution::{Evolution, EvolutionParams};
-pub use sampling::{constrained_path, fair_paths, uniform_path};
+pub use sampling::{binned_path, constrained_path, fair_paths, uniform_path};
 pub use search::SearchBlock;
 pub use train::{FairnasParams, SinglePath, SposParams};
 

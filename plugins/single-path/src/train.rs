@@ -11,7 +11,7 @@ use nas_strategy_discrete::Evaluated;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::sampling::{constrained_path, fair_paths};
+use crate::sampling::{binned_path, constrained_path, fair_paths};
 use crate::{score_path, Constraint, SearchBlock};
 
 /// Registered name of uniform single-path training.
@@ -27,11 +27,17 @@ fn default_search() -> Option<SearchBlock> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SposParams {
-    /// Paths are drawn uniformly among those within this constraint (rejection
-    /// sampling); none: every path.
+    /// Paths are drawn within this constraint (see `sampler`); none: every path.
     pub constraint: Constraint,
     /// Uniform draws per step before giving up on the constraint.
     pub max_tries: usize,
+    /// How a constrained path is drawn: `binned` (the SPOS reference, `Supernet/train.py`
+    /// `get_uniform_sample_cand`: a FLOPs bin of width `flops_bin` drawn uniformly over
+    /// `[min_flops, max_flops]`, then uniform paths until one falls in it; used when both
+    /// bounds are set) or `rejection` (uniform paths until one is within the constraint).
+    pub sampler: String,
+    /// Width of a FLOPs bin of the `binned` sampler (SPOS reference: 10M over 290M-360M).
+    pub flops_bin: f64,
     /// Uniform paths scored on the validation split at the end of each epoch (after BN
     /// recalibration) for the epoch's `valid_acc`; 0: none.
     pub eval_paths: usize,
@@ -51,6 +57,8 @@ impl Default for SposParams {
         SposParams {
             constraint: Constraint::default(),
             max_tries: 1000,
+            sampler: "binned".into(),
+            flops_bin: 10e6,
             eval_paths: 1,
             eval_batches: 2,
             search: default_search(),
@@ -97,6 +105,14 @@ fn docs(fair: bool) -> Vec<ParamDoc> {
             "max_tries",
             "uniform draws per step before giving up on the constraint",
         ));
+        v.push(ParamDoc::new(
+            "sampler",
+            "binned (SPOS reference: a FLOPs bin uniformly, then rejection within it; needs min_flops and max_flops) | rejection",
+        ));
+        v.push(ParamDoc::new(
+            "flops_bin",
+            "FLOPs bin width of the binned sampler (SPOS: 10e6)",
+        ));
     }
     v.extend([
         ParamDoc::new("eval_paths", "uniform paths scored on the validation split at each epoch end (valid_acc)"),
@@ -141,6 +157,8 @@ pub struct SinglePath {
     mode: Mode,
     constraint: Constraint,
     max_tries: usize,
+    /// FLOPs bin width of the binned sampler; `None`: rejection only.
+    flops_bin: Option<f64>,
     eval_paths: usize,
     eval_batches: usize,
     search: Option<SearchBlock>,
@@ -179,7 +197,24 @@ impl SinglePath {
         let c = "strategy spos";
         p.constraint.check(c, "constraint")?;
         ensure(p.max_tries >= 1, c, "max_tries", "must be >= 1")?;
-        Self::common(
+        let binned = match p.sampler.as_str() {
+            "binned" => true,
+            "rejection" => false,
+            other => {
+                return Err(NasError::InvalidParams {
+                    component: c.into(),
+                    path: "sampler".into(),
+                    message: format!("`{other}` is not one of: binned, rejection"),
+                })
+            }
+        };
+        ensure(
+            p.flops_bin.is_finite() && p.flops_bin > 0.0,
+            c,
+            "flops_bin",
+            "must be a positive number",
+        )?;
+        let mut s = Self::common(
             SPOS,
             Mode::Uniform,
             p.constraint,
@@ -188,7 +223,9 @@ impl SinglePath {
             p.eval_batches,
             p.search,
             p.keep,
-        )
+        )?;
+        s.flops_bin = binned.then_some(p.flops_bin);
+        Ok(s)
     }
 
     /// `fairnas` with checked params.
@@ -233,6 +270,7 @@ impl SinglePath {
             mode,
             constraint,
             max_tries,
+            flops_bin: None,
             eval_paths,
             eval_batches,
             search,
@@ -279,9 +317,13 @@ impl SinglePath {
     /// The architectures a step trains (one uniform path, or the fair set).
     fn paths(&mut self, env: &dyn SearchEnv) -> Result<Vec<Architecture>> {
         let (mode, c, tries) = (self.mode, self.constraint.clone(), self.max_tries);
+        let bin = self.flops_bin;
         let run = self.run_mut()?;
         Ok(match mode {
-            Mode::Uniform => vec![constrained_path(env, &c, tries, &mut run.rng)?],
+            Mode::Uniform => match bin {
+                Some(w) => vec![binned_path(env, &c, w, tries, &mut run.rng)?],
+                None => vec![constrained_path(env, &c, tries, &mut run.rng)?],
+            },
             Mode::Fair => fair_paths(&run.spec, &mut run.rng),
         })
     }

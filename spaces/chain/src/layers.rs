@@ -76,9 +76,13 @@ pub fn split_even_odd(x: &Tensor) -> CResult<(Tensor, Tensor)> {
     Ok((even, odd))
 }
 
-/// An affine batch norm registered in `store` as `{name}.weight` / `{name}.bias` (ones and
-/// zeros, as PyTorch initialises them).
+/// A batch norm; when `store.affine_bn()` (the default) affine, registered in `store` as
+/// `{name}.weight` / `{name}.bias` (ones and zeros, as PyTorch initialises them), else
+/// without parameters (PyTorch's `affine=False`).
 pub fn batch_norm(store: &mut ParamStore, name: &str, c: usize) -> Result<BatchNorm2d> {
+    if !store.affine_bn() {
+        return Ok(BatchNorm2d::new(c, None, BN_EPS, Some(BN_MOMENTUM)));
+    }
     let w = store.var(&format!("{name}.weight"), &[c], Init::Const(1.0))?;
     let b = store.var(&format!("{name}.bias"), &[c], Init::Const(0.0))?;
     Ok(BatchNorm2d::new(c, Some((w, b)), BN_EPS, Some(BN_MOMENTUM)))

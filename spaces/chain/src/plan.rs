@@ -152,4 +152,9 @@ pub trait ChainLayout: Send + Sync + 'static {
     fn tail(&self) -> Vec<Step>;
     /// Whether the classifier has a bias.
     fn classifier_bias(&self) -> bool;
+    /// Whether the supernet's batch norms are affine (standalone networks always are).
+    /// Provided: `true` (ProxylessNAS and FBNet supernets); the SPOS layout overrides it.
+    fn supernet_bn_affine(&self) -> bool {
+        true
+    }
 }

@@ -114,6 +114,7 @@ impl<L: ChainLayout> ChainSpace<L> {
     ) -> Result<ChainNet> {
         let mut store = ParamStore::new(device.clone(), dtype, rng);
         let l = &self.layout;
+        store.set_affine_bn(choices.is_some() || l.supernet_bn_affine());
         let mut cost = CostSum::default();
         let stem_steps = l.stem();
         let (stem, _) = Residual::build(&mut store, "stem", l.input(), &stem_steps, false)?;

@@ -399,6 +399,13 @@ impl SpaceRules for DartsSpace {
     fn derive(&self, weights: &MixingWeights, mode: &str) -> Result<Architecture> {
         weights.check_shape(&self.spec)?;
         match mode {
+            "default" | "darts" if self.none.is_none() => Err(NasError::Architecture(format!(
+                "the DARTS derivation keeps the 2 strongest incoming edges of each node and \
+                 drops the others by setting them to `none`, but space.params.ops ({}) has no \
+                 `none`; add `none` to the op list (the reference PRIMITIVES start with it), \
+                 or derive with mode `simple` to keep every edge",
+                self.params.ops.join(", ")
+            ))),
             "default" | "darts" => Ok(self.derive_darts(weights)),
             "simple" => Ok(self.derive_simple(weights)),
             m => Err(NasError::Architecture(format!(

@@ -157,6 +157,28 @@ fn darts_derivation_on_hand_made_weights() {
         .contains("bogus"));
 }
 
+/// Without `none` the top-2 rule has no way to drop an edge (before, every edge was kept
+/// silently, a cell of 5 edges per node where the reference keeps 2): `derive` says so and
+/// names the fix; `simple` (every edge's argmax, by definition) still works.
+#[test]
+fn darts_derivation_without_none_is_an_error_not_every_edge() {
+    let s = DartsSpace::new(
+        DartsSpaceParams {
+            nodes: 2,
+            multiplier: 2,
+            ops: vec!["skip_connect".into(), "sep_conv_3x3".into()],
+            ..Default::default()
+        },
+        cifar(),
+    )
+    .unwrap();
+    let w = MixingWeights(vec![vec![0.4, 0.6]; 10]);
+    let e = s.derive(&w, "darts").unwrap_err().to_string();
+    assert!(e.contains("none") && e.contains("simple"), "{e}");
+    let simple = s.derive(&w, "simple").unwrap();
+    assert_eq!(simple.choices, vec![1; 10]);
+}
+
 /// Per-option parameter costs in the spec agree with the supernet actually built: the
 /// supernet's parameter count is the fixed cost plus every option of every decision.
 #[test]

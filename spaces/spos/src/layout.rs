@@ -39,6 +39,11 @@ pub struct SposParams {
     pub mid_channel_scales: Vec<f64>,
     /// A latency table (JSON, see `nas_space_chain::LatencyTable`) to load into the costs.
     pub latency_table: Option<String>,
+    /// Affine batch norms in the supernet. The reference supernet has none
+    /// (megvii-model/SinglePathOneShot `src/Supernet/blocks.py` and `network.py`:
+    /// `BatchNorm2d(..., affine=False)` everywhere); its standalone networks (`Evaluation/`)
+    /// and ours are affine, whatever this says. Default `false`, the reference.
+    pub supernet_bn_affine: bool,
 }
 
 impl Default for SposParams {
@@ -51,6 +56,7 @@ impl Default for SposParams {
             last_channels: 1024,
             mid_channel_scales: vec![],
             latency_table: None,
+            supernet_bn_affine: false,
         }
     }
 }
@@ -87,6 +93,10 @@ pub fn space_info() -> ComponentInfo {
                 "latency_table",
                 "latency table JSON to load into the option costs",
             ),
+            ParamDoc::new(
+                "supernet_bn_affine",
+                "affine batch norms in the supernet (reference: false; standalone networks are always affine)",
+            ),
         ],
         origin: "built-in".into(),
     }
@@ -103,6 +113,7 @@ pub struct SposLayout {
     stem_stride: usize,
     last: usize,
     layers: Vec<LayerPlan>,
+    bn_affine: bool,
 }
 
 /// The options of one block: `inp` input channels, `oup` output channels, middle width
@@ -258,6 +269,7 @@ impl SposLayout {
             stem_stride,
             last: p.last_channels,
             layers,
+            bn_affine: p.supernet_bn_affine,
         })
     }
 }
@@ -283,6 +295,9 @@ impl ChainLayout for SposLayout {
     }
     fn classifier_bias(&self) -> bool {
         false
+    }
+    fn supernet_bn_affine(&self) -> bool {
+        self.bn_affine
     }
 }
 

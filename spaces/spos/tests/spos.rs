@@ -33,12 +33,59 @@ fn imagenet(scales: Vec<f64>) -> nas_space_spos::SposSpace {
 }
 
 fn tiny(variant: &str) -> nas_space_spos::SposSpace {
+    tiny_bn(variant, true)
+}
+
+/// The tiny space with affine (`true`) or, as the reference supernet, affine-free batch
+/// norms in the supernet.
+fn tiny_bn(variant: &str, supernet_bn_affine: bool) -> nas_space_spos::SposSpace {
     let p: SposParams = serde_json::from_value(json!({
         "variant": variant, "stem_channels": 4, "stage_channels": [8, 12, 16, 24],
-        "stage_repeats": [2, 1, 2, 1], "last_channels": 16
+        "stage_repeats": [2, 1, 2, 1], "last_channels": 16,
+        "supernet_bn_affine": supernet_bn_affine
     }))
     .unwrap();
     new_space(&p, DIGITS).unwrap()
+}
+
+/// The reference supernet (megvii-model/SinglePathOneShot `Supernet/blocks.py`,
+/// `network.py`) builds every batch norm with `affine=False`: by default ours has no
+/// batch-norm parameter at all, exactly the costed parameters minus two per BN channel
+/// (weight and bias), while standalone networks (what the published counts count) keep
+/// theirs.
+#[test]
+fn the_default_spos_supernet_has_affine_free_batch_norms() {
+    assert!(!SposParams::default().supernet_bn_affine);
+    let free = tiny_bn("cifar", false);
+    let affine = tiny_bn("cifar", true);
+    let build = |s: &nas_space_spos::SposSpace| {
+        s.build_supernet(&Device::Cpu, DType::F32, nas_core::component_rng(1, "s"))
+            .unwrap()
+    };
+    let (f, a) = (build(&free), build(&affine));
+    assert!(f.params().named().iter().all(|(n, _)| !n.contains(".bn.")));
+    let bn_channels: usize = f.batch_norms().iter().map(|b| b.channels()).sum();
+    assert_eq!(a.batch_norms().len(), f.batch_norms().len());
+    assert_eq!(f.params().count() + 2 * bn_channels, a.params().count());
+    // Standalone networks are the same either way.
+    let arch = Architecture::new("spos", vec![1, 2, 3, 0, 2, 1]);
+    let cfg = free.default_network_config();
+    let net = |s: &nas_space_spos::SposSpace| {
+        s.build_network(
+            &arch,
+            &cfg,
+            &Device::Cpu,
+            DType::F32,
+            nas_core::component_rng(1, "n"),
+        )
+        .unwrap()
+        .param_count()
+    };
+    assert_eq!(net(&free), net(&affine));
+    assert_eq!(
+        net(&free) as f64,
+        free.spec().cost_of(&arch).unwrap().params
+    );
 }
 
 /// The released OneShot model (block + channel search). Expected counts computed

@@ -128,8 +128,8 @@ pub fn derive_family(
             "mode": mode,
             "architecture": m.arch,
             "notation": notation,
-            "params": cost.params,
-            "flops": cost.flops,
+            "params": crate::files::count_json(cost.params),
+            "flops": crate::files::count_json(cost.flops),
             "network": network,
             "weights": m.weights.0,
         });

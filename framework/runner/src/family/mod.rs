@@ -77,10 +77,13 @@ pub struct FamilyEntry {
     /// The family member's lambda.
     pub lambda: Option<f64>,
     /// For a random entry: the parameter count it was drawn to match.
+    #[serde(serialize_with = "crate::files::serialize_count_opt")]
     pub target_params: Option<f64>,
     /// Parameters of the standalone network.
+    #[serde(serialize_with = "crate::files::serialize_count")]
     pub params: f64,
     /// Multiply-accumulates per example.
+    #[serde(serialize_with = "crate::files::serialize_count")]
     pub flops: f64,
     /// The architecture in the space's notation.
     pub notation: String,
@@ -262,9 +265,10 @@ fn plan(opts: &FamilyOptions, comps: &Components) -> Result<(FamilyIndex, Vec<Pl
     let mut planned = Vec::new();
     let mut add_entry = |entry: FamilyEntry, arch: &Architecture| -> Result<()> {
         let file = json!({"space": exp.space.name, "architecture": arch,
-            "notation": entry.notation, "params": entry.params, "flops": entry.flops,
+            "notation": entry.notation, "params": crate::files::count_json(entry.params),
+            "flops": crate::files::count_json(entry.flops),
             "network": network, "kind": entry.kind, "t": entry.t, "lambda": entry.lambda,
-            "target_params": entry.target_params});
+            "target_params": entry.target_params.map(crate::files::count_json)});
         planned.push((opts.out_dir.join(&entry.arch_file), file));
         entries.push(entry);
         Ok(())

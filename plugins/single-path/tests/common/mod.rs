@@ -30,14 +30,30 @@ pub fn tiny_spos(repeats: [usize; 4]) -> nas_space_spos::SposSpace {
 /// A trainer with plain SGD (no momentum, no weight decay) so that a parameter changes
 /// exactly when its gradient is non-zero.
 pub fn trainer(space: &dyn SearchSpace, lr: f64, limit: usize) -> WeightSharingTrainer {
+    trainer_with(
+        space,
+        serde_json::json!({"lr": lr, "momentum": 0.0, "weight_decay": 0.0}),
+        limit,
+        TrainerParams {
+            recalibrate_bn: true,
+            recalibrate_batches: 2,
+            ..TrainerParams::default()
+        },
+    )
+}
+
+/// A trainer with the SGD params `sgd` (`lr` among them) and trainer params `params`.
+pub fn trainer_with(
+    space: &dyn SearchSpace,
+    sgd: serde_json::Value,
+    limit: usize,
+    params: TrainerParams,
+) -> WeightSharingTrainer {
     let data =
         nas_data::load_dataset("digits", &serde_json::json!({"limit_train": limit})).unwrap();
     let (tr, va) = nas_data::split_indices(data.train.labels.len(), 0.75, 1).unwrap();
-    let optimizer = nas_optim::build_optimizer(
-        "sgd",
-        &serde_json::json!({"lr": lr, "momentum": 0.0, "weight_decay": 0.0}),
-    )
-    .unwrap();
+    let optimizer = nas_optim::build_optimizer("sgd", &sgd).unwrap();
+    let lr = optimizer.base_lr();
     let net = space
         .build_supernet(&Device::Cpu, DType::F32, nas_core::component_rng(0, "init"))
         .unwrap();
@@ -60,11 +76,7 @@ pub fn trainer(space: &dyn SearchSpace, lr: f64, limit: usize) -> WeightSharingT
         base_lr: lr,
         clip_grad_norm: None,
         total_epochs: 1,
-        params: TrainerParams {
-            recalibrate_bn: true,
-            recalibrate_batches: 2,
-            ..TrainerParams::default()
-        },
+        params,
         seed: 0,
         steps_per_epoch: None,
     })

@@ -1,0 +1,143 @@
+//! `nas inspect --input 3x224x224 --classes 1000` sizes every published architecture of
+//! `configs/archs/` at its ImageNet size from the command line, against the counts that
+//! were computed independently of this code (plain transcriptions of the reference
+//! builders; pytorchcv's asserted 7,119,848 for ProxylessNAS-GPU; Facebook's model zoo for
+//! FBNet; the ShuffleNet-Series README for SPOS: see docs/single-path.md), and the papers'
+//! rounded figures.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `nas inspect FILE --config CONFIG --set ... --input 3x224x224 --classes 1000 --json`.
+fn inspect(file: &str, config: &str, sets: &[String], extra: &[&str]) -> serde_json::Value {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nas"));
+    c.current_dir(root()).env("NO_COLOR", "1").args([
+        "inspect",
+        &format!("configs/archs/{file}"),
+        "--config",
+        config,
+    ]);
+    for s in sets {
+        c.args(["--set", s]);
+    }
+    let o = c.args(extra).arg("--json").output().expect("run nas");
+    assert!(
+        o.status.success(),
+        "{file}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("one JSON object")
+}
+
+const IMAGENET: [&str; 4] = ["--input", "3x224x224", "--classes", "1000"];
+
+/// Params and MACs for one file, as integers in the JSON (not `7119848.0`).
+fn sized(file: &str) -> (u64, u64) {
+    let f: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("configs/archs").join(file)).unwrap(),
+    )
+    .unwrap();
+    let space = f["space"].as_str().unwrap();
+    let config = format!("configs/experiments/{space}-uniform-cifar10.yaml");
+    let mut sets = vec!["space.params.variant=imagenet".to_string()];
+    if let Some(c) = f.get("last_channels") {
+        sets.push(format!("space.params.last_channels={c}"));
+    }
+    if let Some(s) = f.get("mid_channel_scales") {
+        sets.push(format!("space.params.mid_channel_scales={s}"));
+    }
+    let j = inspect(file, &config, &sets, &IMAGENET);
+    (
+        j["params"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{file}: {j}")),
+        j["flops"].as_u64().unwrap_or_else(|| panic!("{file}: {j}")),
+    )
+}
+
+#[test]
+fn proxylessnas_gpu_is_7_12m_at_imagenet_size() {
+    let (p, f) = sized("proxyless-gpu.json");
+    assert_eq!((p, f), (7_119_848, 465_260_160));
+    assert_eq!((p as f64 / 1e4).round() / 100.0, 7.12);
+    // Without the flags the same command sizes the config's 32x32, 10-class input.
+    let j = inspect(
+        "proxyless-gpu.json",
+        "configs/experiments/proxyless-uniform-cifar10.yaml",
+        &["space.params.variant=imagenet".into()],
+        &[],
+    );
+    assert_ne!(j["params"].as_u64(), Some(7_119_848));
+}
+
+#[test]
+fn fbnet_a_b_c_at_imagenet_size() {
+    // Paper: A 4.3M / 249M; B 4.5M / 295M (no public definition reproduces 4.5M; the
+    // zoo's trained B holds 4.78M weights); C 5.5M (pytorchcv fbnet_cb: 5,572,200).
+    let (p, f) = sized("fbnet-a.json");
+    assert_eq!((p, f), (4_321_464, 249_921_848));
+    assert_eq!(((p as f64 / 1e5).round(), f / 1_000_000), (43.0, 249));
+    assert_eq!(sized("fbnet-b.json"), (4_813_048, 296_614_728));
+    let (p, _) = sized("fbnet-c.json");
+    assert_eq!(p, 5_572_200);
+    assert_eq!((p as f64 / 1e5).round(), 56.0);
+}
+
+#[test]
+fn spos_models_at_imagenet_size() {
+    // The released OneShot model: README 3.4M / 328M.
+    let (p, f) = sized("spos-oneshot.json");
+    assert_eq!((p, f), (3_432_579, 327_857_920));
+    assert_eq!(
+        ((p as f64 / 1e5).round(), (f as f64 / 1e6).round()),
+        (34.0, 328.0)
+    );
+    // The block-search model: the paper's 319M.
+    let (_, f) = sized("spos-block.json");
+    assert_eq!(f, 318_729_024);
+    assert_eq!((f as f64 / 1e6).round(), 319.0);
+}
+
+#[test]
+fn every_published_architecture_file_is_checked_here() {
+    let mut files: Vec<String> = std::fs::read_dir(root().join("configs/archs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "fbnet-a.json",
+            "fbnet-b.json",
+            "fbnet-c.json",
+            "proxyless-gpu.json",
+            "spos-block.json",
+            "spos-oneshot.json"
+        ],
+        "a new file in configs/archs/ needs its published size checked in this test"
+    );
+}
+
+#[test]
+fn a_malformed_input_shape_is_a_usage_error() {
+    let o = Command::new(env!("CARGO_BIN_EXE_nas"))
+        .current_dir(root())
+        .args([
+            "inspect",
+            "configs/archs/proxyless-gpu.json",
+            "--config",
+            "configs/experiments/proxyless-uniform-cifar10.yaml",
+            "--input",
+            "224x224",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--input"));
+}
