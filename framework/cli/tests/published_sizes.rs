@@ -102,6 +102,21 @@ fn spos_models_at_imagenet_size() {
     assert_eq!((f as f64 / 1e6).round(), 319.0);
 }
 
+/// The ENAS micro cell is a CIFAR-10 architecture: at the reference's final size (36 channels,
+/// 15 layers, 32x32x3, 10 classes) it has the parameters the reference code builds (a count
+/// walked independently from its variable creation in spaces/enas/tests/space.rs; the paper's
+/// Table 1 says 4.6M, see docs/enas.md).
+#[test]
+fn the_enas_micro_cell_at_its_cifar10_size() {
+    let j = inspect(
+        "enas-micro.json",
+        "configs/experiments/enas-micro-digits.yaml",
+        &["train.channels=36".into(), "train.layers=15".into()],
+        &["--input", "3x32x32", "--classes", "10"],
+    );
+    assert_eq!(j["params"].as_u64(), Some(3_894_372), "{j}");
+}
+
 #[test]
 fn every_published_architecture_file_is_checked_here() {
     let mut files: Vec<String> = std::fs::read_dir(root().join("configs/archs"))
@@ -113,6 +128,7 @@ fn every_published_architecture_file_is_checked_here() {
     assert_eq!(
         files,
         [
+            "enas-micro.json",
             "fbnet-a.json",
             "fbnet-b.json",
             "fbnet-c.json",

@@ -182,26 +182,31 @@ pub fn run_sweep(path: &Path, comps: &Components, opts: &SweepOptions) -> Result
     };
     let index = plan_index(path, &sweep, &planned, &dir, cpus)?;
     if opts.dry_run {
-        // What a run checks before it trains: its plugins load and its strategy (a
-        // plugin's included) decodes its params. A failure names the run.
+        // What a run checks before it trains: its plugins load (a failure stops the sweep
+        // as it would stop every run, naming the run) and its strategy (a plugin's
+        // included) decodes its params (a failure fails that run alone when the sweep runs,
+        // as a real sweep records it and goes on: here it is a warning naming the run).
         for run in &planned {
-            let c = crate::plugins::components_for(&run.experiment, comps)?;
-            crate::run::build_strategy(&run.experiment, &c).map_err(|e| match e {
-                NasError::Config {
-                    file,
-                    location,
-                    message,
-                } => NasError::Config {
-                    file,
-                    location,
-                    message: format!("run {}: {message}", run.id),
-                },
-                other => NasError::Config {
-                    file: path.display().to_string(),
-                    location: None,
-                    message: format!("run {}: {other}", run.id),
-                },
-            })?;
+            let c =
+                crate::plugins::components_for(&run.experiment, comps).map_err(|e| match e {
+                    NasError::Config {
+                        file,
+                        location,
+                        message,
+                    } => NasError::Config {
+                        file,
+                        location,
+                        message: format!("run {}: {message}", run.id),
+                    },
+                    other => NasError::Config {
+                        file: path.display().to_string(),
+                        location: None,
+                        message: format!("run {}: {other}", run.id),
+                    },
+                })?;
+            if let Err(e) = crate::run::build_strategy(&run.experiment, &c) {
+                tracing::warn!("run {} will fail: {e}", run.id);
+            }
         }
         return Ok(SweepOutcome {
             dir,
