@@ -54,6 +54,25 @@ pub struct SearchOutcome {
     pub architectures: Vec<FoundArchitecture>,
 }
 
+impl SearchOutcome {
+    /// One architecture labelled `best`, with the supernet's last validation accuracy as
+    /// `supernet_valid_acc` when there is one: the outcome of the strategies that derive their
+    /// answer from mixing weights (DARTS, GDAS / SNAS / FBNet, ProxylessNAS).
+    pub fn best(arch: Architecture, supernet_valid_acc: Option<f64>) -> Self {
+        let mut metrics = Metrics::new();
+        if let Some(a) = supernet_valid_acc {
+            metrics.insert("supernet_valid_acc".into(), a);
+        }
+        SearchOutcome {
+            architectures: vec![FoundArchitecture {
+                label: "best".into(),
+                arch,
+                metrics,
+            }],
+        }
+    }
+}
+
 /// The environment a strategy runs in. The runner implements it over the trainer, the
 /// estimator and the space; a plugin sees it through C callbacks.
 pub trait SearchEnv {

@@ -2,9 +2,9 @@
 use nas_core::math::{softmax, softmax_backward};
 use nas_core::params::ensure;
 use nas_core::{
-    decode_params, ComponentInfo, ComponentKind, Drive, EpochReport, FoundArchitecture, GradOrder,
-    Metrics, MixingWeights, NasError, Needs, ParamDoc, Result, SearchEnv, SearchOutcome,
-    SearchStrategy, SpaceSpec, Split, StepReport,
+    decode_params, ComponentInfo, ComponentKind, Drive, EpochReport, GradOrder, Metrics,
+    MixingWeights, NasError, Needs, ParamDoc, Result, SearchEnv, SearchOutcome, SearchStrategy,
+    SpaceSpec, Split, StepReport,
 };
 use nas_optim::{build_optimizer, Optimizer};
 use rand_distr::{Distribution, StandardNormal};
@@ -296,17 +296,7 @@ impl SearchStrategy for Darts {
 
     fn outcome(&mut self, env: &mut dyn SearchEnv) -> Result<SearchOutcome> {
         let arch = env.derive(&self.weights(), "default")?;
-        let mut metrics = Metrics::new();
-        if let Some(a) = self.last_valid_acc {
-            metrics.insert("supernet_valid_acc".into(), a);
-        }
-        Ok(SearchOutcome {
-            architectures: vec![FoundArchitecture {
-                label: "best".into(),
-                arch,
-                metrics,
-            }],
-        })
+        Ok(SearchOutcome::best(arch, self.last_valid_acc))
     }
 
     fn mixing_weights(&self) -> Option<MixingWeights> {

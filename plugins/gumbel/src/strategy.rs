@@ -1,9 +1,9 @@
 //! The Gumbel-softmax strategy behind `gdas`, `snas` and `fbnet`.
 use nas_core::math::softmax;
 use nas_core::{
-    ComponentInfo, ComponentKind, Drive, DriveKind, EpochReport, FoundArchitecture, GradOrder,
-    Metrics, MixingWeights, NasError, Needs, ParamDoc, Result, SearchEnv, SearchOutcome,
-    SearchStrategy, SpaceSpec, Split, StepReport, SupernetTrainer,
+    ComponentInfo, ComponentKind, Drive, DriveKind, EpochReport, GradOrder, Metrics, MixingWeights,
+    NasError, Needs, ParamDoc, Result, SearchEnv, SearchOutcome, SearchStrategy, SpaceSpec, Split,
+    StepReport, SupernetTrainer,
 };
 use nas_optim::{build_optimizer, Optimizer};
 use rand::SeedableRng;
@@ -343,24 +343,17 @@ impl SearchStrategy for Gumbel {
 
     fn outcome(&mut self, env: &mut dyn SearchEnv) -> Result<SearchOutcome> {
         let arch = env.derive(&self.probabilities(), "default")?;
-        let mut metrics = Metrics::new();
-        if let Some(a) = self.last_valid_acc {
-            metrics.insert("supernet_valid_acc".into(), a);
-        }
-        if let Ok(c) = env.cost(&arch) {
+        let cost = env.cost(&arch).ok();
+        let mut outcome = SearchOutcome::best(arch, self.last_valid_acc);
+        if let Some(c) = cost {
+            let metrics = &mut outcome.architectures[0].metrics;
             metrics.insert("params".into(), c.params);
             metrics.insert("flops".into(), c.flops);
             if let Some(l) = c.latency_ms {
                 metrics.insert("latency_ms".into(), l);
             }
         }
-        Ok(SearchOutcome {
-            architectures: vec![FoundArchitecture {
-                label: "best".into(),
-                arch,
-                metrics,
-            }],
-        })
+        Ok(outcome)
     }
 
     fn mixing_weights(&self) -> Option<MixingWeights> {
