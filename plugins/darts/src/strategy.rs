@@ -7,7 +7,6 @@ use nas_core::{
     SpaceSpec, Split, StepReport,
 };
 use nas_optim::{build_optimizer, Optimizer};
-use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::params::DartsParams;
@@ -211,19 +210,8 @@ impl SearchStrategy for Darts {
     }
 
     fn init(&mut self, spec: &SpaceSpec, seed: u64) -> Result<()> {
-        let mut rng = nas_core::component_rng(seed, "strategy.darts.alphas");
-        self.alphas = spec
-            .shape()
-            .into_iter()
-            .map(|n| {
-                (0..n)
-                    .map(|_| {
-                        let z: f64 = StandardNormal.sample(&mut rng);
-                        self.p.init_scale * z
-                    })
-                    .collect()
-            })
-            .collect();
+        self.alphas =
+            nas_core::rng::normal_logits(spec, self.p.init_scale, seed, "strategy.darts.alphas");
         self.costs = match &self.p.cost {
             Some(t) => Some(t.option_costs(spec)?),
             None => None,

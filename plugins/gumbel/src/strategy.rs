@@ -8,7 +8,6 @@ use nas_core::{
 use nas_optim::{build_optimizer, Optimizer};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::loss::arch_loss;
@@ -253,19 +252,8 @@ impl SearchStrategy for Gumbel {
     }
 
     fn init(&mut self, spec: &SpaceSpec, seed: u64) -> Result<()> {
-        let mut rng = nas_core::component_rng(seed, "strategy.gumbel.alphas");
-        self.alphas = spec
-            .shape()
-            .into_iter()
-            .map(|n| {
-                (0..n)
-                    .map(|_| {
-                        let z: f64 = StandardNormal.sample(&mut rng);
-                        self.p.init_scale * z
-                    })
-                    .collect()
-            })
-            .collect();
+        self.alphas =
+            nas_core::rng::normal_logits(spec, self.p.init_scale, seed, "strategy.gumbel.alphas");
         self.rng = nas_core::component_rng(seed, "strategy.gumbel.sample");
         self.costs = match &self.p.cost {
             Some(t) => Some(t.option_costs(spec)?),
