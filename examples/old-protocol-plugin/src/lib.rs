@@ -1,5 +1,6 @@
-//! Test fixture: a strategy plugin whose header declares call protocol 1, the protocol
-//! before the binary-gate drive (`DRIVE_GATED`, protocol 2). Its table layout is the
+//! Test fixture: a strategy plugin whose header declares call protocol 2, the protocol
+//! before the per-example selected drive (`DRIVE_SELECTED_PER_SAMPLE`, protocol 3; protocol
+//! 2 added the binary-gate drive). Its table layout is the
 //! current one (same ABI), so only the protocol differs: the host must refuse to load it,
 //! name both protocol versions, and never call anything in its table.
 #![deny(missing_docs)]
@@ -7,8 +8,8 @@
 use nas_core::{NasError, Result, SearchStrategy};
 use nas_plugin_sdk::{PluginHeader, PluginVTable};
 
-/// The protocol this fixture claims to speak: the one before the gated drive.
-pub const OLD_PROTOCOL: u32 = 1;
+/// The protocol this fixture claims to speak: the one before the per-example selected drive.
+pub const OLD_PROTOCOL: u32 = 2;
 
 fn make(_params: &serde_json::Value) -> Result<Box<dyn SearchStrategy>> {
     Err(NasError::Plugin(
@@ -20,10 +21,10 @@ fn make(_params: &serde_json::Value) -> Result<Box<dyn SearchStrategy>> {
 const TABLE: PluginVTable = nas_plugin_sdk::strategy_vtable!(
     make,
     "old_protocol",
-    summary = "A plugin built for call protocol 1 (test fixture)"
+    summary = "A plugin built for call protocol 2 (test fixture)"
 );
 
-/// ...as a plugin built against the protocol-1 SDK declares it.
+/// ...as a plugin built against the protocol-2 SDK declares it.
 static OLD: PluginVTable = PluginVTable {
     header: PluginHeader {
         protocol_version: OLD_PROTOCOL,

@@ -102,6 +102,19 @@ pub enum DriveKind {
         /// `[decision][option]` weights; zeros mark options that are skipped.
         weights: MixingWeights,
     },
+    /// One hard (or sparse) set of weights per example, computed per example: option `k` of
+    /// decision `d` runs only on the examples whose weight for it is non-zero, and each
+    /// example's output is the sum of its own weighted options (GDAS with one
+    /// straight-through sample per example, Dong & Yang 2019; the per-example form of
+    /// [`DriveKind::SelectedOnly`]). Options no example selected are not computed at all;
+    /// batch norms inside an option see only the examples routed to it. The gradient
+    /// `dL/dw[e][d][k]` is `<dL/dout_e, o_k(x_e)>` for the selected options and zero for the
+    /// others. Its length must be at least the trainer's batch size (a short last batch
+    /// uses the first sets).
+    SelectedPerSample {
+        /// `[example][decision][option]` weights; zeros mark options not computed.
+        weights: Vec<MixingWeights>,
+    },
     /// Binary gates with an active set separate from the gate values (ProxylessNAS, Cai et
     /// al. 2019, section 3.2): decision `d` outputs `sum_{k in active[d]} g[d][k] * o_k(x)`.
     /// Only the active options are computed and kept in memory; every active option's gate

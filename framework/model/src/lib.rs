@@ -14,7 +14,10 @@ pub mod params;
 pub mod space;
 
 pub use params::{Init, ParamStore};
-pub use space::{gated_sum, DataShape, Network, NetworkConfig, SearchSpace, Supernet, TensorDrive};
+pub use space::{
+    gated_sum, selected_per_sample_sum, selection_groups, DataShape, Network, NetworkConfig,
+    SearchSpace, Supernet, TensorDrive,
+};
 
 /// Converts a candle error into the framework's error.
 pub fn tensor_err(e: candle_core::Error) -> nas_core::NasError {

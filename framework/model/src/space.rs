@@ -45,6 +45,16 @@ pub enum TensorDrive {
         /// The options computed per decision (strictly increasing, non-empty).
         active: Vec<Vec<usize>>,
     },
+    /// Per-example selected options (built from [`nas_core::DriveKind::SelectedPerSample`]):
+    /// option `k` of decision `d` runs only on the examples `groups[d][k]`, and each
+    /// example's output is its own weighted sum (use [`selected_per_sample_sum`]).
+    SelectedPerSample {
+        /// One `[N, K]` weight tensor per decision.
+        weights: Vec<Tensor>,
+        /// Per decision, per option: the examples (ascending) whose weight for it is
+        /// non-zero; empty groups are not computed.
+        groups: Vec<Vec<Vec<u32>>>,
+    },
     /// One discrete path: only the chosen option of each decision runs.
     Path {
         /// Option index per decision.
@@ -75,6 +85,76 @@ pub fn gated_sum(
     let idx = Tensor::new(keep.as_slice(), gates.device())?;
     let gk = gates.index_select(&idx, gates.rank() - 1)?;
     Ok(Some(nas_ops::weighted_sum(&ys, &gk)?))
+}
+
+/// The output of one decision under [`TensorDrive::SelectedPerSample`]: for every option
+/// `k` with a non-empty group, `option(k, x[group])` runs on those examples only, is scaled
+/// per example by `weights[group, k]` and lands back in its examples' rows; rows of examples
+/// whose options give no output (`None`, DARTS' `none`) stay zero. `weights` is `[N, K]`,
+/// `x` is `[N, ...]`. `None` when no option produced an output.
+pub fn selected_per_sample_sum(
+    weights: &Tensor,
+    groups: &[Vec<u32>],
+    x: &Tensor,
+    mut option: impl FnMut(usize, &Tensor) -> candle_core::Result<Option<Tensor>>,
+) -> candle_core::Result<Option<Tensor>> {
+    let n = x.dim(0)?;
+    if weights.dims() != [n, groups.len()] {
+        candle_core::bail!(
+            "per-example selected drive: weights {:?} for a batch of {n} and {} options",
+            weights.dims(),
+            groups.len()
+        );
+    }
+    let mut out: Option<Tensor> = None;
+    for (k, group) in groups.iter().enumerate() {
+        if group.is_empty() {
+            continue;
+        }
+        let idx = Tensor::new(group.as_slice(), x.device())?;
+        let xk = if group.len() == n {
+            x.clone()
+        } else {
+            x.index_select(&idx, 0)?
+        };
+        let Some(yk) = option(k, &xk)? else {
+            continue;
+        };
+        let wk = weights.index_select(&idx, 0)?.narrow(1, k, 1)?;
+        let yk = nas_ops::weighted_sum(&[yk], &wk)?;
+        let base = match out {
+            Some(t) => t,
+            None => {
+                let mut dims = yk.dims().to_vec();
+                dims[0] = n;
+                Tensor::zeros(dims, yk.dtype(), yk.device())?
+            }
+        };
+        out = Some(base.index_add(&idx, &yk, 0)?);
+    }
+    Ok(out)
+}
+
+/// Per decision, per option, the examples whose weight is non-zero: the groups of a
+/// [`TensorDrive::SelectedPerSample`] built from `[example][decision][option]` weights
+/// (the first `n` examples).
+pub fn selection_groups(weights: &[MixingWeights], n: usize) -> Vec<Vec<Vec<u32>>> {
+    let Some(first) = weights.first() else {
+        return Vec::new();
+    };
+    let mut groups: Vec<Vec<Vec<u32>>> = first.0.iter().map(|w| vec![Vec::new(); w.len()]).collect();
+    for (e, w) in weights.iter().take(n).enumerate() {
+        for (d, per) in w.0.iter().enumerate() {
+            for (k, &v) in per.iter().enumerate() {
+                if v != 0.0 {
+                    if let Some(g) = groups.get_mut(d).and_then(|g| g.get_mut(k)) {
+                        g.push(e as u32);
+                    }
+                }
+            }
+        }
+    }
+    groups
 }
 
 /// A weight-sharing supernet.

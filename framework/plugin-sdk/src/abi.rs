@@ -28,8 +28,10 @@ pub const ABI_VERSION: u32 = 1;
 ///
 /// History: 1, the first protocol; 2 added the binary-gate drive [`DRIVE_GATED`] (its
 /// active sets travel as JSON in [`DriveView::archs`]), which a protocol-1 plugin or host
-/// would refuse as an unknown drive kind in the middle of a search.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// would refuse as an unknown drive kind in the middle of a search; 3 added the
+/// per-example selected drive [`DRIVE_SELECTED_PER_SAMPLE`] (GDAS with one hard sample per
+/// example).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Name of the one symbol a plugin exports: `extern "C" fn() -> *const PluginVTable`.
 pub const ENTRY_SYMBOL: &str = "nas_plugin_entry";
@@ -83,6 +85,10 @@ pub const DRIVE_PATHS: u32 = 3;
 /// [`DriveView::weights`], the active option sets as a JSON array of index arrays in
 /// [`DriveView::archs`] (protocol 2).
 pub const DRIVE_GATED: u32 = 4;
+/// [`DriveView::kind`]: one set of selected-option weights per example
+/// (`nas_core::DriveKind::SelectedPerSample`), laid out as [`DRIVE_MIXED_PER_SAMPLE`]'s
+/// (protocol 3).
+pub const DRIVE_SELECTED_PER_SAMPLE: u32 = 5;
 
 /// Split code: training part of the search split.
 pub const SPLIT_TRAIN: u32 = 0;

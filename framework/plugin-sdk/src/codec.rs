@@ -53,8 +53,12 @@ impl EncodedDrive {
                     NasError::Plugin(format!("cannot encode the active sets: {err}"))
                 })?;
             }
-            DriveKind::MixedPerSample { weights } => {
-                e.kind = DRIVE_MIXED_PER_SAMPLE;
+            DriveKind::MixedPerSample { weights } | DriveKind::SelectedPerSample { weights } => {
+                e.kind = if matches!(drive.kind, DriveKind::SelectedPerSample { .. }) {
+                    DRIVE_SELECTED_PER_SAMPLE
+                } else {
+                    DRIVE_MIXED_PER_SAMPLE
+                };
                 e.samples = weights.len();
                 if let Some(first) = weights.first() {
                     e.shape = shape_of(first);
@@ -145,6 +149,9 @@ pub unsafe fn decode_drive(view: &DriveView) -> Result<Drive> {
             }
         }
         DRIVE_MIXED_PER_SAMPLE => DriveKind::MixedPerSample {
+            weights: split_samples(flat, shape, view.samples)?,
+        },
+        DRIVE_SELECTED_PER_SAMPLE => DriveKind::SelectedPerSample {
             weights: split_samples(flat, shape, view.samples)?,
         },
         DRIVE_PATHS => DriveKind::Paths {
@@ -306,6 +313,12 @@ mod tests {
             ]),
             Drive::gated(b.clone(), vec![vec![0, 1], vec![2]]),
             Drive::gated(a.clone(), vec![vec![1], vec![0, 2]]).with_condition(0.5),
+            Drive {
+                kind: DriveKind::SelectedPerSample {
+                    weights: vec![b.clone(), a.clone()],
+                },
+                condition: None,
+            },
         ];
         for d in drives {
             assert_eq!(round_trip(&d), d);
@@ -341,6 +354,31 @@ mod tests {
         assert_eq!(bits(bw), bits(&g));
         assert_eq!(ba, &active);
         assert_eq!(back.condition.map(f32::to_bits), Some((-0.0f32).to_bits()));
+    }
+
+    #[test]
+    fn per_example_selected_drives_cross_bit_for_bit_and_keep_their_kind() {
+        let one_hot = |k: usize| w(&[&[(k == 0) as u8 as f32, (k == 1) as u8 as f32], &[-0.0, 1.0, f32::from_bits(1)]]);
+        let d = Drive {
+            kind: DriveKind::SelectedPerSample {
+                weights: vec![one_hot(0), one_hot(1), one_hot(1)],
+            },
+            condition: Some(0.25),
+        };
+        let e = EncodedDrive::new(&d).unwrap();
+        assert_eq!(e.view().kind, DRIVE_SELECTED_PER_SAMPLE);
+        assert_eq!(e.view().samples, 3);
+        let back = unsafe { decode_drive(&e.view()) }.unwrap();
+        let (DriveKind::SelectedPerSample { weights: bw }, DriveKind::SelectedPerSample { weights: dw }) =
+            (&back.kind, &d.kind)
+        else {
+            panic!("decoded as {back:?}");
+        };
+        let bits = |m: &[MixingWeights]| {
+            m.iter().flat_map(|x| x.flatten()).map(f32::to_bits).collect::<Vec<_>>()
+        };
+        assert_eq!(bits(bw), bits(dw));
+        assert_eq!(back.condition, Some(0.25));
     }
 
     #[test]

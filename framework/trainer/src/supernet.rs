@@ -311,7 +311,7 @@ impl WeightSharingTrainer {
                     if track { vars } else { vec![] },
                 ))
             }
-            DriveKind::MixedPerSample { weights } => {
+            DriveKind::MixedPerSample { weights } | DriveKind::SelectedPerSample { weights } => {
                 // A strategy sizes its drive by `batch_size()`; the last batch of an epoch
                 // may be shorter, and then only its first `n` weight sets are used.
                 if weights.len() < n {
@@ -330,14 +330,23 @@ impl WeightSharingTrainer {
                     }
                     vars.push(mk(flat, &[n, k])?);
                 }
-                Ok((
+                if weights[..n].iter().any(|w| !w.is_finite()) {
+                    return Err(self.non_finite("mixing weights"));
+                }
+                let tensors = vars.iter().map(|v| v.as_tensor().clone()).collect();
+                let td = if matches!(drive.kind, DriveKind::SelectedPerSample { .. }) {
+                    TensorDrive::SelectedPerSample {
+                        weights: tensors,
+                        groups: nas_model::selection_groups(weights, n),
+                    }
+                } else {
                     TensorDrive::Mixed {
-                        weights: vars.iter().map(|v| v.as_tensor().clone()).collect(),
+                        weights: tensors,
                         skip_zero: false,
                         values: None,
-                    },
-                    if track { vars } else { vec![] },
-                ))
+                    }
+                };
+                Ok((td, if track { vars } else { vec![] }))
             }
             DriveKind::Paths { archs } => {
                 let a = archs
@@ -473,7 +482,8 @@ impl WeightSharingTrainer {
     fn plain_from_f64(&self, drive: &Drive, g: &[Vec<f64>]) -> Vec<MixingWeights> {
         let shape = self.s.spec.shape();
         match &drive.kind {
-            DriveKind::MixedPerSample { weights } => (0..weights.len())
+            DriveKind::MixedPerSample { weights } | DriveKind::SelectedPerSample { weights } => {
+                (0..weights.len())
                 .map(|i| {
                     MixingWeights(
                         shape
@@ -487,7 +497,8 @@ impl WeightSharingTrainer {
                             .collect(),
                     )
                 })
-                .collect(),
+                .collect()
+            }
             _ => vec![MixingWeights(
                 g.iter()
                     .map(|v| v.iter().map(|&x| x as f32).collect())

@@ -43,7 +43,7 @@ impl Method {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Sampling {
-    /// One-hot straight-through samples, driven `SelectedOnly` (GDAS).
+    /// One-hot straight-through samples, driven `SelectedOnly` or `SelectedPerSample` (GDAS).
     Hard,
     /// Soft Gumbel-softmax samples, driven `Mixed` / `MixedPerSample` (SNAS, FBNet).
     Soft,
@@ -55,8 +55,8 @@ pub enum Sampling {
 pub enum Samples {
     /// The same sample for every example of a batch.
     Batch,
-    /// An independent sample per example (`MixedPerSample`; soft sampling only, see
-    /// docs/gumbel.md for what hard per-example sampling still needs).
+    /// An independent sample per example: `SelectedPerSample` for hard samples (each
+    /// option runs only on the examples that chose it), `MixedPerSample` for soft ones.
     Example,
 }
 
@@ -199,16 +199,6 @@ pub fn decode(method: Method, params: &serde_json::Value) -> Result<GumbelParams
         "init_scale",
         "must be >= 0",
     )?;
-    if p.sampling == Sampling::Hard && p.samples == Samples::Example {
-        return Err(NasError::InvalidParams {
-            component: c,
-            path: "samples".into(),
-            message: "hard per-example samples need a per-example selected-only drive the \
-                      trainer does not have yet (docs/gumbel.md); use `samples: batch`, or \
-                      `sampling: soft` with `samples: example`"
-                .into(),
-        });
-    }
     if let Some(cost) = &p.cost {
         cost.check(&c)?;
     }
@@ -225,7 +215,9 @@ mod tests {
         assert_eq!((p.tau_max, p.tau_min), (5.0, 0.1));
         let e = decode(Method::Fbnet, &serde_json::json!({"bogus": 1})).unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
-        let e = decode(Method::Gdas, &serde_json::json!({"samples": "example"})).unwrap_err();
+        let p = decode(Method::Gdas, &serde_json::json!({"samples": "example"})).unwrap();
+        assert_eq!((p.sampling, p.samples), (Sampling::Hard, Samples::Example));
+        let e = decode(Method::Gdas, &serde_json::json!({"samples": "each"})).unwrap_err();
         assert!(e.to_string().contains("samples"), "{e}");
         let e = decode(Method::Snas, &serde_json::json!({"tau_decay": 1.5})).unwrap_err();
         assert!(e.to_string().contains("tau_decay"), "{e}");

@@ -41,7 +41,7 @@ fn param_docs() -> Vec<ParamDoc> {
     let d = ParamDoc::new;
     vec![
         d("sampling", "hard (straight-through one-hot, SelectedOnly: unsampled ops not computed; GDAS) | soft (SNAS, FBNet)"),
-        d("samples", "batch (one sample per batch) | example (one per example; soft only)"),
+        d("samples", "batch (one sample per batch) | example (one per example; hard samples run each op on the examples that chose it)"),
         d("tau_schedule", "linear (GDAS: tau_max -> tau_min) | exponential (FBNet: tau_max * tau_decay^epoch)"),
         d("tau_max", "initial temperature (GDAS 10, FBNet 5.0)"),
         d("tau_min", "final temperature of the linear schedule (GDAS 0.1)"),
@@ -161,8 +161,8 @@ impl Gumbel {
     }
 
     /// Draws the samples of one drive (one set, or one per example of a batch of `n`) and
-    /// builds the drive: `SelectedOnly` one-hot for hard samples, `Mixed` or
-    /// `MixedPerSample` for soft ones.
+    /// builds the drive: `SelectedOnly` (one per batch) or `SelectedPerSample` (one per
+    /// example) one-hot for hard samples, `Mixed` or `MixedPerSample` for soft ones.
     pub fn sample_drive(&mut self, tau: f64, n: usize) -> (Drive, Vec<Vec<Sample>>) {
         let hard = self.p.sampling == Sampling::Hard;
         let count = match self.p.samples {
@@ -180,11 +180,14 @@ impl Gumbel {
                 DriveKind::Mixed { weights }
             }
         } else {
-            DriveKind::MixedPerSample {
-                weights: samples
-                    .iter()
-                    .map(|s| MixingWeights(drive_weights(s, false)))
-                    .collect(),
+            let weights = samples
+                .iter()
+                .map(|s| MixingWeights(drive_weights(s, hard)))
+                .collect();
+            if hard {
+                DriveKind::SelectedPerSample { weights }
+            } else {
+                DriveKind::MixedPerSample { weights }
             }
         };
         (

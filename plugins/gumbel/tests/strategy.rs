@@ -91,6 +91,27 @@ impl Fake {
                 );
                 (ce, vec![g; weights.len()])
             }
+            DriveKind::SelectedPerSample { weights } => {
+                let n = weights.len() as f32;
+                let ce = weights.iter().map(ce_of).sum::<f64>() / n as f64;
+                let g = weights
+                    .iter()
+                    .map(|w| {
+                        MixingWeights(
+                            w.0.iter()
+                                .zip(&self.t)
+                                .map(|(w, t)| {
+                                    w.iter()
+                                        .zip(t)
+                                        .map(|(&w, &t)| if w == 0.0 { 0.0 } else { t / n })
+                                        .collect()
+                                })
+                                .collect(),
+                        )
+                    })
+                    .collect();
+                (ce, g)
+            }
             DriveKind::Paths { .. } => panic!("a Gumbel strategy never sends paths"),
             DriveKind::Gated { .. } => panic!("a Gumbel strategy never sends gates"),
         }
@@ -196,6 +217,38 @@ fn gdas_sends_one_hot_selected_only_drives_with_weight_one() {
             );
         }
     }
+}
+
+#[test]
+fn gdas_per_example_sends_one_one_hot_set_per_example() {
+    let mut t = fake();
+    let mut s =
+        nas_strategy_gumbel::build("gdas", &serde_json::json!({"samples": "example"})).unwrap();
+    s.init(&spec(), 3).unwrap();
+    let before = s.save_state().unwrap();
+    for epoch in 0..4 {
+        let mut env = Env { t: &mut t, epoch };
+        s.step(&mut env).unwrap();
+    }
+    assert_ne!(s.save_state().unwrap(), before, "the architecture step moved nothing");
+    let mut differing = 0;
+    for (kind, d) in &t.drives {
+        if *kind == "eval" {
+            continue;
+        }
+        let DriveKind::SelectedPerSample { weights } = &d.kind else {
+            panic!("gdas per example sent {:?}", d.kind)
+        };
+        assert_eq!(weights.len(), 3, "one set per example of the batch");
+        for set in weights {
+            for w in &set.0 {
+                assert_eq!(w.iter().filter(|&&v| v == 1.0).count(), 1, "{w:?}");
+                assert_eq!(w.iter().filter(|&&v| v == 0.0).count(), w.len() - 1);
+            }
+        }
+        differing += usize::from(weights.iter().any(|w| w != &weights[0]));
+    }
+    assert!(differing > 0, "the examples never got different samples");
 }
 
 #[test]

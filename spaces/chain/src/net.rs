@@ -2,7 +2,7 @@
 //! supernet (every option of every layer) or as the standalone network of one architecture
 //! (one option per layer).
 use candle_core::{Result as CResult, Tensor};
-use nas_model::{gated_sum, Network, ParamStore, Supernet, TensorDrive};
+use nas_model::{gated_sum, selected_per_sample_sum, Network, ParamStore, Supernet, TensorDrive};
 use nas_ops::BatchNorm2d;
 
 use crate::{CostSum, Linear, Shape};
@@ -108,6 +108,18 @@ impl ChainNet {
                 let idx = Tensor::new(keep.as_slice(), w.device())?;
                 let wk = w.index_select(&idx, w.rank() - 1)?;
                 nas_ops::weighted_sum(&ys, &wk)
+            }
+            // Per-example selection (GDAS, one sample per example): each option runs on
+            // the examples that chose it.
+            Some(TensorDrive::SelectedPerSample { weights, groups }) => {
+                let (Some(w), Some(g)) = (weights.get(d), groups.get(d)) else {
+                    candle_core::bail!("per-example drive has no weights for layer {d}");
+                };
+                selected_per_sample_sum(w, g, x, |k, xk| match ops.get(k) {
+                    Some(op) => op.forward(xk, train).map(Some),
+                    None => candle_core::bail!("layer {d} has {} options, weight {k}", ops.len()),
+                })?
+                .ok_or_else(|| candle_core::Error::Msg(format!("no selected option in layer {d}")))
             }
             // Binary gates (ProxylessNAS): only the active options run.
             Some(TensorDrive::Gated { gates, active }) => {

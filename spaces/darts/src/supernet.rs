@@ -4,7 +4,7 @@
 //! type, so the supernet has one decision per edge of the normal and of the reduction cell.
 use candle_core::{Result as CResult, Tensor, Var};
 use nas_core::Result;
-use nas_model::{gated_sum, DataShape, Init, ParamStore, Supernet, TensorDrive};
+use nas_model::{gated_sum, selected_per_sample_sum, DataShape, Init, ParamStore, Supernet, TensorDrive};
 use nas_ops::BatchNorm2d;
 
 use crate::layout::{cell_plan, DartsSpaceParams, Layout};
@@ -280,6 +280,17 @@ impl DartsSupernet {
                 let idx = Tensor::new(keep.as_slice(), w.device())?;
                 let wk = w.index_select(&idx, w.rank() - 1)?;
                 Ok(Some(nas_ops::weighted_sum(&ys, &wk)?))
+            }
+            // Per-example selection: each option runs on the examples that chose it.
+            TensorDrive::SelectedPerSample { weights, groups } => {
+                let (Some(w), Some(g)) = (weights.get(d), groups.get(d)) else {
+                    candle_core::bail!("per-example drive has no weights for edge {d}");
+                };
+                selected_per_sample_sum(w, g, x, |k, xk| match ops.get(k) {
+                    Some(op) if op.is_zero() => Ok(None),
+                    Some(op) => op.forward(xk, train).map(Some),
+                    None => candle_core::bail!("edge {d} has {} options, weight {k}", ops.len()),
+                })
             }
             // Binary gates: only the active options run; `none` contributes nothing.
             TensorDrive::Gated { gates, active } => {

@@ -239,7 +239,9 @@ impl Supernet for EnasSupernet {
     ) -> CResult<Tensor> {
         let choices = match drive {
             TensorDrive::Path { choices } => choices,
-            TensorDrive::Mixed { .. } | TensorDrive::Gated { .. } => candle_core::bail!(
+            TensorDrive::Mixed { .. }
+            | TensorDrive::Gated { .. }
+            | TensorDrive::SelectedPerSample { .. } => candle_core::bail!(
                 "the enas-micro supernet runs discrete paths only (the reference computes only \
                  the sampled child); use a path strategy such as enas or spos"
             ),

@@ -9,7 +9,7 @@
 //! in the benchmark's own networks, whose parameters it counts exactly).
 use candle_core::{Result as CResult, Tensor, Var};
 use nas_core::{Cost, Result};
-use nas_model::{gated_sum, DataShape, Network, ParamStore, Supernet, TensorDrive};
+use nas_model::{gated_sum, selected_per_sample_sum, DataShape, Network, ParamStore, Supernet, TensorDrive};
 use nas_ops::BatchNorm2d;
 
 use crate::spec::{EDGES, OPS};
@@ -215,6 +215,17 @@ fn edge_forward(
             let idx = Tensor::new(keep.as_slice(), w.device())?;
             let wk = w.index_select(&idx, w.rank() - 1)?;
             Ok(Some(nas_ops::weighted_sum(&ys, &wk)?))
+        }
+        // Per-example selection (GDAS, one sample per example): each option runs on the
+        // examples that chose it; `none` gives no output.
+        Some(TensorDrive::SelectedPerSample { weights, groups }) => {
+            let (Some(w), Some(g)) = (weights.get(d), groups.get(d)) else {
+                candle_core::bail!("per-example drive has no weights for edge {d}");
+            };
+            selected_per_sample_sum(w, g, x, |k, xk| match ops.get(k) {
+                Some(op) => op.forward(xk, train),
+                None => candle_core::bail!("edge {d} has {} options, weight {k}", ops.len()),
+            })
         }
         // Binary gates (ProxylessNAS): only the active options run; `none` gives no output.
         Some(TensorDrive::Gated { gates, active }) => {

@@ -129,6 +129,21 @@ fn mixing_weights_and_gradients_cross_intact() {
             None,
         ));
         let gates = nas_plugin_gradient_probe_gates();
+        let selected: Vec<MixingWeights> = (0..4)
+            .map(|s| {
+                let mut flat = gates.clone();
+                flat[s % 5] = (s + 1) as f32;
+                as_mw(&flat)
+            })
+            .collect();
+        expected_calls.push(Call::Eval(
+            Drive {
+                kind: DriveKind::SelectedPerSample { weights: selected },
+                condition: None,
+            },
+            Split::Valid,
+            Some(1),
+        ));
         expected_calls.push(Call::Grad(
             Drive::gated(as_mw(&gates), vec![vec![0, 2], vec![1]]),
             GradOrder::First,
@@ -152,6 +167,7 @@ fn mixing_weights_and_gradients_cross_intact() {
         assert_eq!(m["eval_loss"].to_bits(), sum.to_bits());
         assert_eq!(m["eval_samples"], 4.0);
         assert_eq!(m["paths_loss"], 3.0);
+        assert_eq!(m["selected_samples"], 4.0);
     }
     // Every drive the trainer saw is exactly what the strategy meant to send...
     assert_eq!(env.trainer_calls(), expected_calls.as_slice());
@@ -176,6 +192,30 @@ fn mixing_weights_and_gradients_cross_intact() {
             .collect();
         assert_eq!(bits, want);
         assert_eq!(active, &vec![vec![0, 2], vec![1]]);
+    }
+    // ...and the per-example selected weights too.
+    let selected: Vec<&Drive> = env
+        .trainer_calls()
+        .iter()
+        .filter_map(|c| match c {
+            Call::Eval(d, _, _) if matches!(d.kind, DriveKind::SelectedPerSample { .. }) => {
+                Some(d)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(selected.len(), 3);
+    for d in selected {
+        let DriveKind::SelectedPerSample { weights } = &d.kind else {
+            unreachable!()
+        };
+        for (s, set) in weights.iter().enumerate() {
+            let mut want = nas_plugin_gradient_probe_gates();
+            want[s % 5] = (s + 1) as f32;
+            let bits: Vec<u32> = set.flatten().iter().map(|v| v.to_bits()).collect();
+            let want: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(bits, want, "example {s}");
+        }
     }
     // The weights the plugin reports are bit for bit those computed here...
     let got = s.mixing_weights().unwrap();
@@ -307,15 +347,15 @@ fn a_plugin_built_for_the_old_protocol_is_refused_naming_both_versions() {
     let m = e.to_string();
     assert!(matches!(e, NasError::Plugin(_)), "{m}");
     assert!(m.contains("does not fit this host"), "{m}");
-    // The gated drive is protocol 2; the fixture declares protocol 1.
-    assert_eq!(PROTOCOL_VERSION, 2);
+    // The per-example selected drive is protocol 3; the fixture declares protocol 2.
+    assert_eq!(PROTOCOL_VERSION, 3);
     let line = m.lines().find(|l| l.contains("protocol_version")).unwrap();
     assert!(
-        line.contains(" 2 ") && line.contains(" 1") && line.contains("differs"),
+        line.contains(" 3 ") && line.contains(" 2") && line.contains("differs"),
         "{m}"
     );
     assert!(
-        m.contains("the plugin speaks call protocol 1, this host speaks protocol 2"),
+        m.contains("the plugin speaks call protocol 2, this host speaks protocol 3"),
         "{m}"
     );
     // Only the protocol differs: same ABI and table size.

@@ -99,7 +99,7 @@ fn weight_sum(d: &Drive) -> f64 {
         DriveKind::Mixed { weights }
         | DriveKind::SelectedOnly { weights }
         | DriveKind::Gated { weights, .. } => weights.flatten().iter().map(|&v| v as f64).sum(),
-        DriveKind::MixedPerSample { weights } => weights
+        DriveKind::MixedPerSample { weights } | DriveKind::SelectedPerSample { weights } => weights
             .iter()
             .flat_map(|w| w.flatten())
             .map(|v| v as f64)
@@ -190,7 +190,7 @@ impl SupernetTrainer for QuadTrainer {
             loss: weight_sum(drive),
             accuracy: 0.5,
             samples: match &drive.kind {
-                DriveKind::MixedPerSample { weights } => weights.len(),
+                DriveKind::MixedPerSample { weights } | DriveKind::SelectedPerSample { weights } => weights.len(),
                 _ => 1,
             },
         })
