@@ -6,7 +6,11 @@
 //! ```yaml
 //! cost: {metric: latency, form: mul_log, a: 0.2, b: 0.6}      # FBNet
 //! cost: {metric: flops, form: add, weight: 0.1, target: 2.0e5} # additive, relative to a target
+//! cost: {metric: latency, form: mul_log, a: 0.2, b: 0.3, fixed: true, scale: 1000} # ProxylessNAS
 //! ```
+//!
+//! `scale` multiplies `C` and the target before they are combined (units), `fixed` adds the
+//! space's unsearched cost to `C` (ProxylessNAS's whole-network expected latency).
 //!
 //! The expected cost under the current probabilities `p = softmax(alpha)` is
 //! `C = sum_d sum_k p_dk * c_dk` (the searched decisions only; the fixed stem/head cost is a
@@ -66,6 +70,14 @@ pub struct CostTerm {
     pub a: f64,
     /// `mul_log`: the exponent `b` (FBNet paper: 0.6).
     pub b: f64,
+    /// Unit factor: `C` and the target are multiplied by it before they are combined
+    /// (e.g. 1000 to read milliseconds as microseconds, so that `mul_log`'s logarithms are
+    /// positive). 1 by default.
+    pub scale: f64,
+    /// Whether `C` includes the space's fixed (unsearched) cost, as ProxylessNAS's expected
+    /// latency of the whole network does (reference `expected_latency`). False by default
+    /// (FBNet's `LAT(a)` sums the searched layers only).
+    pub fixed: bool,
 }
 
 impl Default for CostTerm {
@@ -78,6 +90,8 @@ impl Default for CostTerm {
             target: None,
             a: 0.2,
             b: 0.6,
+            scale: 1.0,
+            fixed: false,
         }
     }
 }
@@ -115,7 +129,14 @@ impl CostTerm {
             "cost.b",
             format!("must be >= 0, got {}", self.b),
         )?;
+        ensure(
+            self.scale.is_finite() && self.scale > 0.0,
+            component,
+            "cost.scale",
+            format!("must be a finite number > 0, got {}", self.scale),
+        )?;
         if let Some(t) = self.target {
+            let t = t * self.scale;
             let min = if self.form == CostForm::MulLog {
                 1.0
             } else {
@@ -133,15 +154,42 @@ impl CostTerm {
 
     /// `c[d][k]` of `spec` for this term's metric. `latency` without a loaded latency
     /// table is an error that says how to get one (or to switch to `flops`).
+    ///
+    /// With [`CostTerm::fixed`], the space's fixed cost is added to every option of the
+    /// first decision: under any probabilities that sum to one this adds it once to the
+    /// expected cost `C` and leaves `dC/dalpha` unchanged, so every strategy's expected-cost
+    /// code includes it without knowing about it.
     pub fn option_costs(&self, spec: &SpaceSpec) -> Result<Vec<Vec<f64>>> {
-        option_costs(spec, self.metric)
+        let mut costs = option_costs(spec, self.metric)?;
+        if self.fixed {
+            let f = &spec.fixed_cost;
+            let fixed = match self.metric {
+                CostMetric::Params => f.params,
+                CostMetric::Flops => f.flops,
+                // A table that covers only the options counts the fixed part as zero.
+                CostMetric::Latency => f.latency_ms.unwrap_or(0.0),
+            };
+            if let Some(first) = costs.first_mut() {
+                first.iter_mut().for_each(|c| *c += fixed);
+            }
+        }
+        Ok(costs)
     }
 
-    /// Combines the cross-entropy `ce` and the expected cost `cost` into the loss.
+    /// Combines the cross-entropy `ce` and the expected cost `cost` into the loss (after
+    /// multiplying `cost` and the target by [`CostTerm::scale`]); `d_cost` is with respect to
+    /// the unscaled `cost`.
     pub fn combine(&self, ce: f64, cost: f64) -> Result<Combined> {
+        let mut c =
+            self.combine_scaled(ce, cost * self.scale, self.target.map(|t| t * self.scale))?;
+        c.d_cost *= self.scale;
+        Ok(c)
+    }
+
+    fn combine_scaled(&self, ce: f64, cost: f64, target: Option<f64>) -> Result<Combined> {
         match self.form {
             CostForm::Add => {
-                let (scale, offset) = match self.target {
+                let (scale, offset) = match target {
                     Some(t) => (self.weight / t, -self.weight),
                     None => (self.weight, 0.0),
                 };
@@ -155,10 +203,10 @@ impl CostTerm {
                 if cost.is_nan() || cost <= 1.0 {
                     return Err(NasError::Strategy(format!(
                         "the multiplicative cost form needs an expected cost above 1 (ln C > 0), \
-                         got C = {cost}; use `cost.form: add` or a metric in larger units"
+                         got C = {cost} (after cost.scale); use `cost.form: add`, a larger `cost.scale` or a metric in larger units"
                     )));
                 }
-                let norm = self.target.map_or(1.0, f64::ln);
+                let norm = target.map_or(1.0, f64::ln);
                 let l = cost.ln() / norm;
                 let f = self.a * l.powf(self.b);
                 // d f / dC = a * b * l^(b-1) / (norm * C)
@@ -306,5 +354,102 @@ mod tests {
         }
         .check("s")
         .is_err());
+    }
+
+    #[test]
+    fn scale_and_fixed_change_units_and_add_the_fixed_part_once() {
+        // Scale: the loss of (C, target) at scale s is the unscaled loss of (s C, s target),
+        // and d_cost follows the chain rule (central difference).
+        let t = CostTerm {
+            form: CostForm::MulLog,
+            target: Some(3.0),
+            b: 0.3,
+            scale: 1000.0,
+            ..CostTerm::default()
+        };
+        let scaled = CostTerm {
+            target: Some(3000.0),
+            scale: 1.0,
+            ..t.clone()
+        };
+        let c = t.combine(2.0, 1.7).unwrap();
+        let d = scaled.combine(2.0, 1700.0).unwrap();
+        assert!((c.loss - d.loss).abs() < 1e-12);
+        let h = 1e-6;
+        let fd = (t.combine(2.0, 1.7 + h).unwrap().loss - t.combine(2.0, 1.7 - h).unwrap().loss)
+            / (2.0 * h);
+        assert!(
+            (c.d_cost - fd).abs() < 1e-6 * (1.0 + fd.abs()),
+            "{} vs {fd}",
+            c.d_cost
+        );
+        // Below 1 without the scale, mul_log refuses.
+        assert!(CostTerm {
+            scale: 1.0,
+            target: None,
+            ..t.clone()
+        }
+        .combine(2.0, 0.5)
+        .is_err());
+        assert!(CostTerm {
+            scale: 0.0,
+            ..t.clone()
+        }
+        .check("s")
+        .is_err());
+        // Fixed: the expected cost grows by exactly the fixed part under any probabilities.
+        let spec = spec_with_fixed(40.0);
+        let plain = CostTerm {
+            metric: CostMetric::Params,
+            ..CostTerm::default()
+        };
+        let with = CostTerm {
+            fixed: true,
+            ..plain.clone()
+        };
+        let (a, b) = (
+            plain.option_costs(&spec).unwrap(),
+            with.option_costs(&spec).unwrap(),
+        );
+        for p in [
+            vec![vec![0.2, 0.8], vec![0.5, 0.25, 0.25]],
+            vec![vec![1.0, 0.0], vec![0.0, 0.0, 1.0]],
+        ] {
+            let diff = expected_cost(&p, &b) - expected_cost(&p, &a);
+            assert!((diff - 40.0).abs() < 1e-9, "{diff}");
+        }
+    }
+
+    fn spec_with_fixed(params: f64) -> SpaceSpec {
+        let opt = |name: &str, p: f64| crate::OptionSpec {
+            name: name.into(),
+            cost: crate::Cost {
+                params: p,
+                flops: 10.0 * p,
+                latency_ms: None,
+            },
+        };
+        SpaceSpec {
+            space: "toy".into(),
+            decisions: vec![
+                crate::Decision {
+                    key: "a".into(),
+                    group: "g".into(),
+                    node: None,
+                    options: vec![opt("x", 1.0), opt("y", 2.0)],
+                },
+                crate::Decision {
+                    key: "b".into(),
+                    group: "g".into(),
+                    node: None,
+                    options: vec![opt("x", 3.0), opt("y", 4.0), opt("z", 5.0)],
+                },
+            ],
+            fixed_cost: crate::Cost {
+                params,
+                flops: 0.0,
+                latency_ms: None,
+            },
+        }
     }
 }

@@ -142,7 +142,8 @@ pub fn selection_groups(weights: &[MixingWeights], n: usize) -> Vec<Vec<Vec<u32>
     let Some(first) = weights.first() else {
         return Vec::new();
     };
-    let mut groups: Vec<Vec<Vec<u32>>> = first.0.iter().map(|w| vec![Vec::new(); w.len()]).collect();
+    let mut groups: Vec<Vec<Vec<u32>>> =
+        first.0.iter().map(|w| vec![Vec::new(); w.len()]).collect();
     for (e, w) in weights.iter().take(n).enumerate() {
         for (d, per) in w.0.iter().enumerate() {
             for (k, &v) in per.iter().enumerate() {

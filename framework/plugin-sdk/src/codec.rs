@@ -358,7 +358,12 @@ mod tests {
 
     #[test]
     fn per_example_selected_drives_cross_bit_for_bit_and_keep_their_kind() {
-        let one_hot = |k: usize| w(&[&[(k == 0) as u8 as f32, (k == 1) as u8 as f32], &[-0.0, 1.0, f32::from_bits(1)]]);
+        let one_hot = |k: usize| {
+            w(&[
+                &[(k == 0) as u8 as f32, (k == 1) as u8 as f32],
+                &[-0.0, 1.0, f32::from_bits(1)],
+            ])
+        };
         let d = Drive {
             kind: DriveKind::SelectedPerSample {
                 weights: vec![one_hot(0), one_hot(1), one_hot(1)],
@@ -369,13 +374,18 @@ mod tests {
         assert_eq!(e.view().kind, DRIVE_SELECTED_PER_SAMPLE);
         assert_eq!(e.view().samples, 3);
         let back = unsafe { decode_drive(&e.view()) }.unwrap();
-        let (DriveKind::SelectedPerSample { weights: bw }, DriveKind::SelectedPerSample { weights: dw }) =
-            (&back.kind, &d.kind)
+        let (
+            DriveKind::SelectedPerSample { weights: bw },
+            DriveKind::SelectedPerSample { weights: dw },
+        ) = (&back.kind, &d.kind)
         else {
             panic!("decoded as {back:?}");
         };
         let bits = |m: &[MixingWeights]| {
-            m.iter().flat_map(|x| x.flatten()).map(f32::to_bits).collect::<Vec<_>>()
+            m.iter()
+                .flat_map(|x| x.flatten())
+                .map(f32::to_bits)
+                .collect::<Vec<_>>()
         };
         assert_eq!(bits(bw), bits(dw));
         assert_eq!(back.condition, Some(0.25));

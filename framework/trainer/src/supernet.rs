@@ -482,8 +482,8 @@ impl WeightSharingTrainer {
     fn plain_from_f64(&self, drive: &Drive, g: &[Vec<f64>]) -> Vec<MixingWeights> {
         let shape = self.s.spec.shape();
         match &drive.kind {
-            DriveKind::MixedPerSample { weights } | DriveKind::SelectedPerSample { weights } => {
-                (0..weights.len())
+            DriveKind::MixedPerSample { weights } | DriveKind::SelectedPerSample { weights } => (0
+                ..weights.len())
                 .map(|i| {
                     MixingWeights(
                         shape
@@ -497,8 +497,7 @@ impl WeightSharingTrainer {
                             .collect(),
                     )
                 })
-                .collect()
-            }
+                .collect(),
             _ => vec![MixingWeights(
                 g.iter()
                     .map(|v| v.iter().map(|&x| x as f32).collect())

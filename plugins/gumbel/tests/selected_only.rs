@@ -196,7 +196,9 @@ fn check_per_example(space: &dyn SearchSpace) {
     let x = Tensor::randn(0f32, 1.0, (n, 1, 16, 16), &Device::Cpu).unwrap();
     let (drive, choices, _) = per_example(&spec, n, DType::F32);
     // Training mode: exactly the union of the examples' paths runs.
-    let (by_sel, _) = touched(net.as_ref(), || net.forward(&x, &drive, None, true).unwrap());
+    let (by_sel, _) = touched(net.as_ref(), || {
+        net.forward(&x, &drive, None, true).unwrap()
+    });
     let mut union: Vec<usize> = Vec::new();
     for c in &choices {
         let path = TensorDrive::Path { choices: c.clone() };
@@ -219,7 +221,11 @@ fn check_per_example(space: &dyn SearchSpace) {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
-        assert!(diff < 1e-5, "space {}, example {e}: logits differ by {diff}", spec.space);
+        assert!(
+            diff < 1e-5,
+            "space {}, example {e}: logits differ by {diff}",
+            spec.space
+        );
     }
 }
 
@@ -300,7 +306,13 @@ fn per_example_selected_weight_gradients_match_finite_differences() {
     for &(d, e) in &pairs {
         let k = choices[e][d];
         let g = grads.get(vars[d].as_tensor()).unwrap();
-        let analytic = g.get(e).unwrap().get(k).unwrap().to_scalar::<f64>().unwrap();
+        let analytic = g
+            .get(e)
+            .unwrap()
+            .get(k)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
         let shifted = |delta: f64| -> f64 {
             let ws: Vec<Tensor> = weights
                 .iter()
@@ -327,7 +339,13 @@ fn per_example_selected_weight_gradients_match_finite_differences() {
         // Options not selected by this example get no gradient.
         let other = (k % (spec.shape()[d] - 1)) + 1;
         if other != k {
-            let z = g.get(e).unwrap().get(other).unwrap().to_scalar::<f64>().unwrap();
+            let z = g
+                .get(e)
+                .unwrap()
+                .get(other)
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap();
             assert_eq!(z, 0.0);
         }
     }

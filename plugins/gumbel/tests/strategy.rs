@@ -230,7 +230,11 @@ fn gdas_per_example_sends_one_one_hot_set_per_example() {
         let mut env = Env { t: &mut t, epoch };
         s.step(&mut env).unwrap();
     }
-    assert_ne!(s.save_state().unwrap(), before, "the architecture step moved nothing");
+    assert_ne!(
+        s.save_state().unwrap(),
+        before,
+        "the architecture step moved nothing"
+    );
     let mut differing = 0;
     for (kind, d) in &t.drives {
         if *kind == "eval" {

@@ -30,12 +30,16 @@
 //! * A zero-gradient option still counts as a step for Adam's second moment (the reference
 //!   sets the gradient of a decision whose active path is a zero op to `None`, skipping it).
 //!   With the reference's `beta1 = 0` the logits do not move either way.
-//! * `REF` defaults to the expected value under uniform probabilities (the reference takes
-//!   a table value per width, e.g. 80 ms on the Mobile setting); `cost.scale` lets the
-//!   `mul#log` logarithms work with sub-millisecond latencies of small networks.
+//! * The cost block is the one every differentiable strategy shares (`cost: {metric, form,
+//!   weight, target, a, b, scale, fixed}`, `nas_core::cost_term`), with ProxylessNAS's
+//!   defaults (`params::cost_defaults`): `form: mul_log` is the reference's `mul#log`,
+//!   `form: add` its `add#linear`.
+//! * `REF` (`cost.target`) defaults to the expected value under uniform probabilities (the
+//!   reference takes a table value per width, e.g. 80 ms on the Mobile setting); `cost.scale`
+//!   lets the `mul#log` logarithms work with sub-millisecond latencies of small networks.
 //! * The expected cost includes the option costs as the table lists them, zero ops
 //!   included (the reference skips zero layers, whose latency it counts as 0).
-//! * `cost.probs: full` (an extension) uses `softmax(alpha)` over every option for `E`.
+//! * `cost_probs: full` (an extension) uses `softmax(alpha)` over every option for `E`.
 //! * Only the `two` binary mode; the reference's default `full_v2` (every option's gate
 //!   gradient from one extra forward per option) and the REINFORCE variant are not built.
 #![deny(missing_docs)]
@@ -45,5 +49,5 @@ pub mod estimator;
 mod params;
 mod strategy;
 
-pub use params::{ArchOptimizer, CostParams, ProxylessParams};
+pub use params::{cost_defaults, ArchOptimizer, CostProbs, ProxylessParams};
 pub use strategy::{build, infos, ArchStep, ProxylessNas, NAME, ZERO_OPS};

@@ -1,5 +1,6 @@
 //! Params of the `proxylessnas` strategy, with the reference code's defaults
 //! (mit-han-lab/proxylessnas `search/imagenet_arch_search.py` and `search/nas_manager.py`).
+use nas_core::cost_term::CostTerm;
 use serde::{Deserialize, Serialize};
 
 /// The optimizer of the architecture parameters (`optimizers.arch` in an experiment).
@@ -26,48 +27,26 @@ impl Default for ArchOptimizer {
     }
 }
 
-/// `strategy.params.cost`: the hardware-aware loss (paper section 3.3).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CostParams {
-    /// `none`, `mul#log` (`alpha * CE * (log E / log REF)^beta`) or `add#linear`
-    /// (`CE + lambda * (E - REF) / REF`); reference `add_regularization_loss`.
-    pub loss: String,
-    /// The cost figure: `latency` (the space's latency table), `flops` or `params`
-    /// (reference `--target_hardware`: `mobile` | `flops`).
-    pub metric: String,
-    /// The reference value `REF`, in the metric's unit (ms, MACs, parameters); `null` = the
-    /// expected value under uniform probabilities (the reference code takes a fixed table
-    /// value, e.g. 80 ms for the Mobile setting).
-    pub ref_value: Option<f64>,
-    /// `mul#log` weight (reference `--grad_reg_loss_alpha 0.2`).
-    pub alpha: f64,
-    /// `mul#log` exponent (reference `--grad_reg_loss_beta 0.3`).
-    pub beta: f64,
-    /// `add#linear` weight (reference `--grad_reg_loss_lambda 0.1`).
-    pub lambda: f64,
-    /// Factor applied to `E` and `REF` before `mul#log` takes their logarithms (e.g. 1000 to
-    /// use microseconds): the loss needs both above 1 (the reference's 80 ms is).
-    pub scale: f64,
-    /// Probabilities of the expected value: `sampled` (the two sampled options
-    /// renormalised, the reference's `current_prob_over_ops` in the `two` mode) or `full`
-    /// (`softmax(alpha)` over every option, the paper's eq. 5).
-    pub probs: String,
+/// ProxylessNAS's defaults of the shared cost block (`nas_core::cost_term::CostTerm`), under
+/// which a user's `strategy.params.cost` keys are merged: the latency (`metric: latency`) of
+/// the whole network (`fixed: true`, reference `expected_latency`), `mul#log` (`form:
+/// mul_log`) with `a = 0.2`, `b = 0.3`, and `add#linear`'s `weight = 0.1` (reference
+/// `imagenet_arch_search.py`: `--grad_reg_loss_alpha 0.2 --grad_reg_loss_beta 0.3
+/// --grad_reg_loss_lambda 0.1`). A missing `target` is the expected value under uniform
+/// probabilities (the reference takes a table value, e.g. 80 ms for the Mobile setting).
+pub fn cost_defaults() -> serde_json::Value {
+    serde_json::json!({"metric": "latency", "form": "mul_log", "a": 0.2, "b": 0.3, "weight": 0.1, "fixed": true})
 }
 
-impl Default for CostParams {
-    fn default() -> Self {
-        CostParams {
-            loss: "none".into(),
-            metric: "latency".into(),
-            ref_value: None,
-            alpha: 0.2,
-            beta: 0.3,
-            lambda: 0.1,
-            scale: 1.0,
-            probs: "sampled".into(),
-        }
-    }
+/// The probabilities of the expected cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CostProbs {
+    /// The two sampled options renormalised (the reference's `current_prob_over_ops` in the
+    /// `two` mode).
+    Sampled,
+    /// `softmax(alpha)` over every option (the paper's eq. 5; an extension).
+    Full,
 }
 
 /// `strategy.params` of `proxylessnas`.
@@ -87,8 +66,11 @@ pub struct ProxylessParams {
     pub arch_every: usize,
     /// Architecture updates each time (reference `--grad_update_steps 1`).
     pub arch_steps: usize,
-    /// The hardware-aware loss.
-    pub cost: CostParams,
+    /// The hardware-aware loss (paper section 3.3): the shared cost block, merged over
+    /// [`cost_defaults`]; `null` = the cross-entropy alone.
+    pub cost: Option<CostTerm>,
+    /// Probabilities of the expected cost: `sampled` (reference) or `full`.
+    pub cost_probs: CostProbs,
     /// Validation batches used to score the derived path at each epoch end (`null` = all).
     pub eval_batches: Option<usize>,
 }
@@ -101,7 +83,8 @@ impl Default for ProxylessParams {
             warmup_epochs: 0,
             arch_every: 5,
             arch_steps: 1,
-            cost: CostParams::default(),
+            cost: None,
+            cost_probs: CostProbs::Sampled,
             eval_batches: None,
         }
     }

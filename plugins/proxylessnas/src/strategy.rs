@@ -11,9 +11,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::cost::{CostTable, LossParts, Metric, RegLoss};
+use crate::cost::CostTable;
 use crate::estimator::{binary_connect_grad, rescale, sample_categorical, sample_two, Involved};
-use crate::params::ProxylessParams;
+use crate::params::{cost_defaults, CostProbs, ProxylessParams};
+use nas_core::cost_term::{Combined, CostForm, CostTerm};
 
 /// Registered name.
 pub const NAME: &str = "proxylessnas";
@@ -38,12 +39,12 @@ pub fn infos() -> Vec<ComponentInfo> {
             ParamDoc::new("warmup_epochs", "epochs of weight-only training before architecture updates (reference: 40)"),
             ParamDoc::new("arch_every", "an architecture update after every n weight steps (reference: 5)"),
             ParamDoc::new("arch_steps", "architecture updates each time (reference: 1)"),
-            ParamDoc::new("cost.loss", "none | mul#log (alpha*CE*(log E/log REF)^beta) | add#linear (CE + lambda*(E-REF)/REF)"),
+            ParamDoc::new("cost", "the shared cost block (docs/gumbel.md), null = CE alone; ProxylessNAS defaults: {metric: latency, form: mul_log, a: 0.2, b: 0.3, weight: 0.1, fixed: true}"),
+            ParamDoc::new("cost.form", "mul_log (reference mul#log: CE*a*(ln E/ln target)^b) | add (add#linear: CE + weight*(E/target - 1))"),
             ParamDoc::new("cost.metric", "latency (needs the space's latency table) | flops | params"),
-            ParamDoc::new("cost.ref_value", "REF in the metric's unit; null = expected value under uniform probabilities"),
-            ParamDoc::new("cost.alpha / cost.beta / cost.lambda", "loss weights (reference: 0.2 / 0.3 / 0.1)"),
-            ParamDoc::new("cost.scale", "E and REF are multiplied by it before mul#log's logarithms (both must exceed 1)"),
-            ParamDoc::new("cost.probs", "sampled (the two sampled options renormalised, reference) | full (softmax over all options, paper eq. 5)"),
+            ParamDoc::new("cost.target", "the reference value in the metric's unit; null = expected value under uniform probabilities"),
+            ParamDoc::new("cost.scale", "E and the target are multiplied by it before mul_log's logarithms (both must exceed 1)"),
+            ParamDoc::new("cost_probs", "sampled (the two sampled options renormalised, reference) | full (softmax over all options, paper eq. 5)"),
             ParamDoc::new("eval_batches", "validation batches scoring the derived path at each epoch end (null = all)"),
         ],
         origin: "built-in".into(),
@@ -111,9 +112,8 @@ pub struct ArchStep {
 /// ProxylessNAS with binary gates and the `two` path-level estimate.
 pub struct ProxylessNas {
     p: ProxylessParams,
-    reg: RegLoss,
-    metric: Metric,
-    full_probs: bool,
+    /// The cost term with its target resolved (set by `init`).
+    term: Option<CostTerm>,
     alphas: Vec<Vec<f64>>,
     zero_ops: Vec<Vec<bool>>,
     space: String,
@@ -133,59 +133,16 @@ fn no_trainer() -> NasError {
 impl ProxylessNas {
     /// A strategy from its params (checked here; the cost table is read at `init`).
     pub fn new(params: &serde_json::Value) -> Result<Self> {
-        let p: ProxylessParams = decode_params(C, params)?;
+        let p: ProxylessParams = decode_params(C, &with_cost_defaults(params))?;
         ensure(p.init_scale >= 0.0, C, "init_scale", "must be >= 0")?;
         ensure(p.arch_every >= 1, C, "arch_every", "must be at least 1")?;
-        let c = &p.cost;
-        let reg = match c.loss.as_str() {
-            "none" => RegLoss::None,
-            "mul#log" => RegLoss::MulLog {
-                alpha: c.alpha,
-                beta: c.beta,
-            },
-            "add#linear" => RegLoss::AddLinear { lambda: c.lambda },
-            o => {
-                return Err(NasError::InvalidParams {
-                    component: C.into(),
-                    path: "cost.loss".into(),
-                    message: format!("`{o}` is not one of: none, mul#log, add#linear"),
-                })
-            }
-        };
-        let metric = Metric::parse(&c.metric).ok_or_else(|| NasError::InvalidParams {
-            component: C.into(),
-            path: "cost.metric".into(),
-            message: format!("`{}` is not one of: latency, flops, params", c.metric),
-        })?;
-        let full_probs = match c.probs.as_str() {
-            "sampled" => false,
-            "full" => true,
-            o => {
-                return Err(NasError::InvalidParams {
-                    component: C.into(),
-                    path: "cost.probs".into(),
-                    message: format!("`{o}` is not one of: sampled, full"),
-                })
-            }
-        };
-        ensure(c.alpha >= 0.0, C, "cost.alpha", "must be >= 0")?;
-        ensure(c.beta > 0.0, C, "cost.beta", "must be > 0")?;
-        ensure(c.lambda >= 0.0, C, "cost.lambda", "must be >= 0")?;
-        ensure(
-            c.scale > 0.0 && c.scale.is_finite(),
-            C,
-            "cost.scale",
-            "must be > 0",
-        )?;
-        if let Some(r) = c.ref_value {
-            ensure(r > 0.0 && r.is_finite(), C, "cost.ref_value", "must be > 0")?;
+        if let Some(c) = &p.cost {
+            c.check(C)?;
         }
         let opt = build_optimizer(&p.arch_optimizer.name, &p.arch_optimizer.params)?;
         Ok(ProxylessNas {
             p,
-            reg,
-            metric,
-            full_probs,
+            term: None,
             alphas: vec![],
             zero_ops: vec![],
             space: String::new(),
@@ -241,20 +198,21 @@ impl ProxylessNas {
         &self,
         ce: f64,
         idx: &[Vec<usize>],
-    ) -> (LossParts, Option<f64>, Vec<Vec<f64>>) {
-        match &self.table {
-            Some(t) if self.reg != RegLoss::None => {
+    ) -> Result<(Combined, Option<f64>, Vec<Vec<f64>>)> {
+        match (&self.table, &self.term) {
+            (Some(t), Some(term)) => {
                 let (e, de) = t.expected(&self.alphas, idx);
-                let s = self.p.cost.scale;
-                let mut parts = self.reg.eval(ce, s * e, s * self.reference);
-                parts.d_value *= s;
-                (parts, Some(e), de)
+                Ok((term.combine(ce, e)?, Some(e), de))
             }
-            _ => (
-                RegLoss::None.eval(ce, 0.0, 1.0),
+            _ => Ok((
+                Combined {
+                    loss: ce,
+                    d_ce: 1.0,
+                    d_cost: 0.0,
+                },
                 None,
                 self.alphas.iter().map(|a| vec![0.0; a.len()]).collect(),
-            ),
+            )),
         }
     }
 
@@ -286,12 +244,12 @@ impl ProxylessNas {
             .grads
             .first()
             .ok_or_else(|| NasError::Strategy("the trainer returned no gate gradient".into()))?;
-        let idx: Vec<Vec<usize>> = if self.full_probs {
+        let idx: Vec<Vec<usize>> = if self.p.cost_probs == CostProbs::Full {
             self.alphas.iter().map(|a| (0..a.len()).collect()).collect()
         } else {
             involved.iter().map(Involved::indices).collect()
         };
-        let (parts, expected, de) = self.loss_parts(ag.loss, &idx);
+        let (parts, expected, de) = self.loss_parts(ag.loss, &idx)?;
         let mut grad = Vec::with_capacity(self.alphas.len());
         for (d, inv) in involved.iter().enumerate() {
             let a = &self.alphas[d];
@@ -302,7 +260,7 @@ impl ProxylessNas {
             let dg: Vec<f64> = dce.0[d].iter().map(|&v| parts.d_ce * v as f64).collect();
             let mut g = binary_connect_grad(a, &inv.indices(), &dg);
             for (gi, di) in g.iter_mut().zip(&de[d]) {
-                *gi += parts.d_value * di;
+                *gi += parts.d_cost * di;
             }
             grad.push(g);
         }
@@ -361,36 +319,37 @@ impl SearchStrategy for ProxylessNas {
                     .collect()
             })
             .collect();
-        if self.reg == RegLoss::None {
+        let Some(user) = self.p.cost.clone() else {
             return Ok(());
-        }
-        let table = CostTable::from_spec(spec, self.metric)?;
-        self.reference = self
-            .p
-            .cost
-            .ref_value
-            .unwrap_or_else(|| table.uniform_total());
+        };
+        let table = CostTable::from_term(&user, spec)?;
+        let reference = user.target.unwrap_or_else(|| table.uniform_total());
         ensure(
-            self.reference > 0.0,
+            reference > 0.0,
             C,
-            "cost.ref_value",
-            format!("the reference value is {}; it must be > 0", self.reference),
+            "cost.target",
+            format!("the reference value is {reference}; it must be > 0"),
         )?;
-        if matches!(self.reg, RegLoss::MulLog { .. }) {
-            let s = self.p.cost.scale;
-            let (lo, r) = (s * table.min_total(), s * self.reference);
+        if user.form == CostForm::MulLog {
+            let s = user.scale;
+            let (lo, r) = (s * table.min_total(), s * reference);
             ensure(
                 lo > 1.0 && r > 1.0,
                 C,
                 "cost.scale",
                 format!(
-                    "mul#log takes log(E)/log(REF) and needs both above 1; with scale {s} the \
-                     smallest expected {} is {lo:.4} and REF is {r:.4}: raise cost.scale (e.g. \
-                     1000 for microseconds)",
-                    self.p.cost.metric
+                    "mul_log takes ln(E)/ln(target) and needs both above 1; with scale {s} the \
+                     smallest expected {:?} is {lo:.4} and the target is {r:.4}: raise \
+                     cost.scale (e.g. 1000 for microseconds)",
+                    user.metric
                 ),
             )?;
         }
+        self.reference = reference;
+        self.term = Some(CostTerm {
+            target: Some(reference),
+            ..user
+        });
         self.table = Some(table);
         Ok(())
     }
@@ -529,4 +488,17 @@ impl SearchStrategy for ProxylessNas {
         self.last_valid_acc = s.last_valid_acc;
         Ok(())
     }
+}
+
+/// `params` with a `cost` object merged over [`cost_defaults`] (a user's keys win).
+fn with_cost_defaults(params: &serde_json::Value) -> serde_json::Value {
+    let mut p = params.clone();
+    if let Some(user) = p.get("cost").and_then(|c| c.as_object()).cloned() {
+        let mut merged = cost_defaults();
+        if let Some(m) = merged.as_object_mut() {
+            m.extend(user);
+        }
+        p["cost"] = merged;
+    }
+    p
 }

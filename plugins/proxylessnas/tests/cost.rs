@@ -1,7 +1,31 @@
-//! The latency losses (`mul#log`, `add#linear`) and the expected cost: gradients with
-//! respect to the logits against central finite differences, and the reference formulas
-//! by hand.
-use nas_strategy_proxylessnas::cost::{CostTable, RegLoss};
+//! The latency losses (`mul#log`, `add#linear`: the shared cost term's `mul_log` and `add`
+//! forms with a target) and the expected cost: gradients with respect to the logits against
+//! central finite differences, and the reference formulas by hand.
+use nas_core::cost_term::{CostForm, CostTerm};
+use nas_strategy_proxylessnas::cost::CostTable;
+
+/// The reference's `mul#log` (`alpha * CE * (log E / log REF)^beta`).
+fn mul_log(alpha: f64, beta: f64, reference: f64, scale: f64) -> CostTerm {
+    CostTerm {
+        form: CostForm::MulLog,
+        a: alpha,
+        b: beta,
+        target: Some(reference),
+        scale,
+        ..CostTerm::default()
+    }
+}
+
+/// The reference's `add#linear` (`CE + lambda * (E - REF) / REF`).
+fn add_linear(lambda: f64, reference: f64, scale: f64) -> CostTerm {
+    CostTerm {
+        form: CostForm::Add,
+        weight: lambda,
+        target: Some(reference),
+        scale,
+        ..CostTerm::default()
+    }
+}
 
 fn table() -> CostTable {
     CostTable {
@@ -23,25 +47,24 @@ fn alphas() -> Vec<Vec<f64>> {
 }
 
 /// The total loss as a function of the logits at a fixed cross-entropy.
-fn total(loss: RegLoss, ce: f64, a: &[Vec<f64>], idx: &[Vec<usize>], scale: f64, r: f64) -> f64 {
+fn total(loss: &CostTerm, ce: f64, a: &[Vec<f64>], idx: &[Vec<usize>]) -> f64 {
     let (e, _) = table().expected(a, idx);
-    loss.eval(ce, scale * e, scale * r).loss
+    loss.combine(ce, e).unwrap().loss
 }
 
-fn check(loss: RegLoss, idx: &[Vec<usize>], scale: f64) {
-    let (ce, r) = (0.9, 9.0);
+fn check(loss: &CostTerm, idx: &[Vec<usize>]) {
+    let ce = 0.9;
     let a = alphas();
     let (e, de) = table().expected(&a, idx);
-    let parts = loss.eval(ce, scale * e, scale * r);
+    let parts = loss.combine(ce, e).unwrap();
     for d in 0..a.len() {
         for i in 0..a[d].len() {
             let h = 1e-6;
             let (mut ap, mut am) = (a.clone(), a.clone());
             ap[d][i] += h;
             am[d][i] -= h;
-            let fd = (total(loss, ce, &ap, idx, scale, r) - total(loss, ce, &am, idx, scale, r))
-                / (2.0 * h);
-            let an = parts.d_value * scale * de[d][i];
+            let fd = (total(loss, ce, &ap, idx) - total(loss, ce, &am, idx)) / (2.0 * h);
+            let an = parts.d_cost * de[d][i];
             assert!(
                 (fd - an).abs() < 1e-8,
                 "{loss:?} d={d} i={i}: fd {fd} vs {an}"
@@ -53,9 +76,8 @@ fn check(loss: RegLoss, idx: &[Vec<usize>], scale: f64) {
     }
     // dLoss/dCE, the factor on the trainer's dCE/dgates.
     let h = 1e-6;
-    let fd = (loss.eval(ce + h, scale * e, scale * r).loss
-        - loss.eval(ce - h, scale * e, scale * r).loss)
-        / (2.0 * h);
+    let fd =
+        (loss.combine(ce + h, e).unwrap().loss - loss.combine(ce - h, e).unwrap().loss) / (2.0 * h);
     assert!(
         (fd - parts.d_ce).abs() < 1e-8,
         "{loss:?}: {fd} vs {}",
@@ -67,21 +89,16 @@ fn check(loss: RegLoss, idx: &[Vec<usize>], scale: f64) {
 fn loss_gradients_match_central_differences() {
     let sampled = vec![vec![0, 2], vec![1, 0], vec![3, 1]];
     let full: Vec<Vec<usize>> = alphas().iter().map(|a| (0..a.len()).collect()).collect();
-    for loss in [
-        RegLoss::MulLog {
-            alpha: 0.2,
-            beta: 0.3,
-        },
-        RegLoss::MulLog {
-            alpha: 1.0,
-            beta: 0.6,
-        },
-        RegLoss::AddLinear { lambda: 0.1 },
-        RegLoss::AddLinear { lambda: 2.0 },
-    ] {
-        for idx in [&sampled, &full] {
-            check(loss, idx, 1.0);
-            check(loss, idx, 1000.0);
+    for scale in [1.0, 1000.0] {
+        for loss in [
+            mul_log(0.2, 0.3, 9.0, scale),
+            mul_log(1.0, 0.6, 9.0, scale),
+            add_linear(0.1, 9.0, scale),
+            add_linear(2.0, 9.0, scale),
+        ] {
+            for idx in [&sampled, &full] {
+                check(&loss, idx);
+            }
         }
     }
 }
@@ -89,17 +106,12 @@ fn loss_gradients_match_central_differences() {
 #[test]
 fn reference_formulas_by_hand() {
     // mul#log: 0.2 * 0.9 * (ln 12 / ln 9)^0.3; add#linear: 0.9 + 0.1 * (12 - 9) / 9.
-    let m = RegLoss::MulLog {
-        alpha: 0.2,
-        beta: 0.3,
-    }
-    .eval(0.9, 12.0, 9.0);
+    let m = mul_log(0.2, 0.3, 9.0, 1.0).combine(0.9, 12.0).unwrap();
     let want = 0.2 * 0.9 * (12f64.ln() / 9f64.ln()).powf(0.3);
     assert!((m.loss - want).abs() < 1e-15);
     assert!((m.loss - 0.186_768_3).abs() < 1e-6, "{}", m.loss);
-    let a = RegLoss::AddLinear { lambda: 0.1 }.eval(0.9, 12.0, 9.0);
+    let a = add_linear(0.1, 9.0, 1.0).combine(0.9, 12.0).unwrap();
     assert!((a.loss - (0.9 + 0.1 / 3.0)).abs() < 1e-15);
-    assert_eq!(RegLoss::None.eval(0.9, 12.0, 9.0).loss, 0.9);
 }
 
 #[test]

@@ -167,7 +167,7 @@ fn an_update_moves_the_pair_by_the_hand_computed_gradient_and_keeps_the_others()
     let (lambda, r) = (0.1, 8.0);
     let mut s = ProxylessNas::new(&json!({
         "arch_optimizer": sgd(lr),
-        "cost": {"loss": "add#linear", "lambda": lambda, "ref_value": r},
+        "cost": {"form": "add", "weight": lambda, "target": r, "fixed": false},
     }))
     .unwrap();
     let mut e = env(true);
@@ -265,7 +265,7 @@ fn the_loop_trains_one_sampled_path_and_updates_after_warmup_every_n_steps() {
 
 #[test]
 fn a_saved_state_resumes_identically() {
-    let p = json!({"arch_every": 1, "cost": {"loss": "mul#log", "scale": 10.0}});
+    let p = json!({"arch_every": 1, "cost": {"form": "mul_log", "scale": 10.0}});
     let mut a = ProxylessNas::new(&p).unwrap();
     let mut e = env(true);
     a.init(&e.t.spec.clone(), 9).unwrap();
@@ -287,25 +287,37 @@ fn a_saved_state_resumes_identically() {
 
 #[test]
 fn bad_cost_settings_are_clear_errors() {
-    let e = ProxylessNas::new(&json!({"cost": {"loss": "mul#lin"}}))
+    let e = ProxylessNas::new(&json!({"cost": {"form": "mul#lin"}}))
         .err()
         .unwrap()
         .to_string();
-    assert!(e.contains("cost.loss") && e.contains("mul#lin"), "{e}");
+    assert!(e.contains("cost.form") && e.contains("mul#lin"), "{e}");
+    // The keys of the old ProxylessNAS-only block are refused, naming the key.
+    let e = ProxylessNas::new(&json!({"cost": {"loss": "mul#log"}}))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("loss"), "{e}");
     // A latency loss without a latency table.
-    let mut s = ProxylessNas::new(&json!({"cost": {"loss": "add#linear"}})).unwrap();
+    let mut s = ProxylessNas::new(&json!({"cost": {"form": "add"}})).unwrap();
     let e = s.init(&spec(false), 0).unwrap_err().to_string();
     assert!(
         e.contains("latency_table") && e.contains("cost.metric"),
         "{e}"
     );
     // mul#log with values whose logarithms are not above 1: names cost.scale.
-    let mut s = ProxylessNas::new(&json!({"cost": {"loss": "mul#log", "ref_value": 0.5}})).unwrap();
+    let e = ProxylessNas::new(&json!({"cost": {"form": "mul_log", "target": 0.5}}))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("cost.target"), "{e}");
+    let mut s = ProxylessNas::new(&json!({"cost": {"form": "mul_log", "scale": 0.1}})).unwrap();
     let e = s.init(&spec(true), 0).unwrap_err().to_string();
     assert!(e.contains("cost.scale"), "{e}");
     // FLOPs need no table.
     let mut s =
-        ProxylessNas::new(&json!({"cost": {"loss": "mul#log", "metric": "flops"}})).unwrap();
+        ProxylessNas::new(&json!({"cost": {"form": "mul_log", "metric": "flops", "fixed": false}}))
+            .unwrap();
     s.init(&spec(false), 0).unwrap();
     assert!((s.reference() - 30.0).abs() < 1e-12);
 }

@@ -4,7 +4,9 @@
 //! type, so the supernet has one decision per edge of the normal and of the reduction cell.
 use candle_core::{Result as CResult, Tensor, Var};
 use nas_core::Result;
-use nas_model::{gated_sum, selected_per_sample_sum, DataShape, Init, ParamStore, Supernet, TensorDrive};
+use nas_model::{
+    gated_sum, selected_per_sample_sum, DataShape, Init, ParamStore, Supernet, TensorDrive,
+};
 use nas_ops::BatchNorm2d;
 
 use crate::layout::{cell_plan, DartsSpaceParams, Layout};

@@ -9,7 +9,9 @@
 //! in the benchmark's own networks, whose parameters it counts exactly).
 use candle_core::{Result as CResult, Tensor, Var};
 use nas_core::{Cost, Result};
-use nas_model::{gated_sum, selected_per_sample_sum, DataShape, Network, ParamStore, Supernet, TensorDrive};
+use nas_model::{
+    gated_sum, selected_per_sample_sum, DataShape, Network, ParamStore, Supernet, TensorDrive,
+};
 use nas_ops::BatchNorm2d;
 
 use crate::spec::{EDGES, OPS};

@@ -198,9 +198,7 @@ fn mixing_weights_and_gradients_cross_intact() {
         .trainer_calls()
         .iter()
         .filter_map(|c| match c {
-            Call::Eval(d, _, _) if matches!(d.kind, DriveKind::SelectedPerSample { .. }) => {
-                Some(d)
-            }
+            Call::Eval(d, _, _) if matches!(d.kind, DriveKind::SelectedPerSample { .. }) => Some(d),
             _ => None,
         })
         .collect();

@@ -190,7 +190,8 @@ impl SupernetTrainer for QuadTrainer {
             loss: weight_sum(drive),
             accuracy: 0.5,
             samples: match &drive.kind {
-                DriveKind::MixedPerSample { weights } | DriveKind::SelectedPerSample { weights } => weights.len(),
+                DriveKind::MixedPerSample { weights }
+                | DriveKind::SelectedPerSample { weights } => weights.len(),
                 _ => 1,
             },
         })
