@@ -101,7 +101,9 @@ fn sets(d: &Drive) -> Vec<MixingWeights> {
         DriveKind::Mixed { weights }
         | DriveKind::SelectedOnly { weights }
         | DriveKind::Gated { weights, .. } => vec![weights.clone()],
-        DriveKind::MixedPerSample { weights } => weights.clone(),
+        DriveKind::MixedPerSample { weights } | DriveKind::SelectedPerSample { weights } => {
+            weights.clone()
+        }
         DriveKind::Paths { .. } => vec![],
     }
 }
