@@ -9,6 +9,7 @@
 mod arch_arg;
 mod commands;
 mod derive_cmd;
+mod export_cmd;
 mod family_cmd;
 mod latency_cmd;
 mod list_cmd;
@@ -18,6 +19,7 @@ mod shape_arg;
 mod sweep_cmd;
 
 pub use derive_cmd::DeriveArgs;
+pub use export_cmd::ExportArgs;
 pub use family_cmd::FamilyArgs;
 pub use latency_cmd::LatencyArgs;
 pub use list_cmd::PluginSource;
@@ -138,6 +140,9 @@ pub enum Command {
     /// Time every option block of a single-path space (spos, proxyless, fbnet) on this
     /// machine and save the latency table that `space.params.latency_table` loads.
     Latency(latency_cmd::LatencyArgs),
+    /// Export the found network of a single-path run with weights inherited from its
+    /// supernet (`--inherit`).
+    Export(export_cmd::ExportArgs),
     /// Time one DARTS search step (arch step + weight step) on CPU.
     Bench {
         /// Cells of the search network.

@@ -12,6 +12,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod components;
 pub mod env;
+pub mod export;
 pub mod family;
 mod fault;
 pub mod files;

@@ -264,7 +264,8 @@ pub fn build_strategy(exp: &Experiment, comps: &Components) -> Result<Box<dyn Se
     })
 }
 
-pub(crate) fn build_trainer(
+/// Builds the experiment's weight-sharing trainer over `space` and loaded `data`.
+pub fn build_trainer(
     exp: &Experiment,
     space: &SpaceBox,
     data: &DataSplits,

@@ -691,14 +691,30 @@ impl WeightSharingTrainer {
         td: &TensorDrive,
         cond: Option<f32>,
     ) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
-        let saved: Vec<_> = self
-            .s
-            .net
+        let net = self.s.net.as_ref();
+        let saved: Vec<_> = net
             .batch_norms()
             .iter()
             .map(|b| b.running_stats())
             .collect();
-        for b in self.s.net.batch_norms() {
+        self.recalibrate_with(&net.batch_norms(), |x| {
+            net.forward(x, td, cond, true).map(|_| ())
+        })?;
+        Ok(saved)
+    }
+
+    /// SPOS's batch-norm recalibration (Guo et al. 2020, section 3.3; reference
+    /// `recalc_bn`: statistics reset, momentum 0.1, about 20,000 shuffled training images)
+    /// of `bns`, whose running statistics `forward` (a training-mode forward of some
+    /// network) updates: the same batches, in the same order, as this trainer's own
+    /// recalibration of a path (so a standalone network that computes what a path of the
+    /// supernet computes gets the same statistics, `nas export --inherit`).
+    pub fn recalibrate_with(
+        &self,
+        bns: &[&nas_ops::BatchNorm2d],
+        mut forward: impl FnMut(&Tensor) -> candle_core::Result<()>,
+    ) -> Result<()> {
+        for b in bns {
             b.reset_running_stats();
             b.set_momentum(Some(0.1));
         }
@@ -716,9 +732,39 @@ impl WeightSharingTrainer {
         for _ in 0..nb {
             let b = l.next_batch();
             let (x, _) = batch_tensors(&b, self.shape, &self.s.device, self.s.dtype)?;
-            self.s.net.forward(&x, td, cond, true).map_err(terr)?;
+            forward(&x).map_err(terr)?;
         }
-        Ok(saved)
+        Ok(())
+    }
+
+    /// Loss and accuracy of any network `forward` (evaluation mode) on `split`, batch by
+    /// batch in the order [`SupernetTrainer::evaluate`] uses (for comparing a standalone
+    /// network with the supernet path it came from).
+    pub fn evaluate_with(
+        &self,
+        split: Split,
+        mut forward: impl FnMut(&Tensor) -> candle_core::Result<Tensor>,
+    ) -> Result<EvalStats> {
+        let mut l = self.eval_loader(split)?;
+        let (mut loss, mut correct, mut n) = (0.0, 0usize, 0usize);
+        for _ in 0..l.batches_per_epoch() {
+            let b = l.next_batch();
+            let (x, y) = batch_tensors(&b, self.shape, &self.s.device, self.s.dtype)?;
+            let logits = forward(&x).map_err(terr)?;
+            let (lo, c) = loss_and_correct(&logits, &y)?;
+            loss += scalar(&lo)? * b.n as f64;
+            correct += c;
+            n += b.n;
+        }
+        Ok(EvalStats {
+            loss: if n > 0 { loss / n as f64 } else { 0.0 },
+            accuracy: if n > 0 {
+                correct as f64 / n as f64
+            } else {
+                0.0
+            },
+            samples: n,
+        })
     }
 }
 
