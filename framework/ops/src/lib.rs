@@ -29,5 +29,5 @@ pub use cpu::force_portable_kernels;
 pub use dwconv::depthwise_conv2d;
 pub use geom::out_size;
 pub use mixed::weighted_sum;
-pub use pointwise::{global_avg_pool, relu};
+pub use pointwise::{global_avg_pool, relu, with_relu_probe};
 pub use pool::{avg_pool2d, max_pool2d};

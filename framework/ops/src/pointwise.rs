@@ -1,13 +1,39 @@
-//! ReLU and global average pooling.
+//! ReLU and global average pooling, and a probe that records what every ReLU sees.
+use std::cell::RefCell;
+
 use crate::cpu::{dispatch_float, par_planes, slice, sum, Float};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+thread_local! {
+    static RELU_PROBE: RefCell<Option<Vec<Tensor>>> = const { RefCell::new(None) };
+}
+
 /// Elementwise `max(x, 0)` (NaN passes through, as in PyTorch). The gradient flows where the
-/// output is positive.
+/// output is positive. Inside [`with_relu_probe`] on this thread, its input is recorded.
 pub fn relu(x: &Tensor) -> Result<Tensor> {
     crate::cpu::check_float("relu", x.dtype())?;
+    RELU_PROBE.with(|p| {
+        if let Some(v) = p.borrow_mut().as_mut() {
+            v.push(x.detach());
+        }
+    });
     x.contiguous()?.apply_op1(Relu)
+}
+
+/// Runs `f` and returns, beside its result, the input of every [`relu`] called on this
+/// thread meanwhile, in call order (the forward hooks of NASWOT, Mellor et al. 2021, which
+/// read each ReLU's input). Probes do not nest: an inner probe takes the calls it sees.
+pub fn with_relu_probe<R>(f: impl FnOnce() -> R) -> (R, Vec<Tensor>) {
+    let outer = RELU_PROBE.with(|p| p.borrow_mut().replace(Vec::new()));
+    let r = f();
+    let seen = RELU_PROBE.with(|p| {
+        let mut p = p.borrow_mut();
+        let seen = p.take().unwrap_or_default();
+        *p = outer;
+        seen
+    });
+    (r, seen)
 }
 
 /// Global average pooling `[N, C, H, W] -> [N, C]` (the mean of each plane).

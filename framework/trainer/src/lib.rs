@@ -11,6 +11,7 @@
 pub mod bridge;
 pub mod retrain;
 pub mod supernet;
+pub mod zero_cost;
 
 pub use retrain::{EpochEnd, RetrainProgress, RetrainReport, RetrainSettings, Retrainer};
 pub use supernet::{BatchGradients, TrainerParams, TrainerSetup, WeightSharingTrainer};
