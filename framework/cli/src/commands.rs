@@ -109,6 +109,7 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
         Command::Family(a) => crate::family_cmd::family(a, comps),
         Command::Latency(a) => crate::latency_cmd::latency(a, comps),
         Command::Export(a) => crate::export_cmd::export(a, comps),
+        Command::ZeroCost(a) => crate::zero_cost_cmd::zero_cost(a, comps),
         Command::List(src) => crate::list_cmd::list(src, comps),
         Command::Describe { name, plugins } => crate::list_cmd::describe(name, plugins, comps),
         Command::Config {

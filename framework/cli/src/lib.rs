@@ -17,6 +17,7 @@ mod plugin_cmd;
 mod run_cmd;
 mod shape_arg;
 mod sweep_cmd;
+mod zero_cost_cmd;
 
 pub use derive_cmd::DeriveArgs;
 pub use export_cmd::ExportArgs;
@@ -26,6 +27,7 @@ pub use list_cmd::PluginSource;
 pub use plugin_cmd::{PluginAction, PluginArgs};
 pub use shape_arg::ShapeArgs;
 pub use sweep_cmd::{ReportArgs, SweepArgs};
+pub use zero_cost_cmd::ZeroCostArgs;
 
 use clap::{Parser, Subcommand};
 use nas_core::NasError;
@@ -143,6 +145,9 @@ pub enum Command {
     /// Export the found network of a single-path run with weights inherited from its
     /// supernet (`--inherit`).
     Export(export_cmd::ExportArgs),
+    /// Score sampled architectures with the zero-cost proxies (NASWOT, synflow, grad_norm)
+    /// and, on NAS-Bench-201, correlate them with the benchmark's accuracy.
+    ZeroCost(zero_cost_cmd::ZeroCostArgs),
     /// Time one DARTS search step (arch step + weight step) on CPU.
     Bench {
         /// Cells of the search network.

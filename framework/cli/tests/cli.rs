@@ -348,3 +348,40 @@ fn nas_latency_times_every_option_of_a_single_path_space_and_refuses_a_cell_spac
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("no per-option blocks"), "{}", text(&o));
 }
+
+/// The `zero_cost` estimator drives a random search end to end, and `nas zero-cost` scores a
+/// sample with every proxy (on the digits, the NB201 cells' benchmark networks).
+#[test]
+fn zero_cost_proxies_score_architectures_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(
+        tmp.path(),
+        "zc.yaml",
+        "schema: 1\nname: zc\nseed: 0\nspace: {name: nb201, params: {channels: 4, cells: 1, retrain_channels: 4, retrain_cells: 1}}\n\
+         data: {name: digits, batch_size: 16}\nstrategy: {name: random, params: {queries: 3}}\n\
+         estimator: {name: zero_cost, params: {proxy: grad_norm, batch_size: 16}}\nbudget: {queries: 3}\n",
+    );
+    let out = tmp.path().join("run");
+    let o = nas(&["run", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["status"], "finished");
+    let o = nas(&["zero-cost", cfg.to_str().unwrap(), "--sample", "3", "--batch-size", "16"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    for p in ["naswot", "synflow", "grad_norm"] {
+        assert!(t.lines().any(|l| l.starts_with(p)), "{t}");
+    }
+    // A bad proxy name is a config error naming the key.
+    let o = nas(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--set",
+        "estimator.params.proxy=snip",
+        "--out",
+        tmp.path().join("bad").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("snip"), "{}", text(&o));
+}

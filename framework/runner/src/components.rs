@@ -209,6 +209,14 @@ impl Components {
                 ))
             }),
         )?;
+        c.estimators.register(
+            crate::zero_cost::info(),
+            Arc::new(|_, _| {
+                Err(NasError::Other(
+                    "the zero_cost estimator is built by the runner (it loads data)".into(),
+                ))
+            }),
+        )?;
         c.trainers.register(
             unit_info(
                 ComponentKind::Trainer,

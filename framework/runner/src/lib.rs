@@ -28,6 +28,7 @@ pub mod sweep_retrain;
 pub mod sweep_task;
 pub mod tensorboard;
 pub mod trained_supernet;
+pub mod zero_cost;
 
 pub use components::{Components, SpaceBox};
 pub use resume::resume_experiment;

@@ -369,6 +369,10 @@ fn build_estimator(
         return crate::trained_supernet::build(exp, comps, &e.params)
             .map_err(|er| locate_params(exp, "estimator.params", er));
     }
+    if e.name == crate::zero_cost::NAME {
+        return crate::zero_cost::build(exp, comps, &e.params)
+            .map_err(|er| locate_params(exp, "estimator.params", er));
+    }
     f(&e.params, rules).map_err(|er| locate_params(exp, "estimator.params", er))
 }
 
