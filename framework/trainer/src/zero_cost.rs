@@ -52,11 +52,13 @@ pub fn slogdet(a: &[Vec<f64>]) -> (f64, f64) {
             sign = -sign;
         }
         logdet += p.abs().ln();
-        for row in col + 1..n {
-            let f = m[row][col] / p;
+        let (top, rest) = m.split_at_mut(col + 1);
+        let pivot_row = &top[col];
+        for row in rest.iter_mut() {
+            let f = row[col] / p;
             if f != 0.0 {
-                for k in col..n {
-                    m[row][k] -= f * m[col][k];
+                for (x, &y) in row[col..].iter_mut().zip(&pivot_row[col..]) {
+                    *x -= f * y;
                 }
             }
         }
