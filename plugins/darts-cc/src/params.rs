@@ -25,8 +25,8 @@ pub struct DartsCcParams {
     pub train_pivots: bool,
     /// Anchors start as `U(-b, b)`; `null` = the reference's `1 / sqrt(rows * ops)`.
     pub init_bound: Option<f64>,
-    /// `softmax` (the same weights for a batch) or `gumbel` (Gumbel-softmax, one sample
-    /// per example).
+    /// `gumbel` (Gumbel-softmax, one sample per example; the reference's, the default) or
+    /// `softmax` (the same weights for a batch; the cheaper variant).
     pub relaxation: String,
     /// Initial temperature (reference: 1.0).
     pub tau0: f64,
@@ -36,12 +36,14 @@ pub struct DartsCcParams {
     pub tau_min: f64,
     /// `params` (the paper) or `flops`: the per-option cost the penalty weighs.
     pub cost: String,
-    /// `first` or `second` order architecture gradient (DARTS).
+    /// `second` (DARTS' unrolled gradient; the reference's, the default) or `first` order
+    /// architecture gradient (the cheaper variant).
     pub order: String,
     /// Second-order virtual step; `null` = the current weight learning rate (DARTS).
     pub xi: Option<f64>,
-    /// Optimizer of the hypernetwork (reference: Adam, betas (0.5, 0.999), weight decay
-    /// 1e-3); `optimizers.arch` of the experiment overrides it.
+    /// Optimizer of the hypernetwork (reference: Adam, lr 1e-3, betas (0.5, 0.999), weight
+    /// decay 1e-3; DARTS' own alphas use lr 3e-4); `optimizers.arch` of the experiment
+    /// overrides it.
     pub arch_optimizer: ArchOptimizer,
     /// The `t` values of the family reported at the end (and tracked every epoch).
     pub family_t: Vec<f64>,
@@ -54,6 +56,18 @@ pub struct DartsCcParams {
     pub warmup_epochs: usize,
 }
 
+/// The reference's hypernetwork optimizer: Adam, lr 1e-3, betas (0.5, 0.999), weight decay
+/// 1e-3.
+pub fn reference_arch_optimizer() -> ArchOptimizer {
+    ArchOptimizer {
+        name: "adam".into(),
+        params: serde_json::json!({"lr": 1e-3, "betas": [0.5, 0.999], "weight_decay": 1e-3}),
+    }
+}
+
+/// The defaults are the reference configuration (Gumbel-softmax, second order, hypernetwork
+/// lr 1e-3); the cheaper variant of the worked example is `relaxation: softmax, order:
+/// first` (docs/darts-cc.md).
 impl Default for DartsCcParams {
     fn default() -> Self {
         DartsCcParams {
@@ -62,14 +76,14 @@ impl Default for DartsCcParams {
             anchors: None,
             train_pivots: false,
             init_bound: None,
-            relaxation: "softmax".into(),
+            relaxation: "gumbel".into(),
             tau0: 1.0,
             tau_step: -0.016,
             tau_min: 0.05,
             cost: "params".into(),
-            order: "first".into(),
+            order: "second".into(),
             xi: None,
-            arch_optimizer: ArchOptimizer::default(),
+            arch_optimizer: reference_arch_optimizer(),
             family_t: vec![0.0, 0.25, 0.5, 0.75, 1.0],
             derive_mode: "default".into(),
             eval_batches: None,
@@ -183,7 +197,10 @@ mod tests {
     fn defaults_are_the_reference_and_bad_values_are_located() {
         let v = DartsCcParams::default().check().unwrap();
         assert_eq!(v.anchors, 5);
-        assert_eq!(v.relaxation, Relaxation::Softmax);
+        // The reference configuration: Gumbel-softmax, second order, hypernetwork lr 1e-3.
+        assert_eq!(v.relaxation, Relaxation::Gumbel);
+        assert!(matches!(v.order, GradOrder::Second { xi: None }));
+        assert_eq!(v.p.arch_optimizer.params["lr"], 1e-3);
         let e = DartsCcParams {
             relaxation: "gumble".into(),
             ..Default::default()
