@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use nas_runner::{retrain, run_experiment, Components, RetrainOptions, RunOptions};
 
-const CONFIGS: [(&str, &str); 6] = [
+const CONFIGS: [(&str, &str); 7] = [
     ("enas-micro-digits.yaml", "enas-micro"),
+    ("enas-macro-digits.yaml", "enas-macro"),
     ("enas-darts-digits.yaml", "darts"),
     ("enas-nb201-digits.yaml", "nb201"),
     ("enas-spos-digits.yaml", "spos"),
