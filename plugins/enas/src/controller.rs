@@ -255,7 +255,12 @@ impl Controller {
     ) -> Result<Vec<Vec<f64>>> {
         let loss = rollout.log_prob.affine(scale, 0.0).map_err(terr)?;
         let loss = if skip_weight != 0.0 {
-            (loss + rollout.skip_penalty.affine(skip_weight, 0.0).map_err(terr)?).map_err(terr)?
+            (loss
+                + rollout
+                    .skip_penalty
+                    .affine(skip_weight, 0.0)
+                    .map_err(terr)?)
+            .map_err(terr)?
         } else {
             loss
         };
@@ -418,7 +423,9 @@ impl Controller {
             Tensor::zeros((), DType::F64, &Device::Cpu)?
         } else {
             let k = acc.penalties.len() as f64;
-            Tensor::stack(&acc.penalties, 0)?.sum_all()?.affine(1.0 / k, 0.0)?
+            Tensor::stack(&acc.penalties, 0)?
+                .sum_all()?
+                .affine(1.0 / k, 0.0)?
         };
         Ok(Rollout {
             choices: acc.choices,

@@ -84,13 +84,22 @@ fn macro_layers(
                 .last_mut()
                 .ok_or_else(|| bad("a skip before any op decision".into()))?;
             if *n != node {
-                return Err(bad(format!("follows the op of layer {n}, not of its layer {node}")));
+                return Err(bad(format!(
+                    "follows the op of layer {n}, not of its layer {node}"
+                )));
             }
             if x.options.len() != 2 {
-                return Err(bad(format!("has {} options, a skip needs 2", x.options.len())));
+                return Err(bad(format!(
+                    "has {} options, a skip needs 2",
+                    x.options.len()
+                )));
             }
             if l.skips.len() + 1 >= pos {
-                return Err(bad(format!("layer {} of its group has only {} earlier layers", pos - 1, pos - 1)));
+                return Err(bad(format!(
+                    "layer {} of its group has only {} earlier layers",
+                    pos - 1,
+                    pos - 1
+                )));
             }
             l.skips.push(k);
         } else {

@@ -149,9 +149,10 @@ impl Enas {
             let adv = r - run.baseline;
             let g = ctl.grad_loss(&rollout, -adv / n as f64, p.skip_weight / n as f64)?;
             if ctl.plan().has_macro() {
-                kl += rollout.skip_penalty.to_scalar::<f64>().map_err(|e| {
-                    NasError::Strategy(format!("enas controller: {e}"))
-                })?;
+                kl += rollout
+                    .skip_penalty
+                    .to_scalar::<f64>()
+                    .map_err(|e| NasError::Strategy(format!("enas controller: {e}")))?;
                 skips += rollout.skip_count as f64;
             }
             sum = Some(match sum {

@@ -21,8 +21,12 @@ fn cfg(h: usize, tanh: Option<f64>, temp: Option<f64>) -> PolicyConfig {
 
 #[test]
 fn the_plan_samples_an_op_then_one_skip_per_earlier_layer() {
-    let ctl = Controller::new(&macro_spec(3), cfg(3, None, None), &mut nas_core::component_rng(0, "t"))
-        .unwrap();
+    let ctl = Controller::new(
+        &macro_spec(3),
+        cfg(3, None, None),
+        &mut nas_core::component_rng(0, "t"),
+    )
+    .unwrap();
     let plan = ctl.plan();
     assert!(plan.has_macro() && !plan.has_cells());
     match &plan.blocks[..] {
@@ -42,9 +46,13 @@ fn the_plan_samples_an_op_then_one_skip_per_earlier_layer() {
     let mut extra = bad.decisions[2].clone();
     extra.key = "layer1.skip1".into();
     bad.decisions.push(extra);
-    let e = Controller::new(&bad, cfg(3, None, None), &mut nas_core::component_rng(0, "t"))
-        .err()
-        .unwrap();
+    let e = Controller::new(
+        &bad,
+        cfg(3, None, None),
+        &mut nas_core::component_rng(0, "t"),
+    )
+    .err()
+    .unwrap();
     assert!(e.to_string().contains("layer1.skip1"), "{e}");
 }
 
@@ -69,7 +77,16 @@ fn log_prob_and_skip_penalty_match_a_hand_computation() {
     .unwrap();
     assert_eq!(
         ctl.names(),
-        ["lstm.w", "g_emb", "attention.w_1", "attention.w_2", "attention.v", "head0.emb", "head0.w_soft", "head0.b_soft"]
+        [
+            "lstm.w",
+            "g_emb",
+            "attention.w_1",
+            "attention.w_2",
+            "attention.v",
+            "head0.emb",
+            "head0.w_soft",
+            "head0.b_soft"
+        ]
     );
     // [x -> i f o g, h -> i f o g].
     let lw = [0.3, -0.2, 0.5, 0.7, 0.4, 0.1, -0.3, 0.6];
@@ -78,8 +95,17 @@ fn log_prob_and_skip_penalty_match_a_hand_computation() {
     let ws = [0.6, -0.9, 0.2, 0.4, -0.1, 0.3];
     // The op head's bias is not used (the reference's macro controller has none).
     let b = [5.0; 6];
-    ctl.set_values(&[lw.to_vec(), vec![ge], vec![w1], vec![w2], vec![v], emb.to_vec(), ws.to_vec(), b.to_vec()])
-        .unwrap();
+    ctl.set_values(&[
+        lw.to_vec(),
+        vec![ge],
+        vec![w1],
+        vec![w2],
+        vec![v],
+        emb.to_vec(),
+        ws.to_vec(),
+        b.to_vec(),
+    ])
+    .unwrap();
     let lstm = |x: f64, c: f64, h: f64| {
         let z: Vec<f64> = (0..4).map(|j| x * lw[j] + h * lw[4 + j]).collect();
         let c2 = sigmoid(z[0]) * z[3].tanh() + sigmoid(z[1]) * c;
@@ -100,7 +126,11 @@ fn log_prob_and_skip_penalty_match_a_hand_computation() {
         + sigmoid(z[1]) * (sigmoid(z[1]) / target).ln();
     let r = ctl.score(&[a0, a1, bit]).unwrap();
     let lp = r.log_prob.to_scalar::<f64>().unwrap();
-    assert!((lp - (lp0 + lp1 + lp2)).abs() < 1e-12, "{lp} vs {}", lp0 + lp1 + lp2);
+    assert!(
+        (lp - (lp0 + lp1 + lp2)).abs() < 1e-12,
+        "{lp} vs {}",
+        lp0 + lp1 + lp2
+    );
     let pen = r.skip_penalty.to_scalar::<f64>().unwrap();
     assert!((pen - kl).abs() < 1e-12, "{pen} vs {kl}");
     assert!(kl > 1e-4, "the check is not vacuous: {kl}");
@@ -110,14 +140,19 @@ fn log_prob_and_skip_penalty_match_a_hand_computation() {
 #[test]
 fn reinforce_gradient_with_the_skip_penalty_matches_central_differences() {
     let spec = macro_spec(3);
-    let ctl = Controller::new(&spec, cfg(3, Some(1.5), Some(2.0)), &mut nas_core::component_rng(2, "t"))
-        .unwrap();
+    let ctl = Controller::new(
+        &spec,
+        cfg(3, Some(1.5), Some(2.0)),
+        &mut nas_core::component_rng(2, "t"),
+    )
+    .unwrap();
     // Ops, then skips on and off.
     let choices = [1, 4, 1, 2, 0, 1];
     let (scale, weight) = (-0.37, 0.8);
     let loss = |c: &Controller| {
         let r = c.score(&choices).unwrap();
-        scale * r.log_prob.to_scalar::<f64>().unwrap() + weight * r.skip_penalty.to_scalar::<f64>().unwrap()
+        scale * r.log_prob.to_scalar::<f64>().unwrap()
+            + weight * r.skip_penalty.to_scalar::<f64>().unwrap()
     };
     let r = ctl.score(&choices).unwrap();
     let g = ctl.grad_loss(&r, scale, weight).unwrap();
@@ -200,7 +235,10 @@ fn probability_of_the_best_macro_architecture_rises_above_0_9() {
     }
     let e = reached.unwrap_or_else(|| panic!("p(best) = {} after 600 updates", p(&s)));
     assert_eq!(env.trainer.rewards, (e + 1) * 50);
-    assert!(last.contains_key("skip_penalty") && last.contains_key("skips"), "{last:?}");
+    assert!(
+        last.contains_key("skip_penalty") && last.contains_key("skips"),
+        "{last:?}"
+    );
     env.epoch.1 = env.epoch.0 + 1;
     let out = s.outcome(&mut env).unwrap();
     assert_eq!(out.architectures[0].arch.choices, TARGET);
@@ -236,4 +274,3 @@ fn the_penalty_alone_pulls_the_sigmoid_of_the_skip_logit_to_the_target() {
     let rate = on as f64 / n as f64;
     assert!((rate - 0.16 / 0.52).abs() < 0.03, "skip rate {rate}");
 }
-

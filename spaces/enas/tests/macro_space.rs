@@ -41,7 +41,8 @@ fn space(shape: DataShape, layers: usize, channels: usize, sep_as_conv: bool) ->
 
 fn published() -> String {
     let file = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/archs/enas-macro.json"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../configs/archs/enas-macro.json"),
     )
     .unwrap();
     let v: serde_json::Value = serde_json::from_str(&file).unwrap();
@@ -59,7 +60,14 @@ fn each_layer_has_one_op_of_six_and_a_skip_bit_per_earlier_output() {
         let names: Vec<_> = d[k].options.iter().map(|o| o.name.as_str()).collect();
         assert_eq!(
             names,
-            ["conv_3x3", "sep_conv_3x3", "conv_5x5", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3"]
+            [
+                "conv_3x3",
+                "sep_conv_3x3",
+                "conv_5x5",
+                "sep_conv_5x5",
+                "avg_pool_3x3",
+                "max_pool_3x3"
+            ]
         );
         k += 1;
         for i in 0..l {
@@ -86,14 +94,20 @@ fn notation_round_trips_and_bad_input_is_an_error() {
     let text = s.format_arch(&a);
     assert!(text.starts_with("0 | 3 0 | 0 1 0 | 2 0 0 1"), "{text}");
     assert_eq!(s.parse_arch(&text).unwrap(), a);
-    assert_eq!(s.parse_arch(&serde_json::to_string(&a).unwrap()).unwrap(), a);
+    assert_eq!(
+        s.parse_arch(&serde_json::to_string(&a).unwrap()).unwrap(),
+        a
+    );
     let file = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/archs/enas-macro.json"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../configs/archs/enas-macro.json"),
     )
     .unwrap();
     assert_eq!(s.parse_arch(&file).unwrap(), a);
     // The 24-layer arc does not fit a 12-layer space; op 6 and skip bit 2 do not exist.
-    let e = space(cifar(), 12, 36, false).parse_arch(&published()).unwrap_err();
+    let e = space(cifar(), 12, 36, false)
+        .parse_arch(&published())
+        .unwrap_err();
     assert!(e.to_string().contains("12 layers need 78"), "{e}");
     let mut bad = parse_macro_arc(&published(), 24).unwrap();
     bad[0] = 6;
@@ -111,7 +125,10 @@ fn bad_params_are_errors_naming_the_key() {
     for (params, key) in [
         (serde_json::json!({"layers": 0}), "layers"),
         (serde_json::json!({"channels": 7}), "channels"),
-        (serde_json::json!({"retrain_channels": 0}), "retrain_channels"),
+        (
+            serde_json::json!({"retrain_channels": 0}),
+            "retrain_channels",
+        ),
         (serde_json::json!({"chanels": 8}), "chanels"),
     ] {
         let e = EnasMacroSpace::from_params(&params, cifar()).err().unwrap();
@@ -206,23 +223,41 @@ fn w(net: &dyn nas_model::Supernet, name: &str) -> Tensor {
 /// Layer `l`'s op `op` re-computed from the reference's `_conv_branch` / `_pool_branch`:
 /// 1x1 conv-BN-ReLU, then conv-BN-ReLU or a 3x3 pool.
 fn branch(net: &dyn nas_model::Supernet, x: &Tensor, l: usize, op: usize, c: usize) -> Tensor {
-    let names = ["conv_3x3", "sep_conv_3x3", "conv_5x5", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3"];
+    let names = [
+        "conv_3x3",
+        "sep_conv_3x3",
+        "conv_5x5",
+        "sep_conv_5x5",
+        "avg_pool_3x3",
+        "max_pool_3x3",
+    ];
     let p = format!("layer{l}.{}", names[op]);
     let y = nas_ops::conv2d(x, &w(net, &format!("{p}.inp.w")), 1, 0).unwrap();
-    let y = nas_ops::relu(&bn(net, &format!("{p}.inp.bn"), c).forward(&y, true).unwrap()).unwrap();
+    let y = nas_ops::relu(
+        &bn(net, &format!("{p}.inp.bn"), c)
+            .forward(&y, true)
+            .unwrap(),
+    )
+    .unwrap();
     let k = if op < 2 { 3 } else { 5 };
     let y = match op {
         0 | 2 => nas_ops::conv2d(&y, &w(net, &format!("{p}.conv.w")), 1, k / 2).unwrap(),
         1 | 3 => {
-            let d = nas_ops::depthwise_conv2d(&y, &w(net, &format!("{p}.sep.w_depth")), 1, k / 2, 1)
-                .unwrap();
+            let d =
+                nas_ops::depthwise_conv2d(&y, &w(net, &format!("{p}.sep.w_depth")), 1, k / 2, 1)
+                    .unwrap();
             nas_ops::conv2d(&d, &w(net, &format!("{p}.sep.w_point")), 1, 0).unwrap()
         }
         4 => return nas_ops::avg_pool2d(&y, 3, 1, 1, false).unwrap(),
         _ => return nas_ops::max_pool2d(&y, 3, 1, 1).unwrap(),
     };
     let bn_name = if op == 1 || op == 3 { "sep" } else { "conv" };
-    nas_ops::relu(&bn(net, &format!("{p}.{bn_name}.bn"), c).forward(&y, true).unwrap()).unwrap()
+    nas_ops::relu(
+        &bn(net, &format!("{p}.{bn_name}.bn"), c)
+            .forward(&y, true)
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 /// `_factorized_reduction` at stride 2: 1x1 convs on the even pixels and on the pixels
@@ -259,7 +294,14 @@ fn supernet_path_equals_an_independent_recomputation_of_the_chosen_layers() {
     ] {
         let x = Tensor::randn(0f64, 1.0, (3, 1, 8, 8), &Device::Cpu).unwrap();
         let got = net
-            .forward(&x, &TensorDrive::Path { choices: arc.clone() }, None, true)
+            .forward(
+                &x,
+                &TensorDrive::Path {
+                    choices: arc.clone(),
+                },
+                None,
+                true,
+            )
             .unwrap();
         // By hand.
         let stem = nas_ops::conv2d(&x, &w(&*net, "stem.w"), 1, 1).unwrap();
@@ -275,7 +317,9 @@ fn supernet_path_equals_an_independent_recomputation_of_the_chosen_layers() {
                         y = (y + &outs[i]).unwrap();
                     }
                 }
-                y = bn(&*net, &format!("layer{l}.skip.bn"), c).forward(&y, true).unwrap();
+                y = bn(&*net, &format!("layer{l}.skip.bn"), c)
+                    .forward(&y, true)
+                    .unwrap();
             }
             outs.push(y);
             if l <= 1 {
@@ -286,9 +330,19 @@ fn supernet_path_equals_an_independent_recomputation_of_the_chosen_layers() {
                     .collect();
             }
         }
-        let pooled = nas_ops::global_avg_pool(outs.last().unwrap()).unwrap().flatten_from(1).unwrap();
+        let pooled = nas_ops::global_avg_pool(outs.last().unwrap())
+            .unwrap()
+            .flatten_from(1)
+            .unwrap();
         let want = pooled.matmul(&w(&*net, "fc.w").t().unwrap()).unwrap();
-        let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+        let diff = (got - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
         assert!(diff < 1e-10, "{arc:?}: largest difference {diff}");
     }
     // Mixed drives are refused with a message.
@@ -311,12 +365,20 @@ fn only_the_chosen_ops_and_skips_are_computed() {
     // Layer 2 takes a skip from the stem (output 0), not from output 1.
     let arc = vec![1, 2, 0, 0, 1, 0];
     let x = Tensor::randn(0f64, 1.0, (2, 1, 8, 8), &Device::Cpu).unwrap();
-    let y = net.forward(&x, &TensorDrive::Path { choices: arc }, None, true).unwrap();
+    let y = net
+        .forward(&x, &TensorDrive::Path { choices: arc }, None, true)
+        .unwrap();
     let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
     let has = |name: &str| {
         let v = net.params().get(name).unwrap_or_else(|| panic!("{name}"));
         g.get(v.as_tensor()).is_some_and(|t| {
-            t.abs().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap() > 0.0
+            t.abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
+                > 0.0
         })
     };
     assert!(has("layer0.sep_conv_3x3.sep.w_depth"));
@@ -339,7 +401,13 @@ fn the_standalone_network_builds_exactly_the_chosen_skips() {
         auxiliary: false,
     };
     let net = s
-        .network(&a, &cfg, &Device::Cpu, DType::F64, nas_core::component_rng(5, "t"))
+        .network(
+            &a,
+            &cfg,
+            &Device::Cpu,
+            DType::F64,
+            nas_core::component_rng(5, "t"),
+        )
         .unwrap();
     assert_eq!(net.skip_inputs(), vec![vec![], vec![], vec![0, 1], vec![1]]);
     // The skip 1x1 conv reads (#skips + 1) x C channels; C doubles after layers 0 and 1.
@@ -353,12 +421,27 @@ fn the_standalone_network_builds_exactly_the_chosen_skips() {
     assert!(aux.is_none());
     // A wrong layer count and an auxiliary head are errors that say what to change.
     let e = s
-        .build_network(&a, &NetworkConfig { layers: 5, ..cfg }, &Device::Cpu, DType::F64, nas_core::component_rng(5, "t"))
+        .build_network(
+            &a,
+            &NetworkConfig { layers: 5, ..cfg },
+            &Device::Cpu,
+            DType::F64,
+            nas_core::component_rng(5, "t"),
+        )
         .err()
         .unwrap();
     assert!(e.to_string().contains("train.layers"), "{e}");
     let e = s
-        .build_network(&a, &NetworkConfig { auxiliary: true, ..cfg }, &Device::Cpu, DType::F64, nas_core::component_rng(5, "t"))
+        .build_network(
+            &a,
+            &NetworkConfig {
+                auxiliary: true,
+                ..cfg
+            },
+            &Device::Cpu,
+            DType::F64,
+            nas_core::component_rng(5, "t"),
+        )
         .err()
         .unwrap();
     assert!(e.to_string().contains("auxiliary"), "{e}");

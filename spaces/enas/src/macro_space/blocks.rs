@@ -106,11 +106,18 @@ impl MacroOp {
         let inp = ConvBn::plain(store, &format!("{name}.inp"), 1, c_in, c)?;
         let k = if op < 2 { 3 } else { 5 };
         let (out, pool) = match op {
-            0 | 2 => (Some(ConvBn::plain(store, &format!("{name}.conv"), k, c, c)?), None),
-            1 | 3 if sep_as_conv => {
-                (Some(ConvBn::plain(store, &format!("{name}.conv"), k, c, c)?), None)
-            }
-            1 | 3 => (Some(ConvBn::separable(store, &format!("{name}.sep"), k, c)?), None),
+            0 | 2 => (
+                Some(ConvBn::plain(store, &format!("{name}.conv"), k, c, c)?),
+                None,
+            ),
+            1 | 3 if sep_as_conv => (
+                Some(ConvBn::plain(store, &format!("{name}.conv"), k, c, c)?),
+                None,
+            ),
+            1 | 3 => (
+                Some(ConvBn::separable(store, &format!("{name}.sep"), k, c)?),
+                None,
+            ),
             4 => (None, Some(true)),
             _ => (None, Some(false)),
         };

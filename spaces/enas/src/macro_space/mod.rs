@@ -13,8 +13,8 @@ pub mod space;
 pub mod supernet;
 
 pub use layout::{
-    decision_count, format_macro_arc, parse_macro_arc, pool_layers, MacroSpaceParams,
-    MACRO_OPS, MACRO_SPACE,
+    decision_count, format_macro_arc, parse_macro_arc, pool_layers, MacroSpaceParams, MACRO_OPS,
+    MACRO_SPACE,
 };
 pub use network::MacroNetwork;
 pub use space::{macro_space_info, EnasMacroSpace};

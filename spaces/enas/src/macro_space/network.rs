@@ -75,7 +75,15 @@ impl MacroNetwork {
         let mut built = Vec::with_capacity(layers);
         for l in 0..layers {
             let (op_i, bits) = layer_choices(arc, l);
-            let op = MacroOp::new(s, &format!("layer{l}.op"), op_i, c, c, Order::Fixed, sep_as_conv)?;
+            let op = MacroOp::new(
+                s,
+                &format!("layer{l}.op"),
+                op_i,
+                c,
+                c,
+                Order::Fixed,
+                sep_as_conv,
+            )?;
             macs += (op.macs_per_pixel(c) * h) as f64;
             let skips: Vec<usize> = (0..l).filter(|&i| bits[i] == 1).collect();
             let skip_conv = if l > 0 {

@@ -100,7 +100,11 @@ fn costs(p: &MacroSpaceParams, s: DataShape) -> (Vec<[Cost; 6]>, Vec<Cost>, Cost
         let px = h * w;
         let inp = c * c + bn;
         let per_op = |k: usize, sep: bool| -> (usize, usize) {
-            let conv = if sep { k * k * c + c * c } else { k * k * c * c };
+            let conv = if sep {
+                k * k * c + c * c
+            } else {
+                k * k * c * c
+            };
             (inp + conv + bn, (c * c + conv) * px)
         };
         let mut row = [Cost::default(); 6];

@@ -106,7 +106,10 @@ impl Supernet for MacroSupernet {
         };
         let n = decision_count(self.layers.len());
         if arc.len() != n {
-            candle_core::bail!("an enas-macro path of {} layers needs {n} choices", self.layers.len());
+            candle_core::bail!(
+                "an enas-macro path of {} layers needs {n} choices",
+                self.layers.len()
+            );
         }
         let stem = nas_ops::conv2d(x, self.stem_w.as_tensor(), 1, 1)?;
         let mut outs = vec![self.stem_bn.forward(&stem, train)?];
