@@ -104,6 +104,11 @@ pub fn decision_count(layers: usize) -> usize {
     op_index(layers)
 }
 
+/// The layer count whose decisions number `n`, if any.
+pub fn layers_of(n: usize) -> Option<usize> {
+    (0..=n).find(|&l| decision_count(l) == n)
+}
+
 /// Layer `l`'s op and skip bits (`skips[i] == 1`: the output `i` is added, `0` the stem,
 /// `i >= 1` layer `i - 1`).
 pub fn layer_choices(arc: &[usize], l: usize) -> (usize, &[usize]) {

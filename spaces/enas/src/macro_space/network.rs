@@ -19,7 +19,7 @@ use nas_ops::BatchNorm2d;
 use rand_chacha::ChaCha8Rng;
 
 use super::blocks::{ConvBn, MacroHead, MacroOp, Order};
-use super::layout::{decision_count, layer_choices, pool_layers};
+use super::layout::{layer_choices, layers_of, pool_layers};
 use crate::blocks::{batch_norm, conv_weight, FactorizedReduction};
 
 struct FixedLayer {
@@ -42,11 +42,10 @@ pub struct MacroNetwork {
 }
 
 impl MacroNetwork {
-    /// Builds the network of `arc` (`layers` layers) with `channels` channels before the
+    /// Builds the network of `arc` (its length fixes the layer count) with `channels` channels before the
     /// first reduction; `sep_as_conv` as [`super::MacroSpaceParams::retrain_sep_as_conv`].
     pub fn new(
         arc: &[usize],
-        layers: usize,
         data: DataShape,
         channels: usize,
         sep_as_conv: bool,
@@ -54,13 +53,12 @@ impl MacroNetwork {
         dtype: DType,
         rng: ChaCha8Rng,
     ) -> Result<Self> {
-        if arc.len() != decision_count(layers) {
-            return Err(NasError::Architecture(format!(
-                "an enas-macro arc of {layers} layers needs {} choices, got {}",
-                decision_count(layers),
+        let layers = layers_of(arc.len()).ok_or_else(|| {
+            NasError::Architecture(format!(
+                "{} choices are no enas-macro arc (L layers have L + L(L-1)/2)",
                 arc.len()
-            )));
-        }
+            ))
+        })?;
         let mut store = ParamStore::new(device.clone(), dtype, rng);
         let s = &mut store;
         let mut c = channels;

@@ -265,7 +265,6 @@ impl EnasMacroSpace {
         }
         MacroNetwork::new(
             &arch.choices,
-            self.params.layers,
             self.shape,
             cfg.channels,
             self.params.retrain_sep_as_conv,
