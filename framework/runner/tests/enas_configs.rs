@@ -71,27 +71,26 @@ fn the_fashion_mnist_config_validates() {
 }
 
 #[test]
-fn the_found_micro_cell_retrains_with_nas_train() {
+fn the_found_micro_cell_and_macro_network_retrain_with_nas_train() {
     let comps = Components::builtin().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let exp = quick(
-        "enas-micro-digits.yaml",
-        &["train.epochs=1", "train.limit_batches=2"],
-    );
-    let opts = RunOptions {
-        out_dir: Some(dir.path().join("run")),
-        ..Default::default()
-    };
-    run_experiment(&exp, &comps, &opts).unwrap();
-    let arch = dir.path().join("run/architecture.json");
-    let rep = retrain(
-        &exp,
-        &comps,
-        arch.to_str().unwrap(),
-        &RetrainOptions {
-            out_dir: Some(dir.path().join("train")),
-        },
-    )
-    .unwrap();
-    assert!((0.0..=1.0).contains(&rep.test_acc));
+    for name in ["enas-micro-digits.yaml", "enas-macro-digits.yaml"] {
+        let dir = tempfile::tempdir().unwrap();
+        let exp = quick(name, &["train.epochs=1", "train.limit_batches=2"]);
+        let opts = RunOptions {
+            out_dir: Some(dir.path().join("run")),
+            ..Default::default()
+        };
+        run_experiment(&exp, &comps, &opts).unwrap();
+        let arch = dir.path().join("run/architecture.json");
+        let rep = retrain(
+            &exp,
+            &comps,
+            arch.to_str().unwrap(),
+            &RetrainOptions {
+                out_dir: Some(dir.path().join("train")),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!((0.0..=1.0).contains(&rep.test_acc), "{name}");
+    }
 }
