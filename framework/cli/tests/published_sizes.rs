@@ -117,6 +117,29 @@ fn the_enas_micro_cell_at_its_cifar10_size() {
     assert_eq!(j["params"].as_u64(), Some(3_894_372), "{j}");
 }
 
+/// The ENAS macro network (the reference's final macro arc, 24 layers) at the reference's
+/// final size (out_filters 96, CIFAR-10): 42,559,392 parameters as the reference's
+/// `_fixed_layer` builds it (its sep ops are plain convolutions: `retrain_sep_as_conv`),
+/// 30,947,424 with separable ones (counts walked in spaces/enas/tests/macro_space.rs; the
+/// paper's Table 1 says 21.3M, see docs/enas.md).
+#[test]
+fn the_enas_macro_network_at_its_cifar10_size() {
+    let sets = |sep: bool| -> Vec<String> {
+        vec![
+            "space.params.layers=24".into(),
+            format!("space.params.retrain_sep_as_conv={sep}"),
+            "train.channels=96".into(),
+            "train.layers=24".into(),
+        ]
+    };
+    let cifar = ["--input", "3x32x32", "--classes", "10"];
+    let cfg = "configs/experiments/enas-macro-digits.yaml";
+    let j = inspect("enas-macro.json", cfg, &sets(true), &cifar);
+    assert_eq!(j["params"].as_u64(), Some(42_559_392), "{j}");
+    let j = inspect("enas-macro.json", cfg, &sets(false), &cifar);
+    assert_eq!(j["params"].as_u64(), Some(30_947_424), "{j}");
+}
+
 #[test]
 fn every_published_architecture_file_is_checked_here() {
     let mut files: Vec<String> = std::fs::read_dir(root().join("configs/archs"))
@@ -128,6 +151,7 @@ fn every_published_architecture_file_is_checked_here() {
     assert_eq!(
         files,
         [
+            "enas-macro.json",
             "enas-micro.json",
             "fbnet-a.json",
             "fbnet-b.json",

@@ -192,6 +192,15 @@ impl Components {
                 )))
             }),
         )?;
+        // ENAS macro space (issue 18): layers of one op plus skip connections.
+        c.spaces.register(
+            nas_space_enas::macro_space_info(),
+            Arc::new(|p, shape| {
+                Ok(SpaceBox::Tensor(Box::new(
+                    nas_space_enas::EnasMacroSpace::from_params(p, shape)?,
+                )))
+            }),
+        )?;
         for info in nas_strategy_enas::infos() {
             let name = info.name.clone();
             c.strategies

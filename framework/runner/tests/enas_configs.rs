@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use nas_runner::{retrain, run_experiment, Components, RetrainOptions, RunOptions};
 
-const CONFIGS: [(&str, &str); 6] = [
+const CONFIGS: [(&str, &str); 7] = [
     ("enas-micro-digits.yaml", "enas-micro"),
+    ("enas-macro-digits.yaml", "enas-macro"),
     ("enas-darts-digits.yaml", "darts"),
     ("enas-nb201-digits.yaml", "nb201"),
     ("enas-spos-digits.yaml", "spos"),
@@ -70,27 +71,26 @@ fn the_fashion_mnist_config_validates() {
 }
 
 #[test]
-fn the_found_micro_cell_retrains_with_nas_train() {
+fn the_found_micro_cell_and_macro_network_retrain_with_nas_train() {
     let comps = Components::builtin().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let exp = quick(
-        "enas-micro-digits.yaml",
-        &["train.epochs=1", "train.limit_batches=2"],
-    );
-    let opts = RunOptions {
-        out_dir: Some(dir.path().join("run")),
-        ..Default::default()
-    };
-    run_experiment(&exp, &comps, &opts).unwrap();
-    let arch = dir.path().join("run/architecture.json");
-    let rep = retrain(
-        &exp,
-        &comps,
-        arch.to_str().unwrap(),
-        &RetrainOptions {
-            out_dir: Some(dir.path().join("train")),
-        },
-    )
-    .unwrap();
-    assert!((0.0..=1.0).contains(&rep.test_acc));
+    for name in ["enas-micro-digits.yaml", "enas-macro-digits.yaml"] {
+        let dir = tempfile::tempdir().unwrap();
+        let exp = quick(name, &["train.epochs=1", "train.limit_batches=2"]);
+        let opts = RunOptions {
+            out_dir: Some(dir.path().join("run")),
+            ..Default::default()
+        };
+        run_experiment(&exp, &comps, &opts).unwrap();
+        let arch = dir.path().join("run/architecture.json");
+        let rep = retrain(
+            &exp,
+            &comps,
+            arch.to_str().unwrap(),
+            &RetrainOptions {
+                out_dir: Some(dir.path().join("train")),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!((0.0..=1.0).contains(&rep.test_acc), "{name}");
+    }
 }

@@ -11,6 +11,11 @@
 //! ops). Every parameter is drawn from `U(-0.1, 0.1)` (the reference's initializer); the bias
 //! of the ENAS micro op head starts at `[10, 10, 0, 0, 0]` and the normal cell adds the fixed
 //! `[0.25, 0.25, -0.25, -0.25, -0.25]` to its op logits (`b_soft`, `b_soft_no_learn`).
+//!
+//! Macro layers (`general_controller.py`, [`macro_layers`]) sample an op, then one skip bit
+//! per earlier layer by attention over the layer anchors, and record the skip penalty (the
+//! KL divergence of the skip probabilities from `skip_target`) on the graph.
+mod macro_layers;
 use candle_core::{DType, Device, Tensor, Var};
 use nas_core::{NasError, Result, SpaceSpec};
 use rand::Rng;
@@ -46,6 +51,8 @@ pub struct PolicyConfig {
     pub temperature: Option<f64>,
     /// Half-width of the uniform initialisation.
     pub init_range: f64,
+    /// The target skip probability of the macro skip penalty (reference `skip_target`).
+    pub skip_target: f64,
 }
 
 fn terr(e: candle_core::Error) -> NasError {
@@ -76,6 +83,30 @@ pub struct Rollout {
     /// Sum over decisions of the entropy of each softmax (no gradient, as the reference's
     /// `tf.stop_gradient`).
     pub entropy: f64,
+    /// Macro layers: the mean over layers with skip decisions of
+    /// `sum KL(sigmoid(skip logits) || [1 - skip_target, skip_target])`, a scalar on the
+    /// graph (`skip_penaltys` of `general_controller.py`); zero without macro layers.
+    pub skip_penalty: Tensor,
+    /// Macro layers: the number of skips chosen.
+    pub skip_count: usize,
+}
+
+/// What the walk through the plan accumulates.
+struct Acc {
+    choices: Vec<usize>,
+    log_prob: Tensor,
+    entropy: f64,
+    penalties: Vec<Tensor>,
+    skip_count: usize,
+}
+
+impl Acc {
+    fn add(&mut self, d: usize, k: usize, lp: Tensor, e: f64) -> candle_core::Result<()> {
+        self.choices[d] = k;
+        self.log_prob = (&self.log_prob + lp)?;
+        self.entropy += e;
+        Ok(())
+    }
 }
 
 /// How the forward pass picks each choice.
@@ -210,7 +241,29 @@ impl Controller {
     /// the order of [`Controller::values`]). REINFORCE uses `scale = -(R - b)` for the loss
     /// `-(R - b) log p` that the reference minimises.
     pub fn grad(&self, rollout: &Rollout, scale: f64) -> Result<Vec<Vec<f64>>> {
+        self.grad_loss(rollout, scale, 0.0)
+    }
+
+    /// Gradient of `scale * log p + skip_weight * skip_penalty` of a rollout (flat, in the
+    /// order of [`Controller::values`]): the macro loss `-(R - b) log p + w KL` of
+    /// `general_controller.py` with `scale = -(R - b)`.
+    pub fn grad_loss(
+        &self,
+        rollout: &Rollout,
+        scale: f64,
+        skip_weight: f64,
+    ) -> Result<Vec<Vec<f64>>> {
         let loss = rollout.log_prob.affine(scale, 0.0).map_err(terr)?;
+        let loss = if skip_weight != 0.0 {
+            (loss
+                + rollout
+                    .skip_penalty
+                    .affine(skip_weight, 0.0)
+                    .map_err(terr)?)
+            .map_err(terr)?
+        } else {
+            loss
+        };
         let g = loss.backward().map_err(terr)?;
         self.vars
             .iter()
@@ -298,9 +351,13 @@ impl Controller {
         let (mut c, mut h) = (zeros.clone(), zeros.clone());
         let g_emb = self.t(G_EMB).clone();
         let mut input = g_emb.clone();
-        let mut choices = vec![0usize; self.plan.decisions];
-        let mut log_prob = Tensor::zeros((), DType::F64, &Device::Cpu)?;
-        let mut entropy = 0.0;
+        let mut acc = Acc {
+            choices: vec![0usize; self.plan.decisions],
+            log_prob: Tensor::zeros((), DType::F64, &Device::Cpu)?,
+            entropy: 0.0,
+            penalties: Vec::new(),
+            skip_count: 0,
+        };
         let op_c = self.cfg.tanh_constant.map(|c| c / self.cfg.op_tanh_reduce);
         for block in &self.plan.blocks {
             match block {
@@ -310,10 +367,12 @@ impl Controller {
                     let logits = h.matmul(self.t(hv.w))?.broadcast_add(self.t(hv.b))?;
                     let logits = self.squash(logits, op_c)?;
                     let (k, lp, e) = Self::choose(&logits, &mut pick, *decision)?;
-                    choices[*decision] = k;
-                    log_prob = (log_prob + lp)?;
-                    entropy += e;
+                    acc.add(*decision, k, lp, e)?;
                     input = self.t(hv.emb).narrow(0, k, 1)?;
+                }
+                Block::Macro { layers } => {
+                    (c, h) = self.macro_layers(layers, (c, h), &mut pick, &mut acc)?;
+                    input = g_emb.clone();
                 }
                 Block::Cell { nodes, normal } => {
                     input = g_emb.clone();
@@ -335,9 +394,7 @@ impl Controller {
                                 .reshape((1, m))?;
                             let logits = self.squash(q, self.cfg.tanh_constant)?;
                             let (k, lp, e) = Self::choose(&logits, &mut pick, d)?;
-                            choices[d] = k;
-                            log_prob = (log_prob + lp)?;
-                            entropy += e;
+                            acc.add(d, k, lp, e)?;
                             input = anchors[k].clone();
                         }
                         for &(d, head) in &node.ops {
@@ -351,9 +408,7 @@ impl Controller {
                                 logits = (logits + b)?;
                             }
                             let (k, lp, e) = Self::choose(&logits, &mut pick, d)?;
-                            choices[d] = k;
-                            log_prob = (log_prob + lp)?;
-                            entropy += e;
+                            acc.add(d, k, lp, e)?;
                             input = self.t(hv.emb).narrow(0, k, 1)?;
                         }
                         (c, h) = self.lstm(&input, &c, &h)?;
@@ -364,10 +419,20 @@ impl Controller {
                 }
             }
         }
+        let skip_penalty = if acc.penalties.is_empty() {
+            Tensor::zeros((), DType::F64, &Device::Cpu)?
+        } else {
+            let k = acc.penalties.len() as f64;
+            Tensor::stack(&acc.penalties, 0)?
+                .sum_all()?
+                .affine(1.0 / k, 0.0)?
+        };
         Ok(Rollout {
-            choices,
-            log_prob,
-            entropy,
+            choices: acc.choices,
+            log_prob: acc.log_prob,
+            entropy: acc.entropy,
+            skip_penalty,
+            skip_count: acc.skip_count,
         })
     }
 }

@@ -5,7 +5,9 @@
 //! architectures decision by decision ([`controller`], in the order of [`plan`], with anchor
 //! attention for cell inputs), the shared weights are trained on the sampled paths, and the
 //! controller is trained by REINFORCE with an entropy bonus and a moving-average baseline on
-//! the sampled child's accuracy on a fresh validation batch ([`strategy`]).
+//! the sampled child's accuracy on a fresh validation batch ([`strategy`]). Over the ENAS
+//! macro space the controller samples an op and skip bits per layer (skip attention) and
+//! adds the KL skip penalty to its loss.
 //!
 //! The controller is this crate's own state: its autograd runs on candle inside the crate
 //! and nothing of it crosses to the trainer (DESIGN.md section 2); the trainer only sees
@@ -22,7 +24,7 @@ use nas_core::{decode_params, ComponentInfo, ComponentKind, NasError, Result, Se
 
 pub use controller::{Controller, PolicyConfig, Rollout, ENAS_MICRO_OPS};
 pub use params::EnasParams;
-pub use plan::{Block, Plan};
+pub use plan::{Block, MacroLayerPlan, Plan, ENAS_MACRO_OPS};
 pub use strategy::{Enas, NAME};
 
 /// Registry information of the strategy.

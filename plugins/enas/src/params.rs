@@ -11,6 +11,9 @@ pub(crate) const COMPONENT: &str = "strategy enas";
 /// script's (`scripts/cifar10_micro_search.sh` with `src/cifar10/main.py`'s flag defaults),
 /// except the temperature (see [`EnasParams::temperature`]). The paper (Pham et al. 2018,
 /// section 3.2) states 100 hidden units, lr 3.5e-4, tanh constant 2.5 and temperature 5.
+/// The reference's macro search script uses other values: [`EnasParams::macro_search`]
+/// (written out in `configs/experiments/enas-macro-digits.yaml`); `skip_target` and
+/// `skip_weight` default to that script's, and only act on macro spaces.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnasParams {
@@ -50,6 +53,13 @@ pub struct EnasParams {
     pub init_range: f64,
     /// Architectures returned, best first.
     pub keep: usize,
+    /// Macro spaces only: the skip probability the skip penalty pulls towards (reference
+    /// macro script `controller_skip_target=0.4`; paper: 0.4).
+    pub skip_target: f64,
+    /// Macro spaces only: weight of the skip penalty (the KL divergence of the skip
+    /// probabilities from `skip_target`) in the controller loss (reference macro script
+    /// `controller_skip_weight=0.8`).
+    pub skip_weight: f64,
 }
 
 impl Default for EnasParams {
@@ -70,6 +80,36 @@ impl Default for EnasParams {
             eps: 1e-3,
             init_range: 0.1,
             keep: 1,
+            skip_target: 0.4,
+            skip_weight: 0.8,
+        }
+    }
+}
+
+impl EnasParams {
+    /// The reference macro search script's values (melodyguan/enas
+    /// `scripts/cifar10_macro_search.sh` with `main.py`'s hard-coded and flag defaults):
+    /// `lstm_size` 64 (hard-coded; paper 100), `lr` 0.001 (`controller_lr`; paper 3.5e-4),
+    /// `tanh_constant` 1.5 (paper 2.5; the macro controller squashes op logits with it too,
+    /// `op_tanh_reduce` is not used by `general_controller.py`), `temperature` `null`
+    /// (`controller_temperature` unset; paper 5), `entropy_weight` 1e-4, `baseline_decay`
+    /// 0.99 (`controller_bl_dec` default), `controller_steps` 50 x `aggregate` 20
+    /// (`controller_train_steps`, `controller_num_aggregate`; paper: 2000 steps in all),
+    /// `skip_target` 0.4 (paper 0.4), `skip_weight` 0.8; Adam `beta1 = 0`, `eps = 1e-3`
+    /// and `U(-0.1, 0.1)` initialisation as for micro. Every other value is the default.
+    pub fn macro_search() -> Self {
+        EnasParams {
+            lstm_size: 64,
+            lr: 0.001,
+            tanh_constant: Some(1.5),
+            temperature: None,
+            entropy_weight: 1e-4,
+            baseline_decay: 0.99,
+            controller_steps: 50,
+            aggregate: 20,
+            skip_target: 0.4,
+            skip_weight: 0.8,
+            ..EnasParams::default()
         }
     }
 }
@@ -149,6 +189,18 @@ impl EnasParams {
             "init_range",
             format!("must be > 0, got {}", self.init_range),
         )?;
+        ensure(
+            self.skip_target > 0.0 && self.skip_target < 1.0,
+            c,
+            "skip_target",
+            format!("must be in (0, 1), got {}", self.skip_target),
+        )?;
+        ensure(
+            self.skip_weight.is_finite() && self.skip_weight >= 0.0,
+            c,
+            "skip_weight",
+            format!("must be >= 0, got {}", self.skip_weight),
+        )?;
         ensure(self.keep >= 1, c, "keep", "must be >= 1")
     }
 
@@ -160,6 +212,7 @@ impl EnasParams {
             op_tanh_reduce: self.op_tanh_reduce,
             temperature: self.temperature,
             init_range: self.init_range,
+            skip_target: self.skip_target,
         }
     }
 }
@@ -212,5 +265,13 @@ pub fn docs() -> Vec<ParamDoc> {
             "controller weights ~ U(-r, r) (reference 0.1)",
         ),
         ParamDoc::new("keep", "architectures returned, best first"),
+        ParamDoc::new(
+            "skip_target",
+            "macro only: target skip probability of the KL skip penalty (reference 0.4; paper 0.4)",
+        ),
+        ParamDoc::new(
+            "skip_weight",
+            "macro only: weight of the KL skip penalty in the loss (reference 0.8)",
+        ),
     ]
 }

@@ -9,6 +9,11 @@
 //! one more LSTM step whose output is the node's anchor. Every other decision is sampled
 //! from a softmax head; decisions with the same option names share one head (its softmax
 //! weights and its option embeddings), as every op decision of the ENAS micro space does.
+//!
+//! A group whose decisions mark skip connections (key ending in `.skip{i}`, `node` set, two
+//! options), or whose op options are the ENAS macro ops, is sampled as the ENAS macro
+//! controller samples its layers (`general_controller.py` with `search_whole_channels`):
+//! per layer (node) its one op decision, then its skip decisions, one per earlier layer.
 use nas_core::{NasError, Result, SpaceSpec};
 
 /// One unit of the sampling order.
@@ -29,6 +34,97 @@ pub enum Block {
         /// normal cell's op logits, `b_soft_no_learn`).
         normal: bool,
     },
+    /// The layers of an ENAS macro network (skip attention and the skip penalty).
+    Macro {
+        /// The layers in order.
+        layers: Vec<MacroLayerPlan>,
+    },
+}
+
+/// The decisions of one macro layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MacroLayerPlan {
+    /// The op decision and its head.
+    pub op: (usize, usize),
+    /// Skip decisions (option 1 = connect earlier output `i`), one per earlier layer.
+    pub skips: Vec<usize>,
+}
+
+/// The op names of the ENAS macro space, in the reference's order (`general_child.py`).
+pub const ENAS_MACRO_OPS: [&str; 6] = [
+    "conv_3x3",
+    "sep_conv_3x3",
+    "conv_5x5",
+    "sep_conv_5x5",
+    "avg_pool_3x3",
+    "max_pool_3x3",
+];
+
+/// True when decision key `key` marks a skip connection (`...skip0`, `...skip1`, ...).
+pub fn is_skip_key(key: &str) -> bool {
+    key.rsplit('.').next().is_some_and(|s| {
+        s.strip_prefix("skip")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+fn macro_layers(
+    d: &[nas_core::Decision],
+    range: std::ops::Range<usize>,
+    head_of: &mut dyn FnMut(Vec<String>) -> usize,
+) -> Result<Vec<MacroLayerPlan>> {
+    let mut layers: Vec<(usize, MacroLayerPlan)> = Vec::new();
+    for k in range {
+        let x = &d[k];
+        let bad = |m: String| NasError::Strategy(format!("enas: macro decision `{}`: {m}", x.key));
+        let node = x.node.ok_or_else(|| bad("has no node (layer)".into()))?;
+        if is_skip_key(&x.key) {
+            let pos = layers.len();
+            let (n, l) = layers
+                .last_mut()
+                .ok_or_else(|| bad("a skip before any op decision".into()))?;
+            if *n != node {
+                return Err(bad(format!(
+                    "follows the op of layer {n}, not of its layer {node}"
+                )));
+            }
+            if x.options.len() != 2 {
+                return Err(bad(format!(
+                    "has {} options, a skip needs 2",
+                    x.options.len()
+                )));
+            }
+            if l.skips.len() + 1 >= pos {
+                return Err(bad(format!(
+                    "layer {} of its group has only {} earlier layers",
+                    pos - 1,
+                    pos - 1
+                )));
+            }
+            l.skips.push(k);
+        } else {
+            if layers.iter().any(|(n, _)| *n == node) {
+                return Err(bad(format!("layer {node} has a second op decision")));
+            }
+            let names = x.options.iter().map(|o| o.name.clone()).collect();
+            layers.push((
+                node,
+                MacroLayerPlan {
+                    op: (k, head_of(names)),
+                    skips: vec![],
+                },
+            ));
+        }
+    }
+    for (pos, (n, l)) in layers.iter().enumerate() {
+        if l.skips.len() != pos {
+            return Err(NasError::Strategy(format!(
+                "enas: macro layer {n} has {} skip decisions, its position {pos} needs {pos}",
+                l.skips.len()
+            )));
+        }
+    }
+    Ok(layers.into_iter().map(|(_, l)| l).collect())
 }
 
 /// The decisions of one node of a cell.
@@ -81,7 +177,14 @@ impl Plan {
                 j += 1;
             }
             let cell = d[i..j].iter().any(|x| is_input_key(&x.key));
-            if !cell {
+            let is_macro = d[i..j].iter().any(|x| {
+                is_skip_key(&x.key) || x.options.iter().map(|o| o.name.as_str()).eq(ENAS_MACRO_OPS)
+            });
+            if is_macro && !cell {
+                blocks.push(Block::Macro {
+                    layers: macro_layers(d, i..j, &mut head_of)?,
+                });
+            } else if !cell {
                 for (k, x) in d.iter().enumerate().take(j).skip(i) {
                     let names = x.options.iter().map(|o| o.name.clone()).collect();
                     blocks.push(Block::Single {
@@ -145,5 +248,10 @@ impl Plan {
     /// True when some group is sampled as a cell (input attention).
     pub fn has_cells(&self) -> bool {
         self.blocks.iter().any(|b| matches!(b, Block::Cell { .. }))
+    }
+
+    /// True when some group is sampled as macro layers (skip attention and penalty).
+    pub fn has_macro(&self) -> bool {
+        self.blocks.iter().any(|b| matches!(b, Block::Macro { .. }))
     }
 }

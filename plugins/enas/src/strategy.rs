@@ -9,7 +9,8 @@
 //!
 //! REINFORCE as in `micro_controller.py` `build_trainer`: `R = acc + entropy_weight * H`,
 //! the baseline moves first (`b -= (1 - decay) (b - R)`), then the loss is
-//! `-(R - b) log p(arch)`.
+//! `-(R - b) log p(arch)`; over macro layers the skip penalty is added,
+//! `-(R - b) log p(arch) + skip_weight * KL` (`general_controller.py`).
 //!
 //! Deviations from the reference: the reference trains the controller on the validation
 //! batches with TensorFlow's asynchronous-capable `SyncReplicasOptimizer`; here the
@@ -51,6 +52,10 @@ struct Run {
     baseline: f64,
     /// Loss, accuracy and steps of the current epoch's weight training.
     sums: (f64, f64, usize),
+    /// Macro spaces: the summed per-update mean skip penalty and skip count of the current
+    /// epoch's controller phase.
+    #[serde(default)]
+    macro_sums: (f64, f64),
     controller_updates: u64,
     found: Option<Vec<Scored>>,
 }
@@ -132,6 +137,7 @@ impl Enas {
         let n = p.aggregate;
         let mut sum: Option<Vec<Vec<f64>>> = None;
         let (mut rs, mut accs, mut ents) = (0.0, 0.0, 0.0);
+        let (mut kl, mut skips) = (0.0, 0.0);
         for _ in 0..n {
             let (ctl, _, rng) = self.parts()?;
             let rollout = ctl.sample(rng)?;
@@ -141,7 +147,14 @@ impl Enas {
             let r = acc + p.entropy_weight * rollout.entropy;
             run.baseline -= (1.0 - p.baseline_decay) * (run.baseline - r);
             let adv = r - run.baseline;
-            let g = ctl.grad(&rollout, -adv / n as f64)?;
+            let g = ctl.grad_loss(&rollout, -adv / n as f64, p.skip_weight / n as f64)?;
+            if ctl.plan().has_macro() {
+                kl += rollout
+                    .skip_penalty
+                    .to_scalar::<f64>()
+                    .map_err(|e| NasError::Strategy(format!("enas controller: {e}")))?;
+                skips += rollout.skip_count as f64;
+            }
             sum = Some(match sum {
                 None => g,
                 Some(mut s) => {
@@ -163,6 +176,10 @@ impl Enas {
         run.controller = w;
         run.controller_updates += 1;
         let k = n as f64;
+        if ctl.plan().has_macro() {
+            run.macro_sums.0 += kl / k;
+            run.macro_sums.1 += skips / k;
+        }
         Ok((rs / k, accs / k, ents / k))
     }
 
@@ -207,6 +224,7 @@ impl SearchStrategy for Enas {
             adam: Adam::default(),
             baseline: 0.0,
             sums: (0.0, 0.0, 0),
+            macro_sums: (0.0, 0.0),
             controller_updates: 0,
             found: None,
         });
@@ -264,6 +282,12 @@ impl SearchStrategy for Enas {
             m.insert("reward".into(), r / k);
             m.insert("valid_acc".into(), a / k);
             m.insert("entropy".into(), e / k);
+            let run = self.parts()?.1;
+            let (kl, skips) = std::mem::take(&mut run.macro_sums);
+            if self.ctl.as_ref().is_some_and(|c| c.plan().has_macro()) {
+                m.insert("skip_penalty".into(), kl / k);
+                m.insert("skips".into(), skips / k);
+            }
         }
         m.insert("baseline".into(), self.parts()?.1.baseline);
         if epoch + 1 >= total {

@@ -12,6 +12,7 @@ fn cfg(h: usize) -> PolicyConfig {
         op_tanh_reduce: 2.5,
         temperature: Some(5.0),
         init_range: 0.5,
+        skip_target: 0.4,
     }
 }
 
@@ -104,6 +105,7 @@ fn reinforce_gradient_matches_a_hand_computation() {
             op_tanh_reduce: 1.0,
             temperature: Some(temp),
             init_range: 0.1,
+            skip_target: 0.4,
         },
         &mut nas_core::component_rng(2, "t"),
     )

@@ -11,6 +11,9 @@
 //! The decisions are the node's inputs and ops (`{cell}.n{i}.input_a`, `op_a`, `input_b`,
 //! `op_b`), so an architecture is the reference's `arc` (40 integers, normal then reduce).
 //!
+//! The macro space (`enas-macro`, module [`macro_space`]; `general_child.py`): layers of
+//! one op among six plus skip connections from earlier outputs, decided per layer.
+//!
 //! Deviations from the reference, all documented where they live: weights use the
 //! framework's fan-in uniform initialisation (the reference: He normal); convolutions pad
 //! symmetrically (PyTorch's convention; TensorFlow's `SAME` pads a stride-2 3x3 convolution
@@ -21,11 +24,13 @@
 
 pub mod blocks;
 pub mod layout;
+pub mod macro_space;
 pub mod network;
 pub mod space;
 pub mod supernet;
 
 pub use layout::{EnasSpaceParams, OPS, SPACE};
+pub use macro_space::{macro_space_info, EnasMacroSpace, MacroSpaceParams, MACRO_SPACE};
 pub use network::EnasNetwork;
 pub use space::{format_arc, parse_arc, space_info, EnasMicroSpace};
 pub use supernet::EnasSupernet;

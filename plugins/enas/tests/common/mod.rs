@@ -58,6 +58,33 @@ fn spec_with_ops(ops: &[&str]) -> SpaceSpec {
     }
 }
 
+/// An ENAS macro space of `layers` layers: per layer `layer{l}.op` (the six macro ops),
+/// then `layer{l}.skip{i}` for `i < l` (options `none`, `skip`), group `macro`, node `l`.
+pub fn macro_spec(layers: usize) -> SpaceSpec {
+    let mut d = Vec::new();
+    for l in 0..layers {
+        d.push(decision(
+            &format!("layer{l}.op"),
+            "macro",
+            Some(l),
+            &nas_strategy_enas::ENAS_MACRO_OPS,
+        ));
+        for i in 0..l {
+            d.push(decision(
+                &format!("layer{l}.skip{i}"),
+                "macro",
+                Some(l),
+                &["none", "skip"],
+            ));
+        }
+    }
+    SpaceSpec {
+        space: "toy-macro".into(),
+        decisions: d,
+        fixed_cost: Cost::default(),
+    }
+}
+
 /// Rewards the fraction of choices equal to `target`.
 pub struct ToyTrainer {
     pub spec: SpaceSpec,
@@ -126,9 +153,13 @@ pub struct ToyEnv {
 
 impl ToyEnv {
     pub fn new(target: Vec<usize>, epochs: usize) -> Self {
+        Self::with_spec(plain_spec(), target, epochs)
+    }
+
+    pub fn with_spec(spec: SpaceSpec, target: Vec<usize>, epochs: usize) -> Self {
         ToyEnv {
             trainer: ToyTrainer {
-                spec: plain_spec(),
+                spec,
                 target,
                 rewards: 0,
                 weight_steps: 0,
