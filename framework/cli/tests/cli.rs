@@ -367,7 +367,14 @@ fn zero_cost_proxies_score_architectures_from_the_command_line() {
     let s: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(s["status"], "finished");
-    let o = nas(&["zero-cost", cfg.to_str().unwrap(), "--sample", "3", "--batch-size", "16"]);
+    let o = nas(&[
+        "zero-cost",
+        cfg.to_str().unwrap(),
+        "--sample",
+        "3",
+        "--batch-size",
+        "16",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
     for p in ["naswot", "synflow", "grad_norm"] {
