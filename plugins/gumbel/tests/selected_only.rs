@@ -102,38 +102,52 @@ fn check(space: &dyn SearchSpace) {
     assert!(diff < 1e-5, "space {}: logits differ by {diff}", spec.space);
 }
 
+/// The five supernet spaces, small: DARTS, NB201, SPOS, ProxylessNAS, FBNet.
+fn five_spaces() -> Vec<Box<dyn SearchSpace>> {
+    vec![
+        Box::new(
+            nas_space_darts::DartsSpace::from_params(
+                &serde_json::json!({"channels": 4, "layers": 3, "nodes": 2, "multiplier": 2}),
+                shape(),
+            )
+            .unwrap(),
+        ),
+        Box::new(
+            nas_space_nb201::Nb201Space::from_params(
+                &serde_json::json!({"channels": 4, "cells": 1}),
+                shape(),
+            )
+            .unwrap(),
+        ),
+        Box::new(
+            nas_space_spos::from_params(
+                &serde_json::json!({"variant": "cifar", "stem_channels": 8, "stage_channels": [16, 24, 32, 48], "stage_repeats": [1, 1, 1, 1], "last_channels": 16}),
+                shape(),
+            )
+            .unwrap(),
+        ),
+        Box::new(
+            nas_space_proxyless::from_params(
+                &serde_json::json!({"variant": "cifar", "stem_channels": 8, "first_channels": 8, "stage_channels": [8, 16, 16], "stage_depths": [1, 1, 1], "stage_strides": [2, 2, 1], "last_channels": 16}),
+                shape(),
+            )
+            .unwrap(),
+        ),
+        Box::new(
+            nas_space_fbnet::from_params(
+                &serde_json::json!({"variant": "cifar", "stem_channels": 8, "stage_channels": [8, 8, 16, 16], "stage_depths": [1, 1, 1, 1], "stage_strides": [1, 2, 2, 1], "last_channels": 16}),
+                shape(),
+            )
+            .unwrap(),
+        ),
+    ]
+}
+
 #[test]
 fn selected_only_runs_exactly_the_selected_options_on_every_space() {
-    let darts = nas_space_darts::DartsSpace::from_params(
-        &serde_json::json!({"channels": 4, "layers": 3, "nodes": 2, "multiplier": 2}),
-        shape(),
-    )
-    .unwrap();
-    check(&darts);
-    let nb201 = nas_space_nb201::Nb201Space::from_params(
-        &serde_json::json!({"channels": 4, "cells": 1}),
-        shape(),
-    )
-    .unwrap();
-    check(&nb201);
-    let spos = nas_space_spos::from_params(
-        &serde_json::json!({"variant": "cifar", "stem_channels": 8, "stage_channels": [16, 24, 32, 48], "stage_repeats": [1, 1, 1, 1], "last_channels": 16}),
-        shape(),
-    )
-    .unwrap();
-    check(&spos);
-    let proxyless = nas_space_proxyless::from_params(
-        &serde_json::json!({"variant": "cifar", "stem_channels": 8, "first_channels": 8, "stage_channels": [8, 16, 16], "stage_depths": [1, 1, 1], "stage_strides": [2, 2, 1], "last_channels": 16}),
-        shape(),
-    )
-    .unwrap();
-    check(&proxyless);
-    let fbnet = nas_space_fbnet::from_params(
-        &serde_json::json!({"variant": "cifar", "stem_channels": 8, "stage_channels": [8, 8, 16, 16], "stage_depths": [1, 1, 1, 1], "stage_strides": [1, 2, 2, 1], "last_channels": 16}),
-        shape(),
-    )
-    .unwrap();
-    check(&fbnet);
+    for space in five_spaces() {
+        check(space.as_ref());
+    }
 }
 
 /// Per-example choices for example `e` (option 0 avoided, as above).
@@ -231,36 +245,9 @@ fn check_per_example(space: &dyn SearchSpace) {
 
 #[test]
 fn a_per_example_selected_forward_runs_each_option_on_the_examples_that_chose_it() {
-    let darts = nas_space_darts::DartsSpace::from_params(
-        &serde_json::json!({"channels": 4, "layers": 3, "nodes": 2, "multiplier": 2}),
-        shape(),
-    )
-    .unwrap();
-    check_per_example(&darts);
-    let nb201 = nas_space_nb201::Nb201Space::from_params(
-        &serde_json::json!({"channels": 4, "cells": 1}),
-        shape(),
-    )
-    .unwrap();
-    check_per_example(&nb201);
-    let spos = nas_space_spos::from_params(
-        &serde_json::json!({"variant": "cifar", "stem_channels": 8, "stage_channels": [16, 24, 32, 48], "stage_repeats": [1, 1, 1, 1], "last_channels": 16}),
-        shape(),
-    )
-    .unwrap();
-    check_per_example(&spos);
-    let proxyless = nas_space_proxyless::from_params(
-        &serde_json::json!({"variant": "cifar", "stem_channels": 8, "first_channels": 8, "stage_channels": [8, 16, 16], "stage_depths": [1, 1, 1], "stage_strides": [2, 2, 1], "last_channels": 16}),
-        shape(),
-    )
-    .unwrap();
-    check_per_example(&proxyless);
-    let fbnet = nas_space_fbnet::from_params(
-        &serde_json::json!({"variant": "cifar", "stem_channels": 8, "stage_channels": [8, 8, 16, 16], "stage_depths": [1, 1, 1, 1], "stage_strides": [1, 2, 2, 1], "last_channels": 16}),
-        shape(),
-    )
-    .unwrap();
-    check_per_example(&fbnet);
+    for space in five_spaces() {
+        check_per_example(space.as_ref());
+    }
 }
 
 /// The straight-through gradient of each example's selected weight, `<dL/dout_e, o_k(x_e)>`,
