@@ -20,10 +20,10 @@ pub mod params;
 pub mod plan;
 pub mod strategy;
 
-use nas_core::{decode_params, ComponentInfo, ComponentKind, NasError, Result, SearchStrategy};
+use nas_core::{ComponentInfo, ComponentKind, NasError, Result, SearchStrategy};
 
 pub use controller::{Controller, PolicyConfig, Rollout, ENAS_MICRO_OPS};
-pub use params::EnasParams;
+pub use params::{DefaultsFor, EnasParams};
 pub use plan::{Block, MacroLayerPlan, Plan, ENAS_MACRO_OPS};
 pub use strategy::{Enas, NAME};
 
@@ -51,8 +51,5 @@ pub fn build(name: &str, params: &serde_json::Value) -> Result<Box<dyn SearchStr
             known: NAME.into(),
         });
     }
-    Ok(Box::new(Enas::new(decode_params(
-        params::COMPONENT,
-        params,
-    )?)?))
+    Ok(Box::new(Enas::from_config(params)?))
 }

@@ -11,9 +11,10 @@ pub(crate) const COMPONENT: &str = "strategy enas";
 /// script's (`scripts/cifar10_micro_search.sh` with `src/cifar10/main.py`'s flag defaults),
 /// except the temperature (see [`EnasParams::temperature`]). The paper (Pham et al. 2018,
 /// section 3.2) states 100 hidden units, lr 3.5e-4, tanh constant 2.5 and temperature 5.
-/// The reference's macro search script uses other values: [`EnasParams::macro_search`]
-/// (written out in `configs/experiments/enas-macro-digits.yaml`); `skip_target` and
-/// `skip_weight` default to that script's, and only act on macro spaces.
+/// The reference's macro search script uses other values: [`EnasParams::macro_search`],
+/// which are the defaults when the space is a macro space (the strategy switches at `init`,
+/// when it sees the space; keys the config sets keep the config's value, see
+/// [`EnasParams::for_space`]); `skip_target` and `skip_weight` only act on macro spaces.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnasParams {
@@ -111,6 +112,42 @@ impl EnasParams {
             skip_weight: 0.8,
             ..EnasParams::default()
         }
+    }
+}
+
+/// Which reference script's defaults apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultsFor {
+    /// `scripts/cifar10_micro_search.sh`: [`EnasParams::default`] (every space without
+    /// macro layers).
+    Micro,
+    /// `scripts/cifar10_macro_search.sh`: [`EnasParams::macro_search`].
+    Macro,
+}
+
+impl EnasParams {
+    /// The params of a config's `strategy.params` (`user`, `null` = none set) over the
+    /// defaults of `which` space kind: every key the config sets keeps its value, every
+    /// other key takes that reference script's default. Errors name the key.
+    pub fn for_space(user: &serde_json::Value, which: DefaultsFor) -> Result<Self> {
+        let base = match which {
+            DefaultsFor::Micro => EnasParams::default(),
+            DefaultsFor::Macro => EnasParams::macro_search(),
+        };
+        let mut merged = serde_json::to_value(base).map_err(|e| {
+            nas_core::NasError::Strategy(format!("{COMPONENT}: defaults: {e}"))
+        })?;
+        if let (Some(m), Some(u)) = (merged.as_object_mut(), user.as_object()) {
+            for (k, v) in u {
+                m.insert(k.clone(), v.clone());
+            }
+        } else if !user.is_null() {
+            // Not an object: let the decoder name the problem.
+            merged = user.clone();
+        }
+        let p: EnasParams = nas_core::decode_params(COMPONENT, &merged)?;
+        p.check()?;
+        Ok(p)
     }
 }
 

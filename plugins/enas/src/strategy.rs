@@ -27,7 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::adam::Adam;
 use crate::controller::Controller;
-use crate::params::EnasParams;
+use crate::params::{DefaultsFor, EnasParams};
+use crate::plan::{Block, Plan};
 
 /// Registered name.
 pub const NAME: &str = "enas";
@@ -70,6 +71,9 @@ struct State {
 /// The ENAS strategy.
 pub struct Enas {
     p: EnasParams,
+    /// The config's `strategy.params` as written (`null` when built from typed params):
+    /// the keys it sets win over the space kind's defaults at `init`.
+    user: Option<serde_json::Value>,
     ctl: Option<Controller>,
     rng: ChaCha8Rng,
     run: Option<Run>,
@@ -98,10 +102,27 @@ impl Enas {
         p.check()?;
         Ok(Enas {
             p,
+            user: None,
             ctl: None,
             rng: nas_core::component_rng(0, NAME),
             run: None,
         })
+    }
+
+    /// A strategy from a config's untyped `strategy.params`: checked now against the micro
+    /// script's defaults, and re-read over the macro script's
+    /// ([`EnasParams::macro_search`]) at `init` when the space turns out to be a macro
+    /// space, so a config names only what it changes (the reference ships one script per
+    /// space).
+    pub fn from_config(params: &serde_json::Value) -> Result<Self> {
+        let mut s = Enas::new(EnasParams::for_space(params, DefaultsFor::Micro)?)?;
+        s.user = Some(params.clone());
+        Ok(s)
+    }
+
+    /// The params in force (after `init`: those of the space's kind).
+    pub fn params(&self) -> &EnasParams {
+        &self.p
     }
 
     /// The controller (after `init`), for inspection and tests.
@@ -214,6 +235,18 @@ impl SearchStrategy for Enas {
 
     fn init(&mut self, spec: &SpaceSpec, seed: u64) -> Result<()> {
         nas_strategy_discrete::common::check_spec(NAME, spec)?;
+        if let Some(user) = &self.user {
+            let is_macro = Plan::new(spec)?
+                .blocks
+                .iter()
+                .any(|b| matches!(b, Block::Macro { .. }));
+            let which = if is_macro {
+                DefaultsFor::Macro
+            } else {
+                DefaultsFor::Micro
+            };
+            self.p = EnasParams::for_space(user, which)?;
+        }
         let mut init_rng = nas_core::component_rng(seed, "enas.controller_init");
         let ctl = Controller::new(spec, self.p.policy(), &mut init_rng)?;
         self.run = Some(Run {

@@ -274,3 +274,44 @@ fn the_penalty_alone_pulls_the_sigmoid_of_the_skip_logit_to_the_target() {
     let rate = on as f64 / n as f64;
     assert!((rate - 0.16 / 0.52).abs() < 0.03, "skip rate {rate}");
 }
+
+/// A config that names no controller value gets the macro search script's values over a
+/// macro space and the micro script's over a cell space; a key the config sets wins in both.
+#[test]
+fn defaults_follow_the_space_kind_and_config_keys_win() {
+    let user = serde_json::json!({"lr": 0.02, "controller_steps": 3});
+    let mut on_macro = nas_strategy_enas::build("enas", &user).unwrap();
+    on_macro.init(&macro_spec(4), 0).unwrap();
+    let mut on_micro = Enas::from_config(&user).unwrap();
+    on_micro.init(&common::toy_spec(), 0).unwrap();
+    let want_macro = EnasParams {
+        lr: 0.02,
+        controller_steps: 3,
+        ..EnasParams::macro_search()
+    };
+    let want_micro = EnasParams {
+        lr: 0.02,
+        controller_steps: 3,
+        ..EnasParams::default()
+    };
+    // The reference scripts' values, written out (scripts/cifar10_{macro,micro}_search.sh).
+    assert_eq!(want_macro.tanh_constant, Some(1.5));
+    assert_eq!(want_macro.temperature, None);
+    assert_eq!(want_macro.aggregate, 20);
+    assert_eq!(want_micro.tanh_constant, Some(1.10));
+    assert_eq!(want_micro.aggregate, 10);
+    assert_eq!(on_micro.params(), &want_micro);
+    let mut typed = Enas::from_config(&user).unwrap();
+    typed.init(&macro_spec(4), 0).unwrap();
+    assert_eq!(typed.params(), &want_macro);
+    // Typed params are explicit: no switch.
+    let mut explicit = Enas::new(EnasParams::default()).unwrap();
+    explicit.init(&macro_spec(4), 0).unwrap();
+    assert_eq!(explicit.params(), &EnasParams::default());
+    // A bad key is still refused at build time, naming it.
+    let err = Enas::from_config(&serde_json::json!({"lr": -1.0}))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("lr"), "{err}");
+}
