@@ -392,3 +392,80 @@ fn zero_cost_proxies_score_architectures_from_the_command_line() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("snip"), "{}", text(&o));
 }
+
+/// `image_folder` end to end: a SPOS search and a retraining stream the fixture's JPEGs
+/// (framework/data/testdata/image_folder, the ImageNet layout) from disk; the ImageNet
+/// config validates without the files, and a wrong class count is refused naming the key.
+#[test]
+fn a_search_and_a_retraining_stream_an_image_folder() {
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("run");
+    let data = [
+        "--set",
+        "data.name=image_folder",
+        "--set",
+        "data.params.root=framework/data/testdata/image_folder",
+        "--set",
+        "data.params.size=16",
+        "--set",
+        "data.params.resize=20",
+    ];
+    let mut args = vec!["run", "configs/experiments/spos-uniform-digits.yaml"];
+    args.extend(data);
+    args.extend([
+        "--set",
+        "data.batch_size=2",
+        "--set",
+        "budget.epochs=1",
+        "--set",
+        "trainer.params.recalibrate_batches=1",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let o = nas(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["status"], "finished");
+    let resolved = std::fs::read_to_string(run.join("config.resolved.yaml")).unwrap();
+    assert!(resolved.contains("image_folder"), "{resolved}");
+
+    let arch = run.join("architecture.json");
+    let trained = out.path().join("train");
+    let mut args = vec![
+        "train",
+        arch.to_str().unwrap(),
+        "--config",
+        "configs/experiments/spos-uniform-digits.yaml",
+    ];
+    args.extend(data);
+    args.extend([
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.batch_size=4",
+        "--out",
+        trained.to_str().unwrap(),
+    ]);
+    let o = nas(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(trained.join("weights.safetensors").is_file());
+
+    let o = nas(&[
+        "config",
+        "validate",
+        "configs/experiments/spos-uniform-imagenet.yaml",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut args = vec!["run", "configs/experiments/spos-uniform-digits.yaml"];
+    args.extend(data);
+    args.extend([
+        "--set",
+        "data.params.classes=1000",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let o = nas(&args);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("classes"), "{}", text(&o));
+}

@@ -174,6 +174,7 @@ fn read_part(
         num_classes,
         images: pixels.iter().map(|&p| p as f32 / 255.0).collect(),
         labels,
+        files: None,
     };
     ds.validate(dataset)?;
     Ok(ds)

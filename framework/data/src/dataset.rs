@@ -1,12 +1,17 @@
-//! The in-memory data set type and the train/test pair with its normalisation figures.
+//! The data set type (in memory, or streamed from image files) and the train/test pair
+//! with its normalisation figures.
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use nas_core::{NasError, Result};
 use serde::{Deserialize, Serialize};
 
-/// A labelled image data set held in memory.
+/// A labelled image data set, held in memory or streamed from image files.
 ///
-/// **Invariant** (checked by [`Dataset::validate`], which every loader runs):
-/// `images.len() == labels.len() * channels * height * width`, every pixel lies in
-/// `[0, 1]`, and every label is `< num_classes`.
+/// **Invariant** (checked by [`Dataset::validate`], which every loader runs): in memory,
+/// `images.len() == labels.len() * channels * height * width` and every pixel lies in
+/// `[0, 1]`; streamed (`files` set, `images` empty), one file per label, each decoded to
+/// `channels * height * width` values in `[0, 1]`; every label is `< num_classes`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Dataset {
     /// Registered name of the data set (`digits`, `cifar10`, ...).
@@ -23,6 +28,10 @@ pub struct Dataset {
     pub images: Vec<f32>,
     /// One label per image, `< num_classes`.
     pub labels: Vec<u32>,
+    /// Streamed images (`image_folder`): when set, `images` is empty and image `i` is
+    /// decoded from `files` when it is needed ([`Dataset::pixels`]).
+    #[serde(skip)]
+    pub files: Option<Arc<crate::image_folder::ImageFiles>>,
 }
 
 impl Dataset {
@@ -41,7 +50,27 @@ impl Dataset {
         self.channels * self.height * self.width
     }
 
-    /// The pixels of image `i`, if it exists.
+    /// True when the images are decoded from files on demand.
+    pub fn is_streamed(&self) -> bool {
+        self.files.is_some()
+    }
+
+    /// The pixels of image `i` (`channels * height * width` values in `[0, 1]`): borrowed
+    /// from memory, or decoded from its file. Errors name the file or the index.
+    pub fn pixels(&self, i: usize) -> Result<Cow<'_, [f32]>> {
+        match &self.files {
+            Some(f) => Ok(Cow::Owned(f.decode(i)?)),
+            None => self.image(i).map(Cow::Borrowed).ok_or_else(|| {
+                NasError::data(
+                    &self.name,
+                    format!("index {i} out of range ({} images)", self.len()),
+                )
+            }),
+        }
+    }
+
+    /// The pixels of image `i` held in memory, if it exists (`None` for a streamed set:
+    /// see [`Dataset::pixels`]).
     pub fn image(&self, i: usize) -> Option<&[f32]> {
         let n = self.image_len();
         self.images.get(i * n..(i + 1) * n)
@@ -68,7 +97,16 @@ impl Dataset {
                 self.channels, self.height, self.width
             ));
         }
-        if self.images.len() != self.len() * self.image_len() {
+        if let Some(f) = &self.files {
+            if f.paths.len() != self.len() || !self.images.is_empty() {
+                return bad(format!(
+                    "{} image files (and {} values in memory) for {} labels",
+                    f.paths.len(),
+                    self.images.len(),
+                    self.len()
+                ));
+            }
+        } else if self.images.len() != self.len() * self.image_len() {
             return bad(format!(
                 "{} pixel values for {} images of {} values",
                 self.images.len(),
@@ -94,12 +132,31 @@ impl Dataset {
         if n < self.len() {
             self.labels.truncate(n);
             self.images.truncate(n * self.image_len());
+            if let Some(f) = &mut self.files {
+                Arc::make_mut(f).paths.truncate(n);
+            }
         }
     }
 
     /// A new data set of the images at `indices`, in that order; an index out of range is
     /// an error.
     pub fn subset(&self, indices: &[usize]) -> Result<Dataset> {
+        if let Some(f) = &self.files {
+            let files = f.subset(indices).ok_or_else(|| {
+                NasError::data(
+                    &self.name,
+                    format!(
+                        "an index of the subset is out of range ({} images)",
+                        self.len()
+                    ),
+                )
+            })?;
+            return Ok(Dataset {
+                labels: indices.iter().map(|&i| self.labels[i]).collect(),
+                files: Some(Arc::new(files)),
+                ..self.empty_like()
+            });
+        }
         let mut images = Vec::with_capacity(indices.len() * self.image_len());
         let mut labels = Vec::with_capacity(indices.len());
         for &i in indices {
@@ -130,8 +187,9 @@ impl Dataset {
         counts
     }
 
-    /// Per-channel mean and (population) standard deviation over every pixel, accumulated
-    /// in `f64`. An empty set gives means 0 and deviations 1; a constant channel gives 1.
+    /// Per-channel mean and (population) standard deviation over every pixel in memory,
+    /// accumulated in `f64`. An empty (or streamed) set gives means 0 and deviations 1; a
+    /// constant channel gives 1. Streamed sets carry their figures in [`DataSplits`].
     pub fn channel_stats(&self) -> (Vec<f32>, Vec<f32>) {
         let plane = self.height * self.width;
         let mut sum = vec![0f64; self.channels];
@@ -173,6 +231,7 @@ impl Dataset {
             num_classes: self.num_classes,
             images: Vec::new(),
             labels: Vec::new(),
+            files: None,
         }
     }
 }

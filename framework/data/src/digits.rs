@@ -70,6 +70,7 @@ pub fn parse_digits_csv(file: &str, text: &[u8]) -> Result<Dataset> {
         num_classes: 10,
         images,
         labels,
+        files: None,
     };
     if ds.is_empty() {
         return Err(NasError::data(file, "no rows"));

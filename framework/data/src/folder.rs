@@ -58,22 +58,22 @@ pub fn decode_jpeg(file: &str, bytes: &[u8]) -> Result<RgbImage> {
 }
 
 /// One split's files, by class name, each a list of (file name, how to read it).
-type ClassFiles = BTreeMap<String, Vec<(String, Entry)>>;
+pub(crate) type ClassFiles = BTreeMap<String, Vec<(String, Entry)>>;
 
 /// Where an image's bytes are: a path to read, or bytes already read from an archive.
 #[derive(Debug)]
-enum Entry {
+pub(crate) enum Entry {
     Path(std::path::PathBuf),
     Bytes(Vec<u8>),
 }
 
-fn is_jpeg(name: &str) -> bool {
+pub(crate) fn is_jpeg(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     n.ends_with(".jpg") || n.ends_with(".jpeg")
 }
 
 /// Lists `dir/<class>/*.jpg`.
-fn scan_dir(dir: &Path) -> Result<ClassFiles> {
+pub(crate) fn scan_dir(dir: &Path) -> Result<ClassFiles> {
     let list = |d: &Path| -> Result<Vec<std::fs::DirEntry>> {
         let rd = std::fs::read_dir(d).map_err(|e| {
             let what = if e.kind() == std::io::ErrorKind::NotFound {
@@ -129,7 +129,7 @@ fn scan_archive(path: &Path) -> Result<(ClassFiles, ClassFiles)> {
 }
 
 /// Class-interleaved order (see the module doc) of at most `limit` files.
-fn interleave(
+pub(crate) fn interleave(
     classes: &mut ClassFiles,
     names: &[String],
     limit: usize,
@@ -173,6 +173,7 @@ fn decode_split(
         num_classes,
         images: Vec::new(),
         labels: Vec::new(),
+        files: None,
     };
     for (label, rel, entry) in files {
         let (file, bytes) = match entry {

@@ -167,6 +167,7 @@ fn read_split(
             .map(|&p| p as f32 / 255.0)
             .collect(),
         labels: labels[..n].to_vec(),
+        files: None,
     };
     ds.validate(&img_path.display().to_string())?;
     Ok(ds)

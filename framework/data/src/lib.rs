@@ -5,7 +5,8 @@
 //!
 //! * [`load_dataset`] by name: `digits` (embedded, the default set), `fashion_mnist`
 //!   (IDX files), `cifar10` / `cifar100` (official binary files), `cifar10_folder`
-//!   (JPEG image folders, or a `.tar.gz` of them); [`dataset_infos`] documents them.
+//!   (JPEG image folders, or a `.tar.gz` of them), `image_folder` (any set in the ImageNet
+//!   layout, streamed from disk: [`image_folder`]); [`dataset_infos`] documents them.
 //!   Every missing, corrupt or truncated file is a [`nas_core::NasError::Data`] naming it.
 //! * [`split_indices`]: the seeded train/validation split of a search.
 //! * [`Loader`]: batches from an index list with [`Augment`] (crop, flip, cutout) and
@@ -18,7 +19,7 @@
 //! let (train, _valid) = split_indices(data.train.len(), 0.5, 1)?;
 //! let mut loader = Loader::new(Arc::new(data.train), train, 16, true, Augment::none(),
 //!                              data.mean, data.std, 1)?;
-//! let batch = loader.next_batch();
+//! let batch = loader.next_batch()?;
 //! assert_eq!((batch.n, batch.images.len()), (16, 16 * 64));
 //! # Ok::<(), nas_core::NasError>(())
 //! ```
@@ -30,8 +31,10 @@ mod dataset;
 pub mod digits;
 pub mod folder;
 pub mod idx;
+pub mod image_folder;
 mod loader;
 mod registry;
+pub mod resize;
 pub mod source;
 mod split;
 
@@ -41,5 +44,5 @@ mod tests;
 pub use augment::Augment;
 pub use dataset::{DataSplits, Dataset};
 pub use loader::{Batch, Loader, LoaderState};
-pub use registry::{dataset_infos, dataset_names, load_dataset, DataParams};
+pub use registry::{dataset_infos, dataset_names, known_shape, load_dataset, DataParams};
 pub use split::{below, shuffle, split_indices};

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use nas_core::params::ensure;
 use nas_core::{component_rng, Result};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::augment::{cutout, hflip, pad_crop, Shape};
@@ -145,8 +146,10 @@ impl Loader {
         }
     }
 
-    /// The next batch; at the end of an epoch the next epoch starts (reshuffled).
-    pub fn next_batch(&mut self) -> Batch {
+    /// The next batch; at the end of an epoch the next epoch starts (reshuffled). Streamed
+    /// images are decoded here, in parallel over the batch; a file that cannot be read or
+    /// decoded is an error naming it (the loader has then moved past the batch).
+    pub fn next_batch(&mut self) -> Result<Batch> {
         if self.cursor >= self.order.len() {
             self.start_epoch(self.epoch + 1);
         }
@@ -165,15 +168,29 @@ impl Loader {
         };
         let len = d.image_len();
         let n = end - start;
+        let picked = &self.order[start..end];
+        let decoded: Option<Vec<Vec<f32>>> = if d.is_streamed() {
+            Some(
+                picked
+                    .par_iter()
+                    .map(|&i| d.pixels(i).map(|p| p.into_owned()))
+                    .collect::<Result<Vec<_>>>()?,
+            )
+        } else {
+            None
+        };
         let mut images = vec![0f32; n * len];
         let mut labels = Vec::with_capacity(n);
-        for (k, &i) in self.order[start..end].iter().enumerate() {
+        for (k, &i) in picked.iter().enumerate() {
             let out = &mut images[k * len..(k + 1) * len];
-            let src = &d.images[i * len..(i + 1) * len];
+            let src = match &decoded {
+                Some(v) => &v[k][..],
+                None => &d.images[i * len..(i + 1) * len],
+            };
             self.augment_one(src, out, shape, &mut rng);
             labels.push(d.labels[i]);
         }
-        Batch { images, labels, n }
+        Ok(Batch { images, labels, n })
     }
 
     /// Crop, flip, normalise, cutout: the DARTS order. Draws, in this order and only for

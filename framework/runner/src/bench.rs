@@ -108,6 +108,7 @@ pub fn bench_darts(cfg: &BenchConfig) -> Result<BenchResult> {
         num_classes: 10,
         images,
         labels,
+        files: None,
     });
     let net = space.build_supernet(
         &Device::Cpu,

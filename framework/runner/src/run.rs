@@ -161,22 +161,20 @@ pub fn data_shape(data: Option<&DataSplits>) -> DataShape {
     }
 }
 
-/// The data shape of the experiment's data set without loading it when the set is a known
-/// one (digits, fashion_mnist, cifar10, cifar10_folder, cifar100); else loads it.
+/// The data shape of the experiment's data set without loading it when the data set knows
+/// it ([`nas_data::known_shape`]); else loads it.
 pub fn data_shape_of(exp: &Experiment) -> Result<DataShape> {
-    let s = |channels, side, num_classes| DataShape {
-        channels,
-        height: side,
-        width: side,
-        num_classes,
+    let Some(d) = exp.data.as_ref() else {
+        return Ok(data_shape(None));
     };
-    Ok(match exp.data.as_ref().map(|d| d.name.as_str()) {
-        None => data_shape(None),
-        Some("digits") => s(1, 8, 10),
-        Some("fashion_mnist") => s(1, 28, 10),
-        Some("cifar10") | Some("cifar10_folder") => s(3, 32, 10),
-        Some("cifar100") => s(3, 32, 100),
-        Some(_) => data_shape(load_data(exp)?.as_ref()),
+    Ok(match nas_data::known_shape(&d.name, &d.params) {
+        Some([channels, height, width, num_classes]) => DataShape {
+            channels,
+            height,
+            width,
+            num_classes,
+        },
+        None => data_shape(load_data(exp)?.as_ref()),
     })
 }
 

@@ -138,7 +138,7 @@ impl ProxyScorer {
             nas_core::rng::component_seed(exp.seed, "zero_cost.batch"),
         )?;
         l.start_epoch(0);
-        let b = l.next_batch();
+        let b = l.next_batch()?;
         let input = (shape.channels, shape.height, shape.width);
         let (x, y) = batch_tensors(&b, input, &device, dtype)?;
         Ok(ProxyScorer {

@@ -148,7 +148,7 @@ impl Retrainer {
             });
             let (mut tl, mut tc, mut tn) = (0.0, 0usize, 0usize);
             for step in 0..nb {
-                let b = loader.next_batch();
+                let b = loader.next_batch()?;
                 let (lv, correct) = self.train_step(&b, shape, lr, epoch, step)?;
                 tl += lv * b.n as f64;
                 tc += correct;
@@ -248,7 +248,7 @@ impl Retrainer {
         )?;
         let (mut loss, mut correct, mut n) = (0.0, 0usize, 0usize);
         for _ in 0..l.batches_per_epoch() {
-            let b = l.next_batch();
+            let b = l.next_batch()?;
             let (x, y) = batch_tensors(&b, shape, &self.device, self.dtype)?;
             let (logits, _) = self.net.forward(&x, false).map_err(terr)?;
             let (lo, c) = loss_and_correct(&logits, &y)?;

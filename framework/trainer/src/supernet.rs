@@ -528,7 +528,7 @@ impl WeightSharingTrainer {
     ) -> Result<(f64, usize, Vec<Vec<f64>>)> {
         let tbatch = match self.pending_train.take() {
             Some(b) => b,
-            None => self.train.next_batch(),
+            None => self.train.next_batch()?,
         };
         let w0 = self.weights_f64()?;
         // 1. virtual step.
@@ -621,7 +621,7 @@ impl WeightSharingTrainer {
                     .into(),
             ));
         }
-        let vbatch = self.valid.next_batch();
+        let vbatch = self.valid.next_batch()?;
         let (x, y) = batch_tensors(&vbatch, self.shape, &self.s.device, self.s.dtype)?;
         let (td, _) = self.tensor_drive(drive, vbatch.n, false)?;
         let logits = self
@@ -743,7 +743,7 @@ impl WeightSharingTrainer {
             for b in bns {
                 b.set_momentum(Some(factor));
             }
-            let b = l.next_batch();
+            let b = l.next_batch()?;
             let (x, _) = batch_tensors(&b, self.shape, &self.s.device, self.s.dtype)?;
             forward(&x).map_err(terr)?;
         }
@@ -761,7 +761,7 @@ impl WeightSharingTrainer {
         let mut l = self.eval_loader(split)?;
         let (mut loss, mut correct, mut n) = (0.0, 0usize, 0usize);
         for _ in 0..l.batches_per_epoch() {
-            let b = l.next_batch();
+            let b = l.next_batch()?;
             let (x, y) = batch_tensors(&b, self.shape, &self.s.device, self.s.dtype)?;
             let logits = forward(&x).map_err(terr)?;
             let (lo, c) = loss_and_correct(&logits, &y)?;
@@ -815,7 +815,7 @@ impl SupernetTrainer for WeightSharingTrainer {
     fn train_weights(&mut self, drive: &Drive) -> Result<StepStats> {
         let batch = match self.pending_train.take() {
             Some(b) => b,
-            None => self.train.next_batch(),
+            None => self.train.next_batch()?,
         };
         // FairNAS: several paths on the same batch, gradients accumulated.
         let drives: Vec<Drive> = match &drive.kind {
@@ -926,7 +926,7 @@ impl SupernetTrainer for WeightSharingTrainer {
         if let DriveKind::Paths { archs } = &drive.kind {
             return self.path_reward(drive, archs.len(), order);
         }
-        let vbatch = self.valid.next_batch();
+        let vbatch = self.valid.next_batch()?;
         match order {
             GradOrder::First => {
                 let (l, c, _, ag) = self.loss_grads(&vbatch, drive, false, true)?;
@@ -977,7 +977,7 @@ impl SupernetTrainer for WeightSharingTrainer {
         let (mut loss, mut correct, mut n) = (0.0, 0usize, 0usize);
         let mut result = Ok(());
         for _ in 0..nb {
-            let b = l.next_batch();
+            let b = l.next_batch()?;
             let r = (|| -> Result<(f64, usize)> {
                 let (x, y) = batch_tensors(&b, self.shape, &self.s.device, self.s.dtype)?;
                 let td_b = self.tensor_drive(drive, b.n, false)?.0;

@@ -64,6 +64,7 @@ fn trainer(params: TrainerParams) -> WeightSharingTrainer {
         num_classes: 2,
         images: (0..TRAIN + BATCH).flat_map(|_| p.clone()).collect(),
         labels: (0..TRAIN + BATCH).map(|i| (i % 2) as u32).collect(),
+        files: None,
     });
     let mut store = ParamStore::new(Device::Cpu, DType::F64, nas_core::component_rng(0, "t"));
     store.var("fc.weight", &[2, 1], Init::Const(0.5)).unwrap();

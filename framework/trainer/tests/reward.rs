@@ -23,6 +23,7 @@ fn valid_loader(batch: usize) -> Loader {
         num_classes: 3,
         images: (0..n * 64).map(|_| rng.random::<f32>()).collect(),
         labels: (0..n).map(|i| (i % 3) as u32).collect(),
+        files: None,
     });
     let mut l = Loader::new(
         data,
@@ -55,7 +56,7 @@ fn a_path_reward_is_the_training_mode_accuracy_on_the_next_validation_batch() {
         let r = t.arch_gradient(&drive, GradOrder::First).unwrap();
         assert!(r.grads.is_empty());
         // Independently: the same shuffled batch through a plain training-mode pass.
-        let b = expected.next_batch();
+        let b = expected.next_batch().unwrap();
         let g = t.batch_gradients(&b, &drive).unwrap();
         assert!((r.loss - g.loss).abs() < 1e-12, "{} vs {}", r.loss, g.loss);
         assert_eq!(r.accuracy, g.correct as f64 / b.n as f64);

@@ -76,6 +76,7 @@ fn setup(hessian_radius: f64) -> (DartsSpace, WeightSharingTrainer, Batch, Batch
         num_classes: 3,
         images: (0..n * 64).map(|_| rng.next()).collect(),
         labels: (0..n).map(|i| (i % 3) as u32).collect(),
+        files: None,
     });
     let batch_of = |idx: Vec<usize>| {
         Loader::new(
@@ -90,6 +91,7 @@ fn setup(hessian_radius: f64) -> (DartsSpace, WeightSharingTrainer, Batch, Batch
         )
         .unwrap()
         .next_batch()
+        .unwrap()
     };
     let (train_batch, valid_batch) = (
         batch_of((0..BATCH).collect()),

@@ -23,10 +23,10 @@ fn batches_cover_the_epoch_and_normalise() {
     // 10 images, batch 4: 4 + 4 + 2 (drop_last = false).
     let mut l = loader(10, 4, false, Augment::none(), 1);
     assert_eq!(l.batches_per_epoch(), 3);
-    let sizes: Vec<usize> = (0..3).map(|_| l.next_batch().n).collect();
+    let sizes: Vec<usize> = (0..3).map(|_| l.next_batch().unwrap().n).collect();
     assert_eq!(sizes, [4, 4, 2]);
     // Unshuffled: the first batch of epoch 1 is images 0..4 again.
-    let b = l.next_batch();
+    let b = l.next_batch().unwrap();
     assert_eq!(l.epoch(), 1);
     assert_eq!(b.labels, [0, 1, 2, 0]);
     // Image 1, pixel 0 (channel 0) is 10/1000 -> (0.01 - 0.5)/0.5 = -0.98;
@@ -42,7 +42,7 @@ fn shuffled_epochs_are_permutations_fixed_by_seed_and_epoch() {
     let epoch = |l: &mut Loader| -> Vec<u32> {
         let mut firsts = Vec::new();
         for _ in 0..l.batches_per_epoch() {
-            let b = l.next_batch();
+            let b = l.next_batch().unwrap();
             // recover the image index from its first pixel: (i*10)/1000 -> i
             for k in 0..b.n {
                 let v = b.images[k * 24] * 0.5 + 0.5;
@@ -76,9 +76,9 @@ fn augmented_batches_are_reproducible_and_restorable() {
     };
     let mut a = loader(9, 4, true, aug, 11);
     let mut b = loader(9, 4, true, aug, 11);
-    let first: Vec<Batch> = (0..4).map(|_| a.next_batch()).collect();
+    let first: Vec<Batch> = (0..4).map(|_| a.next_batch().unwrap()).collect();
     for want in &first {
-        let got = b.next_batch();
+        let got = b.next_batch().unwrap();
         assert_eq!(
             got.images.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             want.images.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
@@ -97,11 +97,11 @@ fn augmented_batches_are_reproducible_and_restorable() {
     let mut c = loader(9, 4, true, aug, 11);
     c.restore(&serde_json::from_str(&json).unwrap());
     for _ in 0..5 {
-        assert_eq!(a.next_batch(), c.next_batch());
+        assert_eq!(a.next_batch().unwrap(), c.next_batch().unwrap());
     }
     // Augmentation did something: some batch differs from the plain one.
     let mut plain = loader(9, 4, true, Augment::none(), 11);
-    assert_ne!(plain.next_batch().images, first[0].images);
+    assert_ne!(plain.next_batch().unwrap().images, first[0].images);
 }
 
 #[test]
@@ -126,7 +126,14 @@ fn each_augmented_image_is_a_flip_or_crop_of_its_source() {
         )
         .unwrap();
         (0..40)
-            .map(|_| l.next_batch().images.iter().filter(|v| **v == 0.0).count())
+            .map(|_| {
+                l.next_batch()
+                    .unwrap()
+                    .images
+                    .iter()
+                    .filter(|v| **v == 0.0)
+                    .count()
+            })
             .collect()
     };
     assert!(count_zeros(
@@ -182,7 +189,9 @@ fn flip_happens_about_half_the_time() {
         3,
     )
     .unwrap();
-    let flips = (0..400).filter(|_| l.next_batch().images[0] == 0.8).count();
+    let flips = (0..400)
+        .filter(|_| l.next_batch().unwrap().images[0] == 0.8)
+        .count();
     assert!((160..=240).contains(&flips), "{flips}");
 }
 

@@ -5,6 +5,7 @@ mod cifar;
 mod digits;
 mod folder;
 mod idx;
+mod image_folder;
 mod loader;
 mod registry;
 mod split;
@@ -27,6 +28,7 @@ pub(crate) fn ramp_dataset(n: usize, c: usize, h: usize, w: usize, classes: usiz
             .map(|j| ((j / len) * 10 + j % len) as f32 / 1000.0)
             .collect(),
         labels: (0..n).map(|i| (i % classes) as u32).collect(),
+        files: None,
     }
 }
 

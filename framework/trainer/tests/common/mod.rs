@@ -45,6 +45,7 @@ pub fn tiny(
         num_classes: 3,
         images: (0..n * 64).map(|_| rng.random::<f32>()).collect(),
         labels: (0..n).map(|i| (i % 3) as u32).collect(),
+        files: None,
     });
     let net = space
         .build_supernet(&Device::Cpu, dtype, nas_core::component_rng(1, "init"))
