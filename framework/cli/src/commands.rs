@@ -30,7 +30,7 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
         } => {
             let exp = nas_config::load_experiment(config, sets)?;
             // A wrong architecture is a usage error, found before any data is loaded.
-            let shape = nas_runner::run::data_shape_of(&exp)?;
+            let shape = nas_runner::run::data_shape_of(&exp, comps)?;
             let space = nas_runner::run::build_space(&exp, comps, shape)?;
             crate::arch_arg::read(arch, &exp.space.name, space.rules())?;
             let opts = RetrainOptions {
@@ -57,7 +57,7 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
             shape,
         } => {
             let exp = nas_config::load_experiment(config, sets)?;
-            let shape = shape.shape_of(&exp)?;
+            let shape = shape.shape_of(&exp, comps)?;
             let space = nas_runner::run::build_space(&exp, comps, shape)?;
             let rules = space.rules();
             let a = crate::arch_arg::read(arch, &exp.space.name, rules)?;
@@ -124,7 +124,7 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
             // A device this build cannot use fails here, as it would in `nas run`.
             nas_runner::run::experiment_device(&exp)?;
             // Decode every component's params too, so that a bad params block fails here.
-            let shape = nas_runner::run::data_shape_of(&exp)?;
+            let shape = nas_runner::run::data_shape_of(&exp, comps)?;
             let space = nas_runner::run::build_space(&exp, comps, shape)?;
             // The experiment's plugins are loaded first: their strategies are checked too.
             let with_plugins = nas_runner::plugins::components_for(&exp, comps)?;
@@ -132,8 +132,12 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
             // Set up on the space too, so that what depends on it (a cost term's latency
             // table) fails here rather than at run time.
             strategy.init(space.rules().spec(), 0)?;
-            let w = &exp.optimizers.weights;
-            nas_optim_check(&exp, w)?;
+            nas_runner::run::weight_optimizer(
+                &exp,
+                comps,
+                &exp.optimizers.weights,
+                "optimizers.weights",
+            )?;
             if *print {
                 print!("{}", nas_config::to_yaml(&exp)?);
             }
@@ -180,13 +184,4 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
             Ok(0)
         }
     }
-}
-
-fn nas_optim_check(exp: &nas_config::Experiment, w: &nas_config::OptimizerBlock) -> Result<()> {
-    nas_runner::run::locate_params_result(exp, "optimizers.weights.params", nas_optim_build(w))?;
-    Ok(())
-}
-
-fn nas_optim_build(w: &nas_config::OptimizerBlock) -> nas_core::Result<()> {
-    nas_runner::run::check_optimizer_block(w)
 }

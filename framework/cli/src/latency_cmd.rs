@@ -39,7 +39,7 @@ pub fn latency(a: &LatencyArgs, comps: &Components) -> Result<i32> {
         });
     }
     let exp = nas_config::load_experiment(&a.config, &a.sets)?;
-    let shape = a.shape.shape_of(&exp)?;
+    let shape = a.shape.shape_of(&exp, comps)?;
     let space = nas_runner::run::build_space(&exp, comps, shape)?;
     let device = nas_runner::run::experiment_device(&exp)?;
     let not_timed = || {

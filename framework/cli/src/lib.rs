@@ -1,7 +1,11 @@
 //! # nas-cli
 //!
-//! The `nas` command line. A user who adds spaces, trainers or optimizers of their own
-//! writes a few-line `main` that calls [`main_with`] with a registration function.
+//! The `nas` command line. A user who adds spaces, strategies, estimators, weight
+//! optimizers, schedules or data sets of their own writes a few-line `main` that calls
+//! [`main_with`] with a registration function (`Components::{spaces, strategies,
+//! estimators, optimizers, schedules, datasets}.register`); configs then name them like the
+//! built-ins. (Trainers stay the built-in `supernet`; a strategy's own architecture
+//! optimizer is built by the strategy from the built-in optimizers.)
 //!
 //! Exit codes: 0 success, 1 a run failed, 2 usage or config error.
 #![deny(missing_docs)]
@@ -236,7 +240,21 @@ fn init_logging(cli: &Cli) {
 /// Runs the command line with the built-in components plus those `register` adds.
 /// Returns the process exit code.
 pub fn main_with(register: impl FnOnce(&mut Components) -> nas_core::Result<()>) -> i32 {
-    let cli = match Cli::try_parse() {
+    run_with(std::env::args_os(), register)
+}
+
+/// [`main_with`] on the given arguments (the first is the program name): every kind a
+/// `register` adds (spaces, strategies, estimators, optimizers, schedules, data sets) can
+/// be named in a config. Returns the process exit code.
+pub fn run_with<I, T>(
+    args: I,
+    register: impl FnOnce(&mut Components) -> nas_core::Result<()>,
+) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();

@@ -47,7 +47,11 @@ impl ShapeArgs {
 
     /// The shape to build `exp`'s space for: the data set's (which may read its files),
     /// with the flags applied; with both flags given no data is read.
-    pub fn shape_of(&self, exp: &nas_config::Experiment) -> Result<DataShape, NasError> {
+    pub fn shape_of(
+        &self,
+        exp: &nas_config::Experiment,
+        comps: &nas_runner::Components,
+    ) -> Result<DataShape, NasError> {
         let base = if self.input.is_some() && self.classes.is_some() {
             DataShape {
                 channels: 1,
@@ -56,7 +60,7 @@ impl ShapeArgs {
                 num_classes: 1,
             }
         } else {
-            nas_runner::run::data_shape_of(exp)?
+            nas_runner::run::data_shape_of(exp, comps)?
         };
         self.apply(base)
     }

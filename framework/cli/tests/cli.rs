@@ -469,3 +469,167 @@ fn a_search_and_a_retraining_stream_an_image_folder() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("classes"), "{}", text(&o));
 }
+
+/// A binary of the user's own (`nas_cli::run_with`, what `main_with` runs) registers an
+/// optimizer and a data set; a config names them like built-ins, and the run uses both.
+mod own_components {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use nas_core::{ComponentInfo, ComponentKind, Result};
+    use nas_data::{DataSplits, Dataset};
+    use nas_optim::Optimizer;
+
+    static STEPS: AtomicUsize = AtomicUsize::new(0);
+    static LOADS: AtomicUsize = AtomicUsize::new(0);
+
+    /// signSGD (Bernstein et al. 2018): `p -= lr * sign(g)`, stateless.
+    struct SignSgd {
+        lr: f64,
+    }
+
+    impl Optimizer for SignSgd {
+        fn name(&self) -> &str {
+            "sign_sgd"
+        }
+        fn base_lr(&self) -> f64 {
+            self.lr
+        }
+        fn step(&mut self, params: &mut [&mut [f64]], grads: &[&[f64]], lr: f64) -> Result<()> {
+            STEPS.fetch_add(1, Ordering::SeqCst);
+            for (p, g) in params.iter_mut().zip(grads) {
+                for (x, d) in p.iter_mut().zip(g.iter()) {
+                    *x -= lr * d.signum() * f64::from(u8::from(*d != 0.0));
+                }
+            }
+            Ok(())
+        }
+        fn step_active(
+            &mut self,
+            params: &mut [&mut [f64]],
+            grads: &[&[f64]],
+            lr: f64,
+            _active: &[bool],
+        ) -> Result<()> {
+            self.step(params, grads, lr)
+        }
+        fn lookahead_direction(&self, _i: usize, _p: &[f64], g: &[f64]) -> Vec<f64> {
+            g.iter().map(|d| d.signum()).collect()
+        }
+        fn save_state(&self) -> serde_json::Value {
+            serde_json::json!({"name": "sign_sgd"})
+        }
+        fn load_state(&mut self, _state: &serde_json::Value) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    fn info(kind: ComponentKind, name: &str) -> ComponentInfo {
+        ComponentInfo {
+            kind,
+            name: name.into(),
+            summary: "registered by the test's own binary".into(),
+            defaults: serde_json::json!({}),
+            params: vec![],
+            origin: "test".into(),
+        }
+    }
+
+    /// 1x8x8 images, class 0 horizontal stripes, class 1 vertical, phase varying.
+    fn stripes(n: usize) -> Dataset {
+        let mut images = Vec::with_capacity(n * 64);
+        let mut labels = Vec::with_capacity(n);
+        for i in 0..n {
+            let (class, phase) = (i % 2, (i / 2) % 2);
+            for y in 0..8 {
+                for x in 0..8 {
+                    let along = if class == 0 { y } else { x };
+                    images.push(((along + phase) % 2) as f32);
+                }
+            }
+            labels.push(class as u32);
+        }
+        Dataset {
+            name: "stripes".into(),
+            channels: 1,
+            height: 8,
+            width: 8,
+            num_classes: 2,
+            images,
+            labels,
+            files: None,
+        }
+    }
+
+    fn register(c: &mut nas_runner::Components) -> Result<()> {
+        c.optimizers.register(
+            info(ComponentKind::Optimizer, "sign_sgd"),
+            Arc::new(|p: &serde_json::Value| {
+                let lr = p.get("lr").and_then(|v| v.as_f64()).unwrap_or(0.01);
+                Ok(Box::new(SignSgd { lr }) as Box<dyn Optimizer>)
+            }),
+        )?;
+        c.datasets.register(
+            info(ComponentKind::Dataset, "stripes"),
+            Arc::new(|_p: &serde_json::Value| {
+                LOADS.fetch_add(1, Ordering::SeqCst);
+                Ok(DataSplits {
+                    train: stripes(64),
+                    test: stripes(16),
+                    mean: vec![0.5],
+                    std: vec![0.5],
+                })
+            }),
+        )?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_users_binary_registers_an_optimizer_and_a_data_set_and_a_run_uses_them() {
+        let out = tempfile::tempdir().unwrap();
+        let config = super::root().join("configs/experiments/darts-digits.yaml");
+        let run = |dir: &str, register: &dyn Fn(&mut nas_runner::Components) -> Result<()>| {
+            let dir = out.path().join(dir);
+            let args = [
+                "nas",
+                "run",
+                config.to_str().unwrap(),
+                "--set",
+                "data.name=stripes",
+                "--set",
+                "data.params={}",
+                "--set",
+                "optimizers.weights.name=sign_sgd",
+                "--set",
+                "optimizers.weights.params={lr: 0.001}",
+                "--set",
+                "budget.epochs=1",
+                "--set",
+                "budget.steps_per_epoch=2",
+                "--set",
+                "space.params.channels=4",
+                "--set",
+                "space.params.layers=3",
+                "--set",
+                "strategy.params.eval_batches=1",
+                "--out",
+                dir.to_str().unwrap(),
+            ];
+            nas_cli::run_with(args, register)
+        };
+        assert_eq!(run("run", &register), 0);
+        let steps = STEPS.load(Ordering::SeqCst);
+        assert!(
+            steps >= 1,
+            "the weights were stepped by sign_sgd ({steps} steps)"
+        );
+        assert!(
+            LOADS.load(Ordering::SeqCst) >= 1,
+            "the data came from stripes"
+        );
+        let summary = std::fs::read_to_string(out.path().join("run/summary.json")).unwrap();
+        assert!(summary.contains("\"finished\""), "{summary}");
+        // Without the registration the same config is refused (exit 2).
+        assert_eq!(run("refused", &|_| Ok(())), 2);
+    }
+}

@@ -10,7 +10,9 @@ use nas_core::{
     ComponentInfo, ComponentKind, Estimator, NasError, ParamDoc, Registry, Result, SearchStrategy,
     SpaceRules,
 };
+use nas_data::DataSplits;
 use nas_model::{DataShape, SearchSpace};
+use nas_optim::{Optimizer, Schedule};
 
 /// A space as built: plain rules only (benchmark tables), or with a supernet.
 pub enum SpaceBox {
@@ -44,6 +46,14 @@ pub type SpaceFactory =
 /// Builds a strategy from its params.
 pub type StrategyFactory =
     Arc<dyn Fn(&serde_json::Value) -> Result<Box<dyn SearchStrategy>> + Send + Sync>;
+/// Builds an optimizer from its params (weights: `optimizers.weights`, `train.optimizer`).
+pub type OptimizerFactory =
+    Arc<dyn Fn(&serde_json::Value) -> Result<Box<dyn Optimizer>> + Send + Sync>;
+/// Builds a learning-rate schedule from its params.
+pub type ScheduleFactory =
+    Arc<dyn Fn(&serde_json::Value) -> Result<Box<dyn Schedule>> + Send + Sync>;
+/// Loads a data set from its params (`data.params`).
+pub type DatasetFactory = Arc<dyn Fn(&serde_json::Value) -> Result<DataSplits> + Send + Sync>;
 /// Builds an estimator from its params.
 pub type EstimatorFactory =
     Arc<dyn Fn(&serde_json::Value, &dyn SpaceRules) -> Result<Box<dyn Estimator>> + Send + Sync>;
@@ -58,12 +68,12 @@ pub struct Components {
     pub estimators: Registry<EstimatorFactory>,
     /// Trainers (only `supernet` today; the registry documents its params).
     pub trainers: Registry<()>,
-    /// Optimizers (built by `nas_optim::build_optimizer`).
-    pub optimizers: Registry<()>,
-    /// Schedules (built by `nas_optim::build_schedule`).
-    pub schedules: Registry<()>,
-    /// Data sets (loaded by `nas_data::load_dataset`).
-    pub datasets: Registry<()>,
+    /// Weight optimizers (the built-ins: `nas_optim::build_optimizer`).
+    pub optimizers: Registry<OptimizerFactory>,
+    /// Learning-rate schedules (the built-ins: `nas_optim::build_schedule`).
+    pub schedules: Registry<ScheduleFactory>,
+    /// Data sets (the built-ins: `nas_data::load_dataset`).
+    pub datasets: Registry<DatasetFactory>,
 }
 
 fn unit_info(
@@ -245,15 +255,54 @@ impl Components {
             (),
         )?;
         for info in nas_optim::optimizer_infos() {
-            c.optimizers.register(info, ())?;
+            let name = info.name.clone();
+            c.optimizers.register(
+                info,
+                Arc::new(move |p| nas_optim::build_optimizer(&name, p)),
+            )?;
         }
         for info in nas_optim::schedule_infos() {
-            c.schedules.register(info, ())?;
+            let name = info.name.clone();
+            c.schedules
+                .register(info, Arc::new(move |p| nas_optim::build_schedule(&name, p)))?;
         }
         for info in nas_data::dataset_infos() {
-            c.datasets.register(info, ())?;
+            let name = info.name.clone();
+            c.datasets
+                .register(info, Arc::new(move |p| nas_data::load_dataset(&name, p)))?;
         }
         Ok(c)
+    }
+
+    /// The registered optimizer `name` built from `params`.
+    pub fn optimizer(&self, name: &str, params: &serde_json::Value) -> Result<Box<dyn Optimizer>> {
+        (self.optimizers.get(name)?)(params)
+    }
+
+    /// The registered schedule `name` built from `params`; `None`: the constant rate.
+    pub fn schedule(&self, block: Option<(&str, &serde_json::Value)>) -> Result<Box<dyn Schedule>> {
+        match block {
+            Some((name, params)) => (self.schedules.get(name)?)(params),
+            None => (self.schedules.get("constant")?)(&serde_json::Value::Null),
+        }
+    }
+
+    /// The registered data set `name` loaded with `params`.
+    pub fn dataset(&self, name: &str, params: &serde_json::Value) -> Result<DataSplits> {
+        (self.datasets.get(name)?)(params)
+    }
+
+    /// `[channels, height, width, classes]` of data set `name` when a built-in knows it
+    /// without reading files ([`nas_data::known_shape`]); `None` for registered sets of
+    /// a user's binary (they are loaded to learn it).
+    pub fn dataset_shape(&self, name: &str, params: &serde_json::Value) -> Option<[usize; 4]> {
+        let builtin = self
+            .datasets
+            .info(name)
+            .is_some_and(|i| i.origin == "built-in");
+        builtin
+            .then(|| nas_data::known_shape(name, params))
+            .flatten()
     }
 
     /// Every component's info, by kind then name.

@@ -81,7 +81,7 @@ pub fn export_inherited(
         return Err(not_a_run(run));
     }
     let exp = nas_config::load_experiment(&cfg, &[])?;
-    let data = load_data(&exp)?
+    let data = load_data(&exp, comps)?
         .ok_or_else(|| exp.error_at("data", "`nas export --inherit` needs the run's data"))?;
     let space = build_space(&exp, comps, data_shape(Some(&data)))?;
     let ts = space.tensor().ok_or_else(|| {
@@ -97,7 +97,7 @@ pub fn export_inherited(
     let arch = read_arch_arg(&arch_arg, ts)?;
     let device = parse_device(&exp.device)?;
     let dtype = parse_dtype(&exp.dtype)?;
-    let mut trainer = build_trainer(&exp, &space, &data, &device, dtype)?;
+    let mut trainer = build_trainer(&exp, comps, &space, &data, &device, dtype)?;
     crate::checkpoint::load(run)?.restore_supernet(&mut trainer)?;
     let net = ts.build_network(
         &arch,

@@ -13,7 +13,7 @@ use nas_trainer::{RetrainProgress, RetrainReport, RetrainSettings, Retrainer};
 use serde_json::json;
 
 use crate::files::{write_atomic, write_json, JsonLines, TextLog};
-use crate::run::{build_space, data_shape, load_data, locate_params, parse_dtype};
+use crate::run::{build_space, data_shape, load_data, parse_dtype};
 use crate::Components;
 
 /// Options of `nas train`.
@@ -89,8 +89,8 @@ fn retrain_inner(
     let tb: TrainBlock = exp.train.clone().unwrap_or_default();
     let device = crate::run::experiment_device(exp)?;
     let dtype = parse_dtype(&exp.dtype)?;
-    let data =
-        load_data(exp)?.ok_or_else(|| exp.error_at("data", "`nas train` needs a `data` block"))?;
+    let data = load_data(exp, comps)?
+        .ok_or_else(|| exp.error_at("data", "`nas train` needs a `data` block"))?;
     let shape = data_shape(Some(&data));
     let space = build_space(exp, comps, shape)?;
     let ts = space.tensor().ok_or_else(|| {
@@ -157,13 +157,7 @@ fn retrain_inner(
         nas_config::to_yaml(exp)?.as_bytes(),
     )?;
     let o = &tb.optimizer;
-    let optimizer = nas_optim::build_optimizer(&o.name, &o.params)
-        .map_err(|e| locate_params(exp, "train.optimizer.params", e))?;
-    let schedule = match &o.schedule {
-        Some(s) => nas_optim::build_schedule(&s.name, &s.params)
-            .map_err(|e| locate_params(exp, "train.optimizer.schedule.params", e))?,
-        None => nas_optim::build_schedule("constant", &serde_json::Value::Null)?,
-    };
+    let (optimizer, schedule) = crate::run::weight_optimizer(exp, comps, o, "train.optimizer")?;
     let params = net.param_count();
     let flops = net.flops();
     write_json(

@@ -136,10 +136,16 @@ pub fn run_dir(exp: &Experiment, opts: &RunOptions) -> PathBuf {
 }
 
 /// Loads the experiment's data set, if it names one.
-pub fn load_data(exp: &Experiment) -> Result<Option<DataSplits>> {
+pub fn load_data(exp: &Experiment, comps: &Components) -> Result<Option<DataSplits>> {
     match &exp.data {
         None => Ok(None),
-        Some(d) => Ok(Some(nas_data::load_dataset(&d.name, &d.params)?)),
+        Some(d) => {
+            comps
+                .datasets
+                .get(&d.name)
+                .map_err(|e| exp.error_at("data.name", e.to_string()))?;
+            Ok(Some(comps.dataset(&d.name, &d.params)?))
+        }
     }
 }
 
@@ -162,19 +168,19 @@ pub fn data_shape(data: Option<&DataSplits>) -> DataShape {
 }
 
 /// The data shape of the experiment's data set without loading it when the data set knows
-/// it ([`nas_data::known_shape`]); else loads it.
-pub fn data_shape_of(exp: &Experiment) -> Result<DataShape> {
+/// it ([`Components::dataset_shape`]); else loads it.
+pub fn data_shape_of(exp: &Experiment, comps: &Components) -> Result<DataShape> {
     let Some(d) = exp.data.as_ref() else {
         return Ok(data_shape(None));
     };
-    Ok(match nas_data::known_shape(&d.name, &d.params) {
+    Ok(match comps.dataset_shape(&d.name, &d.params) {
         Some([channels, height, width, num_classes]) => DataShape {
             channels,
             height,
             width,
             num_classes,
         },
-        None => data_shape(load_data(exp)?.as_ref()),
+        None => data_shape(load_data(exp, comps)?.as_ref()),
     })
 }
 
@@ -265,6 +271,7 @@ pub fn build_strategy(exp: &Experiment, comps: &Components) -> Result<Box<dyn Se
 /// Builds the experiment's weight-sharing trainer over `space` and loaded `data`.
 pub fn build_trainer(
     exp: &Experiment,
+    comps: &Components,
     space: &SpaceBox,
     data: &DataSplits,
     device: &Device,
@@ -300,13 +307,7 @@ pub fn build_trainer(
         nas_core::rng::component_seed(exp.seed, "data.split"),
     )?;
     let w = &exp.optimizers.weights;
-    let optimizer = nas_optim::build_optimizer(&w.name, &w.params)
-        .map_err(|e| locate_params(exp, "optimizers.weights.params", e))?;
-    let schedule = match &w.schedule {
-        Some(s) => nas_optim::build_schedule(&s.name, &s.params)
-            .map_err(|e| locate_params(exp, "optimizers.weights.schedule.params", e))?,
-        None => nas_optim::build_schedule("constant", &serde_json::Value::Null)?,
-    };
+    let (optimizer, schedule) = weight_optimizer(exp, comps, w, "optimizers.weights")?;
     let net = ts.build_supernet(
         device,
         dtype,
@@ -476,7 +477,7 @@ fn search(
     let device = experiment_device(exp)?;
     let dtype = parse_dtype(&exp.dtype)?;
     let mut log = TextLog::open(&dir.join("log.txt"))?;
-    let data = load_data(exp)?;
+    let data = load_data(exp, comps)?;
     let shape = data_shape(data.as_ref());
     let space = build_space(exp, comps, shape)?;
     let mut strategy = build_strategy(exp, comps)?;
@@ -494,7 +495,7 @@ fn search(
                     ),
                 )
             })?;
-            trainer = Some(build_trainer(exp, &space, d, &device, dtype)?);
+            trainer = Some(build_trainer(exp, comps, &space, d, &device, dtype)?);
         }
         Needs::Estimator => estimator = Some(build_estimator(exp, comps, rules)?),
     }
@@ -820,13 +821,34 @@ fn progress_bar(
     Some(b)
 }
 
-/// Builds an optimizer block's optimizer and schedule, to check their params.
-pub fn check_optimizer_block(w: &nas_config::OptimizerBlock) -> Result<()> {
-    nas_optim::build_optimizer(&w.name, &w.params)?;
-    if let Some(s) = &w.schedule {
-        nas_optim::build_schedule(&s.name, &s.params)?;
-    }
-    Ok(())
+/// The optimizer and schedule of the block at `key` (`optimizers.weights`,
+/// `train.optimizer`) from the registry; errors name the key.
+pub fn weight_optimizer(
+    exp: &Experiment,
+    comps: &Components,
+    w: &nas_config::OptimizerBlock,
+    key: &str,
+) -> Result<(Box<dyn nas_optim::Optimizer>, Box<dyn nas_optim::Schedule>)> {
+    comps
+        .optimizers
+        .get(&w.name)
+        .map_err(|e| exp.error_at(&format!("{key}.name"), e.to_string()))?;
+    let optimizer = comps
+        .optimizer(&w.name, &w.params)
+        .map_err(|e| locate_params(exp, &format!("{key}.params"), e))?;
+    let schedule = match &w.schedule {
+        Some(s) => {
+            comps
+                .schedules
+                .get(&s.name)
+                .map_err(|e| exp.error_at(&format!("{key}.schedule.name"), e.to_string()))?;
+            comps
+                .schedule(Some((&s.name, &s.params)))
+                .map_err(|e| locate_params(exp, &format!("{key}.schedule.params"), e))?
+        }
+        None => comps.schedule(None)?,
+    };
+    Ok((optimizer, schedule))
 }
 
 /// [`locate_params`] over a result.

@@ -147,10 +147,10 @@ pub fn build(
         )));
     }
     let trained = nas_config::load_experiment(&cfg, &[])?;
-    let data = load_data(&trained)?
+    let data = load_data(&trained, comps)?
         .ok_or_else(|| params_error(format!("run `{}` has no data block", run.display())))?;
     let space = build_space(&trained, comps, data_shape(Some(&data)))?;
-    let ours = build_space(exp, comps, crate::run::data_shape_of(exp)?)?;
+    let ours = build_space(exp, comps, crate::run::data_shape_of(exp, comps)?)?;
     let layout = |s: &SpaceBox| -> Vec<(String, Vec<String>)> {
         s.rules()
             .spec()
@@ -175,7 +175,7 @@ pub fn build(
     }
     let device = parse_device(&trained.device)?;
     let dtype = parse_dtype(&trained.dtype)?;
-    let mut trainer = build_trainer(&trained, &space, &data, &device, dtype)?;
+    let mut trainer = build_trainer(&trained, comps, &space, &data, &device, dtype)?;
     let ck = crate::checkpoint::load(run)?;
     ck.restore_supernet(&mut trainer)?;
     tracing::info!(

@@ -115,7 +115,7 @@ impl ProxyScorer {
         if batch_size < 2 {
             return Err(params_error("`batch_size` must be at least 2".into()));
         }
-        let data = load_data(exp)?
+        let data = load_data(exp, comps)?
             .ok_or_else(|| exp.error_at("data", "the zero_cost estimator needs a data block"))?;
         let shape = data_shape(Some(&data));
         let space = build_space(exp, comps, shape)?;

@@ -92,7 +92,7 @@ fn an_exported_spos_network_is_the_supernet_path_with_its_weights() {
     // 2. The trainer's own path evaluation (batch norms recalibrated on the same batches)
     // gives the same test accuracy and loss.
     let exp = nas_config::load_experiment(&run.join("config.resolved.yaml"), &[]).unwrap();
-    let data = nas_runner::run::load_data(&exp).unwrap().unwrap();
+    let data = nas_runner::run::load_data(&exp, &comps).unwrap().unwrap();
     let space =
         nas_runner::run::build_space(&exp, &comps, nas_runner::run::data_shape(Some(&data)))
             .unwrap();
@@ -102,7 +102,8 @@ fn an_exported_spos_network_is_the_supernet_path_with_its_weights() {
             .unwrap();
     let device = nas_runner::run::parse_device(&exp.device).unwrap();
     let dtype = nas_runner::run::parse_dtype(&exp.dtype).unwrap();
-    let mut trainer = nas_runner::run::build_trainer(&exp, &space, &data, &device, dtype).unwrap();
+    let mut trainer =
+        nas_runner::run::build_trainer(&exp, &comps, &space, &data, &device, dtype).unwrap();
     nas_runner::checkpoint::load(&run)
         .unwrap()
         .restore_supernet(&mut trainer)

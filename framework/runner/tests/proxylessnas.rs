@@ -41,7 +41,7 @@ fn every_proxylessnas_config_validates() {
         let exp =
             nas_config::load_experiment(f, &[]).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         assert_eq!(exp.strategy.name, "proxylessnas", "{}", f.display());
-        let shape = nas_runner::run::data_shape_of(&exp).unwrap();
+        let shape = nas_runner::run::data_shape_of(&exp, &comps).unwrap();
         let space = nas_runner::run::build_space(&exp, &comps, shape)
             .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         let mut s = nas_runner::run::build_strategy(&exp, &comps)

@@ -134,9 +134,8 @@ impl EnasParams {
             DefaultsFor::Micro => EnasParams::default(),
             DefaultsFor::Macro => EnasParams::macro_search(),
         };
-        let mut merged = serde_json::to_value(base).map_err(|e| {
-            nas_core::NasError::Strategy(format!("{COMPONENT}: defaults: {e}"))
-        })?;
+        let mut merged = serde_json::to_value(base)
+            .map_err(|e| nas_core::NasError::Strategy(format!("{COMPONENT}: defaults: {e}")))?;
         if let (Some(m), Some(u)) = (merged.as_object_mut(), user.as_object()) {
             for (k, v) in u {
                 m.insert(k.clone(), v.clone());

@@ -108,7 +108,7 @@ pub fn derive_family(
     let state: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| NasError::Other(format!("{}: {e}", state_path.display())))?;
     let saved = SavedHypernet::from_state(&state)?;
-    let shape = crate::run::data_shape_of(&exp)?;
+    let shape = crate::run::data_shape_of(&exp, comps)?;
     let space = crate::run::build_space(&exp, comps, shape)?;
     let rules = space.rules();
     let network = space.tensor().map(|ts| network_of(&exp, ts));

@@ -246,7 +246,7 @@ fn plan(opts: &FamilyOptions, comps: &Components) -> Result<(FamilyIndex, Vec<Pl
     }
     let fam = derive_family(&opts.search_run, &opts.ts, &opts.mode, comps)?;
     let exp = &fam.experiment;
-    let shape = crate::run::data_shape_of(exp)?;
+    let shape = crate::run::data_shape_of(exp, comps)?;
     let space = crate::run::build_space(exp, comps, shape)?;
     let ts = space.tensor().ok_or_else(|| {
         exp.error_at(
