@@ -90,7 +90,7 @@ fn run(dir: &Path, comps: &Components, plugin: bool, sets: &[&str]) -> PathBuf {
         progress: false,
     };
     let summary = run_experiment(&exp, comps, &opts).unwrap();
-    assert_eq!(summary.status, "finished");
+    assert_eq!(summary.status, nas_runner::run::RunStatus::Finished);
     out
 }
 

@@ -160,7 +160,7 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
                 batch: *batch,
                 size: *size,
                 steps: *steps,
-                order: order.clone(),
+                order: (*order).into(),
                 strategy: strategy.clone(),
             })?;
             if *json {
@@ -169,7 +169,7 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
                 println!(
                     "{} search step ({} order), {} cells x {} channels, batch {}, {}x{}x3: {:.1} ms/step over {} steps (peak RSS {} MiB, {} threads)",
                     strategy,
-                    order,
+                    nas_core::OrderSetting::from(*order),
                     layers,
                     channels,
                     batch,

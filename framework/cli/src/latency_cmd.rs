@@ -60,7 +60,7 @@ pub fn latency(a: &LatencyArgs, comps: &Components) -> Result<i32> {
         PathBuf::from(format!(
             "latency-{}-{}.json",
             exp.space.name,
-            exp.device.replace([':', '/'], "_")
+            exp.device.to_string().replace([':', '/'], "_")
         ))
     });
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {

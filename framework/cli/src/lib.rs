@@ -51,9 +51,9 @@ pub struct Cli {
     /// Only warnings and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// Colour: auto, always, never (NO_COLOR is honoured).
-    #[arg(long, default_value = "auto", global = true)]
-    pub color: String,
+    /// Colour of the log on stderr (NO_COLOR is honoured by `auto`).
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -169,9 +169,9 @@ pub enum Command {
         /// Timed steps (after one warm-up step).
         #[arg(long, default_value_t = 3)]
         steps: usize,
-        /// `first` or `second` order (darts).
-        #[arg(long, default_value = "first")]
-        order: String,
+        /// The architecture gradient's order (darts).
+        #[arg(long, value_enum, default_value_t = OrderArg::First)]
+        order: OrderArg,
         /// The strategy timed: darts, gdas, spos, proxylessnas (or any trainer strategy).
         #[arg(long, default_value = "darts")]
         strategy: String,
@@ -220,10 +220,10 @@ fn init_logging(cli: &Cli) {
         }
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let ansi = match cli.color.as_str() {
-        "always" => true,
-        "never" => false,
-        _ => {
+    let ansi = match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
             std::env::var_os("NO_COLOR").is_none()
                 && std::io::IsTerminal::is_terminal(&std::io::stderr())
         }
@@ -235,6 +235,35 @@ fn init_logging(cli: &Cli) {
         .with_target(false)
         .without_time()
         .try_init();
+}
+
+/// `--color`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColorChoice {
+    /// Colour when stderr is a terminal and NO_COLOR is unset.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+/// `nas bench --order`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderArg {
+    /// First-order architecture gradient.
+    First,
+    /// Second-order (unrolled) architecture gradient.
+    Second,
+}
+
+impl From<OrderArg> for nas_core::OrderSetting {
+    fn from(o: OrderArg) -> Self {
+        match o {
+            OrderArg::First => nas_core::OrderSetting::First,
+            OrderArg::Second => nas_core::OrderSetting::Second,
+        }
+    }
 }
 
 /// Runs the command line with the built-in components plus those `register` adds.

@@ -48,15 +48,6 @@ fn optimizer(path: &str, o: &OptimizerBlock) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Whether `device` is `auto`, `cpu`, `cuda` or `cuda:N` (whether this build and machine can
-/// use it is the runner's question: `nas_runner::run::experiment_device`).
-pub fn valid_device(device: &str) -> bool {
-    match device.strip_prefix("cuda:") {
-        Some(n) => !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()),
-        None => matches!(device, "auto" | "cpu" | "cuda"),
-    }
-}
-
 fn train(t: &TrainBlock) -> Result<(), Failure> {
     at_least_one("train.epochs", t.epochs)?;
     at_least_one("train.batch_size", t.batch_size)?;
@@ -88,21 +79,6 @@ fn train(t: &TrainBlock) -> Result<(), Failure> {
 pub(crate) fn check_experiment(e: &Experiment) -> Result<(), Failure> {
     if e.name.trim().is_empty() {
         return fail("name", "`name` must not be empty".into());
-    }
-    if !valid_device(&e.device) {
-        return fail(
-            "device",
-            format!(
-                "`device` must be `auto`, `cpu`, `cuda` or `cuda:N`, got `{}`",
-                e.device
-            ),
-        );
-    }
-    if e.dtype != "f32" && e.dtype != "f64" {
-        return fail(
-            "dtype",
-            format!("`dtype` must be `f32` or `f64`, got `{}`", e.dtype),
-        );
     }
     component("space", &e.space)?;
     component("strategy", &e.strategy)?;
@@ -151,19 +127,4 @@ pub(crate) fn check_experiment(e: &Experiment) -> Result<(), Failure> {
         train(t)?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn devices() {
-        for ok in ["auto", "cpu", "cuda", "cuda:0", "cuda:12"] {
-            assert!(valid_device(ok), "{ok}");
-        }
-        for bad in ["", "gpu", "cuda:", "cuda:x", "cuda:-1", "CPU", "cuda0"] {
-            assert!(!valid_device(bad), "{bad}");
-        }
-    }
 }

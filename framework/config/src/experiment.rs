@@ -6,16 +6,9 @@ use nas_core::NasError;
 
 use crate::blocks::{Budget, Component, DataBlock, OptimizerBlock, Optimizers, Output};
 use crate::schema::default_schema;
+use crate::settings::{DTypeSetting, DeviceSetting};
 use crate::source::Provenance;
 use crate::tree::{join_path, split_path};
-
-fn default_device() -> String {
-    "cpu".into()
-}
-
-fn default_dtype() -> String {
-    "f32".into()
-}
 
 /// A whole experiment (CONVENTIONS.md section 3): which space, strategy, trainer, estimator,
 /// optimizers and data, with what budget, written where.
@@ -34,11 +27,11 @@ pub struct Experiment {
     /// `auto`, `cpu`, `cuda` or `cuda:N` (default `cpu`). `auto` is the GPU when the binary
     /// has CUDA and one is present, else the CPU; CUDA builds are planned (docs/gpu.md), so
     /// today `auto` is the CPU and `cuda` is refused by `nas config validate` and `nas run`.
-    #[serde(default = "default_device")]
-    pub device: String,
+    #[serde(default)]
+    pub device: DeviceSetting,
     /// `f32` or `f64` (default `f32`).
-    #[serde(default = "default_dtype")]
-    pub dtype: String,
+    #[serde(default)]
+    pub dtype: DTypeSetting,
     /// The search space.
     pub space: Component,
     /// The search strategy.

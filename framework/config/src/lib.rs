@@ -25,6 +25,7 @@ pub mod overrides;
 mod plan;
 pub mod positions;
 mod schema;
+mod settings;
 pub mod source;
 mod sweep;
 pub mod tree;
@@ -36,9 +37,9 @@ use nas_core::Result;
 use serde_json::Value;
 
 pub use blocks::{AugmentBlock, Budget, Component, DataBlock, OptimizerBlock, Optimizers, Output};
-pub use check::valid_device;
 pub use experiment::{Experiment, TrainBlock};
 pub use schema::{SCHEMA_VERSION, SUPPORTED_SCHEMAS};
+pub use settings::{DTypeSetting, DeviceSetting};
 pub use source::Provenance;
 pub use sweep::{
     load_sweep, plan_sweep, Matrix, MatrixEntry, OnFailure, PlannedRun, ReportBlock, RetrainStage,

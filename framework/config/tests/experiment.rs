@@ -326,8 +326,8 @@ fn defaults() {
     let e = load(&dir, "my-exp.yaml", &[]).unwrap();
     assert_eq!(e.name, "my-exp");
     assert_eq!(
-        (e.seed, e.device.as_str(), e.dtype.as_str()),
-        (0, "cpu", "f32")
+        (e.seed, e.device.to_string(), e.dtype.to_string()),
+        (0, "cpu".to_string(), "f32".to_string())
     );
     assert_eq!(e.optimizers.weights.name, "sgd");
     assert!(e.optimizers.weights.params.is_null() && e.optimizers.arch.is_none());

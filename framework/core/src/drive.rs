@@ -212,6 +212,37 @@ pub fn check_active(active: &[Vec<usize>], spec: &SpaceSpec) -> Result<()> {
     Ok(())
 }
 
+/// `order:` in a gradient strategy's params (`darts`, `darts_cc`): which architecture
+/// gradient it asks for; a value other than `first` or `second` fails when the params are
+/// decoded, naming the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderSetting {
+    /// The first-order approximation (DARTS eq. 6 with `xi = 0`).
+    First,
+    /// The unrolled second-order gradient (DARTS eq. 7-8).
+    Second,
+}
+
+impl std::fmt::Display for OrderSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OrderSetting::First => "first",
+            OrderSetting::Second => "second",
+        })
+    }
+}
+
+impl OrderSetting {
+    /// The trainer's gradient order, with virtual step `xi` for the second order.
+    pub fn grad_order(self, xi: Option<f64>) -> GradOrder {
+        match self {
+            OrderSetting::First => GradOrder::First,
+            OrderSetting::Second => GradOrder::Second { xi },
+        }
+    }
+}
+
 /// Order of the architecture gradient (DARTS, Liu et al. 2019, section 2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "order", rename_all = "snake_case")]

@@ -29,7 +29,9 @@ pub mod strategy;
 pub mod trainer;
 
 pub use arch::Architecture;
-pub use drive::{check_active, ArchGradient, Drive, DriveKind, GradOrder, MixingWeights};
+pub use drive::{
+    check_active, ArchGradient, Drive, DriveKind, GradOrder, MixingWeights, OrderSetting,
+};
 pub use error::{NasError, Result};
 pub use estimator::{Estimator, Score};
 pub use params::{decode_params, ParamDoc};

@@ -32,7 +32,7 @@ pub struct BenchConfig {
     /// Timed steps.
     pub steps: usize,
     /// `first` or `second` (DARTS only).
-    pub order: String,
+    pub order: nas_core::OrderSetting,
     /// The strategy timed (`darts`, `gdas`, `spos`, ...), with its default params.
     pub strategy: String,
 }

@@ -7,8 +7,7 @@
 use std::sync::Arc;
 
 use nas_core::{
-    ComponentInfo, ComponentKind, Estimator, NasError, ParamDoc, Registry, Result, SearchStrategy,
-    SpaceRules,
+    ComponentInfo, ComponentKind, Estimator, ParamDoc, Registry, Result, SearchStrategy, SpaceRules,
 };
 use nas_data::DataSplits;
 use nas_model::{DataShape, SearchSpace};
@@ -54,9 +53,21 @@ pub type ScheduleFactory =
     Arc<dyn Fn(&serde_json::Value) -> Result<Box<dyn Schedule>> + Send + Sync>;
 /// Loads a data set from its params (`data.params`).
 pub type DatasetFactory = Arc<dyn Fn(&serde_json::Value) -> Result<DataSplits> + Send + Sync>;
-/// Builds an estimator from its params.
-pub type EstimatorFactory =
-    Arc<dyn Fn(&serde_json::Value, &dyn SpaceRules) -> Result<Box<dyn Estimator>> + Send + Sync>;
+/// What an estimator factory may use beyond its params: the experiment (its data block,
+/// seed, device), the registry (to load data or build a trainer) and the space's rules.
+pub struct EstimatorContext<'a> {
+    /// The experiment being run.
+    pub exp: &'a nas_config::Experiment,
+    /// Every registered component.
+    pub comps: &'a Components,
+    /// The experiment's space.
+    pub rules: &'a dyn SpaceRules,
+}
+
+/// Builds an estimator from its params and the run's context.
+pub type EstimatorFactory = Arc<
+    dyn Fn(&serde_json::Value, &EstimatorContext<'_>) -> Result<Box<dyn Estimator>> + Send + Sync,
+>;
 
 /// Every registered component. Cloning shares the factories.
 pub struct Components {
@@ -222,19 +233,13 @@ impl Components {
         )?;
         c.estimators.register(
             crate::trained_supernet::info(),
-            Arc::new(|_, _| {
-                Err(NasError::Other(
-                    "the supernet estimator is built by the runner (it loads a trained run)".into(),
-                ))
+            Arc::new(|p, cx: &EstimatorContext<'_>| {
+                crate::trained_supernet::build(cx.exp, cx.comps, p)
             }),
         )?;
         c.estimators.register(
             crate::zero_cost::info(),
-            Arc::new(|_, _| {
-                Err(NasError::Other(
-                    "the zero_cost estimator is built by the runner (it loads data)".into(),
-                ))
-            }),
+            Arc::new(|p, cx: &EstimatorContext<'_>| crate::zero_cost::build(cx.exp, cx.comps, p)),
         )?;
         c.trainers.register(
             unit_info(

@@ -95,8 +95,8 @@ pub fn export_inherited(
         None => run.join("architecture.json").display().to_string(),
     };
     let arch = read_arch_arg(&arch_arg, ts)?;
-    let device = parse_device(&exp.device)?;
-    let dtype = parse_dtype(&exp.dtype)?;
+    let device = parse_device(exp.device)?;
+    let dtype = parse_dtype(exp.dtype)?;
     let mut trainer = build_trainer(&exp, comps, &space, &data, &device, dtype)?;
     crate::checkpoint::load(run)?.restore_supernet(&mut trainer)?;
     let net = ts.build_network(

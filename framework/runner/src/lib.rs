@@ -30,8 +30,8 @@ pub mod tensorboard;
 pub mod trained_supernet;
 pub mod zero_cost;
 
-pub use components::{Components, SpaceBox};
+pub use components::{Components, EstimatorContext, SpaceBox};
 pub use resume::resume_experiment;
 pub use retrain::{retrain, retrain_resumable, RetrainOptions, RetrainStart};
-pub use run::{run_experiment, RunOptions, RunSummary};
+pub use run::{run_experiment, RunOptions, RunStatus, RunSummary};
 pub use sweep::{run_sweep, SweepOptions, SweepOutcome};

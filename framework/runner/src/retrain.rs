@@ -88,7 +88,7 @@ fn retrain_inner(
 ) -> Result<(RetrainStart, RetrainReport)> {
     let tb: TrainBlock = exp.train.clone().unwrap_or_default();
     let device = crate::run::experiment_device(exp)?;
-    let dtype = parse_dtype(&exp.dtype)?;
+    let dtype = parse_dtype(exp.dtype)?;
     let data = load_data(exp, comps)?
         .ok_or_else(|| exp.error_at("data", "`nas train` needs a `data` block"))?;
     let shape = data_shape(Some(&data));

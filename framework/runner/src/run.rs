@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device};
-use nas_config::Experiment;
+use nas_config::{DTypeSetting, DeviceSetting, Experiment};
 use nas_core::{
     Architecture, Estimator, NasError, Needs, Result, SearchStrategy, SpaceRules, SupernetTrainer,
 };
@@ -29,11 +29,40 @@ pub struct RunOptions {
     pub progress: bool,
 }
 
+/// `status` of a run's `summary.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Written at the start; a summary that stays so belongs to a killed run.
+    Running,
+    /// The budget or the strategy ended it.
+    Finished,
+    /// An error ended it (`stop_reason` says which).
+    Failed,
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunStatus::Running => "running",
+            RunStatus::Finished => "finished",
+            RunStatus::Failed => "failed",
+        })
+    }
+}
+
+/// Compares with the name as written in `summary.json` (`status == "finished"`).
+impl PartialEq<&str> for RunStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.to_string() == *other
+    }
+}
+
 /// What `summary.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSummary {
-    /// `finished` or `failed`.
-    pub status: String,
+    /// `running`, `finished` or `failed`.
+    pub status: RunStatus,
     /// Why the run stopped (`budget`, `strategy finished`, or the error).
     pub stop_reason: String,
     /// The experiment's name.
@@ -74,22 +103,17 @@ pub struct RunSummary {
     pub device: String,
 }
 
-/// Parses `device`: `cpu`, or `auto` (the CPU: this build has no CUDA). CUDA needs the
-/// planned `cuda` feature (docs/gpu.md), so `cuda` and `cuda:N` are errors.
-pub fn parse_device(name: &str) -> Result<Device> {
-    match name {
-        "cpu" | "auto" => Ok(Device::Cpu),
-        d if d.starts_with("cuda") => Err(NasError::Config {
+/// The candle device of `device`: `cpu`, or `auto` (the CPU: this build has no CUDA). CUDA
+/// needs the planned `cuda` feature (docs/gpu.md), so `cuda` and `cuda:N` are errors.
+pub fn parse_device(device: DeviceSetting) -> Result<Device> {
+    match device {
+        DeviceSetting::Cpu | DeviceSetting::Auto => Ok(Device::Cpu),
+        DeviceSetting::Cuda(_) => Err(NasError::Config {
             file: "<experiment>".into(),
             location: Some("device".into()),
             message: format!(
-                "`{d}`: this build has no CUDA support (the `cuda` feature is planned, docs/gpu.md); use `cpu` or `auto`"
+                "`{device}`: this build has no CUDA support (the `cuda` feature is planned, docs/gpu.md); use `cpu` or `auto`"
             ),
-        }),
-        d => Err(NasError::Config {
-            file: "<experiment>".into(),
-            location: Some("device".into()),
-            message: format!("unknown device `{d}` (auto, cpu)"),
         }),
     }
 }
@@ -97,23 +121,18 @@ pub fn parse_device(name: &str) -> Result<Device> {
 /// The experiment's device, or an error at the file, line and key `device` when this build or
 /// machine cannot use it (so `nas config validate` refuses what `nas run` would).
 pub fn experiment_device(exp: &Experiment) -> Result<Device> {
-    parse_device(&exp.device).map_err(|e| match e {
+    parse_device(exp.device).map_err(|e| match e {
         NasError::Config { message, .. } => exp.error_at("device", message),
         other => other,
     })
 }
 
-/// Parses `dtype`.
-pub fn parse_dtype(name: &str) -> Result<DType> {
-    match name {
-        "f32" => Ok(DType::F32),
-        "f64" => Ok(DType::F64),
-        d => Err(NasError::Config {
-            file: "<experiment>".into(),
-            location: Some("dtype".into()),
-            message: format!("unknown dtype `{d}` (f32, f64)"),
-        }),
-    }
+/// The candle dtype of `dtype`.
+pub fn parse_dtype(dtype: DTypeSetting) -> Result<DType> {
+    Ok(match dtype {
+        DTypeSetting::F32 => DType::F32,
+        DTypeSetting::F64 => DType::F64,
+    })
 }
 
 fn git_revision() -> String {
@@ -362,17 +381,8 @@ fn build_estimator(
         .estimators
         .get(&e.name)
         .map_err(|er| exp.error_at("estimator.name", er.to_string()))?;
-    // The trained-supernet estimator needs the runner (data, trainer, checkpoint), not
-    // just the space's rules.
-    if e.name == crate::trained_supernet::NAME {
-        return crate::trained_supernet::build(exp, comps, &e.params)
-            .map_err(|er| locate_params(exp, "estimator.params", er));
-    }
-    if e.name == crate::zero_cost::NAME {
-        return crate::zero_cost::build(exp, comps, &e.params)
-            .map_err(|er| locate_params(exp, "estimator.params", er));
-    }
-    f(&e.params, rules).map_err(|er| locate_params(exp, "estimator.params", er))
+    let cx = crate::components::EstimatorContext { exp, comps, rules };
+    f(&e.params, &cx).map_err(|er| locate_params(exp, "estimator.params", er))
 }
 
 fn metrics_json(m: &nas_core::Metrics) -> serde_json::Map<String, serde_json::Value> {
@@ -420,7 +430,7 @@ pub fn run_resumable(
     )?;
     let start = Instant::now();
     let mut summary = RunSummary {
-        status: "running".into(),
+        status: RunStatus::Running,
         stop_reason: String::new(),
         name: exp.name.clone(),
         strategy: exp.strategy.name.clone(),
@@ -437,7 +447,7 @@ pub fn run_resumable(
         wall_time_s: 0.0,
         git_revision: git_revision(),
         rustc: env!("NAS_RUSTC_VERSION").into(),
-        device: exp.device.clone(),
+        device: exp.device.to_string(),
     };
     // Plugins named by the experiment are loaded before anything else is built.
     let result = crate::plugins::components_for(exp, comps)
@@ -446,11 +456,11 @@ pub fn run_resumable(
         + resume.as_ref().map_or(0.0, |c| c.meta.progress.wall_time_s);
     match &result {
         Ok(reason) => {
-            summary.status = "finished".into();
+            summary.status = RunStatus::Finished;
             summary.stop_reason = reason.clone();
         }
         Err(e) => {
-            summary.status = "failed".into();
+            summary.status = RunStatus::Failed;
             summary.stop_reason = e.to_string();
             if let NasError::NonFinite { quantity, .. } = e {
                 let hint = crate::resume::non_finite_hint(exp, &dir, quantity);
@@ -475,7 +485,7 @@ fn search(
 ) -> Result<String> {
     let clock = Instant::now();
     let device = experiment_device(exp)?;
-    let dtype = parse_dtype(&exp.dtype)?;
+    let dtype = parse_dtype(exp.dtype)?;
     let mut log = TextLog::open(&dir.join("log.txt"))?;
     let data = load_data(exp, comps)?;
     let shape = data_shape(data.as_ref());

@@ -205,7 +205,9 @@ fn task_result(dir: &Path, sweep: &Sweep, run: &PlannedRun) -> Result<(String, O
     );
     let summary = crate::report::runs::read_summary(&run_dir).ok().flatten();
     let why = match summary {
-        Some(s) if s.status != "finished" => format!("{} ({log})", s.stop_reason),
+        Some(s) if s.status != crate::run::RunStatus::Finished => {
+            format!("{} ({log})", s.stop_reason)
+        }
         Some(_) => {
             let bad = sweep.retrain.as_ref().and_then(|st| {
                 st.seeds.iter().find(|seed| {

@@ -39,7 +39,7 @@ pub fn finished_before(dir: &Path, run: &PlannedRun) -> Result<bool> {
     let Some(s) = read_summary(dir).ok().flatten() else {
         return Ok(false);
     };
-    if s.status != "finished" {
+    if s.status != crate::run::RunStatus::Finished {
         return Ok(false);
     }
     if !same_config(dir, run)? {

@@ -173,8 +173,8 @@ pub fn build(
             exp.space.name
         )));
     }
-    let device = parse_device(&trained.device)?;
-    let dtype = parse_dtype(&trained.dtype)?;
+    let device = parse_device(trained.device)?;
+    let dtype = parse_dtype(trained.dtype)?;
     let mut trainer = build_trainer(&trained, comps, &space, &data, &device, dtype)?;
     let ck = crate::checkpoint::load(run)?;
     ck.restore_supernet(&mut trainer)?;

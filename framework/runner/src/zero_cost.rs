@@ -123,8 +123,8 @@ impl ProxyScorer {
             .tensor()
             .ok_or_else(|| exp.error_at("space.name", "this space builds no networks to score"))?;
         let cfg = ts.default_network_config();
-        let device = parse_device(&exp.device)?;
-        let dtype = crate::run::parse_dtype(&exp.dtype)?;
+        let device = parse_device(exp.device)?;
+        let dtype = crate::run::parse_dtype(exp.dtype)?;
         let train = Arc::new(data.train.clone());
         let n = train.labels.len();
         let mut l = Loader::new(

@@ -11,7 +11,7 @@ fn cfg(strategy: &str, layers: usize, channels: usize, batch: usize, steps: usiz
         batch,
         size: if layers > 2 { 32 } else { 8 },
         steps,
-        order: "first".into(),
+        order: nas_core::OrderSetting::First,
         strategy: strategy.into(),
     }
 }

@@ -100,8 +100,8 @@ fn an_exported_spos_network_is_the_supernet_path_with_its_weights() {
     let arch =
         nas_runner::retrain::read_arch_arg(run.join("architecture.json").to_str().unwrap(), ts)
             .unwrap();
-    let device = nas_runner::run::parse_device(&exp.device).unwrap();
-    let dtype = nas_runner::run::parse_dtype(&exp.dtype).unwrap();
+    let device = nas_runner::run::parse_device(exp.device).unwrap();
+    let dtype = nas_runner::run::parse_dtype(exp.dtype).unwrap();
     let mut trainer =
         nas_runner::run::build_trainer(&exp, &comps, &space, &data, &device, dtype).unwrap();
     nas_runner::checkpoint::load(&run)

@@ -14,4 +14,6 @@ pub mod supernet;
 pub mod zero_cost;
 
 pub use retrain::{EpochEnd, RetrainProgress, RetrainReport, RetrainSettings, Retrainer};
-pub use supernet::{BatchGradients, TrainerParams, TrainerSetup, WeightSharingTrainer};
+pub use supernet::{
+    BatchGradients, OnNonFinite, TrainerParams, TrainerSetup, WeightSharingTrainer,
+};

@@ -39,12 +39,23 @@ pub struct TrainerParams {
     pub augment_valid: bool,
     /// What to do with a non-finite loss or gradient: `error` stops the run, `skip`
     /// drops the batch and goes on.
-    pub on_non_finite: String,
+    pub on_non_finite: OnNonFinite,
     /// Second order: the weight-space step of the finite-difference Hessian-vector
     /// product, `eps = hessian_radius / ||dL_val/dw'||` (DARTS, Liu et al. 2019 section 2.3
     /// and `architect.py`: 0.01). Smaller values approximate the exact unrolled gradient
     /// more closely on networks whose loss is not smooth at that scale (ReLU kinks).
     pub hessian_radius: f64,
+}
+
+/// `trainer.params.on_non_finite`: what a non-finite loss or gradient does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnNonFinite {
+    /// Stop the run with an error; the last checkpoint stays (the default).
+    #[default]
+    Error,
+    /// Drop the batch (no step) and go on.
+    Skip,
 }
 
 impl Default for TrainerParams {
@@ -55,7 +66,7 @@ impl Default for TrainerParams {
             recalibrate_batches: 0,
             skip_unused: true,
             augment_valid: true,
-            on_non_finite: "error".into(),
+            on_non_finite: OnNonFinite::Error,
             hessian_radius: 0.01,
         }
     }
@@ -165,16 +176,6 @@ fn loader(
 impl WeightSharingTrainer {
     /// A trainer over `setup`.
     pub fn new(setup: TrainerSetup) -> Result<Self> {
-        if !matches!(setup.params.on_non_finite.as_str(), "error" | "skip") {
-            return Err(NasError::InvalidParams {
-                component: "trainer supernet".into(),
-                path: "on_non_finite".into(),
-                message: format!(
-                    "`{}` is not one of: error, skip",
-                    setup.params.on_non_finite
-                ),
-            });
-        }
         let r = setup.params.hessian_radius;
         if !(r.is_finite() && r > 0.0) {
             return Err(NasError::InvalidParams {
@@ -836,7 +837,9 @@ impl SupernetTrainer for WeightSharingTrainer {
         for d in &drives {
             let r = self.loss_grads_active(&batch, d, true, false);
             let ((l, c, g, _), a) = match r {
-                Err(NasError::NonFinite { .. }) if self.s.params.on_non_finite == "skip" => {
+                Err(NasError::NonFinite { .. })
+                    if self.s.params.on_non_finite == OnNonFinite::Skip =>
+                {
                     tracing::warn!(
                         epoch = self.epoch,
                         step = self.step,
@@ -883,7 +886,7 @@ impl SupernetTrainer for WeightSharingTrainer {
                 .sqrt(),
         };
         if !norm.is_finite() {
-            if self.s.params.on_non_finite == "skip" {
+            if self.s.params.on_non_finite == OnNonFinite::Skip {
                 self.step += 1;
                 return Ok(StepStats {
                     loss,

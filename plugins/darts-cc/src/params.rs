@@ -38,7 +38,7 @@ pub struct DartsCcParams {
     pub cost: String,
     /// `second` (DARTS' unrolled gradient; the reference's, the default) or `first` order
     /// architecture gradient (the cheaper variant).
-    pub order: String,
+    pub order: nas_core::OrderSetting,
     /// Second-order virtual step; `null` = the current weight learning rate (DARTS).
     pub xi: Option<f64>,
     /// Optimizer of the hypernetwork (reference: Adam, lr 1e-3, betas (0.5, 0.999), weight
@@ -81,7 +81,7 @@ impl Default for DartsCcParams {
             tau_step: -0.016,
             tau_min: 0.05,
             cost: "params".into(),
-            order: "second".into(),
+            order: nas_core::OrderSetting::Second,
             xi: None,
             arch_optimizer: reference_arch_optimizer(),
             family_t: vec![0.0, 0.25, 0.5, 0.75, 1.0],
@@ -135,11 +135,7 @@ impl DartsCcParams {
             "gumbel" => Relaxation::Gumbel,
             r => return Err(one_of("relaxation", r, "softmax, gumbel")),
         };
-        let order = match self.order.as_str() {
-            "first" => GradOrder::First,
-            "second" => GradOrder::Second { xi: self.xi },
-            o => return Err(one_of("order", o, "first, second")),
-        };
+        let order = self.order.grad_order(self.xi);
         let cost = match self.cost.as_str() {
             "params" => CostKind::Params,
             "flops" => CostKind::Flops,

@@ -28,7 +28,7 @@ impl Default for ArchOptimizer {
 #[serde(deny_unknown_fields, default)]
 pub struct DartsParams {
     /// `first` (the DARTS paper's first-order approximation) or `second` (unrolled).
-    pub order: String,
+    pub order: nas_core::OrderSetting,
     /// Virtual step size of the second-order gradient; `null` = the current weight
     /// learning rate, as the reference code does.
     pub xi: Option<f64>,
@@ -47,7 +47,7 @@ pub struct DartsParams {
 impl Default for DartsParams {
     fn default() -> Self {
         DartsParams {
-            order: "first".into(),
+            order: nas_core::OrderSetting::First,
             xi: None,
             init_scale: 1e-3,
             arch_optimizer: ArchOptimizer::default(),

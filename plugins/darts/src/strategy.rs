@@ -82,17 +82,7 @@ impl Darts {
     pub fn new(params: &serde_json::Value) -> Result<Self> {
         let p: DartsParams = decode_params("strategy darts", params)?;
         let c = "strategy darts";
-        let order = match p.order.as_str() {
-            "first" => GradOrder::First,
-            "second" => GradOrder::Second { xi: p.xi },
-            o => {
-                return Err(NasError::InvalidParams {
-                    component: c.into(),
-                    path: "order".into(),
-                    message: format!("`{o}` is not one of: first, second"),
-                })
-            }
-        };
+        let order = p.order.grad_order(p.xi);
         ensure(p.init_scale >= 0.0, c, "init_scale", "must be >= 0")?;
         if let Some(xi) = p.xi {
             ensure(xi >= 0.0, c, "xi", "must be >= 0")?;

@@ -7,7 +7,7 @@ use nas_core::{NasError, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::files::write_atomic;
-use crate::run::RunSummary;
+use crate::run::{RunStatus, RunSummary};
 
 /// The file a sweep keeps in its directory: what it planned and how each run went.
 pub const SWEEP_INDEX: &str = "sweep.json";
@@ -200,10 +200,10 @@ pub fn collect_runs(dir: &Path) -> Result<(Option<SweepIndex>, Vec<RunRow>)> {
             let summary = read_summary(&rd)?;
             let (status, metrics, architecture, error) = match &summary {
                 Some(s) => (
-                    s.status.clone(),
+                    s.status.to_string(),
                     summary_metrics(s),
                     s.architecture.clone(),
-                    (s.status != "finished").then(|| s.stop_reason.clone()),
+                    (s.status != RunStatus::Finished).then(|| s.stop_reason.clone()),
                 ),
                 None => (
                     match r.status.as_str() {
@@ -252,10 +252,10 @@ pub fn collect_runs(dir: &Path) -> Result<(Option<SweepIndex>, Vec<RunRow>)> {
                 label: s.strategy.clone(),
                 seed: s.seed,
                 axes: BTreeMap::new(),
-                status: s.status.clone(),
+                status: s.status.to_string(),
                 architecture: s.architecture.clone(),
                 metrics: summary_metrics(&s),
-                error: (s.status != "finished").then(|| s.stop_reason.clone()),
+                error: (s.status != RunStatus::Finished).then(|| s.stop_reason.clone()),
                 dir: rd,
             });
         }
