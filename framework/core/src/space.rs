@@ -138,6 +138,15 @@ pub trait SpaceRules: Send + Sync {
     fn parse_arch(&self, text: &str) -> Result<Architecture>;
     /// The space's own notation of an architecture.
     fn format_arch(&self, arch: &Architecture) -> String;
+    /// Extra keys of the space's own for `architecture.json` (and the family's files), beside
+    /// the generic `space`, `architecture`, `notation`, costs and network: the DARTS space
+    /// adds `genotype`, the notation its reference code reads. Default: none.
+    fn architecture_fields(
+        &self,
+        _arch: &Architecture,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
 }
 
 /// The default derivation of single-path spaces: the option with the largest weight per

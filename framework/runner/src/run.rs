@@ -779,8 +779,8 @@ fn search(
         "flops": count_json(cost.flops),
         "network": network,
     });
-    if exp.space.name == "darts" {
-        arch_json["genotype"] = json!(notation);
+    if let Some(o) = arch_json.as_object_mut() {
+        o.extend(rules.architecture_fields(&primary));
     }
     write_json(&dir.join("architecture.json"), &arch_json)?;
     if found.len() > 1 {

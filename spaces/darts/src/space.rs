@@ -443,6 +443,16 @@ impl SpaceRules for DartsSpace {
             Err(e) => format!("<invalid: {e}>"),
         }
     }
+
+    /// `genotype`: the notation as DARTS' `genotypes.py` writes it.
+    fn architecture_fields(
+        &self,
+        arch: &Architecture,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("genotype".into(), self.format_arch(arch).into());
+        m
+    }
 }
 
 impl SearchSpace for DartsSpace {

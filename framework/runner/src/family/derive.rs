@@ -133,8 +133,8 @@ pub fn derive_family(
             "network": network,
             "weights": m.weights.0,
         });
-        if exp.space.name == "darts" {
-            file["genotype"] = json!(notation);
+        if let Some(o) = file.as_object_mut() {
+            o.extend(rules.architecture_fields(&m.arch));
         }
         if let Some(r) = &reference {
             file["darts_cc"] = r.clone();
