@@ -181,3 +181,29 @@ fn a_malformed_input_shape_is_a_usage_error() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--input"));
 }
+
+/// The ImageNet search configs (`image_folder` data with `classes`) size the published
+/// networks at ImageNet scale with no flags and no image files: the data set's shape comes
+/// from its params.
+#[test]
+fn the_imagenet_configs_give_the_published_sizes_without_flags_or_files() {
+    for (file, config, want) in [
+        (
+            "proxyless-gpu.json",
+            "configs/experiments/proxylessnas-proxyless-imagenet.yaml",
+            7_119_848,
+        ),
+        (
+            "spos-block.json",
+            "configs/experiments/spos-uniform-imagenet.yaml",
+            sized("spos-block.json").0,
+        ),
+    ] {
+        let j = inspect(file, config, &[], &[]);
+        assert_eq!(
+            j["params"].as_u64(),
+            Some(want),
+            "{file} with {config}: {j}"
+        );
+    }
+}

@@ -41,20 +41,27 @@ pub enum RunStatus {
     Failed,
 }
 
-impl std::fmt::Display for RunStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl RunStatus {
+    /// The name as written in `summary.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
             RunStatus::Running => "running",
             RunStatus::Finished => "finished",
             RunStatus::Failed => "failed",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
 /// Compares with the name as written in `summary.json` (`status == "finished"`).
 impl PartialEq<&str> for RunStatus {
     fn eq(&self, other: &&str) -> bool {
-        self.to_string() == *other
+        self.as_str() == *other
     }
 }
 
