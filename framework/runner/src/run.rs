@@ -490,6 +490,9 @@ fn search(
     summary: &mut RunSummary,
     resume: Option<&Checkpoint>,
 ) -> Result<String> {
+    // Debug-level spans: with `-v` every log line and profiler names the run, the epoch and
+    // the step it belongs to; at the default level they cost nothing and print nothing.
+    let _run_span = tracing::debug_span!("run", name = %exp.name).entered();
     let clock = Instant::now();
     let device = experiment_device(exp)?;
     let dtype = parse_dtype(exp.dtype)?;
@@ -630,6 +633,7 @@ fn search(
         progress.next_epoch
     };
     'epochs: for epoch in first_epoch..epochs {
+        let _epoch_span = tracing::debug_span!("epoch", n = epoch + 1).entered();
         if let Some(t) = trainer.as_mut() {
             t.begin_epoch(epoch)?;
         }
@@ -649,6 +653,7 @@ fn search(
         };
         let mut step = 0usize;
         while step < steps {
+            let _step_span = tracing::trace_span!("step", n = step).entered();
             let rep = strategy.step(&mut env)?;
             global_step += 1;
             if step.is_multiple_of(log_every) || rep.finished {

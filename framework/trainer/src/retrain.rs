@@ -135,6 +135,7 @@ impl Retrainer {
         let mut progress = start;
         progress.report.params = self.net.param_count();
         for epoch in progress.next_epoch..st.epochs {
+            let _epoch_span = tracing::debug_span!("retrain_epoch", n = epoch + 1).entered();
             let lr = self.schedule.lr(st.base_lr, epoch, st.epochs);
             self.net
                 .set_drop_path(st.drop_path * epoch as f64 / st.epochs as f64);
