@@ -1,5 +1,8 @@
 //! JSON shapes of the values that cross the boundary as UTF-8 JSON ([`PROTOCOL_VERSION`]).
 //!
+//! (Over 600 lines on purpose: every type's wire form and its round-trip tests sit together,
+//! so a protocol change is reviewed in one file.)
+//!
 //! Most values are the nas-core types' own serde form. Two additions keep the boundary
 //! lossless:
 //! * numbers that may be non-finite (metrics, scores, costs) cross as [`WireF64`]: a JSON

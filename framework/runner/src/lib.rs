@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod bench;
+pub mod build;
 pub mod checkpoint;
 pub mod components;
 pub mod env;
