@@ -39,6 +39,21 @@ pub struct EvalStats {
     pub samples: usize,
 }
 
+impl EvalStats {
+    /// Mean loss and accuracy from per-example sums over `samples` examples (zeros when
+    /// there were none).
+    pub fn from_sums(loss_sum: f64, correct: usize, samples: usize) -> Self {
+        if samples == 0 {
+            return EvalStats::default();
+        }
+        EvalStats {
+            loss: loss_sum / samples as f64,
+            accuracy: correct as f64 / samples as f64,
+            samples,
+        }
+    }
+}
+
 /// The supernet trainer seen through plain data (DESIGN.md section 2).
 ///
 /// It owns the supernet weights, their optimizer and the data; a strategy drives it with

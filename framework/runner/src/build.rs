@@ -51,11 +51,11 @@ pub fn load_data(exp: &Experiment, comps: &Components) -> Result<Option<DataSpli
     match &exp.data {
         None => Ok(None),
         Some(d) => {
-            comps
+            let load = comps
                 .datasets
                 .get(&d.name)
                 .map_err(|e| exp.error_at("data.name", e.to_string()))?;
-            Ok(Some(comps.dataset(&d.name, &d.params)?))
+            Ok(Some(load(&d.params)?))
         }
     }
 }
@@ -285,24 +285,22 @@ pub fn weight_optimizer(
     w: &nas_config::OptimizerBlock,
     key: &str,
 ) -> Result<(Box<dyn nas_optim::Optimizer>, Box<dyn nas_optim::Schedule>)> {
-    comps
+    let build_optimizer = comps
         .optimizers
         .get(&w.name)
         .map_err(|e| exp.error_at(&format!("{key}.name"), e.to_string()))?;
-    let optimizer = comps
-        .optimizer(&w.name, &w.params)
-        .map_err(|e| locate_params(exp, &format!("{key}.params"), e))?;
+    let optimizer =
+        build_optimizer(&w.params).map_err(|e| locate_params(exp, &format!("{key}.params"), e))?;
     let schedule = match &w.schedule {
         Some(s) => {
-            comps
+            let build_schedule = comps
                 .schedules
                 .get(&s.name)
                 .map_err(|e| exp.error_at(&format!("{key}.schedule.name"), e.to_string()))?;
-            comps
-                .schedule(Some((&s.name, &s.params)))
+            build_schedule(&s.params)
                 .map_err(|e| locate_params(exp, &format!("{key}.schedule.params"), e))?
         }
-        None => comps.schedule(None)?,
+        None => (comps.schedules.get("constant")?)(&serde_json::Value::Null)?,
     };
     Ok((optimizer, schedule))
 }

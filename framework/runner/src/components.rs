@@ -279,24 +279,6 @@ impl Components {
         Ok(c)
     }
 
-    /// The registered optimizer `name` built from `params`.
-    pub fn optimizer(&self, name: &str, params: &serde_json::Value) -> Result<Box<dyn Optimizer>> {
-        (self.optimizers.get(name)?)(params)
-    }
-
-    /// The registered schedule `name` built from `params`; `None`: the constant rate.
-    pub fn schedule(&self, block: Option<(&str, &serde_json::Value)>) -> Result<Box<dyn Schedule>> {
-        match block {
-            Some((name, params)) => (self.schedules.get(name)?)(params),
-            None => (self.schedules.get("constant")?)(&serde_json::Value::Null),
-        }
-    }
-
-    /// The registered data set `name` loaded with `params`.
-    pub fn dataset(&self, name: &str, params: &serde_json::Value) -> Result<DataSplits> {
-        (self.datasets.get(name)?)(params)
-    }
-
     /// `[channels, height, width, classes]` of data set `name` when a built-in knows it
     /// without reading files ([`nas_data::known_shape`]); `None` for registered sets of
     /// a user's binary (they are loaded to learn it).

@@ -149,35 +149,26 @@ impl SupernetTrainer for WeightSharingTrainer {
             return self.path_reward(drive, archs.len(), order);
         }
         let vbatch = self.valid.next_batch()?;
-        match order {
+        let (l, c, grads) = match order {
             GradOrder::First => {
                 let (l, c, _, ag) = self.loss_grads(&vbatch, drive, false, true)?;
-                let grads = self.arch_grads_to_plain(drive, &ag)?;
-                if grads.iter().any(|g| !g.is_finite()) {
-                    return Err(self.non_finite("architecture gradient"));
-                }
-                Ok(ArchGradient {
-                    loss: l,
-                    accuracy: c as f64 / vbatch.n as f64,
-                    grads,
-                    condition_grad: None,
-                })
+                (l, c, self.arch_grads_to_plain(drive, &ag)?)
             }
             GradOrder::Second { xi } => {
                 let xi = xi.unwrap_or(self.lr);
                 let (l, c, g) = self.second_order(drive, xi, &vbatch)?;
-                let grads = self.plain_from_f64(drive, &g);
-                if grads.iter().any(|g| !g.is_finite()) {
-                    return Err(self.non_finite("architecture gradient"));
-                }
-                Ok(ArchGradient {
-                    loss: l,
-                    accuracy: c as f64 / vbatch.n as f64,
-                    grads,
-                    condition_grad: None,
-                })
+                (l, c, self.plain_from_f64(drive, &g))
             }
+        };
+        if grads.iter().any(|g| !g.is_finite()) {
+            return Err(self.non_finite("architecture gradient"));
         }
+        Ok(ArchGradient {
+            loss: l,
+            accuracy: c as f64 / vbatch.n as f64,
+            grads,
+            condition_grad: None,
+        })
     }
 
     fn evaluate(
@@ -229,14 +220,6 @@ impl SupernetTrainer for WeightSharingTrainer {
             }
         }
         result?;
-        Ok(EvalStats {
-            loss: if n > 0 { loss / n as f64 } else { 0.0 },
-            accuracy: if n > 0 {
-                correct as f64 / n as f64
-            } else {
-                0.0
-            },
-            samples: n,
-        })
+        Ok(EvalStats::from_sums(loss, correct, n))
     }
 }

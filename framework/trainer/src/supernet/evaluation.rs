@@ -24,18 +24,8 @@ impl WeightSharingTrainer {
             ));
         }
         let vbatch = self.valid.next_batch()?;
-        let (x, y) = batch_tensors(&vbatch, self.shape, &self.s.device, self.s.dtype)?;
         let (td, _) = self.tensor_drive(drive, vbatch.n, false)?;
-        let logits = self
-            .s
-            .net
-            .forward(&x, &td, drive.condition, true)
-            .map_err(terr)?;
-        let (loss, correct) = loss_and_correct(&logits, &y)?;
-        let lv = scalar(&loss)?;
-        if !lv.is_finite() {
-            return Err(self.non_finite("reward loss"));
-        }
+        let (_, lv, correct) = self.training_loss(&vbatch, &td, drive, "reward loss")?;
         Ok(ArchGradient {
             loss: lv,
             accuracy: correct as f64 / vbatch.n as f64,
@@ -171,14 +161,6 @@ impl WeightSharingTrainer {
             correct += c;
             n += b.n;
         }
-        Ok(EvalStats {
-            loss: if n > 0 { loss / n as f64 } else { 0.0 },
-            accuracy: if n > 0 {
-                correct as f64 / n as f64
-            } else {
-                0.0
-            },
-            samples: n,
-        })
+        Ok(EvalStats::from_sums(loss, correct, n))
     }
 }

@@ -388,6 +388,30 @@ impl WeightSharingTrainer {
             .0)
     }
 
+    /// The training-mode forward pass of `batch` under `td` (batch-norm batch statistics,
+    /// running statistics updated): the loss tensor, its value and the correct count. A
+    /// non-finite loss is an error naming `what`.
+    fn training_loss(
+        &self,
+        batch: &Batch,
+        td: &TensorDrive,
+        drive: &Drive,
+        what: &str,
+    ) -> Result<(Tensor, f64, usize)> {
+        let (x, y) = batch_tensors(batch, self.shape, &self.s.device, self.s.dtype)?;
+        let logits = self
+            .s
+            .net
+            .forward(&x, td, drive.condition, true)
+            .map_err(terr)?;
+        let (loss, correct) = loss_and_correct(&logits, &y)?;
+        let lv = scalar(&loss)?;
+        if !lv.is_finite() {
+            return Err(self.non_finite(what));
+        }
+        Ok((loss, lv, correct))
+    }
+
     /// [`Self::loss_grads`], and per parameter whether the loss depends on it at all (it has
     /// a gradient: PyTorch's `.grad is not None`). A parameter of an option off a sampled
     /// path has none; its buffer in the weight gradients is zeros.
@@ -398,18 +422,8 @@ impl WeightSharingTrainer {
         want_weights: bool,
         want_arch: bool,
     ) -> Result<(LossGrads, Vec<bool>)> {
-        let (x, y) = batch_tensors(batch, self.shape, &self.s.device, self.s.dtype)?;
         let (td, avars) = self.tensor_drive(drive, batch.n, want_arch)?;
-        let logits = self
-            .s
-            .net
-            .forward(&x, &td, drive.condition, true)
-            .map_err(terr)?;
-        let (loss, correct) = loss_and_correct(&logits, &y)?;
-        let lv = scalar(&loss)?;
-        if !lv.is_finite() {
-            return Err(self.non_finite("loss"));
-        }
+        let (loss, lv, correct) = self.training_loss(batch, &td, drive, "loss")?;
         let grads = loss.backward().map_err(terr)?;
         let mut wg = Vec::new();
         let mut active = Vec::new();
