@@ -7,7 +7,8 @@ use std::sync::{Arc, OnceLock};
 
 use darts_variant_plugin::{TemperedDarts, TemperedParams, NAME};
 use nas_core::{ComponentInfo, ComponentKind};
-use nas_runner::{run_experiment, Components, RunOptions};
+use nas_registry::Components;
+use nas_runner::{run_experiment, RunOptions};
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -90,7 +91,7 @@ fn run(dir: &Path, comps: &Components, plugin: bool, sets: &[&str]) -> PathBuf {
         progress: false,
     };
     let summary = run_experiment(&exp, comps, &opts).unwrap();
-    assert_eq!(summary.status, nas_runner::run::RunStatus::Finished);
+    assert_eq!(summary.status, nas_rundir::RunStatus::Finished);
     out
 }
 
@@ -107,7 +108,7 @@ fn lines(dir: &Path, file: &str) -> Vec<serde_json::Value> {
 
 /// The built-ins plus `tempered_darts` linked into this test binary.
 fn static_components() -> Components {
-    let mut c = Components::builtin().unwrap();
+    let mut c = nas_builtins::components().unwrap();
     c.strategies
         .register(
             ComponentInfo {
@@ -118,7 +119,7 @@ fn static_components() -> Components {
                 params: TemperedParams::docs(),
                 origin: "built-in".into(),
             },
-            Arc::new(TemperedDarts::factory),
+            Arc::new(|p, _| TemperedDarts::factory(p)),
         )
         .unwrap();
     c
@@ -127,7 +128,7 @@ fn static_components() -> Components {
 #[test]
 fn the_plugin_searches_exactly_as_the_statically_linked_strategy() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let loaded = run(a.path(), &Components::builtin().unwrap(), true, &[]);
+    let loaded = run(a.path(), &nas_builtins::components().unwrap(), true, &[]);
     let linked = run(b.path(), &static_components(), false, &[]);
 
     // Every step's losses, accuracies, temperature and |dL/d alpha|, and every epoch's
@@ -161,7 +162,7 @@ fn the_plugin_searches_exactly_as_the_statically_linked_strategy() {
 #[test]
 fn at_temperature_one_the_plugin_is_the_built_in_darts() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let builtin = Components::builtin().unwrap();
+    let builtin = nas_builtins::components().unwrap();
     let tempered = run(
         a.path(),
         &builtin,

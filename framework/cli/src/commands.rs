@@ -1,7 +1,8 @@
 //! The command implementations.
 use anyhow::Result;
 use nas_model::NetworkConfig;
-use nas_runner::{Components, RetrainOptions};
+use nas_registry::Components;
+use nas_runner::RetrainOptions;
 
 use crate::{Cli, Command, ConfigAction};
 
@@ -30,8 +31,8 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
         } => {
             let exp = nas_config::load_experiment(config, sets)?;
             // A wrong architecture is a usage error, found before any data is loaded.
-            let shape = nas_runner::run::data_shape_of(&exp, comps)?;
-            let space = nas_runner::run::build_space(&exp, comps, shape)?;
+            let shape = nas_registry::data_shape_of(&exp, comps)?;
+            let space = nas_registry::build_space(&exp, comps, shape)?;
             crate::arch_arg::read(arch, &exp.space.name, space.rules())?;
             let opts = RetrainOptions {
                 out_dir: out.clone(),
@@ -58,7 +59,7 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
         } => {
             let exp = nas_config::load_experiment(config, sets)?;
             let shape = shape.shape_of(&exp, comps)?;
-            let space = nas_runner::run::build_space(&exp, comps, shape)?;
+            let space = nas_registry::build_space(&exp, comps, shape)?;
             let rules = space.rules();
             let a = crate::arch_arg::read(arch, &exp.space.name, rules)?;
             let (params, flops, cfg) = match space.tensor() {
@@ -82,8 +83,8 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
             if *json {
                 println!(
                     "{}",
-                    serde_json::json!({"params": nas_runner::files::count_json(params),
-                        "flops": nas_runner::files::count_json(flops),
+                    serde_json::json!({"params": nas_rundir::files::count_json(params),
+                        "flops": nas_rundir::files::count_json(flops),
                         "architecture": rules.format_arch(&a), "network": cfg})
                 );
             } else {
@@ -122,17 +123,17 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
         } => {
             let exp = nas_config::load_experiment(config, sets)?;
             // A device this build cannot use fails here, as it would in `nas run`.
-            nas_runner::run::experiment_device(&exp)?;
+            nas_registry::experiment_device(&exp)?;
             // Decode every component's params too, so that a bad params block fails here.
-            let shape = nas_runner::run::data_shape_of(&exp, comps)?;
-            let space = nas_runner::run::build_space(&exp, comps, shape)?;
+            let shape = nas_registry::data_shape_of(&exp, comps)?;
+            let space = nas_registry::build_space(&exp, comps, shape)?;
             // The experiment's plugins are loaded first: their strategies are checked too.
             let with_plugins = nas_runner::plugins::components_for(&exp, comps)?;
-            let mut strategy = nas_runner::run::build_strategy(&exp, &with_plugins)?;
+            let mut strategy = nas_registry::build_strategy(&exp, &with_plugins)?;
             // Set up on the space too, so that what depends on it (a cost term's latency
             // table) fails here rather than at run time.
             strategy.init(space.rules().spec(), 0)?;
-            nas_runner::run::weight_optimizer(
+            nas_registry::weight_optimizer(
                 &exp,
                 comps,
                 &exp.optimizers.weights,
@@ -154,15 +155,18 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
             strategy,
             json,
         } => {
-            let r = nas_runner::bench::bench_darts(&nas_runner::bench::BenchConfig {
-                layers: *layers,
-                channels: *channels,
-                batch: *batch,
-                size: *size,
-                steps: *steps,
-                order: (*order).into(),
-                strategy: strategy.clone(),
-            })?;
+            let r = nas_runner::bench::bench_darts(
+                &nas_runner::bench::BenchConfig {
+                    layers: *layers,
+                    channels: *channels,
+                    batch: *batch,
+                    size: *size,
+                    steps: *steps,
+                    order: (*order).into(),
+                    strategy: strategy.clone(),
+                },
+                comps,
+            )?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {

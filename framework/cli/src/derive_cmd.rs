@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use nas_runner::family::derive_family;
-use nas_runner::Components;
+use nas_darts_cc_family::derive_family;
+use nas_registry::Components;
 use serde_json::json;
 
 /// Arguments of `nas derive`.
@@ -38,8 +38,8 @@ pub fn derive(a: &DeriveArgs, comps: &Components) -> Result<i32> {
                 json!({
                     "t": m.t,
                     "lambda": m.lambda,
-                    "params": nas_runner::files::count_json(m.params),
-                    "flops": nas_runner::files::count_json(m.flops),
+                    "params": nas_rundir::files::count_json(m.params),
+                    "flops": nas_rundir::files::count_json(m.flops),
                     "architecture": m.notation,
                     "choices": m.arch.choices,
                     "darts_cc": m.darts_cc,

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use nas_core::NasError;
+use nas_registry::Components;
 use nas_runner::export::{export_inherited, InheritOptions};
-use nas_runner::Components;
 
 /// Arguments of `nas export`.
 #[derive(Args, Debug)]

@@ -1,12 +1,12 @@
 //! `nas family RUN_DIR`: a DARTS-CC family retrained beside random architectures of the same
-//! sizes and plain-DARTS baselines, with its report (see `nas_runner::family`).
+//! sizes and plain-DARTS baselines, with its report (see `nas_darts_cc_family`).
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
 use nas_core::NasError;
-use nas_runner::family::{run_family, FamilyOptions, TrainStatus};
-use nas_runner::Components;
+use nas_darts_cc_family::{run_family, FamilyOptions, TrainStatus};
+use nas_registry::Components;
 
 /// Arguments of `nas family`.
 #[derive(Args, Debug)]

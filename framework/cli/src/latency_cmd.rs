@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use nas_core::NasError;
-use nas_runner::Components;
+use nas_registry::Components;
 
 /// Arguments of `nas latency`.
 #[derive(Args, Debug)]
@@ -40,8 +40,8 @@ pub fn latency(a: &LatencyArgs, comps: &Components) -> Result<i32> {
     }
     let exp = nas_config::load_experiment(&a.config, &a.sets)?;
     let shape = a.shape.shape_of(&exp, comps)?;
-    let space = nas_runner::run::build_space(&exp, comps, shape)?;
-    let device = nas_runner::run::experiment_device(&exp)?;
+    let space = nas_registry::build_space(&exp, comps, shape)?;
+    let device = nas_registry::experiment_device(&exp)?;
     let not_timed = || {
         exp.error_at(
             "space.name",
@@ -66,7 +66,7 @@ pub fn latency(a: &LatencyArgs, comps: &Components) -> Result<i32> {
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| NasError::io(dir, e))?;
     }
-    nas_runner::files::write_json(&out, &table)?;
+    nas_rundir::files::write_json(&out, &table)?;
     let keys = table["keys"].as_array().cloned().unwrap_or_default();
     let ops = table["ops"].as_array().cloned().unwrap_or_default();
     let ms = table["latency_ms"].as_array().cloned().unwrap_or_default();

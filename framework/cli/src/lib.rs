@@ -35,7 +35,7 @@ pub use zero_cost_cmd::ZeroCostArgs;
 
 use clap::{Parser, Subcommand};
 use nas_core::NasError;
-use nas_runner::Components;
+use nas_registry::Components;
 
 /// Command line of `nas`.
 #[derive(Parser, Debug)]
@@ -291,7 +291,7 @@ where
         }
     };
     init_logging(&cli);
-    let result = Components::builtin()
+    let result = nas_builtins::components()
         .and_then(|mut c| register(&mut c).map(|_| c))
         .map_err(anyhow::Error::from)
         .and_then(|c| commands::dispatch(&cli, &c));

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use nas_runner::Components;
+use nas_registry::Components;
 
 /// Where `nas list` and `nas describe` find strategy plugins.
 #[derive(Args, Debug, Default)]
@@ -38,13 +38,13 @@ impl PluginSource {
             }
         }
         if !self.plugins.is_empty() {
-            let with = c
-                .with_plugins(&self.plugins)
-                .map_err(|e| nas_core::NasError::Config {
+            let with = nas_runner::plugins::with_plugins(&c, &self.plugins).map_err(|e| {
+                nas_core::NasError::Config {
                     file: "--plugin".into(),
                     location: None,
                     message: e.to_string(),
-                })?;
+                }
+            })?;
             c = Cow::Owned(with);
         }
         Ok(c)

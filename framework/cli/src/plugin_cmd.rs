@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use nas_plugin_host::{load_plugin, PluginInfo};
 use nas_plugin_sdk::info::{CORE_VERSION, RUSTC_VERSION, SDK_VERSION};
 use nas_plugin_sdk::{ABI_VERSION, PROTOCOL_VERSION};
-use nas_runner::Components;
+use nas_registry::Components;
 
 /// Arguments of `nas plugin`.
 #[derive(Args, Debug)]

@@ -3,7 +3,9 @@ use std::path::Path;
 
 use anyhow::Result;
 use nas_core::NasError;
-use nas_runner::{Components, RunOptions, RunSummary};
+use nas_registry::Components;
+use nas_rundir::RunSummary;
+use nas_runner::RunOptions;
 
 use crate::Cli;
 
@@ -56,7 +58,7 @@ pub fn run(
             if let (NasError::NonFinite { quantity, .. }, Ok(exp)) = (&e, resolved) {
                 eprintln!(
                     "hint: {}",
-                    nas_runner::resume::non_finite_hint(&exp, &dir, quantity)
+                    nas_runner::resume::non_finite_hint(&exp, comps, &dir, quantity)
                 );
             }
             Ok(1)

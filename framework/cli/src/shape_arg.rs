@@ -50,7 +50,7 @@ impl ShapeArgs {
     pub fn shape_of(
         &self,
         exp: &nas_config::Experiment,
-        comps: &nas_runner::Components,
+        comps: &nas_registry::Components,
     ) -> Result<DataShape, NasError> {
         let base = if self.input.is_some() && self.classes.is_some() {
             DataShape {
@@ -60,7 +60,7 @@ impl ShapeArgs {
                 num_classes: 1,
             }
         } else {
-            nas_runner::run::data_shape_of(exp, comps)?
+            nas_registry::data_shape_of(exp, comps)?
         };
         self.apply(base)
     }

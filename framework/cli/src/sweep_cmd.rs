@@ -3,10 +3,11 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use nas_runner::report::{report_dir, Report};
-use nas_runner::slurm::SlurmOptions;
-use nas_runner::sweep::Executor;
-use nas_runner::{Components, SweepOptions};
+use nas_registry::Components;
+use nas_report::{report_dir, Report};
+use nas_sweep::slurm::SlurmOptions;
+use nas_sweep::sweep::Executor;
+use nas_sweep::SweepOptions;
 
 use crate::Cli;
 
@@ -104,7 +105,7 @@ pub fn sweep(cli: &Cli, a: &SweepArgs, comps: &Components) -> Result<i32> {
         progress: !cli.quiet,
         executor,
     };
-    let out = nas_runner::run_sweep(&a.file, comps, &opts)?;
+    let out = nas_sweep::run_sweep(&a.file, comps, &opts)?;
     if out.report.is_none() && !a.dry_run {
         println!(
             "submitted {} runs to Slurm (script: {}); when they are done: nas report {}",
@@ -161,7 +162,7 @@ pub fn sweep(cli: &Cli, a: &SweepArgs, comps: &Components) -> Result<i32> {
 
 /// `nas sweep FILE --task-index I`: one run of the sweep (a Slurm array task).
 fn task(a: &SweepArgs, i: usize, comps: &Components) -> Result<i32> {
-    match nas_runner::slurm::run_sweep_task(&a.file, &a.sets, a.out.as_deref(), i, comps) {
+    match nas_sweep::slurm::run_sweep_task(&a.file, &a.sets, a.out.as_deref(), i, comps) {
         Ok((start, s)) => {
             println!("run {i}: {} ({start:?})", s.status);
             Ok(0)
@@ -174,13 +175,19 @@ fn task(a: &SweepArgs, i: usize, comps: &Components) -> Result<i32> {
     }
 }
 
-/// `nas report`.
+/// `nas report`: a DARTS-CC family directory (`nas family`) gets the family's report, any
+/// other directory the report of `nas-report`.
 pub fn report(a: &ReportArgs, comps: &Components) -> Result<i32> {
-    let rep = report_dir(&a.dir, Some(comps))?;
-    if let Report::Sweep(s) = &rep {
-        println!("{}", s.table);
-    }
-    for f in rep.files() {
+    let files = if nas_darts_cc_family::is_family_dir(&a.dir) {
+        nas_darts_cc_family::write_family_report(&a.dir)?.files
+    } else {
+        let rep = report_dir(&a.dir, Some(comps))?;
+        if let Report::Sweep(s) = &rep {
+            println!("{}", s.table);
+        }
+        rep.files().to_vec()
+    };
+    for f in files {
         println!("wrote {}", f.display());
     }
     Ok(0)

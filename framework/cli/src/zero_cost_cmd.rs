@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use nas_registry::Components;
 use nas_runner::zero_cost::{proxy_study, spearman, Proxy};
-use nas_runner::Components;
 
 /// Arguments of `nas zero-cost`.
 #[derive(Args, Debug)]
@@ -43,7 +43,7 @@ pub fn zero_cost(a: &ZeroCostArgs, comps: &Components) -> Result<i32> {
             rec.push(r.table_test_acc.map_or(String::new(), |v| v.to_string()));
             w.write_record(&rec)?;
         }
-        nas_runner::files::write_atomic(out, &w.into_inner()?)?;
+        nas_rundir::files::write_atomic(out, &w.into_inner()?)?;
         println!("wrote {}", out.display());
     }
     let acc: Vec<f64> = rows

@@ -1,6 +1,6 @@
 //! Bad input never panics: each case exits non-zero (2 for usage and config errors, 1 for
 //! a run that fails) with a message that names the file, key or value at fault.
-mod support;
+use crate::support;
 
 use std::path::Path;
 

@@ -563,25 +563,29 @@ mod own_components {
         }
     }
 
-    fn register(c: &mut nas_runner::Components) -> Result<()> {
+    fn register(c: &mut nas_registry::Components) -> Result<()> {
         c.optimizers.register(
             info(ComponentKind::Optimizer, "sign_sgd"),
-            Arc::new(|p: &serde_json::Value| {
-                let lr = p.get("lr").and_then(|v| v.as_f64()).unwrap_or(0.01);
-                Ok(Box::new(SignSgd { lr }) as Box<dyn Optimizer>)
-            }),
+            Arc::new(
+                |p: &serde_json::Value, _: &nas_registry::BuildContext<'_>| {
+                    let lr = p.get("lr").and_then(|v| v.as_f64()).unwrap_or(0.01);
+                    Ok(Box::new(SignSgd { lr }) as Box<dyn Optimizer>)
+                },
+            ),
         )?;
         c.datasets.register(
             info(ComponentKind::Dataset, "stripes"),
-            Arc::new(|_p: &serde_json::Value| {
-                LOADS.fetch_add(1, Ordering::SeqCst);
-                Ok(DataSplits {
-                    train: stripes(64),
-                    test: stripes(16),
-                    mean: vec![0.5],
-                    std: vec![0.5],
-                })
-            }),
+            Arc::new(
+                |_p: &serde_json::Value, _: &nas_registry::BuildContext<'_>| {
+                    LOADS.fetch_add(1, Ordering::SeqCst);
+                    Ok(DataSplits {
+                        train: stripes(64),
+                        test: stripes(16),
+                        mean: vec![0.5],
+                        std: vec![0.5],
+                    })
+                },
+            ),
         )?;
         Ok(())
     }
@@ -590,7 +594,7 @@ mod own_components {
     fn a_users_binary_registers_an_optimizer_and_a_data_set_and_a_run_uses_them() {
         let out = tempfile::tempdir().unwrap();
         let config = super::root().join("configs/experiments/darts-digits.yaml");
-        let run = |dir: &str, register: &dyn Fn(&mut nas_runner::Components) -> Result<()>| {
+        let run = |dir: &str, register: &dyn Fn(&mut nas_registry::Components) -> Result<()>| {
             let dir = out.path().join(dir);
             let args = [
                 "nas",

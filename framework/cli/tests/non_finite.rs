@@ -2,7 +2,7 @@
 //! step and the quantity (exit code 1, `summary.json` status `failed`), leaves the last good
 //! checkpoint in place, and says how to resume with a lower learning rate; or, with
 //! `trainer.params.on_non_finite: skip`, the bad batch is dropped and the run goes on.
-mod support;
+use crate::support;
 
 use support::*;
 
@@ -41,7 +41,7 @@ fn a_non_finite_loss_stops_the_run_and_the_suggested_resume_recovers_it() {
         "{reason}"
     );
     // The last good checkpoint (the one taken before the first step) verifies.
-    let ck = nas_runner::checkpoint::load(&failed).unwrap();
+    let ck = nas_rundir::checkpoint::load(&failed).unwrap();
     assert_eq!(ck.dir, failed.join("checkpoint"));
     assert_eq!(ck.meta.progress.next_epoch, 0);
 
@@ -77,7 +77,7 @@ fn a_fault_in_a_later_epoch_leaves_the_checkpoint_of_the_good_epochs() {
     let t = expect_exit(&nas(&strs(&args)), 1, "a schedule that explodes in epoch 1");
     assert!(t.contains("non-finite loss at epoch 1, step 1"), "{t}");
     assert!(t.contains("1 of 2 epochs completed"), "{t}");
-    let ck = nas_runner::checkpoint::load(&run).unwrap();
+    let ck = nas_rundir::checkpoint::load(&run).unwrap();
     assert_eq!(ck.meta.progress.next_epoch, 1);
     assert_eq!(ck.meta.progress.global_step, 4);
     let metrics = read(&run, "metrics.jsonl");

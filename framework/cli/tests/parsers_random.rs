@@ -6,7 +6,6 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use nas_model::DataShape;
-use nas_runner::Components;
 use nas_space_darts::{Genotype, DARTS_V1, DARTS_V2};
 
 /// xorshift64* (Vigna 2016): a small, seeded generator, so a failure is reproducible.
@@ -204,14 +203,18 @@ fn the_darts_genotype_parser_never_panics_and_round_trips() {
                   reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), \
                   ('max_pool_3x3', 1), ('max_pool_3x3', 0), ('skip_connect', 2), \
                   ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=range(2, 6))";
-    let comps = Components::builtin().unwrap();
+    let comps = nas_builtins::components().unwrap();
     let shape = DataShape {
         channels: 3,
         height: 32,
         width: 32,
         num_classes: 10,
     };
-    let space = (comps.spaces.get("darts").unwrap())(&serde_json::Value::Null, shape).unwrap();
+    let space = (comps.spaces.get("darts").unwrap())(
+        &serde_json::Value::Null,
+        &nas_registry::BuildContext::new(&comps).with_shape(shape),
+    )
+    .unwrap();
     let mut parsed = 0;
     for text in inputs(&mut rng, &[DARTS_V1, DARTS_V2, nested], 20_000) {
         no_panic("Genotype::parse", &text, || {
@@ -251,14 +254,18 @@ fn the_nb201_arch_string_parser_never_panics_and_round_trips() {
         "|none~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|skip_connect~0|none~1|avg_pool_3x3~2|",
         r#"{"space": "nb201", "choices": [0, 1, 2, 3, 4, 0]}"#,
     ];
-    let comps = Components::builtin().unwrap();
+    let comps = nas_builtins::components().unwrap();
     let shape = DataShape {
         channels: 3,
         height: 32,
         width: 32,
         num_classes: 10,
     };
-    let space = (comps.spaces.get("nb201").unwrap())(&serde_json::Value::Null, shape).unwrap();
+    let space = (comps.spaces.get("nb201").unwrap())(
+        &serde_json::Value::Null,
+        &nas_registry::BuildContext::new(&comps).with_shape(shape),
+    )
+    .unwrap();
     let mut parsed = 0;
     for text in inputs(&mut rng, &seeds, 20_000) {
         no_panic("parse_arch_str", &text, || {

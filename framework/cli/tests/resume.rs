@@ -3,7 +3,7 @@
 //! `nas run --resume DIR`, and its results compared with an uninterrupted run of the same
 //! config and seed: they must be identical (architecture, every metrics line, alpha history,
 //! summary). Covered: DARTS, REA and random search over the NB201 table, SPOS and FairNAS.
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -37,7 +37,7 @@ fn darts_killed_mid_epoch_or_mid_checkpoint_resumes_to_the_uninterrupted_result(
     );
     assert_eq!(metric_lines(&killed, "step").len(), 6);
     assert!(!killed.join("summary.json").exists());
-    let ck = nas_runner::checkpoint::load(&killed).expect("the checkpoint of epoch 0");
+    let ck = nas_rundir::checkpoint::load(&killed).expect("the checkpoint of epoch 0");
     assert_eq!(ck.meta.progress.next_epoch, 1);
     assert_eq!(ck.meta.progress.global_step, 4);
     let o = nas(&["run", "--resume", killed.to_str().unwrap()]);
@@ -99,7 +99,7 @@ fn estimator_strategies_killed_mid_epoch_resume_to_the_uninterrupted_result() {
             LIMIT,
         );
         assert_eq!(metric_lines(&killed, "step").len(), 15, "{strategy}");
-        let ck = nas_runner::checkpoint::load(&killed).unwrap();
+        let ck = nas_rundir::checkpoint::load(&killed).unwrap();
         assert_eq!(ck.meta.progress.next_epoch, 1, "{strategy}");
         // The estimator's query count is part of the checkpoint.
         assert_eq!(ck.meta.progress.estimator_queries, 10, "{strategy}");

@@ -1,7 +1,7 @@
 //! ENAS killed mid-epoch (SIGKILL at a known step, see `resume.rs`) and resumed with
 //! `nas run --resume` ends exactly like an uninterrupted run: same architecture, every
 //! metrics line (rewards, baseline, controller updates) and summary.
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! same `runs.csv` (wall times aside), a failing run is recorded while the others finish,
 //! and a resubmission submits only the runs that are not complete. Skipped, with a message,
 //! where `sbatch` is not installed.
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

@@ -10,7 +10,7 @@
 //! - A sweep with a `retrain` block: every found architecture retrained per seed, the
 //!   `retrain.csv` and the report's mean ± std checked against the retrainings' own
 //!   summaries, a restart that retrains nothing, and `nas report` rebuilding the files.
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -89,7 +89,7 @@ fn a_killed_sweep_resumes_its_interrupted_run_and_matches_an_uninterrupted_one()
         "run 1 was interrupted"
     );
     assert_eq!(metric_lines(&second, "step").len(), 15);
-    let ck = nas_runner::checkpoint::load(&second).expect("run 1's checkpoint");
+    let ck = nas_rundir::checkpoint::load(&second).expect("run 1's checkpoint");
     assert_eq!(ck.meta.progress.next_epoch, 1);
     assert_eq!(ck.meta.progress.global_step, 10);
     let first_files: Vec<(String, Vec<u8>, std::time::SystemTime)> =

@@ -1,7 +1,7 @@
 //! Loading experiments: includes, overrides, typed decode errors with places, schema, defaults
 //! and the resolved-YAML round trip. Expected lines and columns are counted by hand from the
 //! test texts.
-mod common;
+use crate::common;
 
 use common::{config_parts, Dir};
 use nas_config::{load_experiment, load_value, to_yaml, Experiment};

@@ -1,5 +1,5 @@
 //! Sweep files: expansion counts, order, ids, excludes, settings and errors with places.
-mod common;
+use crate::common;
 
 use std::path::Path;
 

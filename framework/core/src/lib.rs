@@ -17,6 +17,7 @@
 
 pub mod arch;
 pub mod cost_term;
+pub mod diagram;
 pub mod drive;
 pub mod error;
 pub mod estimator;
@@ -29,6 +30,7 @@ pub mod strategy;
 pub mod trainer;
 
 pub use arch::Architecture;
+pub use diagram::{CellDiagram, DiagramEdge, DiagramNode, NodeKind};
 pub use drive::{
     check_active, ArchGradient, Drive, DriveKind, GradOrder, MixingWeights, OrderSetting,
 };

@@ -147,6 +147,17 @@ pub trait SpaceRules: Send + Sync {
     ) -> serde_json::Map<String, serde_json::Value> {
         serde_json::Map::new()
     }
+    /// Diagrams of the cells of `arch` for reports (the DARTS space: its normal and
+    /// reduction cells; NB201: its one cell). Default: none (the report draws no cell).
+    fn cell_diagrams(&self, _arch: &Architecture) -> Vec<crate::CellDiagram> {
+        Vec::new()
+    }
+    /// Figures a benchmark table holds for `arch` when the space has one and it is found
+    /// (NB201: `table_test_acc`, `table_params_m`); reports show them beside a
+    /// weight-sharing run's own. Default: none.
+    fn table_figures(&self, _arch: &Architecture) -> Option<crate::strategy::Metrics> {
+        None
+    }
 }
 
 /// The default derivation of single-path spaces: the option with the largest weight per

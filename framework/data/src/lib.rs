@@ -38,9 +38,6 @@ pub mod resize;
 pub mod source;
 mod split;
 
-#[cfg(test)]
-mod tests;
-
 pub use augment::Augment;
 pub use dataset::{DataSplits, Dataset};
 pub use loader::{Batch, Loader, LoaderState};

@@ -1,7 +1,7 @@
 //! The backward pass of every op against central finite differences of `L = sum(y * gy)` in
 //! f64 on small random inputs (step 1e-6; tolerance 1e-6 normwise, far above the ~1e-9 that
 //! the differencing leaves and far below any real mistake).
-mod common;
+use crate::common;
 
 use candle_core::{DType, Tensor, Var};
 use common::*;

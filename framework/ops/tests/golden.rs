@@ -3,7 +3,7 @@
 //! composite and, built from the primitives exactly as quark0/darts `operations.py` builds
 //! them, the SepConv / DilConv / FactorizedReduce operations and both MixedOps (which checks
 //! `weighted_sum` end to end). Each case runs in f64 (tolerance 1e-10 normwise) and f32 (1e-5).
-mod common;
+use crate::common;
 
 use candle_core::{DType, Tensor, Var};
 use common::*;

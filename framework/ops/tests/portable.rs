@@ -1,6 +1,6 @@
 //! The portable (non-AVX2) build of the depthwise kernels against the reference, forward and
 //! backward, on random shapes. One test in its own binary, because the switch is process-wide.
-mod common;
+use crate::common;
 
 use candle_core::{DType, Var};
 use common::*;

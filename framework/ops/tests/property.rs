@@ -1,6 +1,6 @@
 //! Fast kernels against the plain reference implementations on random shapes, strides,
 //! paddings and dilations, forward and backward, in f64 (1e-12 normwise) and f32 (1e-5).
-mod common;
+use crate::common;
 
 use candle_core::{DType, Tensor, Var};
 use common::*;

@@ -7,16 +7,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device};
-use nas_core::{Result, SpaceRules};
+use nas_core::Result;
 use nas_data::{Augment, Dataset};
-use nas_model::{DataShape, SearchSpace};
-use nas_space_darts::{DartsSpace, DartsSpaceParams};
+use nas_model::DataShape;
 use nas_trainer::{TrainerParams, TrainerSetup, WeightSharingTrainer};
 use rand::Rng;
 use serde::Serialize;
 
 use crate::env::RunEnv;
-use crate::SpaceBox;
+use nas_registry::{BuildContext, Components};
 
 /// What to time.
 #[derive(Debug, Clone, Serialize)]
@@ -79,21 +78,21 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 /// Runs the benchmark.
-pub fn bench_darts(cfg: &BenchConfig) -> Result<BenchResult> {
+pub fn bench_darts(cfg: &BenchConfig, comps: &Components) -> Result<BenchResult> {
     let shape = DataShape {
         channels: 3,
         height: cfg.size,
         width: cfg.size,
         num_classes: 10,
     };
-    let space = DartsSpace::new(
-        DartsSpaceParams {
-            channels: cfg.channels,
-            layers: cfg.layers,
-            ..Default::default()
-        },
-        shape,
+    let cx = BuildContext::new(comps).with_shape(shape);
+    let sb = (comps.spaces.get("darts")?)(
+        &serde_json::json!({"channels": cfg.channels, "layers": cfg.layers}),
+        &cx,
     )?;
+    let space = sb
+        .tensor()
+        .ok_or_else(|| nas_core::NasError::Other("the `darts` space has no supernet".into()))?;
     let n = cfg.batch * 4;
     let mut rng = nas_core::component_rng(0, "bench.data");
     let images: Vec<f32> = (0..n * 3 * cfg.size * cfg.size)
@@ -116,11 +115,11 @@ pub fn bench_darts(cfg: &BenchConfig) -> Result<BenchResult> {
         nas_core::component_rng(0, "bench.init"),
     )?;
     let supernet_params = net.params().count();
-    let optimizer = nas_optim::build_optimizer(
-        "sgd",
+    let optimizer = (comps.optimizers.get("sgd")?)(
         &serde_json::json!({"lr": 0.025, "momentum": 0.9, "weight_decay": 3e-4}),
+        &cx,
     )?;
-    let schedule = nas_optim::build_schedule("constant", &serde_json::Value::Null)?;
+    let schedule = (comps.schedules.get("constant")?)(&serde_json::Value::Null, &cx)?;
     let half = n / 2;
     let mut trainer = WeightSharingTrainer::new(TrainerSetup {
         spec: space.spec().clone(),
@@ -152,11 +151,9 @@ pub fn bench_darts(cfg: &BenchConfig) -> Result<BenchResult> {
         "proxylessnas" => serde_json::json!({"arch_every": 1}),
         _ => serde_json::json!({}),
     };
-    let comps = crate::Components::builtin()?;
-    let mut strategy = (comps.strategies.get(&cfg.strategy)?)(&params)?;
+    let mut strategy = (comps.strategies.get(&cfg.strategy)?)(&params, &cx)?;
     strategy.init(space.spec(), 0)?;
     nas_core::SupernetTrainer::begin_epoch(&mut trainer, 0)?;
-    let sb = SpaceBox::Tensor(Box::new(space));
     let mut times = Vec::new();
     let mut cpu_start = None;
     for i in 0..=cfg.steps {

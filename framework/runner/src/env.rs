@@ -5,7 +5,7 @@ use nas_core::{
 };
 use nas_model::NetworkConfig;
 
-use crate::SpaceBox;
+use nas_registry::SpaceBox;
 
 /// The environment of one run.
 pub struct RunEnv<'a> {

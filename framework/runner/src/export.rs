@@ -27,10 +27,10 @@ use nas_core::{NasError, Result, Split};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::files::{count_json, write_json};
 use crate::retrain::read_arch_arg;
-use crate::run::{build_space, build_trainer, data_shape, load_data, parse_device, parse_dtype};
-use crate::Components;
+use nas_registry::Components;
+use nas_registry::{build_space, build_trainer, data_shape, load_data, parse_device, parse_dtype};
+use nas_rundir::files::{count_json, write_json};
 
 /// What `nas export --inherit` takes besides the run.
 #[derive(Debug, Clone, Default)]
@@ -97,8 +97,17 @@ pub fn export_inherited(
     let arch = read_arch_arg(&arch_arg, ts)?;
     let device = parse_device(exp.device)?;
     let dtype = parse_dtype(exp.dtype)?;
-    let mut trainer = build_trainer(&exp, comps, &space, &data, &device, dtype)?;
-    crate::checkpoint::load(run)?.restore_supernet(&mut trainer)?;
+    let mut built = build_trainer(&exp, comps, &space, &data, &device, dtype)?;
+    nas_rundir::checkpoint::load(run)?.restore_supernet(built.as_mut())?;
+    let trainer = built
+        .as_any_mut()
+        .downcast_mut::<nas_trainer::WeightSharingTrainer>()
+        .ok_or_else(|| {
+            exp.error_at(
+                "trainer.name",
+                "`nas export --inherit` copies weights from the built-in `supernet` trainer only",
+            )
+        })?;
     let net = ts.build_network(
         &arch,
         &ts.default_network_config(),

@@ -14,13 +14,13 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use nas_config::Experiment;
 use nas_core::{NasError, Result};
-use nas_plugin_host::{load_plugin, register_plugin, LoadedPlugin};
+use nas_plugin_host::{load_plugin, register_plugin_with, LoadedPlugin};
 
-use crate::Components;
+use nas_registry::{BuildContext, Components};
 
 /// Libraries opened so far in this process, by canonical path.
 fn cache() -> &'static Mutex<HashMap<PathBuf, LoadedPlugin>> {
@@ -97,29 +97,28 @@ pub fn with_absolute_plugins(exp: &Experiment) -> Cow<'_, Experiment> {
     Cow::Owned(e)
 }
 
-impl Components {
-    /// Registers the strategy of `plugin`. The same plugin file registered again is
-    /// skipped; any other name clash (a built-in, another plugin) is an error naming both
-    /// origins.
-    pub fn add_plugin(&mut self, plugin: &LoadedPlugin) -> Result<()> {
-        if let Some(existing) = self.strategies.info(plugin.name()) {
-            if existing.origin == plugin.origin() {
-                return Ok(());
-            }
+/// Registers the strategy of `plugin` into `comps`. The same plugin file registered again
+/// is skipped; any other name clash (a built-in, another plugin) is an error naming both
+/// origins.
+pub fn add_plugin(comps: &mut Components, plugin: &LoadedPlugin) -> Result<()> {
+    if let Some(existing) = comps.strategies.info(plugin.name()) {
+        if existing.origin == plugin.origin() {
+            return Ok(());
         }
-        register_plugin(&mut self.strategies, plugin)
     }
+    register_plugin_with(&mut comps.strategies, plugin, |f| {
+        Arc::new(move |params: &serde_json::Value, _: &BuildContext<'_>| f.create(params))
+    })
+}
 
-    /// A copy of these components with the strategy plugins at `paths` loaded
-    /// ([`load_plugin_once`]) and registered ([`Components::add_plugin`]). `self` is left
-    /// as it was; the copy shares its factories.
-    pub fn with_plugins(&self, paths: &[PathBuf]) -> Result<Components> {
-        let mut c = self.clone();
-        for p in paths {
-            c.add_plugin(&load_plugin_once(p)?)?;
-        }
-        Ok(c)
+/// A copy of `comps` with the strategy plugins at `paths` loaded ([`load_plugin_once`]) and
+/// registered ([`add_plugin`]). `comps` is left as it was; the copy shares its factories.
+pub fn with_plugins(comps: &Components, paths: &[PathBuf]) -> Result<Components> {
+    let mut c = comps.clone();
+    for p in paths {
+        add_plugin(&mut c, &load_plugin_once(p)?)?;
     }
+    Ok(c)
 }
 
 /// The components a run of `exp` uses: `comps` itself when the experiment names no
@@ -132,7 +131,7 @@ pub fn components_for<'a>(exp: &Experiment, comps: &'a Components) -> Result<Cow
     let mut c = comps.clone();
     for (i, path) in plugin_paths(exp).iter().enumerate() {
         load_plugin_once(path)
-            .and_then(|p| c.add_plugin(&p))
+            .and_then(|p| add_plugin(&mut c, &p))
             .map_err(|e| {
                 let message = match e {
                     NasError::Plugin(m) => m,

@@ -5,11 +5,12 @@ use std::path::Path;
 use nas_config::Experiment;
 use nas_core::{Architecture, Estimator, NasError, Result, Score, SpaceSpec};
 
-use crate::run::{run_resumable, RunOptions, RunSummary};
-use crate::Components;
+use crate::run::{run_resumable, RunOptions};
+use nas_registry::{BuildContext, Components};
+use nas_rundir::RunSummary;
 
 /// Continues the run in `dir`: loads `dir/config.resolved.yaml` with `sets` applied (only
-/// [`crate::checkpoint::RESUMABLE_KEYS`] may differ from the checkpoint's config), restores
+/// [`nas_rundir::checkpoint::RESUMABLE_KEYS`] may differ from the checkpoint's config), restores
 /// the last checkpoint, cuts `metrics.jsonl` and `alpha_history.jsonl` back to it, and runs
 /// the remaining epochs into `dir`. A run that had finished computes its outcome again.
 pub fn resume_experiment(
@@ -27,8 +28,8 @@ pub fn resume_experiment(
         });
     }
     let exp = nas_config::load_experiment(&file, sets)?;
-    let ck = crate::checkpoint::load(dir)?;
-    crate::checkpoint::check_config(&ck, &exp, &file)?;
+    let ck = nas_rundir::checkpoint::load(dir)?;
+    nas_rundir::checkpoint::check_config(&ck, &exp, &file)?;
     let opts = RunOptions {
         out_dir: Some(dir.to_path_buf()),
         ..opts.clone()
@@ -100,8 +101,8 @@ fn yaml_number(x: f64) -> String {
 /// What to do after a non-finite `quantity` stopped the run in `dir`: where the last good
 /// checkpoint is, and the command that resumes it with half the learning rate (or skips
 /// bad batches instead).
-pub fn non_finite_hint(exp: &Experiment, dir: &Path, quantity: &str) -> String {
-    let at = match crate::checkpoint::load(dir) {
+pub fn non_finite_hint(exp: &Experiment, comps: &Components, dir: &Path, quantity: &str) -> String {
+    let at = match nas_rundir::checkpoint::load(dir) {
         Ok(ck) => format!(
             "the last good checkpoint, {} ({} of {} epochs completed), is intact",
             ck.dir.display(),
@@ -116,12 +117,10 @@ pub fn non_finite_hint(exp: &Experiment, dir: &Path, quantity: &str) -> String {
         _ => (
             "optimizers.weights.params.lr",
             lr_of(&exp.optimizers.weights.params).or_else(|| {
-                nas_optim::build_optimizer(
-                    &exp.optimizers.weights.name,
-                    &exp.optimizers.weights.params,
-                )
-                .ok()
-                .map(|o| o.base_lr())
+                let build = comps.optimizers.get(&exp.optimizers.weights.name).ok()?;
+                build(&exp.optimizers.weights.params, &BuildContext::new(comps))
+                    .ok()
+                    .map(|o| o.base_lr())
             }),
         ),
     };

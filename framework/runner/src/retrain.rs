@@ -12,9 +12,9 @@ use nas_model::NetworkConfig;
 use nas_trainer::{RetrainProgress, RetrainReport, RetrainSettings, Retrainer};
 use serde_json::json;
 
-use crate::files::{write_atomic, write_json, JsonLines, TextLog};
-use crate::run::{build_space, data_shape, load_data, parse_dtype};
-use crate::Components;
+use nas_registry::Components;
+use nas_registry::{build_space, data_shape, load_data, parse_dtype};
+use nas_rundir::files::{write_atomic, write_json, JsonLines, TextLog};
 
 /// Options of `nas train`.
 #[derive(Debug, Clone, Default)]
@@ -87,7 +87,7 @@ fn retrain_inner(
     resume: bool,
 ) -> Result<(RetrainStart, RetrainReport)> {
     let tb: TrainBlock = exp.train.clone().unwrap_or_default();
-    let device = crate::run::experiment_device(exp)?;
+    let device = nas_registry::experiment_device(exp)?;
     let dtype = parse_dtype(exp.dtype)?;
     let data = load_data(exp, comps)?
         .ok_or_else(|| exp.error_at("data", "`nas train` needs a `data` block"))?;
@@ -106,8 +106,8 @@ fn retrain_inner(
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-train", exp.name)));
     let fingerprint = crate::retrain_checkpoint::fingerprint(exp, &notation)?;
-    let has_checkpoint = dir.join(crate::checkpoint::store::CURRENT).exists()
-        || dir.join(crate::checkpoint::store::PREVIOUS).exists();
+    let has_checkpoint = dir.join(nas_rundir::checkpoint::store::CURRENT).exists()
+        || dir.join(nas_rundir::checkpoint::store::PREVIOUS).exists();
     let resume = if resume && has_checkpoint {
         match crate::retrain_checkpoint::load(&dir) {
             Ok((ck, meta)) if meta.fingerprint == fingerprint => Some((ck, meta)),
@@ -157,13 +157,13 @@ fn retrain_inner(
         nas_config::to_yaml(exp)?.as_bytes(),
     )?;
     let o = &tb.optimizer;
-    let (optimizer, schedule) = crate::run::weight_optimizer(exp, comps, o, "train.optimizer")?;
+    let (optimizer, schedule) = nas_registry::weight_optimizer(exp, comps, o, "train.optimizer")?;
     let params = net.param_count();
     let flops = net.flops();
     write_json(
         &dir.join("architecture.json"),
         &json!({"space": exp.space.name, "architecture": arch, "notation": notation,
-                "params": params, "flops": crate::files::count_json(flops), "network": cfg}),
+                "params": params, "flops": nas_rundir::files::count_json(flops), "network": cfg}),
     )?;
     let mut log = TextLog::open(&dir.join("log.txt"))?;
     let base_lr = optimizer.base_lr();
@@ -233,7 +233,7 @@ fn retrain_inner(
         crate::fault::stall_at("retrain_epoch", end.epoch as u64 + 1);
         let meta = crate::retrain_checkpoint::RetrainMeta {
             kind: "retrain".into(),
-            format: crate::checkpoint::store::FORMAT,
+            format: nas_rundir::checkpoint::store::FORMAT,
             fingerprint: fingerprint.clone(),
             progress: end.progress.clone(),
             metrics_bytes: std::fs::metadata(&metrics_path)
@@ -249,7 +249,7 @@ fn retrain_inner(
     let wall = wall_before + start.elapsed().as_secs_f64();
     let summary = match &result {
         Ok(rep) => json!({"status": "finished", "architecture": notation, "params": params,
-            "flops": crate::files::count_json(flops), "test_acc": rep.test_acc, "test_loss": rep.test_loss,
+            "flops": nas_rundir::files::count_json(flops), "test_acc": rep.test_acc, "test_loss": rep.test_loss,
             "epochs": tb.epochs, "wall_time_s": wall, "seed": exp.seed}),
         Err(e) => {
             json!({"status": "failed", "stop_reason": e.to_string(), "architecture": notation,

@@ -1,6 +1,6 @@
 //! Checkpoints of a retraining (`nas train`, a sweep's retrain stage, `nas family`): taken
 //! after every epoch into `DIR/checkpoint/` with the same atomic store as a search's
-//! checkpoints ([`crate::checkpoint::store`]: written to `checkpoint.tmp/`, sealed by a
+//! checkpoints ([`nas_rundir::checkpoint::store`]: written to `checkpoint.tmp/`, sealed by a
 //! manifest of sizes and hashes, swapped in by renames).
 //!
 //! Files: `weights.safetensors` (every trainable weight, auxiliary head included),
@@ -11,16 +11,14 @@
 //! architecture it belongs to). The data order, augmentation and drop-path draws of an
 //! epoch are functions of the seed and the epoch, so a retraining resumed at an epoch
 //! boundary repeats the uninterrupted one bit for bit.
-use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
 use nas_core::{NasError, Result};
 use nas_model::Network;
 use nas_trainer::{RetrainProgress, Retrainer};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::store;
+use nas_rundir::checkpoint::store;
 
 /// `meta.json` of a retraining checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,70 +38,26 @@ pub struct RetrainMeta {
 }
 
 /// The fingerprint of a retraining: its resolved config (without the `output` block, see
-/// [`crate::checkpoint::fingerprint_value`]) and the architecture's notation.
+/// [`nas_rundir::checkpoint::fingerprint_value`]) and the architecture's notation.
 pub fn fingerprint(exp: &nas_config::Experiment, notation: &str) -> Result<String> {
-    let v = crate::checkpoint::fingerprint_value(exp)?;
+    let v = nas_rundir::checkpoint::fingerprint_value(exp)?;
     let both = serde_json::json!({"config": v, "architecture": notation});
-    Ok(crate::checkpoint::fingerprint(&both))
+    Ok(nas_rundir::checkpoint::fingerprint(&both))
 }
 
 fn json_bytes(v: &impl Serialize, what: &str) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(|e| NasError::Other(format!("serialising {what}: {e}")))
 }
 
-fn terr(path: &Path) -> impl Fn(candle_core::Error) -> NasError + '_ {
-    move |e| NasError::data(path, e.to_string())
-}
-
 /// Writes the running statistics of `net`'s batch norms to `path` (nothing when it has
 /// none).
 pub fn save_batch_norms(net: &dyn Network, path: &Path) -> Result<()> {
-    let mut tensors = HashMap::new();
-    for (i, bn) in net.batch_norms().iter().enumerate() {
-        let (mean, var) = bn.running_stats();
-        let n = mean.len();
-        for (what, v) in [("mean", mean), ("var", var)] {
-            tensors.insert(
-                format!("{i:05}.{what}"),
-                Tensor::from_vec(v, n, &Device::Cpu).map_err(terr(path))?,
-            );
-        }
-    }
-    if tensors.is_empty() {
-        return Ok(());
-    }
-    candle_core::safetensors::save(&tensors, path).map_err(terr(path))
+    nas_trainer::run_trainer::save_batch_norms(&net.batch_norms(), path)
 }
 
 /// Reads what [`save_batch_norms`] wrote back into `net`.
 pub fn load_batch_norms(net: &dyn Network, path: &Path) -> Result<()> {
-    let bns = net.batch_norms();
-    if bns.is_empty() && !path.exists() {
-        return Ok(());
-    }
-    let loaded = candle_core::safetensors::load(path, &Device::Cpu).map_err(terr(path))?;
-    if loaded.len() != 2 * bns.len() {
-        return Err(NasError::data(
-            path,
-            format!(
-                "holds {} batch-norm tensors, the network has {} batch norms (x2)",
-                loaded.len(),
-                bns.len()
-            ),
-        ));
-    }
-    for (i, bn) in bns.iter().enumerate() {
-        let get = |what: &str| -> Result<Vec<f64>> {
-            let name = format!("{i:05}.{what}");
-            loaded
-                .get(&name)
-                .ok_or_else(|| NasError::data(path, format!("has no tensor `{name}`")))?
-                .to_vec1::<f64>()
-                .map_err(terr(path))
-        };
-        bn.set_running_stats(&get("mean")?, &get("var")?);
-    }
-    Ok(())
+    nas_trainer::run_trainer::load_batch_norms(&net.batch_norms(), path)
 }
 
 /// Writes the trained network of `r` into `dir`: `weights.safetensors` and

@@ -23,14 +23,14 @@ use std::path::{Path, PathBuf};
 use nas_config::Experiment;
 use nas_core::{
     Architecture, ComponentInfo, ComponentKind, Estimator, NasError, ParamDoc, Result, Score,
-    SpaceSpec, SupernetTrainer,
+    SpaceSpec,
 };
 use nas_strategy_single_path::{score_path, Constraint, INFEASIBLE_FITNESS};
-use nas_trainer::WeightSharingTrainer;
+use nas_trainer::RunTrainer;
 use serde::{Deserialize, Serialize};
 
-use crate::run::{build_space, build_trainer, data_shape, load_data, parse_device, parse_dtype};
-use crate::{Components, SpaceBox};
+use nas_registry::{build_space, build_trainer, data_shape, load_data, parse_device, parse_dtype};
+use nas_registry::{Components, SpaceBox};
 
 /// The estimator's registered name.
 pub const NAME: &str = "supernet";
@@ -81,7 +81,7 @@ pub fn info() -> ComponentInfo {
 
 /// A trained supernet as an estimator (see the module doc).
 pub struct TrainedSupernet {
-    trainer: WeightSharingTrainer,
+    trainer: Box<dyn RunTrainer>,
     /// The searching experiment's space: its costs (and latency table) decide the
     /// constraint.
     space: SpaceBox,
@@ -109,7 +109,7 @@ impl Estimator for TrainedSupernet {
                 cost_seconds: 0.0,
             });
         }
-        score_path(&mut self.trainer, arch, self.batches, &cost)
+        score_path(self.trainer.as_mut(), arch, self.batches, &cost)
     }
 
     fn queries(&self) -> u64 {
@@ -150,7 +150,7 @@ pub fn build(
     let data = load_data(&trained, comps)?
         .ok_or_else(|| params_error(format!("run `{}` has no data block", run.display())))?;
     let space = build_space(&trained, comps, data_shape(Some(&data)))?;
-    let ours = build_space(exp, comps, crate::run::data_shape_of(exp, comps)?)?;
+    let ours = build_space(exp, comps, nas_registry::data_shape_of(exp, comps)?)?;
     let layout = |s: &SpaceBox| -> Vec<(String, Vec<String>)> {
         s.rules()
             .spec()
@@ -176,8 +176,8 @@ pub fn build(
     let device = parse_device(trained.device)?;
     let dtype = parse_dtype(trained.dtype)?;
     let mut trainer = build_trainer(&trained, comps, &space, &data, &device, dtype)?;
-    let ck = crate::checkpoint::load(run)?;
-    ck.restore_supernet(&mut trainer)?;
+    let ck = nas_rundir::checkpoint::load(run)?;
+    ck.restore_supernet(trainer.as_mut())?;
     tracing::info!(
         "supernet estimator: weights of {} (checkpoint at epoch {})",
         run.display(),

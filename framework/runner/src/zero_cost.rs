@@ -30,8 +30,8 @@ use nas_trainer::bridge::batch_tensors;
 use nas_trainer::zero_cost;
 use serde::{Deserialize, Serialize};
 
-use crate::run::{build_space, data_shape, load_data, parse_device};
-use crate::{Components, SpaceBox};
+use nas_registry::{build_space, data_shape, load_data, parse_device};
+use nas_registry::{Components, SpaceBox};
 
 /// The estimator's registered name.
 pub const NAME: &str = "zero_cost";
@@ -124,7 +124,7 @@ impl ProxyScorer {
             .ok_or_else(|| exp.error_at("space.name", "this space builds no networks to score"))?;
         let cfg = ts.default_network_config();
         let device = parse_device(exp.device)?;
-        let dtype = crate::run::parse_dtype(exp.dtype)?;
+        let dtype = nas_registry::parse_dtype(exp.dtype)?;
         let train = Arc::new(data.train.clone());
         let n = train.labels.len();
         let mut l = Loader::new(
@@ -253,7 +253,8 @@ pub struct ProxyRow {
 }
 
 /// `nas zero-cost`: `sample` architectures drawn uniformly (seeded), scored by every proxy;
-/// on the NB201 space with a table, also their benchmark accuracy.
+/// where the space has a benchmark table ([`nas_core::SpaceRules::table_figures`], NB201),
+/// also their benchmark accuracy.
 pub fn proxy_study(
     exp: &Experiment,
     comps: &Components,
@@ -263,13 +264,6 @@ pub fn proxy_study(
     use rand::Rng;
     let scorer = ProxyScorer::new(exp, comps, batch_size)?;
     let shape = scorer.spec().shape();
-    let table = if exp.space.name == "nb201" {
-        nas_space_nb201::Nb201Table::locate(None)
-            .and_then(nas_space_nb201::Nb201Table::load_shared)
-            .ok()
-    } else {
-        None
-    };
     let mut rng = nas_core::component_rng(exp.seed, "zero_cost.sample");
     let rules = scorer.space.rules();
     let mut rows = Vec::with_capacity(sample);
@@ -280,10 +274,9 @@ pub fn proxy_study(
             .iter()
             .map(|&p| scorer.score(&arch, p))
             .collect::<Result<Vec<_>>>()?;
-        let table_test_acc = table
-            .as_ref()
-            .and_then(|t| t.get(&arch))
-            .map(|r| r.c10_oritest_200);
+        let table_test_acc = rules
+            .table_figures(&arch)
+            .and_then(|f| f.get("table_test_acc").copied());
         tracing::info!(
             "{}/{sample}: {} {:?}",
             i + 1,

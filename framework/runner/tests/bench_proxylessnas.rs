@@ -18,7 +18,11 @@ fn cfg(strategy: &str, layers: usize, channels: usize, batch: usize, steps: usiz
 
 #[test]
 fn a_proxylessnas_step_is_benchable() {
-    let r = bench_darts(&cfg("proxylessnas", 2, 4, 2, 1)).unwrap();
+    let r = bench_darts(
+        &cfg("proxylessnas", 2, 4, 2, 1),
+        &nas_builtins::components().unwrap(),
+    )
+    .unwrap();
     assert_eq!(r.step_ms.len(), 1);
     assert!(r.supernet_params > 0);
 }
@@ -26,8 +30,16 @@ fn a_proxylessnas_step_is_benchable() {
 #[test]
 #[ignore = "a measurement, not a check: run with --ignored --nocapture"]
 fn measure_proxylessnas_against_darts_first_order() {
-    let p = bench_darts(&cfg("proxylessnas", 5, 16, 32, 2)).unwrap();
-    let d = bench_darts(&cfg("darts", 5, 16, 32, 2)).unwrap();
+    let p = bench_darts(
+        &cfg("proxylessnas", 5, 16, 32, 2),
+        &nas_builtins::components().unwrap(),
+    )
+    .unwrap();
+    let d = bench_darts(
+        &cfg("darts", 5, 16, 32, 2),
+        &nas_builtins::components().unwrap(),
+    )
+    .unwrap();
     println!(
         "DARTS search network 5 cells x 16 channels, batch 32, 32x32x3, {} threads: \
          proxylessnas {:.0} ms/step (cpu {:.0}, peak RSS {:.0} MiB), darts first order \

@@ -3,7 +3,7 @@
 //! an architecture of its space; the micro space's architecture retrains with `nas train`.
 use std::path::{Path, PathBuf};
 
-use nas_runner::{retrain, run_experiment, Components, RetrainOptions, RunOptions};
+use nas_runner::{retrain, run_experiment, RetrainOptions, RunOptions};
 
 const CONFIGS: [(&str, &str); 7] = [
     ("enas-micro-digits.yaml", "enas-micro"),
@@ -40,7 +40,7 @@ fn quick(name: &str, extra: &[&str]) -> nas_config::Experiment {
 
 #[test]
 fn every_enas_config_runs_a_tiny_search() {
-    let comps = Components::builtin().unwrap();
+    let comps = nas_builtins::components().unwrap();
     for (name, space) in CONFIGS {
         // The shipped file as it is validates (and so does the Fashion-MNIST variant).
         nas_config::load_experiment(&config(name), &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -72,7 +72,7 @@ fn the_fashion_mnist_config_validates() {
 
 #[test]
 fn the_found_micro_cell_and_macro_network_retrain_with_nas_train() {
-    let comps = Components::builtin().unwrap();
+    let comps = nas_builtins::components().unwrap();
     for name in ["enas-micro-digits.yaml", "enas-macro-digits.yaml"] {
         let dir = tempfile::tempdir().unwrap();
         let exp = quick(name, &["train.epochs=1", "train.limit_batches=2"]);

@@ -5,9 +5,9 @@
 //! supernet scores (same batches, same statistics); spaces that cannot inherit are refused.
 use std::path::Path;
 
-use nas_core::{Drive, Split, SupernetTrainer};
+use nas_core::{Drive, Split};
 use nas_runner::export::{export_inherited, InheritOptions};
-use nas_runner::{run_experiment, Components, RunOptions};
+use nas_runner::{run_experiment, RunOptions};
 
 fn config(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -25,7 +25,7 @@ fn tiny_run(dir: &Path, file: &str, sets: &[&str]) {
     let exp = nas_config::load_experiment(&config(file), &all).unwrap();
     let s = run_experiment(
         &exp,
-        &Components::builtin().unwrap(),
+        &nas_builtins::components().unwrap(),
         &RunOptions {
             out_dir: Some(dir.to_path_buf()),
             progress: false,
@@ -46,7 +46,7 @@ fn an_exported_spos_network_is_the_supernet_path_with_its_weights() {
             "strategy.params.search.params={population: 4, top_k: 2, mutations: 2, crossovers: 2, generations: 1}",
         ],
     );
-    let comps = Components::builtin().unwrap();
+    let comps = nas_builtins::components().unwrap();
     let r = export_inherited(&run, &comps, &InheritOptions::default()).unwrap();
     assert_eq!(r.dir, run.join("inherited"));
     assert!(r.inherited > 0);
@@ -92,21 +92,20 @@ fn an_exported_spos_network_is_the_supernet_path_with_its_weights() {
     // 2. The trainer's own path evaluation (batch norms recalibrated on the same batches)
     // gives the same test accuracy and loss.
     let exp = nas_config::load_experiment(&run.join("config.resolved.yaml"), &[]).unwrap();
-    let data = nas_runner::run::load_data(&exp, &comps).unwrap().unwrap();
+    let data = nas_registry::load_data(&exp, &comps).unwrap().unwrap();
     let space =
-        nas_runner::run::build_space(&exp, &comps, nas_runner::run::data_shape(Some(&data)))
-            .unwrap();
+        nas_registry::build_space(&exp, &comps, nas_registry::data_shape(Some(&data))).unwrap();
     let ts = space.tensor().unwrap();
     let arch =
         nas_runner::retrain::read_arch_arg(run.join("architecture.json").to_str().unwrap(), ts)
             .unwrap();
-    let device = nas_runner::run::parse_device(exp.device).unwrap();
-    let dtype = nas_runner::run::parse_dtype(exp.dtype).unwrap();
+    let device = nas_registry::parse_device(exp.device).unwrap();
+    let dtype = nas_registry::parse_dtype(exp.dtype).unwrap();
     let mut trainer =
-        nas_runner::run::build_trainer(&exp, &comps, &space, &data, &device, dtype).unwrap();
-    nas_runner::checkpoint::load(&run)
+        nas_registry::build_trainer(&exp, &comps, &space, &data, &device, dtype).unwrap();
+    nas_rundir::checkpoint::load(&run)
         .unwrap()
-        .restore_supernet(&mut trainer)
+        .restore_supernet(trainer.as_mut())
         .unwrap();
     let ev = trainer
         .evaluate(&Drive::path(arch), Split::Test, None)
@@ -131,7 +130,7 @@ fn spaces_whose_networks_are_named_otherwise_are_refused_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     tiny_run(&run, "darts-digits.yaml", &["budget.steps_per_epoch=1"]);
-    let comps = Components::builtin().unwrap();
+    let comps = nas_builtins::components().unwrap();
     let e = export_inherited(&run, &comps, &InheritOptions::default())
         .unwrap_err()
         .to_string();

@@ -1,6 +1,6 @@
 //! The NB201 space's tensor variant in a run: first-order DARTS on its supernet on the
 //! embedded digits, a few steps.
-use nas_runner::{run_experiment, Components, RunOptions};
+use nas_runner::{run_experiment, RunOptions};
 
 #[test]
 fn darts_searches_the_nb201_supernet_on_real_data() {
@@ -17,7 +17,7 @@ fn darts_searches_the_nb201_supernet_on_real_data() {
     let file = tmp.path().join("e.yaml");
     std::fs::write(&file, cfg).unwrap();
     let exp = nas_config::load_experiment(&file, &[]).unwrap();
-    let comps = Components::builtin().unwrap();
+    let comps = nas_builtins::components().unwrap();
     let out = tmp.path().join("run");
     let s = run_experiment(
         &exp,

@@ -6,8 +6,8 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use nas_core::{ComponentInfo, ComponentKind, NasError};
-use nas_runner::plugins::{components_for, load_plugin_once, plugin_path};
-use nas_runner::{run_experiment, Components, RunOptions};
+use nas_runner::plugins::{components_for, load_plugin_once, plugin_path, with_plugins};
+use nas_runner::{run_experiment, RunOptions};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -108,12 +108,10 @@ fn a_library_is_loaded_once_and_may_be_named_again() {
     let a = load_plugin_once(lib).unwrap();
     let b = load_plugin_once(lib).unwrap();
     assert_eq!(a.origin(), b.origin());
-    let builtin = Components::builtin().unwrap();
+    let builtin = nas_builtins::components().unwrap();
     // Twice in one list, and again in a second copy of the components: no clash.
-    let c1 = builtin
-        .with_plugins(&[lib.to_path_buf(), lib.to_path_buf()])
-        .unwrap();
-    let c2 = builtin.with_plugins(&[lib.to_path_buf()]).unwrap();
+    let c1 = with_plugins(&builtin, &[lib.to_path_buf(), lib.to_path_buf()]).unwrap();
+    let c2 = with_plugins(&builtin, &[lib.to_path_buf()]).unwrap();
     for c in [&c1, &c2] {
         let info = c.strategies.info("local_search").unwrap();
         assert_eq!(info.origin, a.origin());
@@ -127,7 +125,7 @@ fn a_library_is_loaded_once_and_may_be_named_again() {
 
 #[test]
 fn a_plugin_whose_name_is_a_built_in_is_refused_naming_both() {
-    let mut comps = Components::builtin().unwrap();
+    let mut comps = nas_builtins::components().unwrap();
     comps
         .strategies
         .register(
@@ -139,13 +137,14 @@ fn a_plugin_whose_name_is_a_built_in_is_refused_naming_both() {
                 params: vec![],
                 origin: "built-in".into(),
             },
-            Arc::new(|_: &serde_json::Value| {
-                Err(NasError::Strategy("never built in this test".into()))
-            }),
+            Arc::new(
+                |_: &serde_json::Value, _: &nas_registry::BuildContext<'_>| {
+                    Err(NasError::Strategy("never built in this test".into()))
+                },
+            ),
         )
         .unwrap();
-    let e = comps
-        .with_plugins(&[local_search_lib().to_path_buf()])
+    let e = with_plugins(&comps, &[local_search_lib().to_path_buf()])
         .err()
         .unwrap()
         .to_string();
@@ -181,7 +180,7 @@ fn a_panicking_plugin_fails_its_run_and_the_next_run_goes_on() {
             local_search_lib().display()
         )
     };
-    let comps = Components::builtin().unwrap();
+    let comps = nas_builtins::components().unwrap();
     let run = |name: &str, params: &str| {
         let f = write(d.path(), &format!("{name}.yaml"), &exp_text(params));
         let exp = nas_config::load_experiment(&f, &[]).unwrap();
@@ -227,7 +226,7 @@ fn the_resolved_config_names_the_libraries_by_absolute_path() {
          estimator: {name: nb201_table}\nbudget: {epochs: 1, queries: 4}\n",
     );
     let exp = nas_config::load_experiment(&f, &[]).unwrap();
-    let comps = Components::builtin().unwrap();
+    let comps = nas_builtins::components().unwrap();
     let opts = |dir: &str| RunOptions {
         out_dir: Some(d.join(dir)),
         progress: false,

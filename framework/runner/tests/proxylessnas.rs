@@ -3,7 +3,7 @@
 //! embedded digits on the ProxylessNAS and DARTS spaces.
 use std::path::{Path, PathBuf};
 
-use nas_runner::{run_experiment, Components, RunOptions};
+use nas_runner::{run_experiment, RunOptions};
 
 fn configs() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/experiments");
@@ -36,15 +36,15 @@ fn every_proxylessnas_config_validates() {
     ] {
         assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
     }
-    let comps = Components::builtin().unwrap();
+    let comps = nas_builtins::components().unwrap();
     for f in &files {
         let exp =
             nas_config::load_experiment(f, &[]).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         assert_eq!(exp.strategy.name, "proxylessnas", "{}", f.display());
-        let shape = nas_runner::run::data_shape_of(&exp, &comps).unwrap();
-        let space = nas_runner::run::build_space(&exp, &comps, shape)
+        let shape = nas_registry::data_shape_of(&exp, &comps).unwrap();
+        let space = nas_registry::build_space(&exp, &comps, shape)
             .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        let mut s = nas_runner::run::build_strategy(&exp, &comps)
+        let mut s = nas_registry::build_strategy(&exp, &comps)
             .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         // init reads the cost table of the space (an error when a latency is missing).
         s.init(space.rules().spec(), 0)
@@ -52,7 +52,7 @@ fn every_proxylessnas_config_validates() {
     }
 }
 
-fn tiny_run(config: &str, sets: &[&str]) -> nas_runner::RunSummary {
+fn tiny_run(config: &str, sets: &[&str]) -> nas_rundir::RunSummary {
     let tmp = tempfile::tempdir().unwrap();
     let file = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../configs/experiments")
@@ -71,7 +71,7 @@ fn tiny_run(config: &str, sets: &[&str]) -> nas_runner::RunSummary {
     let out = tmp.path().join("run");
     let s = run_experiment(
         &exp,
-        &Components::builtin().unwrap(),
+        &nas_builtins::components().unwrap(),
         &RunOptions {
             out_dir: Some(out.clone()),
             progress: false,

@@ -10,10 +10,12 @@
 
 pub mod bridge;
 pub mod retrain;
+pub mod run_trainer;
 pub mod supernet;
 pub mod zero_cost;
 
 pub use retrain::{EpochEnd, RetrainProgress, RetrainReport, RetrainSettings, Retrainer};
+pub use run_trainer::{RunTrainer, WriteFile};
 pub use supernet::{
     BatchGradients, OnNonFinite, TrainerParams, TrainerSetup, WeightSharingTrainer,
 };

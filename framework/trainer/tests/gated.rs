@@ -1,7 +1,7 @@
 //! The binary-gate drive (`DriveKind::Gated`, ProxylessNAS): only the active options are
 //! computed, every active gate gets its gradient (zero-valued gates included), inactive
 //! ones get zero; on every supernet (DARTS cells, NAS-Bench-201 cells, the chain spaces).
-mod common;
+use crate::common;
 
 use candle_core::{DType, Device, Tensor};
 use nas_core::{Drive, GradOrder, MixingWeights, SpaceRules, SupernetTrainer};

@@ -1,6 +1,6 @@
 //! The trainer's gradients with respect to the mixing weights, checked against central
 //! finite differences of the loss it reports, on a tiny DARTS supernet in f64.
-mod common;
+use crate::common;
 
 use candle_core::DType;
 use nas_core::{Drive, GradOrder, MixingWeights, SearchEnv, SpaceRules, SupernetTrainer};

@@ -1,7 +1,7 @@
 //! The ENAS reward: `arch_gradient` of one discrete path scores it on the next shuffled
 //! validation batch in training mode (batch statistics, no recalibration), returns no
 //! gradient and changes no weight.
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! The weight optimizer never changes an architecture parameter and vice versa: an
 //! architecture-gradient request (first or second order) leaves every supernet weight
 //! bit-identical, and a weight step leaves the strategy's alphas untouched.
-mod common;
+use crate::common;
 
 use candle_core::DType;
 use nas_core::{Drive, GradOrder, SearchStrategy, SpaceRules, SupernetTrainer};
@@ -61,7 +61,7 @@ fn weight_steps_never_change_alphas_and_arch_steps_never_change_weights() {
     t.train_weights(&Drive::mixed(s.weights())).unwrap();
     assert_eq!(s.alphas(), &alphas[..], "a weight step changed the alphas");
     let weights = snapshot(&t);
-    let sb = nas_runner::SpaceBox::Tensor(Box::new(space));
+    let sb = nas_registry::SpaceBox::Tensor(Box::new(space));
     let mut env = nas_runner::env::RunEnv {
         space: &sb,
         trainer: Some(&mut t),

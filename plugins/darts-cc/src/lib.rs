@@ -39,3 +39,8 @@ pub use lambda::LambdaRange;
 pub use params::DartsCcParams;
 pub use relax::Relaxed;
 pub use strategy::{build, infos, ArchStepStats, DartsCc, SavedHypernet};
+
+/// Registers this crate's strategies (see [`infos`]) into `c`; `nas-builtins` calls it.
+pub fn register(c: &mut nas_registry::Components) -> nas_core::Result<()> {
+    c.register_strategies(infos(), build)
+}

@@ -2,7 +2,7 @@
 //! the relaxation (softmax with temperature, or Gumbel-softmax with fixed noise) and with
 //! the complexity penalty, against central differences of the total objective
 //! `sum_i L(w_i) + lambda * sum_d softmax(alpha_d(t)) . c_d`.
-mod common;
+use crate::common;
 
 use nas_core::SearchStrategy;
 use nas_strategy_darts_cc::penalty::expected_cost;

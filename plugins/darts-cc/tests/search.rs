@@ -1,7 +1,7 @@
 //! The DARTS-CC search loop against a fake trainer: one lambda per step shared by the
 //! architecture and weight steps, the penalty shaping a family whose cost falls with `t`,
 //! per-example Gumbel drives, and resumable state.
-mod common;
+use crate::common;
 
 use common::{FakeEnv, FakeTrainer};
 use nas_core::{SearchEnv, SearchStrategy};

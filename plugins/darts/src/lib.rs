@@ -15,3 +15,8 @@ mod strategy;
 
 pub use params::{ArchOptimizer, DartsParams};
 pub use strategy::{build, infos, Darts};
+
+/// Registers this crate's strategies (see [`infos`]) into `c`; `nas-builtins` calls it.
+pub fn register(c: &mut nas_registry::Components) -> nas_core::Result<()> {
+    c.register_strategies(infos(), build)
+}

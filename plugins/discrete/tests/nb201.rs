@@ -2,7 +2,7 @@
 //! paper's protocol (Dong & Yang, ICLR 2020, Table 5, CIFAR-10 test accuracy of the
 //! found cell: RS 93.70 +- 0.36, REA 93.92 +- 0.30, REINFORCE 93.85 +- 0.37), here with a
 //! budget of 100 queries per run and 10 seeds.
-mod common;
+use crate::common;
 
 use common::{run_to_end, Env};
 use nas_core::{Estimator, SearchStrategy};

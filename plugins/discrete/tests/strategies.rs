@@ -1,5 +1,5 @@
 //! Behaviour of the three strategies against a tiny in-test estimator.
-mod common;
+use crate::common;
 
 use common::{linear_fitness, run_to_end, toy_spec, Env, ToyEstimator};
 use nas_core::{

@@ -1,6 +1,6 @@
 //! The controller's gradient against finite differences and against a REINFORCE gradient
 //! worked by hand on a one-unit controller.
-mod common;
+use crate::common;
 
 use nas_core::{Cost, Decision, OptionSpec, SpaceSpec};
 use nas_strategy_enas::{Block, Controller, PolicyConfig};

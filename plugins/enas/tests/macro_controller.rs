@@ -2,7 +2,7 @@
 //! penalty of a one-unit controller worked by hand, the REINFORCE loss gradient with the
 //! KL skip penalty against central differences, learning a toy reward, and the skip rate
 //! the penalty alone converges to.
-mod common;
+use crate::common;
 
 use common::{macro_spec, ToyEnv};
 use nas_core::SearchStrategy;

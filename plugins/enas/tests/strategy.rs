@@ -1,7 +1,7 @@
 //! The `enas` strategy on a toy reward that depends only on the choices: it learns the
 //! best architecture, and a run saved and resumed midway ends exactly like an
 //! uninterrupted one.
-mod common;
+use crate::common;
 
 use common::ToyEnv;
 use nas_core::{SearchOutcome, SearchStrategy};

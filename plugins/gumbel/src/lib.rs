@@ -41,3 +41,8 @@ mod strategy;
 
 pub use params::{GumbelParams, Method, Samples, Sampling};
 pub use strategy::{build, infos, Gumbel};
+
+/// Registers this crate's strategies (see [`infos`]) into `c`; `nas-builtins` calls it.
+pub fn register(c: &mut nas_registry::Components) -> nas_core::Result<()> {
+    c.register_strategies(infos(), build)
+}

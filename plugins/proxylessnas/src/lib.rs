@@ -51,3 +51,8 @@ mod strategy;
 
 pub use params::{cost_defaults, ArchOptimizer, CostProbs, ProxylessParams};
 pub use strategy::{build, infos, ArchStep, ProxylessNas, NAME, ZERO_OPS};
+
+/// Registers this crate's strategies (see [`infos`]) into `c`; `nas-builtins` calls it.
+pub fn register(c: &mut nas_registry::Components) -> nas_core::Result<()> {
+    c.register_strategies(infos(), build)
+}

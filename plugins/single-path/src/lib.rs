@@ -61,3 +61,8 @@ pub fn build(name: &str, params: &serde_json::Value) -> Result<Box<dyn SearchStr
         }
     })
 }
+
+/// Registers this crate's strategies (see [`infos`]) into `c`; `nas-builtins` calls it.
+pub fn register(c: &mut nas_registry::Components) -> nas_core::Result<()> {
+    c.register_strategies(infos(), build)
+}

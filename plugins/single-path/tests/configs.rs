@@ -3,7 +3,7 @@
 //! the weight optimizer switches with one key.
 use std::path::{Path, PathBuf};
 
-use nas_runner::{retrain, run_experiment, Components, RetrainOptions, RunOptions};
+use nas_runner::{retrain, run_experiment, RetrainOptions, RunOptions};
 
 fn config(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -31,10 +31,10 @@ fn quick(name: &str, extra: &[&str]) -> nas_config::Experiment {
     nas_config::load_experiment(&config(name), &sets).unwrap()
 }
 
-fn run(name: &str, extra: &[&str]) -> (tempfile::TempDir, nas_runner::RunSummary) {
+fn run(name: &str, extra: &[&str]) -> (tempfile::TempDir, nas_rundir::RunSummary) {
     let dir = tempfile::tempdir().unwrap();
     let exp = quick(name, extra);
-    let comps = Components::builtin().unwrap();
+    let comps = nas_builtins::components().unwrap();
     let opts = RunOptions {
         out_dir: Some(dir.path().join("run")),
         ..Default::default()
@@ -88,7 +88,7 @@ fn the_found_architecture_retrains_with_nas_train() {
         "fbnet-uniform-digits.yaml",
         &["train.epochs=1", "train.limit_batches=2"],
     );
-    let comps = Components::builtin().unwrap();
+    let comps = nas_builtins::components().unwrap();
     let arch = dir.path().join("run/architecture.json");
     let rep = retrain(
         &exp,
@@ -136,15 +136,15 @@ fn the_cifar10_configs_validate() {
         "fbnet-uniform-cifar10.yaml",
     ] {
         let exp = nas_config::load_experiment(&config(f), &[]).unwrap();
-        let comps = Components::builtin().unwrap();
+        let comps = nas_builtins::components().unwrap();
         let shape = nas_model::DataShape {
             channels: 3,
             height: 32,
             width: 32,
             num_classes: 10,
         };
-        nas_runner::run::build_space(&exp, &comps, shape).unwrap();
-        nas_runner::run::build_strategy(&exp, &comps).unwrap();
+        nas_registry::build_space(&exp, &comps, shape).unwrap();
+        nas_registry::build_strategy(&exp, &comps).unwrap();
     }
 }
 
@@ -158,7 +158,7 @@ fn the_supernet_estimator_scores_paths_with_the_weights_a_finished_run_saved() {
         &["trainer.params.recalibrate_bn=false"],
     );
     let trained = dir.path().join("run");
-    let comps = Components::builtin().unwrap();
+    let comps = nas_builtins::components().unwrap();
     let search = |extra: &[&str]| {
         let mut sets = vec![
             format!("estimator.params.run={}", trained.display()),
@@ -294,7 +294,7 @@ fn the_fashion_mnist_configs_run_end_to_end_and_retrain() {
         let exp = quick(name, &[&params, "train.epochs=1", "train.limit_batches=2"]);
         let rep = retrain(
             &exp,
-            &Components::builtin().unwrap(),
+            &nas_builtins::components().unwrap(),
             dir.path().join("run/architecture.json").to_str().unwrap(),
             &RetrainOptions {
                 out_dir: Some(dir.path().join("train")),

@@ -1,6 +1,6 @@
 //! FairNAS strict fairness and SPOS uniform sampling, checked on the drives a strategy
 //! sends and on which supernet weights a step actually changes.
-mod common;
+use crate::common;
 
 use nas_core::{
     ArchGradient, Architecture, Cost, Drive, DriveKind, Estimator, EvalStats, GradOrder,

@@ -1,5 +1,5 @@
 //! Training then searching the supernet in one strategy, with each search of the block.
-mod common;
+use crate::common;
 
 use nas_core::{SpaceRules, SupernetTrainer};
 use nas_strategy_single_path::build;

@@ -4,7 +4,7 @@
 //! weight decay. A parameter that took a momentum step once would keep drifting under a
 //! zero gradient (`buf = 0.9 buf + wd p`, `p -= lr buf`), which is what `skip_unused: false`
 //! shows.
-mod common;
+use crate::common;
 
 use nas_core::{Architecture, Drive, DriveKind, SupernetTrainer};
 use nas_space_spos::OPS;

@@ -7,6 +7,7 @@
 //! genotype notation, and standalone networks with auxiliary head and drop-path.
 #![deny(missing_docs)]
 
+pub mod diagram;
 pub mod genotype;
 pub mod layout;
 pub mod network;
@@ -17,3 +18,9 @@ pub mod supernet;
 pub use genotype::{Genotype, DARTS_V1, DARTS_V2};
 pub use layout::DartsSpaceParams;
 pub use space::{space_info, DartsSpace};
+
+/// Registers this crate's space into `c`; `nas-builtins` calls it.
+pub fn register(c: &mut nas_registry::Components) -> nas_core::Result<()> {
+    c.register_tensor_space(space_info(), DartsSpace::from_params)?;
+    Ok(())
+}

@@ -453,6 +453,12 @@ impl SpaceRules for DartsSpace {
         m.insert("genotype".into(), self.format_arch(arch).into());
         m
     }
+
+    fn cell_diagrams(&self, arch: &Architecture) -> Vec<nas_core::CellDiagram> {
+        self.to_genotype(arch)
+            .map(|g| crate::diagram::genotype_diagrams(&g))
+            .unwrap_or_default()
+    }
 }
 
 impl SearchSpace for DartsSpace {

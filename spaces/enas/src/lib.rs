@@ -34,3 +34,10 @@ pub use macro_space::{macro_space_info, EnasMacroSpace, MacroSpaceParams, MACRO_
 pub use network::EnasNetwork;
 pub use space::{format_arc, parse_arc, space_info, EnasMicroSpace};
 pub use supernet::EnasSupernet;
+
+/// Registers this crate's spaces into `c`; `nas-builtins` calls it.
+pub fn register(c: &mut nas_registry::Components) -> nas_core::Result<()> {
+    c.register_tensor_space(space_info(), EnasMicroSpace::from_params)?;
+    c.register_tensor_space(macro_space_info(), EnasMacroSpace::from_params)?;
+    Ok(())
+}

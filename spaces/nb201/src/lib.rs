@@ -38,3 +38,13 @@ pub use spec::{
 };
 pub use table::{Nb201Record, Nb201Table, DEFAULT_TABLE_PATH};
 pub use tiny::{tiny_cost, TinyNet};
+
+/// Registers this crate's space and the tabular estimator into `c`; `nas-builtins` calls it.
+pub fn register(c: &mut nas_registry::Components) -> nas_core::Result<()> {
+    c.register_tensor_space(space_info(), Nb201Space::from_params)?;
+    c.estimators.register(
+        estimator_info(),
+        std::sync::Arc::new(|p, _| build_estimator(p)),
+    )?;
+    Ok(())
+}

@@ -139,6 +139,61 @@ impl SpaceRules for Nb201Space {
     fn format_arch(&self, arch: &Architecture) -> String {
         to_arch_str(arch).unwrap_or_else(|e| format!("<invalid: {e}>"))
     }
+
+    /// The one cell: nodes 0 (input) to 3 (output), one edge per non-`none` choice.
+    fn cell_diagrams(&self, arch: &Architecture) -> Vec<nas_core::CellDiagram> {
+        use nas_core::{DiagramEdge, DiagramNode, NodeKind};
+        if self.spec.check(arch).is_err() {
+            return Vec::new();
+        }
+        let last = crate::NUM_NODES - 1;
+        let nodes = (0..=last)
+            .map(|i| {
+                let kind = match i {
+                    0 => NodeKind::Input,
+                    i if i == last => NodeKind::Output,
+                    _ => NodeKind::Inner,
+                };
+                DiagramNode::new(i.to_string(), kind)
+            })
+            .collect();
+        let edges = crate::EDGES
+            .iter()
+            .zip(&arch.choices)
+            .filter(|(_, &c)| crate::OPS[c] != "none")
+            .map(|(&(to, from), &c)| DiagramEdge {
+                from,
+                to,
+                label: Some(crate::OPS[c].to_string()),
+            })
+            .collect();
+        vec![nas_core::CellDiagram {
+            title: self.format_arch(arch),
+            stem: "cell".into(),
+            nodes,
+            edges,
+        }]
+    }
+
+    /// The benchmark's CIFAR-10 figures of `arch` (Dong & Yang 2020, "NAS-Bench-201", Table
+    /// 5, compares weight-sharing methods this way): `table_test_acc`, test accuracy after
+    /// 200 epochs in % (NATS-Bench tss column `c10_oritest_200`, the figure the table-based
+    /// strategies report as `test_acc`), and `table_params_m`, parameters in millions. The
+    /// table is looked for where the tabular estimator looks without a `path`
+    /// ([`crate::Nb201Table::locate`]); `None` when it is not found.
+    fn table_figures(&self, arch: &Architecture) -> Option<nas_core::strategy::Metrics> {
+        let table = crate::Nb201Table::locate(None)
+            .and_then(crate::Nb201Table::load_shared)
+            .ok()?;
+        let rec = table.get(arch)?;
+        Some(
+            [
+                ("table_test_acc".to_string(), rec.c10_oritest_200),
+                ("table_params_m".to_string(), rec.params_m),
+            ]
+            .into(),
+        )
+    }
 }
 
 impl SearchSpace for Nb201Space {

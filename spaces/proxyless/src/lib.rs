@@ -27,3 +27,9 @@ pub mod layout;
 pub use layout::{
     from_params, new_space, space_info, ProxylessLayout, ProxylessParams, ProxylessSpace, NAME, OPS,
 };
+
+/// Registers this crate's space into `c`; `nas-builtins` calls it.
+pub fn register(c: &mut nas_registry::Components) -> nas_core::Result<()> {
+    c.register_tensor_space(space_info(), from_params)?;
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! The one integration-test binary of this crate (one binary per crate: each links candle
+//! once); topic files beside it, shared helpers in `common`.
+
+mod common;
+mod gated;
+mod gradients;
+mod recalibration;
+mod reward;
+mod second_order;
+mod separation;
+mod zero_cost;

@@ -1,0 +1,6 @@
+//! The one integration-test binary of this crate (one binary per crate: each links candle
+//! once); topic files beside it, shared helpers in `common`.
+
+mod common;
+mod nb201;
+mod strategies;

@@ -1,0 +1,9 @@
+//! The one integration-test binary of this crate (one binary per crate: each links candle
+//! once); topic files beside it, shared helpers in `common`.
+
+mod common;
+mod configs;
+mod evolution;
+mod fairness;
+mod search;
+mod untouched;

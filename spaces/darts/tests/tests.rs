@@ -1,0 +1,6 @@
+//! The one integration-test binary of this crate (one binary per crate: each links candle
+//! once); topic files beside it.
+
+mod conditioned_head;
+mod golden;
+mod space;

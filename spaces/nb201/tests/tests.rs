@@ -1,0 +1,5 @@
+//! The one integration-test binary of this crate (one binary per crate: each links candle
+//! once); topic files beside it.
+
+mod supernet;
+mod table;
