@@ -291,7 +291,6 @@ impl<'a> RunLoop<'a> {
             }
         }
         let er = self.strategy.end_epoch(&mut env)?;
-        drop(env);
         if let Some(b) = bar {
             b.finish_and_clear();
         }
@@ -328,7 +327,7 @@ impl<'a> RunLoop<'a> {
         }
         summary.epochs = epoch + 1;
         let every = exp.output.checkpoint_every;
-        let due = finished || epoch + 1 == epochs || (every > 0 && (epoch + 1) % every == 0);
+        let due = finished || epoch + 1 == epochs || (every > 0 && (epoch + 1).is_multiple_of(every));
         if due {
             self.checkpoint(epoch + 1, finished, summary)?;
         }
