@@ -88,7 +88,12 @@ impl Geom {
         dil: usize,
         groups: usize,
     ) -> Result<Geom> {
-        if n == 0 || cin == 0 || cout == 0 || groups == 0 || !cin.is_multiple_of(groups) || !cout.is_multiple_of(groups)
+        if n == 0
+            || cin == 0
+            || cout == 0
+            || groups == 0
+            || !cin.is_multiple_of(groups)
+            || !cout.is_multiple_of(groups)
         {
             return Err(KernelError::Geometry(format!(
                 "n {n}, cin {cin}, cout {cout}, groups {groups}: sizes must be >= 1 and channels divisible by groups"

@@ -327,7 +327,8 @@ impl<'a> RunLoop<'a> {
         }
         summary.epochs = epoch + 1;
         let every = exp.output.checkpoint_every;
-        let due = finished || epoch + 1 == epochs || (every > 0 && (epoch + 1).is_multiple_of(every));
+        let due =
+            finished || epoch + 1 == epochs || (every > 0 && (epoch + 1).is_multiple_of(every));
         if due {
             self.checkpoint(epoch + 1, finished, summary)?;
         }
