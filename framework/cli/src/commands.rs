@@ -1,4 +1,6 @@
 //! The command implementations.
+use std::path::{Path, PathBuf};
+
 use anyhow::Result;
 use nas_model::NetworkConfig;
 use nas_registry::Components;
@@ -28,81 +30,14 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
             sets,
             out,
             resume,
-        } => {
-            let exp = nas_config::load_experiment(config, sets)?;
-            // A wrong architecture is a usage error, found before any data is loaded.
-            let shape = nas_registry::data_shape_of(&exp, comps)?;
-            let space = nas_registry::build_space(&exp, comps, shape)?;
-            crate::arch_arg::read(arch, &exp.space.name, space.rules())?;
-            let opts = RetrainOptions {
-                out_dir: out.clone(),
-            };
-            let rep = if *resume {
-                let (start, rep) = nas_runner::retrain_resumable(&exp, comps, arch, &opts)?;
-                if start == nas_runner::RetrainStart::Skipped {
-                    println!("finished before: nothing to train");
-                }
-                rep
-            } else {
-                nas_runner::retrain(&exp, comps, arch, &opts)?
-            };
-            println!("params: {}", rep.params);
-            println!("test_acc: {:.4}", rep.test_acc);
-            Ok(0)
-        }
+        } => train(comps, arch, config, sets, out, *resume),
         Command::Inspect {
             arch,
             config,
             sets,
             json,
             shape,
-        } => {
-            let exp = nas_config::load_experiment(config, sets)?;
-            let shape = shape.shape_of(&exp, comps)?;
-            let space = nas_registry::build_space(&exp, comps, shape)?;
-            let rules = space.rules();
-            let a = crate::arch_arg::read(arch, &exp.space.name, rules)?;
-            let (params, flops, cfg) = match space.tensor() {
-                Some(ts) => {
-                    let cfg = match &exp.train {
-                        Some(t) => NetworkConfig {
-                            channels: t.channels,
-                            layers: t.layers,
-                            auxiliary: false,
-                        },
-                        None => ts.default_network_config(),
-                    };
-                    let c = ts.network_cost(&a, &cfg)?;
-                    (c.params, c.flops, Some(cfg))
-                }
-                None => {
-                    let c = rules.spec().cost_of(&a)?;
-                    (c.params, c.flops, None)
-                }
-            };
-            if *json {
-                println!(
-                    "{}",
-                    serde_json::json!({"params": nas_rundir::files::count_json(params),
-                        "flops": nas_rundir::files::count_json(flops),
-                        "architecture": rules.format_arch(&a), "network": cfg})
-                );
-            } else {
-                println!("architecture: {}", rules.format_arch(&a));
-                if let Some(c) = cfg {
-                    println!("network: {} channels, {} cells", c.channels, c.layers);
-                }
-                println!(
-                    "params: {params} ({:.2}M, auxiliary head excluded)",
-                    params / 1e6
-                );
-                println!(
-                    "flops: {flops} ({:.1}M multiply-adds per example)",
-                    flops / 1e6
-                );
-            }
-            Ok(0)
-        }
+        } => inspect(comps, arch, config, sets, *json, shape),
         Command::Sweep(a) => crate::sweep_cmd::sweep(cli, a, comps),
         Command::Report(a) => crate::sweep_cmd::report(a, comps),
         Command::Plugin(a) => crate::plugin_cmd::plugin(a, comps),
@@ -120,31 +55,7 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
                     sets,
                     print,
                 },
-        } => {
-            let exp = nas_config::load_experiment(config, sets)?;
-            // A device this build cannot use fails here, as it would in `nas run`.
-            nas_registry::experiment_device(&exp)?;
-            // Decode every component's params too, so that a bad params block fails here.
-            let shape = nas_registry::data_shape_of(&exp, comps)?;
-            let space = nas_registry::build_space(&exp, comps, shape)?;
-            // The experiment's plugins are loaded first: their strategies are checked too.
-            let with_plugins = nas_runner::plugins::components_for(&exp, comps)?;
-            let mut strategy = nas_registry::build_strategy(&exp, &with_plugins)?;
-            // Set up on the space too, so that what depends on it (a cost term's latency
-            // table) fails here rather than at run time.
-            strategy.init(space.rules().spec(), 0)?;
-            nas_registry::weight_optimizer(
-                &exp,
-                comps,
-                &exp.optimizers.weights,
-                "optimizers.weights",
-            )?;
-            if *print {
-                print!("{}", nas_config::to_yaml(&exp)?);
-            }
-            println!("{}: ok", config.display());
-            Ok(0)
-        }
+        } => validate(comps, config, sets, *print),
         Command::Bench {
             layers,
             channels,
@@ -154,38 +65,151 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
             order,
             strategy,
             json,
-        } => {
-            let r = nas_runner::bench::bench_darts(
-                &nas_runner::bench::BenchConfig {
-                    layers: *layers,
-                    channels: *channels,
-                    batch: *batch,
-                    size: *size,
-                    steps: *steps,
-                    order: (*order).into(),
-                    strategy: strategy.clone(),
-                },
-                comps,
-            )?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                println!(
-                    "{} search step ({} order), {} cells x {} channels, batch {}, {}x{}x3: {:.1} ms/step over {} steps (peak RSS {} MiB, {} threads)",
-                    strategy,
-                    nas_core::OrderSetting::from(*order),
-                    layers,
-                    channels,
-                    batch,
-                    size,
-                    size,
-                    r.ms_per_step,
-                    steps,
-                    r.peak_rss_mib.map_or("?".into(), |m| format!("{m:.0}")),
-                    r.threads
-                );
-            }
-            Ok(0)
-        }
+        } => bench(
+            comps,
+            nas_runner::bench::BenchConfig {
+                layers: *layers,
+                channels: *channels,
+                batch: *batch,
+                size: *size,
+                steps: *steps,
+                order: (*order).into(),
+                strategy: strategy.clone(),
+            },
+            *json,
+        ),
     }
+}
+
+/// `nas train`: retrains an architecture from scratch.
+fn train(
+    comps: &Components,
+    arch: &str,
+    config: &Path,
+    sets: &[String],
+    out: &Option<PathBuf>,
+    resume: bool,
+) -> Result<i32> {
+    let exp = nas_config::load_experiment(config, sets)?;
+    // A wrong architecture is a usage error, found before any data is loaded.
+    let shape = nas_registry::data_shape_of(&exp, comps)?;
+    let space = nas_registry::build_space(&exp, comps, shape)?;
+    crate::arch_arg::read(arch, &exp.space.name, space.rules())?;
+    let opts = RetrainOptions {
+        out_dir: out.clone(),
+    };
+    let rep = if resume {
+        let (start, rep) = nas_runner::retrain_resumable(&exp, comps, arch, &opts)?;
+        if start == nas_runner::RetrainStart::Skipped {
+            println!("finished before: nothing to train");
+        }
+        rep
+    } else {
+        nas_runner::retrain(&exp, comps, arch, &opts)?
+    };
+    println!("params: {}", rep.params);
+    println!("test_acc: {:.4}", rep.test_acc);
+    Ok(0)
+}
+
+/// `nas inspect`: an architecture's notation, network and costs.
+fn inspect(
+    comps: &Components,
+    arch: &str,
+    config: &Path,
+    sets: &[String],
+    json: bool,
+    shape: &crate::ShapeArgs,
+) -> Result<i32> {
+    let exp = nas_config::load_experiment(config, sets)?;
+    let shape = shape.shape_of(&exp, comps)?;
+    let space = nas_registry::build_space(&exp, comps, shape)?;
+    let rules = space.rules();
+    let a = crate::arch_arg::read(arch, &exp.space.name, rules)?;
+    let (params, flops, cfg) = match space.tensor() {
+        Some(ts) => {
+            let cfg = match &exp.train {
+                Some(t) => NetworkConfig {
+                    channels: t.channels,
+                    layers: t.layers,
+                    auxiliary: false,
+                },
+                None => ts.default_network_config(),
+            };
+            let c = ts.network_cost(&a, &cfg)?;
+            (c.params, c.flops, Some(cfg))
+        }
+        None => {
+            let c = rules.spec().cost_of(&a)?;
+            (c.params, c.flops, None)
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"params": nas_rundir::files::count_json(params),
+                "flops": nas_rundir::files::count_json(flops),
+                "architecture": rules.format_arch(&a), "network": cfg})
+        );
+    } else {
+        println!("architecture: {}", rules.format_arch(&a));
+        if let Some(c) = cfg {
+            println!("network: {} channels, {} cells", c.channels, c.layers);
+        }
+        println!(
+            "params: {params} ({:.2}M, auxiliary head excluded)",
+            params / 1e6
+        );
+        println!(
+            "flops: {flops} ({:.1}M multiply-adds per example)",
+            flops / 1e6
+        );
+    }
+    Ok(0)
+}
+
+/// `nas config validate`: every check `nas run` makes before it trains.
+fn validate(comps: &Components, config: &Path, sets: &[String], print: bool) -> Result<i32> {
+    let exp = nas_config::load_experiment(config, sets)?;
+    // A device this build cannot use fails here, as it would in `nas run`.
+    nas_registry::experiment_device(&exp)?;
+    // Decode every component's params too, so that a bad params block fails here.
+    let shape = nas_registry::data_shape_of(&exp, comps)?;
+    let space = nas_registry::build_space(&exp, comps, shape)?;
+    // The experiment's plugins are loaded first: their strategies are checked too.
+    let with_plugins = nas_runner::plugins::components_for(&exp, comps)?;
+    let mut strategy = nas_registry::build_strategy(&exp, &with_plugins)?;
+    // Set up on the space too, so that what depends on it (a cost term's latency
+    // table) fails here rather than at run time.
+    strategy.init(space.rules().spec(), 0)?;
+    nas_registry::weight_optimizer(&exp, comps, &exp.optimizers.weights, "optimizers.weights")?;
+    if print {
+        print!("{}", nas_config::to_yaml(&exp)?);
+    }
+    println!("{}: ok", config.display());
+    Ok(0)
+}
+
+/// `nas bench`: times search steps.
+fn bench(comps: &Components, cfg: nas_runner::bench::BenchConfig, json: bool) -> Result<i32> {
+    let r = nas_runner::bench::bench_darts(&cfg, comps)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!(
+            "{} search step ({} order), {} cells x {} channels, batch {}, {}x{}x3: {:.1} ms/step over {} steps (peak RSS {} MiB, {} threads)",
+            cfg.strategy,
+            cfg.order,
+            cfg.layers,
+            cfg.channels,
+            cfg.batch,
+            cfg.size,
+            cfg.size,
+            r.ms_per_step,
+            cfg.steps,
+            r.peak_rss_mib.map_or("?".into(), |m| format!("{m:.0}")),
+            r.threads
+        );
+    }
+    Ok(0)
 }

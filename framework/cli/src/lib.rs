@@ -208,8 +208,15 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
     }
 }
 
+/// Log lines on stderr, written through `tracing-indicatif` so that the progress bars of long
+/// work (spans with an `indicatif.pb_show` field: the epochs of `nas run`) stay below them.
 fn init_logging(cli: &Cli) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_indicatif::filter::{hide_indicatif_span_fields, IndicatifFilter};
+    use tracing_indicatif::IndicatifLayer;
+    use tracing_subscriber::fmt::format::DefaultFields;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
     let level = if cli.quiet {
         "warn"
     } else {
@@ -228,12 +235,17 @@ fn init_logging(cli: &Cli) {
                 && std::io::IsTerminal::is_terminal(&std::io::stderr())
         }
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let bars = IndicatifLayer::new()
+        .with_span_field_formatter(hide_indicatif_span_fields(DefaultFields::new()));
+    let lines = tracing_subscriber::fmt::layer()
+        .with_writer(bars.get_stderr_writer())
         .with_ansi(ansi)
         .with_target(false)
-        .without_time()
+        .without_time();
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(lines)
+        .with(bars.with_filter(IndicatifFilter::new(false)))
         .try_init();
 }
 

@@ -1,6 +1,6 @@
 //! The `nas` command line end to end: a real search on the embedded data, the command
 //! contract's files, config errors with their places and exit codes.
-//! (Over 600 lines on purpose: the one integration-test binary of the command line's core
+//! (Over 600 lines on purpose: the topic file of the command line's core
 //! contract; each test is independent and short.)
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -16,6 +16,8 @@ use nas_rundir::files::{count_json, is_count_key, write_json};
 use nas_rundir::RunSummary;
 use nas_trainer::RunTrainer;
 use serde_json::json;
+use tracing_indicatif::span_ext::IndicatifSpanExt;
+use tracing_indicatif::style::ProgressStyle;
 
 use crate::env::RunEnv;
 use crate::run::RunOptions;
@@ -254,7 +256,7 @@ impl<'a> RunLoop<'a> {
             Some(t) => t.steps_per_epoch(),
             None => exp.budget.steps_per_epoch.unwrap_or(usize::MAX),
         };
-        let bar = progress_bar(self.opts.progress, steps, epoch, epochs);
+        let bar = progress_span(self.opts.progress, steps, epoch, epochs);
         let log_every = exp.output.log_every.max(1);
         let mut finished = false;
         let mut env = self.parts.env(epoch, epochs);
@@ -269,11 +271,9 @@ impl<'a> RunLoop<'a> {
             }
             crate::fault::stall_at("step", self.global_step);
             crate::fault::count_process_step();
-            if let Some(b) = &bar {
-                b.inc(1);
-                if let Some(l) = rep.metrics.get("train_loss") {
-                    b.set_message(format!("loss {l:.4}"));
-                }
+            bar.pb_inc(1);
+            if let Some(l) = rep.metrics.get("train_loss") {
+                bar.pb_set_message(&format!("epoch {}/{epochs} loss {l:.4}", epoch + 1));
             }
             step += 1;
             if let Some(q) = exp.budget.queries {
@@ -291,9 +291,7 @@ impl<'a> RunLoop<'a> {
             }
         }
         let er = self.strategy.end_epoch(&mut env)?;
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
+        drop(bar);
         let rules = self.parts.space.rules();
         let notation = er.current.as_ref().map(|a| rules.format_arch(a));
         self.files
@@ -408,24 +406,21 @@ impl<'a> RunLoop<'a> {
     }
 }
 
-/// A progress bar over `steps` steps of epoch `epoch` (none when disabled or unbounded).
-fn progress_bar(
-    enabled: bool,
-    steps: usize,
-    epoch: usize,
-    epochs: usize,
-) -> Option<indicatif::ProgressBar> {
+/// A progress bar over `steps` steps of epoch `epoch`, drawn through tracing: a span with
+/// the `indicatif.pb_show` field, which the `nas` binary's `tracing-indicatif` layer draws
+/// (hidden when stderr is not a terminal, and at `-q`, where info spans are off). Without
+/// that layer, or when disabled or unbounded, nothing is drawn. The span is started, never
+/// entered, so that log lines are not prefixed with it.
+fn progress_span(enabled: bool, steps: usize, epoch: usize, epochs: usize) -> tracing::Span {
     if !enabled || steps == usize::MAX {
-        return None;
+        return tracing::Span::none();
     }
-    let b = indicatif::ProgressBar::with_draw_target(
-        Some(steps as u64),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    b.set_style(
-        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    b.set_prefix(format!("epoch {}/{}", epoch + 1, epochs));
-    Some(b)
+    let span = tracing::info_span!("progress", "indicatif.pb_show" = tracing::field::Empty);
+    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta})") {
+        span.pb_set_style(&style);
+    }
+    span.pb_set_length(steps as u64);
+    span.pb_set_message(&format!("epoch {}/{}", epoch + 1, epochs));
+    span.pb_start();
+    span
 }
