@@ -277,8 +277,3 @@ pub fn weight_optimizer(
     };
     Ok((optimizer, schedule))
 }
-
-/// [`locate_params`] over a result.
-pub fn locate_params_result<T>(exp: &Experiment, block: &str, r: Result<T>) -> Result<T> {
-    r.map_err(|e| locate_params(exp, block, e))
-}

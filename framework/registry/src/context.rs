@@ -32,8 +32,6 @@ pub struct BuildContext<'a> {
     pub device: Device,
     /// The element type of weights and activations.
     pub dtype: DType,
-    /// The run directory, when building for a run.
-    pub run_dir: Option<&'a Path>,
 }
 
 impl<'a> BuildContext<'a> {
@@ -47,7 +45,6 @@ impl<'a> BuildContext<'a> {
             space: None,
             device: Device::Cpu,
             dtype: DType::F32,
-            run_dir: None,
         }
     }
 
@@ -78,12 +75,6 @@ impl<'a> BuildContext<'a> {
     /// With the built space.
     pub fn with_space(mut self, space: &'a SpaceBox) -> Self {
         self.space = Some(space);
-        self
-    }
-
-    /// With the run directory.
-    pub fn with_run_dir(mut self, dir: &'a Path) -> Self {
-        self.run_dir = Some(dir);
         self
     }
 

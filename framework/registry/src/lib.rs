@@ -12,8 +12,8 @@ pub mod context;
 
 pub use build::{
     build_estimator, build_space, build_strategy, build_trainer, data_shape, data_shape_of,
-    experiment_device, load_data, locate_params, locate_params_result, parse_device, parse_dtype,
-    takes_arch_optimizer, weight_optimizer,
+    experiment_device, load_data, locate_params, parse_device, parse_dtype, takes_arch_optimizer,
+    weight_optimizer,
 };
 pub use components::{
     Components, DatasetFactory, EstimatorFactory, OptimizerFactory, ScheduleFactory, SpaceBox,

@@ -8,7 +8,7 @@
 //! (temporary file, then rename); a killed run continues with [`resume_experiment`]. Also:
 //! retraining from scratch ([`retrain`]), `nas export --inherit` ([`export`]), `nas bench`
 //! ([`bench`]), and the runner's own components ([`register`]: the `supernet` trainer, the
-//! `supernet` and `zero_cost` estimators).
+//! `zero_cost` estimator).
 #![deny(missing_docs)]
 
 pub mod bench;
@@ -24,7 +24,6 @@ pub mod run;
 pub mod run_files;
 pub mod run_loop;
 pub mod tensorboard;
-pub mod trained_supernet;
 pub mod zero_cost;
 
 pub use register::register;

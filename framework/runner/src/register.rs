@@ -1,7 +1,8 @@
 //! The runner's own components: the built-in `supernet` trainer
 //! ([`nas_trainer::WeightSharingTrainer`] over the experiment's space, data and weight
-//! optimizer) and the estimators that rebuild a run (`supernet`: a finished single-path run's
-//! weights; `zero_cost`: proxies on the untrained network).
+//! optimizer) and the `zero_cost` estimator (proxies on the untrained network). The
+//! `supernet` estimator (a finished single-path run's weights) registers with its strategies
+//! in `nas-strategy-single-path`.
 use std::sync::Arc;
 
 use nas_core::{ComponentInfo, ComponentKind, ParamDoc, Result};
@@ -12,16 +13,10 @@ use nas_trainer::{RunTrainer, TrainerParams, TrainerSetup, WeightSharingTrainer}
 /// The built-in trainer's registered name.
 pub const SUPERNET_TRAINER: &str = "supernet";
 
-/// Registers the `supernet` trainer and the `supernet` and `zero_cost` estimators into `c`.
+/// Registers the `supernet` trainer and the `zero_cost` estimator into `c`.
 pub fn register(c: &mut Components) -> Result<()> {
     c.trainers
         .register(supernet_trainer_info(), Arc::new(build_supernet_trainer))?;
-    c.estimators.register(
-        crate::trained_supernet::info(),
-        Arc::new(|p, cx: &BuildContext<'_>| {
-            crate::trained_supernet::build(cx.experiment("the `supernet` estimator")?, cx.comps, p)
-        }),
-    )?;
     c.estimators.register(
         crate::zero_cost::info(),
         Arc::new(|p, cx: &BuildContext<'_>| {

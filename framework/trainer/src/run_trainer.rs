@@ -36,8 +36,6 @@ pub trait RunTrainer: SupernetTrainer {
     /// Loads only the weights and batch-norm statistics of `dir` (the `supernet` estimator
     /// and `nas export --inherit` score and copy them without the optimizer state).
     fn load_weights(&mut self, dir: &Path) -> Result<()>;
-    /// Whether `dir` holds the files [`RunTrainer::save_state`] writes.
-    fn has_state(&self, dir: &Path) -> bool;
     /// The trainer as [`Any`], for tools that need the concrete type (`nas export --inherit`
     /// copies supernet weights by name and so needs the built-in trainer).
     fn as_any_mut(&mut self) -> &mut dyn Any;
@@ -157,10 +155,6 @@ impl RunTrainer for WeightSharingTrainer {
         }
         self.supernet().params().load_safetensors(&weights)?;
         load_batch_norms(&self.supernet().batch_norms(), &dir.join(BATCH_NORM_FILE))
-    }
-
-    fn has_state(&self, dir: &Path) -> bool {
-        dir.join(WEIGHTS_FILE).is_file()
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {

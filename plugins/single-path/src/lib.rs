@@ -24,6 +24,7 @@ pub mod evolution;
 pub mod sampling;
 pub mod search;
 pub mod train;
+pub mod trained_supernet;
 
 use nas_core::{decode_params, ComponentInfo, NasError, Result, SearchStrategy};
 
@@ -62,7 +63,14 @@ pub fn build(name: &str, params: &serde_json::Value) -> Result<Box<dyn SearchStr
     })
 }
 
-/// Registers this crate's strategies (see [`infos`]) into `c`; `nas-builtins` calls it.
+/// Registers this crate's strategies (see [`infos`]) and the `supernet` estimator
+/// ([`trained_supernet`]) into `c`.
 pub fn register(c: &mut nas_registry::Components) -> nas_core::Result<()> {
-    c.register_strategies(infos(), build)
+    c.register_strategies(infos(), build)?;
+    c.estimators.register(
+        trained_supernet::info(),
+        std::sync::Arc::new(|p, cx: &nas_registry::BuildContext<'_>| {
+            trained_supernet::build(cx, p)
+        }),
+    )
 }

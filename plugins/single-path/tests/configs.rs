@@ -171,7 +171,8 @@ fn the_supernet_estimator_scores_paths_with_the_weights_a_finished_run_saved() {
     let exp = search(&["estimator.params.constraint={}"]);
     let params = exp.estimator.as_ref().unwrap().params.clone();
     assert!(!s.architectures.is_empty());
-    let mut est = nas_runner::trained_supernet::build(&exp, &comps, &params).unwrap();
+    let mut est =
+        nas_strategy_single_path::trained_supernet::build(&context(&exp, &comps), &params).unwrap();
     for f in &s.architectures {
         let arch: nas_core::Architecture =
             serde_json::from_value(f["architecture"].clone()).unwrap();
@@ -200,12 +201,12 @@ fn the_supernet_estimator_scores_paths_with_the_weights_a_finished_run_saved() {
     // Errors name the problem: another space's run, a directory that is not a run.
     let other = search(&["space.params.stage_repeats=[1, 1, 1, 1]"]);
     let p = other.estimator.as_ref().unwrap().params.clone();
-    let e = nas_runner::trained_supernet::build(&other, &comps, &p)
+    let e = nas_strategy_single_path::trained_supernet::build(&context(&other, &comps), &p)
         .err()
         .unwrap();
     assert!(e.to_string().contains("other decisions"), "{e}");
     let p = serde_json::json!({"run": out.path().join("nowhere")});
-    let e = nas_runner::trained_supernet::build(&exp, &comps, &p)
+    let e = nas_strategy_single_path::trained_supernet::build(&context(&exp, &comps), &p)
         .err()
         .unwrap();
     assert!(e.to_string().contains("not a run directory"), "{e}");
@@ -302,5 +303,16 @@ fn the_fashion_mnist_configs_run_end_to_end_and_retrain() {
         )
         .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!((0.0..=1.0).contains(&rep.test_acc), "{name}");
+    }
+}
+
+/// The build context of `exp`.
+fn context<'a>(
+    exp: &'a nas_config::Experiment,
+    comps: &'a nas_registry::Components,
+) -> nas_registry::BuildContext<'a> {
+    nas_registry::BuildContext {
+        exp: Some(exp),
+        ..nas_registry::BuildContext::new(comps)
     }
 }

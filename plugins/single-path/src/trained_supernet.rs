@@ -20,17 +20,17 @@
 //! the `constraint` score [`INFEASIBLE_FITNESS`] without evaluation.
 use std::path::{Path, PathBuf};
 
+use crate::{score_path, Constraint, INFEASIBLE_FITNESS};
 use nas_config::Experiment;
 use nas_core::{
     Architecture, ComponentInfo, ComponentKind, Estimator, NasError, ParamDoc, Result, Score,
     SpaceSpec,
 };
-use nas_strategy_single_path::{score_path, Constraint, INFEASIBLE_FITNESS};
 use nas_trainer::RunTrainer;
 use serde::{Deserialize, Serialize};
 
 use nas_registry::{build_space, build_trainer, data_shape, load_data, parse_device, parse_dtype};
-use nas_registry::{Components, SpaceBox};
+use nas_registry::{BuildContext, SpaceBox};
 
 /// The estimator's registered name.
 pub const NAME: &str = "supernet";
@@ -126,11 +126,11 @@ fn params_error(message: String) -> NasError {
 }
 
 /// Builds the estimator for the experiment `exp` (whose space must be the trained run's).
-pub fn build(
-    exp: &Experiment,
-    comps: &Components,
-    params: &serde_json::Value,
-) -> Result<Box<dyn Estimator>> {
+/// Builds the estimator for the context's experiment: the run named by `params.run` is an
+/// earlier run, rebuilt from its own config ([`BuildContext::earlier_run`]).
+pub fn build(cx: &BuildContext<'_>, params: &serde_json::Value) -> Result<Box<dyn Estimator>> {
+    let exp: &Experiment = cx.experiment("the `supernet` estimator")?;
+    let comps = cx.comps;
     let p: SupernetEstimatorParams =
         serde_json::from_value(params.clone()).map_err(|e| params_error(e.to_string()))?;
     if p.batches == 0 {
@@ -146,7 +146,7 @@ pub fn build(
             run.display()
         )));
     }
-    let trained = nas_config::load_experiment(&cfg, &[])?;
+    let trained = cx.earlier_run(run)?;
     let data = load_data(&trained, comps)?
         .ok_or_else(|| params_error(format!("run `{}` has no data block", run.display())))?;
     let space = build_space(&trained, comps, data_shape(Some(&data)))?;
