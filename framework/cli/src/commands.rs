@@ -182,6 +182,7 @@ fn validate(comps: &Components, config: &Path, sets: &[String], print: bool) -> 
     // Set up on the space too, so that what depends on it (a cost term's latency
     // table) fails here rather than at run time.
     strategy.init(space.rules().spec(), 0)?;
+    nas_registry::check_trainer(&exp, comps)?;
     nas_registry::weight_optimizer(&exp, comps, &exp.optimizers.weights, "optimizers.weights")?;
     if print {
         print!("{}", nas_config::to_yaml(&exp)?);

@@ -96,6 +96,19 @@ fn config_errors_exit_2_and_name_the_place() {
         &format!("{BASE}device: gpu\n"),
         &["gpu.yaml", "device", "`gpu`"],
     );
+    // The trainer's params are checked by validation, before any data is loaded.
+    refused(
+        d,
+        "on_non_finite.yaml",
+        &format!("{BASE}trainer: {{name: supernet, params: {{on_non_finite: maybe}}}}\n"),
+        &["on_non_finite.yaml", "trainer.params", "maybe"],
+    );
+    refused(
+        d,
+        "no_trainer.yaml",
+        &format!("{BASE}trainer: {{name: no_such_trainer}}\n"),
+        &["no_trainer.yaml", "trainer.name", "no_such_trainer"],
+    );
     // A missing file, and a bad --set.
     let t = expect_exit(&nas(&["run", "no/such/file.yaml"]), 2, "missing file");
     assert!(t.contains("no/such/file.yaml"), "{t}");

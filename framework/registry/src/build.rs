@@ -222,7 +222,20 @@ pub fn build_trainer(
         dtype,
         ..context(exp, comps).with_data(data).with_space(space)
     };
-    f(&params, &cx).map_err(|e| locate_params(exp, "trainer.params", e))
+    (f.build)(&params, &cx).map_err(|e| locate_params(exp, "trainer.params", e))
+}
+
+/// Checks the experiment's trainer name and params without building it (errors name the
+/// key): `nas config validate` refuses what `nas run` would, before any data is loaded.
+pub fn check_trainer(exp: &Experiment, comps: &Components) -> Result<()> {
+    let Some(t) = &exp.trainer else {
+        return Ok(());
+    };
+    let f = comps
+        .trainers
+        .get(&t.name)
+        .map_err(|e| exp.error_at("trainer.name", e.to_string()))?;
+    (f.check)(&t.params).map_err(|e| locate_params(exp, "trainer.params", e))
 }
 
 /// Builds the experiment's estimator (the `estimator` block) over its built `space`.

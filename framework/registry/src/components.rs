@@ -53,8 +53,21 @@ pub type StrategyFactory = Arc<
 >;
 /// Builds a trainer from its params over the context's space and loaded data
 /// ([`BuildContext::space`], [`BuildContext::data`]).
-pub type TrainerFactory =
+pub type TrainerBuild =
     Arc<dyn Fn(&serde_json::Value, &BuildContext<'_>) -> Result<Box<dyn RunTrainer>> + Send + Sync>;
+/// Decodes a trainer's params without building it (`nas config validate` checks them
+/// without loading data or building a supernet).
+pub type TrainerCheck = Arc<dyn Fn(&serde_json::Value) -> Result<()> + Send + Sync>;
+
+/// A trainer's factory: a check of its params, and the build.
+#[derive(Clone)]
+pub struct TrainerFactory {
+    /// Decodes the params (errors name the key).
+    pub check: TrainerCheck,
+    /// Builds the trainer.
+    pub build: TrainerBuild,
+}
+
 /// Builds an optimizer from its params (weights: `optimizers.weights`, `train.optimizer`).
 pub type OptimizerFactory =
     Arc<dyn Fn(&serde_json::Value, &BuildContext<'_>) -> Result<Box<dyn Optimizer>> + Send + Sync>;

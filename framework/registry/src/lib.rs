@@ -11,12 +11,12 @@ pub mod components;
 pub mod context;
 
 pub use build::{
-    build_estimator, build_space, build_strategy, build_trainer, data_shape, data_shape_of,
-    experiment_device, load_data, locate_params, parse_device, parse_dtype, takes_arch_optimizer,
-    weight_optimizer,
+    build_estimator, build_space, build_strategy, build_trainer, check_trainer, data_shape,
+    data_shape_of, experiment_device, load_data, locate_params, parse_device, parse_dtype,
+    takes_arch_optimizer, weight_optimizer,
 };
 pub use components::{
     Components, DatasetFactory, EstimatorFactory, OptimizerFactory, ScheduleFactory, SpaceBox,
-    SpaceFactory, StrategyFactory, TrainerFactory,
+    SpaceFactory, StrategyFactory, TrainerBuild, TrainerCheck, TrainerFactory,
 };
 pub use context::BuildContext;

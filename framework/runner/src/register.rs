@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use nas_core::{ComponentInfo, ComponentKind, ParamDoc, Result};
 use nas_data::Augment;
-use nas_registry::{weight_optimizer, BuildContext, Components};
+use nas_registry::{weight_optimizer, BuildContext, Components, TrainerFactory};
 use nas_trainer::{RunTrainer, TrainerParams, TrainerSetup, WeightSharingTrainer};
 
 /// The built-in trainer's registered name.
@@ -15,8 +15,15 @@ pub const SUPERNET_TRAINER: &str = "supernet";
 
 /// Registers the `supernet` trainer and the `zero_cost` estimator into `c`.
 pub fn register(c: &mut Components) -> Result<()> {
-    c.trainers
-        .register(supernet_trainer_info(), Arc::new(build_supernet_trainer))?;
+    c.trainers.register(
+        supernet_trainer_info(),
+        TrainerFactory {
+            check: Arc::new(|p| {
+                nas_core::decode_params::<TrainerParams>("trainer supernet", p).map(|_| ())
+            }),
+            build: Arc::new(build_supernet_trainer),
+        },
+    )?;
     c.estimators.register(
         crate::zero_cost::info(),
         Arc::new(|p, cx: &BuildContext<'_>| {
