@@ -22,7 +22,7 @@ fi
 
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   echo "fuzz.sh: no nightly toolchain or no cargo-fuzz; running the stable random-input test instead" >&2
-  exec cargo test -p nas-cli --test parsers_random
+  exec cargo test -p nas-cli --test cli parsers_random
 fi
 
 for t in "${targets[@]}"; do
