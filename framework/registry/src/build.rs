@@ -200,15 +200,6 @@ pub fn build_trainer(
     device: &Device,
     dtype: DType,
 ) -> Result<Box<dyn RunTrainer>> {
-    if space.tensor().is_none() {
-        return Err(exp.error_at(
-            "space.name",
-            format!(
-                "space `{}` has no supernet; use an estimator strategy",
-                exp.space.name
-            ),
-        ));
-    }
     let (name, params) = match &exp.trainer {
         Some(t) => (t.name.as_str(), t.params.clone()),
         None => (DEFAULT_TRAINER, serde_json::Value::Null),

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device};
 use nas_config::Experiment;
-use nas_core::{NasError, Result, SpaceRules};
+use nas_core::{NasError, Result};
 use nas_data::DataSplits;
 use nas_model::DataShape;
 
@@ -46,17 +46,6 @@ impl<'a> BuildContext<'a> {
             device: Device::Cpu,
             dtype: DType::F32,
         }
-    }
-
-    /// A context for `exp`: its device (an error at the key `device` when this build or
-    /// machine cannot use it) and dtype.
-    pub fn for_experiment(exp: &'a Experiment, comps: &'a Components) -> Result<Self> {
-        Ok(BuildContext {
-            exp: Some(exp),
-            device: crate::build::experiment_device(exp)?,
-            dtype: crate::build::parse_dtype(exp.dtype)?,
-            ..BuildContext::new(comps)
-        })
     }
 
     /// With the data's shape.
@@ -101,11 +90,6 @@ impl<'a> BuildContext<'a> {
     pub fn built_space(&self, what: &str) -> Result<&'a SpaceBox> {
         self.space
             .ok_or_else(|| NasError::Other(format!("{what} needs the experiment's space")))
-    }
-
-    /// The space's plain rules, or an error naming `what` needs them.
-    pub fn rules(&self, what: &str) -> Result<&'a dyn SpaceRules> {
-        Ok(self.built_space(what)?.rules())
     }
 
     /// The experiment of an earlier run in `dir` (its `config.resolved.yaml`): estimators

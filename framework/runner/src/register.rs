@@ -10,9 +10,6 @@ use nas_data::Augment;
 use nas_registry::{weight_optimizer, BuildContext, Components, TrainerFactory};
 use nas_trainer::{RunTrainer, TrainerParams, TrainerSetup, WeightSharingTrainer};
 
-/// The built-in trainer's registered name.
-pub const SUPERNET_TRAINER: &str = "supernet";
-
 /// Registers the `supernet` trainer and the `zero_cost` estimator into `c`.
 pub fn register(c: &mut Components) -> Result<()> {
     c.trainers.register(
@@ -37,7 +34,7 @@ pub fn register(c: &mut Components) -> Result<()> {
 fn supernet_trainer_info() -> ComponentInfo {
     ComponentInfo {
         kind: ComponentKind::Trainer,
-        name: SUPERNET_TRAINER.into(),
+        name: nas_registry::build::DEFAULT_TRAINER.into(),
         summary: "weight-sharing supernet trainer (first/second-order arch gradients, paths, BN recalibration)".into(),
         defaults: serde_json::to_value(TrainerParams::default()).unwrap_or_default(),
         params: vec![

@@ -124,5 +124,5 @@ fn search(
     // Debug-level spans: with `-v` every log line and profiler names the run, the epoch and
     // the step it belongs to; at the default level they cost nothing and print nothing.
     let _run_span = tracing::debug_span!("run", name = %exp.name).entered();
-    RunLoop::build(exp, comps, opts, dir, resume)?.run(summary, resume.is_some())
+    RunLoop::build(exp, comps, opts, dir, resume)?.run(summary)
 }

@@ -77,6 +77,8 @@ pub struct RunLoop<'a> {
     last_arch: Option<Architecture>,
     /// Why the search stopped (`budget` unless something else ended it).
     stop_reason: String,
+    /// Whether the run continues from a checkpoint.
+    resumed: bool,
 }
 
 /// Epoch metrics as JSON: non-finite values as `null`, counts as integers.
@@ -134,7 +136,7 @@ impl<'a> RunLoop<'a> {
         )?;
         let network = space.tensor().map(|s| s.default_network_config());
         let fingerprint = nas_rundir::checkpoint::fingerprint_value(exp)?;
-        let progress = match resume {
+        let (progress, resumed_text) = match resume {
             Some(ck) => {
                 ck.restore(
                     strategy.as_mut(),
@@ -155,7 +157,6 @@ impl<'a> RunLoop<'a> {
             }
             None => (Progress::default(), None),
         };
-        let (progress, resumed_text) = progress;
         let mut files = RunFiles::open(dir, exp.output.tensorboard, &progress, resume.is_some())?;
         if let Some(text) = resumed_text {
             files.log.line(&text)?;
@@ -184,15 +185,16 @@ impl<'a> RunLoop<'a> {
             last_arch: progress.last_arch.clone(),
             start: progress,
             stop_reason,
+            resumed: resume.is_some(),
         })
     }
 
     /// Runs the search to its end and writes the result files; returns why it stopped.
-    pub fn run(mut self, summary: &mut RunSummary, resumed: bool) -> Result<String> {
+    pub fn run(mut self, summary: &mut RunSummary) -> Result<String> {
         summary.final_metrics = self.start.final_metrics.clone();
         summary.valid_acc = self.start.valid_acc;
         summary.epochs = self.start.next_epoch;
-        if !resumed {
+        if !self.resumed {
             if let Some(w) = self.strategy.mixing_weights() {
                 self.files
                     .alphas(-1, 0, self.parts.space.rules().spec(), &w)?;
