@@ -64,6 +64,7 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
             steps,
             order,
             strategy,
+            profile,
             json,
         } => bench(
             comps,
@@ -75,6 +76,7 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
                 steps: *steps,
                 order: (*order).into(),
                 strategy: strategy.clone(),
+                profile: *profile,
             },
             *json,
         ),
@@ -211,6 +213,18 @@ fn bench(comps: &Components, cfg: nas_runner::bench::BenchConfig, json: bool) ->
             r.peak_rss_mib.map_or("?".into(), |m| format!("{m:.0}")),
             r.threads
         );
+        if let Some(rows) = &r.profile {
+            println!(
+                "{:<44} {:>10} {:>12}",
+                "kernel or phase", "calls/step", "ms/step"
+            );
+            for row in rows {
+                println!(
+                    "{:<44} {:>10.1} {:>12.1}",
+                    row.name, row.calls_per_step, row.ms_per_step
+                );
+            }
+        }
     }
     Ok(0)
 }

@@ -175,6 +175,10 @@ pub enum Command {
         /// The strategy timed: darts, gdas, spos, proxylessnas (or any trainer strategy).
         #[arg(long, default_value = "darts")]
         strategy: String,
+        /// Also report where the time goes: wall-clock ms per step of every kernel (forward
+        /// and backward, by op name) and of the trainer's phases.
+        #[arg(long)]
+        profile: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,

@@ -94,6 +94,8 @@ fn stock_bn(x: &Tensor) -> Result<Tensor> {
 
 fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "QUICK");
+    // FUSED: only the fused relu + depthwise rows.
+    let fused_only = std::env::args().any(|a| a == "FUSED");
     let reps = if quick { 5 } else { 15 };
     println!("threads: {}", rayon::current_num_threads());
     println!("| size | op | nas-ops ms | stock candle ms | stock / ours |");
@@ -116,9 +118,20 @@ fn main() -> Result<()> {
         ] {
             let p = d * (k - 1) / 2;
             let w = randn(&[c, 1, k, k])?;
+            let fused = best_ms(reps, || fwd_bwd(relu_depthwise_conv2d(&x, &w, s, p, d)))?;
+            let two = best_ms(reps, || fwd_bwd(depthwise_conv2d(&relu(&x)?, &w, s, p, d)))?;
+            println!(
+                "| {size} | relu+depthwise {k}x{k} s{s} d{d}: fused {fused:.2} ms, two ops {two:.2} ms | | | |"
+            );
+            if fused_only {
+                continue;
+            }
             let ours = best_ms(reps, || fwd_bwd(depthwise_conv2d(&x, &w, s, p, d)))?;
             let stock = best_ms(reps.min(5), || fwd_bwd(x.conv2d(&w, p, s, d, c)))?;
             row(&format!("depthwise {k}x{k} s{s} d{d}"), ours, Some(stock));
+        }
+        if fused_only {
+            continue;
         }
         let w1 = randn(&[c, c, 1, 1])?;
         let ours = best_ms(reps, || fwd_bwd(conv2d(&x, &w1, 1, 0)))?;

@@ -371,6 +371,7 @@ impl CustomOp1 for BnOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(CustomOp1::name(self));
         dispatch_float!("batch_norm2d", s, |T| {
             let y = self.run::<T>(slice(s, l)?, None, None);
             Ok((T::to_cpu_storage_owned(y), l.shape().clone()))
@@ -396,6 +397,7 @@ impl CustomOp3 for BnOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(CustomOp3::name(self));
         dispatch_float!("batch_norm2d", s1, |T| {
             let y = self.run::<T>(slice(s1, l1)?, Some(slice(s2, l2)?), Some(slice(s3, l3)?));
             Ok((T::to_cpu_storage_owned(y), l1.shape().clone()))
@@ -494,6 +496,7 @@ impl CustomOp2 for BnBwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
         dispatch_float!("batch_norm2d backward", s1, |T| {
             let out = self.run::<T>(slice(s1, l1)?, slice(s2, l2)?);
             let len = out.len();

@@ -119,6 +119,7 @@ impl CustomOp1 for Im2col {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
         let win = &self.win;
         dispatch_float!("im2col", s, |T| {
             let x: &[T] = slice(s, l)?;
@@ -171,6 +172,7 @@ impl CustomOp1 for Col2im {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
         let win = &self.win;
         dispatch_float!("col2im", s, |T| {
             let g: &[T] = slice(s, l)?;

@@ -158,6 +158,7 @@ impl CustomOp2 for Conv1x1 {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
         dispatch_float!("conv2d 1x1", s1, |T| {
             let y = self.forward::<T>(slice(s1, l1)?, slice(s2, l2)?);
             Ok((
@@ -199,6 +200,7 @@ impl CustomOp3 for Conv1x1Bwd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
         dispatch_float!("conv2d 1x1 backward", s1, |T| {
             let out = self
                 .0

@@ -27,6 +27,33 @@ pub fn depthwise_conv2d(
     padding: usize,
     dilation: usize,
 ) -> Result<Tensor> {
+    depthwise(x, weight, stride, padding, dilation, false)
+}
+
+/// `depthwise_conv2d(relu(x), ...)` in one op: the ReLU is applied to each input plane as the
+/// convolution reads it, and its mask to the input gradient, so neither the rectified copy
+/// nor its gradient is ever a tensor (the `ReLU -> depthwise conv` opening of DARTS' `SepConv`
+/// and `DilConv`). Same values and gradients as the two ops, bit for bit; inside
+/// [`crate::with_relu_probe`] the input is recorded as [`crate::relu`] records it.
+pub fn relu_depthwise_conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+) -> Result<Tensor> {
+    crate::pointwise::probe_relu_input(x);
+    depthwise(x, weight, stride, padding, dilation, true)
+}
+
+fn depthwise(
+    x: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+    relu: bool,
+) -> Result<Tensor> {
     let dims = x.dims4()?;
     let (wc, one, kh, kw) = weight.dims4()?;
     if wc != dims.1 || one != 1 || kh != kw {
@@ -46,11 +73,35 @@ pub fn depthwise_conv2d(
     crate::cpu::check_float("depthwise_conv2d", x.dtype())?;
     let win = Window::new(dims, kh, stride, padding, dilation)?;
     x.contiguous()?
-        .apply_op2(&weight.contiguous()?, DwConv { win })
+        .apply_op2(&weight.contiguous()?, DwConv { win, relu })
+}
+
+/// `max(v, 0)` as [`crate::relu`] computes it (NaN passes through).
+#[inline(always)]
+fn rectify<T: Float>(v: T) -> T {
+    if v < T::ZERO {
+        T::ZERO
+    } else {
+        v
+    }
+}
+
+/// The plane the convolution reads: `x` itself, or its rectified copy in `scratch`.
+#[inline]
+fn input_plane<'a, T: Float>(x: &'a [T], relu: bool, scratch: &'a mut Vec<T>) -> &'a [T] {
+    if relu {
+        scratch.clear();
+        scratch.extend(x.iter().map(|&v| rectify(v)));
+        scratch
+    } else {
+        x
+    }
 }
 
 struct DwConv {
     win: Window,
+    /// Rectify the input first ([`relu_depthwise_conv2d`]).
+    relu: bool,
 }
 
 impl CustomOp2 for DwConv {
@@ -65,9 +116,10 @@ impl CustomOp2 for DwConv {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
         let win = &self.win;
         dispatch_float!("depthwise_conv2d", s1, |T| {
-            let y = forward::<T>(slice(s1, l1)?, slice(s2, l2)?, win);
+            let y = forward::<T>(slice(s1, l1)?, slice(s2, l2)?, win, self.relu);
             Ok((
                 T::to_cpu_storage_owned(y),
                 Shape::from((win.n, win.c, win.oh, win.ow)),
@@ -83,7 +135,14 @@ impl CustomOp2 for DwConv {
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = g.contiguous()?;
-        let both = x.apply_op3_no_bwd(w, &g, &DwConvBwd { win: self.win })?;
+        let both = x.apply_op3_no_bwd(
+            w,
+            &g,
+            &DwConvBwd {
+                win: self.win,
+                relu: self.relu,
+            },
+        )?;
         let nx = x.elem_count();
         let gx = both.narrow(0, 0, nx)?.reshape(x.shape())?;
         let gw = both.narrow(0, nx, w.elem_count())?.reshape(w.shape())?;
@@ -95,6 +154,7 @@ impl CustomOp2 for DwConv {
 /// `[dL/dx, dL/dweight]`.
 struct DwConvBwd {
     win: Window,
+    relu: bool,
 }
 
 impl CustomOp3 for DwConvBwd {
@@ -111,16 +171,23 @@ impl CustomOp3 for DwConvBwd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
         let win = &self.win;
         dispatch_float!("depthwise_conv2d backward", s1, |T| {
-            let out = backward::<T>(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?, win);
+            let out = backward::<T>(
+                slice(s1, l1)?,
+                slice(s2, l2)?,
+                slice(s3, l3)?,
+                win,
+                self.relu,
+            );
             let len = out.len();
             Ok((T::to_cpu_storage_owned(out), Shape::from(len)))
         })
     }
 }
 
-fn forward<T: Float>(x: &[T], wt: &[T], win: &Window) -> Vec<T> {
+fn forward<T: Float>(x: &[T], wt: &[T], win: &Window, relu: bool) -> Vec<T> {
     let kk = win.k * win.k;
     let (ip, op) = (win.in_plane(), win.out_plane());
     let (hp, wp) = (win.h + 2 * win.padding, win.w + 2 * win.padding);
@@ -129,18 +196,21 @@ fn forward<T: Float>(x: &[T], wt: &[T], win: &Window) -> Vec<T> {
     y.par_chunks_mut(op.max(1))
         .enumerate()
         .with_min_len(min_len)
-        .for_each_init(Phased::new, |xp, (p, yp)| {
-            let c = p % win.c;
-            let x_plane = &x[p * ip..(p + 1) * ip];
-            xp.fill(x_plane, win.h, win.w, win.padding, hp, wp, win.stride);
-            let spec = Corr {
-                k: win.k,
-                s: win.stride,
-                d: win.dilation,
-                off: 0,
-            };
-            corr(xp, &wt[c * kk..(c + 1) * kk], spec, yp, win.oh, win.ow);
-        });
+        .for_each_init(
+            || (Phased::new(), Vec::new()),
+            |(xp, scratch), (p, yp)| {
+                let c = p % win.c;
+                let x_plane = input_plane(&x[p * ip..(p + 1) * ip], relu, scratch);
+                xp.fill(x_plane, win.h, win.w, win.padding, hp, wp, win.stride);
+                let spec = Corr {
+                    k: win.k,
+                    s: win.stride,
+                    d: win.dilation,
+                    off: 0,
+                };
+                corr(xp, &wt[c * kk..(c + 1) * kk], spec, yp, win.oh, win.ow);
+            },
+        );
     y
 }
 
@@ -356,7 +426,7 @@ fn weight_grad_any<T: Float, const FMA: bool>(p: &Phased<T>, g: &[T], gw: &mut [
     }
 }
 
-fn backward<T: Float>(x: &[T], wt: &[T], g: &[T], win: &Window) -> Vec<T> {
+fn backward<T: Float>(x: &[T], wt: &[T], g: &[T], win: &Window, relu: bool) -> Vec<T> {
     let (rows, cols) = (win.row_taps(), win.col_taps());
     let (k, pad, d) = (win.k, win.padding, win.dilation);
     let kk = k * k;
@@ -376,11 +446,12 @@ fn backward<T: Float>(x: &[T], wt: &[T], g: &[T], win: &Window) -> Vec<T> {
             .enumerate()
             .with_min_len(min_len)
             .for_each_init(
-                || (Phased::new(), Phased::new(), Vec::new()),
-                |(xp, gp, flipped), (p, (gxp, gwp))| {
+                || (Phased::new(), Phased::new(), Vec::new(), Vec::new()),
+                |(xp, gp, flipped, scratch), (p, (gxp, gwp))| {
                     let c = p % win.c;
                     let wk = &wt[c * kk..(c + 1) * kk];
-                    let (xpl, gpl) = (&x[p * ip..(p + 1) * ip], &g[p * op..(p + 1) * op]);
+                    let xpl = input_plane(&x[p * ip..(p + 1) * ip], relu, scratch);
+                    let gpl = &g[p * op..(p + 1) * op];
                     if win.stride == 1 {
                         xp.fill(xpl, win.h, win.w, pad, hp, wp, 1);
                         weight_grad(xp, gpl, gwp, win);
@@ -400,6 +471,12 @@ fn backward<T: Float>(x: &[T], wt: &[T], g: &[T], win: &Window) -> Vec<T> {
                         // Small strided outputs: the direct scatter over precomputed tap
                         // ranges is faster than going through phased planes.
                         backward_plane(xpl, wk, gpl, gxp, gwp, win, &rows, &cols);
+                    }
+                    if relu {
+                        // The ReLU's backward: the gradient flows where its output is positive.
+                        for (d, &v) in gxp.iter_mut().zip(xpl) {
+                            *d = if v > T::ZERO { *d } else { T::ZERO };
+                        }
                     }
                 },
             );

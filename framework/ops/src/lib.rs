@@ -20,13 +20,14 @@ mod geom;
 mod mixed;
 mod pointwise;
 mod pool;
+pub mod profile;
 pub mod reference;
 
 pub use bn::BatchNorm2d;
 pub use conv::{conv2d, grouped_conv2d};
 #[doc(hidden)]
 pub use cpu::force_portable_kernels;
-pub use dwconv::depthwise_conv2d;
+pub use dwconv::{depthwise_conv2d, relu_depthwise_conv2d};
 pub use geom::out_size;
 pub use mixed::weighted_sum;
 pub use pointwise::{global_avg_pool, relu, with_relu_probe};

@@ -275,6 +275,7 @@ impl CustomOp2 for Mix {
         _s2: &CpuStorage,
         _l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
         let ys: Vec<&Tensor> = self.ys.iter().collect();
         dispatch_float!("weighted_sum", s1, |T| {
             let w: &[T] = slice(s1, l1)?;
@@ -312,6 +313,7 @@ impl CustomOp1 for Tap {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, _l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
         dispatch_float!("weighted_sum", s, |T| Ok((
             T::to_cpu_storage_owned(vec![T::ZERO]),
             Shape::from(1)

@@ -13,12 +13,17 @@ thread_local! {
 /// output is positive. Inside [`with_relu_probe`] on this thread, its input is recorded.
 pub fn relu(x: &Tensor) -> Result<Tensor> {
     crate::cpu::check_float("relu", x.dtype())?;
+    probe_relu_input(x);
+    x.contiguous()?.apply_op1(Relu)
+}
+
+/// Records `x` as a ReLU input inside [`with_relu_probe`] on this thread (else nothing).
+pub(crate) fn probe_relu_input(x: &Tensor) {
     RELU_PROBE.with(|p| {
         if let Some(v) = p.borrow_mut().as_mut() {
             v.push(x.detach());
         }
     });
-    x.contiguous()?.apply_op1(Relu)
 }
 
 /// Runs `f` and returns, beside its result, the input of every [`relu`] called on this
@@ -54,6 +59,7 @@ impl CustomOp1 for Relu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
         dispatch_float!("relu", s, |T| {
             let x: &[T] = slice(s, l)?;
             let mut y = vec![T::ZERO; x.len()];
@@ -89,6 +95,7 @@ impl CustomOp2 for ReluBwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
         dispatch_float!("relu backward", s1, |T| {
             let (y, g): (&[T], &[T]) = (slice(s1, l1)?, slice(s2, l2)?);
             let mut gx = vec![T::ZERO; y.len()];
@@ -116,6 +123,7 @@ impl CustomOp1 for GlobalAvgPool {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
         let hw = self.hw;
         dispatch_float!("global_avg_pool", s, |T| {
             let x: &[T] = slice(s, l)?;
@@ -147,6 +155,7 @@ impl CustomOp1 for GlobalAvgPoolBwd {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
         let GlobalAvgPool { n, c, hw } = self.0;
         dispatch_float!("global_avg_pool backward", s, |T| {
             let g: &[T] = slice(s, l)?;

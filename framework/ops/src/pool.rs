@@ -68,6 +68,7 @@ impl CustomOp1 for MaxPool {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
         let win = &self.win;
         dispatch_float!("max_pool2d", s, |T| {
             let x: &[T] = slice(s, l)?;
@@ -185,6 +186,7 @@ impl CustomOp1 for MaxPoolBwd {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
         let win = &self.win;
         let k = win.k;
         // Input offset of each tap relative to (oy * s, ox * s).
@@ -259,6 +261,7 @@ impl CustomOp1 for AvgPool {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
         let win = &self.win;
         dispatch_float!("avg_pool2d", s, |T| {
             let x: &[T] = slice(s, l)?;
@@ -325,6 +328,7 @@ impl CustomOp1 for AvgPoolBwd {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
         let win = &self.0.win;
         dispatch_float!("avg_pool2d backward", s, |T| {
             let g: &[T] = slice(s, l)?;

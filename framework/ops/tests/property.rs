@@ -525,3 +525,57 @@ fn weighted_sum_graph_edge_cases() {
     .unwrap();
     assert_eq!(values(&y), vec![1.5, -3.0, 6.0, 0.0]);
 }
+
+/// The fused `relu -> depthwise conv` against the reference convolution of the rectified
+/// input (the input gradient masked where the input is not positive, exact zeros included),
+/// and bit for bit against the two separate ops.
+#[test]
+fn relu_depthwise_conv_matches_reference_and_the_two_ops() {
+    let mut rg = rng(7);
+    for trial in 0..TRIALS {
+        let (n, c) = (rg.random_range(1..3), rg.random_range(1..5));
+        let (h, w) = (rg.random_range(4..11), rg.random_range(4..11));
+        let k = [1, 3, 5][rg.random_range(0..3)];
+        let (s, d) = (rg.random_range(1..3), rg.random_range(1..3));
+        let p = d * (k - 1) / 2;
+        let cs = ConvSpec {
+            stride: s,
+            padding: p,
+            dilation: d,
+            groups: c,
+        };
+        let xd = [n, c, h, w];
+        let wd = [c, 1, k, k];
+        let mut x = uniform(&mut rg, n * c * h * w);
+        x.iter_mut().step_by(5).for_each(|v| *v = 0.0);
+        let wt = uniform(&mut rg, c * k * k);
+        let rect: Vec<f64> = x.iter().map(|&v| v.max(0.0)).collect();
+        let (yr, _) = r::conv2d_forward(&rect, xd, &wt, wd, cs);
+        for dtype in [DType::F64, DType::F32] {
+            let what = format!("relu+dwconv {xd:?} k{k} s{s} d{d} {dtype:?}");
+            let (xt, wtt) = (tensor(&x, &xd, dtype), tensor(&wt, &wd, dtype));
+            let (y, gy, gx, gw) = run2(&xt, &wtt, trial as u64, |x, w| {
+                relu_depthwise_conv2d(x, w, s, p, d).unwrap()
+            });
+            assert_close(&format!("{what} y"), &values(&y), &yr, t64(dtype));
+            let (gxr, gwr) = r::conv2d_backward(&rect, xd, &wt, wd, &gy, cs);
+            let gxr: Vec<f64> = gxr
+                .iter()
+                .zip(&x)
+                .map(|(&g, &v)| if v > 0.0 { g } else { 0.0 })
+                .collect();
+            assert_close(&format!("{what} gx"), &gx, &gxr, t64(dtype));
+            assert_close(&format!("{what} gw"), &gw, &gwr, t64(dtype));
+            let (y2, _, gx2, gw2) = run2(&xt, &wtt, trial as u64, |x, w| {
+                depthwise_conv2d(&relu(x).unwrap(), w, s, p, d).unwrap()
+            });
+            assert_eq!(
+                values(&y),
+                values(&y2),
+                "{what}: y differs from relu + dwconv"
+            );
+            assert_eq!(gx, gx2, "{what}: gx differs from relu + dwconv");
+            assert_eq!(gw, gw2, "{what}: gw differs from relu + dwconv");
+        }
+    }
+}

@@ -34,6 +34,21 @@ pub struct BenchConfig {
     pub order: nas_core::OrderSetting,
     /// The strategy timed (`darts`, `gdas`, `spos`, ...), with its default params.
     pub strategy: String,
+    /// Record the time of every kernel and trainer phase ([`nas_ops::profile`]) during the
+    /// timed steps.
+    pub profile: bool,
+}
+
+/// One row of the `--profile` table.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileRow {
+    /// A kernel's candle op name (`nas-...`, its backward `...-bwd`) or `phase: ...`.
+    pub name: String,
+    /// Calls per timed step.
+    pub calls_per_step: f64,
+    /// Wall-clock ms per timed step, summed over the calls (and over threads, where calls
+    /// run at once).
+    pub ms_per_step: f64,
 }
 
 /// The figures.
@@ -56,6 +71,8 @@ pub struct BenchResult {
     pub threads: usize,
     /// Supernet parameters.
     pub supernet_params: usize,
+    /// With `profile`: kernels and phases, most time first.
+    pub profile: Option<Vec<ProfileRow>>,
 }
 
 /// CPU time of the whole process (user + system, all threads) in ms, from `/proc/self/stat`
@@ -167,6 +184,8 @@ pub fn bench_darts(cfg: &BenchConfig, comps: &Components) -> Result<BenchResult>
         };
         if i == 1 {
             cpu_start = process_cpu_ms();
+            nas_ops::profile::enable(cfg.profile);
+            nas_ops::profile::take();
         }
         let t = Instant::now();
         strategy.step(&mut env)?;
@@ -174,6 +193,20 @@ pub fn bench_darts(cfg: &BenchConfig, comps: &Components) -> Result<BenchResult>
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
+    nas_ops::profile::enable(false);
+    let steps = times.len().max(1) as f64;
+    let profile = cfg.profile.then(|| {
+        let mut rows: Vec<ProfileRow> = nas_ops::profile::take()
+            .into_iter()
+            .map(|(name, e)| ProfileRow {
+                name: name.to_string(),
+                calls_per_step: e.calls as f64 / steps,
+                ms_per_step: e.seconds * 1e3 / steps,
+            })
+            .collect();
+        rows.sort_by(|a, b| b.ms_per_step.total_cmp(&a.ms_per_step));
+        rows
+    });
     let cpu_ms_per_step = match (cpu_start, process_cpu_ms()) {
         (Some(a), Some(b)) if !times.is_empty() => Some((b - a) / times.len() as f64),
         _ => None,
@@ -186,6 +219,7 @@ pub fn bench_darts(cfg: &BenchConfig, comps: &Components) -> Result<BenchResult>
         peak_rss_mib: peak_rss_mib(),
         threads: rayon_threads(),
         supernet_params,
+        profile,
     })
 }
 

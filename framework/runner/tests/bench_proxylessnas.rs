@@ -13,6 +13,7 @@ fn cfg(strategy: &str, layers: usize, channels: usize, batch: usize, steps: usiz
         steps,
         order: nas_core::OrderSetting::First,
         strategy: strategy.into(),
+        profile: false,
     }
 }
 
@@ -25,6 +26,36 @@ fn a_proxylessnas_step_is_benchable() {
     .unwrap();
     assert_eq!(r.step_ms.len(), 1);
     assert!(r.supernet_params > 0);
+    assert!(r.profile.is_none());
+}
+
+/// `--profile` accounts the kernels of the timed steps by name: a DARTS step runs the
+/// depthwise convolution forward and backward, and the backward phase contains them.
+#[test]
+fn a_profiled_step_names_its_kernels_and_phases() {
+    let mut c = cfg("darts", 2, 4, 2, 2);
+    c.profile = true;
+    let r = bench_darts(&c, &nas_builtins::components().unwrap()).unwrap();
+    let rows = r.profile.expect("profile requested");
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("no row {name} in {rows:?}"))
+    };
+    let fwd = row("nas-depthwise-conv2d");
+    let bwd = row("nas-depthwise-conv2d-bwd");
+    // 2 cells x 14 edges x 4 separable/dilated convolutions (sep: 2 depthwise), forward in
+    // the architecture step and the weight step: 2 x 2 x 14 x 6 = 336 per step.
+    assert_eq!(fwd.calls_per_step, 336.0);
+    assert_eq!(bwd.calls_per_step, 336.0);
+    let backward = row("phase: backward");
+    assert_eq!(backward.calls_per_step, 2.0);
+    assert!(backward.ms_per_step >= bwd.ms_per_step * 0.99);
+    assert!(rows
+        .windows(2)
+        .all(|w| w[0].ms_per_step >= w[1].ms_per_step));
+    // Nothing is recorded once the bench is over.
+    assert!(!nas_ops::profile::enabled());
 }
 
 #[test]

@@ -331,12 +331,11 @@ impl Op {
             }
             Op::SepConv { k, stride, w, bn } => {
                 let p = k / 2;
-                let y = relu(x)?;
-                let y = depthwise_conv2d(&y, w[0].as_tensor(), *stride, p, 1)?;
+                // ReLU -> depthwise as one op (the same values and gradients).
+                let y = relu_depthwise_conv2d(x, w[0].as_tensor(), *stride, p, 1)?;
                 let y = conv2d(&y, w[1].as_tensor(), 1, 0)?;
                 let y = bn[0].forward(&y, train)?;
-                let y = relu(&y)?;
-                let y = depthwise_conv2d(&y, w[2].as_tensor(), 1, p, 1)?;
+                let y = relu_depthwise_conv2d(&y, w[2].as_tensor(), 1, p, 1)?;
                 let y = conv2d(&y, w[3].as_tensor(), 1, 0)?;
                 bn[1].forward(&y, train)
             }
@@ -348,8 +347,7 @@ impl Op {
                 bn,
             } => {
                 let p = dilation * (k - 1) / 2;
-                let y = relu(x)?;
-                let y = depthwise_conv2d(&y, w[0].as_tensor(), *stride, p, *dilation)?;
+                let y = relu_depthwise_conv2d(x, w[0].as_tensor(), *stride, p, *dilation)?;
                 let y = conv2d(&y, w[1].as_tensor(), 1, 0)?;
                 bn.forward(&y, train)
             }

@@ -116,6 +116,7 @@ impl SupernetTrainer for WeightSharingTrainer {
             }
             return Err(self.non_finite("weight gradient"));
         }
+        let _profile = nas_ops::profile::scope("phase: weight update");
         let mut w = self.weights_f64()?;
         {
             let mut wref: Vec<&mut [f64]> = w.iter_mut().map(|g| g.as_mut_slice()).collect();

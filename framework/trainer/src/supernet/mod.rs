@@ -398,6 +398,7 @@ impl WeightSharingTrainer {
         drive: &Drive,
         what: &str,
     ) -> Result<(Tensor, f64, usize)> {
+        let _profile = nas_ops::profile::scope("phase: forward + loss");
         let (x, y) = batch_tensors(batch, self.shape, &self.s.device, self.s.dtype)?;
         let logits = self
             .s
@@ -424,7 +425,11 @@ impl WeightSharingTrainer {
     ) -> Result<(LossGrads, Vec<bool>)> {
         let (td, avars) = self.tensor_drive(drive, batch.n, want_arch)?;
         let (loss, lv, correct) = self.training_loss(batch, &td, drive, "loss")?;
-        let grads = loss.backward().map_err(terr)?;
+        let grads = {
+            let _profile = nas_ops::profile::scope("phase: backward");
+            loss.backward().map_err(terr)?
+        };
+        let _profile = nas_ops::profile::scope("phase: gradients to f64");
         let mut wg = Vec::new();
         let mut active = Vec::new();
         if want_weights {
