@@ -2,14 +2,15 @@
 # Runs `nas bench` and darts_step.py alternately (nas, torch, nas, torch, ...) on one
 # configuration and appends one JSON line per run to $OUT (default bench-results.jsonl).
 #
-#   benches/pytorch/compare.sh REPS THREADS LAYERS BATCH ORDER STEPS
+#   benches/pytorch/compare.sh REPS THREADS LAYERS BATCH ORDER STEPS [STRATEGY]
 #   e.g. benches/pytorch/compare.sh 3 2 8 64 first 3
+#        benches/pytorch/compare.sh 2 2 8 64 first 2 gdas     # darts (default), gdas, spos
 #
 # NAS (default ./target/release/nas) and PYTHON (default python3) choose the binaries.
 # THREADS sets RAYON_NUM_THREADS for nas and --threads for PyTorch. The load average is
 # recorded before every run, since the machine may be shared.
 set -euo pipefail
-reps=$1 threads=$2 layers=$3 batch=$4 order=$5 steps=$6
+reps=$1 threads=$2 layers=$3 batch=$4 order=$5 steps=$6 strategy=${7:-darts}
 nas=${NAS:-./target/release/nas}
 py=${PYTHON:-python3}
 out=${OUT:-bench-results.jsonl}
@@ -19,10 +20,10 @@ for r in $(seq 1 "$reps"); do
     load=$(cut -d' ' -f1-3 /proc/loadavg)
     if [ "$impl" = nas ]; then
       res=$(RAYON_NUM_THREADS=$threads "$nas" bench --layers "$layers" --channels 16 \
-        --batch "$batch" --size 32 --steps "$steps" --order "$order" --json)
+        --batch "$batch" --size 32 --steps "$steps" --order "$order" --strategy "$strategy" --json)
     else
       res=$("$py" "$here/darts_step.py" --layers "$layers" --channels 16 --batch "$batch" \
-        --size 32 --steps "$steps" --warmup 1 --order "$order" --threads "$threads" --json)
+        --size 32 --steps "$steps" --warmup 1 --order "$order" --strategy "$strategy" --threads "$threads" --json)
     fi
     "$py" -c 'import json,sys; r=json.loads(sys.argv[1]); r.update(impl=sys.argv[2], rep=int(sys.argv[3]), threads=int(sys.argv[4]), load=sys.argv[5]); print(json.dumps(r))' \
       "$res" "$impl" "$r" "$threads" "$load" | tee -a "$out"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Times one DARTS search step in PyTorch on CPU: the reference for `nas bench`.
+"""Times one DARTS, GDAS or SPOS search step in PyTorch on CPU: the reference for `nas bench`.
 
 The network and the step follow the semantics of the DARTS reference code (Liu, Simonyan,
 Yang, "DARTS: Differentiable Architecture Search", ICLR 2019; quark0/darts `cnn/operations.py`,
@@ -20,6 +20,15 @@ description rather than copied:
   w' = w - xi (momentum * buf + dL_train/dw + wd w), then the finite-difference Hessian-vector
   product with eps = 0.01 / ||dL_val/dw'||) followed by a weight step (SGD lr 0.025, momentum
   0.9, weight decay 3e-4, gradient norm clipped to 5) on a training batch.
+
+`--strategy gdas` (Dong & Yang, "Searching for a Robust Neural Architecture in Four GPU
+Hours", CVPR 2019; reference D-X-Y/AutoDL-Projects `search_model_gdas.py`, `GDAS.py`): one
+hard Gumbel-softmax sample per edge and batch (tau 10, the start of the schedule), only the
+sampled operation runs and the others enter as their zero-valued straight-through weight; a
+weight step (SGD as above) on a training batch, then an architecture step (Adam as above) on
+a validation batch, each with its own sample. `--strategy spos` (Guo et al., "Single Path
+One-Shot NAS with Uniform Sampling", ECCV 2020): one uniformly sampled operation per edge,
+one weight step (SGD as above) on a training batch.
 
 Timing: `--warmup` untimed steps, then `--steps` timed ones; prints wall ms per step (median
 and mean), process CPU ms per step (all threads; less sensitive to other load on a shared
@@ -148,7 +157,15 @@ class MixedEdge(nn.Module):
         super().__init__()
         self.ops = nn.ModuleList(make_op(p, c, stride) for p in PRIMITIVES)
 
-    def forward(self, x, w):
+    def forward(self, x, w, index=None):
+        if index is not None and w is None:  # SPOS: the sampled operation alone
+            return self.ops[index](x)
+        if index is not None:  # GDAS: the sampled operation, the others' weights (all 0)
+            out = w[index] * self.ops[index](x)
+            for k in range(len(self.ops)):
+                if k != index:
+                    out = out + w[k]
+            return out
         out = w[0] * self.ops[0](x)
         for k in range(1, len(self.ops)):
             out = out + w[k] * self.ops[k](x)
@@ -167,13 +184,14 @@ class SearchCell(nn.Module):
             for j in range(i + 2):
                 self.edges.append(MixedEdge(c, 2 if reduction and j < 2 else 1))
 
-    def forward(self, s0, s1, weights):
+    def forward(self, s0, s1, weights, indices=None):
         states = [self.pre0(s0), self.pre1(s1)]
         e = 0
         for i in range(self.nodes):
             s = None
             for h in states:
-                y = self.edges[e](h, weights[e])
+                w = None if weights is None else weights[e]
+                y = self.edges[e](h, w, None if indices is None else indices[e])
                 s = y if s is None else s + y
                 e += 1
             states.append(s)
@@ -203,28 +221,36 @@ class SearchNetwork(nn.Module):
             (1e-3 * torch.randn(edges, len(PRIMITIVES))).requires_grad_(),
         ]
 
-    def forward(self, x):
-        wn = F.softmax(self.alphas[0], dim=-1)
-        wr = F.softmax(self.alphas[1], dim=-1)
+    def forward(self, x, strategy="darts", tau=10.0):
+        if strategy == "darts":
+            (wn, wr), (inn, inr) = [F.softmax(a, dim=-1) for a in self.alphas], (None, None)
+        elif strategy == "gdas":
+            wn, wr = [F.gumbel_softmax(a, tau=tau, hard=True, dim=-1) for a in self.alphas]
+            inn, inr = [w.argmax(-1).tolist() for w in (wn, wr)]
+        else:  # spos
+            wn = wr = None
+            inn, inr = [torch.randint(0, a.shape[1], (a.shape[0],)).tolist() for a in self.alphas]
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, wr if cell.reduction else wn)
+            red = cell.reduction
+            s0, s1 = s1, cell(s0, s1, wr if red else wn, inr if red else inn)
         return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
 
 
 class Search:
     """The two optimizers and one search step (architecture step, then weight step)."""
 
-    def __init__(self, net, order, lr=0.025, momentum=0.9, wd=3e-4, clip=5.0):
+    def __init__(self, net, order, strategy="darts", lr=0.025, momentum=0.9, wd=3e-4, clip=5.0):
         self.net = net
         self.order = order
+        self.strategy = strategy
         self.lr, self.momentum, self.wd, self.clip = lr, momentum, wd, clip
         self.weights = list(net.parameters())
         self.wopt = torch.optim.SGD(self.weights, lr=lr, momentum=momentum, weight_decay=wd)
         self.aopt = torch.optim.Adam(net.alphas, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
 
     def loss(self, x, y):
-        return F.cross_entropy(self.net(x), y)
+        return F.cross_entropy(self.net(x, self.strategy), y)
 
     def grad(self, loss, wrt):
         # allow_unused: with fewer than 3 cells every cell may be a reduction cell.
@@ -266,7 +292,23 @@ class Search:
         self._shift(v, eps)
         return [a - xi * (p - m) / (2 * eps) for a, p, m in zip(dalpha, gp, gm)]
 
+    def weight_step(self, xt, yt):
+        self.wopt.zero_grad(set_to_none=True)
+        self.loss(xt, yt).backward()
+        nn.utils.clip_grad_norm_(self.weights, self.clip)
+        self.wopt.step()
+
     def step(self, xt, yt, xv, yv):
+        if self.strategy == "spos":
+            self.weight_step(xt, yt)
+            return
+        if self.strategy == "gdas":
+            self.weight_step(xt, yt)
+            self.aopt.zero_grad(set_to_none=True)
+            for a, g in zip(self.net.alphas, self.grad(self.loss(xv, yv), self.net.alphas)):
+                a.grad = g
+            self.aopt.step()
+            return
         if self.order == "first":
             ga = self.arch_grads_first(xv, yv)
         else:
@@ -289,6 +331,7 @@ def main():
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--order", choices=["first", "second"], default="first")
+    ap.add_argument("--strategy", choices=["darts", "gdas", "spos"], default="darts")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
@@ -296,7 +339,7 @@ def main():
     torch.manual_seed(0)
     net = SearchNetwork(a.channels, a.layers)
     net.train()
-    search = Search(net, a.order)
+    search = Search(net, a.order, a.strategy)
     params = sum(p.numel() for p in net.parameters())
     # Four batches of synthetic data, two for weights and two for alphas (as `nas bench`).
     n = 4 * a.batch
@@ -335,7 +378,7 @@ def main():
     else:
         print(
             f"torch {torch.__version__}: {a.layers} cells, C={a.channels}, batch {a.batch}, "
-            f"{a.size}x{a.size}, {a.order} order, {res['threads']} threads"
+            f"{a.size}x{a.size}, {a.strategy} ({a.order} order), {res['threads']} threads"
         )
         print(f"  ms/step: median {res['median_ms']:.1f}, mean {res['ms_per_step']:.1f} ({len(times)} steps)")
         print(f"  CPU ms/step (all threads): {cpu_ms:.1f}")

@@ -31,12 +31,12 @@ def main():
         c = r["config"]
         share = (r.get("cpu_ms_per_step") or 0) / (r["threads"] * r["ms_per_step"])
         state = "quiet" if share >= a.quiet_share else "loaded"
-        key = (c["layers"], c["batch"], c["order"], r["threads"], state)
+        key = (c.get("strategy", "darts"), c["layers"], c["batch"], c["order"], r["threads"], state)
         groups[key][r["impl"]].append(r)
-    print("| cells | batch | order | threads | machine | nas wall ms/step | PyTorch wall ms/step "
+    print("| strategy | cells | batch | order | threads | machine | nas wall ms/step | PyTorch wall ms/step "
           "| wall ratio | nas CPU ms/step | PyTorch CPU ms/step | CPU ratio "
           "| nas peak RSS MiB | PyTorch peak RSS MiB | runs nas+torch |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for key in sorted(groups):
         g = groups[key]
         wall, cpu, rss = {}, {}, {}
@@ -46,7 +46,7 @@ def main():
             cpu[impl] = median([r["cpu_ms_per_step"] for r in runs if r.get("cpu_ms_per_step")])
             rss[impl] = max((r["peak_rss_mib"] or 0 for r in runs), default=float("nan"))
         n = f'{len(g.get("nas", []))}+{len(g.get("torch", []))}'
-        print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {key[4]} "
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {key[4]} | {key[5]} "
               f"| {wall['nas']:.0f} | {wall['torch']:.0f} | {wall['nas'] / wall['torch']:.2f} "
               f"| {cpu['nas']:.0f} | {cpu['torch']:.0f} | {cpu['nas'] / cpu['torch']:.2f} "
               f"| {rss['nas']:.0f} | {rss['torch']:.0f} | {n} |")

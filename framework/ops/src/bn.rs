@@ -86,19 +86,7 @@ impl BatchNorm2d {
         }
         crate::cpu::check_float("BatchNorm2d", x.dtype())?;
         let m = n * h * w;
-        let mode = if train {
-            if m < 2 {
-                bail!("BatchNorm2d: expected more than 1 value per channel when training, got input {:?}", x.dims());
-            }
-            Mode::Train(Arc::new(Mutex::new(None)))
-        } else {
-            let st = self.lock();
-            let invstd = st.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
-            Mode::Eval {
-                mean: st.mean.clone(),
-                invstd,
-            }
-        };
+        let mode = self.mode(train, m, x.dims())?;
         let op = BnOp {
             n,
             c,
@@ -127,6 +115,42 @@ impl BatchNorm2d {
             }
             _ => x.apply_op1(op)?,
         };
+        self.update_running(&mode, m)?;
+        Ok(y)
+    }
+
+    /// Whether the batch norm has affine parameters (weight and bias).
+    pub fn is_affine(&self) -> bool {
+        self.weight.is_some()
+    }
+
+    /// The statistics a forward over `m` values per channel uses: batch statistics (recorded
+    /// by the forward) when `train`, else the running ones.
+    pub(crate) fn mode(&self, train: bool, m: usize, dims: &[usize]) -> Result<Mode> {
+        Ok(if train {
+            if m < 2 {
+                bail!("BatchNorm2d: expected more than 1 value per channel when training, got input {dims:?}");
+            }
+            Mode::Train(Arc::new(Mutex::new(None)))
+        } else {
+            let st = self.lock();
+            let invstd = st.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
+            Mode::Eval {
+                mean: st.mean.clone(),
+                invstd,
+            }
+        })
+    }
+
+    /// The epsilon added to the variance.
+    pub(crate) fn eps(&self) -> f64 {
+        self.eps
+    }
+
+    /// After a training forward under `mode` over `m` values per channel: folds its batch
+    /// statistics into the running ones (nothing in evaluation mode).
+    pub(crate) fn update_running(&self, mode: &Mode, m: usize) -> Result<()> {
+        let c = self.channels;
         if let Mode::Train(saved) = mode {
             let stats = saved.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let Some(stats) = stats else {
@@ -144,7 +168,7 @@ impl BatchNorm2d {
                 st.var[ch] = (1.0 - f) * st.var[ch] + f * stats.var[ch] * unbias;
             }
         }
-        Ok(y)
+        Ok(())
     }
 
     /// The running statistics `(mean, var)` (the variance is the unbiased running estimate).
@@ -217,29 +241,29 @@ impl BatchNorm2d {
 
 /// Batch statistics of one training forward: mean and biased variance per channel.
 #[derive(Clone)]
-struct BatchStats {
+pub(crate) struct BatchStats {
     mean: Vec<f64>,
     var: Vec<f64>,
 }
 
 #[derive(Clone)]
-enum Mode {
+pub(crate) enum Mode {
     /// Batch statistics, recorded here by the forward for the backward and the running update.
     Train(Arc<Mutex<Option<BatchStats>>>),
     /// Fixed statistics (the running ones).
     Eval { mean: Vec<f64>, invstd: Vec<f64> },
 }
 
-struct BnOp {
-    n: usize,
-    c: usize,
-    hw: usize,
-    eps: f64,
-    mode: Mode,
+pub(crate) struct BnOp {
+    pub n: usize,
+    pub c: usize,
+    pub hw: usize,
+    pub eps: f64,
+    pub mode: Mode,
 }
 
 impl BnOp {
-    fn run<T: Float>(&self, x: &[T], gamma: Option<&[T]>, beta: Option<&[T]>) -> Vec<T> {
+    pub(crate) fn run<T: Float>(&self, x: &[T], gamma: Option<&[T]>, beta: Option<&[T]>) -> Vec<T> {
         let (mean, invstd) = match &self.mode {
             Mode::Train(saved) => {
                 let (mean, var) = batch_stats(x, self.n, self.c, self.hw);
@@ -286,6 +310,20 @@ impl BnOp {
         }
     }
 
+    /// The backward kernel of this forward (`gamma` none: affine-free).
+    pub(crate) fn backward_op(&self, gamma: Option<Vec<f64>>) -> Result<BnBwd> {
+        let (mean, invstd, batch) = self.stats_for_bwd()?;
+        Ok(BnBwd {
+            n: self.n,
+            c: self.c,
+            hw: self.hw,
+            mean,
+            invstd,
+            gamma: gamma.unwrap_or_else(|| vec![1.0; self.c]),
+            batch,
+        })
+    }
+
     /// dL/dx, dL/dgamma, dL/dbeta for the upstream gradient `g`.
     fn backward(
         &self,
@@ -293,20 +331,11 @@ impl BnOp {
         gamma: Option<&Tensor>,
         g: &Tensor,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        let (mean, invstd, batch) = self.stats_for_bwd()?;
         let gamma = match gamma {
-            Some(t) => t.to_dtype(DType::F64)?.to_vec1::<f64>()?,
-            None => vec![1.0; self.c],
+            Some(t) => Some(t.to_dtype(DType::F64)?.to_vec1::<f64>()?),
+            None => None,
         };
-        let op = BnBwd {
-            n: self.n,
-            c: self.c,
-            hw: self.hw,
-            mean,
-            invstd,
-            gamma,
-            batch,
-        };
+        let op = self.backward_op(gamma)?;
         let all = x.apply_op2_no_bwd(&g.contiguous()?, &op)?;
         let nx = x.elem_count();
         let gx = all.narrow(0, 0, nx)?.reshape(x.shape())?;
@@ -419,7 +448,7 @@ impl CustomOp3 for BnOp {
 
 /// Backward of batch norm: inputs (x, dL/dy); output the flat concatenation
 /// `[dL/dx, dL/dgamma, dL/dbeta]`.
-struct BnBwd {
+pub(crate) struct BnBwd {
     n: usize,
     c: usize,
     hw: usize,
@@ -431,7 +460,8 @@ struct BnBwd {
 }
 
 impl BnBwd {
-    fn run<T: Float>(&self, x: &[T], g: &[T]) -> Vec<T> {
+    /// `[dL/dx, dL/dgamma, dL/dbeta]` flat.
+    pub(crate) fn run<T: Float>(&self, x: &[T], g: &[T]) -> Vec<T> {
         let (n, c, hw) = (self.n, self.c, self.hw);
         let m = (n * hw) as f64;
         // Per channel: sum(g) and sum(g * (x - mean)).

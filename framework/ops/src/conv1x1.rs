@@ -52,7 +52,7 @@ impl Conv1x1 {
         scratch
     }
 
-    fn forward<T: Float>(&self, x: &[T], wt: &[T]) -> Vec<T> {
+    pub(crate) fn forward<T: Float>(&self, x: &[T], wt: &[T]) -> Vec<T> {
         let l = self.l();
         let mut y = vec![T::ZERO; self.n * self.co * l];
         y.par_chunks_mut((self.co * l).max(1))
@@ -80,7 +80,7 @@ impl Conv1x1 {
     }
 
     /// `[dL/dx, dL/dW]` flat.
-    fn backward<T: Float>(&self, x: &[T], wt: &[T], g: &[T]) -> Vec<T> {
+    pub(crate) fn backward<T: Float>(&self, x: &[T], wt: &[T], g: &[T]) -> Vec<T> {
         let (l, hw) = (self.l(), self.h * self.w);
         let (ci, co) = (self.ci, self.co);
         let nx = self.n * ci * hw;

@@ -187,7 +187,7 @@ impl CustomOp3 for DwConvBwd {
     }
 }
 
-fn forward<T: Float>(x: &[T], wt: &[T], win: &Window, relu: bool) -> Vec<T> {
+pub(crate) fn forward<T: Float>(x: &[T], wt: &[T], win: &Window, relu: bool) -> Vec<T> {
     let kk = win.k * win.k;
     let (ip, op) = (win.in_plane(), win.out_plane());
     let (hp, wp) = (win.h + 2 * win.padding, win.w + 2 * win.padding);
@@ -426,7 +426,7 @@ fn weight_grad_any<T: Float, const FMA: bool>(p: &Phased<T>, g: &[T], gw: &mut [
     }
 }
 
-fn backward<T: Float>(x: &[T], wt: &[T], g: &[T], win: &Window, relu: bool) -> Vec<T> {
+pub(crate) fn backward<T: Float>(x: &[T], wt: &[T], g: &[T], win: &Window, relu: bool) -> Vec<T> {
     let (rows, cols) = (win.row_taps(), win.col_taps());
     let (k, pad, d) = (win.k, win.padding, win.dilation);
     let kk = k * k;

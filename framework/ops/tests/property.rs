@@ -579,3 +579,103 @@ fn relu_depthwise_conv_matches_reference_and_the_two_ops() {
         }
     }
 }
+
+/// Forward and backward of `f` at `(x, w1, w2)`: `(y, gx, gw1, gw2)`.
+fn run3(
+    x: &Tensor,
+    w1: &Tensor,
+    w2: &Tensor,
+    gy_seed: u64,
+    f: impl Fn(&Tensor, &Tensor, &Tensor) -> Tensor,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (xv, v1, v2) = (
+        Var::from_tensor(x).unwrap(),
+        Var::from_tensor(w1).unwrap(),
+        Var::from_tensor(w2).unwrap(),
+    );
+    let y = f(xv.as_tensor(), v1.as_tensor(), v2.as_tensor());
+    let gy = tensor(
+        &uniform(&mut rng(gy_seed), y.elem_count()),
+        y.dims(),
+        y.dtype(),
+    );
+    let grads = loss(&y, &gy).backward().unwrap();
+    let g = |v: &Var| values(grads.get(v.as_tensor()).unwrap());
+    (values(&y), g(&xv), g(&v1), g(&v2))
+}
+
+/// The fused `relu -> depthwise -> pointwise -> affine-free BN` unit gives the values,
+/// gradients and running statistics of the four separate ops bit for bit (training and
+/// evaluation mode, strides 1 and 2, dilations 1 and 2), and an affine batch norm takes the
+/// separate ops.
+#[test]
+fn fused_separable_unit_equals_the_four_ops() {
+    let mut rg = rng(11);
+    for trial in 0..24 {
+        let (n, c, o) = (
+            rg.random_range(2..4),
+            rg.random_range(1..5),
+            rg.random_range(1..6),
+        );
+        let (h, w) = (rg.random_range(4..10), rg.random_range(4..10));
+        let k = [3, 5][rg.random_range(0..2)];
+        let (s, d) = (rg.random_range(1..3), rg.random_range(1..3));
+        let p = d * (k - 1) / 2;
+        let train = trial % 4 != 3;
+        let x = uniform(&mut rg, n * c * h * w);
+        let wd = uniform(&mut rg, c * k * k);
+        let wp = uniform(&mut rg, o * c);
+        for dtype in [DType::F64, DType::F32] {
+            let what =
+                format!("unit [{n},{c},{h},{w}]->{o} k{k} s{s} d{d} train {train} {dtype:?}");
+            let bns = [
+                BatchNorm2d::new(o, None, 1e-5, Some(0.1)),
+                BatchNorm2d::new(o, None, 1e-5, Some(0.1)),
+            ];
+            for bn in &bns {
+                // Non-trivial running statistics for evaluation mode.
+                bn.set_running_stats(&vec![0.25; o], &vec![2.0; o]);
+            }
+            let args = (
+                tensor(&x, &[n, c, h, w], dtype),
+                tensor(&wd, &[c, 1, k, k], dtype),
+                tensor(&wp, &[o, c, 1, 1], dtype),
+            );
+            let fused = run3(&args.0, &args.1, &args.2, trial, |x, a, b| {
+                relu_dw_pw_bn(x, a, b, &bns[0], s, p, d, train).unwrap()
+            });
+            let apart = run3(&args.0, &args.1, &args.2, trial, |x, a, b| {
+                let y = depthwise_conv2d(&relu(x).unwrap(), a, s, p, d).unwrap();
+                bns[1]
+                    .forward(&conv2d(&y, b, 1, 0).unwrap(), train)
+                    .unwrap()
+            });
+            assert_eq!(fused.0, apart.0, "{what}: y");
+            assert_eq!(fused.1, apart.1, "{what}: dL/dx");
+            assert_eq!(fused.2, apart.2, "{what}: dL/dw_dw");
+            assert_eq!(fused.3, apart.3, "{what}: dL/dw_pw");
+            assert_eq!(
+                bns[0].running_stats(),
+                bns[1].running_stats(),
+                "{what}: running"
+            );
+            assert_eq!(bns[0].num_batches_tracked(), u64::from(train));
+        }
+    }
+    // An affine batch norm: the separate ops, its parameters trained.
+    let ones = Var::from_tensor(&tensor(&[1.0; 3], &[3], DType::F64)).unwrap();
+    let zeros = Var::from_tensor(&tensor(&[0.0; 3], &[3], DType::F64)).unwrap();
+    let bn = BatchNorm2d::new(3, Some((ones.clone(), zeros.clone())), 1e-5, Some(0.1));
+    let x = tensor(
+        &uniform(&mut rng(3), 2 * 2 * 5 * 5),
+        &[2, 2, 5, 5],
+        DType::F64,
+    );
+    let wd = tensor(&uniform(&mut rng(4), 2 * 9), &[2, 1, 3, 3], DType::F64);
+    let wp = tensor(&uniform(&mut rng(5), 6), &[3, 2, 1, 1], DType::F64);
+    let y = relu_dw_pw_bn(&x, &wd, &wp, &bn, 1, 1, 1, true).unwrap();
+    let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(ones.as_tensor()).is_some() && grads.get(zeros.as_tensor()).is_some());
+    // Mismatched weights are errors, not panics.
+    assert!(relu_dw_pw_bn(&x, &wp, &wd, &bn, 1, 1, 1, true).is_err());
+}

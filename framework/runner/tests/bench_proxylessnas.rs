@@ -29,8 +29,9 @@ fn a_proxylessnas_step_is_benchable() {
     assert!(r.profile.is_none());
 }
 
-/// `--profile` accounts the kernels of the timed steps by name: a DARTS step runs the
-/// depthwise convolution forward and backward, and the backward phase contains them.
+/// `--profile` accounts the kernels of the timed steps by name: a DARTS step runs the fused
+/// separable unit (ReLU, depthwise, pointwise, BN) forward and backward, and the backward phase
+/// contains them.
 #[test]
 fn a_profiled_step_names_its_kernels_and_phases() {
     let mut c = cfg("darts", 2, 4, 2, 2);
@@ -42,10 +43,10 @@ fn a_profiled_step_names_its_kernels_and_phases() {
             .find(|r| r.name == name)
             .unwrap_or_else(|| panic!("no row {name} in {rows:?}"))
     };
-    let fwd = row("nas-depthwise-conv2d");
-    let bwd = row("nas-depthwise-conv2d-bwd");
-    // 2 cells x 14 edges x 4 separable/dilated convolutions (sep: 2 depthwise), forward in
-    // the architecture step and the weight step: 2 x 2 x 14 x 6 = 336 per step.
+    let fwd = row("nas-relu-dw-pw-bn");
+    let bwd = row("nas-relu-dw-pw-bn-bwd");
+    // 2 cells x 14 edges x 4 separable/dilated convolutions (sep: 2 units, dil: 1), forward
+    // in the architecture step and the weight step: 2 x 2 x 14 x 6 = 336 per step.
     assert_eq!(fwd.calls_per_step, 336.0);
     assert_eq!(bwd.calls_per_step, 336.0);
     let backward = row("phase: backward");

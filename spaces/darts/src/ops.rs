@@ -331,13 +331,12 @@ impl Op {
             }
             Op::SepConv { k, stride, w, bn } => {
                 let p = k / 2;
-                // ReLU -> depthwise as one op (the same values and gradients).
-                let y = relu_depthwise_conv2d(x, w[0].as_tensor(), *stride, p, 1)?;
-                let y = conv2d(&y, w[1].as_tensor(), 1, 0)?;
-                let y = bn[0].forward(&y, train)?;
-                let y = relu_depthwise_conv2d(&y, w[2].as_tensor(), 1, p, 1)?;
-                let y = conv2d(&y, w[3].as_tensor(), 1, 0)?;
-                bn[1].forward(&y, train)
+                // Each ReLU -> depthwise -> pointwise -> BN as one op (the same values and
+                // gradients as the four).
+                let (w0, w1) = (w[0].as_tensor(), w[1].as_tensor());
+                let y = relu_dw_pw_bn(x, w0, w1, &bn[0], *stride, p, 1, train)?;
+                let (w2, w3) = (w[2].as_tensor(), w[3].as_tensor());
+                relu_dw_pw_bn(&y, w2, w3, &bn[1], 1, p, 1, train)
             }
             Op::DilConv {
                 k,
@@ -347,9 +346,8 @@ impl Op {
                 bn,
             } => {
                 let p = dilation * (k - 1) / 2;
-                let y = relu_depthwise_conv2d(x, w[0].as_tensor(), *stride, p, *dilation)?;
-                let y = conv2d(&y, w[1].as_tensor(), 1, 0)?;
-                bn.forward(&y, train)
+                let (w0, w1) = (w[0].as_tensor(), w[1].as_tensor());
+                relu_dw_pw_bn(x, w0, w1, bn, *stride, p, *dilation, train)
             }
             Op::Conv7x1x7 { stride, w, bn } => {
                 // (1,7) conv with stride (1,s), padding (0,3); then (7,1) with stride (s,1),

@@ -164,9 +164,8 @@ impl SepConv {
         let mut y = x.clone();
         for s in 0..2 {
             let stride = if s == 0 { self.stride } else { 1 };
-            y = nas_ops::relu_depthwise_conv2d(&y, self.dw[s].as_tensor(), stride, self.k / 2, 1)?;
-            y = nas_ops::conv2d(&y, self.pw[s].as_tensor(), 1, 0)?;
-            y = self.bn[s].forward(&y, train)?;
+            let (dw, pw) = (self.dw[s].as_tensor(), self.pw[s].as_tensor());
+            y = nas_ops::relu_dw_pw_bn(&y, dw, pw, &self.bn[s], stride, self.k / 2, 1, train)?;
         }
         Ok(y)
     }

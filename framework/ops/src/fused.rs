@@ -1,0 +1,197 @@
+//! `ReLU -> depthwise conv -> pointwise conv -> BatchNorm` as one op: the repeating unit of
+//! DARTS' `SepConv` (twice) and `DilConv` (once) (quark0/darts `operations.py`), with the
+//! affine-free batch norm of the search network.
+//!
+//! As separate ops, candle's backward allocates a zero gradient for each of the two
+//! intermediate activations and adds the op's gradient into it (two extra passes and two
+//! allocations per intermediate), and the graph holds three nodes. Here the forward keeps the
+//! two intermediates (the depthwise output, which the pointwise weight gradient needs, and the
+//! pointwise output, which the batch norm backward needs: what the separate ops keep too) and
+//! the backward runs batch norm, pointwise and depthwise backward in a row on plain buffers,
+//! returning the gradients of the input and of both weights. The kernels are the same
+//! functions the separate ops call, in the same order, so values and gradients are the same
+//! bit for bit (tested).
+use crate::bn::{BatchNorm2d, BnOp};
+use crate::conv1x1::Conv1x1;
+use crate::cpu::{dispatch_float, slice, Float};
+use crate::geom::Window;
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use std::sync::{Arc, Mutex};
+
+/// `bn(conv1x1(depthwise_conv2d(relu(x), w_dw, stride, padding, dilation), w_pw))`.
+///
+/// `x` `[N, C, H, W]`, `w_dw` `[C, 1, k, k]`, `w_pw` `[O, C, 1, 1]`; `bn` over `O` channels,
+/// in training mode (batch statistics, running statistics updated) when `train`. With an
+/// affine `bn` this runs the four ops one by one (the fused op has room for three inputs).
+/// Differentiable with respect to `x`, `w_dw` and `w_pw`; f32 and f64 on CPU.
+#[allow(clippy::too_many_arguments)]
+pub fn relu_dw_pw_bn(
+    x: &Tensor,
+    w_dw: &Tensor,
+    w_pw: &Tensor,
+    bn: &BatchNorm2d,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+    train: bool,
+) -> Result<Tensor> {
+    if bn.is_affine() || !x.device().is_cpu() {
+        let y = crate::relu_depthwise_conv2d(x, w_dw, stride, padding, dilation)?;
+        let y = crate::conv2d(&y, w_pw, 1, 0)?;
+        return bn.forward(&y, train);
+    }
+    let dims = x.dims4()?;
+    let (n, c, _, _) = dims;
+    let (wc, one, kh, kw) = w_dw.dims4()?;
+    let (o, pc, ph, pw) = w_pw.dims4()?;
+    if wc != c || one != 1 || kh != kw || pc != c || ph != 1 || pw != 1 {
+        bail!(
+            "relu_dw_pw_bn: weights must be [{c}, 1, k, k] and [O, {c}, 1, 1] for input {:?}, got {:?} and {:?}",
+            x.dims(),
+            w_dw.dims(),
+            w_pw.dims()
+        );
+    }
+    if bn.channels() != o {
+        bail!(
+            "relu_dw_pw_bn: the batch norm has {} channels, the pointwise conv {o} outputs",
+            bn.channels()
+        );
+    }
+    if x.dtype() != w_dw.dtype() || x.dtype() != w_pw.dtype() {
+        bail!("relu_dw_pw_bn: x, w_dw and w_pw must have one dtype");
+    }
+    crate::cpu::check_float("relu_dw_pw_bn", x.dtype())?;
+    crate::pointwise::probe_relu_input(x);
+    let win = Window::new(dims, kh, stride, padding, dilation)?;
+    let pw = Conv1x1 {
+        n,
+        ci: c,
+        co: o,
+        h: win.oh,
+        w: win.ow,
+        stride: 1,
+    };
+    let m = n * win.oh * win.ow;
+    let mode = bn.mode(train, m, &[n, o, win.oh, win.ow])?;
+    let unit = Unit {
+        win,
+        pw,
+        bn: Arc::new(BnOp {
+            n,
+            c: o,
+            hw: win.oh * win.ow,
+            eps: bn.eps(),
+            mode: mode.clone(),
+        }),
+        saved: Arc::new(Mutex::new(None)),
+    };
+    let y = x
+        .contiguous()?
+        .apply_op3(&w_dw.contiguous()?, &w_pw.contiguous()?, unit)?;
+    bn.update_running(&mode, m)?;
+    Ok(y)
+}
+
+/// The fused op; `saved` holds the depthwise and pointwise outputs of its forward.
+struct Unit {
+    win: Window,
+    pw: Conv1x1,
+    bn: Arc<BnOp>,
+    saved: Arc<Mutex<Option<(CpuStorage, CpuStorage)>>>,
+}
+
+impl Unit {
+    fn forward<T: Float>(&self, x: &[T], w_dw: &[T], w_pw: &[T]) -> Vec<T> {
+        let a = crate::dwconv::forward(x, w_dw, &self.win, true);
+        let b = self.pw.forward(&a, w_pw);
+        let y = self.bn.run(&b, None, None);
+        *self.saved.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((T::to_cpu_storage_owned(a), T::to_cpu_storage_owned(b)));
+        y
+    }
+
+    /// `(dL/dx, dL/dw_dw, dL/dw_pw)` flat.
+    fn backward<T: Float>(
+        &self,
+        x: &[T],
+        w_dw: &[T],
+        w_pw: &[T],
+        g: &[T],
+    ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
+        let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((a, b)) = saved.as_ref() else {
+            bail!("relu_dw_pw_bn backward: the forward kept no activations");
+        };
+        let (a, b) = (T::cpu_storage_as_slice(a)?, T::cpu_storage_as_slice(b)?);
+        let mut gb = self.bn.backward_op(None)?.run(b, g);
+        gb.truncate(b.len());
+        let mut ga = self.pw.backward(a, w_pw, &gb);
+        drop(gb);
+        let g_pw = ga.split_off(a.len());
+        let mut gx = crate::dwconv::backward(x, w_dw, &ga, &self.win, true);
+        drop(ga);
+        let g_dw = gx.split_off(x.len());
+        Ok((gx, g_dw, g_pw))
+    }
+}
+
+impl CustomOp3 for Unit {
+    fn name(&self) -> &'static str {
+        "nas-relu-dw-pw-bn"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
+        dispatch_float!("relu_dw_pw_bn", s1, |T| {
+            let y = self.forward::<T>(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+            Ok((
+                T::to_cpu_storage_owned(y),
+                Shape::from((self.win.n, self.pw.co, self.win.oh, self.win.ow)),
+            ))
+        })
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w_dw: &Tensor,
+        w_pw: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let _profile = crate::profile::scope("nas-relu-dw-pw-bn-bwd");
+        let g = g.contiguous()?;
+        let (xs, xl) = x.storage_and_layout();
+        let (ds, dl) = w_dw.storage_and_layout();
+        let (ps, pl) = w_pw.storage_and_layout();
+        let (gs, gl) = g.storage_and_layout();
+        let (Storage::Cpu(xs), Storage::Cpu(ds), Storage::Cpu(ps), Storage::Cpu(gs)) =
+            (&*xs, &*ds, &*ps, &*gs)
+        else {
+            bail!("relu_dw_pw_bn backward: tensors are not on the CPU");
+        };
+        let dev = x.device();
+        dispatch_float!("relu_dw_pw_bn backward", xs, |T| {
+            let (gx, g_dw, g_pw) = self.backward::<T>(
+                slice(xs, xl)?,
+                slice(ds, dl)?,
+                slice(ps, pl)?,
+                slice(gs, gl)?,
+            )?;
+            Ok((
+                Some(Tensor::from_vec(gx, x.shape(), dev)?),
+                Some(Tensor::from_vec(g_dw, w_dw.shape(), dev)?),
+                Some(Tensor::from_vec(g_pw, w_pw.shape(), dev)?),
+            ))
+        })
+    }
+}
