@@ -122,6 +122,12 @@ pub fn selected_per_sample_sum(
         };
         let wk = weights.index_select(&idx, 0)?.narrow(1, k, 1)?;
         let yk = nas_ops::weighted_sum(&[yk], &wk)?;
+        if group.len() == n && out.is_none() {
+            // The whole batch chose option k (GDAS: one sample per batch): its weighted output
+            // is the sum, with no zero tensor and scatter (and no such nodes to backpropagate).
+            out = Some(yk);
+            continue;
+        }
         let base = match out {
             Some(t) => t,
             None => {

@@ -165,10 +165,21 @@ fn per_example(
     n: usize,
     dtype: DType,
 ) -> (TensorDrive, Vec<Vec<usize>>, Vec<Tensor>) {
+    per_example_paths(spec, n, dtype, 3)
+}
+
+/// [`per_example`] with `paths` distinct paths (1: the whole batch takes one path, as GDAS
+/// samples one architecture per batch).
+fn per_example_paths(
+    spec: &nas_core::SpaceSpec,
+    n: usize,
+    dtype: DType,
+    paths: usize,
+) -> (TensorDrive, Vec<Vec<usize>>, Vec<Tensor>) {
     let shape = spec.shape();
     // Three distinct paths, so that every group has at least two examples (in a group of one,
     // an affine-free batch norm maps every feature map to zero mean: degenerate logits).
-    let choices: Vec<Vec<usize>> = (0..n).map(|e| choices_of(&shape, e % 3)).collect();
+    let choices: Vec<Vec<usize>> = (0..n).map(|e| choices_of(&shape, e % paths)).collect();
     let sets: Vec<MixingWeights> = choices
         .iter()
         .map(|c| {
@@ -255,6 +266,17 @@ fn a_per_example_selected_forward_runs_each_option_on_the_examples_that_chose_it
 /// the groups do not change, as the weight stays non-zero).
 #[test]
 fn per_example_selected_weight_gradients_match_finite_differences() {
+    selected_weight_gradients_match_finite_differences(3);
+}
+
+/// The whole batch on one path (every option's group is the batch or empty): the same
+/// gradients as finite differences.
+#[test]
+fn whole_batch_selected_weight_gradients_match_finite_differences() {
+    selected_weight_gradients_match_finite_differences(1);
+}
+
+fn selected_weight_gradients_match_finite_differences(paths: usize) {
     let space = nas_space_darts::DartsSpace::from_params(
         &serde_json::json!({"channels": 4, "layers": 3, "nodes": 2, "multiplier": 2}),
         shape(),
@@ -267,10 +289,16 @@ fn per_example_selected_weight_gradients_match_finite_differences() {
     let n = 6;
     let x = Tensor::randn(0f64, 1.0, (n, 1, 8, 8), &Device::Cpu).unwrap();
     let r = Tensor::randn(0f64, 1.0, (n, 10), &Device::Cpu).unwrap();
-    let (drive, choices, weights) = per_example(&spec, n, DType::F64);
+    let (drive, choices, weights) = per_example_paths(&spec, n, DType::F64, paths);
     let TensorDrive::SelectedPerSample { groups, .. } = &drive else {
         unreachable!()
     };
+    if paths == 1 {
+        assert!(groups
+            .iter()
+            .flatten()
+            .all(|g| g.is_empty() || g.len() == n));
+    }
     let vars: Vec<candle_core::Var> = weights
         .iter()
         .map(|w| candle_core::Var::from_tensor(w).unwrap())
