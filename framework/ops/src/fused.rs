@@ -75,15 +75,17 @@ pub fn relu_dw_pw_bn(
     let m = n * win.oh * win.ow;
     let mode = bn.mode(train, m, &[n, o, win.oh, win.ow])?;
     let unit = Unit {
-        win,
-        pw,
-        bn: Arc::new(BnOp {
-            n,
-            c: o,
-            hw: win.oh * win.ow,
-            eps: bn.eps(),
-            mode: mode.clone(),
-        }),
+        geom: UnitGeom {
+            win,
+            pw,
+            bn: BnOp {
+                n,
+                c: o,
+                hw: win.oh * win.ow,
+                eps: bn.eps(),
+                mode: mode.clone(),
+            },
+        },
         saved: Arc::new(Mutex::new(None)),
     };
     let y = x
@@ -93,19 +95,61 @@ pub fn relu_dw_pw_bn(
     Ok(y)
 }
 
+/// The geometry and batch-norm statistics of one unit, with its forward and backward on
+/// plain buffers (also used inside a fused mixed edge, `crate::edge`).
+pub(crate) struct UnitGeom {
+    pub win: Window,
+    pub pw: Conv1x1,
+    pub bn: BnOp,
+}
+
+impl UnitGeom {
+    /// `(y, a, b)`: the output and the depthwise (`a`) and pointwise (`b`) outputs the
+    /// backward needs.
+    pub(crate) fn forward<T: Float>(
+        &self,
+        x: &[T],
+        w_dw: &[T],
+        w_pw: &[T],
+    ) -> (Vec<T>, Vec<T>, Vec<T>) {
+        let a = crate::dwconv::forward(x, w_dw, &self.win, true);
+        let b = self.pw.forward(&a, w_pw);
+        let y = self.bn.run(&b, None, None);
+        (y, a, b)
+    }
+
+    /// `(dL/dx, dL/dw_dw, dL/dw_pw)` flat, from the forward's `a` and `b`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn backward<T: Float>(
+        &self,
+        x: &[T],
+        w_dw: &[T],
+        w_pw: &[T],
+        a: &[T],
+        b: &[T],
+        g: &[T],
+    ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
+        let mut gb = self.bn.backward_op(None)?.run(b, g);
+        gb.truncate(b.len());
+        let mut ga = self.pw.backward(a, w_pw, &gb);
+        drop(gb);
+        let g_pw = ga.split_off(a.len());
+        let mut gx = crate::dwconv::backward(x, w_dw, &ga, &self.win, true);
+        drop(ga);
+        let g_dw = gx.split_off(x.len());
+        Ok((gx, g_dw, g_pw))
+    }
+}
+
 /// The fused op; `saved` holds the depthwise and pointwise outputs of its forward.
 struct Unit {
-    win: Window,
-    pw: Conv1x1,
-    bn: Arc<BnOp>,
+    geom: UnitGeom,
     saved: Arc<Mutex<Option<(CpuStorage, CpuStorage)>>>,
 }
 
 impl Unit {
     fn forward<T: Float>(&self, x: &[T], w_dw: &[T], w_pw: &[T]) -> Vec<T> {
-        let a = crate::dwconv::forward(x, w_dw, &self.win, true);
-        let b = self.pw.forward(&a, w_pw);
-        let y = self.bn.run(&b, None, None);
+        let (y, a, b) = self.geom.forward(x, w_dw, w_pw);
         *self.saved.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((T::to_cpu_storage_owned(a), T::to_cpu_storage_owned(b)));
         y
@@ -124,15 +168,7 @@ impl Unit {
             bail!("relu_dw_pw_bn backward: the forward kept no activations");
         };
         let (a, b) = (T::cpu_storage_as_slice(a)?, T::cpu_storage_as_slice(b)?);
-        let mut gb = self.bn.backward_op(None)?.run(b, g);
-        gb.truncate(b.len());
-        let mut ga = self.pw.backward(a, w_pw, &gb);
-        drop(gb);
-        let g_pw = ga.split_off(a.len());
-        let mut gx = crate::dwconv::backward(x, w_dw, &ga, &self.win, true);
-        drop(ga);
-        let g_dw = gx.split_off(x.len());
-        Ok((gx, g_dw, g_pw))
+        self.geom.backward(x, w_dw, w_pw, a, b, g)
     }
 }
 
@@ -155,7 +191,12 @@ impl CustomOp3 for Unit {
             let y = self.forward::<T>(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
             Ok((
                 T::to_cpu_storage_owned(y),
-                Shape::from((self.win.n, self.pw.co, self.win.oh, self.win.ow)),
+                Shape::from((
+                    self.geom.win.n,
+                    self.geom.pw.co,
+                    self.geom.win.oh,
+                    self.geom.win.ow,
+                )),
             ))
         })
     }

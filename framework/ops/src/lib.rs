@@ -15,6 +15,7 @@ mod conv;
 mod conv1x1;
 mod cpu;
 mod dwconv;
+mod edge;
 mod fused;
 mod gemm;
 mod geom;
@@ -29,6 +30,7 @@ pub use conv::{conv2d, grouped_conv2d};
 #[doc(hidden)]
 pub use cpu::force_portable_kernels;
 pub use dwconv::{depthwise_conv2d, relu_depthwise_conv2d};
+pub use edge::{fusable, mixed_edge, EdgeOption, UnitSpec};
 pub use fused::relu_dw_pw_bn;
 pub use geom::out_size;
 pub use mixed::weighted_sum;

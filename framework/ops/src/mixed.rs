@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
 /// Elements per rayon task when the weights are shared.
-const BLOCK: usize = 8192;
+pub(crate) const BLOCK: usize = 8192;
 
 /// Mixed-op weighted sum: `sum_k weights[k] * ys[k]` (shared weights `[K]`) or, per example n,
 /// `sum_k weights[n, k] * ys[k][n]` (weights `[N, K]`, N the first dimension of every `ys[k]`).
@@ -107,12 +107,12 @@ pub fn weighted_sum(ys: &[Tensor], weights: &Tensor) -> Result<Tensor> {
 
 /// Sizes of one weighted sum.
 #[derive(Clone, Copy)]
-struct Geom {
-    k: usize,
-    numel: usize,
+pub(crate) struct Geom {
+    pub k: usize,
+    pub numel: usize,
     /// Elements per block: one example when `per_example`, else [`BLOCK`].
-    chunk: usize,
-    per_example: bool,
+    pub chunk: usize,
+    pub per_example: bool,
 }
 
 impl Geom {
@@ -125,7 +125,7 @@ impl Geom {
         }
     }
 
-    fn forward<T: Float>(&self, ys: &[&[T]], w: &[T]) -> Vec<T> {
+    pub(crate) fn forward<T: Float>(&self, ys: &[&[T]], w: &[T]) -> Vec<T> {
         let mut y = vec![T::ZERO; self.numel];
         y.par_chunks_mut(self.chunk)
             .enumerate()
@@ -150,7 +150,7 @@ impl Geom {
 
     /// One pass over `g`: `dL/dys[k] = w_k * g` for the `tracked` operands (None for the
     /// others) and, when `want_w`, `dL/dw` (K or N * K values).
-    fn backward<T: Float>(
+    pub(crate) fn backward<T: Float>(
         &self,
         ys: &[&[T]],
         w: &[T],
@@ -213,7 +213,7 @@ impl Geom {
 }
 
 /// Gradients handed from [`Mix`]'s backward to the [`Tap`]s, by operand index.
-type Slot = Arc<Mutex<Vec<Option<Tensor>>>>;
+pub(crate) type Slot = Arc<Mutex<Vec<Option<Tensor>>>>;
 
 /// The fused weighted sum: inputs (weights, the taps' link), operands held directly.
 struct Mix {
@@ -226,7 +226,10 @@ struct Mix {
 }
 
 /// Runs `f` on the contiguous CPU data of `ts` as `&[T]` slices.
-fn with_slices<T: Float, R>(ts: &[&Tensor], f: impl FnOnce(&[&[T]]) -> Result<R>) -> Result<R> {
+pub(crate) fn with_slices<T: Float, R>(
+    ts: &[&Tensor],
+    f: impl FnOnce(&[&[T]]) -> Result<R>,
+) -> Result<R> {
     let guards: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
     let mut slices = Vec::with_capacity(ts.len());
     for (st, l) in &guards {
@@ -302,9 +305,9 @@ impl CustomOp2 for Mix {
 
 /// Connects operand `index` to the graph: forward outputs one zero, backward returns the
 /// operand's gradient left in the slot by [`Mix`]'s backward.
-struct Tap {
-    index: usize,
-    slot: Slot,
+pub(crate) struct Tap {
+    pub index: usize,
+    pub slot: Slot,
 }
 
 impl CustomOp1 for Tap {

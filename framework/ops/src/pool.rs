@@ -71,30 +71,7 @@ impl CustomOp1 for MaxPool {
         let _profile = crate::profile::scope(self.name());
         let win = &self.win;
         dispatch_float!("max_pool2d", s, |T| {
-            let x: &[T] = slice(s, l)?;
-            let (rows, cols) = (win.row_taps(), win.col_taps());
-            let (ip, op) = (win.in_plane(), win.out_plane());
-            let mut y = vec![T::NEG_INF; win.n * win.c * op];
-            let first = |taps: &[Tap], out: usize| -> Vec<u32> {
-                (0..out)
-                    .map(|o| taps.iter().position(|t| t.lo <= o && o < t.hi).unwrap_or(0) as u32)
-                    .collect()
-            };
-            let (fr, fc) = (first(&rows, win.oh), first(&cols, win.ow));
-            let init: Vec<u32> = fr
-                .iter()
-                .flat_map(|&i| fc.iter().map(move |&j| i * win.k as u32 + j))
-                .collect();
-            let mut idx = vec![0u32; y.len()];
-            let min_len = (4096 / op.max(1)).max(1);
-            y.par_chunks_mut(op.max(1))
-                .zip(idx.par_chunks_mut(op.max(1)))
-                .enumerate()
-                .with_min_len(min_len)
-                .for_each(|(p, (yp, ixp))| {
-                    ixp.copy_from_slice(&init);
-                    max_plane(&x[p * ip..(p + 1) * ip], yp, ixp, win, &rows, &cols);
-                });
+            let (y, idx) = max_pool_forward::<T>(slice(s, l)?, win);
             *self.argmax.lock().unwrap_or_else(|e| e.into_inner()) = Some(idx);
             Ok((
                 T::to_cpu_storage_owned(y),
@@ -116,6 +93,34 @@ impl CustomOp1 for MaxPool {
         let gx = g.apply_op1_no_bwd(&MaxPoolBwd { win: self.win, idx })?;
         Ok(Some(gx.reshape(x.shape())?))
     }
+}
+
+/// Max pooling of the contiguous NCHW `x`: the outputs and, per output, the winning tap.
+pub(crate) fn max_pool_forward<T: Float>(x: &[T], win: &Window) -> (Vec<T>, Vec<u32>) {
+    let (rows, cols) = (win.row_taps(), win.col_taps());
+    let (ip, op) = (win.in_plane(), win.out_plane());
+    let mut y = vec![T::NEG_INF; win.n * win.c * op];
+    let first = |taps: &[Tap], out: usize| -> Vec<u32> {
+        (0..out)
+            .map(|o| taps.iter().position(|t| t.lo <= o && o < t.hi).unwrap_or(0) as u32)
+            .collect()
+    };
+    let (fr, fc) = (first(&rows, win.oh), first(&cols, win.ow));
+    let init: Vec<u32> = fr
+        .iter()
+        .flat_map(|&i| fc.iter().map(move |&j| i * win.k as u32 + j))
+        .collect();
+    let mut idx = vec![0u32; y.len()];
+    let min_len = (4096 / op.max(1)).max(1);
+    y.par_chunks_mut(op.max(1))
+        .zip(idx.par_chunks_mut(op.max(1)))
+        .enumerate()
+        .with_min_len(min_len)
+        .for_each(|(p, (yp, ixp))| {
+            ixp.copy_from_slice(&init);
+            max_plane(&x[p * ip..(p + 1) * ip], yp, ixp, win, &rows, &cols);
+        });
+    (y, idx)
 }
 
 /// `y` (-inf) and `idx` (each output's first in-image tap) become the window maxima and the
@@ -187,38 +192,43 @@ impl CustomOp1 for MaxPoolBwd {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let _profile = crate::profile::scope(self.name());
-        let win = &self.win;
-        let k = win.k;
-        // Input offset of each tap relative to (oy * s, ox * s).
-        let (pad, d) = (win.padding as isize, win.dilation as isize);
-        let dy: Vec<isize> = (0..k * k).map(|t| (t / k) as isize * d - pad).collect();
-        let dx: Vec<isize> = (0..k * k).map(|t| (t % k) as isize * d - pad).collect();
         dispatch_float!("max_pool2d backward", s, |T| {
-            let g: &[T] = slice(s, l)?;
-            let (ip, op) = (win.in_plane(), win.out_plane());
-            let (st, w, ow) = (win.stride as isize, win.w as isize, win.ow);
-            let mut gx = vec![T::ZERO; win.n * win.c * ip];
-            par_planes(&mut gx, ip, |p, gxp| {
-                let gp = &g[p * op..(p + 1) * op];
-                let ixp = &self.idx[p * op..(p + 1) * op];
-                for (oy, (gr, ir)) in gp.chunks_exact(ow).zip(ixp.chunks_exact(ow)).enumerate() {
-                    let base_y = oy as isize * st;
-                    for (ox, (&gv, &t)) in gr.iter().zip(ir).enumerate() {
-                        let t = t as usize;
-                        let iy = base_y + dy[t];
-                        let ix = ox as isize * st + dx[t];
-                        gxp[(iy * w + ix) as usize] += gv;
-                    }
-                }
-            });
-            Ok((T::to_cpu_storage_owned(gx), Shape::from(win.n * win.c * ip)))
+            let gx = max_pool_backward::<T>(slice(s, l)?, &self.idx, &self.win);
+            let len = gx.len();
+            Ok((T::to_cpu_storage_owned(gx), Shape::from(len)))
         })
     }
 }
 
-struct AvgPool {
-    win: Window,
-    count_include_pad: bool,
+/// The input gradient of max pooling: each output gradient goes to its recorded tap `idx`.
+pub(crate) fn max_pool_backward<T: Float>(g: &[T], idx: &[u32], win: &Window) -> Vec<T> {
+    let k = win.k;
+    // Input offset of each tap relative to (oy * s, ox * s).
+    let (pad, d) = (win.padding as isize, win.dilation as isize);
+    let dy: Vec<isize> = (0..k * k).map(|t| (t / k) as isize * d - pad).collect();
+    let dx: Vec<isize> = (0..k * k).map(|t| (t % k) as isize * d - pad).collect();
+    let (ip, op) = (win.in_plane(), win.out_plane());
+    let (st, w, ow) = (win.stride as isize, win.w as isize, win.ow);
+    let mut gx = vec![T::ZERO; win.n * win.c * ip];
+    par_planes(&mut gx, ip, |p, gxp| {
+        let gp = &g[p * op..(p + 1) * op];
+        let ixp = &idx[p * op..(p + 1) * op];
+        for (oy, (gr, ir)) in gp.chunks_exact(ow).zip(ixp.chunks_exact(ow)).enumerate() {
+            let base_y = oy as isize * st;
+            for (ox, (&gv, &t)) in gr.iter().zip(ir).enumerate() {
+                let t = t as usize;
+                let iy = base_y + dy[t];
+                let ix = ox as isize * st + dx[t];
+                gxp[(iy * w + ix) as usize] += gv;
+            }
+        }
+    });
+    gx
+}
+
+pub(crate) struct AvgPool {
+    pub win: Window,
+    pub count_include_pad: bool,
 }
 
 impl AvgPool {
@@ -240,6 +250,63 @@ impl AvgPool {
                 .collect()
         };
         (axis(win.h, win.oh), axis(win.w, win.ow))
+    }
+
+    /// Average pooling of the contiguous NCHW `x`.
+    pub(crate) fn forward<T: Float>(&self, x: &[T]) -> Vec<T> {
+        let win = &self.win;
+        let (rows, cols) = (win.row_taps(), win.col_taps());
+        let inv = self.inv_divisors::<T>();
+        let (ip, op) = (win.in_plane(), win.out_plane());
+        let mut y = vec![T::ZERO; win.n * win.c * op];
+        par_planes(&mut y, op, |p, yp| {
+            sum_plane(&x[p * ip..(p + 1) * ip], yp, win, &rows, &cols);
+            for (yv, &d) in yp.iter_mut().zip(&inv) {
+                *yv *= d;
+            }
+        });
+        y
+    }
+
+    /// The input gradient of average pooling for the output gradient `g`.
+    pub(crate) fn backward<T: Float>(&self, g: &[T]) -> Vec<T> {
+        let win = &self.win;
+        let (rows, cols) = (win.row_taps(), win.col_taps());
+        let inv = self.inv_divisors::<T>();
+        let (ip, op) = (win.in_plane(), win.out_plane());
+        let (st, w, ow) = (win.stride, win.w, win.ow);
+        let mut gx = vec![T::ZERO; win.n * win.c * ip];
+        par_planes(&mut gx, ip, |p, gxp| {
+            let gs: Vec<T> = g[p * op..(p + 1) * op]
+                .iter()
+                .zip(&inv)
+                .map(|(&a, &b)| a * b)
+                .collect();
+            for rt in &rows {
+                for oy in rt.lo..rt.hi {
+                    let iy = rt.input(oy, st);
+                    let gr = &gs[oy * ow..(oy + 1) * ow];
+                    let gxr = &mut gxp[iy * w..(iy + 1) * w];
+                    for ct in &cols {
+                        if ct.len() == 0 {
+                            continue;
+                        }
+                        let start = ct.input(ct.lo, st);
+                        let gseg = &gr[ct.lo..ct.hi];
+                        if st == 1 {
+                            for (gxv, &gv) in gxr[start..start + ct.len()].iter_mut().zip(gseg) {
+                                *gxv += gv;
+                            }
+                        } else {
+                            for (gxv, &gv) in gxr[start..].iter_mut().step_by(st).zip(gseg) {
+                                *gxv += gv;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        gx
     }
 
     /// `1 / divisor` for every output cell of a plane.
@@ -264,17 +331,7 @@ impl CustomOp1 for AvgPool {
         let _profile = crate::profile::scope(self.name());
         let win = &self.win;
         dispatch_float!("avg_pool2d", s, |T| {
-            let x: &[T] = slice(s, l)?;
-            let (rows, cols) = (win.row_taps(), win.col_taps());
-            let inv = self.inv_divisors::<T>();
-            let (ip, op) = (win.in_plane(), win.out_plane());
-            let mut y = vec![T::ZERO; win.n * win.c * op];
-            par_planes(&mut y, op, |p, yp| {
-                sum_plane(&x[p * ip..(p + 1) * ip], yp, win, &rows, &cols);
-                for (yv, &d) in yp.iter_mut().zip(&inv) {
-                    *yv *= d;
-                }
-            });
+            let y = self.forward::<T>(slice(s, l)?);
             Ok((
                 T::to_cpu_storage_owned(y),
                 Shape::from((win.n, win.c, win.oh, win.ow)),
@@ -331,43 +388,7 @@ impl CustomOp1 for AvgPoolBwd {
         let _profile = crate::profile::scope(self.name());
         let win = &self.0.win;
         dispatch_float!("avg_pool2d backward", s, |T| {
-            let g: &[T] = slice(s, l)?;
-            let (rows, cols) = (win.row_taps(), win.col_taps());
-            let inv = self.0.inv_divisors::<T>();
-            let (ip, op) = (win.in_plane(), win.out_plane());
-            let (st, w, ow) = (win.stride, win.w, win.ow);
-            let mut gx = vec![T::ZERO; win.n * win.c * ip];
-            par_planes(&mut gx, ip, |p, gxp| {
-                let gs: Vec<T> = g[p * op..(p + 1) * op]
-                    .iter()
-                    .zip(&inv)
-                    .map(|(&a, &b)| a * b)
-                    .collect();
-                for rt in &rows {
-                    for oy in rt.lo..rt.hi {
-                        let iy = rt.input(oy, st);
-                        let gr = &gs[oy * ow..(oy + 1) * ow];
-                        let gxr = &mut gxp[iy * w..(iy + 1) * w];
-                        for ct in &cols {
-                            if ct.len() == 0 {
-                                continue;
-                            }
-                            let start = ct.input(ct.lo, st);
-                            let gseg = &gr[ct.lo..ct.hi];
-                            if st == 1 {
-                                for (gxv, &gv) in gxr[start..start + ct.len()].iter_mut().zip(gseg)
-                                {
-                                    *gxv += gv;
-                                }
-                            } else {
-                                for (gxv, &gv) in gxr[start..].iter_mut().step_by(st).zip(gseg) {
-                                    *gxv += gv;
-                                }
-                            }
-                        }
-                    }
-                }
-            });
+            let gx = self.0.backward::<T>(slice(s, l)?);
             Ok((
                 T::to_cpu_storage_owned(gx),
                 Shape::from((win.n, win.c, win.h, win.w)),

@@ -679,3 +679,133 @@ fn fused_separable_unit_equals_the_four_ops() {
     // Mismatched weights are errors, not panics.
     assert!(relu_dw_pw_bn(&x, &wp, &wd, &bn, 1, 1, 1, true).is_err());
 }
+
+/// A fused mixed edge (pools with BN, identity, a two-unit separable and a one-unit dilated
+/// convolution) against the same edge built from the separate ops and `weighted_sum`: values,
+/// the gradients of the input, of the mixing weights and of every convolution weight, and the
+/// running statistics, in f64 (1e-12 normwise) and f32 (1e-5), stride 1 and 2, training and
+/// evaluation mode.
+#[test]
+fn fused_mixed_edge_equals_the_separate_ops() {
+    let mut rg = rng(21);
+    for trial in 0..12u64 {
+        let (n, c) = (rg.random_range(2..4), rg.random_range(1..5));
+        let (h, w) = (rg.random_range(4..10), rg.random_range(4..10));
+        let stride = 1 + (trial as usize % 2);
+        let train = trial % 3 != 2;
+        let x = uniform(&mut rg, n * c * h * w);
+        let wts: Vec<Vec<f64>> = [c * 9, c * c, c * 9, c * c, c * 25, c * c]
+            .iter()
+            .map(|&len| uniform(&mut rg, len))
+            .collect();
+        let k = if stride == 1 { 5 } else { 4 };
+        let alpha = uniform(&mut rg, k);
+        for dtype in [DType::F64, DType::F32] {
+            let what = format!("edge [{n},{c},{h},{w}] s{stride} train {train} {dtype:?}");
+            let shapes: [&[usize]; 6] = [
+                &[c, 1, 3, 3],
+                &[c, c, 1, 1],
+                &[c, 1, 3, 3],
+                &[c, c, 1, 1],
+                &[c, 1, 5, 5],
+                &[c, c, 1, 1],
+            ];
+            let run = |fused: bool| {
+                let xv = Var::from_tensor(&tensor(&x, &[n, c, h, w], dtype)).unwrap();
+                let av = Var::from_tensor(&tensor(&alpha, &[k], dtype)).unwrap();
+                let ws: Vec<Var> = wts
+                    .iter()
+                    .zip(shapes)
+                    .map(|(v, s)| Var::from_tensor(&tensor(v, s, dtype)).unwrap())
+                    .collect();
+                let bns: Vec<BatchNorm2d> = (0..5)
+                    .map(|_| {
+                        let bn = BatchNorm2d::new(c, None, 1e-5, Some(0.1));
+                        bn.set_running_stats(&vec![0.1; c], &vec![1.5; c]);
+                        bn
+                    })
+                    .collect();
+                let wsm = softmax(av.as_tensor());
+                let xt = xv.as_tensor();
+                let y = if fused {
+                    let unit = |i: usize, b: usize, s: usize, p: usize, d: usize| UnitSpec {
+                        w_dw: ws[i].as_tensor(),
+                        w_pw: ws[i + 1].as_tensor(),
+                        bn: &bns[b],
+                        stride: s,
+                        padding: p,
+                        dilation: d,
+                    };
+                    let mut opts = vec![
+                        EdgeOption::MaxPoolBn {
+                            kernel: 3,
+                            stride,
+                            padding: 1,
+                            bn: &bns[0],
+                        },
+                        EdgeOption::AvgPoolBn {
+                            kernel: 3,
+                            stride,
+                            padding: 1,
+                            bn: &bns[1],
+                        },
+                    ];
+                    if stride == 1 {
+                        opts.push(EdgeOption::Identity);
+                    }
+                    opts.push(EdgeOption::Units(vec![
+                        unit(0, 2, stride, 1, 1),
+                        unit(2, 3, 1, 1, 1),
+                    ]));
+                    opts.push(EdgeOption::Units(vec![unit(4, 4, stride, 4, 2)]));
+                    assert!(fusable(xt, &opts));
+                    mixed_edge(xt, &wsm, &opts, train).unwrap()
+                } else {
+                    let mut ys = vec![
+                        bns[0]
+                            .forward(&max_pool2d(xt, 3, stride, 1).unwrap(), train)
+                            .unwrap(),
+                        bns[1]
+                            .forward(&avg_pool2d(xt, 3, stride, 1, false).unwrap(), train)
+                            .unwrap(),
+                    ];
+                    if stride == 1 {
+                        ys.push(xt.clone());
+                    }
+                    let (a, b) = (ws[0].as_tensor(), ws[1].as_tensor());
+                    let u = relu_dw_pw_bn(xt, a, b, &bns[2], stride, 1, 1, train).unwrap();
+                    let (a, b) = (ws[2].as_tensor(), ws[3].as_tensor());
+                    ys.push(relu_dw_pw_bn(&u, a, b, &bns[3], 1, 1, 1, train).unwrap());
+                    let (a, b) = (ws[4].as_tensor(), ws[5].as_tensor());
+                    ys.push(relu_dw_pw_bn(xt, a, b, &bns[4], stride, 4, 2, train).unwrap());
+                    weighted_sum(&ys, &wsm).unwrap()
+                };
+                let gy = tensor(&uniform(&mut rng(trial), y.elem_count()), y.dims(), dtype);
+                let grads = loss(&y, &gy).backward().unwrap();
+                let mut g = vec![
+                    values(grads.get(xt).unwrap()),
+                    values(grads.get(av.as_tensor()).unwrap()),
+                ];
+                g.extend(ws.iter().map(|v| values(grads.get(v.as_tensor()).unwrap())));
+                let stats: Vec<(Vec<f64>, Vec<f64>)> =
+                    bns.iter().map(|b| b.running_stats()).collect();
+                (values(&y), g, stats)
+            };
+            let (yf, gf, sf) = run(true);
+            let (ys, gs, ss) = run(false);
+            assert_close(&format!("{what} y"), &yf, &ys, t64(dtype));
+            for (i, (a, b)) in gf.iter().zip(&gs).enumerate() {
+                assert_close(&format!("{what} gradient {i}"), a, b, t64(dtype));
+            }
+            for (i, ((m1, v1), (m2, v2))) in sf.iter().zip(&ss).enumerate() {
+                assert_close(&format!("{what} running mean {i}"), m1, m2, 1e-12);
+                assert_close(&format!("{what} running var {i}"), v1, v2, 1e-12);
+            }
+        }
+    }
+}
+
+fn softmax(a: &Tensor) -> Tensor {
+    let e = a.exp().unwrap();
+    e.broadcast_div(&e.sum_all().unwrap()).unwrap()
+}

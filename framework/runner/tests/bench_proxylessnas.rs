@@ -29,9 +29,11 @@ fn a_proxylessnas_step_is_benchable() {
     assert!(r.profile.is_none());
 }
 
-/// `--profile` accounts the kernels of the timed steps by name: a DARTS step runs the fused
-/// separable unit (ReLU, depthwise, pointwise, BN) forward and backward, and the backward phase
-/// contains them.
+/// `--profile` accounts the kernels of the timed steps by name: a DARTS step on two
+/// reduction cells runs the fused mixed edge on each cell's 6 stride-1 edges and the separate
+/// ops (with the fused separable unit) on its 8 stride-2 edges (their `skip_connect` is a
+/// `FactorizedReduce`, which the fused edge does not take), forward and backward, and the
+/// backward phase contains them.
 #[test]
 fn a_profiled_step_names_its_kernels_and_phases() {
     let mut c = cfg("darts", 2, 4, 2, 2);
@@ -43,12 +45,21 @@ fn a_profiled_step_names_its_kernels_and_phases() {
             .find(|r| r.name == name)
             .unwrap_or_else(|| panic!("no row {name} in {rows:?}"))
     };
-    let fwd = row("nas-relu-dw-pw-bn");
+    // Per step: two forwards (architecture step and weight step) of 2 cells.
+    assert_eq!(row("nas-mixed-edge").calls_per_step, 2.0 * 2.0 * 6.0);
+    assert_eq!(row("nas-mixed-edge-bwd").calls_per_step, 24.0);
+    // Inside each fused edge, 4 options are separable or dilated convolutions.
+    assert_eq!(
+        row("  in edge: relu-dw-pw-bn units").calls_per_step,
+        24.0 * 4.0
+    );
+    // Separate edges: sep 3x3 and 5x5 (2 units each), dil 3x3 and 5x5 (1 unit each).
     let bwd = row("nas-relu-dw-pw-bn-bwd");
-    // 2 cells x 14 edges x 4 separable/dilated convolutions (sep: 2 units, dil: 1), forward
-    // in the architecture step and the weight step: 2 x 2 x 14 x 6 = 336 per step.
-    assert_eq!(fwd.calls_per_step, 336.0);
-    assert_eq!(bwd.calls_per_step, 336.0);
+    assert_eq!(
+        row("nas-relu-dw-pw-bn").calls_per_step,
+        2.0 * 2.0 * 8.0 * 6.0
+    );
+    assert_eq!(bwd.calls_per_step, 192.0);
     let backward = row("phase: backward");
     assert_eq!(backward.calls_per_step, 2.0);
     assert!(backward.ms_per_step >= bwd.ms_per_step * 0.99);

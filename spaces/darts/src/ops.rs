@@ -397,6 +397,54 @@ impl Op {
         }
     }
 
+    /// The operation as an option of a fused mixed edge ([`nas_ops::mixed_edge`]), where it
+    /// has that form: pools with their batch norm, identity, separable and dilated
+    /// convolutions. `None` for the others (`none`, `FactorizedReduce`, `conv_7x1_1x7`, pools
+    /// without batch norm, `ReLUConvBN`).
+    pub fn edge_option(&self) -> Option<nas_ops::EdgeOption<'_>> {
+        use nas_ops::EdgeOption;
+        Some(match self {
+            Op::MaxPool {
+                stride,
+                bn: Some(bn),
+            } => EdgeOption::MaxPoolBn {
+                kernel: 3,
+                stride: *stride,
+                padding: 1,
+                bn,
+            },
+            Op::AvgPool {
+                stride,
+                bn: Some(bn),
+            } => EdgeOption::AvgPoolBn {
+                kernel: 3,
+                stride: *stride,
+                padding: 1,
+                bn,
+            },
+            Op::Identity => EdgeOption::Identity,
+            Op::SepConv { k, stride, w, bn } => EdgeOption::Units(vec![
+                unit(w, 0, &bn[0], *stride, k / 2, 1),
+                unit(w, 2, &bn[1], 1, k / 2, 1),
+            ]),
+            Op::DilConv {
+                k,
+                stride,
+                dilation,
+                w,
+                bn,
+            } => EdgeOption::Units(vec![unit(
+                w,
+                0,
+                bn,
+                *stride,
+                dilation * (k - 1) / 2,
+                *dilation,
+            )]),
+            _ => return None,
+        })
+    }
+
     /// Every batch norm of the operation.
     pub fn batch_norms(&self) -> Vec<&BatchNorm2d> {
         match self {
@@ -467,6 +515,25 @@ impl Op {
                 (f(c_out * c * k * k) * f(ho * wo), ho, wo)
             }
         }
+    }
+}
+
+/// The unit of weights `w[i]` (depthwise), `w[i + 1]` (pointwise) and `bn`.
+fn unit<'a>(
+    w: &'a [Var],
+    i: usize,
+    bn: &'a BatchNorm2d,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+) -> nas_ops::UnitSpec<'a> {
+    nas_ops::UnitSpec {
+        w_dw: w[i].as_tensor(),
+        w_pw: w[i + 1].as_tensor(),
+        bn,
+        stride,
+        padding,
+        dilation,
     }
 }
 

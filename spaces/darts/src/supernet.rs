@@ -275,12 +275,23 @@ impl DartsSupernet {
                 if keep.is_empty() {
                     return Ok(None);
                 }
+                let idx = Tensor::new(keep.as_slice(), w.device())?;
+                let wk = w.index_select(&idx, w.rank() - 1)?;
+                // Shared weights and options of the fused form: the whole edge as one op
+                // (the same values and gradients; fewer graph nodes and passes).
+                if wk.rank() == 1 {
+                    let opts: Option<Vec<_>> = keep
+                        .iter()
+                        .map(|&k| ops[k as usize].edge_option())
+                        .collect();
+                    if let Some(opts) = opts.filter(|o| nas_ops::fusable(x, o)) {
+                        return Ok(Some(nas_ops::mixed_edge(x, &wk, &opts, train)?));
+                    }
+                }
                 let ys = keep
                     .iter()
                     .map(|&k| ops[k as usize].forward(x, train))
                     .collect::<CResult<Vec<_>>>()?;
-                let idx = Tensor::new(keep.as_slice(), w.device())?;
-                let wk = w.index_select(&idx, w.rank() - 1)?;
                 Ok(Some(nas_ops::weighted_sum(&ys, &wk)?))
             }
             // Per-example selection: each option runs on the examples that chose it.

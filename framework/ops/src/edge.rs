@@ -1,0 +1,529 @@
+//! A whole DARTS mixed edge as one op: every candidate operation of the edge, their weighted
+//! sum (Liu et al. 2019, DARTS, eq. 2; quark0/darts `model_search.py` `MixedOp`) and the
+//! backward of all of it.
+//!
+//! As separate ops, candle's backward builds the gradient of every operation's output and of
+//! the edge input as `zeros_like` + `add` per consumer: for an edge with seven operations, some
+//! twenty passes over activation-sized tensors and as many allocations that do no arithmetic
+//! of the step. Here the operations read the edge input directly, keep what their backward
+//! needs (as the separate ops do), and the backward runs each operation's backward on
+//! `w_k * dL/dy` and adds every input gradient into one buffer. The operation weights (depthwise
+//! and pointwise convolutions) enter the graph through the taps of [`crate::weighted_sum`], so
+//! their gradients reach the parameters as usual.
+//!
+//! Supported options: max and average pooling followed by an affine-free batch norm (the
+//! search's pools), identity, and chains of [`crate::relu_dw_pw_bn`] units (`SepConv`,
+//! `DilConv`). The caller falls back to the separate ops for anything else (affine batch norm,
+//! `FactorizedReduce`, per-example weights). Values and gradients equal the separate ops' up to
+//! the order in which the input gradient's terms are added (tested against them).
+use crate::bn::{BatchNorm2d, BnOp, Mode};
+use crate::conv1x1::Conv1x1;
+use crate::cpu::{dispatch_float, slice, Float};
+use crate::fused::UnitGeom;
+use crate::geom::Window;
+use crate::mixed::{with_slices, Geom, Slot, Tap, BLOCK};
+use crate::pool::AvgPool;
+use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+use std::sync::{Arc, Mutex};
+
+/// One candidate operation of a fused mixed edge.
+pub enum EdgeOption<'a> {
+    /// Max pooling (square `kernel`, `stride`, `padding`) followed by `bn`.
+    MaxPoolBn {
+        /// Kernel size.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+        /// Padding.
+        padding: usize,
+        /// The affine-free batch norm after the pool.
+        bn: &'a BatchNorm2d,
+    },
+    /// Average pooling with `count_include_pad = false`, followed by `bn`.
+    AvgPoolBn {
+        /// Kernel size.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+        /// Padding.
+        padding: usize,
+        /// The affine-free batch norm after the pool.
+        bn: &'a BatchNorm2d,
+    },
+    /// The input itself.
+    Identity,
+    /// [`crate::relu_dw_pw_bn`] units applied in turn.
+    Units(Vec<UnitSpec<'a>>),
+}
+
+/// One `ReLU -> depthwise -> pointwise -> BN` unit of an [`EdgeOption::Units`] chain.
+pub struct UnitSpec<'a> {
+    /// Depthwise weight `[C, 1, k, k]`.
+    pub w_dw: &'a Tensor,
+    /// Pointwise weight `[O, C, 1, 1]`.
+    pub w_pw: &'a Tensor,
+    /// The affine-free batch norm over `O` channels.
+    pub bn: &'a BatchNorm2d,
+    /// Depthwise stride.
+    pub stride: usize,
+    /// Depthwise padding.
+    pub padding: usize,
+    /// Depthwise dilation.
+    pub dilation: usize,
+}
+
+/// Whether [`mixed_edge`] takes `options` on `x`: CPU, f32/f64, and only affine-free batch
+/// norms.
+pub fn fusable(x: &Tensor, options: &[EdgeOption]) -> bool {
+    x.device().is_cpu()
+        && matches!(x.dtype(), DType::F32 | DType::F64)
+        && options.iter().all(|o| match o {
+            EdgeOption::MaxPoolBn { bn, .. } | EdgeOption::AvgPoolBn { bn, .. } => !bn.is_affine(),
+            EdgeOption::Identity => true,
+            EdgeOption::Units(us) => us.iter().all(|u| !u.bn.is_affine()),
+        })
+}
+
+/// `sum_k weights[k] * options[k](x)` as one op (see the module doc); `weights` `[K]`, one per
+/// option. Batch norms use batch statistics and update their running ones when `train`.
+/// Differentiable with respect to `x`, `weights` and every unit's weights.
+pub fn mixed_edge<'a>(
+    x: &Tensor,
+    weights: &Tensor,
+    options: &[EdgeOption<'a>],
+    train: bool,
+) -> Result<Tensor> {
+    if options.is_empty() || weights.dims() != [options.len()] {
+        bail!(
+            "mixed_edge: {} options need weights [{}], got {:?}",
+            options.len(),
+            options.len(),
+            weights.dims()
+        );
+    }
+    if !fusable(x, options) || weights.dtype() != x.dtype() {
+        bail!("mixed_edge: only CPU f32/f64 with affine-free batch norms (see `fusable`)");
+    }
+    let x = x.contiguous()?;
+    let dims = x.dims4()?;
+    let mut params: Vec<Tensor> = Vec::new();
+    let mut plans = Vec::with_capacity(options.len());
+    // Every batch norm with the statistics mode of this forward and its values per channel.
+    let mut norms: Vec<(&'a BatchNorm2d, Mode, usize)> = Vec::new();
+    let mut out_dims = None;
+    for o in options {
+        let (plan, od) = match o {
+            EdgeOption::MaxPoolBn {
+                kernel,
+                stride,
+                padding,
+                bn,
+            } => {
+                let win = pool_window(dims, *kernel, *stride, *padding)?;
+                let od = (dims.0, dims.1, win.oh, win.ow);
+                (
+                    Plan::Max {
+                        win,
+                        bn: bn_op(&mut norms, bn, od, train)?,
+                    },
+                    od,
+                )
+            }
+            EdgeOption::AvgPoolBn {
+                kernel,
+                stride,
+                padding,
+                bn,
+            } => {
+                let win = pool_window(dims, *kernel, *stride, *padding)?;
+                let od = (dims.0, dims.1, win.oh, win.ow);
+                (
+                    Plan::Avg {
+                        pool: AvgPool {
+                            win,
+                            count_include_pad: false,
+                        },
+                        bn: bn_op(&mut norms, bn, od, train)?,
+                    },
+                    od,
+                )
+            }
+            EdgeOption::Identity => (Plan::Identity, dims),
+            EdgeOption::Units(units) => {
+                let mut d = dims;
+                let mut geoms = Vec::with_capacity(units.len());
+                for u in units {
+                    let (wc, one, kh, kw) = u.w_dw.dims4()?;
+                    let (o, pc, ph, pw) = u.w_pw.dims4()?;
+                    if wc != d.1 || one != 1 || kh != kw || pc != d.1 || ph != 1 || pw != 1 {
+                        bail!(
+                            "mixed_edge: unit weights {:?} and {:?} do not fit input {d:?}",
+                            u.w_dw.dims(),
+                            u.w_pw.dims()
+                        );
+                    }
+                    let win = Window::new(d, kh, u.stride, u.padding, u.dilation)?;
+                    let od = (d.0, o, win.oh, win.ow);
+                    let pwc = Conv1x1 {
+                        n: d.0,
+                        ci: d.1,
+                        co: o,
+                        h: win.oh,
+                        w: win.ow,
+                        stride: 1,
+                    };
+                    let bn = bn_op(&mut norms, u.bn, od, train)?;
+                    geoms.push((UnitGeom { win, pw: pwc, bn }, params.len()));
+                    params.push(u.w_dw.contiguous()?);
+                    params.push(u.w_pw.contiguous()?);
+                    d = od;
+                }
+                (Plan::Units(geoms), d)
+            }
+        };
+        match out_dims {
+            None => out_dims = Some(od),
+            Some(prev) if prev != od => {
+                bail!("mixed_edge: options give outputs {prev:?} and {od:?}")
+            }
+            Some(_) => {}
+        }
+        plans.push(plan);
+    }
+    let out_dims = out_dims.unwrap_or(dims);
+    for p in &params {
+        if p.dtype() != x.dtype() {
+            bail!("mixed_edge: weights and input must have one dtype");
+        }
+    }
+    crate::pointwise::probe_relu_input(&x);
+    let slot: Slot = Arc::new(Mutex::new(vec![None; params.len()]));
+    let tracked: Vec<bool> = params.iter().map(|p| p.track_op()).collect();
+    let taps: Vec<Tensor> = params
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| tracked[*i])
+        .map(|(index, p)| {
+            p.apply_op1(Tap {
+                index,
+                slot: slot.clone(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let link = if taps.is_empty() {
+        Tensor::zeros(1, x.dtype(), &Device::Cpu)?
+    } else {
+        Tensor::cat(&taps, 0)?
+    };
+    let numel = out_dims.0 * out_dims.1 * out_dims.2 * out_dims.3;
+    let edge = Edge {
+        plans,
+        params,
+        tracked,
+        slot,
+        out_dims,
+        mix: Geom {
+            k: options.len(),
+            numel,
+            chunk: BLOCK,
+            per_example: false,
+        },
+        saved: Mutex::new(None),
+    };
+    let y = x.apply_op3(&weights.contiguous()?, &link, edge)?;
+    for (bn, mode, m) in &norms {
+        bn.update_running(mode, *m)?;
+    }
+    Ok(y)
+}
+
+/// The kernel of `bn` on `d` in this forward's mode, recorded in `norms` for the running
+/// statistics.
+fn bn_op<'a>(
+    norms: &mut Vec<(&'a BatchNorm2d, Mode, usize)>,
+    bn: &'a BatchNorm2d,
+    d: (usize, usize, usize, usize),
+    train: bool,
+) -> Result<BnOp> {
+    if bn.channels() != d.1 {
+        bail!(
+            "mixed_edge: batch norm of {} channels on {d:?}",
+            bn.channels()
+        );
+    }
+    let m = d.0 * d.2 * d.3;
+    let mode = bn.mode(train, m, &[d.0, d.1, d.2, d.3])?;
+    norms.push((bn, mode.clone(), m));
+    Ok(BnOp {
+        n: d.0,
+        c: d.1,
+        hw: d.2 * d.3,
+        eps: bn.eps(),
+        mode,
+    })
+}
+
+fn pool_window(
+    dims: (usize, usize, usize, usize),
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Result<Window> {
+    if kernel == 0 || stride == 0 || 2 * padding > kernel {
+        bail!("mixed_edge: pool kernel {kernel}, stride {stride}, padding {padding}");
+    }
+    Window::new(dims, kernel, stride, padding, 1)
+}
+
+/// One option's geometry; a unit carries the index of its depthwise weight in `params` (its
+/// pointwise weight follows).
+enum Plan {
+    Max { win: Window, bn: BnOp },
+    Avg { pool: AvgPool, bn: BnOp },
+    Identity,
+    Units(Vec<(UnitGeom, usize)>),
+}
+
+impl Plan {
+    /// The option's name in `nas bench --profile` (time inside the fused edge).
+    fn profile_name(&self, backward: bool) -> &'static str {
+        match (self, backward) {
+            (Plan::Max { .. }, false) => "  in edge: max pool + BN",
+            (Plan::Max { .. }, true) => "  in edge: max pool + BN bwd",
+            (Plan::Avg { .. }, false) => "  in edge: avg pool + BN",
+            (Plan::Avg { .. }, true) => "  in edge: avg pool + BN bwd",
+            (Plan::Identity, false) => "  in edge: identity",
+            (Plan::Identity, true) => "  in edge: identity bwd",
+            (Plan::Units(_), false) => "  in edge: relu-dw-pw-bn units",
+            (Plan::Units(_), true) => "  in edge: relu-dw-pw-bn units bwd",
+        }
+    }
+}
+
+/// What one option's forward keeps for the backward.
+enum Kept {
+    /// Pool output, argmax taps, option output.
+    Max(CpuStorage, Vec<u32>, CpuStorage),
+    /// Pool output, option output.
+    Avg(CpuStorage, CpuStorage),
+    Identity,
+    /// Per unit: depthwise output, pointwise output, unit output (the last is the option's).
+    Units(Vec<[CpuStorage; 3]>),
+}
+
+struct Edge {
+    plans: Vec<Plan>,
+    params: Vec<Tensor>,
+    tracked: Vec<bool>,
+    slot: Slot,
+    out_dims: (usize, usize, usize, usize),
+    mix: Geom,
+    saved: Mutex<Option<Vec<Kept>>>,
+}
+
+/// `dst += src`, in parallel blocks.
+fn add_into<T: Float>(dst: &mut [T], src: &[T]) {
+    dst.par_chunks_mut(BLOCK)
+        .zip(src.par_chunks(BLOCK))
+        .for_each(|(d, s)| {
+            for (a, &b) in d.iter_mut().zip(s) {
+                *a += b;
+            }
+        });
+}
+
+fn own<T: Float>(v: Vec<T>) -> CpuStorage {
+    T::to_cpu_storage_owned(v)
+}
+
+fn view<T: Float>(s: &CpuStorage) -> Result<&[T]> {
+    T::cpu_storage_as_slice(s)
+}
+
+impl Edge {
+    fn forward<T: Float>(&self, x: &[T], w: &[T], params: &[&[T]]) -> Result<Vec<T>> {
+        let mut kept = Vec::with_capacity(self.plans.len());
+        for plan in &self.plans {
+            let _profile = crate::profile::scope(plan.profile_name(false));
+            kept.push(match plan {
+                Plan::Max { win, bn } => {
+                    let (p, idx) = crate::pool::max_pool_forward(x, win);
+                    let y = bn.run(&p, None, None);
+                    Kept::Max(own(p), idx, own(y))
+                }
+                Plan::Avg { pool, bn } => {
+                    let p = pool.forward(x);
+                    let y = bn.run(&p, None, None);
+                    Kept::Avg(own(p), own(y))
+                }
+                Plan::Identity => Kept::Identity,
+                Plan::Units(units) => {
+                    let mut outs: Vec<[CpuStorage; 3]> = Vec::with_capacity(units.len());
+                    for (geom, pi) in units {
+                        let input = match outs.last() {
+                            Some(o) => view::<T>(&o[2])?,
+                            None => x,
+                        };
+                        let (y, a, b) = geom.forward(input, params[*pi], params[*pi + 1]);
+                        outs.push([own(a), own(b), own(y)]);
+                    }
+                    Kept::Units(outs)
+                }
+            });
+        }
+        let ys = outputs::<T>(&kept, x)?;
+        let y = {
+            let _profile = crate::profile::scope("  in edge: weighted sum");
+            self.mix.forward(&ys, w)
+        };
+        *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(kept);
+        Ok(y)
+    }
+
+    /// `(dL/dx, dL/dweights, dL/dparams)`.
+    #[allow(clippy::type_complexity)]
+    fn backward<T: Float>(
+        &self,
+        x: &[T],
+        w: &[T],
+        params: &[&[T]],
+        g: &[T],
+    ) -> Result<(Vec<T>, Vec<T>, Vec<Option<Vec<T>>>)> {
+        let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(kept) = saved.as_ref() else {
+            bail!("mixed_edge backward: the forward kept nothing");
+        };
+        let ys = outputs::<T>(kept, x)?;
+        let all = vec![true; ys.len()];
+        // dL/dys[k] = w_k g and dL/dw_k = <g, ys[k]>, as the weighted sum computes them.
+        let (gys, gw) = {
+            let _profile = crate::profile::scope("  in edge: weighted sum bwd");
+            self.mix.backward(&ys, w, g, &all, true)
+        };
+        let mut gx = vec![T::ZERO; x.len()];
+        let mut gparams: Vec<Option<Vec<T>>> = vec![None; self.params.len()];
+        for ((plan, kept), gy) in self.plans.iter().zip(kept).zip(gys) {
+            let Some(gy) = gy else { continue };
+            let _profile = crate::profile::scope(plan.profile_name(true));
+            match (plan, kept) {
+                (Plan::Max { win, bn }, Kept::Max(p, idx, _)) => {
+                    let p = view::<T>(p)?;
+                    let mut gp = bn.backward_op(None)?.run(p, &gy);
+                    gp.truncate(p.len());
+                    add_into(&mut gx, &crate::pool::max_pool_backward(&gp, idx, win));
+                }
+                (Plan::Avg { pool, bn }, Kept::Avg(p, _)) => {
+                    let p = view::<T>(p)?;
+                    let mut gp = bn.backward_op(None)?.run(p, &gy);
+                    gp.truncate(p.len());
+                    add_into(&mut gx, &pool.backward(&gp));
+                }
+                (Plan::Identity, Kept::Identity) => add_into(&mut gx, &gy),
+                (Plan::Units(units), Kept::Units(outs)) => {
+                    let mut g_cur = gy;
+                    for (i, ((geom, pi), o)) in units.iter().zip(outs).enumerate().rev() {
+                        let input = if i == 0 {
+                            x
+                        } else {
+                            view::<T>(&outs[i - 1][2])?
+                        };
+                        let (a, b) = (view::<T>(&o[0])?, view::<T>(&o[1])?);
+                        let (gin, gdw, gpw) =
+                            geom.backward(input, params[*pi], params[*pi + 1], a, b, &g_cur)?;
+                        gparams[*pi] = Some(gdw);
+                        gparams[*pi + 1] = Some(gpw);
+                        g_cur = gin;
+                    }
+                    add_into(&mut gx, &g_cur);
+                }
+                _ => bail!("mixed_edge backward: kept activations do not match the plan"),
+            }
+        }
+        Ok((gx, gw, gparams))
+    }
+}
+
+/// Each option's output: its kept buffer, or `x` for the identity.
+fn outputs<'a, T: Float>(kept: &'a [Kept], x: &'a [T]) -> Result<Vec<&'a [T]>> {
+    kept.iter()
+        .map(|k| match k {
+            Kept::Max(_, _, y) | Kept::Avg(_, y) => view::<T>(y),
+            Kept::Identity => Ok(x),
+            Kept::Units(outs) => match outs.last() {
+                Some(o) => view::<T>(&o[2]),
+                None => Ok(x),
+            },
+        })
+        .collect()
+}
+
+impl CustomOp3 for Edge {
+    fn name(&self) -> &'static str {
+        "nas-mixed-edge"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        _s3: &CpuStorage,
+        _l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
+        let params: Vec<&Tensor> = self.params.iter().collect();
+        dispatch_float!("mixed_edge", s1, |T| {
+            let (x, w): (&[T], &[T]) = (slice(s1, l1)?, slice(s2, l2)?);
+            let y = with_slices::<T, _>(&params, |ps| self.forward(x, w, ps))?;
+            Ok((T::to_cpu_storage_owned(y), Shape::from(self.out_dims)))
+        })
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        link: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let _profile = crate::profile::scope("nas-mixed-edge-bwd");
+        let g = g.contiguous()?;
+        let mut all: Vec<&Tensor> = vec![x, w, &g];
+        all.extend(self.params.iter());
+        let dev = Device::Cpu;
+        let (gx, gw) = match x.dtype() {
+            DType::F32 => self.finish::<f32>(&all, &dev)?,
+            DType::F64 => self.finish::<f64>(&all, &dev)?,
+            d => bail!("mixed_edge backward: unsupported dtype {d:?}"),
+        };
+        Ok((
+            Some(gx.reshape(x.shape())?),
+            Some(gw.reshape(w.shape())?),
+            Some(link.zeros_like()?),
+        ))
+    }
+}
+
+impl Edge {
+    /// Runs the backward on `[x, w, g, params...]`, leaves the parameters' gradients for the
+    /// taps and returns `(dL/dx, dL/dw)`.
+    fn finish<T: Float>(&self, all: &[&Tensor], dev: &Device) -> Result<(Tensor, Tensor)> {
+        let (gx, gw, gp) = with_slices::<T, _>(all, |s| self.backward(s[0], s[1], &s[3..], s[2]))?;
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, (g, p)) in gp.into_iter().zip(&self.params).enumerate() {
+            if self.tracked[i] {
+                let Some(g) = g else {
+                    bail!("mixed_edge backward: no gradient for weight {i}");
+                };
+                slot[i] = Some(Tensor::from_vec(g, p.shape(), dev)?);
+            }
+        }
+        Ok((
+            Tensor::from_vec(gx, all[0].shape(), dev)?,
+            Tensor::from_vec(gw, all[1].shape(), dev)?,
+        ))
+    }
+}
