@@ -322,13 +322,20 @@ struct Edge {
     saved: Mutex<Option<Vec<Kept>>>,
 }
 
-/// `dst += src`, in parallel blocks.
-fn add_into<T: Float>(dst: &mut [T], src: &[T]) {
+/// `dst += scale * src`, in parallel blocks (a plain add when `scale` is 1).
+fn add_scaled_into<T: Float>(dst: &mut [T], src: &[T], scale: T) {
+    let one = scale == T::ONE;
     dst.par_chunks_mut(BLOCK)
         .zip(src.par_chunks(BLOCK))
         .for_each(|(d, s)| {
-            for (a, &b) in d.iter_mut().zip(s) {
-                *a += b;
+            if one {
+                for (a, &b) in d.iter_mut().zip(s) {
+                    *a += b;
+                }
+            } else {
+                for (a, &b) in d.iter_mut().zip(s) {
+                    *a += scale * b;
+                }
             }
         });
 }
@@ -395,33 +402,34 @@ impl Edge {
             bail!("mixed_edge backward: the forward kept nothing");
         };
         let ys = outputs::<T>(kept, x)?;
-        let all = vec![true; ys.len()];
-        // dL/dys[k] = w_k g and dL/dw_k = <g, ys[k]>, as the weighted sum computes them.
-        let (gys, gw) = {
+        // dL/dw_k = <g, ys[k]>, as the weighted sum computes it; dL/dys[k] = w_k g is never
+        // built: each option's backward takes g and the scale w_k (a batch norm's backward
+        // weight, linear in the rest), and the identity adds w_k g.
+        let (_, gw) = {
             let _profile = crate::profile::scope("  in edge: weighted sum bwd");
-            self.mix.backward(&ys, w, g, &all, true)
+            self.mix.backward(&ys, w, g, &vec![false; ys.len()], true)
         };
         let mut gx = vec![T::ZERO; x.len()];
         let mut gparams: Vec<Option<Vec<T>>> = vec![None; self.params.len()];
-        for ((plan, kept), gy) in self.plans.iter().zip(kept).zip(gys) {
-            let Some(gy) = gy else { continue };
+        for ((plan, kept), &wk) in self.plans.iter().zip(kept).zip(w) {
             let _profile = crate::profile::scope(plan.profile_name(true));
+            let scale = wk.to_f64();
             match (plan, kept) {
                 (Plan::Max { win, bn }, Kept::Max(p, idx, _)) => {
                     let p = view::<T>(p)?;
-                    let mut gp = bn.backward_op(None)?.run(p, &gy);
+                    let mut gp = bn.backward_op(Some(vec![scale; bn.c]))?.run(p, g);
                     gp.truncate(p.len());
-                    add_into(&mut gx, &crate::pool::max_pool_backward(&gp, idx, win));
+                    crate::pool::max_pool_backward_into(&mut gx, &gp, idx, win);
                 }
                 (Plan::Avg { pool, bn }, Kept::Avg(p, _)) => {
                     let p = view::<T>(p)?;
-                    let mut gp = bn.backward_op(None)?.run(p, &gy);
+                    let mut gp = bn.backward_op(Some(vec![scale; bn.c]))?.run(p, g);
                     gp.truncate(p.len());
-                    add_into(&mut gx, &pool.backward(&gp));
+                    pool.backward_into(&mut gx, &gp);
                 }
-                (Plan::Identity, Kept::Identity) => add_into(&mut gx, &gy),
+                (Plan::Identity, Kept::Identity) => add_scaled_into(&mut gx, g, wk),
                 (Plan::Units(units), Kept::Units(outs)) => {
-                    let mut g_cur = gy;
+                    let mut g_cur: Option<Vec<T>> = None;
                     for (i, ((geom, pi), o)) in units.iter().zip(outs).enumerate().rev() {
                         let input = if i == 0 {
                             x
@@ -429,13 +437,22 @@ impl Edge {
                             view::<T>(&outs[i - 1][2])?
                         };
                         let (a, b) = (view::<T>(&o[0])?, view::<T>(&o[1])?);
+                        // The last unit takes g scaled by w_k; the others their successor's
+                        // input gradient, already scaled.
+                        let (gy, s) = match &g_cur {
+                            Some(gc) => (gc.as_slice(), 1.0),
+                            None => (g, scale),
+                        };
                         let (gin, gdw, gpw) =
-                            geom.backward(input, params[*pi], params[*pi + 1], a, b, &g_cur)?;
+                            geom.backward(input, params[*pi], params[*pi + 1], a, b, gy, s)?;
                         gparams[*pi] = Some(gdw);
                         gparams[*pi + 1] = Some(gpw);
-                        g_cur = gin;
+                        g_cur = Some(gin);
                     }
-                    add_into(&mut gx, &g_cur);
+                    match g_cur {
+                        Some(gc) => add_scaled_into(&mut gx, &gc, T::ONE),
+                        None => add_scaled_into(&mut gx, g, wk),
+                    }
                 }
                 _ => bail!("mixed_edge backward: kept activations do not match the plan"),
             }

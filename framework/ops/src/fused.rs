@@ -118,7 +118,9 @@ impl UnitGeom {
         (y, a, b)
     }
 
-    /// `(dL/dx, dL/dw_dw, dL/dw_pw)` flat, from the forward's `a` and `b`.
+    /// `(dL/dx, dL/dw_dw, dL/dw_pw)` flat, from the forward's `a` and `b`, for the output
+    /// gradient `scale * g` (the scale enters the batch norm's backward as its weight, the
+    /// rest being linear in it: no scaled copy of `g`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn backward<T: Float>(
         &self,
@@ -128,8 +130,10 @@ impl UnitGeom {
         a: &[T],
         b: &[T],
         g: &[T],
+        scale: f64,
     ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
-        let mut gb = self.bn.backward_op(None)?.run(b, g);
+        let gamma = (scale != 1.0).then(|| vec![scale; self.bn.c]);
+        let mut gb = self.bn.backward_op(gamma)?.run(b, g);
         gb.truncate(b.len());
         let mut ga = self.pw.backward(a, w_pw, &gb);
         drop(gb);
@@ -168,7 +172,7 @@ impl Unit {
             bail!("relu_dw_pw_bn backward: the forward kept no activations");
         };
         let (a, b) = (T::cpu_storage_as_slice(a)?, T::cpu_storage_as_slice(b)?);
-        self.geom.backward(x, w_dw, w_pw, a, b, g)
+        self.geom.backward(x, w_dw, w_pw, a, b, g, 1.0)
     }
 }
 

@@ -202,6 +202,13 @@ impl CustomOp1 for MaxPoolBwd {
 
 /// The input gradient of max pooling: each output gradient goes to its recorded tap `idx`.
 pub(crate) fn max_pool_backward<T: Float>(g: &[T], idx: &[u32], win: &Window) -> Vec<T> {
+    let mut gx = vec![T::ZERO; win.n * win.c * win.in_plane()];
+    max_pool_backward_into(&mut gx, g, idx, win);
+    gx
+}
+
+/// [`max_pool_backward`] added into `gx`.
+pub(crate) fn max_pool_backward_into<T: Float>(gx: &mut [T], g: &[T], idx: &[u32], win: &Window) {
     let k = win.k;
     // Input offset of each tap relative to (oy * s, ox * s).
     let (pad, d) = (win.padding as isize, win.dilation as isize);
@@ -209,8 +216,7 @@ pub(crate) fn max_pool_backward<T: Float>(g: &[T], idx: &[u32], win: &Window) ->
     let dx: Vec<isize> = (0..k * k).map(|t| (t % k) as isize * d - pad).collect();
     let (ip, op) = (win.in_plane(), win.out_plane());
     let (st, w, ow) = (win.stride as isize, win.w as isize, win.ow);
-    let mut gx = vec![T::ZERO; win.n * win.c * ip];
-    par_planes(&mut gx, ip, |p, gxp| {
+    par_planes(gx, ip, |p, gxp| {
         let gp = &g[p * op..(p + 1) * op];
         let ixp = &idx[p * op..(p + 1) * op];
         for (oy, (gr, ir)) in gp.chunks_exact(ow).zip(ixp.chunks_exact(ow)).enumerate() {
@@ -223,7 +229,6 @@ pub(crate) fn max_pool_backward<T: Float>(g: &[T], idx: &[u32], win: &Window) ->
             }
         }
     });
-    gx
 }
 
 pub(crate) struct AvgPool {
@@ -271,12 +276,19 @@ impl AvgPool {
     /// The input gradient of average pooling for the output gradient `g`.
     pub(crate) fn backward<T: Float>(&self, g: &[T]) -> Vec<T> {
         let win = &self.win;
+        let mut gx = vec![T::ZERO; win.n * win.c * win.in_plane()];
+        self.backward_into(&mut gx, g);
+        gx
+    }
+
+    /// [`AvgPool::backward`] added into `gx`.
+    pub(crate) fn backward_into<T: Float>(&self, gx: &mut [T], g: &[T]) {
+        let win = &self.win;
         let (rows, cols) = (win.row_taps(), win.col_taps());
         let inv = self.inv_divisors::<T>();
         let (ip, op) = (win.in_plane(), win.out_plane());
         let (st, w, ow) = (win.stride, win.w, win.ow);
-        let mut gx = vec![T::ZERO; win.n * win.c * ip];
-        par_planes(&mut gx, ip, |p, gxp| {
+        par_planes(gx, ip, |p, gxp| {
             let gs: Vec<T> = g[p * op..(p + 1) * op]
                 .iter()
                 .zip(&inv)
@@ -306,7 +318,6 @@ impl AvgPool {
                 }
             }
         });
-        gx
     }
 
     /// `1 / divisor` for every output cell of a plane.

@@ -683,8 +683,8 @@ fn fused_separable_unit_equals_the_four_ops() {
 /// A fused mixed edge (pools with BN, identity, a two-unit separable and a one-unit dilated
 /// convolution) against the same edge built from the separate ops and `weighted_sum`: values,
 /// the gradients of the input, of the mixing weights and of every convolution weight, and the
-/// running statistics, in f64 (1e-12 normwise) and f32 (1e-5), stride 1 and 2, training and
-/// evaluation mode.
+/// running statistics, in f64 (1e-12 normwise, gradients relative to at least 1) and f32
+/// (1e-5), stride 1 and 2, training and evaluation mode.
 #[test]
 fn fused_mixed_edge_equals_the_separate_ops() {
     let mut rg = rng(21);
@@ -795,7 +795,9 @@ fn fused_mixed_edge_equals_the_separate_ops() {
             let (ys, gs, ss) = run(false);
             assert_close(&format!("{what} y"), &yf, &ys, t64(dtype));
             for (i, (a, b)) in gf.iter().zip(&gs).enumerate() {
-                assert_close(&format!("{what} gradient {i}"), a, b, t64(dtype));
+                // Relative to at least 1: a batch norm cancels some gradients to rounding
+                // noise (with one channel, a pointwise weight is a scale it removes).
+                assert_close_floor(&format!("{what} gradient {i}"), a, b, t64(dtype), 1.0);
             }
             for (i, ((m1, v1), (m2, v2))) in sf.iter().zip(&ss).enumerate() {
                 assert_close(&format!("{what} running mean {i}"), m1, m2, 1e-12);
