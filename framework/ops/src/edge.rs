@@ -301,15 +301,23 @@ impl Plan {
     }
 }
 
-/// What one option's forward keeps for the backward.
+/// What one option's forward keeps for the backward (besides its output).
 enum Kept {
-    /// Pool output, argmax taps, option output.
-    Max(CpuStorage, Vec<u32>, CpuStorage),
-    /// Pool output, option output.
-    Avg(CpuStorage, CpuStorage),
+    /// Pool output, argmax taps.
+    Max(CpuStorage, Vec<u32>),
+    /// Pool output.
+    Avg(CpuStorage),
     Identity,
-    /// Per unit: depthwise output, pointwise output, unit output (the last is the option's).
-    Units(Vec<[CpuStorage; 3]>),
+    /// Per unit: depthwise output, pointwise output, and (all but the last unit) its output.
+    Units(Vec<(CpuStorage, CpuStorage, Option<CpuStorage>)>),
+}
+
+/// The forward's record: per option what its backward needs and its output (`None` for the
+/// identity, whose output is the input, and for a lone option of weight 1, whose output is
+/// the op's own).
+struct Saved {
+    kept: Vec<Kept>,
+    outs: Vec<Option<CpuStorage>>,
 }
 
 struct Edge {
@@ -319,7 +327,7 @@ struct Edge {
     slot: Slot,
     out_dims: (usize, usize, usize, usize),
     mix: Geom,
-    saved: Mutex<Option<Vec<Kept>>>,
+    saved: Mutex<Option<Saved>>,
 }
 
 /// `dst += scale * src`, in parallel blocks (a plain add when `scale` is 1).
@@ -351,40 +359,63 @@ fn view<T: Float>(s: &CpuStorage) -> Result<&[T]> {
 impl Edge {
     fn forward<T: Float>(&self, x: &[T], w: &[T], params: &[&[T]]) -> Result<Vec<T>> {
         let mut kept = Vec::with_capacity(self.plans.len());
+        let mut outs: Vec<Option<Vec<T>>> = Vec::with_capacity(self.plans.len());
         for plan in &self.plans {
             let _profile = crate::profile::scope(plan.profile_name(false));
-            kept.push(match plan {
+            let (k, y) = match plan {
                 Plan::Max { win, bn } => {
                     let (p, idx) = crate::pool::max_pool_forward(x, win);
                     let y = bn.run(&p, None, None);
-                    Kept::Max(own(p), idx, own(y))
+                    (Kept::Max(own(p), idx), Some(y))
                 }
                 Plan::Avg { pool, bn } => {
                     let p = pool.forward(x);
                     let y = bn.run(&p, None, None);
-                    Kept::Avg(own(p), own(y))
+                    (Kept::Avg(own(p)), Some(y))
                 }
-                Plan::Identity => Kept::Identity,
+                Plan::Identity => (Kept::Identity, None),
                 Plan::Units(units) => {
-                    let mut outs: Vec<[CpuStorage; 3]> = Vec::with_capacity(units.len());
+                    let mut inner: Vec<(CpuStorage, CpuStorage, Option<CpuStorage>)> =
+                        Vec::with_capacity(units.len());
+                    let mut last: Option<Vec<T>> = None;
                     for (geom, pi) in units {
-                        let input = match outs.last() {
-                            Some(o) => view::<T>(&o[2])?,
-                            None => x,
+                        let (y, a, b) = {
+                            let input = match &last {
+                                Some(o) => o.as_slice(),
+                                None => x,
+                            };
+                            geom.forward(input, params[*pi], params[*pi + 1])
                         };
-                        let (y, a, b) = geom.forward(input, params[*pi], params[*pi + 1]);
-                        outs.push([own(a), own(b), own(y)]);
+                        if let (Some(prev), Some(entry)) = (last.take(), inner.last_mut()) {
+                            entry.2 = Some(own(prev));
+                        }
+                        inner.push((own(a), own(b), None));
+                        last = Some(y);
                     }
-                    Kept::Units(outs)
+                    (Kept::Units(inner), last)
                 }
-            });
+            };
+            kept.push(k);
+            outs.push(y);
         }
-        let ys = outputs::<T>(&kept, x)?;
-        let y = {
-            let _profile = crate::profile::scope("  in edge: weighted sum");
-            self.mix.forward(&ys, w)
+        // A lone option of weight 1 (GDAS, a hard sample): its output is the sum itself.
+        let lone = self.plans.len() == 1 && w.first() == Some(&T::ONE);
+        let y = match (lone, outs.first_mut()) {
+            (true, Some(o @ Some(_))) => o.take(),
+            _ => None,
         };
-        *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(kept);
+        let y = match y {
+            Some(y) => y,
+            None => {
+                let ys: Vec<&[T]> = outs.iter().map(|o| o.as_deref().unwrap_or(x)).collect();
+                let _profile = crate::profile::scope("  in edge: weighted sum");
+                self.mix.forward(&ys, w)
+            }
+        };
+        *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(Saved {
+            kept,
+            outs: outs.into_iter().map(|o| o.map(own)).collect(),
+        });
         Ok(y)
     }
 
@@ -396,12 +427,22 @@ impl Edge {
         w: &[T],
         params: &[&[T]],
         g: &[T],
+        y: &[T],
     ) -> Result<(Vec<T>, Vec<T>, Vec<Option<Vec<T>>>)> {
         let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(kept) = saved.as_ref() else {
+        let Some(Saved { kept, outs }) = saved.as_ref() else {
             bail!("mixed_edge backward: the forward kept nothing");
         };
-        let ys = outputs::<T>(kept, x)?;
+        // Each option's output: kept, the input (identity) or the op's output (a lone option).
+        let ys: Vec<&[T]> = kept
+            .iter()
+            .zip(outs)
+            .map(|(k, o)| match (k, o) {
+                (_, Some(o)) => view::<T>(o),
+                (Kept::Identity, None) => Ok(x),
+                (_, None) => Ok(y),
+            })
+            .collect::<Result<_>>()?;
         // dL/dw_k = <g, ys[k]>, as the weighted sum computes it; dL/dys[k] = w_k g is never
         // built: each option's backward takes g and the scale w_k (a batch norm's backward
         // weight, linear in the rest), and the identity adds w_k g.
@@ -415,28 +456,28 @@ impl Edge {
             let _profile = crate::profile::scope(plan.profile_name(true));
             let scale = wk.to_f64();
             match (plan, kept) {
-                (Plan::Max { win, bn }, Kept::Max(p, idx, _)) => {
+                (Plan::Max { win, bn }, Kept::Max(p, idx)) => {
                     let p = view::<T>(p)?;
                     let mut gp = bn.backward_op(Some(vec![scale; bn.c]))?.run(p, g);
                     gp.truncate(p.len());
                     crate::pool::max_pool_backward_into(&mut gx, &gp, idx, win);
                 }
-                (Plan::Avg { pool, bn }, Kept::Avg(p, _)) => {
+                (Plan::Avg { pool, bn }, Kept::Avg(p)) => {
                     let p = view::<T>(p)?;
                     let mut gp = bn.backward_op(Some(vec![scale; bn.c]))?.run(p, g);
                     gp.truncate(p.len());
                     pool.backward_into(&mut gx, &gp);
                 }
                 (Plan::Identity, Kept::Identity) => add_scaled_into(&mut gx, g, wk),
-                (Plan::Units(units), Kept::Units(outs)) => {
+                (Plan::Units(units), Kept::Units(inner)) => {
                     let mut g_cur: Option<Vec<T>> = None;
-                    for (i, ((geom, pi), o)) in units.iter().zip(outs).enumerate().rev() {
-                        let input = if i == 0 {
-                            x
-                        } else {
-                            view::<T>(&outs[i - 1][2])?
+                    for (i, ((geom, pi), o)) in units.iter().zip(inner).enumerate().rev() {
+                        let input = match i.checked_sub(1).map(|j| &inner[j].2) {
+                            None => x,
+                            Some(Some(prev)) => view::<T>(prev)?,
+                            Some(None) => bail!("mixed_edge backward: unit {i} lost its input"),
                         };
-                        let (a, b) = (view::<T>(&o[0])?, view::<T>(&o[1])?);
+                        let (a, b) = (view::<T>(&o.0)?, view::<T>(&o.1)?);
                         // The last unit takes g scaled by w_k; the others their successor's
                         // input gradient, already scaled.
                         let (gy, s) = match &g_cur {
@@ -459,20 +500,6 @@ impl Edge {
         }
         Ok((gx, gw, gparams))
     }
-}
-
-/// Each option's output: its kept buffer, or `x` for the identity.
-fn outputs<'a, T: Float>(kept: &'a [Kept], x: &'a [T]) -> Result<Vec<&'a [T]>> {
-    kept.iter()
-        .map(|k| match k {
-            Kept::Max(_, _, y) | Kept::Avg(_, y) => view::<T>(y),
-            Kept::Identity => Ok(x),
-            Kept::Units(outs) => match outs.last() {
-                Some(o) => view::<T>(&o[2]),
-                None => Ok(x),
-            },
-        })
-        .collect()
 }
 
 impl CustomOp3 for Edge {
@@ -503,12 +530,13 @@ impl CustomOp3 for Edge {
         x: &Tensor,
         w: &Tensor,
         link: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let _profile = crate::profile::scope("nas-mixed-edge-bwd");
         let g = g.contiguous()?;
-        let mut all: Vec<&Tensor> = vec![x, w, &g];
+        let res = res.contiguous()?;
+        let mut all: Vec<&Tensor> = vec![x, w, &g, &res];
         all.extend(self.params.iter());
         let dev = Device::Cpu;
         let (gx, gw) = match x.dtype() {
@@ -525,10 +553,11 @@ impl CustomOp3 for Edge {
 }
 
 impl Edge {
-    /// Runs the backward on `[x, w, g, params...]`, leaves the parameters' gradients for the
-    /// taps and returns `(dL/dx, dL/dw)`.
+    /// Runs the backward on `[x, w, g, y, params...]`, leaves the parameters' gradients for
+    /// the taps and returns `(dL/dx, dL/dw)`.
     fn finish<T: Float>(&self, all: &[&Tensor], dev: &Device) -> Result<(Tensor, Tensor)> {
-        let (gx, gw, gp) = with_slices::<T, _>(all, |s| self.backward(s[0], s[1], &s[3..], s[2]))?;
+        let (gx, gw, gp) =
+            with_slices::<T, _>(all, |s| self.backward(s[0], s[1], &s[4..], s[2], s[3]))?;
         let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         for (i, (g, p)) in gp.into_iter().zip(&self.params).enumerate() {
             if self.tracked[i] {

@@ -811,3 +811,76 @@ fn softmax(a: &Tensor) -> Tensor {
     let e = a.exp().unwrap();
     e.broadcast_div(&e.sum_all().unwrap()).unwrap()
 }
+
+/// A lone option of weight 1 (GDAS's hard sample): its output is the edge's output, and the
+/// weight's gradient `<g, y>` is read from it; checked against the separate ops for a
+/// two-unit chain and a pool, and against a weight other than 1 (the weighted-sum path).
+#[test]
+fn fused_edge_with_one_option_equals_the_separate_ops() {
+    let (n, c, h, w) = (3, 3, 6, 5);
+    let x = uniform(&mut rng(31), n * c * h * w);
+    let wd = uniform(&mut rng(32), c * 9);
+    let wp = uniform(&mut rng(33), c * c);
+    for weight in [1.0, 0.75] {
+        for pool in [false, true] {
+            let what = format!("weight {weight} pool {pool}");
+            let run = |fused: bool| {
+                let xv = Var::from_tensor(&tensor(&x, &[n, c, h, w], DType::F64)).unwrap();
+                let av = Var::from_tensor(&tensor(&[weight], &[1], DType::F64)).unwrap();
+                let dv = Var::from_tensor(&tensor(&wd, &[c, 1, 3, 3], DType::F64)).unwrap();
+                let pv = Var::from_tensor(&tensor(&wp, &[c, c, 1, 1], DType::F64)).unwrap();
+                let bns: Vec<BatchNorm2d> = (0..2)
+                    .map(|_| BatchNorm2d::new(c, None, 1e-5, Some(0.1)))
+                    .collect();
+                let xt = xv.as_tensor();
+                let unit = |b: usize| UnitSpec {
+                    w_dw: dv.as_tensor(),
+                    w_pw: pv.as_tensor(),
+                    bn: &bns[b],
+                    stride: 1,
+                    padding: 1,
+                    dilation: 1,
+                };
+                let y = if fused {
+                    let opt = if pool {
+                        EdgeOption::AvgPoolBn {
+                            kernel: 3,
+                            stride: 1,
+                            padding: 1,
+                            bn: &bns[0],
+                        }
+                    } else {
+                        EdgeOption::Units(vec![unit(0), unit(1)])
+                    };
+                    mixed_edge(xt, av.as_tensor(), &[opt], true).unwrap()
+                } else {
+                    let y = if pool {
+                        bns[0]
+                            .forward(&avg_pool2d(xt, 3, 1, 1, false).unwrap(), true)
+                            .unwrap()
+                    } else {
+                        let (a, b) = (dv.as_tensor(), pv.as_tensor());
+                        let u = relu_dw_pw_bn(xt, a, b, &bns[0], 1, 1, 1, true).unwrap();
+                        relu_dw_pw_bn(&u, a, b, &bns[1], 1, 1, 1, true).unwrap()
+                    };
+                    weighted_sum(&[y], av.as_tensor()).unwrap()
+                };
+                let gy = tensor(&uniform(&mut rng(34), y.elem_count()), y.dims(), DType::F64);
+                let grads = loss(&y, &gy).backward().unwrap();
+                let mut g = vec![values(&y)];
+                for v in [&xv, &av] {
+                    g.push(values(grads.get(v.as_tensor()).unwrap()));
+                }
+                if !pool {
+                    for v in [&dv, &pv] {
+                        g.push(values(grads.get(v.as_tensor()).unwrap()));
+                    }
+                }
+                g
+            };
+            for (i, (a, b)) in run(true).iter().zip(&run(false)).enumerate() {
+                assert_close_floor(&format!("{what} value {i}"), a, b, 1e-12, 1.0);
+            }
+        }
+    }
+}

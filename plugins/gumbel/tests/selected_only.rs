@@ -287,8 +287,16 @@ fn selected_weight_gradients_match_finite_differences(paths: usize) {
         .build_supernet(&Device::Cpu, DType::F64, nas_core::component_rng(3, "t"))
         .unwrap();
     let n = 6;
-    let x = Tensor::randn(0f64, 1.0, (n, 1, 8, 8), &Device::Cpu).unwrap();
-    let r = Tensor::randn(0f64, 1.0, (n, 10), &Device::Cpu).unwrap();
+    // Fixed inputs: a random draw may put a ReLU or max-pool kink within the finite
+    // difference's step.
+    let mut rng = nas_core::component_rng(u64::try_from(paths).unwrap(), "selected-fd-inputs");
+    let mut draw = |len: usize| -> Vec<f64> {
+        (0..len)
+            .map(|_| rand::Rng::random_range(&mut rng, -2.0..2.0))
+            .collect()
+    };
+    let x = Tensor::from_vec(draw(n * 64), (n, 1, 8, 8), &Device::Cpu).unwrap();
+    let r = Tensor::from_vec(draw(n * 10), (n, 10), &Device::Cpu).unwrap();
     let (drive, choices, weights) = per_example_paths(&spec, n, DType::F64, paths);
     let TensorDrive::SelectedPerSample { groups, .. } = &drive else {
         unreachable!()
