@@ -53,6 +53,17 @@ pub enum EdgeOption<'a> {
     },
     /// The input itself.
     Identity,
+    /// DARTS' `FactorizedReduce`: ReLU, two stride-2 1x1 convolutions (the second on the
+    /// input shifted by one row and column), their outputs concatenated over channels, then
+    /// `bn` (quark0/darts `operations.py`). The input's height and width must be even.
+    FactorizedReduce {
+        /// First convolution `[O/2, C, 1, 1]`.
+        w_a: &'a Tensor,
+        /// Second convolution `[O/2, C, 1, 1]`.
+        w_b: &'a Tensor,
+        /// The affine-free batch norm over `O` channels.
+        bn: &'a BatchNorm2d,
+    },
     /// [`crate::relu_dw_pw_bn`] units applied in turn.
     Units(Vec<UnitSpec<'a>>),
 }
@@ -81,6 +92,7 @@ pub fn fusable(x: &Tensor, options: &[EdgeOption]) -> bool {
         && options.iter().all(|o| match o {
             EdgeOption::MaxPoolBn { bn, .. } | EdgeOption::AvgPoolBn { bn, .. } => !bn.is_affine(),
             EdgeOption::Identity => true,
+            EdgeOption::FactorizedReduce { bn, .. } => !bn.is_affine(),
             EdgeOption::Units(us) => us.iter().all(|u| !u.bn.is_affine()),
         })
 }
@@ -150,6 +162,38 @@ pub fn mixed_edge<'a>(
                 )
             }
             EdgeOption::Identity => (Plan::Identity, dims),
+            EdgeOption::FactorizedReduce { w_a, w_b, bn } => {
+                let (n, c, h, w) = dims;
+                let (co, ci, kh, kw) = w_a.dims4()?;
+                if w_b.dims() != w_a.dims() || ci != c || kh != 1 || kw != 1 {
+                    bail!(
+                        "mixed_edge: FactorizedReduce weights {:?} and {:?} on input {dims:?}",
+                        w_a.dims(),
+                        w_b.dims()
+                    );
+                }
+                if h < 2 || w < 2 || h % 2 != 0 || w % 2 != 0 {
+                    bail!("mixed_edge: FactorizedReduce needs an even input size, got {h}x{w} (the DARTS reference fails the same way)");
+                }
+                let conv = |h: usize, w: usize| Conv1x1 {
+                    n,
+                    ci: c,
+                    co,
+                    h,
+                    w,
+                    stride: 2,
+                };
+                let od = (n, 2 * co, h / 2, w / 2);
+                let plan = Plan::Reduce {
+                    a: conv(h, w),
+                    b: conv(h - 1, w - 1),
+                    bn: bn_op(&mut norms, bn, od, train)?,
+                    pi: params.len(),
+                };
+                params.push(w_a.contiguous()?);
+                params.push(w_b.contiguous()?);
+                (plan, od)
+            }
             EdgeOption::Units(units) => {
                 let mut d = dims;
                 let mut geoms = Vec::with_capacity(units.len());
@@ -279,9 +323,23 @@ fn pool_window(
 /// One option's geometry; a unit carries the index of its depthwise weight in `params` (its
 /// pointwise weight follows).
 enum Plan {
-    Max { win: Window, bn: BnOp },
-    Avg { pool: AvgPool, bn: BnOp },
+    Max {
+        win: Window,
+        bn: BnOp,
+    },
+    Avg {
+        pool: AvgPool,
+        bn: BnOp,
+    },
     Identity,
+    /// The two convolutions (the second on the shifted input), the batch norm, and the index
+    /// of the first weight in `params` (the second follows).
+    Reduce {
+        a: Conv1x1,
+        b: Conv1x1,
+        bn: BnOp,
+        pi: usize,
+    },
     Units(Vec<(UnitGeom, usize)>),
 }
 
@@ -295,6 +353,8 @@ impl Plan {
             (Plan::Avg { .. }, true) => "  in edge: avg pool + BN bwd",
             (Plan::Identity, false) => "  in edge: identity",
             (Plan::Identity, true) => "  in edge: identity bwd",
+            (Plan::Reduce { .. }, false) => "  in edge: factorized reduce",
+            (Plan::Reduce { .. }, true) => "  in edge: factorized reduce bwd",
             (Plan::Units(_), false) => "  in edge: relu-dw-pw-bn units",
             (Plan::Units(_), true) => "  in edge: relu-dw-pw-bn units bwd",
         }
@@ -308,6 +368,8 @@ enum Kept {
     /// Pool output.
     Avg(CpuStorage),
     Identity,
+    /// The rectified input, its shifted copy, the concatenated convolution outputs.
+    Reduce(CpuStorage, CpuStorage, CpuStorage),
     /// Per unit: depthwise output, pointwise output, and (all but the last unit) its output.
     Units(Vec<(CpuStorage, CpuStorage, Option<CpuStorage>)>),
 }
@@ -374,6 +436,13 @@ impl Edge {
                     (Kept::Avg(own(p)), Some(y))
                 }
                 Plan::Identity => (Kept::Identity, None),
+                Plan::Reduce { a, b, bn, pi } => {
+                    let (r, sh) = rectified_and_shifted(x, a);
+                    let (ya, yb) = (a.forward(&r, params[*pi]), b.forward(&sh, params[*pi + 1]));
+                    let z = concat_channels(&ya, &yb, a.n);
+                    let y = bn.run(&z, None, None);
+                    (Kept::Reduce(own(r), own(sh), own(z)), Some(y))
+                }
                 Plan::Units(units) => {
                     let mut inner: Vec<(CpuStorage, CpuStorage, Option<CpuStorage>)> =
                         Vec::with_capacity(units.len());
@@ -469,6 +538,19 @@ impl Edge {
                     pool.backward_into(&mut gx, &gp);
                 }
                 (Plan::Identity, Kept::Identity) => add_scaled_into(&mut gx, g, wk),
+                (Plan::Reduce { a, b, bn, pi }, Kept::Reduce(r, sh, z)) => {
+                    let (r, sh, z) = (view::<T>(r)?, view::<T>(sh)?, view::<T>(z)?);
+                    let mut gz = bn.backward_op(Some(vec![scale; bn.c]))?.run(z, g);
+                    gz.truncate(z.len());
+                    let (ga, gb) = split_channels(&gz, a.n);
+                    let mut gr = a.backward(r, params[*pi], &ga);
+                    let gwa = gr.split_off(r.len());
+                    let mut gs = b.backward(sh, params[*pi + 1], &gb);
+                    let gwb = gs.split_off(sh.len());
+                    add_shifted_masked(&mut gx, &gr, &gs, r, a);
+                    gparams[*pi] = Some(gwa);
+                    gparams[*pi + 1] = Some(gwb);
+                }
                 (Plan::Units(units), Kept::Units(inner)) => {
                     let mut g_cur: Option<Vec<T>> = None;
                     for (i, ((geom, pi), o)) in units.iter().zip(inner).enumerate().rev() {
@@ -500,6 +582,69 @@ impl Edge {
         }
         Ok((gx, gw, gparams))
     }
+}
+
+/// `relu(x)` and its copy without the first row and column of every plane (the second
+/// convolution's input), for the geometry of `a`.
+fn rectified_and_shifted<T: Float>(x: &[T], a: &Conv1x1) -> (Vec<T>, Vec<T>) {
+    let (h, w) = (a.h, a.w);
+    let r: Vec<T> = x
+        .iter()
+        .map(|&v| if v < T::ZERO { T::ZERO } else { v })
+        .collect();
+    let mut sh = Vec::with_capacity(r.len() / (h * w) * (h - 1) * (w - 1));
+    for plane in r.chunks_exact(h * w) {
+        for row in plane.chunks_exact(w).skip(1) {
+            sh.extend_from_slice(&row[1..]);
+        }
+    }
+    (r, sh)
+}
+
+/// Per example, the channels of `ya` then those of `yb` (equal sizes).
+fn concat_channels<T: Float>(ya: &[T], yb: &[T], n: usize) -> Vec<T> {
+    let per = ya.len() / n.max(1);
+    let mut z = Vec::with_capacity(2 * ya.len());
+    for (pa, pb) in ya.chunks_exact(per.max(1)).zip(yb.chunks_exact(per.max(1))) {
+        z.extend_from_slice(pa);
+        z.extend_from_slice(pb);
+    }
+    z
+}
+
+/// The inverse of [`concat_channels`].
+fn split_channels<T: Float>(z: &[T], n: usize) -> (Vec<T>, Vec<T>) {
+    let per = z.len() / (2 * n.max(1));
+    let (mut ga, mut gb) = (
+        Vec::with_capacity(z.len() / 2),
+        Vec::with_capacity(z.len() / 2),
+    );
+    for ex in z.chunks_exact((2 * per).max(1)) {
+        ga.extend_from_slice(&ex[..per]);
+        gb.extend_from_slice(&ex[per..]);
+    }
+    (ga, gb)
+}
+
+/// `gx += (gr + gs shifted back by one row and column) * (r > 0)`: the two convolutions'
+/// input gradients through the ReLU.
+fn add_shifted_masked<T: Float>(gx: &mut [T], gr: &[T], gs: &[T], r: &[T], a: &Conv1x1) {
+    let (h, w) = (a.h, a.w);
+    let (ip, sp) = (h * w, (h - 1) * (w - 1));
+    gx.par_chunks_mut(ip).enumerate().for_each(|(p, gxp)| {
+        let (grp, rp) = (&gr[p * ip..(p + 1) * ip], &r[p * ip..(p + 1) * ip]);
+        let gsp = &gs[p * sp..(p + 1) * sp];
+        for y in 0..h {
+            for x in 0..w {
+                let i = y * w + x;
+                let mut v = grp[i];
+                if y > 0 && x > 0 {
+                    v += gsp[(y - 1) * (w - 1) + (x - 1)];
+                }
+                gxp[i] += if rp[i] > T::ZERO { v } else { T::ZERO };
+            }
+        }
+    });
 }
 
 impl CustomOp3 for Edge {

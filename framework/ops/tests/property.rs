@@ -884,3 +884,83 @@ fn fused_edge_with_one_option_equals_the_separate_ops() {
         }
     }
 }
+
+/// `FactorizedReduce` inside a fused edge (beside a stride-2 max pool) against ReLU, two
+/// stride-2 1x1 convolutions (the second on the input shifted by one row and column),
+/// concatenation and batch norm as separate ops; odd sizes are an error.
+#[test]
+fn fused_edge_factorized_reduce_equals_the_separate_ops() {
+    for (trial, (n, c, h, w)) in [(2, 2, 4, 6), (3, 4, 8, 8), (2, 6, 6, 4)]
+        .into_iter()
+        .enumerate()
+    {
+        let co = c / 2;
+        let x = uniform(&mut rng(40 + trial as u64), n * c * h * w);
+        let wa = uniform(&mut rng(50 + trial as u64), co * c);
+        let wb = uniform(&mut rng(60 + trial as u64), co * c);
+        for dtype in [DType::F64, DType::F32] {
+            let what = format!("factorized reduce [{n},{c},{h},{w}] {dtype:?}");
+            let run = |fused: bool| {
+                let xv = Var::from_tensor(&tensor(&x, &[n, c, h, w], dtype)).unwrap();
+                let av = Var::from_tensor(&tensor(&[0.3, 0.7], &[2], dtype)).unwrap();
+                let va = Var::from_tensor(&tensor(&wa, &[co, c, 1, 1], dtype)).unwrap();
+                let vb = Var::from_tensor(&tensor(&wb, &[co, c, 1, 1], dtype)).unwrap();
+                let pool_bn = BatchNorm2d::new(c, None, 1e-5, Some(0.1));
+                let fr_bn = BatchNorm2d::new(2 * co, None, 1e-5, Some(0.1));
+                let xt = xv.as_tensor();
+                let y = if fused {
+                    let opts = [
+                        EdgeOption::MaxPoolBn {
+                            kernel: 3,
+                            stride: 2,
+                            padding: 1,
+                            bn: &pool_bn,
+                        },
+                        EdgeOption::FactorizedReduce {
+                            w_a: va.as_tensor(),
+                            w_b: vb.as_tensor(),
+                            bn: &fr_bn,
+                        },
+                    ];
+                    mixed_edge(xt, av.as_tensor(), &opts, true).unwrap()
+                } else {
+                    let p = pool_bn
+                        .forward(&max_pool2d(xt, 3, 2, 1).unwrap(), true)
+                        .unwrap();
+                    let r = relu(xt).unwrap();
+                    let a = conv2d(&r, va.as_tensor(), 2, 0).unwrap();
+                    let s = r.narrow(2, 1, h - 1).unwrap().narrow(3, 1, w - 1).unwrap();
+                    let b = conv2d(&s, vb.as_tensor(), 2, 0).unwrap();
+                    let z = Tensor::cat(&[a, b], 1).unwrap();
+                    let f = fr_bn.forward(&z, true).unwrap();
+                    weighted_sum(&[p, f], av.as_tensor()).unwrap()
+                };
+                let gy = tensor(&uniform(&mut rng(70), y.elem_count()), y.dims(), dtype);
+                let grads = loss(&y, &gy).backward().unwrap();
+                let mut out = vec![values(&y)];
+                for v in [&xv, &av, &va, &vb] {
+                    out.push(values(grads.get(v.as_tensor()).unwrap()));
+                }
+                out.push(fr_bn.running_stats().0);
+                out.push(fr_bn.running_stats().1);
+                out
+            };
+            for (i, (a, b)) in run(true).iter().zip(&run(false)).enumerate() {
+                assert_close_floor(&format!("{what} value {i}"), a, b, t64(dtype), 1.0);
+            }
+        }
+    }
+    let odd = tensor(&[0.5; 2 * 5 * 4], &[1, 2, 5, 4], DType::F64);
+    let (wa, wb) = (
+        tensor(&[0.1; 2], &[1, 2, 1, 1], DType::F64),
+        tensor(&[0.2; 2], &[1, 2, 1, 1], DType::F64),
+    );
+    let bn = BatchNorm2d::new(2, None, 1e-5, Some(0.1));
+    let opt = EdgeOption::FactorizedReduce {
+        w_a: &wa,
+        w_b: &wb,
+        bn: &bn,
+    };
+    let w = tensor(&[1.0], &[1], DType::F64);
+    assert!(mixed_edge(&odd, &w, &[opt], true).is_err());
+}

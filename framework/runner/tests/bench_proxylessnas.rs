@@ -30,10 +30,8 @@ fn a_proxylessnas_step_is_benchable() {
 }
 
 /// `--profile` accounts the kernels of the timed steps by name: a DARTS step on two
-/// reduction cells runs the fused mixed edge on each cell's 6 stride-1 edges and the separate
-/// ops (with the fused separable unit) on its 8 stride-2 edges (their `skip_connect` is a
-/// `FactorizedReduce`, which the fused edge does not take), forward and backward, and the
-/// backward phase contains them.
+/// reduction cells runs every edge as one fused mixed edge, forward and backward, with the
+/// options inside it accounted by kind, and the backward phase contains them.
 #[test]
 fn a_profiled_step_names_its_kernels_and_phases() {
     let mut c = cfg("darts", 2, 4, 2, 2);
@@ -45,21 +43,22 @@ fn a_profiled_step_names_its_kernels_and_phases() {
             .find(|r| r.name == name)
             .unwrap_or_else(|| panic!("no row {name} in {rows:?}"))
     };
-    // Per step: two forwards (architecture step and weight step) of 2 cells.
-    assert_eq!(row("nas-mixed-edge").calls_per_step, 2.0 * 2.0 * 6.0);
-    assert_eq!(row("nas-mixed-edge-bwd").calls_per_step, 24.0);
-    // Inside each fused edge, 4 options are separable or dilated convolutions.
+    // Per step: two forwards (architecture step and weight step) of 2 cells of 14 edges.
+    assert_eq!(row("nas-mixed-edge").calls_per_step, 2.0 * 2.0 * 14.0);
+    let bwd = row("nas-mixed-edge-bwd");
+    assert_eq!(bwd.calls_per_step, 56.0);
+    // Inside each edge, 4 options are separable or dilated convolutions; the 8 stride-2 edges
+    // of a reduction cell have a FactorizedReduce `skip_connect`, the other 6 an identity.
     assert_eq!(
         row("  in edge: relu-dw-pw-bn units").calls_per_step,
-        24.0 * 4.0
+        56.0 * 4.0
     );
-    // Separate edges: sep 3x3 and 5x5 (2 units each), dil 3x3 and 5x5 (1 unit each).
-    let bwd = row("nas-relu-dw-pw-bn-bwd");
     assert_eq!(
-        row("nas-relu-dw-pw-bn").calls_per_step,
-        2.0 * 2.0 * 8.0 * 6.0
+        row("  in edge: factorized reduce").calls_per_step,
+        2.0 * 2.0 * 8.0
     );
-    assert_eq!(bwd.calls_per_step, 192.0);
+    assert_eq!(row("  in edge: identity").calls_per_step, 2.0 * 2.0 * 6.0);
+    assert!(rows.iter().all(|r| r.name != "nas-relu-dw-pw-bn"));
     let backward = row("phase: backward");
     assert_eq!(backward.calls_per_step, 2.0);
     assert!(backward.ms_per_step >= bwd.ms_per_step * 0.99);

@@ -398,9 +398,9 @@ impl Op {
     }
 
     /// The operation as an option of a fused mixed edge ([`nas_ops::mixed_edge`]), where it
-    /// has that form: pools with their batch norm, identity, separable and dilated
-    /// convolutions. `None` for the others (`none`, `FactorizedReduce`, `conv_7x1_1x7`, pools
-    /// without batch norm, `ReLUConvBN`).
+    /// has that form: pools with their batch norm, identity, `FactorizedReduce`, separable and
+    /// dilated convolutions. `None` for the others (`none`, `conv_7x1_1x7`, pools without batch
+    /// norm, `ReLUConvBN`).
     pub fn edge_option(&self) -> Option<nas_ops::EdgeOption<'_>> {
         use nas_ops::EdgeOption;
         Some(match self {
@@ -423,6 +423,11 @@ impl Op {
                 bn,
             },
             Op::Identity => EdgeOption::Identity,
+            Op::FactorizedReduce { w, bn } => EdgeOption::FactorizedReduce {
+                w_a: w[0].as_tensor(),
+                w_b: w[1].as_tensor(),
+                bn,
+            },
             Op::SepConv { k, stride, w, bn } => EdgeOption::Units(vec![
                 unit(w, 0, &bn[0], *stride, k / 2, 1),
                 unit(w, 2, &bn[1], 1, k / 2, 1),

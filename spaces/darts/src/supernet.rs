@@ -4,9 +4,9 @@
 //! type, so the supernet has one decision per edge of the normal and of the reduction cell.
 //!
 //! Under shared mixing weights (DARTS), an edge whose options all have a fused form (pools
-//! with BN, identity, separable and dilated convolutions: every edge but the stride-2 ones,
-//! whose `skip_connect` is a `FactorizedReduce`) runs as one [`nas_ops::mixed_edge`] op: the
-//! same values and gradients as the separate ops, with far fewer graph nodes.
+//! with BN, identity, `FactorizedReduce`, separable and dilated convolutions: every edge of the
+//! default space) runs as one [`nas_ops::mixed_edge`] op: the same values and gradients as the
+//! separate ops, with far fewer graph nodes.
 use candle_core::{Result as CResult, Tensor, Var};
 use nas_core::Result;
 use nas_model::{
