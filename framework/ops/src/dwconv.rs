@@ -78,7 +78,7 @@ fn depthwise(
 
 /// `max(v, 0)` as [`crate::relu`] computes it (NaN passes through).
 #[inline(always)]
-fn rectify<T: Float>(v: T) -> T {
+pub(crate) fn rectify<T: Float>(v: T) -> T {
     if v < T::ZERO {
         T::ZERO
     } else {

@@ -12,10 +12,10 @@
 //! their gradients reach the parameters as usual.
 //!
 //! Supported options: max and average pooling followed by an affine-free batch norm (the
-//! search's pools), identity, and chains of [`crate::relu_dw_pw_bn`] units (`SepConv`,
-//! `DilConv`). The caller falls back to the separate ops for anything else (affine batch norm,
-//! `FactorizedReduce`, per-example weights). Values and gradients equal the separate ops' up to
-//! the order in which the input gradient's terms are added (tested against them).
+//! search's pools), identity, `FactorizedReduce`, and chains of [`crate::relu_dw_pw_bn`] units
+//! (`SepConv`, `DilConv`). The caller falls back to the separate ops for anything else (affine
+//! batch norm, per-example weights). Values and gradients equal the separate ops' up to the
+//! order in which the input gradient's terms are added (tested against them).
 use crate::bn::{BatchNorm2d, BnOp, Mode};
 use crate::conv1x1::Conv1x1;
 use crate::cpu::{dispatch_float, slice, Float};
@@ -131,18 +131,8 @@ pub fn mixed_edge<'a>(
                 stride,
                 padding,
                 bn,
-            } => {
-                let win = pool_window(dims, *kernel, *stride, *padding)?;
-                let od = (dims.0, dims.1, win.oh, win.ow);
-                (
-                    Plan::Max {
-                        win,
-                        bn: bn_op(&mut norms, bn, od, train)?,
-                    },
-                    od,
-                )
             }
-            EdgeOption::AvgPoolBn {
+            | EdgeOption::AvgPoolBn {
                 kernel,
                 stride,
                 padding,
@@ -150,16 +140,17 @@ pub fn mixed_edge<'a>(
             } => {
                 let win = pool_window(dims, *kernel, *stride, *padding)?;
                 let od = (dims.0, dims.1, win.oh, win.ow);
-                (
-                    Plan::Avg {
-                        pool: AvgPool {
-                            win,
-                            count_include_pad: false,
-                        },
-                        bn: bn_op(&mut norms, bn, od, train)?,
-                    },
-                    od,
-                )
+                let bn = bn_op(&mut norms, bn, od, train)?;
+                let plan = if matches!(o, EdgeOption::MaxPoolBn { .. }) {
+                    Plan::Max { win, bn }
+                } else {
+                    let pool = AvgPool {
+                        win,
+                        count_include_pad: false,
+                    };
+                    Plan::Avg { pool, bn }
+                };
+                (plan, od)
             }
             EdgeOption::Identity => (Plan::Identity, dims),
             EdgeOption::FactorizedReduce { w_a, w_b, bn } => {
@@ -588,10 +579,7 @@ impl Edge {
 /// convolution's input), for the geometry of `a`.
 fn rectified_and_shifted<T: Float>(x: &[T], a: &Conv1x1) -> (Vec<T>, Vec<T>) {
     let (h, w) = (a.h, a.w);
-    let r: Vec<T> = x
-        .iter()
-        .map(|&v| if v < T::ZERO { T::ZERO } else { v })
-        .collect();
+    let r: Vec<T> = x.iter().map(|&v| crate::dwconv::rectify(v)).collect();
     let mut sh = Vec::with_capacity(r.len() / (h * w) * (h - 1) * (w - 1));
     for plane in r.chunks_exact(h * w) {
         for row in plane.chunks_exact(w).skip(1) {
@@ -689,11 +677,7 @@ impl CustomOp3 for Edge {
             DType::F64 => self.finish::<f64>(&all, &dev)?,
             d => bail!("mixed_edge backward: unsupported dtype {d:?}"),
         };
-        Ok((
-            Some(gx.reshape(x.shape())?),
-            Some(gw.reshape(w.shape())?),
-            Some(link.zeros_like()?),
-        ))
+        Ok((Some(gx), Some(gw), Some(link.zeros_like()?)))
     }
 }
 
