@@ -5,8 +5,11 @@
 //! - strategies ([`strategies`]): build from default params under their registered name;
 //!   bad params refused naming the key; the saved state is plain JSON that a fresh instance
 //!   takes back whole; an estimator strategy resumed from its state mid-search continues
-//!   exactly as the uninterrupted one.
+//!   exactly as the uninterrupted one;
+//! - devices ([`devices`]): every supernet and derived network computes on a GPU what it
+//!   computes on the CPU (skipped without one).
 
+mod devices;
 mod spaces;
 mod strategies;
 

@@ -10,6 +10,12 @@ use crate::{Cli, Command, ConfigAction};
 
 /// Runs one command; returns the exit code.
 pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
+    // `--device` is one more override, after the command's own `--set`s.
+    let with_device = |sets: &[String]| -> Vec<String> {
+        let mut all = sets.to_vec();
+        all.extend(cli.device.map(|d| format!("device={d}")));
+        all
+    };
     match &cli.command {
         Command::Run {
             config,
@@ -20,7 +26,7 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
             cli,
             comps,
             config.as_deref(),
-            sets,
+            &with_device(sets),
             out.as_deref(),
             resume.as_deref(),
         ),
@@ -30,22 +36,46 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
             sets,
             out,
             resume,
-        } => train(comps, arch, config, sets, out, *resume),
+        } => train(comps, arch, config, &with_device(sets), out, *resume),
         Command::Inspect {
             arch,
             config,
             sets,
             json,
             shape,
-        } => inspect(comps, arch, config, sets, *json, shape),
-        Command::Sweep(a) => crate::sweep_cmd::sweep(cli, a, comps),
+        } => inspect(comps, arch, config, &with_device(sets), *json, shape),
+        Command::Sweep(a) => {
+            let a = crate::SweepArgs {
+                sets: with_device(&a.sets),
+                ..a.clone()
+            };
+            crate::sweep_cmd::sweep(cli, &a, comps)
+        }
         Command::Report(a) => crate::sweep_cmd::report(a, comps),
         Command::Plugin(a) => crate::plugin_cmd::plugin(a, comps),
         Command::Derive(a) => crate::derive_cmd::derive(a, comps),
-        Command::Family(a) => crate::family_cmd::family(a, comps),
-        Command::Latency(a) => crate::latency_cmd::latency(a, comps),
-        Command::Export(a) => crate::export_cmd::export(a, comps),
-        Command::ZeroCost(a) => crate::zero_cost_cmd::zero_cost(a, comps),
+        Command::Family(a) => {
+            let a = crate::FamilyArgs {
+                sets: with_device(&a.sets),
+                ..a.clone()
+            };
+            crate::family_cmd::family(&a, comps)
+        }
+        Command::Latency(a) => {
+            let a = crate::LatencyArgs {
+                sets: with_device(&a.sets),
+                ..a.clone()
+            };
+            crate::latency_cmd::latency(&a, comps)
+        }
+        Command::Export(a) => crate::export_cmd::export(a, cli.device, comps),
+        Command::ZeroCost(a) => {
+            let a = crate::ZeroCostArgs {
+                sets: with_device(&a.sets),
+                ..a.clone()
+            };
+            crate::zero_cost_cmd::zero_cost(&a, comps)
+        }
         Command::List(src) => crate::list_cmd::list(src, comps),
         Command::Describe { name, plugins } => crate::list_cmd::describe(name, plugins, comps),
         Command::Config {
@@ -55,7 +85,7 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
                     sets,
                     print,
                 },
-        } => validate(comps, config, sets, *print),
+        } => validate(comps, config, &with_device(sets), *print),
         Command::Bench {
             layers,
             channels,
@@ -77,6 +107,7 @@ pub fn dispatch(cli: &Cli, comps: &Components) -> Result<i32> {
                 order: (*order).into(),
                 strategy: strategy.clone(),
                 profile: *profile,
+                device: cli.device.unwrap_or_default(),
             },
             *json,
         ),

@@ -29,7 +29,11 @@ pub struct ExportArgs {
 }
 
 /// `nas export`: exit code 0 with the network written.
-pub fn export(a: &ExportArgs, comps: &Components) -> Result<i32> {
+pub fn export(
+    a: &ExportArgs,
+    device: Option<nas_config::DeviceSetting>,
+    comps: &Components,
+) -> Result<i32> {
     if !a.inherit {
         anyhow::bail!(NasError::Config {
             file: a.run.display().to_string(),
@@ -42,6 +46,7 @@ pub fn export(a: &ExportArgs, comps: &Components) -> Result<i32> {
     let opts = InheritOptions {
         arch: a.arch.clone(),
         out_dir: a.out.clone(),
+        device,
     };
     let r = export_inherited(&a.run, comps, &opts)?;
     if a.json {

@@ -9,7 +9,7 @@ use nas_darts_cc_family::{run_family, FamilyOptions, TrainStatus};
 use nas_registry::Components;
 
 /// Arguments of `nas family`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct FamilyArgs {
     /// A finished DARTS-CC run directory (`config.resolved.yaml`, `strategy_state.json`).
     pub run_dir: PathBuf,

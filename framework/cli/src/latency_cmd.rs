@@ -8,7 +8,7 @@ use nas_core::NasError;
 use nas_registry::Components;
 
 /// Arguments of `nas latency`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct LatencyArgs {
     /// Experiment YAML (its space, data shape and `device`).
     pub config: PathBuf,

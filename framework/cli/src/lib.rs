@@ -54,6 +54,11 @@ pub struct Cli {
     /// Colour of the log on stderr (NO_COLOR is honoured by `auto`).
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
     pub color: ColorChoice,
+    /// Where commands that compute run: `auto`, `cpu`, `cuda` or `cuda:N`. Overrides the
+    /// experiment's `device` key (as `--set device=...`); `auto` takes a GPU when this binary
+    /// has CUDA and one is present (docs/gpu.md). Default: the experiment's, else `cpu`.
+    #[arg(long, global = true, value_name = "DEVICE")]
+    pub device: Option<nas_config::DeviceSetting>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -152,7 +157,7 @@ pub enum Command {
     /// Score sampled architectures with the zero-cost proxies (NASWOT, synflow, grad_norm)
     /// and, on NAS-Bench-201, correlate them with the benchmark's accuracy.
     ZeroCost(zero_cost_cmd::ZeroCostArgs),
-    /// Time one DARTS search step (arch step + weight step) on CPU.
+    /// Time one DARTS search step (arch step + weight step) on the CPU, or on `--device`.
     Bench {
         /// Cells of the search network.
         #[arg(long, default_value_t = 8)]

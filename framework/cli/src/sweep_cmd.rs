@@ -12,7 +12,7 @@ use nas_sweep::SweepOptions;
 use crate::Cli;
 
 /// Arguments of `nas sweep`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct SweepArgs {
     /// Sweep YAML (a base experiment, a matrix, excludes, jobs, a report block).
     pub file: PathBuf,

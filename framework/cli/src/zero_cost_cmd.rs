@@ -9,7 +9,7 @@ use nas_registry::Components;
 use nas_runner::zero_cost::{proxy_study, spearman, Proxy};
 
 /// Arguments of `nas zero-cost`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct ZeroCostArgs {
     /// Experiment YAML (its space, data, device and seed).
     pub config: PathBuf,

@@ -399,6 +399,8 @@ impl CustomOp1 for BnOp {
         "nas-batch-norm2d"
     }
 
+    crate::host_fallback::cuda_via_host!(1);
+
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let _profile = crate::profile::scope(CustomOp1::name(self));
         dispatch_float!("batch_norm2d", s, |T| {
@@ -416,6 +418,8 @@ impl CustomOp3 for BnOp {
     fn name(&self) -> &'static str {
         "nas-batch-norm2d-affine"
     }
+
+    crate::host_fallback::cuda_via_host!(3);
 
     fn cpu_fwd(
         &self,
@@ -518,6 +522,8 @@ impl CustomOp2 for BnBwd {
     fn name(&self) -> &'static str {
         "nas-batch-norm2d-bwd"
     }
+
+    crate::host_fallback::cuda_via_host!(2);
 
     fn cpu_fwd(
         &self,

@@ -118,6 +118,8 @@ impl CustomOp1 for Im2col {
         "nas-im2col"
     }
 
+    crate::host_fallback::cuda_via_host!(1);
+
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let _profile = crate::profile::scope(self.name());
         let win = &self.win;
@@ -170,6 +172,8 @@ impl CustomOp1 for Col2im {
     fn name(&self) -> &'static str {
         "nas-col2im"
     }
+
+    crate::host_fallback::cuda_via_host!(1);
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let _profile = crate::profile::scope(self.name());

@@ -151,6 +151,8 @@ impl CustomOp2 for Conv1x1 {
         "nas-conv1x1"
     }
 
+    crate::host_fallback::cuda_via_host!(2);
+
     fn cpu_fwd(
         &self,
         s1: &CpuStorage,
@@ -190,6 +192,8 @@ impl CustomOp3 for Conv1x1Bwd {
     fn name(&self) -> &'static str {
         "nas-conv1x1-bwd"
     }
+
+    crate::host_fallback::cuda_via_host!(3);
 
     fn cpu_fwd(
         &self,

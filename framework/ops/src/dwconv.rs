@@ -109,6 +109,8 @@ impl CustomOp2 for DwConv {
         "nas-depthwise-conv2d"
     }
 
+    crate::host_fallback::cuda_via_host!(2);
+
     fn cpu_fwd(
         &self,
         s1: &CpuStorage,
@@ -161,6 +163,8 @@ impl CustomOp3 for DwConvBwd {
     fn name(&self) -> &'static str {
         "nas-depthwise-conv2d-bwd"
     }
+
+    crate::host_fallback::cuda_via_host!(3);
 
     fn cpu_fwd(
         &self,

@@ -640,6 +640,8 @@ impl CustomOp3 for Edge {
         "nas-mixed-edge"
     }
 
+    crate::host_fallback::cuda_via_host!(3);
+
     fn cpu_fwd(
         &self,
         s1: &CpuStorage,

@@ -181,6 +181,8 @@ impl CustomOp3 for Unit {
         "nas-relu-dw-pw-bn"
     }
 
+    crate::host_fallback::cuda_via_host!(3);
+
     fn cpu_fwd(
         &self,
         s1: &CpuStorage,

@@ -4,7 +4,7 @@
 //! a backward pass.
 //!
 //! Every function takes and returns NCHW [`candle_core::Tensor`]s, works for `f32` and `f64` on
-//! the CPU, makes its inputs contiguous as needed and is differentiable through candle's
+//! the CPU (and, with the `cuda` feature, on a CUDA device: see [`gpu`] and docs/gpu.md), makes its inputs contiguous as needed and is differentiable through candle's
 //! autograd. Semantics follow PyTorch (`nn.Conv2d`, `nn.MaxPool2d`, `nn.AvgPool2d`,
 //! `nn.BatchNorm2d`) as used by DARTS (Liu et al. 2019; quark0/darts `operations.py`).
 //! [`mod@reference`] holds plain loop implementations that the tests check the fast kernels against.
@@ -19,6 +19,8 @@ mod edge;
 mod fused;
 mod gemm;
 mod geom;
+pub mod gpu;
+mod host_fallback;
 mod mixed;
 mod pointwise;
 mod pool;

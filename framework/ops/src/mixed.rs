@@ -271,6 +271,8 @@ impl CustomOp2 for Mix {
         "nas-weighted-sum"
     }
 
+    crate::host_fallback::cuda_via_host!(2);
+
     fn cpu_fwd(
         &self,
         s1: &CpuStorage,
@@ -314,6 +316,8 @@ impl CustomOp1 for Tap {
     fn name(&self) -> &'static str {
         "nas-weighted-sum-tap"
     }
+
+    crate::host_fallback::cuda_via_host!(1);
 
     fn cpu_fwd(&self, s: &CpuStorage, _l: &Layout) -> Result<(CpuStorage, Shape)> {
         let _profile = crate::profile::scope(self.name());

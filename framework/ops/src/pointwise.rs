@@ -58,6 +58,8 @@ impl CustomOp1 for Relu {
         "nas-relu"
     }
 
+    crate::host_fallback::cuda_via_host!(1);
+
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let _profile = crate::profile::scope(self.name());
         dispatch_float!("relu", s, |T| {
@@ -87,6 +89,8 @@ impl CustomOp2 for ReluBwd {
     fn name(&self) -> &'static str {
         "nas-relu-bwd"
     }
+
+    crate::host_fallback::cuda_via_host!(2);
 
     fn cpu_fwd(
         &self,
@@ -122,6 +126,8 @@ impl CustomOp1 for GlobalAvgPool {
         "nas-global-avg-pool"
     }
 
+    crate::host_fallback::cuda_via_host!(1);
+
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let _profile = crate::profile::scope(self.name());
         let hw = self.hw;
@@ -153,6 +159,8 @@ impl CustomOp1 for GlobalAvgPoolBwd {
     fn name(&self) -> &'static str {
         "nas-global-avg-pool-bwd"
     }
+
+    crate::host_fallback::cuda_via_host!(1);
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let _profile = crate::profile::scope(self.name());

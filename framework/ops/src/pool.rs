@@ -67,6 +67,8 @@ impl CustomOp1 for MaxPool {
         "nas-max-pool2d"
     }
 
+    crate::host_fallback::cuda_via_host!(1);
+
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let _profile = crate::profile::scope(self.name());
         let win = &self.win;
@@ -189,6 +191,8 @@ impl CustomOp1 for MaxPoolBwd {
     fn name(&self) -> &'static str {
         "nas-max-pool2d-bwd"
     }
+
+    crate::host_fallback::cuda_via_host!(1);
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let _profile = crate::profile::scope(self.name());
@@ -338,6 +342,8 @@ impl CustomOp1 for AvgPool {
         "nas-avg-pool2d"
     }
 
+    crate::host_fallback::cuda_via_host!(1);
+
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let _profile = crate::profile::scope(self.name());
         let win = &self.win;
@@ -394,6 +400,8 @@ impl CustomOp1 for AvgPoolBwd {
     fn name(&self) -> &'static str {
         "nas-avg-pool2d-bwd"
     }
+
+    crate::host_fallback::cuda_via_host!(1);
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let _profile = crate::profile::scope(self.name());

@@ -2,6 +2,7 @@
 //! once); topic files beside it, shared helpers in `common`.
 
 mod common;
+mod device;
 mod finite_diff;
 mod golden;
 mod portable;

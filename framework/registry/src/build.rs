@@ -24,18 +24,20 @@ fn context<'a>(exp: &'a Experiment, comps: &'a Components) -> BuildContext<'a> {
     }
 }
 
-/// The candle device of `device`: `cpu`, or `auto` (the CPU: this build has no CUDA). CUDA
-/// needs the planned `cuda` feature (docs/gpu.md), so `cuda` and `cuda:N` are errors.
+/// The candle device of `device`: `cpu`; `cuda` / `cuda:N` that GPU (the binary needs the
+/// `cuda` feature and the machine a driver and the device, else an error naming the value);
+/// `auto` the first GPU when one can be opened, else the CPU (docs/gpu.md).
 pub fn parse_device(device: DeviceSetting) -> Result<Device> {
     match device {
-        DeviceSetting::Cpu | DeviceSetting::Auto => Ok(Device::Cpu),
-        DeviceSetting::Cuda(_) => Err(NasError::Config {
-            file: "<experiment>".into(),
-            location: Some("device".into()),
-            message: format!(
-                "`{device}`: this build has no CUDA support (the `cuda` feature is planned, docs/gpu.md); use `cpu` or `auto`"
-            ),
-        }),
+        DeviceSetting::Cpu => Ok(Device::Cpu),
+        DeviceSetting::Auto => Ok(nas_ops::gpu::first_available().unwrap_or(Device::Cpu)),
+        DeviceSetting::Cuda(n) => {
+            nas_ops::gpu::open_cuda(n.unwrap_or(0)).map_err(|e| NasError::Config {
+                file: "<experiment>".into(),
+                location: Some("device".into()),
+                message: format!("`{device}`: {e}; use `cpu` or `auto`"),
+            })
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use candle_core::{DType, Device};
+use candle_core::DType;
 use nas_core::Result;
 use nas_data::{Augment, Dataset};
 use nas_model::DataShape;
@@ -37,6 +37,8 @@ pub struct BenchConfig {
     /// Record the time of every kernel and trainer phase ([`nas_ops::profile`]) during the
     /// timed steps.
     pub profile: bool,
+    /// Where the step runs (`cpu`, `cuda`, `cuda:N`, `auto`; docs/gpu.md).
+    pub device: nas_config::DeviceSetting,
 }
 
 /// One row of the `--profile` table.
@@ -126,8 +128,9 @@ pub fn bench_darts(cfg: &BenchConfig, comps: &Components) -> Result<BenchResult>
         labels,
         files: None,
     });
+    let device = nas_registry::parse_device(cfg.device)?;
     let net = space.build_supernet(
-        &Device::Cpu,
+        &device,
         DType::F32,
         nas_core::component_rng(0, "bench.init"),
     )?;
@@ -141,7 +144,7 @@ pub fn bench_darts(cfg: &BenchConfig, comps: &Components) -> Result<BenchResult>
     let mut trainer = WeightSharingTrainer::new(TrainerSetup {
         spec: space.spec().clone(),
         net,
-        device: Device::Cpu,
+        device: device.clone(),
         dtype: DType::F32,
         train_data: data.clone(),
         test_data: data,
@@ -189,6 +192,10 @@ pub fn bench_darts(cfg: &BenchConfig, comps: &Components) -> Result<BenchResult>
         }
         let t = Instant::now();
         strategy.step(&mut env)?;
+        // A GPU runs the step's kernels asynchronously: the step ends when they have.
+        device
+            .synchronize()
+            .map_err(|e| nas_core::NasError::Other(format!("device synchronize: {e}")))?;
         if i > 0 {
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }

@@ -39,6 +39,8 @@ pub struct InheritOptions {
     pub arch: Option<String>,
     /// Output directory; default `RUN/inherited`.
     pub out_dir: Option<PathBuf>,
+    /// The device to compute on instead of the run's `device` (`nas --device`).
+    pub device: Option<nas_config::DeviceSetting>,
 }
 
 /// What an export wrote.
@@ -95,7 +97,7 @@ pub fn export_inherited(
         None => run.join("architecture.json").display().to_string(),
     };
     let arch = read_arch_arg(&arch_arg, ts)?;
-    let device = parse_device(exp.device)?;
+    let device = parse_device(opts.device.unwrap_or(exp.device))?;
     let dtype = parse_dtype(exp.dtype)?;
     let mut built = build_trainer(&exp, comps, &space, &data, &device, dtype)?;
     nas_rundir::checkpoint::load(run)?.restore_supernet(built.as_mut())?;

@@ -14,6 +14,7 @@ fn cfg(strategy: &str, layers: usize, channels: usize, batch: usize, steps: usiz
         order: nas_core::OrderSetting::First,
         strategy: strategy.into(),
         profile: false,
+        device: nas_config::DeviceSetting::Cpu,
     }
 }
 

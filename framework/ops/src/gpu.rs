@@ -1,0 +1,87 @@
+//! Opening a CUDA device (docs/gpu.md). With the `cuda` cargo feature the binary can compute on
+//! an NVIDIA GPU; the driver (`libcuda.so.1`) and cuBLAS are loaded at run time, so the same
+//! binary starts on a machine without them and says so here instead of panicking.
+//!
+//! Without the feature every request for a GPU is [`GpuError::NotBuilt`].
+use candle_core::Device;
+
+/// Why no GPU device could be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    /// The binary was built without the `cuda` feature.
+    #[error(
+        "this binary was built without CUDA (the `cuda` cargo feature: scripts/build-cuda.sh builds one, docs/gpu.md)"
+    )]
+    NotBuilt,
+    /// The NVIDIA driver library could not be loaded.
+    #[error("no NVIDIA driver on this machine (`{library}` could not be loaded: {reason})")]
+    NoDriver {
+        /// The library looked for.
+        library: &'static str,
+        /// The loader's message.
+        reason: String,
+    },
+    /// The driver is there but the device could not be opened (no such ordinal, no device,
+    /// a CUDA library such as cuBLAS missing from the library path).
+    #[error("CUDA device {ordinal} could not be opened: {message}")]
+    Open {
+        /// The device ordinal asked for.
+        ordinal: usize,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Whether this binary was built with the `cuda` feature.
+pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
+
+/// The library name of the NVIDIA driver API.
+#[cfg(feature = "cuda")]
+const DRIVER_LIBRARY: &str = "libcuda.so.1";
+
+/// Opens CUDA device `ordinal`.
+pub fn open_cuda(ordinal: usize) -> Result<Device, GpuError> {
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = ordinal;
+        Err(GpuError::NotBuilt)
+    }
+    #[cfg(feature = "cuda")]
+    {
+        // cudarc loads the driver and cuBLAS lazily and panics when one is missing: look for
+        // the driver first, and turn any panic of the opening into an error.
+        // SAFETY: loading the NVIDIA driver library runs its initialisers, as any CUDA program
+        // does; the handle is dropped at once (cudarc keeps its own).
+        if let Err(e) = unsafe { libloading::Library::new(DRIVER_LIBRARY) } {
+            return Err(GpuError::NoDriver {
+                library: DRIVER_LIBRARY,
+                reason: e.to_string(),
+            });
+        }
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let opened = std::panic::catch_unwind(|| Device::new_cuda(ordinal));
+        std::panic::set_hook(previous);
+        match opened {
+            Ok(Ok(device)) => Ok(device),
+            Ok(Err(e)) => Err(GpuError::Open {
+                ordinal,
+                message: e.to_string(),
+            }),
+            Err(panic) => Err(GpuError::Open {
+                ordinal,
+                message: panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "a CUDA library could not be loaded".into()),
+            }),
+        }
+    }
+}
+
+/// The first GPU when this binary has CUDA and one can be opened, else `None` (for `device:
+/// auto`).
+pub fn first_available() -> Option<Device> {
+    open_cuda(0).ok()
+}

@@ -1,0 +1,221 @@
+//! Device-generic checks (docs/gpu.md): every op's forward and backward on a CUDA device equals
+//! the CPU's, in f64, and running statistics move the same. Needs the `cuda` feature and a
+//! GPU; anywhere else each test says it was skipped and passes (CI has no GPU). Without the
+//! feature, asking for a GPU is the error that names the feature.
+use candle_core::{Device, Tensor, Var};
+use nas_ops::gpu::{self, GpuError};
+use nas_ops::BatchNorm2d;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// The first GPU, or `None` after saying why the test is skipped.
+fn gpu_or_skip(test: &str) -> Option<Device> {
+    let device = gpu::first_available();
+    if device.is_none() {
+        eprintln!(
+            "{test}: skipped, no CUDA device (this build {} the `cuda` feature)",
+            if gpu::CUDA_BUILT { "has" } else { "lacks" }
+        );
+    }
+    device
+}
+
+/// Seeded inputs of `shape` on the host.
+fn input(shape: &[usize], seed: u64) -> Tensor {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n = shape.iter().product();
+    let v: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+/// Largest `|a - b| / max(|b|, 1)`.
+fn relative_gap(a: &Tensor, b: &Tensor) -> f64 {
+    let a = a.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let b = b.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs() / y.abs().max(1.0))
+        .fold(0.0, f64::max)
+}
+
+/// Runs `op` on `inputs` on the CPU and on `gpu`; checks the output and the gradient of
+/// `sum(out * r)` with respect to every input.
+fn same_on_both(what: &str, gpu: &Device, inputs: &[Tensor], op: &dyn Fn(&[Tensor]) -> Tensor) {
+    let run = |device: &Device| {
+        let vars: Vec<Var> = inputs
+            .iter()
+            .map(|t| Var::from_tensor(&t.to_device(device).unwrap()).unwrap())
+            .collect();
+        let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let y = op(&ts);
+        let r = input(y.dims(), 99).to_device(device).unwrap();
+        let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gs: Vec<Tensor> = vars
+            .iter()
+            .map(|v| {
+                grads
+                    .get(v.as_tensor())
+                    .unwrap()
+                    .to_device(&Device::Cpu)
+                    .unwrap()
+            })
+            .collect();
+        (y.to_device(&Device::Cpu).unwrap(), gs)
+    };
+    let (y_cpu, g_cpu) = run(&Device::Cpu);
+    let (y_gpu, g_gpu) = run(gpu);
+    let gap = relative_gap(&y_gpu, &y_cpu);
+    assert!(gap < 1e-12, "{what}: outputs differ by {gap:e}");
+    for (i, (g, c)) in g_gpu.iter().zip(&g_cpu).enumerate() {
+        let gap = relative_gap(g, c);
+        assert!(
+            gap < 1e-12,
+            "{what}: gradient of input {i} differs by {gap:e}"
+        );
+    }
+}
+
+#[test]
+fn a_gpu_is_refused_by_name_without_the_cuda_feature() {
+    if gpu::CUDA_BUILT {
+        eprintln!("skipped: this build has the `cuda` feature");
+        return;
+    }
+    assert!(gpu::first_available().is_none());
+    let e = gpu::open_cuda(0).unwrap_err();
+    assert!(matches!(e, GpuError::NotBuilt));
+    assert!(e.to_string().contains("`cuda` cargo feature"), "{e}");
+}
+
+#[test]
+fn every_op_computes_on_the_gpu_as_on_the_cpu() {
+    let Some(gpu) = gpu_or_skip("every_op_computes_on_the_gpu_as_on_the_cpu") else {
+        return;
+    };
+    let x = input(&[2, 4, 7, 7], 1);
+    for (stride, padding) in [(1, 1), (2, 1), (2, 0)] {
+        same_on_both(
+            &format!("conv2d s{stride} p{padding}"),
+            &gpu,
+            &[x.clone(), input(&[6, 4, 3, 3], 2)],
+            &|t| nas_ops::conv2d(&t[0], &t[1], stride, padding).unwrap(),
+        );
+        same_on_both(
+            &format!("grouped_conv2d s{stride}"),
+            &gpu,
+            &[x.clone(), input(&[4, 2, 3, 3], 3)],
+            &|t| nas_ops::grouped_conv2d(&t[0], &t[1], stride, padding, 2).unwrap(),
+        );
+        for dilation in [1, 2] {
+            same_on_both(
+                &format!("depthwise_conv2d s{stride} d{dilation}"),
+                &gpu,
+                &[x.clone(), input(&[4, 1, 3, 3], 4)],
+                &|t| {
+                    nas_ops::depthwise_conv2d(&t[0], &t[1], stride, padding * dilation, dilation)
+                        .unwrap()
+                },
+            );
+            same_on_both(
+                &format!("relu_depthwise_conv2d s{stride} d{dilation}"),
+                &gpu,
+                &[x.clone(), input(&[4, 1, 5, 5], 5)],
+                &|t| {
+                    nas_ops::relu_depthwise_conv2d(
+                        &t[0],
+                        &t[1],
+                        stride,
+                        2 * padding * dilation,
+                        dilation,
+                    )
+                    .unwrap()
+                },
+            );
+        }
+        same_on_both(
+            &format!("max_pool2d s{stride} p{padding}"),
+            &gpu,
+            &[x.clone()],
+            &|t| nas_ops::max_pool2d(&t[0], 3, stride, padding).unwrap(),
+        );
+        for include in [false, true] {
+            same_on_both(
+                &format!("avg_pool2d s{stride} p{padding} include_pad {include}"),
+                &gpu,
+                &[x.clone()],
+                &|t| nas_ops::avg_pool2d(&t[0], 3, stride, padding, include).unwrap(),
+            );
+        }
+    }
+    same_on_both(
+        "conv2d 1x1",
+        &gpu,
+        &[x.clone(), input(&[5, 4, 1, 1], 6)],
+        &|t| nas_ops::conv2d(&t[0], &t[1], 1, 0).unwrap(),
+    );
+    same_on_both("relu", &gpu, &[x.clone()], &|t| {
+        nas_ops::relu(&t[0]).unwrap()
+    });
+    same_on_both("global_avg_pool", &gpu, &[x.clone()], &|t| {
+        nas_ops::global_avg_pool(&t[0]).unwrap()
+    });
+    same_on_both(
+        "weighted_sum",
+        &gpu,
+        &[x.clone(), input(&[2, 4, 7, 7], 7), input(&[2], 8)],
+        &|t| nas_ops::weighted_sum(&t[..2], &t[2]).unwrap(),
+    );
+    // The fused separable unit (the CPU's fused kernel against the GPU's separate ops).
+    let bn = BatchNorm2d::new(6, None, 1e-5, Some(0.1));
+    same_on_both(
+        "relu_dw_pw_bn",
+        &gpu,
+        &[x.clone(), input(&[4, 1, 3, 3], 9), input(&[6, 4, 1, 1], 10)],
+        &|t| nas_ops::relu_dw_pw_bn(&t[0], &t[1], &t[2], &bn, 1, 1, 1, true).unwrap(),
+    );
+}
+
+#[test]
+fn batch_norm_computes_and_tracks_statistics_on_the_gpu_as_on_the_cpu() {
+    let Some(gpu) =
+        gpu_or_skip("batch_norm_computes_and_tracks_statistics_on_the_gpu_as_on_the_cpu")
+    else {
+        return;
+    };
+    let x = input(&[3, 4, 5, 5], 11);
+    for affine in [false, true] {
+        let make = |device: &Device| {
+            let ab = affine.then(|| {
+                (
+                    Var::from_tensor(&input(&[4], 12).to_device(device).unwrap()).unwrap(),
+                    Var::from_tensor(&input(&[4], 13).to_device(device).unwrap()).unwrap(),
+                )
+            });
+            BatchNorm2d::new(4, ab, 1e-5, Some(0.1))
+        };
+        let (bn_cpu, bn_gpu) = (make(&Device::Cpu), make(&gpu));
+        // Each device's batch norm sees the input once per mode: its running statistics
+        // move once.
+        for train in [true, false] {
+            same_on_both(
+                &format!("batch norm affine {affine} train {train}"),
+                &gpu,
+                &[x.clone()],
+                &|t| {
+                    let bn = if t[0].device().is_cuda() {
+                        &bn_gpu
+                    } else {
+                        &bn_cpu
+                    };
+                    bn.forward(&t[0], train).unwrap()
+                },
+            );
+        }
+        let (m_cpu, v_cpu) = bn_cpu.running_stats();
+        let (m_gpu, v_gpu) = bn_gpu.running_stats();
+        for (a, b) in m_gpu.iter().chain(&v_gpu).zip(m_cpu.iter().chain(&v_cpu)) {
+            assert!((a - b).abs() < 1e-12, "running statistics: {a} vs {b}");
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Every space's supernet and derived network compute on a CUDA device what they compute on
+//! the CPU: logits and the gradient of every weight, in f64 (docs/gpu.md). Needs a binary with
+//! the `cuda` feature and a GPU; anywhere else the test says it was skipped and passes (CI
+//! has no GPU).
+use candle_core::{DType, Device, Tensor, Var};
+use nas_config::DeviceSetting;
+use nas_model::{NetworkConfig, TensorDrive};
+use rand::{Rng, SeedableRng};
+
+use super::{builtins, every_space};
+
+/// The first GPU, or `None` after saying why the test is skipped.
+fn gpu() -> Option<Device> {
+    let device = nas_registry::parse_device(DeviceSetting::Auto).ok()?;
+    if device.is_cuda() {
+        Some(device)
+    } else {
+        eprintln!(
+            "skipped: no CUDA device (this binary {} the `cuda` feature)",
+            if cfg!(feature = "cuda") {
+                "has"
+            } else {
+                "lacks"
+            }
+        );
+        None
+    }
+}
+
+/// Mixing weights drawn uniformly in [0, 1) for decisions of `shape` options.
+fn random_weights(shape: Vec<usize>, rng: &mut impl Rng) -> nas_core::MixingWeights {
+    nas_core::MixingWeights(
+        shape
+            .into_iter()
+            .map(|k| (0..k).map(|_| rng.random::<f32>()).collect())
+            .collect(),
+    )
+}
+
+/// Largest `|a - b| / max(|b|, 1)` over the elements.
+fn relative_gap(a: &Tensor, b: &Tensor) -> f64 {
+    let a = a.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let b = b.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs() / y.abs().max(1.0))
+        .fold(0.0, f64::max)
+}
+
+/// The logits and weight gradients of `loss = sum(logits * r)`, on the host.
+fn logits_and_grads(
+    logits: Tensor,
+    r: &Tensor,
+    named: &[(String, Var)],
+) -> (Tensor, Vec<(String, Tensor)>) {
+    let loss = (&logits * r.to_device(logits.device()).unwrap())
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let grads = loss.backward().unwrap();
+    let grads = named
+        .iter()
+        .filter_map(|(n, v)| {
+            grads
+                .get(v.as_tensor())
+                .map(|g| (n.clone(), g.to_device(&Device::Cpu).unwrap()))
+        })
+        .collect();
+    (logits.to_device(&Device::Cpu).unwrap(), grads)
+}
+
+fn assert_same(
+    what: &str,
+    cpu: (Tensor, Vec<(String, Tensor)>),
+    gpu: (Tensor, Vec<(String, Tensor)>),
+) {
+    let gap = relative_gap(&gpu.0, &cpu.0);
+    assert!(gap < 1e-9, "{what}: logits differ by {gap:e}");
+    assert_eq!(cpu.1.len(), gpu.1.len(), "{what}: weights with a gradient");
+    for ((name, c), (_, g)) in cpu.1.iter().zip(&gpu.1) {
+        let gap = relative_gap(g, c);
+        assert!(gap < 1e-9, "{what}: gradient of {name} differs by {gap:e}");
+    }
+}
+
+#[test]
+fn every_supernet_and_network_computes_on_the_gpu_as_on_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let comps = builtins();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for (name, space) in every_space(&comps) {
+        let Some(ts) = space.tensor() else { continue };
+        let spec = space.rules().spec();
+        let shape = ts.data_shape();
+        let x = Tensor::randn(
+            0f64,
+            1.0,
+            (2, shape.channels, shape.height, shape.width),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let choices: Vec<usize> = spec
+            .shape()
+            .iter()
+            .map(|&k| rng.random_range(0..k))
+            .collect();
+        let mixing = random_weights(spec.shape(), &mut rng);
+        // One discrete path (every space), and the weighted sum of every option (DARTS and
+        // the other spaces whose supernet takes it; skipped where the CPU refuses it).
+        let path = |_: &Device| TensorDrive::Path {
+            choices: choices.clone(),
+        };
+        let mixed = |device: &Device| TensorDrive::Mixed {
+            weights: mixing
+                .0
+                .iter()
+                .map(|w| {
+                    Tensor::new(w.as_slice(), device)
+                        .unwrap()
+                        .to_dtype(DType::F64)
+                        .unwrap()
+                })
+                .collect(),
+            skip_zero: false,
+            values: Some(mixing.clone()),
+        };
+        let drives: [(&str, &dyn Fn(&Device) -> TensorDrive); 2] =
+            [("path", &path), ("mixed", &mixed)];
+        for (drive_name, drive) in drives {
+            let run_supernet = |device: &Device| {
+                let net = ts
+                    .build_supernet(device, DType::F64, nas_core::component_rng(3, "devices"))
+                    .unwrap_or_else(|e| panic!("{name}: supernet on {device:?}: {e}"));
+                let logits = net.forward(&x.to_device(device).unwrap(), &drive(device), None, true);
+                (logits, net)
+            };
+            let (logits_cpu, net_cpu) = run_supernet(&Device::Cpu);
+            let Ok(logits_cpu) = logits_cpu else {
+                assert_eq!(
+                    drive_name, "mixed",
+                    "{name}: a path forward on the CPU failed"
+                );
+                continue;
+            };
+            let r = Tensor::randn(0f64, 1.0, logits_cpu.shape(), &Device::Cpu).unwrap();
+            let cpu = logits_and_grads(logits_cpu, &r, net_cpu.params().named());
+            let (logits_gpu, net_gpu) = run_supernet(&gpu);
+            let logits_gpu = logits_gpu.unwrap_or_else(|e| {
+                panic!("{name}: supernet forward ({drive_name}) on the GPU: {e}")
+            });
+            let on_gpu = logits_and_grads(logits_gpu, &r, net_gpu.params().named());
+            assert_same(&format!("{name} supernet, {drive_name} drive"), cpu, on_gpu);
+        }
+
+        let arch = space
+            .rules()
+            .derive(&random_weights(spec.shape(), &mut rng), "default")
+            .unwrap();
+        let cfg = NetworkConfig {
+            layers: ts.default_network_config().layers.min(3),
+            ..ts.default_network_config()
+        };
+        let run_network = |device: &Device| {
+            let net = ts
+                .build_network(
+                    &arch,
+                    &cfg,
+                    device,
+                    DType::F64,
+                    nas_core::component_rng(4, "devices"),
+                )
+                .unwrap_or_else(|e| panic!("{name}: network on {device:?}: {e}"));
+            let (logits, _) = net
+                .forward(&x.to_device(device).unwrap(), true)
+                .unwrap_or_else(|e| panic!("{name}: network forward on {device:?}: {e}"));
+            (logits, net)
+        };
+        let (logits_cpu, net_cpu) = run_network(&Device::Cpu);
+        let r = Tensor::randn(0f64, 1.0, logits_cpu.shape(), &Device::Cpu).unwrap();
+        let cpu = logits_and_grads(logits_cpu, &r, net_cpu.params().named());
+        let (logits_gpu, net_gpu) = run_network(&gpu);
+        let on_gpu = logits_and_grads(logits_gpu, &r, net_gpu.params().named());
+        assert_same(&format!("{name} network"), cpu, on_gpu);
+    }
+}
