@@ -9,6 +9,9 @@ use rand::{Rng, SeedableRng};
 
 use super::{builtins, every_space};
 
+/// A drive built for tensors on the given device.
+type DriveOn<'a> = dyn Fn(&Device) -> TensorDrive + 'a;
+
 /// The first GPU, or `None` after saying why the test is skipped.
 fn gpu() -> Option<Device> {
     let device = nas_registry::parse_device(DeviceSetting::Auto).ok()?;
@@ -125,8 +128,7 @@ fn every_supernet_and_network_computes_on_the_gpu_as_on_the_cpu() {
             skip_zero: false,
             values: Some(mixing.clone()),
         };
-        let drives: [(&str, &dyn Fn(&Device) -> TensorDrive); 2] =
-            [("path", &path), ("mixed", &mixed)];
+        let drives: [(&str, &DriveOn); 2] = [("path", &path), ("mixed", &mixed)];
         for (drive_name, drive) in drives {
             let run_supernet = |device: &Device| {
                 let net = ts

@@ -136,14 +136,14 @@ fn every_op_computes_on_the_gpu_as_on_the_cpu() {
         same_on_both(
             &format!("max_pool2d s{stride} p{padding}"),
             &gpu,
-            &[x.clone()],
+            std::slice::from_ref(&x),
             &|t| nas_ops::max_pool2d(&t[0], 3, stride, padding).unwrap(),
         );
         for include in [false, true] {
             same_on_both(
                 &format!("avg_pool2d s{stride} p{padding} include_pad {include}"),
                 &gpu,
-                &[x.clone()],
+                std::slice::from_ref(&x),
                 &|t| nas_ops::avg_pool2d(&t[0], 3, stride, padding, include).unwrap(),
             );
         }
@@ -154,10 +154,10 @@ fn every_op_computes_on_the_gpu_as_on_the_cpu() {
         &[x.clone(), input(&[5, 4, 1, 1], 6)],
         &|t| nas_ops::conv2d(&t[0], &t[1], 1, 0).unwrap(),
     );
-    same_on_both("relu", &gpu, &[x.clone()], &|t| {
+    same_on_both("relu", &gpu, std::slice::from_ref(&x), &|t| {
         nas_ops::relu(&t[0]).unwrap()
     });
-    same_on_both("global_avg_pool", &gpu, &[x.clone()], &|t| {
+    same_on_both("global_avg_pool", &gpu, std::slice::from_ref(&x), &|t| {
         nas_ops::global_avg_pool(&t[0]).unwrap()
     });
     same_on_both(
@@ -201,7 +201,7 @@ fn batch_norm_computes_and_tracks_statistics_on_the_gpu_as_on_the_cpu() {
             same_on_both(
                 &format!("batch norm affine {affine} train {train}"),
                 &gpu,
-                &[x.clone()],
+                std::slice::from_ref(&x),
                 &|t| {
                     let bn = if t[0].device().is_cuda() {
                         &bn_gpu
