@@ -88,7 +88,7 @@ fn config_errors_exit_2_and_name_the_place() {
         d,
         "cuda.yaml",
         &format!("{BASE}device: cuda\n"),
-        &["cuda.yaml", "9:", "device", "no CUDA support"],
+        &["cuda.yaml", "9:", "device", "built without CUDA"],
     );
     refused(
         d,
