@@ -1,5 +1,7 @@
 //! Compiles the host build of the kernel bodies (csrc/host.cpp includes csrc/nas_kernels.cuh)
-//! with the system C++ compiler. The CUDA build of the same bodies is scripts/build-cuda.sh.
+//! with the system C++ compiler, and, with the `cuda` feature, the device build
+//! (csrc/device.cu) to PTX with `nvcc` (docs/gpu.md; scripts/build-cuda.sh provides `nvcc`
+//! from PyPI's CUDA wheels on a machine without a toolkit).
 fn main() {
     println!("cargo:rerun-if-changed=csrc/nas_kernels.cuh");
     println!("cargo:rerun-if-changed=csrc/host.cpp");
@@ -12,4 +14,44 @@ fn main() {
         .opt_level(2)
         .warnings(true)
         .compile("nas_kernels_host");
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
+        compile_ptx();
+    }
+}
+
+/// `csrc/device.cu` -> `$OUT_DIR/nas_kernels.ptx` for the virtual architecture
+/// `compute_$CUDA_COMPUTE_CAP` (the variable candle's kernels read too; 80 when unset, which
+/// every GPU from the A100 on can run): the driver compiles the PTX for the GPU it finds.
+fn compile_ptx() {
+    println!("cargo:rerun-if-changed=csrc/device.cu");
+    println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
+    println!("cargo:rerun-if-env-changed=NVCC");
+    let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "80".to_string());
+    if cap.is_empty() || !cap.bytes().all(|b| b.is_ascii_digit()) {
+        panic!(
+            "nas-kernels: CUDA_COMPUTE_CAP must be a compute capability such as 90, got `{cap}`"
+        );
+    }
+    let nvcc = std::env::var("NVCC").unwrap_or_else(|_| "nvcc".to_string());
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
+        .join("nas_kernels.ptx");
+    let status = std::process::Command::new(&nvcc)
+        .args([
+            "-ptx",
+            &format!("-arch=compute_{cap}"),
+            "-std=c++14",
+            "-Icsrc",
+        ])
+        .arg("csrc/device.cu")
+        .arg("-o")
+        .arg(&out)
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => panic!("nas-kernels: `{nvcc}` failed to compile csrc/device.cu ({s})"),
+        Err(e) => panic!(
+            "nas-kernels: the `cuda` feature needs the CUDA compiler: could not run `{nvcc}` ({e}); \
+             put nvcc on PATH or set NVCC (scripts/build-cuda.sh installs it from PyPI)"
+        ),
+    }
 }

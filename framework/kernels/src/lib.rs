@@ -12,15 +12,18 @@
 //!   the system C++ compiler, loops over the elements; it is tested on every machine against
 //!   PyTorch's float64 golden tensors (`shared/data/golden`) and against the plain Rust
 //!   references of `nas-ops` (`tests/`);
-//! - the **CUDA build** (planned wiring, see `docs/gpu.md`): `csrc/device.cu` launches one
-//!   thread per element over the same bodies; `scripts/build-cuda.sh` compiles it to PTX for a
-//!   given compute capability with the CUDA compiler from PyPI's wheels. Until a GPU machine
-//!   has run it, the device launch is the only untested part.
+//! - the **CUDA build** (module `device`, with the `cuda` feature): `csrc/device.cu` launches one
+//!   thread per element over the same bodies; this crate's build script compiles it to PTX with
+//!   `nvcc` (which `scripts/build-cuda.sh` installs from PyPI's wheels) and `nas-ops` launches
+//!   it from its ops' CUDA forward (docs/gpu.md). Until a GPU machine has run it, the device
+//!   launch is the only untested part.
 //!
 //! The host build is a correctness contract, not the CPU fast path: `nas-ops`' own kernels
 //! (blocked, vectorised, parallel) stay the CPU implementation.
 #![deny(missing_docs)]
 
+#[cfg(feature = "cuda")]
+pub mod device;
 pub mod host;
 
 pub use host::{Geom, KernelError};

@@ -296,6 +296,28 @@ impl BnOp {
         y
     }
 
+    /// The training-mode forward on a CUDA device ([`crate::device::batch_norm_train`]),
+    /// recording the batch statistics as the CPU forward does; `None` (the host path) in
+    /// evaluation mode.
+    #[cfg(feature = "cuda")]
+    fn device_train(
+        &self,
+        x: (&candle_core::CudaStorage, &Layout),
+        affine: Option<[(&candle_core::CudaStorage, &Layout); 2]>,
+    ) -> Result<crate::device::Launched> {
+        let Mode::Train(saved) = &self.mode else {
+            return Ok(None);
+        };
+        let dims = (self.n, self.c, self.hw);
+        let Some((y, shape, mean, var)) =
+            crate::device::batch_norm_train(x, affine, dims, self.eps)?
+        else {
+            return Ok(None);
+        };
+        *saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(BatchStats { mean, var });
+        Ok(Some((y, shape)))
+    }
+
     fn stats_for_bwd(&self) -> Result<(Vec<f64>, Vec<f64>, bool)> {
         match &self.mode {
             Mode::Train(saved) => {
@@ -399,7 +421,7 @@ impl CustomOp1 for BnOp {
         "nas-batch-norm2d"
     }
 
-    crate::host_fallback::cuda_via_host!(1);
+    crate::host_fallback::cuda_via_device!(|op, s, l| op.device_train((s, l), None));
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let _profile = crate::profile::scope(CustomOp1::name(self));
@@ -419,7 +441,9 @@ impl CustomOp3 for BnOp {
         "nas-batch-norm2d-affine"
     }
 
-    crate::host_fallback::cuda_via_host!(3);
+    crate::host_fallback::cuda_via_device!(
+        |op, s1, l1, s2, l2, s3, l3| op.device_train((s1, l1), Some([(s2, l2), (s3, l3)]))
+    );
 
     fn cpu_fwd(
         &self,
@@ -523,7 +547,16 @@ impl CustomOp2 for BnBwd {
         "nas-batch-norm2d-bwd"
     }
 
-    crate::host_fallback::cuda_via_host!(2);
+    crate::host_fallback::cuda_via_device!(|op, s1, l1, s2, l2| if op.batch {
+        crate::device::batch_norm_train_bwd(
+            (s1, l1),
+            (s2, l2),
+            (op.n, op.c, op.hw),
+            [&op.mean, &op.invstd, &op.gamma],
+        )
+    } else {
+        Ok(None)
+    });
 
     fn cpu_fwd(
         &self,

@@ -151,7 +151,14 @@ impl CustomOp2 for Conv1x1 {
         "nas-conv1x1"
     }
 
-    crate::host_fallback::cuda_via_host!(2);
+    crate::host_fallback::cuda_via_device!(|op, s1, l1, s2, l2| crate::device::conv(
+        s1,
+        l1,
+        s2,
+        l2,
+        crate::device::pointwise_geom(op.n, op.ci, op.h, op.w, op.co, op.stride)?,
+        false
+    ));
 
     fn cpu_fwd(
         &self,
@@ -193,7 +200,11 @@ impl CustomOp3 for Conv1x1Bwd {
         "nas-conv1x1-bwd"
     }
 
-    crate::host_fallback::cuda_via_host!(3);
+    crate::host_fallback::cuda_via_device!(|op, s1, l1, s2, l2, s3, l3| {
+        let c = &op.0;
+        let g = crate::device::pointwise_geom(c.n, c.ci, c.h, c.w, c.co, c.stride)?;
+        crate::device::conv_bwd([(s1, l1), (s2, l2), (s3, l3)], g, false)
+    });
 
     fn cpu_fwd(
         &self,

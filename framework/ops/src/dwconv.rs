@@ -109,7 +109,9 @@ impl CustomOp2 for DwConv {
         "nas-depthwise-conv2d"
     }
 
-    crate::host_fallback::cuda_via_host!(2);
+    crate::host_fallback::cuda_via_device!(|op, s1, l1, s2, l2| crate::device::depthwise(
+        s1, l1, s2, l2, &op.win, op.relu
+    ));
 
     fn cpu_fwd(
         &self,
@@ -164,7 +166,9 @@ impl CustomOp3 for DwConvBwd {
         "nas-depthwise-conv2d-bwd"
     }
 
-    crate::host_fallback::cuda_via_host!(3);
+    crate::host_fallback::cuda_via_device!(|op, s1, l1, s2, l2, s3, l3| {
+        crate::device::depthwise_bwd([(s1, l1), (s2, l2), (s3, l3)], &op.win, op.relu)
+    });
 
     fn cpu_fwd(
         &self,

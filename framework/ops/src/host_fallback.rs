@@ -1,7 +1,8 @@
-//! The CUDA forward of the custom ops that have no device kernel yet: the inputs are copied to
-//! the host, the CPU kernel runs, and the output is copied back (docs/gpu.md lists which ops
-//! run this way). Correct on any CUDA device, and slow: it exists so that every supernet runs
-//! on a GPU while the device kernels of `nas-kernels` (csrc/device.cu) are wired in op by op.
+//! The CUDA forward of the custom ops: a device kernel where [`crate::device`] serves the op
+//! ([`cuda_via_device`]), else through the host: the inputs are copied to the host, the CPU
+//! kernel runs, and the output is copied back (docs/gpu.md lists which ops run which way).
+//! The host path is correct on any CUDA device, and slow: it makes every supernet run on a GPU
+//! while the device kernels of `nas-kernels` (csrc/device.cu) are wired in op by op.
 #[cfg(feature = "cuda")]
 use candle_core::backend::{BackendDevice, BackendStorage};
 #[cfg(feature = "cuda")]
@@ -103,3 +104,57 @@ macro_rules! cuda_via_host {
     };
 }
 pub(crate) use cuda_via_host;
+
+/// The `cuda_fwd` method of a custom op that launches a device kernel ([`crate::device`]):
+/// `|op, s1, l1, ...| expr` gives a `Result<Launched>`; `None` runs the op through the host.
+macro_rules! cuda_via_device {
+    (|$op:ident, $s:ident, $l:ident| $body:expr) => {
+        #[cfg(feature = "cuda")]
+        fn cuda_fwd(
+            &self,
+            $s: &candle_core::CudaStorage,
+            $l: &candle_core::Layout,
+        ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
+            let $op = self;
+            match $body? {
+                Some(out) => Ok(out),
+                None => crate::host_fallback::op1(self, $s, $l),
+            }
+        }
+    };
+    (|$op:ident, $s1:ident, $l1:ident, $s2:ident, $l2:ident| $body:expr) => {
+        #[cfg(feature = "cuda")]
+        fn cuda_fwd(
+            &self,
+            $s1: &candle_core::CudaStorage,
+            $l1: &candle_core::Layout,
+            $s2: &candle_core::CudaStorage,
+            $l2: &candle_core::Layout,
+        ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
+            let $op = self;
+            match $body? {
+                Some(out) => Ok(out),
+                None => crate::host_fallback::op2(self, $s1, $l1, $s2, $l2),
+            }
+        }
+    };
+    (|$op:ident, $s1:ident, $l1:ident, $s2:ident, $l2:ident, $s3:ident, $l3:ident| $body:expr) => {
+        #[cfg(feature = "cuda")]
+        fn cuda_fwd(
+            &self,
+            $s1: &candle_core::CudaStorage,
+            $l1: &candle_core::Layout,
+            $s2: &candle_core::CudaStorage,
+            $l2: &candle_core::Layout,
+            $s3: &candle_core::CudaStorage,
+            $l3: &candle_core::Layout,
+        ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
+            let $op = self;
+            match $body? {
+                Some(out) => Ok(out),
+                None => crate::host_fallback::op3(self, $s1, $l1, $s2, $l2, $s3, $l3),
+            }
+        }
+    };
+}
+pub(crate) use cuda_via_device;

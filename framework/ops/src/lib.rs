@@ -14,6 +14,8 @@ mod bn;
 mod conv;
 mod conv1x1;
 mod cpu;
+#[cfg(feature = "cuda")]
+mod device;
 mod dwconv;
 mod edge;
 mod fused;

@@ -44,8 +44,8 @@ pub fn weighted_sum(ys: &[Tensor], weights: &Tensor) -> Result<Tensor> {
                 first.dtype()
             );
         }
-        if !y.device().is_cpu() {
-            bail!("weighted_sum: operand {i} is not on the CPU");
+        if !y.device().same_device(first.device()) {
+            bail!("weighted_sum: operand {i} is on another device than operand 0");
         }
     }
     crate::cpu::check_float("weighted_sum", first.dtype())?;
@@ -65,6 +65,9 @@ pub fn weighted_sum(ys: &[Tensor], weights: &Tensor) -> Result<Tensor> {
             shape.dims().first()
         ),
     };
+    if !first.device().is_cpu() {
+        return weighted_sum_by_tensor_ops(ys, weights, per_example);
+    }
     let chunk = if per_example {
         numel / weights.dims()[0].max(1)
     } else {
@@ -103,6 +106,32 @@ pub fn weighted_sum(ys: &[Tensor], weights: &Tensor) -> Result<Tensor> {
         slot,
     };
     weights.contiguous()?.apply_op2(&link, mix)
+}
+
+/// [`weighted_sum`] off the CPU: candle's element-wise ops on the device (autograd through
+/// them), `sum_k w_k * ys[k]`. Unlike the CPU kernel it multiplies options of weight exactly 0
+/// too (same result for finite outputs).
+fn weighted_sum_by_tensor_ops(
+    ys: &[Tensor],
+    weights: &Tensor,
+    per_example: bool,
+) -> Result<Tensor> {
+    let mut total: Option<Tensor> = None;
+    for (k, y) in ys.iter().enumerate() {
+        let term = if per_example {
+            let n = weights.dims()[0];
+            let mut shape = vec![1usize; y.rank()];
+            shape[0] = n;
+            y.broadcast_mul(&weights.narrow(1, k, 1)?.reshape(shape)?)?
+        } else {
+            y.broadcast_mul(&weights.narrow(0, k, 1)?)?
+        };
+        total = Some(match total {
+            Some(t) => (t + term)?,
+            None => term,
+        });
+    }
+    total.ok_or_else(|| candle_core::Error::Msg("weighted_sum: no operands".into()))
 }
 
 /// Sizes of one weighted sum.
@@ -335,6 +364,59 @@ impl CustomOp1 for Tap {
                 "nas-ops weighted_sum: operand {} gradient missing (backward order broken)",
                 self.index
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Var;
+
+    /// The tensor-op path (used off the CPU) against the CPU kernel: values and the gradients
+    /// of every operand and weight, shared and per-example weights.
+    #[test]
+    fn the_tensor_op_path_matches_the_kernel() {
+        let dev = Device::Cpu;
+        let ys: Vec<Var> = (0..3)
+            .map(|k| {
+                let v: Vec<f64> = (0..2 * 3 * 4)
+                    .map(|i| ((i * 7 + k * 13) % 11) as f64 / 5.0 - 1.0)
+                    .collect();
+                Var::from_vec(v, (2, 3, 4), &dev).unwrap()
+            })
+            .collect();
+        for per_example in [false, true] {
+            let w = if per_example {
+                Var::from_vec(vec![0.2, -0.5, 0.0, 1.5, 0.3, -0.7], (2, 3), &dev).unwrap()
+            } else {
+                Var::from_vec(vec![0.2, -0.5, 0.0], 3, &dev).unwrap()
+            };
+            let inputs: Vec<Tensor> = ys.iter().map(|v| v.as_tensor().clone()).collect();
+            let r = Tensor::arange(0f64, 24.0, &dev)
+                .unwrap()
+                .reshape((2, 3, 4))
+                .unwrap();
+            let run = |y: Tensor| {
+                let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                let mut out = vec![y.flatten_all().unwrap().to_vec1::<f64>().unwrap()];
+                for v in ys.iter().chain(std::iter::once(&w)) {
+                    let g = grads.get(v.as_tensor()).unwrap();
+                    out.push(g.flatten_all().unwrap().to_vec1::<f64>().unwrap());
+                }
+                out
+            };
+            let kernel = run(weighted_sum(&inputs, w.as_tensor()).unwrap());
+            let tensor_ops =
+                run(weighted_sum_by_tensor_ops(&inputs, w.as_tensor(), per_example).unwrap());
+            for (a, b) in kernel.iter().zip(&tensor_ops) {
+                for (x, y) in a.iter().zip(b) {
+                    assert!(
+                        (x - y).abs() < 1e-12,
+                        "per_example {per_example}: {x} vs {y}"
+                    );
+                }
+            }
         }
     }
 }

@@ -58,7 +58,7 @@ impl CustomOp1 for Relu {
         "nas-relu"
     }
 
-    crate::host_fallback::cuda_via_host!(1);
+    crate::host_fallback::cuda_via_device!(|_op, s, l| crate::device::relu(s, l));
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let _profile = crate::profile::scope(self.name());
@@ -90,7 +90,9 @@ impl CustomOp2 for ReluBwd {
         "nas-relu-bwd"
     }
 
-    crate::host_fallback::cuda_via_host!(2);
+    crate::host_fallback::cuda_via_device!(|_op, s1, l1, s2, l2| crate::device::relu_bwd(
+        s1, l1, s2, l2
+    ));
 
     fn cpu_fwd(
         &self,

@@ -7,7 +7,7 @@
 //! Like PyTorch, `padding <= kernel / 2` is required, so every window holds an image cell.
 use crate::cpu::{dispatch_float, par_planes, slice, Float};
 use crate::geom::{Tap, Window};
-use candle_core::{bail, CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
@@ -67,7 +67,7 @@ impl CustomOp1 for MaxPool {
         "nas-max-pool2d"
     }
 
-    crate::host_fallback::cuda_via_host!(1);
+    crate::host_fallback::cuda_via_device!(|op, s, l| crate::device::max_pool(s, l, &op.win));
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let _profile = crate::profile::scope(self.name());
@@ -83,6 +83,12 @@ impl CustomOp1 for MaxPool {
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        if !x.device().is_cpu() {
+            let gx = g
+                .contiguous()?
+                .apply_op2_no_bwd(&x.contiguous()?, &MaxPoolBwdRecompute { win: self.win })?;
+            return Ok(Some(gx.reshape(x.shape())?));
+        }
         let idx = self
             .argmax
             .lock()
@@ -198,6 +204,39 @@ impl CustomOp1 for MaxPoolBwd {
         let _profile = crate::profile::scope(self.name());
         dispatch_float!("max_pool2d backward", s, |T| {
             let gx = max_pool_backward::<T>(slice(s, l)?, &self.idx, &self.win);
+            let len = gx.len();
+            Ok((T::to_cpu_storage_owned(gx), Shape::from(len)))
+        })
+    }
+}
+
+/// Backward of [`MaxPool`] off the CPU: inputs (dL/dy, x), output dL/dx (flat). The winners
+/// are found again from `x` (the same tie rule), so no index buffer has to live on the host
+/// between the forward and the backward of a device tensor.
+struct MaxPoolBwdRecompute {
+    win: Window,
+}
+
+impl CustomOp2 for MaxPoolBwdRecompute {
+    fn name(&self) -> &'static str {
+        "nas-max-pool2d-bwd-recompute"
+    }
+
+    crate::host_fallback::cuda_via_device!(|op, s1, l1, s2, l2| crate::device::max_pool_bwd(
+        s1, l1, s2, l2, &op.win
+    ));
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
+        dispatch_float!("max_pool2d backward", s1, |T| {
+            let (_, idx) = max_pool_forward::<T>(slice(s2, l2)?, &self.win);
+            let gx = max_pool_backward::<T>(slice(s1, l1)?, &idx, &self.win);
             let len = gx.len();
             Ok((T::to_cpu_storage_owned(gx), Shape::from(len)))
         })
@@ -342,7 +381,11 @@ impl CustomOp1 for AvgPool {
         "nas-avg-pool2d"
     }
 
-    crate::host_fallback::cuda_via_host!(1);
+    crate::host_fallback::cuda_via_device!(|op, s, l| if op.count_include_pad {
+        Ok(None)
+    } else {
+        crate::device::avg_pool(s, l, &op.win, false)
+    });
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let _profile = crate::profile::scope(self.name());
@@ -401,7 +444,11 @@ impl CustomOp1 for AvgPoolBwd {
         "nas-avg-pool2d-bwd"
     }
 
-    crate::host_fallback::cuda_via_host!(1);
+    crate::host_fallback::cuda_via_device!(|op, s, l| if op.0.count_include_pad {
+        Ok(None)
+    } else {
+        crate::device::avg_pool(s, l, &op.0.win, true)
+    });
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let _profile = crate::profile::scope(self.name());

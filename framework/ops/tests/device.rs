@@ -2,7 +2,7 @@
 //! the CPU's, in f64, and running statistics move the same. Needs the `cuda` feature and a
 //! GPU; anywhere else each test says it was skipped and passes (CI has no GPU). Without the
 //! feature, asking for a GPU is the error that names the feature.
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use nas_ops::gpu::{self, GpuError};
 use nas_ops::BatchNorm2d;
 use rand::{Rng, SeedableRng};
@@ -42,6 +42,17 @@ fn relative_gap(a: &Tensor, b: &Tensor) -> f64 {
 /// Runs `op` on `inputs` on the CPU and on `gpu`; checks the output and the gradient of
 /// `sum(out * r)` with respect to every input.
 fn same_on_both(what: &str, gpu: &Device, inputs: &[Tensor], op: &dyn Fn(&[Tensor]) -> Tensor) {
+    same_on_both_within(what, gpu, inputs, op, 1e-12)
+}
+
+/// [`same_on_both`] with the largest relative gap allowed.
+fn same_on_both_within(
+    what: &str,
+    gpu: &Device,
+    inputs: &[Tensor],
+    op: &dyn Fn(&[Tensor]) -> Tensor,
+    tolerance: f64,
+) {
     let run = |device: &Device| {
         let vars: Vec<Var> = inputs
             .iter()
@@ -66,11 +77,11 @@ fn same_on_both(what: &str, gpu: &Device, inputs: &[Tensor], op: &dyn Fn(&[Tenso
     let (y_cpu, g_cpu) = run(&Device::Cpu);
     let (y_gpu, g_gpu) = run(gpu);
     let gap = relative_gap(&y_gpu, &y_cpu);
-    assert!(gap < 1e-12, "{what}: outputs differ by {gap:e}");
+    assert!(gap < tolerance, "{what}: outputs differ by {gap:e}");
     for (i, (g, c)) in g_gpu.iter().zip(&g_cpu).enumerate() {
         let gap = relative_gap(g, c);
         assert!(
-            gap < 1e-12,
+            gap < tolerance,
             "{what}: gradient of input {i} differs by {gap:e}"
         );
     }
@@ -148,12 +159,14 @@ fn every_op_computes_on_the_gpu_as_on_the_cpu() {
             );
         }
     }
-    same_on_both(
-        "conv2d 1x1",
-        &gpu,
-        &[x.clone(), input(&[5, 4, 1, 1], 6)],
-        &|t| nas_ops::conv2d(&t[0], &t[1], 1, 0).unwrap(),
-    );
+    for stride in [1, 2] {
+        same_on_both(
+            &format!("conv2d 1x1 s{stride}"),
+            &gpu,
+            &[x.clone(), input(&[5, 4, 1, 1], 6)],
+            &|t| nas_ops::conv2d(&t[0], &t[1], stride, 0).unwrap(),
+        );
+    }
     same_on_both("relu", &gpu, std::slice::from_ref(&x), &|t| {
         nas_ops::relu(&t[0]).unwrap()
     });
@@ -174,6 +187,53 @@ fn every_op_computes_on_the_gpu_as_on_the_cpu() {
         &[x.clone(), input(&[4, 1, 3, 3], 9), input(&[6, 4, 1, 1], 10)],
         &|t| nas_ops::relu_dw_pw_bn(&t[0], &t[1], &t[2], &bn, 1, 1, 1, true).unwrap(),
     );
+}
+
+/// An op under test, on its input tensors.
+type OpOnTensors = dyn Fn(&[Tensor]) -> Tensor;
+
+/// The f32 entry points of the device kernels (the supernets train in f32): a realistic size,
+/// a tolerance for f32 sums in a different order.
+#[test]
+fn the_f32_kernels_compute_on_the_gpu_as_on_the_cpu() {
+    let Some(gpu) = gpu_or_skip("the_f32_kernels_compute_on_the_gpu_as_on_the_cpu") else {
+        return;
+    };
+    let in_f32 = |op: &dyn Fn(&[Tensor]) -> Tensor, t: &[Tensor]| -> Tensor {
+        let t32: Vec<Tensor> = t.iter().map(|v| v.to_dtype(DType::F32).unwrap()).collect();
+        op(&t32).to_dtype(DType::F64).unwrap()
+    };
+    let x = input(&[8, 16, 16, 16], 11);
+    let cases: Vec<(&str, Vec<Tensor>, Box<OpOnTensors>)> = vec![
+        (
+            "relu_depthwise_conv2d k5 d2",
+            vec![x.clone(), input(&[16, 1, 5, 5], 12)],
+            Box::new(|t| nas_ops::relu_depthwise_conv2d(&t[0], &t[1], 1, 4, 2).unwrap()),
+        ),
+        (
+            "conv2d 1x1 s2",
+            vec![x.clone(), input(&[24, 16, 1, 1], 13)],
+            Box::new(|t| nas_ops::conv2d(&t[0], &t[1], 2, 0).unwrap()),
+        ),
+        (
+            "max_pool2d",
+            vec![x.clone()],
+            Box::new(|t| nas_ops::max_pool2d(&t[0], 3, 1, 1).unwrap()),
+        ),
+        (
+            "avg_pool2d",
+            vec![x.clone()],
+            Box::new(|t| nas_ops::avg_pool2d(&t[0], 3, 2, 1, false).unwrap()),
+        ),
+        (
+            "relu",
+            vec![x.clone()],
+            Box::new(|t| nas_ops::relu(&t[0]).unwrap()),
+        ),
+    ];
+    for (what, inputs, op) in &cases {
+        same_on_both_within(what, &gpu, inputs, &|t| in_f32(op.as_ref(), t), 1e-4);
+    }
 }
 
 #[test]
