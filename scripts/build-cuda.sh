@@ -15,8 +15,15 @@
 #    and the binary starts on a machine without a GPU. The copy exists only for this build
 #    (a `[patch]` on the command line, in its own target folder; Cargo.lock is restored).
 #
-# Usage: scripts/build-cuda.sh [--arch 90] [--prefix .cuda] [--out target/cuda] [--kernels-only]
-# Output: OUT/nas_kernels_smARCH.ptx, OUT/nas_kernels_smARCH.cubin and OUT/nas.
+# 4. With --tests, also builds the device-generic test executables (nas-ops' `ops`, nas-tests'
+#    `conformance`) with the feature, into OUT/tests.
+# 5. Packs OUT (stripped binaries, lib/, tests/, kernels) into OUT.tar.xz: the binary alone is
+#    about 60 MiB (candle's kernels are embedded PTX), the archive about a sixth of that, which
+#    is what is carried to a GPU machine (docs/gpu.md).
+#
+# Usage: scripts/build-cuda.sh [--arch 90] [--prefix .cuda] [--out target/cuda] [--kernels-only] [--tests]
+# Output: OUT/nas_kernels_smARCH.ptx, OUT/nas_kernels_smARCH.cubin, OUT/nas, OUT/lib/,
+# OUT/tests/ (with --tests) and OUT.tar.xz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,13 +31,15 @@ arch=90
 prefix=.cuda
 out=target/cuda
 binary=1
+tests=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --arch) arch="$2"; shift 2 ;;
     --prefix) prefix="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --kernels-only) binary=0; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --tests) tests=1; shift ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "build-cuda.sh: unknown argument \`$1\` (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -80,9 +89,34 @@ mkdir -p "$out/lib"
 cp "$cuda/lib/libcudart.so.13" "$out/lib/"
 cp Cargo.lock "$out/Cargo.lock.orig"
 trap 'cp "$out/Cargo.lock.orig" Cargo.lock' EXIT
-CUDARC_CUDA_VERSION=13000 CUDA_COMPUTE_CAP="$arch" \
-  RUSTFLAGS="-L native=$cuda/lib -C link-arg=-Wl,-rpath,\$ORIGIN/lib" \
-  cargo build --release -p nas-cli --features cuda --target-dir target/cuda-build \
-  --config "patch.crates-io.candle-core.path=\"$patched\""
-cp target/cuda-build/release/nas "$out/nas"
+export CUDARC_CUDA_VERSION=13000 CUDA_COMPUTE_CAP="$arch"
+export RUSTFLAGS="-L native=$cuda/lib -C link-arg=-Wl,-rpath,\$ORIGIN/lib"
+patch_arg="patch.crates-io.candle-core.path=\"$patched\""
+cargo build --release -p nas-cli --features cuda --target-dir target/cuda-build --config "$patch_arg"
+strip -o "$out/nas" target/cuda-build/release/nas
 echo "wrote $out/nas (CUDA for sm_$arch; run it with the CUDA 13 libraries on LD_LIBRARY_PATH, docs/gpu.md)"
+
+if [[ "$tests" == 1 ]]; then
+  # Run them with OUT/lib on LD_LIBRARY_PATH (their rpath, $ORIGIN/lib, is OUT/tests/lib).
+  rm -rf "$out/tests"
+  mkdir -p "$out/tests"
+  cargo test --release --features cuda -p nas-ops -p nas-tests --target-dir target/cuda-build \
+    --config "$patch_arg" --no-run --message-format=json \
+    | python3 -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        print(m["target"]["name"], m["executable"])' \
+    | while read -r name exe; do
+        case "$name" in
+          ops|conformance) strip -o "$out/tests/$name" "$exe"; echo "wrote $out/tests/$name" ;;
+        esac
+      done
+fi
+
+tar -C "$(dirname "$out")" -cJf "$out.tar.xz" --exclude candle-core --exclude Cargo.lock.orig "$(basename "$out")"
+echo "wrote $out.tar.xz ($(du -h "$out.tar.xz" | cut -f1)): carry it, then tar xf it beside the repository's target/"

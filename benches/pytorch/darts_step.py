@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Times one DARTS, GDAS or SPOS search step in PyTorch on CPU: the reference for `nas bench`.
+"""Times one DARTS, GDAS or SPOS search step in PyTorch (CPU or GPU): the reference for `nas bench`.
 
 The network and the step follow the semantics of the DARTS reference code (Liu, Simonyan,
 Yang, "DARTS: Differentiable Architecture Search", ICLR 2019; quark0/darts `cnn/operations.py`,
@@ -33,6 +33,12 @@ one weight step (SGD as above) on a training batch.
 Timing: `--warmup` untimed steps, then `--steps` timed ones; prints wall ms per step (median
 and mean), process CPU ms per step (all threads; less sensitive to other load on a shared
 machine), the peak resident memory of the process (ru_maxrss) and the parameter count.
+
+`--device cuda` runs the network, the data and both optimizers on the first GPU (eager mode),
+synchronising the device before each step's clock stops, and also reports the peak GPU memory
+PyTorch allocated (`torch.cuda.max_memory_allocated`) and the GPU's name (docs/gpu.md).
+`--compile` wraps the network in `torch.compile` (default mode; the warm-up steps pay the
+compilation): the "torch.compile" reference of issue 22.
 """
 import argparse
 import json
@@ -242,6 +248,8 @@ class Search:
 
     def __init__(self, net, order, strategy="darts", lr=0.025, momentum=0.9, wd=3e-4, clip=5.0):
         self.net = net
+        # The callable that runs the network: the module itself, or its torch.compile wrapper.
+        self.forward = net
         self.order = order
         self.strategy = strategy
         self.lr, self.momentum, self.wd, self.clip = lr, momentum, wd, clip
@@ -250,7 +258,7 @@ class Search:
         self.aopt = torch.optim.Adam(net.alphas, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
 
     def loss(self, x, y):
-        return F.cross_entropy(self.net(x, self.strategy), y)
+        return F.cross_entropy(self.forward(x, self.strategy), y)
 
     def grad(self, loss, wrt):
         # allow_unused: with fewer than 3 cells every cell may be a reduction cell.
@@ -333,18 +341,32 @@ def main():
     ap.add_argument("--order", choices=["first", "second"], default="first")
     ap.add_argument("--strategy", choices=["darts", "gdas", "spos"], default="darts")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the network")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    if a.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: PyTorch sees no CUDA device")
+    device = torch.device(a.device)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    net = SearchNetwork(a.channels, a.layers)
+    net = SearchNetwork(a.channels, a.layers).to(device)
+    # The alphas are not registered parameters: .to() leaves them; move them as leaves.
+    net.alphas = [t.detach().to(device).requires_grad_() for t in net.alphas]
     net.train()
     search = Search(net, a.order, a.strategy)
+    if a.compile:
+        search.forward = torch.compile(net)
     params = sum(p.numel() for p in net.parameters())
     # Four batches of synthetic data, two for weights and two for alphas (as `nas bench`).
     n = 4 * a.batch
-    xs = torch.rand(n, 3, a.size, a.size)
-    ys = torch.randint(0, 10, (n,))
+    xs = torch.rand(n, 3, a.size, a.size, device=device)
+    ys = torch.randint(0, 10, (n,), device=device)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
     rss0 = rss_mib()
     times = []
     cpu0 = None
@@ -355,8 +377,10 @@ def main():
         xv, yv = xs[v0 : v0 + a.batch], ys[v0 : v0 + a.batch]
         if i == a.warmup:
             cpu0 = time.process_time()
+        sync()
         start = time.perf_counter()
         search.step(xt, yt, xv, yv)
+        sync()
         if i >= a.warmup:
             times.append((time.perf_counter() - start) * 1e3)
     cpu_ms = (time.process_time() - cpu0) * 1e3 / len(times)
@@ -372,18 +396,25 @@ def main():
         "rss_before_steps_mib": rss0,
         "threads": torch.get_num_threads(),
         "supernet_params": params,
+        "device": a.device,
     }
+    if device.type == "cuda":
+        res["gpu"] = torch.cuda.get_device_name(device)
+        res["gpu_peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
     if a.json:
         print(json.dumps(res))
     else:
         print(
             f"torch {torch.__version__}: {a.layers} cells, C={a.channels}, batch {a.batch}, "
-            f"{a.size}x{a.size}, {a.strategy} ({a.order} order), {res['threads']} threads"
+            f"{a.size}x{a.size}, {a.strategy} ({a.order} order), {res['threads']} threads, "
+            f"{res.get('gpu', 'cpu')}{' (torch.compile)' if a.compile else ''}"
         )
         print(f"  ms/step: median {res['median_ms']:.1f}, mean {res['ms_per_step']:.1f} ({len(times)} steps)")
         print(f"  CPU ms/step (all threads): {cpu_ms:.1f}")
         print(f"  peak RSS: {peak:.1f} MiB (before the first step: {rss0:.1f} MiB); "
               f"supernet params: {params}")
+        if "gpu_peak_mib" in res:
+            print(f"  peak GPU memory allocated: {res['gpu_peak_mib']:.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ the cores it asked for (process CPU time per step >= --quiet-share (default 0.8)
 wall time per step), "loaded" otherwise (other processes held the cores for part of the run;
 the load average before the run is printed per run, but it lags and is a poor classifier). Per group and implementation: the median of every timed step (wall), the median of
 the per-run process CPU time per step, the largest peak RSS, and the ratios nas / PyTorch
-(above 1: nas is slower).
+(above 1: nas is slower). GPU runs (`"device": "cuda"`) form their own groups (machine
+"gpu": CPU time says nothing there); runs of PyTorch under torch.compile (`"impl":
+"torch-compile"`) get their own columns.
 
     python3 benches/pytorch/summarize.py bench-results.jsonl [--quiet-share 0.8]
 """
@@ -30,17 +32,21 @@ def main():
     for r in rows:
         c = r["config"]
         share = (r.get("cpu_ms_per_step") or 0) / (r["threads"] * r["ms_per_step"])
-        state = "quiet" if share >= a.quiet_share else "loaded"
+        if r.get("device", "cpu") != "cpu":
+            state = "gpu"
+        else:
+            state = "quiet" if share >= a.quiet_share else "loaded"
         key = (c.get("strategy", "darts"), c["layers"], c["batch"], c["order"], r["threads"], state)
         groups[key][r["impl"]].append(r)
     print("| strategy | cells | batch | order | threads | machine | nas wall ms/step | PyTorch wall ms/step "
           "| wall ratio | nas CPU ms/step | PyTorch CPU ms/step | CPU ratio "
-          "| nas peak RSS MiB | PyTorch peak RSS MiB | runs nas+torch |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| nas peak RSS MiB | PyTorch peak RSS MiB | runs nas+torch "
+          "| torch.compile wall ms/step | ratio nas / torch.compile |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for key in sorted(groups):
         g = groups[key]
         wall, cpu, rss = {}, {}, {}
-        for impl in ("nas", "torch"):
+        for impl in ("nas", "torch", "torch-compile"):
             runs = g.get(impl, [])
             wall[impl] = median([t for r in runs for t in r["step_ms"]])
             cpu[impl] = median([r["cpu_ms_per_step"] for r in runs if r.get("cpu_ms_per_step")])
@@ -49,7 +55,8 @@ def main():
         print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {key[4]} | {key[5]} "
               f"| {wall['nas']:.0f} | {wall['torch']:.0f} | {wall['nas'] / wall['torch']:.2f} "
               f"| {cpu['nas']:.0f} | {cpu['torch']:.0f} | {cpu['nas'] / cpu['torch']:.2f} "
-              f"| {rss['nas']:.0f} | {rss['torch']:.0f} | {n} |")
+              f"| {rss['nas']:.0f} | {rss['torch']:.0f} | {n} "
+              f"| {wall['torch-compile']:.0f} | {wall['nas'] / wall['torch-compile']:.2f} |")
     params = defaultdict(set)
     for r in rows:
         params[(r["config"]["layers"], r["impl"])].add(r["supernet_params"])
@@ -58,7 +65,7 @@ def main():
     print()
     print("Per run (wall ms/step mean, CPU ms/step, load average before the run):")
     for key in sorted(groups):
-        for impl in ("nas", "torch"):
+        for impl in ("nas", "torch", "torch-compile"):
             for r in groups[key].get(impl, []):
                 cpu = r.get("cpu_ms_per_step") or float("nan")
                 steps = ", ".join(f"{t:.0f}" for t in r["step_ms"])

@@ -94,6 +94,9 @@ fn unfolded_conv(
     }
     crate::cpu::check_float("conv2d", x.dtype())?;
     let win = Window::new((n, ci, h, w), kh, stride, padding, 1)?;
+    if !x.device().is_cpu() {
+        return crate::direct_conv::direct_conv2d(x, weight, stride, padding, groups);
+    }
     let (oh, ow) = (win.oh, win.ow);
     let kk = kh * kw;
     let cols = x.contiguous()?.apply_op1(Im2col { win })?; // [N, I*k*k, OH*OW]

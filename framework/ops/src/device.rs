@@ -9,12 +9,13 @@
 //! through the host ([`crate::host_fallback`]), which is correct for everything.
 //!
 //! Served on the device: ReLU and its backward; depthwise (dilated, strided, with or without
-//! the fused input ReLU) and 1x1 convolution with both gradients; max pooling (the backward
-//! recomputes the winners on the device) and average pooling with `count_include_pad=False`.
-//! Batch norm in training mode (the batch statistics come back to the host, `2C` values, for
-//! the running averages and the backward). Batch norm with running statistics, the mixed-op
-//! sum, the fused edge and unit ops, im2col and global pooling still run through the host
-//! (docs/gpu.md).
+//! the fused input ReLU), 1x1 and direct dense/grouped convolution ([`crate::direct_conv`])
+//! with both gradients; max pooling (the backward recomputes the winners on the device) and
+//! average pooling with `count_include_pad=False`; batch norm in training mode (the batch
+//! statistics come back to the host, `2C` values, for the running averages and the
+//! backward). The weighted sum and global pooling use candle's own device ops off the CPU.
+//! Batch norm with running statistics, average pooling with `count_include_pad=True` and
+//! im2col still run through the host (docs/gpu.md).
 use crate::geom::Window;
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{

@@ -16,6 +16,7 @@ mod conv1x1;
 mod cpu;
 #[cfg(feature = "cuda")]
 mod device;
+mod direct_conv;
 mod dwconv;
 mod edge;
 mod fused;
