@@ -15,8 +15,8 @@
 #    and the binary starts on a machine without a GPU. The copy exists only for this build
 #    (a `[patch]` on the command line, in its own target folder; Cargo.lock is restored).
 #
-# 4. With --tests, also builds the device-generic test executables (nas-ops' `ops`, nas-tests'
-#    `conformance`) with the feature, into OUT/tests.
+# 4. With --tests, also builds the device-generic test executables with the feature, into
+#    OUT/tests: nas-ops (its `device` tests) and nas-tests (its `conformance::devices` tests).
 # 5. Packs OUT (stripped binaries, lib/, tests/, kernels) into OUT.tar.xz: the binary alone is
 #    about 60 MiB (candle's kernels are embedded PTX), the archive about a sixth of that, which
 #    is what is carried to a GPU machine (docs/gpu.md).
@@ -75,13 +75,17 @@ import json, os, sys
 d = json.load(sys.stdin)
 print(next(os.path.dirname(p["manifest_path"]) for p in d["packages"] if p["name"] == "candle-core"))')
 patched="$PWD/$out/candle-core"
-rm -rf "$patched"
-cp -r "$candle_dir" "$patched"
-sed -i 's/"dynamic-linking"/"dynamic-loading"/' "$patched/Cargo.toml"
-grep -q '"dynamic-loading"' "$patched/Cargo.toml" || {
-  echo "build-cuda.sh: candle-core's Cargo.toml no longer names cudarc's dynamic-linking; update this script" >&2
-  exit 1
-}
+# Made once per candle-core version (a fresh copy would make cargo rebuild everything above it).
+if [[ "$(cat "$patched/.copied-from" 2>/dev/null)" != "$candle_dir" ]]; then
+  rm -rf "$patched"
+  cp -a "$candle_dir" "$patched"
+  sed -i 's/"dynamic-linking"/"dynamic-loading"/' "$patched/Cargo.toml"
+  grep -q '"dynamic-loading"' "$patched/Cargo.toml" || {
+    echo "build-cuda.sh: candle-core's Cargo.toml no longer names cudarc's dynamic-linking; update this script" >&2
+    exit 1
+  }
+  echo "$candle_dir" > "$patched/.copied-from"
+fi
 # candle's CUDA kernels include a static library on the CUDA runtime (libcudart.so.13): it is
 # linked from the wheel and shipped beside the binary (OUT/lib, found through the rpath).
 ln -sf libcudart.so.13 "$cuda/lib/libcudart.so"
@@ -113,7 +117,8 @@ for line in sys.stdin:
         print(m["target"]["name"], m["executable"])' \
     | while read -r name exe; do
         case "$name" in
-          ops|conformance) strip -o "$out/tests/$name" "$exe"; echo "wrote $out/tests/$name" ;;
+          ops) strip -o "$out/tests/nas-ops" "$exe"; echo "wrote $out/tests/nas-ops" ;;
+          tests) strip -o "$out/tests/nas-tests" "$exe"; echo "wrote $out/tests/nas-tests" ;;
         esac
       done
 fi

@@ -19,7 +19,7 @@
 use crate::geom::Window;
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{
-    CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+    CudaSlice, CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
 };
 use candle_core::cuda_backend::{CudaDType, WrapErr};
 use candle_core::{CudaDevice, CudaStorage, DType, Layout, Result, Shape, WithDType};
@@ -277,15 +277,10 @@ pub(crate) fn conv_bwd(
         };
         {
             let (_, mut gw) = out.split_at_mut(nx);
-            let f = kernel!(dev, "conv_bwd_weight", T);
-            let mut b = f.builder();
             match &xr {
-                Some(rectified) => b.arg(rectified),
-                None => b.arg(&x),
-            };
-            b.arg(&gy).arg(&mut gw).arg(&dg);
-            // SAFETY: `nas_conv_bwd_weight(const T* x, const T* gy, T* gw, Geom g)`, sizes of g.
-            unsafe { b.launch(elementwise(nw)) }.w()?;
+                Some(rectified) => weight_grad(dev, &rectified.slice(..), &gy, &mut gw, g)?,
+                None => weight_grad(dev, &x, &gy, &mut gw, g)?,
+            }
         }
         if relu {
             // SAFETY: written in full by the input-gradient kernel.
@@ -317,6 +312,57 @@ pub(crate) fn conv_bwd(
             Shape::from(nx + nw),
         )))
     })
+}
+
+/// How the weight gradient splits the batch: `(splits, examples per split)`, enough splits
+/// for about 64K threads (a depthwise weight has a few hundred elements, each a sum over the
+/// whole batch).
+fn weight_splits(n: usize, nw: usize) -> (usize, usize) {
+    let want = (65_536 / nw.max(1)).clamp(1, n.clamp(1, 65_535));
+    let per = n.div_ceil(want).max(1);
+    (n.div_ceil(per).max(1), per)
+}
+
+/// `gw = dL/dw` from the input the forward read and `dL/dy`: one kernel when the weight is
+/// large, else partial sums over splits of the batch and a second kernel that adds them.
+fn weight_grad<T: DevFloat>(
+    dev: &CudaDevice,
+    x: &CudaView<'_, T>,
+    gy: &CudaView<'_, T>,
+    gw: &mut CudaViewMut<'_, T>,
+    g: Geom,
+) -> Result<()> {
+    let nw = weight_len(&g);
+    let (splits, per) = weight_splits(g.n as usize, nw);
+    let dg = DevGeom(g);
+    if splits == 1 {
+        let f = kernel!(dev, "conv_bwd_weight", T);
+        let mut b = f.builder();
+        b.arg(x).arg(gy).arg(gw).arg(&dg);
+        // SAFETY: `nas_conv_bwd_weight(const T* x, const T* gy, T* gw, Geom g)`, sizes of g.
+        unsafe { b.launch(elementwise(nw)) }.w()?;
+        return Ok(());
+    }
+    // SAFETY: every partial sum is written by the split kernel.
+    let mut part = unsafe { dev.alloc::<T>(splits * nw)? };
+    {
+        let f = kernel!(dev, "conv_bwd_weight_split", T);
+        let per_i = per as i32;
+        let mut cfg = elementwise(nw);
+        cfg.grid_dim.1 = splits as u32;
+        let mut b = f.builder();
+        b.arg(x).arg(gy).arg(&mut part).arg(&dg).arg(&per_i);
+        // SAFETY: `nas_conv_bwd_weight_split(x, gy, T* part, Geom g, int per)`, part holds
+        // `splits` rows of nw, one grid row (blockIdx.y) per split.
+        unsafe { b.launch(cfg) }.w()?;
+    }
+    let f = kernel!(dev, "sum_splits", T);
+    let (splits_i, len) = (splits as i32, nw as i64);
+    let mut b = f.builder();
+    b.arg(&part).arg(gw).arg(&splits_i).arg(&len);
+    // SAFETY: `nas_sum_splits(const T* part, T* out, int splits, long len)`.
+    unsafe { b.launch(elementwise(nw)) }.w()?;
+    Ok(())
 }
 
 /// Depthwise convolution forward over `win` (weight `[C, 1, k, k]`).
