@@ -46,21 +46,16 @@ __device__ void block_sum2(T* a, T* b) {
     NAS_GRID_STRIDE(i, (long)g.cout * (g.cin / g.groups) * g.k * g.k)                            \
     gw[i] = nas::conv_bwd_weight_elem(x, gy, g, i, 0, g.n);                                      \
   }                                                                                              \
-  /* The weight gradient split over the batch: blockIdx.y = split s sums examples */          \
-  /* s*per .. min(n, (s+1)*per) into part[s * nw + i]; nas_sum_splits adds the splits. */     \
+  /* The weight gradient split over the batch (nas::weight_splits): blockIdx.y = group s */  \
+  /* into part[s * nw + i]; nas_sum_splits adds the groups. */                                \
   extern "C" __global__ void nas_conv_bwd_weight_split_##S(const T* x, const T* gy, T* part,    \
                                                            Geom g, int per) {                  \
     long nw = (long)g.cout * (g.cin / g.groups) * g.k * g.k;                                     \
-    int n0 = (int)blockIdx.y * per;                                                              \
-    int n1 = n0 + per < g.n ? n0 + per : g.n;                                                    \
-    NAS_GRID_STRIDE(i, nw) part[(long)blockIdx.y * nw + i] = nas::conv_bwd_weight_elem(x, gy, g, i, n0, n1); \
+    int s = (int)blockIdx.y;                                                                     \
+    NAS_GRID_STRIDE(i, nw) part[(long)s * nw + i] = nas::conv_bwd_weight_split_elem(x, gy, g, i, s, per); \
   }                                                                                              \
   extern "C" __global__ void nas_sum_splits_##S(const T* part, T* out, int splits, long len) {   \
-    NAS_GRID_STRIDE(i, len) {                                                                    \
-      T acc = T(0);                                                                              \
-      for (int s = 0; s < splits; ++s) acc += part[(long)s * len + i];                           \
-      out[i] = acc;                                                                              \
-    }                                                                                            \
+    NAS_GRID_STRIDE(i, len) out[i] = nas::sum_splits_elem(part, splits, len, i);                 \
   }                                                                                              \
   extern "C" __global__ void nas_max_pool_fwd_##S(const T* x, T* y, int* arg, Geom g) {          \
     NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.oh * g.ow) y[i] = nas::max_pool_fwd_elem(x, g, i, &arg[i]); \

@@ -4,6 +4,7 @@
 #include "nas_kernels.cuh"
 
 #include <cmath>
+#include <vector>
 
 using nas::Geom;
 
@@ -21,10 +22,22 @@ void conv_bwd_input(const T* gy, const T* w, T* gx, const Geom* g) {
   for (long i = 0; i < total; ++i) gx[i] = nas::conv_bwd_input_elem(gy, w, *g, i);
 }
 
+// The weight gradient as the device computes it: partial sums over the groups of
+// nas::weight_splits, then their sum in group order.
 template <typename T>
 void conv_bwd_weight(const T* x, const T* gy, T* gw, const Geom* g) {
   long total = (long)g->cout * (g->cin / g->groups) * g->k * g->k;
-  for (long i = 0; i < total; ++i) gw[i] = nas::conv_bwd_weight_elem(x, gy, *g, i, 0, g->n);
+  int splits = 1, per = 1;
+  nas::weight_splits(g->n, total, &splits, &per);
+  if (splits == 1) {
+    for (long i = 0; i < total; ++i) gw[i] = nas::conv_bwd_weight_elem(x, gy, *g, i, 0, g->n);
+    return;
+  }
+  std::vector<T> part((size_t)splits * total);
+  for (int s = 0; s < splits; ++s)
+    for (long i = 0; i < total; ++i)
+      part[(size_t)s * total + i] = nas::conv_bwd_weight_split_elem(x, gy, *g, i, s, per);
+  for (long i = 0; i < total; ++i) gw[i] = nas::sum_splits_elem(part.data(), splits, total, i);
 }
 
 template <typename T>
@@ -171,3 +184,7 @@ void mixed_bwd(const T* gy, const T* const* ys, const T* w, int kn, long len, T*
 
 NAS_EXPORT(float, f32)
 NAS_EXPORT(double, f64)
+
+extern "C" void nas_weight_splits(long n, long nw, int* splits, int* per) {
+  nas::weight_splits(n, nw, splits, per);
+}

@@ -147,6 +147,42 @@ NAS_HD T conv_bwd_weight_elem(const T* x, const T* gy, const Geom& g, long i, in
   return acc;
 }
 
+// How the weight gradient of `nw` elements splits a batch of `n` examples: `*splits` groups
+// of `*per` examples (the last may be shorter), enough groups for about 64K partial sums, at
+// most one group per example (a depthwise weight has a few hundred elements, each a sum
+// over the whole batch: one thread each would leave a GPU idle). One group when the weight
+// alone is that large.
+NAS_HD void weight_splits(long n, long nw, int* splits, int* per) {
+  long cap = n < 65535 ? n : 65535;
+  if (cap < 1) cap = 1;
+  long want = 65536 / (nw > 0 ? nw : 1);
+  if (want < 1) want = 1;
+  if (want > cap) want = cap;
+  long p = (n + want - 1) / want;
+  if (p < 1) p = 1;
+  long s = (n + p - 1) / p;
+  if (s < 1) s = 1;
+  *splits = (int)s;
+  *per = (int)p;
+}
+
+// The partial weight gradient of group `s` (examples s*per .. min(n, (s+1)*per)).
+template <typename T>
+NAS_HD T conv_bwd_weight_split_elem(const T* x, const T* gy, const Geom& g, long i, int s,
+                                    int per) {
+  int n0 = s * per;
+  int n1 = n0 + per < g.n ? n0 + per : g.n;
+  return conv_bwd_weight_elem(x, gy, g, i, n0, n1);
+}
+
+// Element `i` of the sum of `splits` rows of `len` partial sums (in row order).
+template <typename T>
+NAS_HD T sum_splits_elem(const T* part, int splits, long len, long i) {
+  T acc = T(0);
+  for (int s = 0; s < splits; ++s) acc += part[(long)s * len + i];
+  return acc;
+}
+
 // ---------------------------------------------------------------------------------------
 // Pooling (per channel: g.cin == g.cout, dilation 1)
 // ---------------------------------------------------------------------------------------

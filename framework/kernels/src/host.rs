@@ -334,6 +334,22 @@ extern_block!(
     nas_mixed_bwd_f64
 );
 
+extern "C" {
+    fn nas_weight_splits(n: c_long, nw: c_long, splits: *mut c_int, per: *mut c_int);
+}
+
+/// How a weight gradient of `nw` elements splits a batch of `n` examples: `(groups, examples
+/// per group)` (`nas::weight_splits` in nas_kernels.cuh: enough groups for about 64K partial
+/// sums, at most one per example). The host build computes every weight gradient this way,
+/// and the CUDA launch uses the same split.
+pub fn weight_splits(n: usize, nw: usize) -> (usize, usize) {
+    let (mut splits, mut per) = (1 as c_int, 1 as c_int);
+    let clamp = |v: usize| c_long::try_from(v).unwrap_or(c_long::MAX);
+    // SAFETY: plain values in, two ints written through valid pointers.
+    unsafe { nas_weight_splits(clamp(n), clamp(nw), &mut splits, &mut per) };
+    (splits.max(1) as usize, per.max(1) as usize)
+}
+
 /// Convolution forward: `y` `[n, cout, oh, ow]` of `x` `[n, cin, h, w]` and `w` `[cout,
 /// cin/groups, k, k]`.
 pub fn conv_fwd<T: HostFloat>(x: &[T], w: &[T], g: &Geom) -> Result<Vec<T>> {

@@ -26,4 +26,4 @@
 pub mod device;
 pub mod host;
 
-pub use host::{Geom, KernelError};
+pub use host::{weight_splits, Geom, KernelError};

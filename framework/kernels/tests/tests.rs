@@ -3,3 +3,4 @@
 
 mod finite_diff;
 mod golden;
+mod splits;

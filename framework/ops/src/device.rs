@@ -314,15 +314,6 @@ pub(crate) fn conv_bwd(
     })
 }
 
-/// How the weight gradient splits the batch: `(splits, examples per split)`, enough splits
-/// for about 64K threads (a depthwise weight has a few hundred elements, each a sum over the
-/// whole batch).
-fn weight_splits(n: usize, nw: usize) -> (usize, usize) {
-    let want = (65_536 / nw.max(1)).clamp(1, n.clamp(1, 65_535));
-    let per = n.div_ceil(want).max(1);
-    (n.div_ceil(per).max(1), per)
-}
-
 /// `gw = dL/dw` from the input the forward read and `dL/dy`: one kernel when the weight is
 /// large, else partial sums over splits of the batch and a second kernel that adds them.
 fn weight_grad<T: DevFloat>(
@@ -333,7 +324,7 @@ fn weight_grad<T: DevFloat>(
     g: Geom,
 ) -> Result<()> {
     let nw = weight_len(&g);
-    let (splits, per) = weight_splits(g.n as usize, nw);
+    let (splits, per) = nas_kernels::weight_splits(g.n as usize, nw);
     let dg = DevGeom(g);
     if splits == 1 {
         let f = kernel!(dev, "conv_bwd_weight", T);
