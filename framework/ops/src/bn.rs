@@ -87,6 +87,9 @@ impl BatchNorm2d {
         crate::cpu::check_float("BatchNorm2d", x.dtype())?;
         let m = n * h * w;
         let mode = self.mode(train, m, x.dims())?;
+        if let (Mode::Eval { mean, invstd }, false) = (&mode, x.device().is_cpu()) {
+            return self.eval_by_tensor_ops(x, mean, invstd);
+        }
         let op = BnOp {
             n,
             c,
@@ -116,6 +119,27 @@ impl BatchNorm2d {
             _ => x.apply_op1(op)?,
         };
         self.update_running(&mode, m)?;
+        Ok(y)
+    }
+
+    /// Evaluation-mode normalisation with candle's element-wise ops (used off the CPU, where
+    /// they run on the device): `(x - mean) * invstd * gamma + beta` per channel, gradients
+    /// through candle's autograd.
+    fn eval_by_tensor_ops(&self, x: &Tensor, mean: &[f64], invstd: &[f64]) -> Result<Tensor> {
+        let c = self.channels;
+        let per_channel = |v: &[f64]| -> Result<Tensor> {
+            Tensor::from_slice(v, (1, c, 1, 1), &candle_core::Device::Cpu)?
+                .to_dtype(x.dtype())?
+                .to_device(x.device())
+        };
+        let mut y = x
+            .broadcast_sub(&per_channel(mean)?)?
+            .broadcast_mul(&per_channel(invstd)?)?;
+        if let (Some(wt), Some(b)) = (&self.weight, &self.bias) {
+            y = y
+                .broadcast_mul(&wt.as_tensor().reshape((1, c, 1, 1))?)?
+                .broadcast_add(&b.as_tensor().reshape((1, c, 1, 1))?)?;
+        }
         Ok(y)
     }
 
@@ -571,5 +595,52 @@ impl CustomOp2 for BnBwd {
             let len = out.len();
             Ok((T::to_cpu_storage_owned(out), Shape::from(len)))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// The evaluation path off the CPU (candle's ops) against the CPU kernel: output and the
+    /// gradients of the input and of both affine parameters.
+    #[test]
+    fn the_tensor_op_eval_path_matches_the_kernel() {
+        let dev = Device::Cpu;
+        let (n, c, h, w) = (2, 3, 4, 5);
+        let fill = |len: usize, seed: usize| -> Vec<f64> {
+            (0..len)
+                .map(|i| ((i * 13 + seed * 7) % 17) as f64 / 8.0 - 1.0)
+                .collect()
+        };
+        let gamma = Var::from_vec(vec![0.5, 1.5, -2.0], c, &dev).unwrap();
+        let beta = Var::from_vec(vec![0.1, -0.2, 0.3], c, &dev).unwrap();
+        let bn = BatchNorm2d::new(c, Some((gamma.clone(), beta.clone())), 1e-5, Some(0.1));
+        bn.set_running_stats(&[0.2, -0.1, 0.05], &[0.9, 1.7, 0.4]);
+        let x = Var::from_vec(fill(n * c * h * w, 1), (n, c, h, w), &dev).unwrap();
+        let r = Tensor::from_vec(fill(n * c * h * w, 2), (n, c, h, w), &dev).unwrap();
+        let run = |y: Tensor| {
+            let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let mut out = vec![y.flatten_all().unwrap().to_vec1::<f64>().unwrap()];
+            for v in [&x, &gamma, &beta] {
+                let g = grads.get(v.as_tensor()).unwrap();
+                out.push(g.flatten_all().unwrap().to_vec1::<f64>().unwrap());
+            }
+            out
+        };
+        let kernel = run(bn.forward(x.as_tensor(), false).unwrap());
+        let Mode::Eval { mean, invstd } = bn.mode(false, n * h * w, &[n, c, h, w]).unwrap() else {
+            panic!("evaluation mode expected");
+        };
+        let ops = run(bn
+            .eval_by_tensor_ops(x.as_tensor(), &mean, &invstd)
+            .unwrap());
+        for (a, b) in kernel.iter().zip(&ops) {
+            assert_eq!(a.len(), b.len());
+            for (p, q) in a.iter().zip(b) {
+                assert!((p - q).abs() < 1e-12, "{p} vs {q}");
+            }
+        }
     }
 }

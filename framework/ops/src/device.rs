@@ -13,8 +13,8 @@
 //! with both gradients; max pooling (the backward recomputes the winners on the device) and
 //! average pooling with `count_include_pad=False`; batch norm in training mode (the batch
 //! statistics come back to the host, `2C` values, for the running averages and the
-//! backward). The weighted sum and global pooling use candle's own device ops off the CPU.
-//! Batch norm with running statistics, average pooling with `count_include_pad=True` and
+//! backward). The weighted sum, global pooling and batch norm with running statistics use
+//! candle's own device ops off the CPU. Average pooling with `count_include_pad=True` and
 //! im2col still run through the host (docs/gpu.md).
 use crate::geom::Window;
 use candle_core::backend::BackendStorage;
