@@ -81,6 +81,18 @@ impl Conv1x1 {
 
     /// `[dL/dx, dL/dW]` flat.
     pub(crate) fn backward<T: Float>(&self, x: &[T], wt: &[T], g: &[T]) -> Vec<T> {
+        self.backward_with(x, wt, g, true)
+    }
+
+    /// [`Self::backward`]; without `weights` the dL/dW part is left zero and not computed
+    /// (nobody asked for it: [`crate::with_frozen_weights`]).
+    pub(crate) fn backward_with<T: Float>(
+        &self,
+        x: &[T],
+        wt: &[T],
+        g: &[T],
+        weights: bool,
+    ) -> Vec<T> {
         let (l, hw) = (self.l(), self.h * self.w);
         let (ci, co) = (self.ci, self.co);
         let nx = self.n * ci * hw;
@@ -102,18 +114,20 @@ impl Conv1x1 {
                     rs: l,
                     cs: 1,
                 };
-                matmul(
-                    pw,
-                    false,
-                    gm,
-                    Mat {
-                        data: xn,
-                        rows: l,
-                        cols: ci,
-                        rs: 1,
-                        cs: l,
-                    },
-                );
+                if weights {
+                    matmul(
+                        pw,
+                        false,
+                        gm,
+                        Mat {
+                            data: xn,
+                            rows: l,
+                            cols: ci,
+                            rs: 1,
+                            cs: l,
+                        },
+                    );
+                }
                 // dx_n (ci x L) = W^T (ci x co) * g_n (co x L)
                 let wt_t = Mat {
                     data: wt,
@@ -138,7 +152,7 @@ impl Conv1x1 {
                     }
                 }
             });
-        for (j, d) in gw.iter_mut().enumerate() {
+        for (j, d) in gw.iter_mut().enumerate().filter(|_| weights) {
             let acc: f64 = (0..self.n).map(|n| partial[n * co * ci + j].to_f64()).sum();
             *d = T::from_f64(acc);
         }

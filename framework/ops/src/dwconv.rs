@@ -435,6 +435,20 @@ fn weight_grad_any<T: Float, const FMA: bool>(p: &Phased<T>, g: &[T], gw: &mut [
 }
 
 pub(crate) fn backward<T: Float>(x: &[T], wt: &[T], g: &[T], win: &Window, relu: bool) -> Vec<T> {
+    backward_with(x, wt, g, win, relu, true)
+}
+
+/// [`backward`]; without `weights` the stride-1 path skips dL/dweight (left zero; nobody asked
+/// for it: [`crate::with_frozen_weights`]). Strided planes compute it anyway (one scatter
+/// produces both).
+pub(crate) fn backward_with<T: Float>(
+    x: &[T],
+    wt: &[T],
+    g: &[T],
+    win: &Window,
+    relu: bool,
+    weights: bool,
+) -> Vec<T> {
     let (rows, cols) = (win.row_taps(), win.col_taps());
     let (k, pad, d) = (win.k, win.padding, win.dilation);
     let kk = k * k;
@@ -461,8 +475,10 @@ pub(crate) fn backward<T: Float>(x: &[T], wt: &[T], g: &[T], win: &Window, relu:
                     let xpl = input_plane(&x[p * ip..(p + 1) * ip], relu, scratch);
                     let gpl = &g[p * op..(p + 1) * op];
                     if win.stride == 1 {
-                        xp.fill(xpl, win.h, win.w, pad, hp, wp, 1);
-                        weight_grad(xp, gpl, gwp, win);
+                        if weights {
+                            xp.fill(xpl, win.h, win.w, pad, hp, wp, 1);
+                            weight_grad(xp, gpl, gwp, win);
+                        }
                         let (gr, gc) =
                             ((win.h + pad).max(win.oh) + a, (win.w + pad).max(win.ow) + a);
                         gp.fill(gpl, win.oh, win.ow, a, gr, gc, 1);

@@ -234,7 +234,10 @@ pub fn mixed_edge<'a>(
     }
     crate::pointwise::probe_relu_input(&x);
     let slot: Slot = Arc::new(Mutex::new(vec![None; params.len()]));
-    let tracked: Vec<bool> = params.iter().map(|p| p.track_op()).collect();
+    // Under `with_frozen_weights` no weight gradient is wanted: no taps, and the backward
+    // skips the weight-gradient work.
+    let frozen = crate::frozen::weights_frozen();
+    let tracked: Vec<bool> = params.iter().map(|p| p.track_op() && !frozen).collect();
     let taps: Vec<Tensor> = params
         .iter()
         .enumerate()
@@ -534,9 +537,10 @@ impl Edge {
                     let mut gz = bn.backward_op(Some(vec![scale; bn.c]))?.run(z, g);
                     gz.truncate(z.len());
                     let (ga, gb) = split_channels(&gz, a.n);
-                    let mut gr = a.backward(r, params[*pi], &ga);
+                    let need = self.tracked[*pi] || self.tracked[*pi + 1];
+                    let mut gr = a.backward_with(r, params[*pi], &ga, need);
                     let gwa = gr.split_off(r.len());
-                    let mut gs = b.backward(sh, params[*pi + 1], &gb);
+                    let mut gs = b.backward_with(sh, params[*pi + 1], &gb, need);
                     let gwb = gs.split_off(sh.len());
                     add_shifted_masked(&mut gx, &gr, &gs, r, a);
                     gparams[*pi] = Some(gwa);
@@ -557,8 +561,9 @@ impl Edge {
                             Some(gc) => (gc.as_slice(), 1.0),
                             None => (g, scale),
                         };
+                        let need = self.tracked[*pi] || self.tracked[*pi + 1];
                         let (gin, gdw, gpw) =
-                            geom.backward(input, params[*pi], params[*pi + 1], a, b, gy, s)?;
+                            geom.backward(input, params[*pi], params[*pi + 1], a, b, gy, s, need)?;
                         gparams[*pi] = Some(gdw);
                         gparams[*pi + 1] = Some(gpw);
                         g_cur = Some(gin);

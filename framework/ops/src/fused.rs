@@ -131,14 +131,15 @@ impl UnitGeom {
         b: &[T],
         g: &[T],
         scale: f64,
+        weights: bool,
     ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
         let gamma = (scale != 1.0).then(|| vec![scale; self.bn.c]);
         let mut gb = self.bn.backward_op(gamma)?.run(b, g);
         gb.truncate(b.len());
-        let mut ga = self.pw.backward(a, w_pw, &gb);
+        let mut ga = self.pw.backward_with(a, w_pw, &gb, weights);
         drop(gb);
         let g_pw = ga.split_off(a.len());
-        let mut gx = crate::dwconv::backward(x, w_dw, &ga, &self.win, true);
+        let mut gx = crate::dwconv::backward_with(x, w_dw, &ga, &self.win, true, weights);
         drop(ga);
         let g_dw = gx.split_off(x.len());
         Ok((gx, g_dw, g_pw))
@@ -172,7 +173,7 @@ impl Unit {
             bail!("relu_dw_pw_bn backward: the forward kept no activations");
         };
         let (a, b) = (T::cpu_storage_as_slice(a)?, T::cpu_storage_as_slice(b)?);
-        self.geom.backward(x, w_dw, w_pw, a, b, g, 1.0)
+        self.geom.backward(x, w_dw, w_pw, a, b, g, 1.0, true)
     }
 }
 

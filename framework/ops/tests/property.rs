@@ -964,3 +964,81 @@ fn fused_edge_factorized_reduce_equals_the_separate_ops() {
     let w = tensor(&[1.0], &[1], DType::F64);
     assert!(mixed_edge(&odd, &w, &[opt], true).is_err());
 }
+
+/// Under `with_frozen_weights` (an architecture step) the fused edge computes no weight
+/// gradients, and the gradients of its input and mixing weights are bit for bit those of an
+/// ordinary backward: separable units at strides 1 and 2 (both dwconv backward paths) and a
+/// pooling option.
+#[test]
+fn frozen_weights_leave_input_and_mixing_gradients_unchanged() {
+    let mut rg = rng(31);
+    let (n, c, h, w) = (3, 4, 9, 8);
+    let x = uniform(&mut rg, n * c * h * w);
+    let wts: Vec<Vec<f64>> = [c * 9, c * c, c * 25, c * c]
+        .iter()
+        .map(|&len| uniform(&mut rg, len))
+        .collect();
+    let shapes: [&[usize]; 4] = [&[c, 1, 3, 3], &[c, c, 1, 1], &[c, 1, 5, 5], &[c, c, 1, 1]];
+    let alpha = uniform(&mut rg, 3);
+    for stride in [1, 2] {
+        for dtype in [DType::F64, DType::F32] {
+            let run = |frozen: bool| {
+                let xv = Var::from_tensor(&tensor(&x, &[n, c, h, w], dtype)).unwrap();
+                let av = Var::from_tensor(&tensor(&alpha, &[3], dtype)).unwrap();
+                let ws: Vec<Var> = wts
+                    .iter()
+                    .zip(shapes)
+                    .map(|(v, s)| Var::from_tensor(&tensor(v, s, dtype)).unwrap())
+                    .collect();
+                let bns: Vec<BatchNorm2d> = (0..3)
+                    .map(|_| BatchNorm2d::new(c, None, 1e-5, Some(0.1)))
+                    .collect();
+                let unit = |i: usize, b: usize, p: usize, d: usize| UnitSpec {
+                    w_dw: ws[i].as_tensor(),
+                    w_pw: ws[i + 1].as_tensor(),
+                    bn: &bns[b],
+                    stride,
+                    padding: p,
+                    dilation: d,
+                };
+                let opts = vec![
+                    EdgeOption::MaxPoolBn {
+                        kernel: 3,
+                        stride,
+                        padding: 1,
+                        bn: &bns[0],
+                    },
+                    EdgeOption::Units(vec![unit(0, 1, 1, 1)]),
+                    EdgeOption::Units(vec![unit(2, 2, 4, 2)]),
+                ];
+                let wsm = softmax(av.as_tensor());
+                let forward = || mixed_edge(xv.as_tensor(), &wsm, &opts, true).unwrap();
+                let y = if frozen {
+                    with_frozen_weights(forward)
+                } else {
+                    forward()
+                };
+                let gy = tensor(&uniform(&mut rng(5), y.elem_count()), y.dims(), dtype);
+                let grads = loss(&y, &gy).backward().unwrap();
+                let weight_grads = ws
+                    .iter()
+                    .filter(|v| grads.get(v.as_tensor()).is_some())
+                    .count();
+                (
+                    values(&y),
+                    values(grads.get(xv.as_tensor()).unwrap()),
+                    values(grads.get(av.as_tensor()).unwrap()),
+                    weight_grads,
+                )
+            };
+            let (y0, gx0, ga0, nw0) = run(false);
+            let (y1, gx1, ga1, nw1) = run(true);
+            let what = format!("stride {stride} {dtype:?}");
+            assert_eq!(nw0, 4, "{what}: an ordinary backward reaches every weight");
+            assert_eq!(nw1, 0, "{what}: frozen weights got gradients");
+            assert_eq!(y0, y1, "{what}: outputs differ");
+            assert_eq!(gx0, gx1, "{what}: input gradients differ");
+            assert_eq!(ga0, ga1, "{what}: mixing-weight gradients differ");
+        }
+    }
+}

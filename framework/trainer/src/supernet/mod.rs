@@ -424,7 +424,12 @@ impl WeightSharingTrainer {
         want_arch: bool,
     ) -> Result<(LossGrads, Vec<bool>)> {
         let (td, avars) = self.tensor_drive(drive, batch.n, want_arch)?;
-        let (loss, lv, correct) = self.training_loss(batch, &td, drive, "loss")?;
+        // Without weight gradients wanted (an architecture step), the fused ops skip theirs.
+        let (loss, lv, correct) = if want_weights {
+            self.training_loss(batch, &td, drive, "loss")?
+        } else {
+            nas_ops::with_frozen_weights(|| self.training_loss(batch, &td, drive, "loss"))?
+        };
         let grads = {
             let _profile = nas_ops::profile::scope("phase: backward");
             loss.backward().map_err(terr)?
