@@ -164,3 +164,18 @@ macro_rules! dispatch_float {
     };
 }
 pub(crate) use dispatch_float;
+
+/// The backward of a two-input op from its `apply_op3_no_bwd` backward op, whose output is
+/// the flat concatenation `[dL/dx, dL/dw]`: the two gradients in the shapes of `x` and `w`.
+pub(crate) fn input_and_weight_grads(
+    x: &candle_core::Tensor,
+    w: &candle_core::Tensor,
+    g: &candle_core::Tensor,
+    op: &impl candle_core::CustomOp3,
+) -> Result<(Option<candle_core::Tensor>, Option<candle_core::Tensor>)> {
+    let both = x.apply_op3_no_bwd(w, &g.contiguous()?, op)?;
+    let nx = x.elem_count();
+    let gx = both.narrow(0, 0, nx)?.reshape(x.shape())?;
+    let gw = both.narrow(0, nx, w.elem_count())?.reshape(w.shape())?;
+    Ok((Some(gx), Some(gw)))
+}

@@ -97,11 +97,7 @@ impl CustomOp2 for DirectConv {
         _res: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let both = x.apply_op3_no_bwd(w, &g.contiguous()?, &DirectConvBwd(*self))?;
-        let nx = x.elem_count();
-        let gx = both.narrow(0, 0, nx)?.reshape(x.shape())?;
-        let gw = both.narrow(0, nx, w.elem_count())?.reshape(w.shape())?;
-        Ok((Some(gx), Some(gw)))
+        crate::cpu::input_and_weight_grads(x, w, g, &DirectConvBwd(*self))
     }
 }
 

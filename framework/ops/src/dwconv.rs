@@ -138,19 +138,11 @@ impl CustomOp2 for DwConv {
         _res: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = g.contiguous()?;
-        let both = x.apply_op3_no_bwd(
-            w,
-            &g,
-            &DwConvBwd {
-                win: self.win,
-                relu: self.relu,
-            },
-        )?;
-        let nx = x.elem_count();
-        let gx = both.narrow(0, 0, nx)?.reshape(x.shape())?;
-        let gw = both.narrow(0, nx, w.elem_count())?.reshape(w.shape())?;
-        Ok((Some(gx), Some(gw)))
+        let op = DwConvBwd {
+            win: self.win,
+            relu: self.relu,
+        };
+        crate::cpu::input_and_weight_grads(x, w, g, &op)
     }
 }
 
