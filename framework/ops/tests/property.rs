@@ -215,6 +215,28 @@ fn pools_match_reference() {
     }
 }
 
+/// Many ties (values in {0, 1, 2}): each gradient goes to the first maximal cell of its
+/// window in row-major order, also when the maximum sits in several rows (the kernel finds
+/// row maxima first, then the maximum over rows).
+#[test]
+fn max_pool_with_many_ties_matches_the_reference() {
+    let mut rg = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(11);
+    for (k, s, p) in [(3, 1, 1), (3, 2, 1), (5, 1, 2), (2, 2, 0), (3, 3, 0)] {
+        let xd = [2, 3, 9, 11];
+        let x: Vec<f64> = (0..xd.iter().product::<usize>())
+            .map(|_| rg.random_range(0..3) as f64)
+            .collect();
+        let what = format!("ties k{k} s{s} p{p}");
+        let (y, gy, gx) = run1(&tensor(&x, &xd, DType::F64), 3, |x| {
+            max_pool2d(x, k, s, p).unwrap()
+        });
+        let (yr, _) = r::max_pool2d_forward(&x, xd, k, s, p);
+        assert_close(&format!("{what} y"), &values(&y), &yr, 0.0);
+        let gr = r::max_pool2d_backward(&x, xd, &gy, k, s, p);
+        assert_close(&format!("{what} gx"), &gx, &gr, 0.0);
+    }
+}
+
 #[test]
 fn max_pool_ties_go_to_the_first_cell() {
     // All equal: each window's gradient goes to its first in-image cell (row-major).
