@@ -216,8 +216,8 @@ fn pools_match_reference() {
 }
 
 /// Many ties (values in {0, 1, 2}): each gradient goes to the first maximal cell of its
-/// window in row-major order, also when the maximum sits in several rows (the kernel finds
-/// row maxima first, then the maximum over rows).
+/// window in row-major order, also when the maximum sits in several rows and columns of the
+/// window and when windows are strided or cut by the padding.
 #[test]
 fn max_pool_with_many_ties_matches_the_reference() {
     let mut rg = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(11);
