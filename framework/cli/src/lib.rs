@@ -17,6 +17,7 @@ mod export_cmd;
 mod family_cmd;
 mod latency_cmd;
 mod list_cmd;
+mod memory;
 mod plugin_cmd;
 mod run_cmd;
 mod shape_arg;
@@ -287,9 +288,11 @@ impl From<OrderArg> for nas_core::OrderSetting {
     }
 }
 
-/// Runs the command line with the built-in components plus those `register` adds.
-/// Returns the process exit code.
+/// Runs the command line with the built-in components plus those `register` adds, after
+/// setting the process's allocator policy (freed memory kept for the next step; off with
+/// `NAS_RETAIN_MEMORY=0`, docs/performance.md). Returns the process exit code.
 pub fn main_with(register: impl FnOnce(&mut Components) -> nas_core::Result<()>) -> i32 {
+    memory::retain_freed_memory();
     run_with(std::env::args_os(), register)
 }
 

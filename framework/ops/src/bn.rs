@@ -4,7 +4,8 @@
 //! *unbiased* variance; in evaluation mode it normalises with the running statistics.
 //! `momentum = None` gives PyTorch's cumulative moving average (`1 / num_batches_tracked`), which
 //! is what batch-norm recalibration of a sampled sub-network uses.
-use crate::cpu::{dispatch_float, par_planes, slice, sum, Float};
+use crate::cpu::{dispatch_float, slice, sum, Float};
+use crate::fresh::{par_chunks_zeroed, Split};
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, Var,
 };
@@ -309,15 +310,18 @@ impl BnOp {
             .collect();
         let shift: Vec<T> = (0..c).map(|ch| beta.map_or(T::ZERO, |b| b[ch])).collect();
         let mean: Vec<T> = mean.iter().map(|&m| T::from_f64(m)).collect();
-        let mut y = vec![T::ZERO; x.len()];
-        par_planes(&mut y, self.hw, |p, yp| {
-            let ch = p % c;
-            let (m, a, b) = (mean[ch], scale[ch], shift[ch]);
-            for (yv, &xv) in yp.iter_mut().zip(&x[p * self.hw..(p + 1) * self.hw]) {
-                *yv = (xv - m) * a + b;
-            }
-        });
-        y
+        let hw = self.hw;
+        par_chunks_zeroed(
+            Split::planes(x.len(), hw),
+            || (),
+            |_, p, yp| {
+                let ch = p % c;
+                let (m, a, b) = (mean[ch], scale[ch], shift[ch]);
+                for (yv, &xv) in yp.iter_mut().zip(&x[p * hw..(p + 1) * hw]) {
+                    *yv = (xv - m) * a + b;
+                }
+            },
+        )
     }
 
     /// The training-mode forward on a CUDA device ([`crate::device::batch_norm_train`]),
@@ -549,15 +553,19 @@ impl BnBwd {
                 )
             })
             .collect();
-        let mut out = vec![T::ZERO; x.len() + 2 * c];
-        let (gx, rest) = out.split_at_mut(x.len());
-        par_planes(gx, hw, |p, gxp| {
-            let (a, b, c0, mt) = coef[p % c];
-            let r = p * hw..(p + 1) * hw;
-            for ((d, &gv), &xv) in gxp.iter_mut().zip(&g[r.clone()]).zip(&x[r]) {
-                *d = a * gv + b * (xv - mt) + c0;
-            }
-        });
+        let split = Split::planes(x.len(), hw).with_tail(2 * c);
+        let mut out = par_chunks_zeroed(
+            split,
+            || (),
+            |_, p, gxp| {
+                let (a, b, c0, mt) = coef[p % c];
+                let r = p * hw..(p + 1) * hw;
+                for ((d, &gv), &xv) in gxp.iter_mut().zip(&g[r.clone()]).zip(&x[r]) {
+                    *d = a * gv + b * (xv - mt) + c0;
+                }
+            },
+        );
+        let rest = &mut out[x.len()..];
         for ch in 0..c {
             rest[ch] = T::from_f64(self.invstd[ch] * sgx[ch]);
             rest[c + ch] = T::from_f64(sg[ch]);

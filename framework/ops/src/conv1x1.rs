@@ -5,9 +5,9 @@
 //! on thread scheduling). A stride > 1 reads every `stride`-th row and column of each plane
 //! (DARTS' `FactorizedReduce`, quark0/darts `operations.py`).
 use crate::cpu::{dispatch_float, slice, Float};
+use crate::fresh::{par_chunks_zeroed, par_chunks_zeroed_with, Split};
 use crate::gemm::{matmul, Mat};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 /// Sizes of one pointwise convolution.
 #[derive(Clone, Copy, Debug)]
@@ -54,10 +54,16 @@ impl Conv1x1 {
 
     pub(crate) fn forward<T: Float>(&self, x: &[T], wt: &[T]) -> Vec<T> {
         let l = self.l();
-        let mut y = vec![T::ZERO; self.n * self.co * l];
-        y.par_chunks_mut((self.co * l).max(1))
-            .enumerate()
-            .for_each(|(n, yn)| {
+        let split = Split {
+            len: self.n * self.co * l,
+            chunk: self.co * l,
+            min_chunks: 1,
+            tail: 0,
+        };
+        par_chunks_zeroed(
+            split,
+            || (),
+            |_, n, yn| {
                 let mut scratch = Vec::new();
                 let xn = self.input(x, n, &mut scratch);
                 let lhs = Mat {
@@ -75,8 +81,8 @@ impl Conv1x1 {
                     cs: 1,
                 };
                 matmul(yn, false, lhs, rhs);
-            });
-        y
+            },
+        )
     }
 
     /// `[dL/dx, dL/dW]` flat.
@@ -96,13 +102,19 @@ impl Conv1x1 {
         let (l, hw) = (self.l(), self.h * self.w);
         let (ci, co) = (self.ci, self.co);
         let nx = self.n * ci * hw;
-        let mut out = vec![T::ZERO; nx + co * ci];
         let mut partial = vec![T::ZERO; self.n * co * ci];
-        let (gx, gw) = out.split_at_mut(nx);
-        gx.par_chunks_mut((ci * hw).max(1))
-            .zip(partial.par_chunks_mut((co * ci).max(1)))
-            .enumerate()
-            .for_each(|(n, (gxn, pw))| {
+        let split = Split {
+            len: nx,
+            chunk: ci * hw,
+            min_chunks: 1,
+            tail: co * ci,
+        };
+        let mut out = par_chunks_zeroed_with(
+            split,
+            &mut partial,
+            co * ci,
+            || (),
+            |_, n, gxn, pw| {
                 let gn = &g[n * co * l..(n + 1) * co * l];
                 let mut scratch = Vec::new();
                 let xn = self.input(x, n, &mut scratch);
@@ -151,7 +163,9 @@ impl Conv1x1 {
                         }
                     }
                 }
-            });
+            },
+        );
+        let gw = &mut out[nx..];
         for (j, d) in gw.iter_mut().enumerate().filter(|_| weights) {
             let acc: f64 = (0..self.n).map(|n| partial[n * co * ci + j].to_f64()).sum();
             *d = T::from_f64(acc);

@@ -12,9 +12,9 @@
 //! stride > 1 (small outputs) a direct scatter over precomputed tap ranges ([`backward_plane`])
 //! is faster. The two hot loops are compiled twice, portable and AVX2 + FMA, chosen at run time.
 use crate::cpu::{dispatch_float, dot, slice, Float};
+use crate::fresh::{par_chunks_zeroed, par_chunks_zeroed_with, Split};
 use crate::geom::{Tap, Window};
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 /// Depthwise 2-D convolution of `x` `[N, C, H, W]` with `weight` `[C, 1, k, k]`.
 ///
@@ -191,27 +191,22 @@ pub(crate) fn forward<T: Float>(x: &[T], wt: &[T], win: &Window, relu: bool) -> 
     let kk = win.k * win.k;
     let (ip, op) = (win.in_plane(), win.out_plane());
     let (hp, wp) = (win.h + 2 * win.padding, win.w + 2 * win.padding);
-    let mut y = vec![T::ZERO; win.n * win.c * op];
-    let min_len = (4096 / op.max(1)).max(1);
-    y.par_chunks_mut(op.max(1))
-        .enumerate()
-        .with_min_len(min_len)
-        .for_each_init(
-            || (Phased::new(), Vec::new()),
-            |(xp, scratch), (p, yp)| {
-                let c = p % win.c;
-                let x_plane = input_plane(&x[p * ip..(p + 1) * ip], relu, scratch);
-                xp.fill(x_plane, win.h, win.w, win.padding, hp, wp, win.stride);
-                let spec = Corr {
-                    k: win.k,
-                    s: win.stride,
-                    d: win.dilation,
-                    off: 0,
-                };
-                corr(xp, &wt[c * kk..(c + 1) * kk], spec, yp, win.oh, win.ow);
-            },
-        );
-    y
+    par_chunks_zeroed(
+        Split::planes(win.n * win.c * op, op),
+        || (Phased::new(), Vec::new()),
+        |(xp, scratch), p, yp| {
+            let c = p % win.c;
+            let x_plane = input_plane(&x[p * ip..(p + 1) * ip], relu, scratch);
+            xp.fill(x_plane, win.h, win.w, win.padding, hp, wp, win.stride);
+            let spec = Corr {
+                k: win.k,
+                s: win.stride,
+                d: win.dilation,
+                off: 0,
+            };
+            corr(xp, &wt[c * kk..(c + 1) * kk], spec, yp, win.oh, win.ow);
+        },
+    )
 }
 
 /// Zero columns at the end of each phase row: blocked loops (at most 16 lanes) may read past the
@@ -450,53 +445,47 @@ pub(crate) fn backward_with<T: Float>(
     // enough zeros at the bottom/right), with the flipped kernel, read from offset `pad`.
     let a = d * (k - 1);
     let planes = win.n * win.c;
-    let mut out = vec![T::ZERO; planes * ip + win.c * kk];
     let mut partial = vec![T::ZERO; planes * kk];
-    {
-        let gx = &mut out[..planes * ip];
-        let min_len = (4096 / ip.max(1)).max(1);
-        gx.par_chunks_mut(ip.max(1))
-            .zip(partial.par_chunks_mut(kk))
-            .enumerate()
-            .with_min_len(min_len)
-            .for_each_init(
-                || (Phased::new(), Phased::new(), Vec::new(), Vec::new()),
-                |(xp, gp, flipped, scratch), (p, (gxp, gwp))| {
-                    let c = p % win.c;
-                    let wk = &wt[c * kk..(c + 1) * kk];
-                    let xpl = input_plane(&x[p * ip..(p + 1) * ip], relu, scratch);
-                    let gpl = &g[p * op..(p + 1) * op];
-                    if win.stride == 1 {
-                        if weights {
-                            xp.fill(xpl, win.h, win.w, pad, hp, wp, 1);
-                            weight_grad(xp, gpl, gwp, win);
-                        }
-                        let (gr, gc) =
-                            ((win.h + pad).max(win.oh) + a, (win.w + pad).max(win.ow) + a);
-                        gp.fill(gpl, win.oh, win.ow, a, gr, gc, 1);
-                        flipped.clear();
-                        flipped.extend(wk.iter().rev());
-                        let spec = Corr {
-                            k,
-                            s: 1,
-                            d,
-                            off: pad,
-                        };
-                        corr(gp, flipped, spec, gxp, win.h, win.w);
-                    } else {
-                        // Small strided outputs: the direct scatter over precomputed tap
-                        // ranges is faster than going through phased planes.
-                        backward_plane(xpl, wk, gpl, gxp, gwp, win, &rows, &cols);
-                    }
-                    if relu {
-                        // The ReLU's backward: the gradient flows where its output is positive.
-                        for (d, &v) in gxp.iter_mut().zip(xpl) {
-                            *d = if v > T::ZERO { *d } else { T::ZERO };
-                        }
-                    }
-                },
-            );
-    }
+    let split = Split::planes(planes * ip, ip).with_tail(win.c * kk);
+    let mut out = par_chunks_zeroed_with(
+        split,
+        &mut partial,
+        kk,
+        || (Phased::new(), Phased::new(), Vec::new(), Vec::new()),
+        |(xp, gp, flipped, scratch), p, gxp, gwp| {
+            let c = p % win.c;
+            let wk = &wt[c * kk..(c + 1) * kk];
+            let xpl = input_plane(&x[p * ip..(p + 1) * ip], relu, scratch);
+            let gpl = &g[p * op..(p + 1) * op];
+            if win.stride == 1 {
+                if weights {
+                    xp.fill(xpl, win.h, win.w, pad, hp, wp, 1);
+                    weight_grad(xp, gpl, gwp, win);
+                }
+                let (gr, gc) = ((win.h + pad).max(win.oh) + a, (win.w + pad).max(win.ow) + a);
+                gp.fill(gpl, win.oh, win.ow, a, gr, gc, 1);
+                flipped.clear();
+                flipped.extend(wk.iter().rev());
+                let spec = Corr {
+                    k,
+                    s: 1,
+                    d,
+                    off: pad,
+                };
+                corr(gp, flipped, spec, gxp, win.h, win.w);
+            } else {
+                // Small strided outputs: the direct scatter over precomputed tap
+                // ranges is faster than going through phased planes.
+                backward_plane(xpl, wk, gpl, gxp, gwp, win, &rows, &cols);
+            }
+            if relu {
+                // The ReLU's backward: the gradient flows where its output is positive.
+                for (d, &v) in gxp.iter_mut().zip(xpl) {
+                    *d = if v > T::ZERO { *d } else { T::ZERO };
+                }
+            }
+        },
+    );
     // Reduce the per-plane weight gradients over the batch in f64.
     let gw = &mut out[planes * ip..];
     for c in 0..win.c {

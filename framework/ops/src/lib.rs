@@ -19,6 +19,7 @@ mod device;
 mod direct_conv;
 mod dwconv;
 mod edge;
+mod fresh;
 mod frozen;
 mod fused;
 mod gemm;
