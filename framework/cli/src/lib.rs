@@ -22,6 +22,7 @@ mod plugin_cmd;
 mod run_cmd;
 mod shape_arg;
 mod sweep_cmd;
+mod threads;
 mod zero_cost_cmd;
 
 pub use derive_cmd::DeriveArgs;
@@ -293,7 +294,8 @@ impl From<OrderArg> for nas_core::OrderSetting {
 /// `NAS_RETAIN_MEMORY=0`, docs/performance.md). Returns the process exit code.
 pub fn main_with(register: impl FnOnce(&mut Components) -> nas_core::Result<()>) -> i32 {
     memory::retain_freed_memory();
-    run_with(std::env::args_os(), register)
+    threads::quiet_candle_pool();
+    run_cli(std::env::args_os(), register, true)
 }
 
 /// [`main_with`] on the given arguments (the first is the program name): every kind a
@@ -307,6 +309,21 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    run_cli(args, register, false)
+}
+
+/// [`run_with`]; `own_process` (from [`main_with`]: the process is this command) lets a
+/// command that computes one experiment make the main thread a rayon worker
+/// (`threads::join_compute_pool`).
+fn run_cli<I, T>(
+    args: I,
+    register: impl FnOnce(&mut Components) -> nas_core::Result<()>,
+    own_process: bool,
+) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
@@ -314,6 +331,14 @@ where
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    if own_process
+        && matches!(
+            cli.command,
+            Command::Run { .. } | Command::Train { .. } | Command::Bench { .. }
+        )
+    {
+        threads::join_compute_pool();
+    }
     init_logging(&cli);
     let result = nas_builtins::components()
         .and_then(|mut c| register(&mut c).map(|_| c))

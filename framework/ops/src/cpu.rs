@@ -4,7 +4,7 @@ use candle_core::{bail, CpuStorage, DType, Layout, Result, WithDType};
 use rayon::prelude::*;
 
 /// The element types the kernels support (`f32` and `f64`).
-pub(crate) trait Float: WithDType + std::ops::Neg<Output = Self> {
+pub(crate) trait Float: WithDType + Default + std::ops::Neg<Output = Self> {
     /// 0.
     const ZERO: Self;
     /// 1.

@@ -513,7 +513,7 @@ impl Edge {
             let _profile = crate::profile::scope("  in edge: weighted sum bwd");
             self.mix.backward(&ys, w, g, &vec![false; ys.len()], true)
         };
-        let mut gx = vec![T::ZERO; x.len()];
+        let mut gx = crate::fresh::zeros(x.len());
         let mut gparams: Vec<Option<Vec<T>>> = vec![None; self.params.len()];
         for ((plan, kept), &wk) in self.plans.iter().zip(kept).zip(w) {
             let _profile = crate::profile::scope(plan.profile_name(true));

@@ -8,7 +8,6 @@
 //! chunk, in its own cache, right before the kernel fills it. The kernels see exactly what
 //! they saw before: a zeroed chunk.
 
-use crate::cpu::Float;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -46,9 +45,13 @@ impl Split {
     }
 }
 
-/// Zeroes `chunk` and returns it as initialised.
-fn zeroed<T: Float>(chunk: &mut [MaybeUninit<T>]) -> &mut [T] {
-    chunk.fill(MaybeUninit::new(T::ZERO));
+/// Element types of fresh buffers: plain values whose `Default` is zero (`f32`, `f64`, `u32`).
+pub(crate) trait Plain: Copy + Default + Send + Sync {}
+impl<T: Copy + Default + Send + Sync> Plain for T {}
+
+/// Zeroes `chunk` (fills it with `T::default()`) and returns it as initialised.
+fn zeroed<T: Plain>(chunk: &mut [MaybeUninit<T>]) -> &mut [T] {
+    chunk.fill(MaybeUninit::new(T::default()));
     // SAFETY: every element was initialised on the line above, and `MaybeUninit<T>` has the
     // layout of `T`.
     unsafe { &mut *(chunk as *mut [MaybeUninit<T>] as *mut [T]) }
@@ -57,7 +60,7 @@ fn zeroed<T: Float>(chunk: &mut [MaybeUninit<T>]) -> &mut [T] {
 /// Allocates `split.len + split.tail` elements without clearing them, runs `body` over the
 /// first `split.len` (it returns whether its chunks initialised all of them) and returns the
 /// buffer once every element is initialised.
-fn fresh<T: Float>(split: Split, body: impl FnOnce(&mut [MaybeUninit<T>]) -> bool) -> Vec<T> {
+fn fresh<T: Plain>(split: Split, body: impl FnOnce(&mut [MaybeUninit<T>]) -> bool) -> Vec<T> {
     let total = split.len + split.tail;
     let mut out: Vec<T> = Vec::with_capacity(total);
     let spare = &mut out.spare_capacity_mut()[..total];
@@ -74,7 +77,7 @@ fn fresh<T: Float>(split: Split, body: impl FnOnce(&mut [MaybeUninit<T>]) -> boo
 
 /// A fresh buffer (see the module doc) filled by `f(state, chunk_index, chunk)` in parallel,
 /// `state` made by `init` once per rayon task (scratch space), each chunk zeroed first.
-pub(crate) fn par_chunks_zeroed<T: Float, S>(
+pub(crate) fn par_chunks_zeroed<T: Plain, S>(
     split: Split,
     init: impl Fn() -> S + Sync + Send,
     f: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
@@ -95,7 +98,7 @@ pub(crate) fn par_chunks_zeroed<T: Float, S>(
 /// fresh buffer comes with `side`'s chunk `i` of `side_chunk` elements (per-example partial
 /// weight gradients). If `side` has fewer chunks than the fresh buffer, the buffer is all
 /// zeros and `f` is not run: callers size `side` to match (a debug assertion checks it).
-pub(crate) fn par_chunks_zeroed_with<T: Float, U: Send, S>(
+pub(crate) fn par_chunks_zeroed_with<T: Plain, U: Send, S>(
     split: Split,
     side: &mut [U],
     side_chunk: usize,
@@ -119,6 +122,22 @@ pub(crate) fn par_chunks_zeroed_with<T: Float, U: Send, S>(
             .for_each_init(&init, |s, (i, (c, sc))| f(s, i, zeroed(c), sc));
         true
     })
+}
+
+/// [`par_chunks_zeroed`] over `plane`-sized chunks grouped as [`crate::cpu::par_planes`] groups
+/// them, without per-task state: `f(plane_index, zeroed_plane)`.
+pub(crate) fn par_planes_zeroed<T: Plain>(
+    len: usize,
+    plane: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) -> Vec<T> {
+    par_chunks_zeroed(Split::planes(len, plane), || (), |_, p, c| f(p, c))
+}
+
+/// `len` zeros, written in parallel blocks on the rayon workers (for buffers the kernels add
+/// into).
+pub(crate) fn zeros<T: Plain>(len: usize) -> Vec<T> {
+    par_chunks_zeroed(Split::planes(len, 1 << 14), || (), |_, _, _| {})
 }
 
 #[cfg(test)]
@@ -155,6 +174,13 @@ mod tests {
                 assert_eq!(x, want, "len {len} chunk {chunk} tail {tail} at {k}");
             }
         }
+    }
+
+    #[test]
+    fn zeros_are_zeros() {
+        let z: Vec<u32> = zeros(40_000);
+        assert_eq!(z.len(), 40_000);
+        assert!(z.iter().all(|&v| v == 0));
     }
 
     /// The side buffer's chunk `i` arrives with the fresh buffer's chunk `i`.

@@ -14,6 +14,7 @@
 //!   backward visits `Mix` before the taps (they are its ancestors), so each tap finds its
 //!   gradient there.
 use crate::cpu::{dispatch_float, dot, slice, Float};
+use crate::fresh::{par_chunks_zeroed, Split};
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Storage, Tensor,
 };
@@ -155,10 +156,16 @@ impl Geom {
     }
 
     pub(crate) fn forward<T: Float>(&self, ys: &[&[T]], w: &[T]) -> Vec<T> {
-        let mut y = vec![T::ZERO; self.numel];
-        y.par_chunks_mut(self.chunk)
-            .enumerate()
-            .for_each(|(b, yb)| {
+        let split = Split {
+            len: self.numel,
+            chunk: self.chunk,
+            min_chunks: 1,
+            tail: 0,
+        };
+        par_chunks_zeroed(
+            split,
+            || (),
+            |_, b, yb| {
                 let start = b * self.chunk;
                 for (k, src) in ys.iter().enumerate() {
                     let wk = self.weight(w, b, k);
@@ -173,8 +180,8 @@ impl Geom {
                         }
                     }
                 }
-            });
-        y
+            },
+        )
     }
 
     /// One pass over `g`: `dL/dys[k] = w_k * g` for the `tracked` operands (None for the

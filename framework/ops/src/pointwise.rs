@@ -1,7 +1,8 @@
 //! ReLU and global average pooling, and a probe that records what every ReLU sees.
 use std::cell::RefCell;
 
-use crate::cpu::{dispatch_float, par_planes, slice, sum, Float};
+use crate::cpu::{dispatch_float, slice, sum, Float};
+use crate::fresh::par_planes_zeroed;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -68,8 +69,7 @@ impl CustomOp1 for Relu {
         let _profile = crate::profile::scope(self.name());
         dispatch_float!("relu", s, |T| {
             let x: &[T] = slice(s, l)?;
-            let mut y = vec![T::ZERO; x.len()];
-            par_planes(&mut y, BLOCK, |b, yb| {
+            let y = par_planes_zeroed(x.len(), BLOCK, |b, yb| {
                 for (yv, &xv) in yb.iter_mut().zip(&x[b * BLOCK..]) {
                     *yv = if xv < T::ZERO { T::ZERO } else { xv };
                 }
@@ -108,8 +108,7 @@ impl CustomOp2 for ReluBwd {
         let _profile = crate::profile::scope(self.name());
         dispatch_float!("relu backward", s1, |T| {
             let (y, g): (&[T], &[T]) = (slice(s1, l1)?, slice(s2, l2)?);
-            let mut gx = vec![T::ZERO; y.len()];
-            par_planes(&mut gx, BLOCK, |b, gb| {
+            let gx = par_planes_zeroed(y.len(), BLOCK, |b, gb| {
                 let r = b * BLOCK..;
                 for ((d, &yv), &gv) in gb.iter_mut().zip(&y[r.clone()]).zip(&g[r]) {
                     *d = if yv > T::ZERO { gv } else { T::ZERO };
@@ -174,8 +173,7 @@ impl CustomOp1 for GlobalAvgPoolBwd {
         dispatch_float!("global_avg_pool backward", s, |T| {
             let g: &[T] = slice(s, l)?;
             let inv = T::from_f64(1.0 / hw.max(1) as f64);
-            let mut gx = vec![T::ZERO; n * c * hw];
-            par_planes(&mut gx, hw, |p, gp| gp.fill(g[p] * inv));
+            let gx = par_planes_zeroed(n * c * hw, hw, |p, gp| gp.fill(g[p] * inv));
             Ok((T::to_cpu_storage_owned(gx), Shape::from(n * c * hw)))
         })
     }

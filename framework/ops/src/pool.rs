@@ -6,9 +6,9 @@
 //! `count_include_pad = false` the average divides by the number of in-image cells of the window.
 //! Like PyTorch, `padding <= kernel / 2` is required, so every window holds an image cell.
 use crate::cpu::{dispatch_float, par_planes, slice, Float};
+use crate::fresh::{par_chunks_zeroed_with, par_planes_zeroed, zeros, Split};
 use crate::geom::{Tap, Window};
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
 fn window(op: &str, x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Window> {
@@ -107,7 +107,7 @@ impl CustomOp1 for MaxPool {
 pub(crate) fn max_pool_forward<T: Float>(x: &[T], win: &Window) -> (Vec<T>, Vec<u32>) {
     let (rows, cols) = (win.row_taps(), win.col_taps());
     let (ip, op) = (win.in_plane(), win.out_plane());
-    let mut y = vec![T::NEG_INF; win.n * win.c * op];
+    let len = win.n * win.c * op;
     let first = |taps: &[Tap], out: usize| -> Vec<u32> {
         (0..out)
             .map(|o| taps.iter().position(|t| t.lo <= o && o < t.hi).unwrap_or(0) as u32)
@@ -118,16 +118,19 @@ pub(crate) fn max_pool_forward<T: Float>(x: &[T], win: &Window) -> (Vec<T>, Vec<
         .iter()
         .flat_map(|&i| fc.iter().map(move |&j| i * win.k as u32 + j))
         .collect();
-    let mut idx = vec![0u32; y.len()];
-    let min_len = (4096 / op.max(1)).max(1);
-    y.par_chunks_mut(op.max(1))
-        .zip(idx.par_chunks_mut(op.max(1)))
-        .enumerate()
-        .with_min_len(min_len)
-        .for_each(|(p, (yp, ixp))| {
+    let mut idx: Vec<u32> = zeros(len);
+    let split = Split::planes(len, op);
+    let y = par_chunks_zeroed_with(
+        split,
+        &mut idx,
+        op,
+        || (),
+        |_, p, yp, ixp| {
+            yp.fill(T::NEG_INF);
             ixp.copy_from_slice(&init);
             max_plane(&x[p * ip..(p + 1) * ip], yp, ixp, win, &rows, &cols);
-        });
+        },
+    );
     (y, idx)
 }
 
@@ -245,7 +248,7 @@ impl CustomOp2 for MaxPoolBwdRecompute {
 
 /// The input gradient of max pooling: each output gradient goes to its recorded tap `idx`.
 pub(crate) fn max_pool_backward<T: Float>(g: &[T], idx: &[u32], win: &Window) -> Vec<T> {
-    let mut gx = vec![T::ZERO; win.n * win.c * win.in_plane()];
+    let mut gx = zeros(win.n * win.c * win.in_plane());
     max_pool_backward_into(&mut gx, g, idx, win);
     gx
 }
@@ -306,20 +309,18 @@ impl AvgPool {
         let (rows, cols) = (win.row_taps(), win.col_taps());
         let inv = self.inv_divisors::<T>();
         let (ip, op) = (win.in_plane(), win.out_plane());
-        let mut y = vec![T::ZERO; win.n * win.c * op];
-        par_planes(&mut y, op, |p, yp| {
+        par_planes_zeroed(win.n * win.c * op, op, |p, yp| {
             sum_plane(&x[p * ip..(p + 1) * ip], yp, win, &rows, &cols);
             for (yv, &d) in yp.iter_mut().zip(&inv) {
                 *yv *= d;
             }
-        });
-        y
+        })
     }
 
     /// The input gradient of average pooling for the output gradient `g`.
     pub(crate) fn backward<T: Float>(&self, g: &[T]) -> Vec<T> {
         let win = &self.win;
-        let mut gx = vec![T::ZERO; win.n * win.c * win.in_plane()];
+        let mut gx = zeros(win.n * win.c * win.in_plane());
         self.backward_into(&mut gx, g);
         gx
     }
