@@ -518,6 +518,28 @@ pub(crate) struct BnBwd {
 impl BnBwd {
     /// `[dL/dx, dL/dgamma, dL/dbeta]` flat.
     pub(crate) fn run<T: Float>(&self, x: &[T], g: &[T]) -> Vec<T> {
+        let (c, hw) = (self.c, self.hw);
+        let coef = self.coefficients(x, g);
+        let split = Split::planes(x.len(), hw).with_tail(2 * c);
+        let mut out = par_chunks_zeroed(
+            split,
+            || (),
+            |_, p, gxp| {
+                let r = p * hw..(p + 1) * hw;
+                coef.apply_plane(p, &g[r.clone()], &x[r], gxp);
+            },
+        );
+        let rest = &mut out[x.len()..];
+        for ch in 0..c {
+            rest[ch] = T::from_f64(self.invstd[ch] * coef.sgx[ch]);
+            rest[c + ch] = T::from_f64(coef.sg[ch]);
+        }
+        out
+    }
+
+    /// The per-channel reductions of the backward over the whole batch (`sum(g)`, `sum(g *
+    /// (x - mean))`) and the coefficients of `dL/dx` they give.
+    pub(crate) fn coefficients<T: Float>(&self, x: &[T], g: &[T]) -> BnCoefficients<T> {
         let (n, c, hw) = (self.n, self.c, self.hw);
         let m = (n * hw) as f64;
         // Per channel: sum(g) and sum(g * (x - mean)).
@@ -553,24 +575,26 @@ impl BnBwd {
                 )
             })
             .collect();
-        let split = Split::planes(x.len(), hw).with_tail(2 * c);
-        let mut out = par_chunks_zeroed(
-            split,
-            || (),
-            |_, p, gxp| {
-                let (a, b, c0, mt) = coef[p % c];
-                let r = p * hw..(p + 1) * hw;
-                for ((d, &gv), &xv) in gxp.iter_mut().zip(&g[r.clone()]).zip(&x[r]) {
-                    *d = a * gv + b * (xv - mt) + c0;
-                }
-            },
-        );
-        let rest = &mut out[x.len()..];
-        for ch in 0..c {
-            rest[ch] = T::from_f64(self.invstd[ch] * sgx[ch]);
-            rest[c + ch] = T::from_f64(sg[ch]);
+        BnCoefficients { coef, sg, sgx }
+    }
+}
+
+/// What the batch-norm backward needs from the whole batch ([`BnBwd::coefficients`]): per
+/// channel, `dL/dx = a * g + b * (x - mean) + c0` as `(a, b, c0, mean)`, and the sums behind
+/// the parameter gradients.
+pub(crate) struct BnCoefficients<T> {
+    coef: Vec<(T, T, T, T)>,
+    sg: Vec<f64>,
+    sgx: Vec<f64>,
+}
+
+impl<T: Float> BnCoefficients<T> {
+    /// `dL/dx` of plane `p` (channel `p % C`) from its `g` and `x`, into `out`.
+    pub(crate) fn apply_plane(&self, p: usize, g: &[T], x: &[T], out: &mut [T]) {
+        let (a, b, c0, mt) = self.coef[p % self.coef.len()];
+        for ((d, &gv), &xv) in out.iter_mut().zip(g).zip(x) {
+            *d = a * gv + b * (xv - mt) + c0;
         }
-        out
     }
 }
 

@@ -30,7 +30,7 @@ impl Conv1x1 {
     }
 
     /// Output positions per plane.
-    fn l(&self) -> usize {
+    pub(crate) fn l(&self) -> usize {
         self.oh() * self.ow()
     }
 
@@ -90,6 +90,71 @@ impl Conv1x1 {
         self.backward_with(x, wt, g, true)
     }
 
+    /// The backward of example `n`: `dL/dx_n` into `gxn` (zeroed, `ci * h * w`) and, when
+    /// `weights`, the example's `dL/dW` (`co * ci`) into `pw`, from its output gradient `gn`
+    /// (`co * L`). `x` is the whole input.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn backward_example<T: Float>(
+        &self,
+        x: &[T],
+        n: usize,
+        wt: &[T],
+        gn: &[T],
+        gxn: &mut [T],
+        pw: &mut [T],
+        weights: bool,
+    ) {
+        let (l, hw) = (self.l(), self.h * self.w);
+        let (ci, co) = (self.ci, self.co);
+        let mut scratch = Vec::new();
+        let xn = self.input(x, n, &mut scratch);
+        // dW_n (co x ci) = g_n (co x L) * x_n^T (L x ci)
+        let gm = Mat {
+            data: gn,
+            rows: co,
+            cols: l,
+            rs: l,
+            cs: 1,
+        };
+        if weights {
+            matmul(
+                pw,
+                false,
+                gm,
+                Mat {
+                    data: xn,
+                    rows: l,
+                    cols: ci,
+                    rs: 1,
+                    cs: l,
+                },
+            );
+        }
+        // dx_n (ci x L) = W^T (ci x co) * g_n (co x L)
+        let wt_t = Mat {
+            data: wt,
+            rows: ci,
+            cols: co,
+            rs: 1,
+            cs: ci,
+        };
+        if self.stride == 1 {
+            matmul(gxn, false, wt_t, gm);
+        } else {
+            let mut sub = vec![T::ZERO; ci * l];
+            matmul(&mut sub, false, wt_t, gm);
+            let (s, w, ow) = (self.stride, self.w, self.ow());
+            for (plane, src) in gxn.chunks_exact_mut(hw).zip(sub.chunks_exact(l)) {
+                for (oy, sr) in src.chunks_exact(ow).enumerate() {
+                    let row = &mut plane[oy * s * w..][..w];
+                    for (d, &v) in row.iter_mut().step_by(s).zip(sr) {
+                        *d = v;
+                    }
+                }
+            }
+        }
+    }
+
     /// [`Self::backward`]; without `weights` the dL/dW part is left zero and not computed
     /// (nobody asked for it: [`crate::with_frozen_weights`]).
     pub(crate) fn backward_with<T: Float>(
@@ -116,53 +181,7 @@ impl Conv1x1 {
             || (),
             |_, n, gxn, pw| {
                 let gn = &g[n * co * l..(n + 1) * co * l];
-                let mut scratch = Vec::new();
-                let xn = self.input(x, n, &mut scratch);
-                // dW_n (co x ci) = g_n (co x L) * x_n^T (L x ci)
-                let gm = Mat {
-                    data: gn,
-                    rows: co,
-                    cols: l,
-                    rs: l,
-                    cs: 1,
-                };
-                if weights {
-                    matmul(
-                        pw,
-                        false,
-                        gm,
-                        Mat {
-                            data: xn,
-                            rows: l,
-                            cols: ci,
-                            rs: 1,
-                            cs: l,
-                        },
-                    );
-                }
-                // dx_n (ci x L) = W^T (ci x co) * g_n (co x L)
-                let wt_t = Mat {
-                    data: wt,
-                    rows: ci,
-                    cols: co,
-                    rs: 1,
-                    cs: ci,
-                };
-                if self.stride == 1 {
-                    matmul(gxn, false, wt_t, gm);
-                } else {
-                    let mut sub = vec![T::ZERO; ci * l];
-                    matmul(&mut sub, false, wt_t, gm);
-                    let (s, w, ow) = (self.stride, self.w, self.ow());
-                    for (plane, src) in gxn.chunks_exact_mut(hw).zip(sub.chunks_exact(l)) {
-                        for (oy, sr) in src.chunks_exact(ow).enumerate() {
-                            let row = &mut plane[oy * s * w..][..w];
-                            for (d, &v) in row.iter_mut().step_by(s).zip(sr) {
-                                *d = v;
-                            }
-                        }
-                    }
-                }
+                self.backward_example(x, n, wt, gn, gxn, pw, weights);
             },
         );
         let gw = &mut out[nx..];

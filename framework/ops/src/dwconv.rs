@@ -436,54 +436,20 @@ pub(crate) fn backward_with<T: Float>(
     relu: bool,
     weights: bool,
 ) -> Vec<T> {
-    let (rows, cols) = (win.row_taps(), win.col_taps());
-    let (k, pad, d) = (win.k, win.padding, win.dilation);
-    let kk = k * k;
+    let kk = win.k * win.k;
     let (ip, op) = (win.in_plane(), win.out_plane());
-    let (hp, wp) = (win.h + 2 * pad, win.w + 2 * pad);
-    // Stride 1: dL/dx is the correlation of g, padded by a = d*(k-1) at the top/left (and
-    // enough zeros at the bottom/right), with the flipped kernel, read from offset `pad`.
-    let a = d * (k - 1);
     let planes = win.n * win.c;
+    let bwd = PlaneBackward::new(wt, win, relu, weights);
     let mut partial = vec![T::ZERO; planes * kk];
     let split = Split::planes(planes * ip, ip).with_tail(win.c * kk);
     let mut out = par_chunks_zeroed_with(
         split,
         &mut partial,
         kk,
-        || (Phased::new(), Phased::new(), Vec::new(), Vec::new()),
-        |(xp, gp, flipped, scratch), p, gxp, gwp| {
-            let c = p % win.c;
-            let wk = &wt[c * kk..(c + 1) * kk];
-            let xpl = input_plane(&x[p * ip..(p + 1) * ip], relu, scratch);
-            let gpl = &g[p * op..(p + 1) * op];
-            if win.stride == 1 {
-                if weights {
-                    xp.fill(xpl, win.h, win.w, pad, hp, wp, 1);
-                    weight_grad(xp, gpl, gwp, win);
-                }
-                let (gr, gc) = ((win.h + pad).max(win.oh) + a, (win.w + pad).max(win.ow) + a);
-                gp.fill(gpl, win.oh, win.ow, a, gr, gc, 1);
-                flipped.clear();
-                flipped.extend(wk.iter().rev());
-                let spec = Corr {
-                    k,
-                    s: 1,
-                    d,
-                    off: pad,
-                };
-                corr(gp, flipped, spec, gxp, win.h, win.w);
-            } else {
-                // Small strided outputs: the direct scatter over precomputed tap
-                // ranges is faster than going through phased planes.
-                backward_plane(xpl, wk, gpl, gxp, gwp, win, &rows, &cols);
-            }
-            if relu {
-                // The ReLU's backward: the gradient flows where its output is positive.
-                for (d, &v) in gxp.iter_mut().zip(xpl) {
-                    *d = if v > T::ZERO { *d } else { T::ZERO };
-                }
-            }
+        PlaneScratch::new,
+        |scratch, p, gxp, gwp| {
+            let (xpl, gpl) = (&x[p * ip..(p + 1) * ip], &g[p * op..(p + 1) * op]);
+            bwd.plane(scratch, p, xpl, gpl, gxp, gwp);
         },
     );
     // Reduce the per-plane weight gradients over the batch in f64.
@@ -498,6 +464,105 @@ pub(crate) fn backward_with<T: Float>(
         }
     }
     out
+}
+
+/// One worker's scratch space for [`PlaneBackward::plane`].
+pub(crate) struct PlaneScratch<T> {
+    x: Phased<T>,
+    g: Phased<T>,
+    flipped: Vec<T>,
+    rectified: Vec<T>,
+}
+
+impl<T: Float> PlaneScratch<T> {
+    /// Empty scratch; it grows to the plane size on first use.
+    pub(crate) fn new() -> Self {
+        PlaneScratch {
+            x: Phased::new(),
+            g: Phased::new(),
+            flipped: Vec::new(),
+            rectified: Vec::new(),
+        }
+    }
+}
+
+/// The backward of a depthwise convolution (after a ReLU when `relu`) plane by plane, for
+/// callers that run it inside their own parallel loop ([`backward_with`], the fused unit).
+pub(crate) struct PlaneBackward<'a, T> {
+    wt: &'a [T],
+    win: &'a Window,
+    relu: bool,
+    weights: bool,
+    rows: Vec<Tap>,
+    cols: Vec<Tap>,
+}
+
+impl<'a, T: Float> PlaneBackward<'a, T> {
+    /// The backward of weights `wt` (`[C, 1, k, k]`) on `win`; without `weights` the
+    /// stride-1 path skips dL/dweight (left zero; nobody asked for it:
+    /// [`crate::with_frozen_weights`]). Strided planes compute it anyway (one scatter
+    /// produces both).
+    pub(crate) fn new(wt: &'a [T], win: &'a Window, relu: bool, weights: bool) -> Self {
+        PlaneBackward {
+            wt,
+            win,
+            relu,
+            weights,
+            rows: win.row_taps(),
+            cols: win.col_taps(),
+        }
+    }
+
+    /// Plane `p` (channel `p % C`): its input `x` (before the ReLU) and output gradient `g`
+    /// give `dL/dx` in `gx` (zeroed) and this plane's `dL/dweight` in `gw` (`k * k`, zeroed).
+    pub(crate) fn plane(
+        &self,
+        s: &mut PlaneScratch<T>,
+        p: usize,
+        x: &[T],
+        g: &[T],
+        gx: &mut [T],
+        gw: &mut [T],
+    ) {
+        let win = self.win;
+        let (k, pad, d) = (win.k, win.padding, win.dilation);
+        let kk = k * k;
+        let (hp, wp) = (win.h + 2 * pad, win.w + 2 * pad);
+        let c = p % win.c;
+        let wk = &self.wt[c * kk..(c + 1) * kk];
+        let xpl = input_plane(x, self.relu, &mut s.rectified);
+        if win.stride == 1 {
+            if self.weights {
+                s.x.fill(xpl, win.h, win.w, pad, hp, wp, 1);
+                weight_grad(&s.x, g, gw, win);
+            }
+            // Stride 1: dL/dx is the correlation of g, padded by a = d*(k-1) at the top/left
+            // (and enough zeros at the bottom/right), with the flipped kernel, read from
+            // offset `pad`.
+            let a = d * (k - 1);
+            let (gr, gc) = ((win.h + pad).max(win.oh) + a, (win.w + pad).max(win.ow) + a);
+            s.g.fill(g, win.oh, win.ow, a, gr, gc, 1);
+            s.flipped.clear();
+            s.flipped.extend(wk.iter().rev());
+            let spec = Corr {
+                k,
+                s: 1,
+                d,
+                off: pad,
+            };
+            corr(&s.g, &s.flipped, spec, gx, win.h, win.w);
+        } else {
+            // Small strided outputs: the direct scatter over precomputed tap ranges is
+            // faster than going through phased planes.
+            backward_plane(xpl, wk, g, gx, gw, win, &self.rows, &self.cols);
+        }
+        if self.relu {
+            // The ReLU's backward: the gradient flows where its output is positive.
+            for (d, &v) in gx.iter_mut().zip(xpl) {
+                *d = if v > T::ZERO { *d } else { T::ZERO };
+            }
+        }
+    }
 }
 
 /// One plane of the backward pass for stride > 1 (scatter form): `gx` (zeroed) `+=` the transposed convolution of `g`, and

@@ -14,6 +14,7 @@
 use crate::bn::{BatchNorm2d, BnOp};
 use crate::conv1x1::Conv1x1;
 use crate::cpu::{dispatch_float, slice, Float};
+use crate::fresh::{par_chunks_zeroed_with, Split};
 use crate::geom::Window;
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use std::sync::{Arc, Mutex};
@@ -121,6 +122,14 @@ impl UnitGeom {
     /// `(dL/dx, dL/dw_dw, dL/dw_pw)` flat, from the forward's `a` and `b`, for the output
     /// gradient `scale * g` (the scale enters the batch norm's backward as its weight, the
     /// rest being linear in it: no scaled copy of `g`).
+    ///
+    /// Example by example: after the batch norm's reductions over the whole batch, each
+    /// worker takes one example through the batch norm's, the pointwise and the depthwise
+    /// backward with the example's `dL/db` and `dL/da` in its own cache-sized scratch, instead
+    /// of writing and reading both as batch-sized buffers between three parallel passes. The
+    /// arithmetic, its order and the per-example weight-gradient partials (summed over the
+    /// batch in f64, in example order) are those of the three ops, so the results are the
+    /// same bit for bit.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn backward<T: Float>(
         &self,
@@ -134,14 +143,65 @@ impl UnitGeom {
         weights: bool,
     ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
         let gamma = (scale != 1.0).then(|| vec![scale; self.bn.c]);
-        let mut gb = self.bn.backward_op(gamma)?.run(b, g);
-        gb.truncate(b.len());
-        let mut ga = self.pw.backward_with(a, w_pw, &gb, weights);
-        drop(gb);
-        let g_pw = ga.split_off(a.len());
-        let mut gx = crate::dwconv::backward_with(x, w_dw, &ga, &self.win, true, weights);
-        drop(ga);
-        let g_dw = gx.split_off(x.len());
+        let coef = self.bn.backward_op(gamma)?.coefficients(b, g);
+        let (n, ci, co) = (self.win.n, self.win.c, self.pw.co);
+        let (ip, l) = (self.win.in_plane(), self.pw.l());
+        let kk = self.win.k * self.win.k;
+        // Per example: the depthwise partials (ci x k x k), then the pointwise ones (co x ci).
+        let per_example = ci * kk + co * ci;
+        let mut partial = vec![T::ZERO; n * per_example];
+        let dw = crate::dwconv::PlaneBackward::new(w_dw, &self.win, true, weights);
+        let split = Split {
+            len: n * ci * ip,
+            chunk: ci * ip,
+            min_chunks: 1,
+            tail: 0,
+        };
+        let gx = par_chunks_zeroed_with(
+            split,
+            &mut partial,
+            per_example,
+            || (crate::dwconv::PlaneScratch::new(), Vec::new(), Vec::new()),
+            |(scratch, gb, ga), e, gxn, part| {
+                // dL/db of example e, plane by plane.
+                gb.clear();
+                gb.resize(co * l, T::ZERO);
+                for (j, gbp) in gb.chunks_exact_mut(l).enumerate() {
+                    let p = e * co + j;
+                    coef.apply_plane(p, &g[p * l..(p + 1) * l], &b[p * l..(p + 1) * l], gbp);
+                }
+                // dL/da (and the pointwise weight partial) of example e.
+                ga.clear();
+                ga.resize(ci * l, T::ZERO);
+                let (part_dw, part_pw) = part.split_at_mut(ci * kk);
+                self.pw
+                    .backward_example(a, e, w_pw, gb, ga, part_pw, weights);
+                // dL/dx (and the depthwise weight partials), channel by channel.
+                for ch in 0..ci {
+                    let p = e * ci + ch;
+                    dw.plane(
+                        scratch,
+                        p,
+                        &x[p * ip..(p + 1) * ip],
+                        &ga[ch * l..(ch + 1) * l],
+                        &mut gxn[ch * ip..(ch + 1) * ip],
+                        &mut part_dw[ch * kk..(ch + 1) * kk],
+                    );
+                }
+            },
+        );
+        let sum_over_batch = |offset: usize| -> T {
+            let acc: f64 = (0..n)
+                .map(|e| partial[e * per_example + offset].to_f64())
+                .sum();
+            T::from_f64(acc)
+        };
+        let g_dw: Vec<T> = (0..ci * kk).map(sum_over_batch).collect();
+        let g_pw: Vec<T> = if weights {
+            (0..co * ci).map(|j| sum_over_batch(ci * kk + j)).collect()
+        } else {
+            vec![T::ZERO; co * ci]
+        };
         Ok((gx, g_dw, g_pw))
     }
 }
