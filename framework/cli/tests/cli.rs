@@ -130,6 +130,84 @@ fn a_search_on_the_embedded_data_writes_every_file() {
     assert_eq!(s["status"], "finished");
 }
 
+/// The search is the same computation on one thread and on two: the binary makes its main
+/// thread a rayon worker for `run` and keeps freed memory (`nas_cli` `threads`, `memory`), and
+/// every kernel splits its work by plane or example with reductions in a fixed order, so the
+/// alphas, losses and the found architecture agree bit for bit.
+#[test]
+fn a_search_gives_the_same_numbers_on_one_and_two_threads() {
+    let run = |threads: &str| {
+        let out = tempfile::tempdir().unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_nas"))
+            .args([
+                "run",
+                "configs/experiments/darts-digits.yaml",
+                "--set",
+                "budget.epochs=1",
+                "--set",
+                "budget.steps_per_epoch=3",
+                "--set",
+                "space.params.channels=4",
+                "--set",
+                "space.params.layers=3",
+                "--set",
+                "strategy.params.eval_batches=2",
+                "--out",
+                out.path().to_str().unwrap(),
+            ])
+            .current_dir(root())
+            .env_remove("RUST_LOG")
+            .env("RAYON_NUM_THREADS", threads)
+            .output()
+            .expect("run nas");
+        assert!(o.status.success(), "{}", text(&o));
+        let read = |f: &str| std::fs::read_to_string(out.path().join(f)).unwrap();
+        let summary: serde_json::Value = serde_json::from_str(&read("summary.json")).unwrap();
+        let epoch: serde_json::Value = read("metrics.jsonl")
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|v| v["kind"] == "epoch")
+            .expect("an epoch line");
+        (
+            read("alpha_history.jsonl"),
+            summary["architecture"].clone(),
+            epoch["train_loss"].clone(),
+        )
+    };
+    let (one, two) = (run("1"), run("2"));
+    assert!(one.2.as_f64().unwrap().is_finite());
+    assert_eq!(one, two);
+}
+
+/// `nas bench` (the main thread joins the rayon pool for it) times a step and reports it.
+#[test]
+fn bench_times_a_step_of_the_darts_search_network() {
+    let o = Command::new(env!("CARGO_BIN_EXE_nas"))
+        .args([
+            "bench",
+            "--layers",
+            "2",
+            "--channels",
+            "4",
+            "--batch",
+            "2",
+            "--size",
+            "8",
+            "--steps",
+            "1",
+            "--json",
+        ])
+        .current_dir(root())
+        .env("RAYON_NUM_THREADS", "2")
+        .output()
+        .expect("run nas");
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert!(r["ms_per_step"].as_f64().unwrap() > 0.0, "{r}");
+    assert_eq!(r["threads"], 2, "{r}");
+    assert_eq!(r["config"]["layers"], 2, "{r}");
+}
+
 #[test]
 fn inspect_prints_the_darts_v2_count() {
     let g = nas_space_darts::DARTS_V2;
