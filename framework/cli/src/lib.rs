@@ -289,9 +289,15 @@ impl From<OrderArg> for nas_core::OrderSetting {
     }
 }
 
-/// Runs the command line with the built-in components plus those `register` adds, after
-/// setting the process's allocator policy (freed memory kept for the next step; off with
-/// `NAS_RETAIN_MEMORY=0`, docs/performance.md). Returns the process exit code.
+/// Runs the command line with the built-in components plus those `register` adds. Returns
+/// the process exit code.
+///
+/// It sets the process up first, so call it first thing in `main`, before any other thread
+/// starts: the allocator keeps freed memory for the next step (off with
+/// `NAS_RETAIN_MEMORY=0`), candle's pool spins less (`CANDLE_BARRIER_POOL_SPIN_LIMIT` is
+/// written to the environment unless set), and `run`, `train` and `bench` make the main
+/// thread a worker of rayon's global pool when it has two threads or more (see
+/// docs/performance.md). [`run_with`] does none of this.
 pub fn main_with(register: impl FnOnce(&mut Components) -> nas_core::Result<()>) -> i32 {
     memory::retain_freed_memory();
     threads::quiet_candle_pool();

@@ -13,10 +13,10 @@
 //! for the same reason.
 //!
 //! Nothing is changed where the user tuned glibc's allocator (`GLIBC_TUNABLES` naming
-//! `glibc.malloc`) or set `NAS_RETAIN_MEMORY=0`, nor on other C libraries.
+//! `glibc.malloc`) or set `NAS_RETAIN_MEMORY=0`, nor on other C libraries or 32-bit targets.
 
 /// The largest mmap threshold glibc accepts on 64-bit targets (`DEFAULT_MMAP_THRESHOLD_MAX`).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 const MMAP_THRESHOLD_MAX: libc::c_int = 32 << 20;
 
 /// Whether the environment leaves the allocator policy to us.
@@ -37,16 +37,17 @@ pub(crate) fn retain_freed_memory() -> bool {
     apply()
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 fn apply() -> bool {
-    // SAFETY: `mallopt` only sets allocator parameters; it is safe to call at any time.
+    // SAFETY: `mallopt` only sets allocator parameters; it is safe to call at any time. A trim
+    // threshold of -1 turns trimming off (`man mallopt`).
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) == 1
-            && libc::mallopt(libc::M_TRIM_THRESHOLD, libc::c_int::MAX) == 1
+            && libc::mallopt(libc::M_TRIM_THRESHOLD, -1) == 1
     }
 }
 
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+#[cfg(not(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64")))]
 fn apply() -> bool {
     false
 }

@@ -58,9 +58,16 @@ fn zeroed<T: Plain>(chunk: &mut [MaybeUninit<T>]) -> &mut [T] {
 }
 
 /// Allocates `split.len + split.tail` elements without clearing them, runs `body` over the
-/// first `split.len` (it returns whether its chunks initialised all of them) and returns the
-/// buffer once every element is initialised.
-fn fresh<T: Plain>(split: Split, body: impl FnOnce(&mut [MaybeUninit<T>]) -> bool) -> Vec<T> {
+/// first `split.len` (it returns whether its chunks initialised all of them; if not, they are
+/// zeroed here) and returns the buffer once every element is initialised.
+///
+/// # Safety
+///
+/// `body` may return `true` only if it initialised every element of the slice it was given.
+unsafe fn fresh<T: Plain>(
+    split: Split,
+    body: impl FnOnce(&mut [MaybeUninit<T>]) -> bool,
+) -> Vec<T> {
     let total = split.len + split.tail;
     let mut out: Vec<T> = Vec::with_capacity(total);
     let spare = &mut out.spare_capacity_mut()[..total];
@@ -70,7 +77,8 @@ fn fresh<T: Plain>(split: Split, body: impl FnOnce(&mut [MaybeUninit<T>]) -> boo
         zeroed(head);
     }
     // SAFETY: the first `total` elements are initialised: the tail above, the head either
-    // above or by `body`, which reported that its chunks covered all of it.
+    // above or by `body`, which reported that its chunks covered all of it (the caller's
+    // promise).
     unsafe { out.set_len(total) };
     out
 }
@@ -82,22 +90,27 @@ pub(crate) fn par_chunks_zeroed<T: Plain, S>(
     init: impl Fn() -> S + Sync + Send,
     f: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
 ) -> Vec<T> {
-    fresh(split, |head| {
-        if split.chunk == 0 {
-            return false;
-        }
-        head.par_chunks_mut(split.chunk)
-            .enumerate()
-            .with_min_len(split.min_chunks.max(1))
-            .for_each_init(&init, |s, (i, c)| f(s, i, zeroed(c)));
-        true
-    })
+    // SAFETY: `par_chunks_mut` hands out every element of `head` in some chunk, and each
+    // chunk is zeroed before `f` sees it; with no chunks the body returns false.
+    unsafe {
+        fresh(split, |head| {
+            if split.chunk == 0 {
+                return false;
+            }
+            head.par_chunks_mut(split.chunk)
+                .enumerate()
+                .with_min_len(split.min_chunks.max(1))
+                .for_each_init(&init, |s, (i, c)| f(s, i, zeroed(c)));
+            true
+        })
+    }
 }
 
 /// [`par_chunks_zeroed`] with a second, caller-owned buffer cut alongside: chunk `i` of the
 /// fresh buffer comes with `side`'s chunk `i` of `side_chunk` elements (per-example partial
-/// weight gradients). If `side` has fewer chunks than the fresh buffer, the buffer is all
-/// zeros and `f` is not run: callers size `side` to match (a debug assertion checks it).
+/// weight gradients). With `side_chunk == 0` (an empty weight) the buffer is all zeros and
+/// `f` is not run. Panics if `side` has fewer chunks than the fresh buffer: callers size it to
+/// match, and a silent mismatch would lose gradients.
 pub(crate) fn par_chunks_zeroed_with<T: Plain, U: Send, S>(
     split: Split,
     side: &mut [U],
@@ -107,21 +120,25 @@ pub(crate) fn par_chunks_zeroed_with<T: Plain, U: Send, S>(
 ) -> Vec<T> {
     let chunks = split.len.div_ceil(split.chunk.max(1));
     let side_chunks = side.len().div_ceil(side_chunk.max(1));
-    debug_assert!(
-        side_chunks >= chunks,
+    assert!(
+        side_chunk == 0 || side_chunks >= chunks,
         "side buffer has {side_chunks} < {chunks} chunks"
     );
-    fresh(split, |head| {
-        if split.chunk == 0 || side_chunk == 0 || side_chunks < chunks {
-            return false;
-        }
-        head.par_chunks_mut(split.chunk)
-            .zip(side.par_chunks_mut(side_chunk))
-            .enumerate()
-            .with_min_len(split.min_chunks.max(1))
-            .for_each_init(&init, |s, (i, (c, sc))| f(s, i, zeroed(c), sc));
-        true
-    })
+    // SAFETY: as in `par_chunks_zeroed`; the zip with `side` drops no chunk of `head`, since
+    // `side` has at least as many (checked above, else the body returns false).
+    unsafe {
+        fresh(split, |head| {
+            if split.chunk == 0 || side_chunk == 0 || side_chunks < chunks {
+                return false;
+            }
+            head.par_chunks_mut(split.chunk)
+                .zip(side.par_chunks_mut(side_chunk))
+                .enumerate()
+                .with_min_len(split.min_chunks.max(1))
+                .for_each_init(&init, |s, (i, (c, sc))| f(s, i, zeroed(c), sc));
+            true
+        })
+    }
 }
 
 /// [`par_chunks_zeroed`] over `plane`-sized chunks grouped as [`crate::cpu::par_planes`] groups

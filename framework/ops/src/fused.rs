@@ -125,7 +125,7 @@ impl UnitGeom {
     ///
     /// Example by example: after the batch norm's reductions over the whole batch, each
     /// worker takes one example through the batch norm's, the pointwise and the depthwise
-    /// backward with the example's `dL/db` and `dL/da` in its own cache-sized scratch, instead
+    /// backward with the example's `dL/db` and `dL/da` in its own per-example scratch, instead
     /// of writing and reading both as batch-sized buffers between three parallel passes. The
     /// arithmetic, its order and the per-example weight-gradient partials (summed over the
     /// batch in f64, in example order) are those of the three ops, so the results are the
@@ -190,10 +190,11 @@ impl UnitGeom {
                 }
             },
         );
+        // The batch sums in example order from +0.0, as the depthwise and pointwise ops sum.
         let sum_over_batch = |offset: usize| -> T {
-            let acc: f64 = (0..n)
-                .map(|e| partial[e * per_example + offset].to_f64())
-                .sum();
+            let acc = (0..n).fold(0f64, |acc, e| {
+                acc + partial[e * per_example + offset].to_f64()
+            });
             T::from_f64(acc)
         };
         let g_dw: Vec<T> = (0..ci * kk).map(sum_over_batch).collect();
