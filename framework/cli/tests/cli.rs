@@ -10,12 +10,43 @@ fn root() -> PathBuf {
 }
 
 fn nas(args: &[&str]) -> Output {
+    nas_with_env(args, &[])
+}
+
+/// [`nas`] with extra environment variables.
+fn nas_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_nas"))
         .args(args)
         .current_dir(root())
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .output()
         .expect("run nas")
+}
+
+/// `nas run` of a tiny DARTS search on the embedded digits (4 channels, 3 cells, 3 steps per
+/// epoch) for `epochs` epochs into `out`.
+fn tiny_search(epochs: &str, out: &Path, env: &[(&str, &str)]) -> Output {
+    let epochs = format!("budget.epochs={epochs}");
+    nas_with_env(
+        &[
+            "run",
+            "configs/experiments/darts-digits.yaml",
+            "--set",
+            &epochs,
+            "--set",
+            "budget.steps_per_epoch=3",
+            "--set",
+            "space.params.channels=4",
+            "--set",
+            "space.params.layers=3",
+            "--set",
+            "strategy.params.eval_batches=2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        env,
+    )
 }
 
 fn text(o: &Output) -> String {
@@ -35,22 +66,7 @@ fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
 #[test]
 fn a_search_on_the_embedded_data_writes_every_file() {
     let out = tempfile::tempdir().unwrap();
-    let o = nas(&[
-        "run",
-        "configs/experiments/darts-digits.yaml",
-        "--set",
-        "budget.epochs=2",
-        "--set",
-        "budget.steps_per_epoch=3",
-        "--set",
-        "space.params.channels=4",
-        "--set",
-        "space.params.layers=3",
-        "--set",
-        "strategy.params.eval_batches=2",
-        "--out",
-        out.path().to_str().unwrap(),
-    ]);
+    let o = tiny_search("2", out.path(), &[]);
     assert!(o.status.success(), "{}", text(&o));
     for f in [
         "config.resolved.yaml",
@@ -138,28 +154,7 @@ fn a_search_on_the_embedded_data_writes_every_file() {
 fn a_search_gives_the_same_numbers_on_one_and_two_threads() {
     let run = |threads: &str| {
         let out = tempfile::tempdir().unwrap();
-        let o = Command::new(env!("CARGO_BIN_EXE_nas"))
-            .args([
-                "run",
-                "configs/experiments/darts-digits.yaml",
-                "--set",
-                "budget.epochs=1",
-                "--set",
-                "budget.steps_per_epoch=3",
-                "--set",
-                "space.params.channels=4",
-                "--set",
-                "space.params.layers=3",
-                "--set",
-                "strategy.params.eval_batches=2",
-                "--out",
-                out.path().to_str().unwrap(),
-            ])
-            .current_dir(root())
-            .env_remove("RUST_LOG")
-            .env("RAYON_NUM_THREADS", threads)
-            .output()
-            .expect("run nas");
+        let o = tiny_search("1", out.path(), &[("RAYON_NUM_THREADS", threads)]);
         assert!(o.status.success(), "{}", text(&o));
         let read = |f: &str| std::fs::read_to_string(out.path().join(f)).unwrap();
         let summary: serde_json::Value = serde_json::from_str(&read("summary.json")).unwrap();
@@ -182,8 +177,8 @@ fn a_search_gives_the_same_numbers_on_one_and_two_threads() {
 /// `nas bench` (the main thread joins the rayon pool for it) times a step and reports it.
 #[test]
 fn bench_times_a_step_of_the_darts_search_network() {
-    let o = Command::new(env!("CARGO_BIN_EXE_nas"))
-        .args([
+    let o = nas_with_env(
+        &[
             "bench",
             "--layers",
             "2",
@@ -196,11 +191,9 @@ fn bench_times_a_step_of_the_darts_search_network() {
             "--steps",
             "1",
             "--json",
-        ])
-        .current_dir(root())
-        .env("RAYON_NUM_THREADS", "2")
-        .output()
-        .expect("run nas");
+        ],
+        &[("RAYON_NUM_THREADS", "2")],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
     assert!(r["ms_per_step"].as_f64().unwrap() > 0.0, "{r}");

@@ -89,6 +89,12 @@ pub(crate) fn check_float(op: &str, dtype: DType) -> Result<()> {
     }
 }
 
+/// How many `plane`-sized chunks one rayon task takes at least: small planes are grouped so
+/// that a task does ~4k elements of work.
+pub(crate) fn planes_per_task(plane: usize) -> usize {
+    (4096 / plane.max(1)).max(1)
+}
+
 /// Runs `f(plane_index, out_plane)` over the `plane`-sized chunks of `out` in parallel.
 pub(crate) fn par_planes<T: Send>(
     out: &mut [T],
@@ -98,8 +104,7 @@ pub(crate) fn par_planes<T: Send>(
     if plane == 0 {
         return;
     }
-    // Group small planes so one rayon task does at least ~4k elements of work.
-    let min_len = (4096 / plane).max(1);
+    let min_len = planes_per_task(plane);
     out.par_chunks_mut(plane)
         .enumerate()
         .with_min_len(min_len)

@@ -34,7 +34,7 @@ impl Split {
         Split {
             len,
             chunk,
-            min_chunks: (4096 / chunk.max(1)).max(1),
+            min_chunks: crate::cpu::planes_per_task(chunk),
             tail: 0,
         }
     }

@@ -141,7 +141,7 @@ impl CustomOp1 for GlobalAvgPool {
             let inv = T::from_f64(1.0 / hw.max(1) as f64);
             let y: Vec<T> = (0..self.n * self.c)
                 .into_par_iter()
-                .with_min_len((4096 / hw.max(1)).max(1))
+                .with_min_len(crate::cpu::planes_per_task(hw))
                 .map(|p| sum(&x[p * hw..(p + 1) * hw]) * inv)
                 .collect();
             Ok((T::to_cpu_storage_owned(y), Shape::from((self.n, self.c))))
