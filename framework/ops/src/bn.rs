@@ -289,9 +289,25 @@ pub(crate) struct BnOp {
 
 impl BnOp {
     pub(crate) fn run<T: Float>(&self, x: &[T], gamma: Option<&[T]>, beta: Option<&[T]>) -> Vec<T> {
+        self.run_with_moments(x, gamma, beta, None)
+    }
+
+    /// [`Self::run`] given the [`plane_moments`] of every plane of `x` (NCHW order) when the
+    /// caller took them while `x` was in its cache (the fused unit); otherwise, in training
+    /// mode, they are taken here. Either way the statistics are the same, bit for bit.
+    pub(crate) fn run_with_moments<T: Float>(
+        &self,
+        x: &[T],
+        gamma: Option<&[T]>,
+        beta: Option<&[T]>,
+        moments: Option<&[[f64; 2]]>,
+    ) -> Vec<T> {
         let (mean, invstd) = match &self.mode {
             Mode::Train(saved) => {
-                let (mean, var) = batch_stats(x, self.n, self.c, self.hw);
+                let (mean, var) = match moments {
+                    Some(m) => stats_from_moments::<T>(m, self.n, self.c, self.hw),
+                    None => batch_stats(x, self.n, self.c, self.hw),
+                };
                 let invstd = var
                     .iter()
                     .map(|v| 1.0 / (v + self.eps).sqrt())
@@ -395,17 +411,54 @@ impl BnOp {
     }
 }
 
-/// Per-channel mean and biased variance (two passes, partial sums in `T`, totals in f64).
+/// Per-channel mean and biased variance of `x` `[n, c, hw]`: the [`plane_moments`] of every
+/// plane (in parallel), combined by [`stats_from_moments`].
 fn batch_stats<T: Float>(x: &[T], n: usize, c: usize, hw: usize) -> (Vec<f64>, Vec<f64>) {
+    let moments: Vec<[f64; 2]> = x
+        .par_chunks(hw.max(1))
+        .with_min_len(crate::cpu::planes_per_task(hw))
+        .map(plane_moments)
+        .collect();
+    stats_from_moments::<T>(&moments, n, c, hw)
+}
+
+/// What the batch statistics need of one plane, taken in one visit while it is in cache: its
+/// sum `s` (eight partial sums in `T`) and the sum of squared deviations from its own mean
+/// rounded to `T`, `c = T(s / len)` (in `T`), both as f64.
+pub(crate) fn plane_moments<T: Float>(plane: &[T]) -> [f64; 2] {
+    let s = sum(plane).to_f64();
+    let center = T::from_f64(s / plane.len().max(1) as f64);
+    [s, sq_dev(plane, center).to_f64()]
+}
+
+/// Per-channel mean and biased variance from the [`plane_moments`] of the `n * c` planes of
+/// `hw` elements (NCHW order), in f64: the mean is `sum_i s_i / m` (`m = n * hw`) and the
+/// variance combines the planes' own deviations with the spread of their means (Chan, Golub
+/// & LeVeque 1979): `m var = sum_i [q_i - hw (mu_i - c_i)^2 + hw (mu_i - mean)^2]`, `mu_i =
+/// s_i / hw`, where `q_i` was taken around `c_i` instead of `mu_i`. One pass over the data
+/// instead of the textbook two (mean, then squared deviations from it), with no cancellation:
+/// every term is a squared deviation.
+pub(crate) fn stats_from_moments<T: Float>(
+    moments: &[[f64; 2]],
+    n: usize,
+    c: usize,
+    hw: usize,
+) -> (Vec<f64>, Vec<f64>) {
     let m = (n * hw) as f64;
+    let hwf = hw as f64;
+    let at = |i: usize, ch: usize| moments.get(i * c + ch).copied().unwrap_or([0.0; 2]);
     (0..c)
-        .into_par_iter()
         .map(|ch| {
-            let plane = |i: usize| &x[(i * c + ch) * hw..(i * c + ch + 1) * hw];
-            let mean = (0..n).map(|i| sum(plane(i)).to_f64()).sum::<f64>() / m;
-            let mt = T::from_f64(mean);
-            let var = (0..n).map(|i| sq_dev(plane(i), mt).to_f64()).sum::<f64>() / m;
-            (mean, var)
+            let mean = (0..n).fold(0f64, |acc, i| acc + at(i, ch)[0]) / m;
+            let spread = (0..n).fold(0f64, |acc, i| {
+                let [s, q] = at(i, ch);
+                let mu = s / hwf.max(1.0);
+                let center = T::from_f64(mu).to_f64();
+                acc + q - hwf * (mu - center) * (mu - center) + hwf * (mu - mean) * (mu - mean)
+            });
+            // Rounding can leave a constant channel a hair below zero; NaN passes through.
+            let var = spread / m;
+            (mean, if var < 0.0 { 0.0 } else { var })
         })
         .unzip()
 }
@@ -634,6 +687,51 @@ impl CustomOp2 for BnBwd {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    /// The one-pass statistics (per-plane moments combined) against the textbook two passes in
+    /// f64 on the same values: a channel far from zero with a small spread (where a plain sum
+    /// of squares would cancel), one around zero, one constant; planes of 37 (not a multiple of
+    /// the eight partial sums).
+    #[test]
+    fn one_pass_statistics_match_two_passes_in_f64() {
+        let (n, c, hw) = (3, 3, 37);
+        let value = |i: usize| -> f64 {
+            let ch = (i / hw) % c;
+            let jitter = ((i * 7919) % 101) as f64 / 100.0;
+            [1.0e4 + jitter, jitter - 0.5, 2.5][ch]
+        };
+        let x64: Vec<f64> = (0..n * c * hw).map(value).collect();
+        let x32: Vec<f32> = x64.iter().map(|&v| v as f32).collect();
+        let two_pass = |x: &[f64], ch: usize| -> (f64, f64) {
+            let vals: Vec<f64> = (0..n)
+                .flat_map(|i| x[(i * c + ch) * hw..(i * c + ch + 1) * hw].to_vec())
+                .collect();
+            let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+            let var = vals.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / vals.len() as f64;
+            (mean, var)
+        };
+        let widened: Vec<f64> = x32.iter().map(|&v| v as f64).collect();
+        let cases = [
+            (batch_stats(&x64, n, c, hw), x64.clone(), 1e-12),
+            (batch_stats(&x32, n, c, hw), widened, 1e-5),
+        ];
+        for ((mean, var), x, tol) in cases {
+            for ch in 0..c {
+                let (m, v) = two_pass(&x, ch);
+                assert!(
+                    (mean[ch] - m).abs() <= tol * m.abs().max(1.0),
+                    "mean {ch}: {} vs {m}",
+                    mean[ch]
+                );
+                assert!(
+                    (var[ch] - v).abs() <= tol * v.max(1e-3),
+                    "var {ch}: {} vs {v}",
+                    var[ch]
+                );
+            }
+            assert_eq!(var[2], 0.0, "a constant channel has no variance");
+        }
+    }
 
     /// The evaluation path off the CPU (candle's ops) against the CPU kernel: output and the
     /// gradients of the input and of both affine parameters.

@@ -65,24 +65,30 @@ impl Conv1x1 {
             || (),
             |_, n, yn| {
                 let mut scratch = Vec::new();
-                let xn = self.input(x, n, &mut scratch);
-                let lhs = Mat {
-                    data: wt,
-                    rows: self.co,
-                    cols: self.ci,
-                    rs: self.ci,
-                    cs: 1,
-                };
-                let rhs = Mat {
-                    data: xn,
-                    rows: self.ci,
-                    cols: l,
-                    rs: l,
-                    cs: 1,
-                };
-                matmul(yn, false, lhs, rhs);
+                self.forward_example(self.input(x, n, &mut scratch), wt, yn);
             },
         )
+    }
+
+    /// The output of one example, `yn = W xn` (`co x L`), from its input matrix `xn` (`ci x
+    /// L`, already subsampled for a stride).
+    pub(crate) fn forward_example<T: Float>(&self, xn: &[T], wt: &[T], yn: &mut [T]) {
+        let l = self.l();
+        let lhs = Mat {
+            data: wt,
+            rows: self.co,
+            cols: self.ci,
+            rs: self.ci,
+            cs: 1,
+        };
+        let rhs = Mat {
+            data: xn,
+            rows: self.ci,
+            cols: l,
+            rs: l,
+            cs: 1,
+        };
+        matmul(yn, false, lhs, rhs);
     }
 
     /// `[dL/dx, dL/dW]` flat.
@@ -92,7 +98,7 @@ impl Conv1x1 {
 
     /// The backward of example `n`: `dL/dx_n` into `gxn` (zeroed, `ci * h * w`) and, when
     /// `weights`, the example's `dL/dW` (`co * ci`) into `pw`, from its output gradient `gn`
-    /// (`co * L`). `x` is the whole input.
+    /// (`co * L`). `x` is the whole input (only read when `weights`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn backward_example<T: Float>(
         &self,
@@ -106,8 +112,6 @@ impl Conv1x1 {
     ) {
         let (l, hw) = (self.l(), self.h * self.w);
         let (ci, co) = (self.ci, self.co);
-        let mut scratch = Vec::new();
-        let xn = self.input(x, n, &mut scratch);
         // dW_n (co x ci) = g_n (co x L) * x_n^T (L x ci)
         let gm = Mat {
             data: gn,
@@ -117,6 +121,8 @@ impl Conv1x1 {
             cs: 1,
         };
         if weights {
+            let mut scratch = Vec::new();
+            let xn = self.input(x, n, &mut scratch);
             matmul(
                 pw,
                 false,

@@ -16,6 +16,8 @@ pub(crate) trait Float: WithDType + Default + std::ops::Neg<Output = Self> {
     /// `a * b + c`: one fused multiply-add when `FMA` (only inside code compiled with the `fma`
     /// target feature, where it is one instruction), else a multiply and an add.
     fn madd<const FMA: bool>(a: Self, b: Self, c: Self) -> Self;
+    /// The slices as `f32` when `Self` is `f32` (for kernels with an `f32`-only vector path).
+    fn as_f32<'a>(x: &'a [Self], y: &'a mut [Self]) -> Option<(&'a [f32], &'a mut [f32])>;
 }
 
 static PORTABLE_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -44,6 +46,9 @@ impl Float for f32 {
     fn is_nan(self) -> bool {
         f32::is_nan(self)
     }
+    fn as_f32<'a>(x: &'a [Self], y: &'a mut [Self]) -> Option<(&'a [f32], &'a mut [f32])> {
+        Some((x, y))
+    }
     #[inline(always)]
     fn madd<const FMA: bool>(a: Self, b: Self, c: Self) -> Self {
         if FMA {
@@ -61,6 +66,9 @@ impl Float for f64 {
     #[inline(always)]
     fn is_nan(self) -> bool {
         f64::is_nan(self)
+    }
+    fn as_f32<'a>(_: &'a [Self], _: &'a mut [Self]) -> Option<(&'a [f32], &'a mut [f32])> {
+        None
     }
     #[inline(always)]
     fn madd<const FMA: bool>(a: Self, b: Self, c: Self) -> Self {

@@ -188,25 +188,61 @@ impl CustomOp3 for DwConvBwd {
 }
 
 pub(crate) fn forward<T: Float>(x: &[T], wt: &[T], win: &Window, relu: bool) -> Vec<T> {
-    let kk = win.k * win.k;
-    let (ip, op) = (win.in_plane(), win.out_plane());
-    let (hp, wp) = (win.h + 2 * win.padding, win.w + 2 * win.padding);
+    let ip = win.in_plane();
     par_chunks_zeroed(
-        Split::planes(win.n * win.c * op, op),
-        || (Phased::new(), Vec::new()),
-        |(xp, scratch), p, yp| {
-            let c = p % win.c;
-            let x_plane = input_plane(&x[p * ip..(p + 1) * ip], relu, scratch);
-            xp.fill(x_plane, win.h, win.w, win.padding, hp, wp, win.stride);
-            let spec = Corr {
-                k: win.k,
-                s: win.stride,
-                d: win.dilation,
-                off: 0,
-            };
-            corr(xp, &wt[c * kk..(c + 1) * kk], spec, yp, win.oh, win.ow);
-        },
+        Split::planes(win.n * win.c * win.out_plane(), win.out_plane()),
+        PlaneForward::new,
+        |s, p, yp| s.plane(&x[p * ip..(p + 1) * ip], wt, win, relu, p % win.c, yp),
     )
+}
+
+/// One worker's scratch space for the forward of a depthwise convolution plane by plane, for
+/// callers that run it inside their own parallel loop ([`forward`], the fused unit).
+pub(crate) struct PlaneForward<T> {
+    padded: Phased<T>,
+    rectified: Vec<T>,
+}
+
+impl<T: Float> PlaneForward<T> {
+    /// Empty scratch; it grows to the plane size on first use.
+    pub(crate) fn new() -> Self {
+        PlaneForward {
+            padded: Phased::new(),
+            rectified: Vec::new(),
+        }
+    }
+
+    /// The output plane `y` (zeroed, `OH * OW`) of channel `c` from its input plane `x`
+    /// (rectified first when `relu`), weights `wt` `[C, 1, k, k]`.
+    pub(crate) fn plane(
+        &mut self,
+        x: &[T],
+        wt: &[T],
+        win: &Window,
+        relu: bool,
+        c: usize,
+        y: &mut [T],
+    ) {
+        let kk = win.k * win.k;
+        let (hp, wp) = (win.h + 2 * win.padding, win.w + 2 * win.padding);
+        let x_plane = input_plane(x, relu, &mut self.rectified);
+        self.padded
+            .fill(x_plane, win.h, win.w, win.padding, hp, wp, win.stride);
+        let spec = Corr {
+            k: win.k,
+            s: win.stride,
+            d: win.dilation,
+            off: 0,
+        };
+        corr(
+            &self.padded,
+            &wt[c * kk..(c + 1) * kk],
+            spec,
+            y,
+            win.oh,
+            win.ow,
+        );
+    }
 }
 
 /// Zero columns at the end of each phase row: blocked loops (at most 16 lanes) may read past the
@@ -331,9 +367,12 @@ fn corr_any<T: Float, const FMA: bool>(
     }
 }
 
-/// [`corr`] computing `L` adjacent outputs at a time, all `k*k` taps accumulated in registers;
-/// the tap offsets into the phased plane are precomputed, so the tap loop is a load and a
-/// multiply-add per lane.
+/// [`corr`] computing `L` adjacent outputs of `R` rows at a time (`R` rows of the last
+/// group one by one), all `k*k` taps accumulated in registers: `R * L / 8` independent
+/// multiply-add chains, enough to hide the instruction's latency (with one row, two AVX2
+/// chains left the loop waiting on it). The tap offsets into the phased plane are
+/// precomputed, so the tap loop is a broadcast, loads and multiply-adds. Each output sums its
+/// taps in the same order whatever `R`, so the values do not depend on it.
 #[inline(always)]
 fn corr_blocked<T: Float, const L: usize, const FMA: bool>(
     p: &Phased<T>,
@@ -343,6 +382,7 @@ fn corr_blocked<T: Float, const L: usize, const FMA: bool>(
     oh: usize,
     ow: usize,
 ) {
+    const R: usize = 4;
     let Corr { k, s, d, off } = g;
     // Offset of tap (i, j) for output (0, 0): phase plane, row, and column within the phase.
     let mut offs = Vec::with_capacity(k * k);
@@ -352,28 +392,51 @@ fn corr_blocked<T: Float, const L: usize, const FMA: bool>(
             offs.push((q * p.rows + i * d + off) * p.width + c0);
         }
     }
+    let taps = offs.len().min(wk.len());
+    let (offs, wk) = (&offs[..taps], &wk[..taps]);
     let data = &p.data[..];
     let row_step = s * p.width;
-    for (oy, orow) in out.chunks_exact_mut(ow).take(oh).enumerate() {
+    let mut oy = 0;
+    while oy < oh {
+        let rows = if oy + R <= oh { R } else { 1 };
         let mut ox = 0;
         while ox < ow {
             let base = oy * row_step + ox;
-            let mut acc = [T::ZERO; L];
-            for (&o, &wv) in offs.iter().zip(wk) {
-                let src = &data[base + o..base + o + L];
-                for (a, &v) in acc.iter_mut().zip(src) {
-                    *a = T::madd::<FMA>(wv, v, *a);
+            if rows == R {
+                // Four separate rows of partial sums: the compiler keeps each in vector
+                // registers (an array of rows it did not vectorise).
+                let (mut a0, mut a1, mut a2, mut a3) =
+                    ([T::ZERO; L], [T::ZERO; L], [T::ZERO; L], [T::ZERO; L]);
+                for (&o, &wv) in offs.iter().zip(wk) {
+                    let at = base + o;
+                    a0 = madd_row::<T, L, FMA>(a0, &data[at..at + L], wv);
+                    let at1 = at + row_step;
+                    a1 = madd_row::<T, L, FMA>(a1, &data[at1..at1 + L], wv);
+                    let at2 = at + 2 * row_step;
+                    a2 = madd_row::<T, L, FMA>(a2, &data[at2..at2 + L], wv);
+                    let at3 = at + 3 * row_step;
+                    a3 = madd_row::<T, L, FMA>(a3, &data[at3..at3 + L], wv);
                 }
-            }
-            if ox + L <= ow {
-                orow[ox..ox + L].copy_from_slice(&acc);
+                let n = L.min(ow - ox);
+                for (r, acc_r) in [a0, a1, a2, a3].iter().enumerate() {
+                    let o0 = (oy + r) * ow + ox;
+                    out[o0..o0 + n].copy_from_slice(&acc_r[..n]);
+                }
             } else {
-                for (d, &a) in orow[ox..].iter_mut().zip(&acc) {
-                    *d = a;
+                let mut acc = [T::ZERO; L];
+                for (&o, &wv) in offs.iter().zip(wk) {
+                    let src = &data[base + o..base + o + L];
+                    for (a, &v) in acc.iter_mut().zip(src) {
+                        *a = T::madd::<FMA>(wv, v, *a);
+                    }
                 }
+                let orow = &mut out[oy * ow..(oy + 1) * ow];
+                let n = L.min(ow - ox);
+                orow[ox..ox + n].copy_from_slice(&acc[..n]);
             }
             ox += L;
         }
+        oy += rows;
     }
 }
 
@@ -401,24 +464,61 @@ fn weight_grad_any<T: Float, const FMA: bool>(p: &Phased<T>, g: &[T], gw: &mut [
     for i in 0..k {
         for j in 0..k {
             let (q, c0) = ((j * d) % s, (j * d) / s);
-            let mut acc = [T::ZERO; B];
+            // Four rows at a time, each into its own partial sums: independent multiply-add
+            // chains (one chain left the loop waiting on the instruction's latency).
+            let row = |oy: usize| {
+                (
+                    &g[oy * ow..(oy + 1) * ow],
+                    &p.row(q, oy * s + i * d)[c0..c0 + ow],
+                )
+            };
+            let (mut a0, mut a1, mut a2, mut a3) =
+                ([T::ZERO; B], [T::ZERO; B], [T::ZERO; B], [T::ZERO; B]);
             let mut tail = T::ZERO;
-            for (oy, grow) in g.chunks_exact(ow).take(oh).enumerate() {
-                let src = &p.row(q, oy * s + i * d)[c0..c0 + ow];
-                let mut gc = grow.chunks_exact(B);
-                let mut sc = src.chunks_exact(B);
-                for (ga, sa) in (&mut gc).zip(&mut sc) {
-                    for l in 0..B {
-                        acc[l] = T::madd::<FMA>(ga[l], sa[l], acc[l]);
-                    }
-                }
-                for (&a, &b) in gc.remainder().iter().zip(sc.remainder()) {
-                    tail += a * b;
-                }
+            let mut oy = 0;
+            while oy + 4 <= oh {
+                a0 = dot_row::<T, FMA>(a0, row(oy), &mut tail);
+                a1 = dot_row::<T, FMA>(a1, row(oy + 1), &mut tail);
+                a2 = dot_row::<T, FMA>(a2, row(oy + 2), &mut tail);
+                a3 = dot_row::<T, FMA>(a3, row(oy + 3), &mut tail);
+                oy += 4;
             }
-            gw[i * k + j] += acc.iter().fold(tail, |a, &b| a + b);
+            for oy in oy..oh {
+                a0 = dot_row::<T, FMA>(a0, row(oy), &mut tail);
+            }
+            gw[i * k + j] += [a0, a1, a2, a3].iter().flatten().fold(tail, |a, &b| a + b);
         }
     }
+}
+
+/// `acc[l] += w * src[l]` for `L` lanes.
+#[inline(always)]
+fn madd_row<T: Float, const L: usize, const FMA: bool>(mut acc: [T; L], src: &[T], w: T) -> [T; L] {
+    for (a, &v) in acc.iter_mut().zip(src) {
+        *a = T::madd::<FMA>(w, v, *a);
+    }
+    acc
+}
+
+/// `acc[l] += g[l] * src[l]` over the `B`-lane chunks of one row, the rest of the row into
+/// `tail`.
+#[inline(always)]
+fn dot_row<T: Float, const FMA: bool>(
+    mut acc: [T; B],
+    (g, src): (&[T], &[T]),
+    tail: &mut T,
+) -> [T; B] {
+    let mut gc = g.chunks_exact(B);
+    let mut sc = src.chunks_exact(B);
+    for (ga, sa) in (&mut gc).zip(&mut sc) {
+        for l in 0..B {
+            acc[l] = T::madd::<FMA>(ga[l], sa[l], acc[l]);
+        }
+    }
+    for (&a, &b) in gc.remainder().iter().zip(sc.remainder()) {
+        *tail += a * b;
+    }
+    acc
 }
 
 pub(crate) fn backward<T: Float>(x: &[T], wt: &[T], g: &[T], win: &Window, relu: bool) -> Vec<T> {

@@ -364,7 +364,8 @@ enum Kept {
     Identity,
     /// The rectified input, its shifted copy, the concatenated convolution outputs.
     Reduce(CpuStorage, CpuStorage, CpuStorage),
-    /// Per unit: depthwise output, pointwise output, and (all but the last unit) its output.
+    /// Per unit: depthwise output (empty without weight gradients), pointwise output, and
+    /// (all but the last unit) its output.
     Units(Vec<(CpuStorage, CpuStorage, Option<CpuStorage>)>),
 }
 
@@ -442,17 +443,19 @@ impl Edge {
                         Vec::with_capacity(units.len());
                     let mut last: Option<Vec<T>> = None;
                     for (geom, pi) in units {
+                        // The depthwise output only serves the weight gradients.
+                        let keep_a = self.tracked[*pi] || self.tracked[*pi + 1];
                         let (y, a, b) = {
                             let input = match &last {
                                 Some(o) => o.as_slice(),
                                 None => x,
                             };
-                            geom.forward(input, params[*pi], params[*pi + 1])
+                            geom.forward(input, params[*pi], params[*pi + 1], keep_a)
                         };
                         if let (Some(prev), Some(entry)) = (last.take(), inner.last_mut()) {
                             entry.2 = Some(own(prev));
                         }
-                        inner.push((own(a), own(b), None));
+                        inner.push((own(a.unwrap_or_default()), own(b), None));
                         last = Some(y);
                     }
                     (Kept::Units(inner), last)

@@ -141,6 +141,60 @@ pub(crate) fn par_chunks_zeroed_with<T: Plain, U: Send, S>(
     }
 }
 
+/// [`par_chunks_zeroed_with`] with a second fresh buffer cut alongside: chunk `i` of the first
+/// comes with chunk `i` of the second (`second_chunk` elements each, one per chunk of the
+/// first) and chunk `i` of `side`: `f(state, i, first_chunk, second_chunk, side_chunk)`, both
+/// fresh chunks zeroed. With any chunk size 0 both buffers are all zeros and `f` is not run.
+/// Panics if `side` has fewer chunks than the first buffer (as [`par_chunks_zeroed_with`]).
+pub(crate) fn par_chunks_zeroed_two<T: Plain, U: Send, S>(
+    split: Split,
+    second_chunk: usize,
+    side: &mut [U],
+    side_chunk: usize,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize, &mut [T], &mut [T], &mut [U]) + Sync + Send,
+) -> (Vec<T>, Vec<T>) {
+    let chunks = split.len.div_ceil(split.chunk.max(1));
+    let side_chunks = side.len().div_ceil(side_chunk.max(1));
+    assert!(
+        side_chunk == 0 || side_chunks >= chunks,
+        "side buffer has {side_chunks} < {chunks} chunks"
+    );
+    let run = split.chunk > 0 && second_chunk > 0 && side_chunk > 0 && side_chunks >= chunks;
+    let second_split = Split {
+        len: chunks * second_chunk,
+        chunk: second_chunk,
+        min_chunks: 1,
+        tail: 0,
+    };
+    let mut first = Vec::new();
+    // SAFETY: the second buffer's body reports it initialised only when the zip below ran,
+    // which hands out every chunk of both heads (the second has exactly one chunk per chunk
+    // of the first, `side` at least as many: checked above), each zeroed before `f` sees it;
+    // the first buffer's body likewise.
+    let second = unsafe {
+        fresh(second_split, |head2| {
+            first = fresh(split, |head1| {
+                if !run {
+                    return false;
+                }
+                head1
+                    .par_chunks_mut(split.chunk)
+                    .zip(head2.par_chunks_mut(second_chunk))
+                    .zip(side.par_chunks_mut(side_chunk))
+                    .enumerate()
+                    .with_min_len(split.min_chunks.max(1))
+                    .for_each_init(&init, |s, (i, ((c1, c2), sc))| {
+                        f(s, i, zeroed(c1), zeroed(c2), sc)
+                    });
+                true
+            });
+            run
+        })
+    };
+    (first, second)
+}
+
 /// [`par_chunks_zeroed`] over `plane`-sized chunks grouped as [`crate::cpu::par_planes`] groups
 /// them, without per-task state: `f(plane_index, zeroed_plane)`.
 pub(crate) fn par_planes_zeroed<T: Plain>(
@@ -198,6 +252,38 @@ mod tests {
         let z: Vec<u32> = zeros(40_000);
         assert_eq!(z.len(), 40_000);
         assert!(z.iter().all(|&v| v == 0));
+    }
+
+    /// Both fresh buffers and the side buffer come in matching chunks, each fresh one zeroed;
+    /// a zero chunk size runs nothing and gives zeros.
+    #[test]
+    fn two_fresh_buffers_pair_their_chunks() {
+        let mut side = vec![0u32; 4];
+        let (a, b): (Vec<f32>, Vec<f32>) = par_chunks_zeroed_two(
+            Split::planes(6, 2).with_tail(1),
+            3,
+            &mut side,
+            1,
+            || (),
+            |_, i, c1, c2, s| {
+                assert!(c1.iter().chain(c2.iter()).all(|&v| v == 0.0));
+                c1.fill(i as f32);
+                c2.fill(10.0 + i as f32);
+                s[0] = i as u32 + 1;
+            },
+        );
+        assert_eq!(a, [0., 0., 1., 1., 2., 2., 0.]);
+        assert_eq!(b, [10., 10., 10., 11., 11., 11., 12., 12., 12.]);
+        assert_eq!(side, [1, 2, 3, 0]);
+        let (a, b): (Vec<f32>, Vec<f32>) = par_chunks_zeroed_two(
+            Split::planes(4, 2),
+            0,
+            &mut side,
+            1,
+            || (),
+            |_, _, _, _, _| panic!("run with an empty chunk"),
+        );
+        assert_eq!((a, b), (vec![0.0; 4], vec![]));
     }
 
     /// The side buffer's chunk `i` arrives with the fresh buffer's chunk `i`.

@@ -11,10 +11,11 @@
 //! returning the gradients of the input and of both weights. The kernels are the same
 //! functions the separate ops call, in the same order, so values and gradients are the same
 //! bit for bit (tested).
-use crate::bn::{BatchNorm2d, BnOp};
+use crate::bn::{plane_moments, BatchNorm2d, BnOp, Mode};
 use crate::conv1x1::Conv1x1;
 use crate::cpu::{dispatch_float, slice, Float};
-use crate::fresh::{par_chunks_zeroed_with, Split};
+use crate::dwconv::PlaneForward;
+use crate::fresh::{par_chunks_zeroed_two, par_chunks_zeroed_with, Split};
 use crate::geom::Window;
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use std::sync::{Arc, Mutex};
@@ -106,16 +107,75 @@ pub(crate) struct UnitGeom {
 
 impl UnitGeom {
     /// `(y, a, b)`: the output and the depthwise (`a`) and pointwise (`b`) outputs the
-    /// backward needs.
+    /// backward needs; `a` only when `keep_a` (only the pointwise weight gradient reads it:
+    /// without weight gradients, [`crate::with_frozen_weights`], it is not kept).
+    ///
+    /// Example by example: each worker takes one example through the ReLU and depthwise
+    /// convolution (plane by plane), the pointwise convolution reading that output from cache,
+    /// and the [`plane_moments`] of the batch norm's input while it is in cache; then one
+    /// parallel pass normalises. Three passes over the batch fewer than the three ops (the
+    /// pointwise convolution's read of `a`, the two statistics passes); the kernels and their
+    /// order are the ops', so the results are the same bit for bit.
     pub(crate) fn forward<T: Float>(
         &self,
         x: &[T],
         w_dw: &[T],
         w_pw: &[T],
-    ) -> (Vec<T>, Vec<T>, Vec<T>) {
-        let a = crate::dwconv::forward(x, w_dw, &self.win, true);
-        let b = self.pw.forward(&a, w_pw);
-        let y = self.bn.run(&b, None, None);
+        keep_a: bool,
+    ) -> (Vec<T>, Option<Vec<T>>, Vec<T>) {
+        let (n, ci, co) = (self.win.n, self.win.c, self.pw.co);
+        let (ip, l) = (self.win.in_plane(), self.pw.l());
+        let train = matches!(self.bn.mode, Mode::Train(_));
+        let mut moments = vec![[0f64; 2]; n * co];
+        let example = |dw: &mut PlaneForward<T>,
+                       e: usize,
+                       an: &mut [T],
+                       bn: &mut [T],
+                       mn: &mut [[f64; 2]]| {
+            for (ch, ap) in an.chunks_exact_mut(l).enumerate() {
+                let p = e * ci + ch;
+                dw.plane(&x[p * ip..(p + 1) * ip], w_dw, &self.win, true, ch, ap);
+            }
+            self.pw.forward_example(an, w_pw, bn);
+            if train {
+                for (m, bp) in mn.iter_mut().zip(bn.chunks_exact(l)) {
+                    *m = plane_moments(bp);
+                }
+            }
+        };
+        let split = Split {
+            len: n * co * l,
+            chunk: co * l,
+            min_chunks: 1,
+            tail: 0,
+        };
+        let (b, a) = if keep_a && ci * l > 0 {
+            let (b, a) = par_chunks_zeroed_two(
+                split,
+                ci * l,
+                &mut moments,
+                co,
+                PlaneForward::new,
+                |dw, e, bn, an, mn| example(dw, e, an, bn, mn),
+            );
+            (b, Some(a))
+        } else {
+            let b = par_chunks_zeroed_with(
+                split,
+                &mut moments,
+                co,
+                || (PlaneForward::new(), Vec::new()),
+                |(dw, an), e, bn, mn| {
+                    an.clear();
+                    an.resize(ci * l, T::ZERO);
+                    example(dw, e, an, bn, mn)
+                },
+            );
+            (b, keep_a.then(Vec::new))
+        };
+        let y = self
+            .bn
+            .run_with_moments(&b, None, None, train.then_some(moments.as_slice()));
         (y, a, b)
     }
 
@@ -215,9 +275,11 @@ struct Unit {
 
 impl Unit {
     fn forward<T: Float>(&self, x: &[T], w_dw: &[T], w_pw: &[T]) -> Vec<T> {
-        let (y, a, b) = self.geom.forward(x, w_dw, w_pw);
-        *self.saved.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((T::to_cpu_storage_owned(a), T::to_cpu_storage_owned(b)));
+        let (y, a, b) = self.geom.forward(x, w_dw, w_pw, true);
+        *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = Some((
+            T::to_cpu_storage_owned(a.unwrap_or_default()),
+            T::to_cpu_storage_owned(b),
+        ));
         y
     }
 

@@ -124,14 +124,148 @@ pub(crate) fn max_pool_forward<T: Float>(x: &[T], win: &Window) -> (Vec<T>, Vec<
         split,
         &mut idx,
         op,
-        || (),
-        |_, p, yp, ixp| {
-            yp.fill(T::NEG_INF);
+        || (Vec::new(), Vec::new()),
+        |(padded, padded_f32), p, yp, ixp| {
             ixp.copy_from_slice(&init);
-            max_plane(&x[p * ip..(p + 1) * ip], yp, ixp, win, &rows, &cols);
+            let xp = &x[p * ip..(p + 1) * ip];
+            if win.stride == 1 && win.dilation == 1 {
+                #[cfg(target_arch = "x86_64")]
+                if crate::cpu::avx2_fma() {
+                    if let Some((xf, yf)) = T::as_f32(xp, yp) {
+                        // SAFETY: the CPU supports AVX2 (checked at run time above).
+                        unsafe { max_plane_stride1_f32_avx2(xf, yf, ixp, win, padded_f32) };
+                        return;
+                    }
+                }
+                max_plane_stride1(xp, yp, ixp, win, padded);
+            } else {
+                yp.fill(T::NEG_INF);
+                max_plane(xp, yp, ixp, win, &rows, &cols);
+            }
         },
     );
     (y, idx)
+}
+
+/// Outputs per block of [`max_plane_stride1`], kept in registers across the window's taps.
+const MAX_LANES: usize = 16;
+
+/// [`max_plane`] for stride 1 (the normal cells' `max_pool_3x3`): the plane is copied into
+/// `padded` with a border of -inf ([`pad_plane`]), then each block
+/// of `MAX_LANES` adjacent outputs visits all `k * k` taps in row-major order with its maxima
+/// and winning taps in registers, and is stored once. A padding cell is -inf, which never
+/// wins (a later tap wins only if strictly greater, or NaN), so maxima and taps are those of
+/// [`max_plane`], which visits only the in-image taps: the same values, bit for bit, and the
+/// same first-maximum rule. `idx` comes in holding each output's first in-image tap (an all
+/// -inf window keeps it).
+fn max_plane_stride1<T: Float>(
+    x: &[T],
+    y: &mut [T],
+    idx: &mut [u32],
+    win: &Window,
+    padded: &mut Vec<T>,
+) {
+    pad_plane(x, win, padded);
+    let wp = win.w + 2 * win.padding + MAX_LANES;
+    let (k, oh, ow) = (win.k, win.oh, win.ow);
+    for oy in 0..oh {
+        for ox in (0..ow).step_by(MAX_LANES) {
+            let n = MAX_LANES.min(ow - ox);
+            let out = oy * ow + ox;
+            let mut best = [T::NEG_INF; MAX_LANES];
+            let mut arg = [0u32; MAX_LANES];
+            arg[..n].copy_from_slice(&idx[out..out + n]);
+            for i in 0..k {
+                let row = &padded[(oy + i) * wp + ox..][..MAX_LANES + k - 1];
+                for j in 0..k {
+                    let t = (i * k + j) as u32;
+                    let xs = &row[j..j + MAX_LANES];
+                    for l in 0..MAX_LANES {
+                        let xv = xs[l];
+                        let take = (xv > best[l]) | xv.is_nan();
+                        best[l] = if take { xv } else { best[l] };
+                        arg[l] = if take { t } else { arg[l] };
+                    }
+                }
+            }
+            y[out..out + n].copy_from_slice(&best[..n]);
+            idx[out..out + n].copy_from_slice(&arg[..n]);
+        }
+    }
+}
+
+/// The plane `x` into `padded`: `-inf` around it (`padding` rows and columns) and `MAX_LANES`
+/// more `-inf` columns on the right of every row, rows `w + 2 * padding + MAX_LANES` long.
+fn pad_plane<T: Float>(x: &[T], win: &Window, padded: &mut Vec<T>) {
+    let (pad, h, w) = (win.padding, win.h, win.w);
+    let wp = w + 2 * pad + MAX_LANES;
+    padded.clear();
+    padded.resize((h + 2 * pad) * wp, T::NEG_INF);
+    for (r, xr) in x.chunks_exact(w.max(1)).take(h).enumerate() {
+        padded[(r + pad) * wp + pad..][..w].copy_from_slice(xr);
+    }
+}
+
+/// [`max_plane_stride1`] for `f32` with AVX2 intrinsics: two vectors of eight maxima and
+/// eight winning taps per block, compared (`>` or unordered, PyTorch's rule) and blended per
+/// tap. The same values and taps as the portable loop, which the compiler does not vectorise
+/// well (it mixes the `f32` and `u32` lanes).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max_plane_stride1_f32_avx2(
+    x: &[f32],
+    y: &mut [f32],
+    idx: &mut [u32],
+    win: &Window,
+    padded: &mut Vec<f32>,
+) {
+    use std::arch::x86_64::*;
+    pad_plane(x, win, padded);
+    let wp = win.w + 2 * win.padding + MAX_LANES;
+    let (k, oh, ow) = (win.k, win.oh, win.ow);
+    for oy in 0..oh {
+        for ox in (0..ow).step_by(MAX_LANES) {
+            let n = MAX_LANES.min(ow - ox);
+            let out = oy * ow + ox;
+            let mut arg = [0u32; MAX_LANES];
+            arg[..n].copy_from_slice(&idx[out..out + n]);
+            let mut b = [_mm256_set1_ps(f32::NEG_INFINITY); 2];
+            // SAFETY: `arg` holds 16 u32, two unaligned 256-bit loads.
+            let mut a = unsafe {
+                [
+                    _mm256_castsi256_ps(_mm256_loadu_si256(arg.as_ptr() as *const __m256i)),
+                    _mm256_castsi256_ps(_mm256_loadu_si256(arg.as_ptr().add(8) as *const __m256i)),
+                ]
+            };
+            for i in 0..k {
+                let row = &padded[(oy + i) * wp + ox..][..MAX_LANES + k - 1];
+                for j in 0..k {
+                    let t = _mm256_castsi256_ps(_mm256_set1_epi32((i * k + j) as i32));
+                    for h in 0..2 {
+                        // SAFETY: `row` holds `MAX_LANES + k - 1` values, and `j + 8 * h + 8`
+                        // is at most that.
+                        let xv = unsafe { _mm256_loadu_ps(row.as_ptr().add(j + 8 * h)) };
+                        let take = _mm256_or_ps(
+                            _mm256_cmp_ps::<_CMP_GT_OQ>(xv, b[h]),
+                            _mm256_cmp_ps::<_CMP_UNORD_Q>(xv, xv),
+                        );
+                        b[h] = _mm256_blendv_ps(b[h], xv, take);
+                        a[h] = _mm256_blendv_ps(a[h], t, take);
+                    }
+                }
+            }
+            let mut best = [0f32; MAX_LANES];
+            // SAFETY: `best` and `arg` hold 16 values each, two unaligned 256-bit stores.
+            unsafe {
+                _mm256_storeu_ps(best.as_mut_ptr(), b[0]);
+                _mm256_storeu_ps(best.as_mut_ptr().add(8), b[1]);
+                _mm256_storeu_ps(arg.as_mut_ptr() as *mut f32, a[0]);
+                _mm256_storeu_ps(arg.as_mut_ptr().add(8) as *mut f32, a[1]);
+            }
+            y[out..out + n].copy_from_slice(&best[..n]);
+            idx[out..out + n].copy_from_slice(&arg[..n]);
+        }
+    }
 }
 
 /// `y` (-inf) and `idx` (each output's first in-image tap) become the window maxima and the

@@ -221,19 +221,70 @@ fn pools_match_reference() {
 #[test]
 fn max_pool_with_many_ties_matches_the_reference() {
     let mut rg = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(11);
-    for (k, s, p) in [(3, 1, 1), (3, 2, 1), (5, 1, 2), (2, 2, 0), (3, 3, 0)] {
-        let xd = [2, 3, 9, 11];
-        let x: Vec<f64> = (0..xd.iter().product::<usize>())
-            .map(|_| rg.random_range(0..3) as f64)
-            .collect();
-        let what = format!("ties k{k} s{s} p{p}");
-        let (y, gy, gx) = run1(&tensor(&x, &xd, DType::F64), 3, |x| {
-            max_pool2d(x, k, s, p).unwrap()
-        });
-        let (yr, _) = r::max_pool2d_forward(&x, xd, k, s, p);
-        assert_close(&format!("{what} y"), &values(&y), &yr, 0.0);
-        let gr = r::max_pool2d_backward(&x, xd, &gy, k, s, p);
-        assert_close(&format!("{what} gx"), &gx, &gr, 0.0);
+    // Widths 11 and 37: a partial block, and two whole blocks and a partial one, of the
+    // stride-1 kernel's 16 outputs; f32 takes the vectorised path, f64 too.
+    for xd in [[2, 3, 9, 11], [1, 2, 5, 37]] {
+        for dtype in [DType::F64, DType::F32] {
+            for (k, s, p) in [(3, 1, 1), (3, 2, 1), (5, 1, 2), (2, 2, 0), (3, 3, 0)] {
+                let x: Vec<f64> = (0..xd.iter().product::<usize>())
+                    .map(|_| rg.random_range(0..3) as f64)
+                    .collect();
+                let what = format!("ties {xd:?} {dtype:?} k{k} s{s} p{p}");
+                let (y, gy, gx) = run1(&tensor(&x, &xd, dtype), 3, |x| {
+                    max_pool2d(x, k, s, p).unwrap()
+                });
+                let (yr, _) = r::max_pool2d_forward(&x, xd, k, s, p);
+                assert_close(&format!("{what} y"), &values(&y), &yr, 0.0);
+                // The upstream gradient is rounded to f32 on the way in.
+                let gy: Vec<f64> = values(&tensor(&gy, &[gy.len()], dtype));
+                // Gradients landing on one cell add up in f32 there.
+                let gr = r::max_pool2d_backward(&x, xd, &gy, k, s, p);
+                assert_close(&format!("{what} gx"), &gx, &gr, sum_tolerance(dtype));
+            }
+        }
+    }
+}
+
+/// Tolerance of gradients that several outputs add into one cell: exact in f64 (the
+/// reference adds in the same order), f32 rounding otherwise.
+fn sum_tolerance(dtype: DType) -> f64 {
+    if dtype == DType::F32 {
+        1e-6
+    } else {
+        0.0
+    }
+}
+
+/// Windows of -inf only send their gradient to their first in-image cell (PyTorch), on the
+/// stride-1 path (padded with -inf) as on the strided one; a NaN wins every window holding it
+/// (PyTorch's `val > max || isnan(val)`), so those outputs are NaN.
+#[test]
+fn max_pool_of_infinities_and_nan_follows_pytorch() {
+    let (h, w) = (4, 19);
+    let mut x = vec![f64::NEG_INFINITY; h * w];
+    x[2 * w + 7] = 1.0;
+    for dtype in [DType::F64, DType::F32] {
+        for (k, s, p) in [(3, 1, 1), (3, 2, 1)] {
+            let what = format!("{dtype:?} k{k} s{s} p{p}");
+            let (y, gy, gx) = run1(&tensor(&x, &[1, 1, h, w], dtype), 5, |x| {
+                max_pool2d(x, k, s, p).unwrap()
+            });
+            let (yr, _) = r::max_pool2d_forward(&x, [1, 1, h, w], k, s, p);
+            assert_close(&format!("{what} y"), &values(&y), &yr, 0.0);
+            let gy: Vec<f64> = values(&tensor(&gy, &[gy.len()], dtype));
+            let gr = r::max_pool2d_backward(&x, [1, 1, h, w], &gy, k, s, p);
+            assert_close(&format!("{what} gx"), &gx, &gr, sum_tolerance(dtype));
+            // A NaN at (3, 15): the outputs whose window covers it are NaN, no other.
+            let mut xn = x.clone();
+            xn[3 * w + 15] = f64::NAN;
+            let y = values(&max_pool2d(&tensor(&xn, &[1, 1, h, w], dtype), k, s, p).unwrap());
+            let ow = (w + 2 * p - k) / s + 1;
+            for (o, v) in y.iter().enumerate() {
+                let (oy, ox) = ((o / ow) * s, (o % ow) * s);
+                let covers = (oy..oy + k).contains(&(3 + p)) && (ox..ox + k).contains(&(15 + p));
+                assert_eq!(v.is_nan(), covers, "{what} NaN at output {o}");
+            }
+        }
     }
 }
 
