@@ -22,7 +22,7 @@ use crate::cpu::{dispatch_float, slice, Float};
 use crate::fused::UnitGeom;
 use crate::geom::Window;
 use crate::mixed::{with_slices, Geom, Slot, Tap, BLOCK};
-use crate::pool::AvgPool;
+use crate::pool::{AvgPool, PoolGrad};
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -522,17 +522,18 @@ impl Edge {
             let _profile = crate::profile::scope(plan.profile_name(true));
             let scale = wk.to_f64();
             match (plan, kept) {
+                // The batch norm's input gradient is made plane by plane where the pool's
+                // backward reads it (never a batch-sized buffer).
                 (Plan::Max { win, bn }, Kept::Max(p, idx)) => {
-                    let p = view::<T>(p)?;
-                    let mut gp = bn.backward_op(Some(vec![scale; bn.c]))?.run(p, g);
-                    gp.truncate(p.len());
-                    crate::pool::max_pool_backward_into(&mut gx, &gp, idx, win);
+                    let x = view::<T>(p)?;
+                    let coef = bn.backward_op(Some(vec![scale; bn.c]))?.coefficients(x, g);
+                    let gp = PoolGrad::BatchNorm { coef: &coef, g, x };
+                    crate::pool::max_pool_backward_from(&mut gx, &gp, idx, win);
                 }
                 (Plan::Avg { pool, bn }, Kept::Avg(p)) => {
-                    let p = view::<T>(p)?;
-                    let mut gp = bn.backward_op(Some(vec![scale; bn.c]))?.run(p, g);
-                    gp.truncate(p.len());
-                    pool.backward_into(&mut gx, &gp);
+                    let x = view::<T>(p)?;
+                    let coef = bn.backward_op(Some(vec![scale; bn.c]))?.coefficients(x, g);
+                    pool.backward_from(&mut gx, &PoolGrad::BatchNorm { coef: &coef, g, x });
                 }
                 (Plan::Identity, Kept::Identity) => add_scaled_into(&mut gx, g, wk),
                 (Plan::Reduce { a, b, bn, pi }, Kept::Reduce(r, sh, z)) => {

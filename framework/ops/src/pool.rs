@@ -5,7 +5,7 @@
 //! Padding never takes part in a max (it is not a value, only a window offset), and with
 //! `count_include_pad = false` the average divides by the number of in-image cells of the window.
 //! Like PyTorch, `padding <= kernel / 2` is required, so every window holds an image cell.
-use crate::cpu::{dispatch_float, par_planes, slice, Float};
+use crate::cpu::{dispatch_float, slice, Float};
 use crate::fresh::{par_chunks_zeroed_with, par_planes_zeroed, zeros, Split};
 use crate::geom::{Tap, Window};
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
@@ -389,6 +389,49 @@ pub(crate) fn max_pool_backward<T: Float>(g: &[T], idx: &[u32], win: &Window) ->
 
 /// [`max_pool_backward`] added into `gx`.
 pub(crate) fn max_pool_backward_into<T: Float>(gx: &mut [T], g: &[T], idx: &[u32], win: &Window) {
+    max_pool_backward_from(gx, &PoolGrad::Given(g), idx, win);
+}
+
+/// The gradient at a pool's output, plane by plane: given, or made by the backward of a
+/// batch norm that follows the pool, one plane at a time into a worker's scratch, so that
+/// the batch-sized gradient between the two is never written (a mixed edge's pool + BN
+/// options, `crate::edge`).
+pub(crate) enum PoolGrad<'a, T> {
+    /// The whole gradient, `[N, C, OH, OW]`.
+    Given(&'a [T]),
+    /// The batch norm's backward: its coefficients, its output gradient and its input (the
+    /// pool's output), each `[N, C, OH, OW]`.
+    BatchNorm {
+        /// [`crate::bn::BnBwd::coefficients`] over the batch.
+        coef: &'a crate::bn::BnCoefficients<T>,
+        /// The gradient at the batch norm's output.
+        g: &'a [T],
+        /// The batch norm's input.
+        x: &'a [T],
+    },
+}
+
+impl<T: Float> PoolGrad<'_, T> {
+    /// The gradient of output plane `p` (`op` values), made in `scratch` if needed.
+    fn plane<'s>(&'s self, p: usize, op: usize, scratch: &'s mut [T]) -> &'s [T] {
+        let r = p * op..(p + 1) * op;
+        match self {
+            PoolGrad::Given(g) => &g[r],
+            PoolGrad::BatchNorm { coef, g, x } => {
+                coef.apply_plane(p, &g[r.clone()], &x[r], scratch);
+                scratch
+            }
+        }
+    }
+}
+
+/// [`max_pool_backward_into`] with the output gradient from `g`.
+pub(crate) fn max_pool_backward_from<T: Float>(
+    gx: &mut [T],
+    g: &PoolGrad<'_, T>,
+    idx: &[u32],
+    win: &Window,
+) {
     let k = win.k;
     // Input offset of each tap relative to (oy * s, ox * s).
     let (pad, d) = (win.padding as isize, win.dilation as isize);
@@ -396,8 +439,8 @@ pub(crate) fn max_pool_backward_into<T: Float>(gx: &mut [T], g: &[T], idx: &[u32
     let dx: Vec<isize> = (0..k * k).map(|t| (t % k) as isize * d - pad).collect();
     let (ip, op) = (win.in_plane(), win.out_plane());
     let (st, w, ow) = (win.stride as isize, win.w as isize, win.ow);
-    par_planes(gx, ip, |p, gxp| {
-        let gp = &g[p * op..(p + 1) * op];
+    par_planes_init(gx, ip, op, |p, gxp, scratch| {
+        let gp = g.plane(p, op, scratch);
         let ixp = &idx[p * op..(p + 1) * op];
         for (oy, (gr, ir)) in gp.chunks_exact(ow).zip(ixp.chunks_exact(ow)).enumerate() {
             let base_y = oy as isize * st;
@@ -409,6 +452,26 @@ pub(crate) fn max_pool_backward_into<T: Float>(gx: &mut [T], g: &[T], idx: &[u32
             }
         }
     });
+}
+
+/// [`crate::cpu::par_planes`] with a scratch plane of `scratch_len` values per rayon task.
+fn par_planes_init<T: Float>(
+    out: &mut [T],
+    plane: usize,
+    scratch_len: usize,
+    f: impl Fn(usize, &mut [T], &mut [T]) + Sync + Send,
+) {
+    use rayon::prelude::*;
+    if plane == 0 {
+        return;
+    }
+    out.par_chunks_mut(plane)
+        .enumerate()
+        .with_min_len(crate::cpu::planes_per_task(plane))
+        .for_each_init(
+            || vec![T::ZERO; scratch_len],
+            |scratch, (i, p)| f(i, p, scratch),
+        );
 }
 
 pub(crate) struct AvgPool {
@@ -461,17 +524,21 @@ impl AvgPool {
 
     /// [`AvgPool::backward`] added into `gx`.
     pub(crate) fn backward_into<T: Float>(&self, gx: &mut [T], g: &[T]) {
+        self.backward_from(gx, &PoolGrad::Given(g));
+    }
+
+    /// [`AvgPool::backward_into`] with the output gradient from `g`.
+    pub(crate) fn backward_from<T: Float>(&self, gx: &mut [T], g: &PoolGrad<'_, T>) {
         let win = &self.win;
         let (rows, cols) = (win.row_taps(), win.col_taps());
         let inv = self.inv_divisors::<T>();
         let (ip, op) = (win.in_plane(), win.out_plane());
         let (st, w, ow) = (win.stride, win.w, win.ow);
-        par_planes(gx, ip, |p, gxp| {
-            let gs: Vec<T> = g[p * op..(p + 1) * op]
-                .iter()
-                .zip(&inv)
-                .map(|(&a, &b)| a * b)
-                .collect();
+        par_planes_init(gx, ip, 2 * op, |p, gxp, scratch| {
+            let (made, gs) = scratch.split_at_mut(op);
+            for ((s, &a), &b) in gs.iter_mut().zip(g.plane(p, op, made)).zip(&inv) {
+                *s = a * b;
+            }
             for rt in &rows {
                 for oy in rt.lo..rt.hi {
                     let iy = rt.input(oy, st);

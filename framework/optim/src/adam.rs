@@ -4,6 +4,7 @@ use nas_core::{ParamDoc, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::check::{non_negative, positive, unit_interval};
+use crate::in_place::{with_slices, Element, InPlace};
 use crate::optimizer::{check_shapes, ensure_same_len, grow, load_slots, save_slots};
 use crate::Optimizer;
 
@@ -178,43 +179,59 @@ impl AdamCore {
         check_shapes(self.name, params, grads, |i| {
             self.slot(i).map(|s| s.exp_avg.len())
         })?;
-        let [b1, b2] = self.betas;
-        let (eps, wd, decoupled) = (self.eps, self.weight_decay, self.decoupled);
         grow(&mut self.slots, params.len());
-        for (i, ((p, g), slot)) in params
-            .iter_mut()
-            .zip(grads)
-            .zip(self.slots.iter_mut())
-            .enumerate()
-        {
-            if !active.get(i).copied().unwrap_or(false) {
-                continue;
-            }
-            let s = slot.get_or_insert_with(|| AdamSlot {
-                step: 0,
-                exp_avg: vec![0.0; p.len()],
-                exp_avg_sq: vec![0.0; p.len()],
-            });
-            s.step += 1;
-            let t = s.step as f64;
-            let bc1 = 1.0 - b1.powf(t);
-            let bc2_sqrt = (1.0 - b2.powf(t)).sqrt();
-            let step_size = lr / bc1;
-            for j in 0..p.len() {
-                let mut grad = g[j];
-                if decoupled {
-                    p[j] *= 1.0 - lr * wd;
-                } else {
-                    grad += wd * p[j];
-                }
-                let m = b1 * s.exp_avg[j] + (1.0 - b1) * grad;
-                let v = b2 * s.exp_avg_sq[j] + (1.0 - b2) * grad * grad;
-                s.exp_avg[j] = m;
-                s.exp_avg_sq[j] = v;
-                p[j] -= step_size * m / (v.sqrt() / bc2_sqrt + eps);
+        for (i, (p, g)) in params.iter_mut().zip(grads).enumerate() {
+            if active.get(i).copied().unwrap_or(false) {
+                self.update(i, p, g, 1.0, lr);
             }
         }
         Ok(())
+    }
+
+    fn step_in_place(&mut self, index: usize, tensor: InPlace<'_>, lr: f64) -> Result<()> {
+        tensor.check(self.name, index, self.slot(index).map(|s| s.exp_avg.len()))?;
+        grow(&mut self.slots, index + 1);
+        let scale = tensor.grad_scale;
+        with_slices!(tensor, |p, g| self.update(index, p, g, scale, lr));
+        Ok(())
+    }
+
+    /// The update of parameter `index` (its slot exists, possibly `None`; lengths checked):
+    /// the arithmetic in `f64` whatever the element types, each value written back once.
+    fn update<P: Element, G: Element>(
+        &mut self,
+        index: usize,
+        p: &mut [P],
+        g: &[G],
+        grad_scale: f64,
+        lr: f64,
+    ) {
+        let [b1, b2] = self.betas;
+        let (eps, wd, decoupled) = (self.eps, self.weight_decay, self.decoupled);
+        let s = self.slots[index].get_or_insert_with(|| AdamSlot {
+            step: 0,
+            exp_avg: vec![0.0; p.len()],
+            exp_avg_sq: vec![0.0; p.len()],
+        });
+        s.step += 1;
+        let t = s.step as f64;
+        let bc1 = 1.0 - b1.powf(t);
+        let bc2_sqrt = (1.0 - b2.powf(t)).sqrt();
+        let step_size = lr / bc1;
+        for (j, (p, &g)) in p.iter_mut().zip(g).enumerate() {
+            let mut x = p.get();
+            let mut grad = g.get() * grad_scale;
+            if decoupled {
+                x *= 1.0 - lr * wd;
+            } else {
+                grad += wd * x;
+            }
+            let m = b1 * s.exp_avg[j] + (1.0 - b1) * grad;
+            let v = b2 * s.exp_avg_sq[j] + (1.0 - b2) * grad * grad;
+            s.exp_avg[j] = m;
+            s.exp_avg_sq[j] = v;
+            *p = P::from_f64(x - step_size * m / (v.sqrt() / bc2_sqrt + eps));
+        }
     }
 
     fn lookahead_direction(&self, index: usize, param: &[f64], grad: &[f64]) -> Vec<f64> {
@@ -332,6 +349,14 @@ macro_rules! impl_adam_optimizer {
                 active: &[bool],
             ) -> Result<()> {
                 self.core.step(params, grads, lr, active)
+            }
+
+            fn updates_in_place(&self) -> bool {
+                true
+            }
+
+            fn step_in_place(&mut self, index: usize, tensor: InPlace<'_>, lr: f64) -> Result<()> {
+                self.core.step_in_place(index, tensor, lr)
             }
 
             fn lookahead_direction(&self, index: usize, param: &[f64], grad: &[f64]) -> Vec<f64> {

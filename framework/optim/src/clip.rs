@@ -10,8 +10,8 @@
 /// DARTS clips the weights' gradients at 5 (`grad_clip`, Liu et al. 2019).
 pub fn clip_grad_norm(grads: &mut [&mut [f64]], max_norm: f64) -> f64 {
     let total = grad_norm(grads.iter().map(|g| &**g));
-    let coef = max_norm.max(0.0) / (total + 1e-6);
-    if coef < 1.0 {
+    let coef = clip_coefficient(total, max_norm);
+    if coef != 1.0 {
         for g in grads.iter_mut() {
             for x in g.iter_mut() {
                 *x *= coef;
@@ -19,6 +19,19 @@ pub fn clip_grad_norm(grads: &mut [&mut [f64]], max_norm: f64) -> f64 {
         }
     }
     total
+}
+
+/// The factor [`clip_grad_norm`] multiplies every gradient value by, given the global norm
+/// `total`: `max_norm / (total + 1e-6)` when that is below 1, otherwise exactly 1 (no
+/// clipping). For optimizers that scale the gradient as they read it
+/// ([`InPlace::grad_scale`](crate::InPlace)).
+pub fn clip_coefficient(total: f64, max_norm: f64) -> f64 {
+    let coef = max_norm.max(0.0) / (total + 1e-6);
+    if coef < 1.0 {
+        coef
+    } else {
+        1.0
+    }
 }
 
 /// The global L2 norm of several buffers taken together.

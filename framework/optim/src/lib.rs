@@ -11,6 +11,8 @@
 //! * [`Schedule`]: [`Constant`], [`StepDecay`], [`Cosine`]; [`build_schedule`],
 //!   [`schedule_infos`].
 //! * [`clip_grad_norm`].
+//! * In place: [`Optimizer::step_in_place`] updates one tensor's own `f32` or `f64` buffer
+//!   ([`InPlace`]) with exactly the values of the `f64` path, without copying it.
 //!
 //! ```
 //! use nas_optim::{build_optimizer, build_schedule};
@@ -28,6 +30,7 @@ mod adam;
 mod check;
 mod clip;
 mod factory;
+mod in_place;
 mod optimizer;
 mod rmsprop;
 mod schedule;
@@ -37,8 +40,9 @@ mod sgd;
 mod tests;
 
 pub use adam::{Adam, AdamParams, AdamW, AdamWParams};
-pub use clip::{clip_grad_norm, grad_norm};
+pub use clip::{clip_coefficient, clip_grad_norm, grad_norm};
 pub use factory::{build_optimizer, optimizer_infos, OPTIMIZER_NAMES};
+pub use in_place::{Element, GradsRef, InPlace, ParamsMut};
 pub use optimizer::Optimizer;
 pub use rmsprop::{RmsProp, RmsPropParams};
 pub use schedule::{

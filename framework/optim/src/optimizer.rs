@@ -1,5 +1,7 @@
 //! The object-safe [`Optimizer`] trait and the checks every implementation shares.
 use nas_core::{NasError, Result};
+
+use crate::InPlace;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -56,6 +58,32 @@ pub trait Optimizer: Send {
         }
         Err(NasError::Other(format!(
             "optimizer `{}` cannot leave parameters out of a step",
+            self.name()
+        )))
+    }
+
+    /// Whether [`step_in_place`](Optimizer::step_in_place) is implemented. When it is not
+    /// (the default, for optimizers written elsewhere), the trainer copies the weights and
+    /// gradients into `f64` buffers and calls [`step`](Optimizer::step) instead.
+    fn updates_in_place(&self) -> bool {
+        false
+    }
+
+    /// One update of parameter tensor `index` alone, on the tensor library's own buffer
+    /// (`f32` or `f64`), with its gradient scaled by `tensor.grad_scale`: the same update
+    /// as [`step_active`](Optimizer::step_active) with only `index` active, and exactly the
+    /// same values (the arithmetic is in `f64`, each element converted on the way in and
+    /// out, as a copy to `f64` and back would). No copy of the tensor is made; the
+    /// optimizer's state stays in `f64`. The lengths are checked as in `step`; on error
+    /// nothing is changed.
+    ///
+    /// Only for optimizers whose update of one tensor does not depend on the others (every
+    /// optimizer here); the default refuses (see
+    /// [`updates_in_place`](Optimizer::updates_in_place)).
+    fn step_in_place(&mut self, index: usize, tensor: InPlace<'_>, lr: f64) -> Result<()> {
+        let _ = (index, tensor, lr);
+        Err(NasError::Other(format!(
+            "optimizer `{}` has no in-place update",
             self.name()
         )))
     }

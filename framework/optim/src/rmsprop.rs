@@ -4,6 +4,7 @@ use nas_core::{ParamDoc, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::check::{non_negative, positive, unit_interval};
+use crate::in_place::{with_slices, Element, InPlace};
 use crate::optimizer::{check_shapes, ensure_same_len, grow, load_slots, save_slots};
 use crate::Optimizer;
 
@@ -117,6 +118,42 @@ impl RmsProp {
         self.slots.get(index).and_then(|s| s.as_ref())
     }
 
+    /// The update of parameter `index` (its slot exists, possibly `None`; lengths checked):
+    /// the arithmetic in `f64` whatever the element types, each value written back once.
+    fn update<P: Element, G: Element>(
+        &mut self,
+        index: usize,
+        p: &mut [P],
+        g: &[G],
+        grad_scale: f64,
+        lr: f64,
+    ) {
+        let (momentum, centered) = (self.params.momentum, self.params.centered);
+        let mut s = self.slots[index].take().unwrap_or_else(|| RmsSlot {
+            step: 0,
+            square_avg: vec![0.0; p.len()],
+            momentum_buffer: (momentum > 0.0).then(|| vec![0.0; p.len()]),
+            grad_avg: centered.then(|| vec![0.0; p.len()]),
+        });
+        s.step += 1;
+        for (j, (p, &g)) in p.iter_mut().zip(g).enumerate() {
+            let x = p.get();
+            let ga = s.grad_avg.as_ref().map_or(0.0, |v| v[j]);
+            let buf = s.momentum_buffer.as_ref().map_or(0.0, |v| v[j]);
+            let (sq, ga, buf, dir) =
+                self.element(x, g.get() * grad_scale, s.square_avg[j], ga, buf);
+            s.square_avg[j] = sq;
+            if let Some(v) = s.grad_avg.as_mut() {
+                v[j] = ga;
+            }
+            if let Some(v) = s.momentum_buffer.as_mut() {
+                v[j] = buf;
+            }
+            *p = P::from_f64(x - lr * dir);
+        }
+        self.slots[index] = Some(s);
+    }
+
     /// One element's update: returns (new square_avg, new grad_avg, new buffer, direction).
     fn element(&self, p: f64, g: f64, sq: f64, ga: f64, buf: f64) -> (f64, f64, f64, f64) {
         let RmsPropParams {
@@ -167,34 +204,28 @@ impl Optimizer for RmsProp {
         check_shapes("rmsprop", params, grads, |i| {
             self.slot(i).map(|s| s.square_avg.len())
         })?;
-        let (momentum, centered) = (self.params.momentum, self.params.centered);
         grow(&mut self.slots, params.len());
         for (i, (p, g)) in params.iter_mut().zip(grads).enumerate() {
-            if !active.get(i).copied().unwrap_or(false) {
-                continue;
+            if active.get(i).copied().unwrap_or(false) {
+                self.update(i, p, g, 1.0, lr);
             }
-            let mut s = self.slots[i].take().unwrap_or_else(|| RmsSlot {
-                step: 0,
-                square_avg: vec![0.0; p.len()],
-                momentum_buffer: (momentum > 0.0).then(|| vec![0.0; p.len()]),
-                grad_avg: centered.then(|| vec![0.0; p.len()]),
-            });
-            s.step += 1;
-            for j in 0..p.len() {
-                let ga = s.grad_avg.as_ref().map_or(0.0, |v| v[j]);
-                let buf = s.momentum_buffer.as_ref().map_or(0.0, |v| v[j]);
-                let (sq, ga, buf, dir) = self.element(p[j], g[j], s.square_avg[j], ga, buf);
-                s.square_avg[j] = sq;
-                if let Some(v) = s.grad_avg.as_mut() {
-                    v[j] = ga;
-                }
-                if let Some(v) = s.momentum_buffer.as_mut() {
-                    v[j] = buf;
-                }
-                p[j] -= lr * dir;
-            }
-            self.slots[i] = Some(s);
         }
+        Ok(())
+    }
+
+    fn updates_in_place(&self) -> bool {
+        true
+    }
+
+    fn step_in_place(&mut self, index: usize, tensor: InPlace<'_>, lr: f64) -> Result<()> {
+        tensor.check(
+            "rmsprop",
+            index,
+            self.slot(index).map(|s| s.square_avg.len()),
+        )?;
+        grow(&mut self.slots, index + 1);
+        let scale = tensor.grad_scale;
+        with_slices!(tensor, |p, g| self.update(index, p, g, scale, lr));
         Ok(())
     }
 

@@ -4,6 +4,7 @@ use nas_core::{ParamDoc, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::check::{non_negative, unit_interval};
+use crate::in_place::{with_slices, Element, InPlace};
 use crate::optimizer::{check_shapes, grow, load_slots, save_slots};
 use crate::Optimizer;
 
@@ -102,6 +103,45 @@ impl Sgd {
         &self.params
     }
 
+    /// The update of parameter `index` (its slot exists, possibly `None`; lengths checked):
+    /// the arithmetic in `f64` whatever the element types, each value written back once.
+    fn update<P: Element, G: Element>(
+        &mut self,
+        index: usize,
+        p: &mut [P],
+        g: &[G],
+        grad_scale: f64,
+        lr: f64,
+    ) {
+        let SgdParams {
+            momentum,
+            weight_decay: wd,
+            nesterov,
+            ..
+        } = self.params;
+        if momentum == 0.0 {
+            for (p, &g) in p.iter_mut().zip(g) {
+                let x = p.get();
+                *p = P::from_f64(x - lr * (g.get() * grad_scale + wd * x));
+            }
+            return;
+        }
+        let slot = &mut self.slots[index];
+        let first = slot.is_none();
+        let buf = &mut slot
+            .get_or_insert_with(|| SgdSlot {
+                momentum_buffer: vec![0.0; p.len()],
+            })
+            .momentum_buffer;
+        for ((p, &g), b) in p.iter_mut().zip(g).zip(buf.iter_mut()) {
+            let x = p.get();
+            let d = g.get() * grad_scale + wd * x;
+            *b = if first { d } else { momentum * *b + d };
+            let dir = if nesterov { d + momentum * *b } else { *b };
+            *p = P::from_f64(x - lr * dir);
+        }
+    }
+
     /// The momentum buffer of parameter `index`, if it exists yet.
     pub fn momentum_buffer(&self, index: usize) -> Option<&[f64]> {
         self.slots
@@ -134,41 +174,24 @@ impl Optimizer for Sgd {
         check_shapes("sgd", params, grads, |i| {
             self.momentum_buffer(i).map(<[f64]>::len)
         })?;
-        let SgdParams {
-            momentum,
-            weight_decay: wd,
-            nesterov,
-            ..
-        } = self.params;
         grow(&mut self.slots, params.len());
-        for (i, ((p, g), slot)) in params
-            .iter_mut()
-            .zip(grads)
-            .zip(self.slots.iter_mut())
-            .enumerate()
-        {
-            if !active.get(i).copied().unwrap_or(false) {
-                continue;
-            }
-            if momentum == 0.0 {
-                for (p, &g) in p.iter_mut().zip(g.iter()) {
-                    *p -= lr * (g + wd * *p);
-                }
-                continue;
-            }
-            let first = slot.is_none();
-            let buf = &mut slot
-                .get_or_insert_with(|| SgdSlot {
-                    momentum_buffer: vec![0.0; p.len()],
-                })
-                .momentum_buffer;
-            for ((p, &g), b) in p.iter_mut().zip(g.iter()).zip(buf.iter_mut()) {
-                let d = g + wd * *p;
-                *b = if first { d } else { momentum * *b + d };
-                let dir = if nesterov { d + momentum * *b } else { *b };
-                *p -= lr * dir;
+        for (i, (p, g)) in params.iter_mut().zip(grads).enumerate() {
+            if active.get(i).copied().unwrap_or(false) {
+                self.update(i, p, g, 1.0, lr);
             }
         }
+        Ok(())
+    }
+
+    fn updates_in_place(&self) -> bool {
+        true
+    }
+
+    fn step_in_place(&mut self, index: usize, tensor: InPlace<'_>, lr: f64) -> Result<()> {
+        tensor.check("sgd", index, self.momentum_buffer(index).map(<[f64]>::len))?;
+        grow(&mut self.slots, index + 1);
+        let scale = tensor.grad_scale;
+        with_slices!(tensor, |p, g| self.update(index, p, g, scale, lr));
         Ok(())
     }
 

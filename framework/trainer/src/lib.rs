@@ -12,6 +12,7 @@ pub mod bridge;
 pub mod retrain;
 pub mod run_trainer;
 pub mod supernet;
+mod weight_update;
 pub mod zero_cost;
 
 pub use retrain::{EpochEnd, RetrainProgress, RetrainReport, RetrainSettings, Retrainer};

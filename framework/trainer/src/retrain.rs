@@ -8,10 +8,11 @@ use candle_core::{DType, Device};
 use nas_core::{NasError, Result};
 use nas_data::{Augment, Dataset, Loader};
 use nas_model::Network;
-use nas_optim::{clip_grad_norm, Optimizer, Schedule};
+use nas_optim::{Optimizer, Schedule};
 use serde::{Deserialize, Serialize};
 
-use crate::bridge::{batch_tensors, loss_and_correct, scalar, set_var, terr, to_f64};
+use crate::bridge::{batch_tensors, loss_and_correct, scalar, terr};
+use crate::weight_update::{grad_scale, update_weights, WeightGrads};
 
 /// Settings of a retraining run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -209,29 +210,17 @@ impl Retrainer {
         }
         let grads = loss.backward().map_err(terr)?;
         let named = self.net.params().named();
-        let mut g: Vec<Vec<f64>> = named
-            .iter()
-            .map(|(_, v)| match grads.get(v.as_tensor()) {
-                Some(g) => to_f64(g),
-                None => Ok(vec![0.0; v.elem_count()]),
-            })
-            .collect::<Result<_>>()?;
-        if let Some(m) = st.clip_grad_norm {
-            let mut r: Vec<&mut [f64]> = g.iter_mut().map(|v| v.as_mut_slice()).collect();
-            clip_grad_norm(&mut r, m);
-        }
-        let mut w: Vec<Vec<f64>> = named
-            .iter()
-            .map(|(_, v)| to_f64(v.as_tensor()))
-            .collect::<Result<_>>()?;
-        {
-            let mut wr: Vec<&mut [f64]> = w.iter_mut().map(|v| v.as_mut_slice()).collect();
-            let gr: Vec<&[f64]> = g.iter().map(|v| v.as_slice()).collect();
-            self.optimizer.step(&mut wr, &gr, lr)?;
-        }
-        for ((_, v), vals) in named.iter().zip(w) {
-            set_var(v, vals)?;
-        }
+        let grads = WeightGrads::Tensors(
+            named
+                .iter()
+                .map(|(_, v)| grads.get(v.as_tensor()).cloned())
+                .collect(),
+        );
+        let scale = match st.clip_grad_norm {
+            Some(m) => grad_scale(grads.norm()?, Some(m)),
+            None => 1.0,
+        };
+        update_weights(self.optimizer.as_mut(), named, grads, scale, lr, None)?;
         Ok((lv, correct))
     }
 

@@ -4,6 +4,7 @@
 mod common;
 mod gated;
 mod gradients;
+mod in_place;
 mod recalibration;
 mod reward;
 mod second_order;

@@ -50,7 +50,7 @@ impl SupernetTrainer for WeightSharingTrainer {
                 .collect(),
             _ => vec![drive.clone()],
         };
-        let mut total: Option<Vec<Vec<f64>>> = None;
+        let mut total: Option<WeightGrads> = None;
         let mut active: Vec<bool> = Vec::new();
         let (mut loss, mut correct) = (0.0, 0);
         for d in &drives {
@@ -81,29 +81,23 @@ impl SupernetTrainer for WeightSharingTrainer {
             } else {
                 active.iter_mut().zip(a).for_each(|(x, y)| *x |= y);
             }
+            // One path: the gradient tensors as they are. Several (FairNAS): summed in f64.
             total = Some(match total {
-                None => g,
-                Some(mut t) => {
+                None => WeightGrads::Tensors(g),
+                Some(t) => {
+                    let mut t = t.into_f64(self.s.net.params().named())?;
+                    let g = WeightGrads::Tensors(g).into_f64(self.s.net.params().named())?;
                     for (a, b) in t.iter_mut().zip(&g) {
                         for (x, y) in a.iter_mut().zip(b) {
                             *x += y;
                         }
                     }
-                    t
+                    WeightGrads::Summed(t)
                 }
             });
         }
-        let mut grads = total.unwrap_or_default();
-        let mut gref: Vec<&mut [f64]> = grads.iter_mut().map(|g| g.as_mut_slice()).collect();
-        let norm = match self.s.clip_grad_norm {
-            Some(m) => clip_grad_norm(&mut gref, m),
-            None => gref
-                .iter()
-                .flat_map(|g| g.iter())
-                .map(|v| v * v)
-                .sum::<f64>()
-                .sqrt(),
-        };
+        let grads = total.unwrap_or(WeightGrads::Summed(Vec::new()));
+        let norm = grads.norm()?;
         if !norm.is_finite() {
             if self.s.params.on_non_finite == OnNonFinite::Skip {
                 self.step += 1;
@@ -117,25 +111,20 @@ impl SupernetTrainer for WeightSharingTrainer {
             return Err(self.non_finite("weight gradient"));
         }
         let _profile = nas_ops::profile::scope("phase: weight update");
-        let mut w = self.weights_f64()?;
-        {
-            let mut wref: Vec<&mut [f64]> = w.iter_mut().map(|g| g.as_mut_slice()).collect();
-            let gref: Vec<&[f64]> = grads.iter().map(|g| g.as_slice()).collect();
-            // A path drive leaves every parameter the sampled paths do not use as it is
-            // (no momentum, no weight decay), as PyTorch skips a `None` gradient: SPOS's
-            // unsampled options (Guo et al. 2020). FairNAS's paths cover every option.
-            let skip_unused = self.s.params.skip_unused
-                && matches!(drive.kind, DriveKind::Paths { .. })
-                && active.iter().any(|a| !a);
-            if skip_unused {
-                self.s
-                    .optimizer
-                    .step_active(&mut wref, &gref, self.lr, &active)?;
-            } else {
-                self.s.optimizer.step(&mut wref, &gref, self.lr)?;
-            }
-        }
-        self.set_weights(&w)?;
+        // A path drive leaves every parameter the sampled paths do not use as it is
+        // (no momentum, no weight decay), as PyTorch skips a `None` gradient: SPOS's
+        // unsampled options (Guo et al. 2020). FairNAS's paths cover every option.
+        let skip_unused = self.s.params.skip_unused
+            && matches!(drive.kind, DriveKind::Paths { .. })
+            && active.iter().any(|a| !a);
+        update_weights(
+            self.s.optimizer.as_mut(),
+            self.s.net.params().named(),
+            grads,
+            grad_scale(norm, self.s.clip_grad_norm),
+            self.lr,
+            skip_unused.then_some(active.as_slice()),
+        )?;
         self.step += 1;
         Ok(StepStats {
             loss,

@@ -11,7 +11,7 @@ use nas_core::{
 };
 use nas_data::{Augment, Batch, Dataset, Loader};
 use nas_model::{Supernet, TensorDrive};
-use nas_optim::{clip_grad_norm, Optimizer, Schedule};
+use nas_optim::{Optimizer, Schedule};
 use serde::{Deserialize, Serialize};
 
 mod calls;
@@ -19,6 +19,7 @@ mod evaluation;
 mod second_order;
 
 use crate::bridge::{batch_tensors, loss_and_correct, scalar, set_var, terr, to_f64};
+use crate::weight_update::{grad_scale, update_weights, WeightGrads};
 
 /// Params of the `supernet` trainer (`trainer.params`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,7 +141,7 @@ pub struct BatchGradients {
 }
 
 /// Loss, correct predictions, flat weight gradients and mixing-weight gradients of a batch.
-type LossGrads = (f64, usize, Vec<Vec<f64>>, Vec<Tensor>);
+type LossGrads = (f64, usize, Vec<Option<Tensor>>, Vec<Tensor>);
 
 /// Implements [`SupernetTrainer`] for any [`Supernet`].
 pub struct WeightSharingTrainer {
@@ -375,7 +376,8 @@ impl WeightSharingTrainer {
     }
 
     /// Forward + backward of the loss on a batch; returns loss, correct count, the weight
-    /// gradients (flat f64, one per parameter) and the mixing-weight gradients.
+    /// gradients (one per parameter, `None` where the loss does not depend on it; none at
+    /// all unless `want_weights`) and the mixing-weight gradients.
     fn loss_grads(
         &self,
         batch: &Batch,
@@ -434,17 +436,13 @@ impl WeightSharingTrainer {
             let _profile = nas_ops::profile::scope("phase: backward");
             loss.backward().map_err(terr)?
         };
-        let _profile = nas_ops::profile::scope("phase: gradients to f64");
         let mut wg = Vec::new();
         let mut active = Vec::new();
         if want_weights {
             for (_, v) in self.s.net.params().named() {
-                let g = grads.get(v.as_tensor());
+                let g = grads.get(v.as_tensor()).cloned();
                 active.push(g.is_some());
-                match g {
-                    Some(g) => wg.push(to_f64(g)?),
-                    None => wg.push(vec![0.0; v.elem_count()]),
-                }
+                wg.push(g);
             }
         }
         let mut ag = Vec::new();
@@ -468,7 +466,7 @@ impl WeightSharingTrainer {
         Ok(BatchGradients {
             loss,
             correct,
-            weights,
+            weights: self.weight_grads_f64(weights)?,
             mixing: self.arch_grad_f64(&g)?,
         })
     }
@@ -488,6 +486,12 @@ impl WeightSharingTrainer {
             )));
         }
         self.set_weights(w)
+    }
+
+    /// Weight gradients of [`Self::loss_grads`] as `f64` buffers (zeros where none).
+    fn weight_grads_f64(&self, g: Vec<Option<Tensor>>) -> Result<Vec<Vec<f64>>> {
+        let _profile = nas_ops::profile::scope("phase: gradients to f64");
+        WeightGrads::Tensors(g).into_f64(self.s.net.params().named())
     }
 
     fn weights_f64(&self) -> Result<Vec<Vec<f64>>> {

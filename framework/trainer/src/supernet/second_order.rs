@@ -22,6 +22,7 @@ impl WeightSharingTrainer {
         let w0 = self.weights_f64()?;
         // 1. virtual step.
         let (_, _, gtrain, _) = self.loss_grads(&tbatch, drive, true, false)?;
+        let gtrain = self.weight_grads_f64(gtrain)?;
         let unrolled: Vec<Vec<f64>> = w0
             .iter()
             .zip(&gtrain)
@@ -42,6 +43,13 @@ impl WeightSharingTrainer {
             }
         };
         let dalpha = self.arch_grad_f64(&da)?;
+        let dw = match self.weight_grads_f64(dw) {
+            Ok(dw) => dw,
+            Err(e) => {
+                self.set_weights(&w0)?;
+                return Err(e);
+            }
+        };
         // 3. finite-difference Hessian-vector product around w.
         let norm = dw.iter().flatten().map(|v| v * v).sum::<f64>().sqrt();
         let hv = if norm > 0.0 {
