@@ -444,11 +444,138 @@ fn corr_blocked<T: Float, const L: usize, const FMA: bool>(
 fn weight_grad<T: Float>(p: &Phased<T>, g: &[T], gw: &mut [T], win: &Window) {
     #[cfg(target_arch = "x86_64")]
     if crate::cpu::avx2_fma() {
+        if let (Some((gf, gwf)), Some((pf, _)), 3 | 5) =
+            (T::as_f32(g, gw), T::as_f32(&p.data, &mut []), win.k)
+        {
+            let pf = PhasedRows {
+                data: pf,
+                rows: p.rows,
+                width: p.width,
+            };
+            // SAFETY: the CPU supports AVX2 and FMA (checked at run time above).
+            unsafe {
+                match win.k {
+                    3 => weight_grad_shared_f32::<3>(&pf, gf, gwf, win),
+                    _ => weight_grad_shared_f32::<5>(&pf, gf, gwf, win),
+                }
+            }
+            return;
+        }
         // SAFETY: the CPU supports AVX2 and FMA (checked at run time above).
         unsafe { weight_grad_avx2(p, g, gw, win) };
         return;
     }
     weight_grad_any::<T, false>(p, g, gw, win)
+}
+
+/// The rows of a [`Phased`] plane of `f32` (its layout, borrowed).
+struct PhasedRows<'a> {
+    data: &'a [f32],
+    rows: usize,
+    width: usize,
+}
+
+impl PhasedRows<'_> {
+    /// Phase `q`, padded row `r`, from column `c0`, `len` values.
+    #[inline(always)]
+    fn row(&self, q: usize, r: usize, c0: usize, len: usize) -> &[f32] {
+        &self.data[(q * self.rows + r) * self.width..][..self.width][c0..c0 + len]
+    }
+}
+
+/// Row `oy` of `g` and, for each tap column `j`, the `ow` values of padded row `r` it meets.
+#[inline(always)]
+fn tap_rows_f32<'a, const K: usize>(
+    p: &'a PhasedRows<'a>,
+    g: &'a [f32],
+    taps: &[(usize, usize); K],
+    r: usize,
+    oy: usize,
+    ow: usize,
+) -> (&'a [f32], [&'a [f32]; K]) {
+    let mut pr: [&[f32]; K] = [&[]; K];
+    for (j, &(q, c0)) in taps.iter().enumerate() {
+        pr[j] = p.row(q, r, c0, ow);
+    }
+    (&g[oy * ow..(oy + 1) * ow], pr)
+}
+
+/// [`weight_grad`] of an `f32` plane for a `K x K` kernel, in AVX2 registers: the `K` taps of
+/// one kernel row share each load of `g` (one load for `K` multiply-adds, where the per-tap
+/// loop loads `g` once per multiply-add), two output rows at a time for `2 K` independent
+/// multiply-add chains. (Generic code in `[T; 8]` lanes could not be made to keep the `2 K`
+/// accumulators in registers: docs/performance.md, "Tried".)
+///
+/// # Safety
+///
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn weight_grad_shared_f32<const K: usize>(
+    p: &PhasedRows<'_>,
+    g: &[f32],
+    gw: &mut [f32],
+    win: &Window,
+) {
+    use std::arch::x86_64::*;
+    // SAFETY: every load reads 8 values at offset o of a row slice with o + 8 <= full <= its
+    // length; the caller guarantees AVX2 and FMA.
+    unsafe {
+        let (s, d, oh, ow) = (win.stride, win.dilation, win.oh, win.ow);
+        let full = ow - ow % 8;
+        // Phase and first phase column of tap column j.
+        let taps: [(usize, usize); K] = std::array::from_fn(|j| ((j * d) % s, (j * d) / s));
+        let rows_of = |i: usize, oy: usize| tap_rows_f32(p, g, &taps, oy * s + i * d, oy, ow);
+        for i in 0..K {
+            let mut a0 = [_mm256_setzero_ps(); K];
+            let mut a1 = [_mm256_setzero_ps(); K];
+            let mut tail = [0f32; K];
+            let mut oy = 0;
+            while oy + 2 <= oh {
+                let (g0, p0) = rows_of(i, oy);
+                let (g1, p1) = rows_of(i, oy + 1);
+                let mut o = 0;
+                while o < full {
+                    let (v0, v1) = (
+                        _mm256_loadu_ps(g0.as_ptr().add(o)),
+                        _mm256_loadu_ps(g1.as_ptr().add(o)),
+                    );
+                    for j in 0..K {
+                        a0[j] = _mm256_fmadd_ps(v0, _mm256_loadu_ps(p0[j].as_ptr().add(o)), a0[j]);
+                        a1[j] = _mm256_fmadd_ps(v1, _mm256_loadu_ps(p1[j].as_ptr().add(o)), a1[j]);
+                    }
+                    o += 8;
+                }
+                for o in full..ow {
+                    for j in 0..K {
+                        tail[j] += g0[o] * p0[j][o] + g1[o] * p1[j][o];
+                    }
+                }
+                oy += 2;
+            }
+            if oy < oh {
+                let (g0, p0) = rows_of(i, oy);
+                let mut o = 0;
+                while o < full {
+                    let v0 = _mm256_loadu_ps(g0.as_ptr().add(o));
+                    for j in 0..K {
+                        a0[j] = _mm256_fmadd_ps(v0, _mm256_loadu_ps(p0[j].as_ptr().add(o)), a0[j]);
+                    }
+                    o += 8;
+                }
+                for o in full..ow {
+                    for j in 0..K {
+                        tail[j] += g0[o] * p0[j][o];
+                    }
+                }
+            }
+            for j in 0..K {
+                let mut lanes = [0f32; 8];
+                _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(a0[j], a1[j]));
+                gw[i * K + j] += lanes.iter().fold(tail[j], |x, &y| x + y);
+            }
+        }
+    }
 }
 
 /// [`weight_grad`] compiled for AVX2 + FMA.

@@ -2,8 +2,9 @@
 //!
 //! Object-safe optimizers over flat `f64` buffers (one buffer per parameter tensor),
 //! learning-rate schedules, and gradient clipping. No tensor library: the same code updates
-//! the supernet weights (which the trainer copies out of and back into its tensors) and the
-//! architecture parameters a strategy owns as plain data.
+//! the supernet weights (in place, on each tensor's own `f32` or `f64` storage, which the
+//! trainer hands over one tensor at a time) and the architecture parameters a strategy owns
+//! as plain data.
 //!
 //! * [`Optimizer`]: [`Sgd`] (momentum, Nesterov, coupled weight decay), [`Adam`] (coupled
 //!   L2), [`AdamW`] (decoupled), [`RmsProp`]; all with PyTorch's semantics; built by name with

@@ -9,8 +9,11 @@ use serde::Serialize;
 ///
 /// Why this shape: candle-nn's optimizer trait is not object safe and its SGD has no
 /// momentum. Working on plain buffers lets one implementation serve both the supernet
-/// weights (the trainer copies tensors out and back) and the architecture parameters a
-/// strategy owns as plain data (DESIGN.md section 2: no tensor crosses that boundary).
+/// weights (the trainer hands each tensor's own storage to
+/// [`step_in_place`](Optimizer::step_in_place), or copies tensors out and back for an
+/// optimizer without it) and the architecture parameters a strategy owns as plain data
+/// (DESIGN.md section 2: no tensor crosses that boundary). The state (momentum buffers,
+/// moments) is `f64` either way; PyTorch keeps it in the parameter's dtype (`f32`).
 ///
 /// Invariants:
 /// * Parameter tensor `i` keeps index `i` and its length for the optimizer's lifetime.
