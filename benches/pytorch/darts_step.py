@@ -34,6 +34,11 @@ Timing: `--warmup` untimed steps, then `--steps` timed ones; prints wall ms per 
 and mean), process CPU ms per step (all threads; less sensitive to other load on a shared
 machine), the peak resident memory of the process (ru_maxrss) and the parameter count.
 
+`--strategy retrain`: one step of DARTS' retraining stage (the reference's `model.py`
+`NetworkCIFAR` with the DARTS_V2 genotype, affine batch norms, the auxiliary head on the
+output of cell 2*layers//3 with loss weight 0.4, drop path with probability 0.2 on every
+non-identity op; SGD as above); DARTS retrains with --layers 20 --channels 36 --batch 96.
+
 `--device cuda` runs the network, the data and both optimizers on the first GPU (eager mode),
 synchronising the device before each step's clock stops, and also reports the peak GPU memory
 PyTorch allocated (`torch.cuda.max_memory_allocated`) and the GPU's name (docs/gpu.md).
@@ -92,69 +97,73 @@ class ZeroOp(nn.Module):
 
 
 class ReluConvBn(nn.Sequential):
-    def __init__(self, c_in, c_out, k, stride, pad):
+    def __init__(self, c_in, c_out, k, stride, pad, affine=False):
         super().__init__(
             nn.ReLU(),
             nn.Conv2d(c_in, c_out, k, stride=stride, padding=pad, bias=False),
-            bn(c_out),
+            bn(c_out, affine),
         )
 
 
 class FactorizedReduce(nn.Module):
     """ReLU, two stride-2 1x1 convs (the second on the input shifted by one pixel), cat, BN."""
 
-    def __init__(self, c_in, c_out):
+    def __init__(self, c_in, c_out, affine=False):
         super().__init__()
         self.a = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
         self.b = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.norm = bn(c_out)
+        self.norm = bn(c_out, affine)
 
     def forward(self, x):
         x = F.relu(x)
         return self.norm(torch.cat([self.a(x), self.b(x[:, :, 1:, 1:])], dim=1))
 
 
-def dil_conv(c, k, stride, pad, dil):
+def dil_conv(c, k, stride, pad, dil, affine=False):
     return nn.Sequential(
         nn.ReLU(),
         nn.Conv2d(c, c, k, stride=stride, padding=pad, dilation=dil, groups=c, bias=False),
         nn.Conv2d(c, c, 1, bias=False),
-        bn(c),
+        bn(c, affine),
     )
 
 
-def sep_conv(c, k, stride, pad):
+def sep_conv(c, k, stride, pad, affine=False):
     return nn.Sequential(
         nn.ReLU(),
         nn.Conv2d(c, c, k, stride=stride, padding=pad, groups=c, bias=False),
         nn.Conv2d(c, c, 1, bias=False),
-        bn(c),
+        bn(c, affine),
         nn.ReLU(),
         nn.Conv2d(c, c, k, stride=1, padding=pad, groups=c, bias=False),
         nn.Conv2d(c, c, 1, bias=False),
-        bn(c),
+        bn(c, affine),
     )
 
 
-def make_op(name, c, stride):
+def make_op(name, c, stride, searching=True):
+    """An operation of the search network (`searching`: affine-free batch norms, a batch
+    norm after each pool, as the reference's MixedOp) or of the retrained network (affine
+    batch norms, plain pools, as the reference's `OPS` with affine=True)."""
+    affine = not searching
     if name == "none":
         return ZeroOp(stride)
     if name == "max_pool_3x3":
-        return nn.Sequential(nn.MaxPool2d(3, stride=stride, padding=1), bn(c))
+        pool = nn.MaxPool2d(3, stride=stride, padding=1)
+        return nn.Sequential(pool, bn(c)) if searching else pool
     if name == "avg_pool_3x3":
-        return nn.Sequential(
-            nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False), bn(c)
-        )
+        pool = nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+        return nn.Sequential(pool, bn(c)) if searching else pool
     if name == "skip_connect":
-        return nn.Identity() if stride == 1 else FactorizedReduce(c, c)
+        return nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine)
     if name == "sep_conv_3x3":
-        return sep_conv(c, 3, stride, 1)
+        return sep_conv(c, 3, stride, 1, affine)
     if name == "sep_conv_5x5":
-        return sep_conv(c, 5, stride, 2)
+        return sep_conv(c, 5, stride, 2, affine)
     if name == "dil_conv_3x3":
-        return dil_conv(c, 3, stride, 2, 2)
+        return dil_conv(c, 3, stride, 2, 2, affine)
     if name == "dil_conv_5x5":
-        return dil_conv(c, 5, stride, 4, 2)
+        return dil_conv(c, 5, stride, 4, 2, affine)
     raise ValueError(name)
 
 
@@ -241,6 +250,125 @@ class SearchNetwork(nn.Module):
             red = cell.reduction
             s0, s1 = s1, cell(s0, s1, wr if red else wn, inr if red else inn)
         return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
+
+
+# The DARTS_V2 genotype (Liu et al. 2019, quark0/darts `genotypes.py`): (op, input) pairs,
+# two per node, and the concatenated nodes.
+DARTS_V2 = {
+    "normal": [("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1),
+               ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 0), ("dil_conv_3x3", 2)],
+    "reduce": [("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1),
+               ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)],
+    "concat": [2, 3, 4, 5],
+}
+
+
+def drop_path(x, p):
+    """Zeroes whole examples with probability p and scales the rest by 1 / (1 - p)."""
+    keep = 1.0 - p
+    mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device).bernoulli_(keep)
+    return x / keep * mask
+
+
+class EvalCell(nn.Module):
+    """A cell of the retrained network (the reference's `model.py` `Cell`)."""
+
+    def __init__(self, genotype, c_pp, c_p, c, reduction, reduction_prev):
+        super().__init__()
+        self.reduction = reduction
+        self.pre0 = (FactorizedReduce(c_pp, c, True) if reduction_prev
+                     else ReluConvBn(c_pp, c, 1, 1, 0, True))
+        self.pre1 = ReluConvBn(c_p, c, 1, 1, 0, True)
+        pairs = genotype["reduce" if reduction else "normal"]
+        self.ops = nn.ModuleList(
+            make_op(name, c, 2 if reduction and j < 2 else 1, searching=False) for name, j in pairs
+        )
+        self.inputs = [j for _, j in pairs]
+        self.concat = genotype["concat"]
+
+    def forward(self, s0, s1, drop_prob):
+        states = [self.pre0(s0), self.pre1(s1)]
+        for i in range(len(self.ops) // 2):
+            hs = []
+            for k in (2 * i, 2 * i + 1):
+                h = self.ops[k](states[self.inputs[k]])
+                if self.training and drop_prob > 0 and not isinstance(self.ops[k], nn.Identity):
+                    h = drop_path(h, drop_prob)
+                hs.append(h)
+            states.append(hs[0] + hs[1])
+        return torch.cat([states[i] for i in self.concat], dim=1)
+
+
+class AuxHead(nn.Module):
+    """The auxiliary classifier on the 8x8 maps after the second reduction (`AuxiliaryHeadCIFAR`)."""
+
+    def __init__(self, c, classes=10):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.ReLU(),
+            nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False),
+            nn.Conv2d(c, 128, 1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.ReLU(),
+            nn.Conv2d(128, 768, 2, bias=False),
+            nn.BatchNorm2d(768),
+            nn.ReLU(),
+        )
+        self.classifier = nn.Linear(768, classes)
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))
+
+
+class EvalNetwork(nn.Module):
+    """The retrained network (`NetworkCIFAR`): stem, cells, auxiliary head, classifier."""
+
+    def __init__(self, c, layers, genotype=DARTS_V2, classes=10, stem_mult=3, drop_prob=0.2):
+        super().__init__()
+        self.drop_prob = drop_prob
+        c_cur = stem_mult * c
+        self.stem = nn.Sequential(nn.Conv2d(3, c_cur, 3, padding=1, bias=False), nn.BatchNorm2d(c_cur))
+        c_pp, c_p, c_cur = c_cur, c_cur, c
+        self.cells = nn.ModuleList()
+        self.aux_at = 2 * layers // 3
+        red_prev = False
+        for i in range(layers):
+            red = i in (layers // 3, 2 * layers // 3)
+            if red:
+                c_cur *= 2
+            self.cells.append(EvalCell(genotype, c_pp, c_p, c_cur, red, red_prev))
+            red_prev = red
+            c_pp, c_p = c_p, len(genotype["concat"]) * c_cur
+            if i == self.aux_at:
+                self.aux = AuxHead(c_p, classes)
+        self.classifier = nn.Linear(c_p, classes)
+
+    def forward(self, x):
+        aux = None
+        s0 = s1 = self.stem(x)
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1, self.drop_prob)
+            if i == self.aux_at and self.training:
+                aux = self.aux(s1)
+        return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1)), aux
+
+
+class Retrain:
+    """One retraining step (the reference's `train.py`): SGD lr 0.025, momentum 0.9, weight
+    decay 3e-4, loss + 0.4 * auxiliary loss, gradient norm clipped to 5."""
+
+    def __init__(self, net, aux_weight=0.4, clip=5.0):
+        self.net, self.forward = net, net
+        self.aux_weight, self.clip = aux_weight, clip
+        self.opt = torch.optim.SGD(net.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+
+    def step(self, xt, yt, xv=None, yv=None):
+        self.opt.zero_grad(set_to_none=True)
+        logits, aux = self.forward(xt)
+        loss = F.cross_entropy(logits, yt) + self.aux_weight * F.cross_entropy(aux, yt)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.net.parameters(), self.clip)
+        self.opt.step()
 
 
 class Search:
@@ -339,7 +467,7 @@ def main():
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--order", choices=["first", "second"], default="first")
-    ap.add_argument("--strategy", choices=["darts", "gdas", "spos"], default="darts")
+    ap.add_argument("--strategy", choices=["darts", "gdas", "spos", "retrain"], default="darts")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--compile", action="store_true", help="torch.compile the network")
@@ -350,14 +478,20 @@ def main():
     device = torch.device(a.device)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    net = SearchNetwork(a.channels, a.layers).to(device)
-    # The alphas are not registered parameters: .to() leaves them; move them as leaves.
-    net.alphas = [t.detach().to(device).requires_grad_() for t in net.alphas]
-    net.train()
-    search = Search(net, a.order, a.strategy)
+    if a.strategy == "retrain":
+        net = EvalNetwork(a.channels, a.layers).to(device)
+        net.train()
+        search = Retrain(net)
+    else:
+        net = SearchNetwork(a.channels, a.layers).to(device)
+        # The alphas are not registered parameters: .to() leaves them; move them as leaves.
+        net.alphas = [t.detach().to(device).requires_grad_() for t in net.alphas]
+        net.train()
+        search = Search(net, a.order, a.strategy)
     if a.compile:
         search.forward = torch.compile(net)
-    params = sum(p.numel() for p in net.parameters())
+    # As the reference's `count_parameters_in_MB` (and `nas bench`): without the auxiliary head.
+    params = sum(p.numel() for n, p in net.named_parameters() if "aux" not in n)
     # Four batches of synthetic data, two for weights and two for alphas (as `nas bench`).
     n = 4 * a.batch
     xs = torch.rand(n, 3, a.size, a.size, device=device)

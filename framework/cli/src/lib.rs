@@ -159,7 +159,8 @@ pub enum Command {
     /// Score sampled architectures with the zero-cost proxies (NASWOT, synflow, grad_norm)
     /// and, on NAS-Bench-201, correlate them with the benchmark's accuracy.
     ZeroCost(zero_cost_cmd::ZeroCostArgs),
-    /// Time one DARTS search step (arch step + weight step) on the CPU, or on `--device`.
+    /// Time one DARTS search step (arch step + weight step), another strategy's step, or a
+    /// retraining step, on the CPU or on `--device`.
     Bench {
         /// Cells of the search network.
         #[arg(long, default_value_t = 8)]
@@ -179,7 +180,9 @@ pub enum Command {
         /// The architecture gradient's order (darts).
         #[arg(long, value_enum, default_value_t = OrderArg::First)]
         order: OrderArg,
-        /// The strategy timed: darts, gdas, spos, proxylessnas (or any trainer strategy).
+        /// The strategy timed: darts, gdas, spos, proxylessnas (or any trainer strategy), or
+        /// `retrain`: one retraining step of the DARTS_V2 network (auxiliary head, drop path;
+        /// DARTS retrains with --layers 20 --channels 36 --batch 96).
         #[arg(long, default_value = "darts")]
         strategy: String,
         /// Also report where the time goes: wall-clock ms per step of every kernel (forward

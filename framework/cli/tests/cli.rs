@@ -201,6 +201,37 @@ fn bench_times_a_step_of_the_darts_search_network() {
     assert_eq!(r["config"]["layers"], 2, "{r}");
 }
 
+/// `nas bench --strategy retrain` times a retraining step of the DARTS_V2 network: at
+/// DARTS' retraining size (20 cells, 36 channels) it has the published parameter count.
+#[test]
+fn bench_times_a_retraining_step_of_darts_v2() {
+    let o = nas_with_env(
+        &[
+            "bench",
+            "--strategy",
+            "retrain",
+            "--layers",
+            "20",
+            "--channels",
+            "36",
+            "--batch",
+            "2",
+            "--size",
+            "32",
+            "--steps",
+            "1",
+            "--json",
+        ],
+        &[("RAYON_NUM_THREADS", "2")],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert!(r["ms_per_step"].as_f64().unwrap() > 0.0, "{r}");
+    // Liu et al. 2019, Table 1: DARTS (second order) 3.3M; quark0/darts prints 3.349342MB.
+    assert_eq!(r["supernet_params"], 3_349_342, "{r}");
+    assert_eq!(r["config"]["strategy"], "retrain", "{r}");
+}
+
 #[test]
 fn inspect_prints_the_darts_v2_count() {
     let g = nas_space_darts::DARTS_V2;

@@ -1,8 +1,9 @@
 //! `nas bench`: times one search step of a strategy (`darts`: architecture step + weight
 //! step; `gdas`: a hard-sampled weight step + architecture step; `spos`: one single-path
 //! weight step; `proxylessnas`: a weight step on one sampled path + a gated architecture
-//! update; any registered trainer strategy) on the DARTS search network on CPU, on
-//! synthetic data, and reports milliseconds per step and peak memory.
+//! update; any registered trainer strategy) on the DARTS search network, or one retraining
+//! step of the DARTS_V2 network (`retrain`), on synthetic data, and reports milliseconds per
+//! step and peak memory.
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -71,7 +72,8 @@ pub struct BenchResult {
     /// Rayon threads (`RAYON_NUM_THREADS` when set, else the available parallelism, as
     /// rayon's default pool).
     pub threads: usize,
-    /// Supernet parameters.
+    /// Parameters of the network timed (the supernet; for `retrain`, the DARTS_V2 network
+    /// with its auxiliary head).
     pub supernet_params: usize,
     /// With `profile`: kernels and phases, most time first.
     pub profile: Option<Vec<ProfileRow>>,
@@ -98,6 +100,9 @@ fn peak_rss_mib() -> Option<f64> {
 
 /// Runs the benchmark.
 pub fn bench_darts(cfg: &BenchConfig, comps: &Components) -> Result<BenchResult> {
+    if cfg.strategy == "retrain" {
+        return bench_retrain(cfg, comps);
+    }
     let shape = DataShape {
         channels: 3,
         height: cfg.size,
@@ -113,21 +118,7 @@ pub fn bench_darts(cfg: &BenchConfig, comps: &Components) -> Result<BenchResult>
         .tensor()
         .ok_or_else(|| nas_core::NasError::Other("the `darts` space has no supernet".into()))?;
     let n = cfg.batch * 4;
-    let mut rng = nas_core::component_rng(0, "bench.data");
-    let images: Vec<f32> = (0..n * 3 * cfg.size * cfg.size)
-        .map(|_| rng.random::<f32>())
-        .collect();
-    let labels: Vec<u32> = (0..n).map(|_| rng.random_range(0..10)).collect();
-    let data = Arc::new(Dataset {
-        name: "synthetic".into(),
-        channels: 3,
-        height: cfg.size,
-        width: cfg.size,
-        num_classes: 10,
-        images,
-        labels,
-        files: None,
-    });
+    let data = synthetic(n, cfg.size);
     let device = nas_registry::parse_device(cfg.device)?;
     let net = space.build_supernet(
         &device,
@@ -174,9 +165,7 @@ pub fn bench_darts(cfg: &BenchConfig, comps: &Components) -> Result<BenchResult>
     let mut strategy = (comps.strategies.get(&cfg.strategy)?)(&params, &cx)?;
     strategy.init(space.spec(), 0)?;
     nas_core::SupernetTrainer::begin_epoch(&mut trainer, 0)?;
-    let mut times = Vec::new();
-    let mut cpu_start = None;
-    for i in 0..=cfg.steps {
+    let (times, cpu_ms_per_step, profile) = time_steps(cfg, &device, || {
         let mut env = RunEnv {
             space: &sb,
             trainer: Some(&mut trainer),
@@ -185,13 +174,40 @@ pub fn bench_darts(cfg: &BenchConfig, comps: &Components) -> Result<BenchResult>
             epoch: 0,
             epochs: 1,
         };
+        strategy.step(&mut env).map(|_| ())
+    })?;
+    Ok(BenchResult {
+        config: cfg.clone(),
+        ms_per_step: times.iter().sum::<f64>() / times.len().max(1) as f64,
+        step_ms: times,
+        cpu_ms_per_step,
+        peak_rss_mib: peak_rss_mib(),
+        threads: rayon_threads(),
+        supernet_params,
+        profile,
+    })
+}
+
+/// Per timed step: wall ms, then process CPU ms per step, and the profile when asked.
+type Timings = (Vec<f64>, Option<f64>, Option<Vec<ProfileRow>>);
+
+/// Runs `step` once untimed, then `cfg.steps` times timed (the device synchronised before
+/// each clock stops), with the profile recording during the timed steps when asked.
+fn time_steps(
+    cfg: &BenchConfig,
+    device: &candle_core::Device,
+    mut step: impl FnMut() -> Result<()>,
+) -> Result<Timings> {
+    let mut times = Vec::new();
+    let mut cpu_start = None;
+    for i in 0..=cfg.steps {
         if i == 1 {
             cpu_start = process_cpu_ms();
             nas_ops::profile::enable(cfg.profile);
             nas_ops::profile::take();
         }
         let t = Instant::now();
-        strategy.step(&mut env)?;
+        step()?;
         // A GPU runs the step's kernels asynchronously: the step ends when they have.
         device
             .synchronize()
@@ -218,6 +234,118 @@ pub fn bench_darts(cfg: &BenchConfig, comps: &Components) -> Result<BenchResult>
         (Some(a), Some(b)) if !times.is_empty() => Some((b - a) / times.len() as f64),
         _ => None,
     };
+    Ok((times, cpu_ms_per_step, profile))
+}
+
+/// `n` random 3-channel `size x size` images in [0, 1) with random labels of 10 classes.
+fn synthetic(n: usize, size: usize) -> Arc<Dataset> {
+    let mut rng = nas_core::component_rng(0, "bench.data");
+    let images: Vec<f32> = (0..n * 3 * size * size)
+        .map(|_| rng.random::<f32>())
+        .collect();
+    let labels: Vec<u32> = (0..n).map(|_| rng.random_range(0..10)).collect();
+    Arc::new(Dataset {
+        name: "synthetic".into(),
+        channels: 3,
+        height: size,
+        width: size,
+        num_classes: 10,
+        images,
+        labels,
+        files: None,
+    })
+}
+
+/// The retraining step of DARTS' augment stage (`--strategy retrain`; Liu et al. 2019,
+/// quark0/darts `train.py`): the published DARTS_V2 cell in a network of `cfg.layers` cells
+/// of `cfg.channels` initial channels with the auxiliary head (weight 0.4) and drop path
+/// (probability 0.2, the schedule's last value), SGD lr 0.025, momentum 0.9, weight decay
+/// 3e-4, gradient norm clipped to 5, on synthetic batches of `cfg.batch` (drawn outside the
+/// clock, without augmentation, as the PyTorch reference does). DARTS retrains with 20
+/// cells, 36 channels and batch 96.
+fn bench_retrain(cfg: &BenchConfig, comps: &Components) -> Result<BenchResult> {
+    let shape = DataShape {
+        channels: 3,
+        height: cfg.size,
+        width: cfg.size,
+        num_classes: 10,
+    };
+    let cx = BuildContext::new(comps).with_shape(shape);
+    let sb = (comps.spaces.get("darts")?)(&serde_json::json!({}), &cx)?;
+    let space = sb
+        .tensor()
+        .ok_or_else(|| nas_core::NasError::Other("the `darts` space has no networks".into()))?;
+    let arch = space.parse_arch(nas_space_darts::DARTS_V2)?;
+    let device = nas_registry::parse_device(cfg.device)?;
+    let net_cfg = nas_model::NetworkConfig {
+        channels: cfg.channels,
+        layers: cfg.layers,
+        auxiliary: true,
+    };
+    let net = space.build_network(
+        &arch,
+        &net_cfg,
+        &device,
+        DType::F32,
+        nas_core::component_rng(0, "bench.init"),
+    )?;
+    net.set_drop_path(0.2);
+    net.reseed_drop_path(0);
+    let params = net.param_count();
+    let optimizer = (comps.optimizers.get("sgd")?)(
+        &serde_json::json!({"lr": 0.025, "momentum": 0.9, "weight_decay": 3e-4}),
+        &cx,
+    )?;
+    let schedule = (comps.schedules.get("constant")?)(&serde_json::Value::Null, &cx)?;
+    let data = synthetic(cfg.batch * 2, cfg.size);
+    let mut loader = nas_data::Loader::new(
+        data.clone(),
+        (0..cfg.batch * 2).collect(),
+        cfg.batch,
+        true,
+        Augment::default(),
+        vec![0.5; 3],
+        vec![0.25; 3],
+        0,
+    )?;
+    let mut r = nas_trainer::Retrainer {
+        net,
+        device: device.clone(),
+        dtype: DType::F32,
+        train: data.clone(),
+        test: data,
+        mean: vec![0.5; 3],
+        std: vec![0.25; 3],
+        augment: Augment::default(),
+        optimizer,
+        schedule,
+        settings: nas_trainer::RetrainSettings {
+            epochs: 1,
+            batch_size: cfg.batch,
+            auxiliary_weight: 0.4,
+            drop_path: 0.2,
+            clip_grad_norm: Some(5.0),
+            base_lr: 0.025,
+            limit_batches: None,
+            eval_every: 0,
+            seed: 0,
+        },
+    };
+    let mut batches = Vec::new();
+    for _ in 0..=cfg.steps {
+        if loader.batches_per_epoch() == 0 {
+            break;
+        }
+        batches.push(loader.next_batch()?);
+    }
+    let mut next = batches.into_iter();
+    let (times, cpu_ms_per_step, profile) = time_steps(cfg, &device, || {
+        let b = next
+            .next()
+            .ok_or_else(|| nas_core::NasError::Other("bench: no batch left".into()))?;
+        r.train_step(&b, (3, cfg.size, cfg.size), 0.025, 0, 0)
+            .map(|_| ())
+    })?;
     Ok(BenchResult {
         config: cfg.clone(),
         ms_per_step: times.iter().sum::<f64>() / times.len().max(1) as f64,
@@ -225,7 +353,7 @@ pub fn bench_darts(cfg: &BenchConfig, comps: &Components) -> Result<BenchResult>
         cpu_ms_per_step,
         peak_rss_mib: peak_rss_mib(),
         threads: rayon_threads(),
-        supernet_params,
+        supernet_params: params,
         profile,
     })
 }

@@ -183,8 +183,10 @@ impl Retrainer {
         Ok(progress.report)
     }
 
-    /// One optimizer step on batch `b`; returns its loss and correct count.
-    fn train_step(
+    /// One optimizer step on batch `b` (images `shape` = (C, H, W)) at learning rate `lr`;
+    /// returns its loss and correct count. `epoch` and `step` only name a non-finite loss.
+    /// Public for `nas bench --strategy retrain`.
+    pub fn train_step(
         &mut self,
         b: &nas_data::Batch,
         shape: (usize, usize, usize),
