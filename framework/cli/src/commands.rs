@@ -230,10 +230,13 @@ fn bench(comps: &Components, cfg: nas_runner::bench::BenchConfig, json: bool) ->
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
+        let what = if cfg.strategy == "retrain" {
+            "DARTS_V2 retraining step".to_string()
+        } else {
+            format!("{} search step ({} order)", cfg.strategy, cfg.order)
+        };
         println!(
-            "{} search step ({} order), {} cells x {} channels, batch {}, {}x{}x3: {:.1} ms/step over {} steps (peak RSS {} MiB, {} threads)",
-            cfg.strategy,
-            cfg.order,
+            "{what}, {} cells x {} channels, batch {}, {}x{}x3: {:.1} ms/step over {} steps (peak RSS {} MiB, {} threads)",
             cfg.layers,
             cfg.channels,
             cfg.batch,
