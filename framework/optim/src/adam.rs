@@ -4,8 +4,8 @@ use nas_core::{ParamDoc, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::check::{non_negative, positive, unit_interval};
-use crate::in_place::{with_slices, Element, InPlace};
-use crate::optimizer::{check_shapes, ensure_same_len, grow, load_slots, save_slots};
+use crate::in_place::{Element, InPlace, PerTensor};
+use crate::optimizer::{ensure_same_len, grow, load_slots, save_slots};
 use crate::Optimizer;
 
 /// Hyper-parameters of [`Adam`] and [`AdamW`]. The defaults are PyTorch's, except that
@@ -169,35 +169,50 @@ impl AdamCore {
         self.slots.get(index).and_then(|s| s.as_ref())
     }
 
-    fn step(
-        &mut self,
-        params: &mut [&mut [f64]],
-        grads: &[&[f64]],
-        lr: f64,
-        active: &[bool],
-    ) -> Result<()> {
-        check_shapes(self.name, params, grads, |i| {
-            self.slot(i).map(|s| s.exp_avg.len())
-        })?;
-        grow(&mut self.slots, params.len());
-        for (i, (p, g)) in params.iter_mut().zip(grads).enumerate() {
-            if active.get(i).copied().unwrap_or(false) {
-                self.update(i, p, g, 1.0, lr);
-            }
-        }
-        Ok(())
+    fn lookahead_direction(&self, index: usize, param: &[f64], grad: &[f64]) -> Vec<f64> {
+        let [b1, b2] = self.betas;
+        let slot = self.slot(index).filter(|s| s.exp_avg.len() == param.len());
+        let t = slot.map_or(0, |s| s.step) as f64 + 1.0;
+        let bc1 = 1.0 - b1.powf(t);
+        let bc2_sqrt = (1.0 - b2.powf(t)).sqrt();
+        param
+            .iter()
+            .zip(grad)
+            .enumerate()
+            .map(|(j, (&p, &g))| {
+                let (m0, v0) = slot.map_or((0.0, 0.0), |s| (s.exp_avg[j], s.exp_avg_sq[j]));
+                let grad = if self.decoupled {
+                    g
+                } else {
+                    g + self.weight_decay * p
+                };
+                let m = b1 * m0 + (1.0 - b1) * grad;
+                let v = b2 * v0 + (1.0 - b2) * grad * grad;
+                let update = m / bc1 / (v.sqrt() / bc2_sqrt + self.eps);
+                // AdamW: p(1 - lr wd) - lr u = p - lr (wd p + u).
+                if self.decoupled {
+                    update + self.weight_decay * p
+                } else {
+                    update
+                }
+            })
+            .collect()
+    }
+}
+
+impl PerTensor for AdamCore {
+    fn label(&self) -> &'static str {
+        self.name
     }
 
-    fn step_in_place(&mut self, index: usize, tensor: InPlace<'_>, lr: f64) -> Result<()> {
-        tensor.check(self.name, index, self.slot(index).map(|s| s.exp_avg.len()))?;
-        grow(&mut self.slots, index + 1);
-        let scale = tensor.grad_scale;
-        with_slices!(tensor, |p, g| self.update(index, p, g, scale, lr));
-        Ok(())
+    fn state_len(&self, index: usize) -> Option<usize> {
+        self.slot(index).map(|s| s.exp_avg.len())
     }
 
-    /// The update of parameter `index` (its slot exists, possibly `None`; lengths checked):
-    /// the arithmetic in `f64` whatever the element types, each value written back once.
+    fn grow_slots(&mut self, n: usize) {
+        grow(&mut self.slots, n);
+    }
+
     fn update<P: Element, G: Element>(
         &mut self,
         index: usize,
@@ -232,36 +247,6 @@ impl AdamCore {
             s.exp_avg_sq[j] = v;
             *p = P::from_f64(x - step_size * m / (v.sqrt() / bc2_sqrt + eps));
         }
-    }
-
-    fn lookahead_direction(&self, index: usize, param: &[f64], grad: &[f64]) -> Vec<f64> {
-        let [b1, b2] = self.betas;
-        let slot = self.slot(index).filter(|s| s.exp_avg.len() == param.len());
-        let t = slot.map_or(0, |s| s.step) as f64 + 1.0;
-        let bc1 = 1.0 - b1.powf(t);
-        let bc2_sqrt = (1.0 - b2.powf(t)).sqrt();
-        param
-            .iter()
-            .zip(grad)
-            .enumerate()
-            .map(|(j, (&p, &g))| {
-                let (m0, v0) = slot.map_or((0.0, 0.0), |s| (s.exp_avg[j], s.exp_avg_sq[j]));
-                let grad = if self.decoupled {
-                    g
-                } else {
-                    g + self.weight_decay * p
-                };
-                let m = b1 * m0 + (1.0 - b1) * grad;
-                let v = b2 * v0 + (1.0 - b2) * grad * grad;
-                let update = m / bc1 / (v.sqrt() / bc2_sqrt + self.eps);
-                // AdamW: p(1 - lr wd) - lr u = p - lr (wd p + u).
-                if self.decoupled {
-                    update + self.weight_decay * p
-                } else {
-                    update
-                }
-            })
-            .collect()
     }
 }
 
@@ -338,7 +323,8 @@ macro_rules! impl_adam_optimizer {
             }
 
             fn step(&mut self, params: &mut [&mut [f64]], grads: &[&[f64]], lr: f64) -> Result<()> {
-                self.core.step(params, grads, lr, &vec![true; params.len()])
+                self.core
+                    .step_active_per_tensor(params, grads, lr, &vec![true; params.len()])
             }
 
             fn step_active(
@@ -348,7 +334,7 @@ macro_rules! impl_adam_optimizer {
                 lr: f64,
                 active: &[bool],
             ) -> Result<()> {
-                self.core.step(params, grads, lr, active)
+                self.core.step_active_per_tensor(params, grads, lr, active)
             }
 
             fn updates_in_place(&self) -> bool {
@@ -356,7 +342,7 @@ macro_rules! impl_adam_optimizer {
             }
 
             fn step_in_place(&mut self, index: usize, tensor: InPlace<'_>, lr: f64) -> Result<()> {
-                self.core.step_in_place(index, tensor, lr)
+                self.core.step_in_place_per_tensor(index, tensor, lr)
             }
 
             fn lookahead_direction(&self, index: usize, param: &[f64], grad: &[f64]) -> Vec<f64> {

@@ -9,6 +9,8 @@
 //! [`Optimizer::step_in_place`]: crate::Optimizer::step_in_place
 use nas_core::{NasError, Result};
 
+use crate::optimizer::check_shapes;
+
 /// An element type a parameter or gradient buffer may hold: its value as `f64`, and back.
 pub trait Element: Copy {
     /// The value as `f64` (exact for `f32` and `f64`).
@@ -119,4 +121,57 @@ macro_rules! with_slices {
         }
     };
 }
-pub(crate) use with_slices;
+
+/// An optimizer whose update of one parameter tensor depends on that tensor's state alone
+/// (every optimizer of this crate): its `f64` path ([`Self::step_active_per_tensor`]) and its
+/// in-place path ([`Self::step_in_place_per_tensor`]) are one generic [`Self::update`].
+pub(crate) trait PerTensor {
+    /// The registered name, for errors.
+    fn label(&self) -> &'static str;
+    /// The length of parameter `index`'s state, once created.
+    fn state_len(&self, index: usize) -> Option<usize>;
+    /// Makes room for state of parameters `0..n` (none created).
+    fn grow_slots(&mut self, n: usize);
+    /// The update of parameter `index` (room made, lengths checked), the arithmetic in `f64`
+    /// whatever the element types, each value written back once.
+    fn update<P: Element, G: Element>(
+        &mut self,
+        index: usize,
+        p: &mut [P],
+        g: &[G],
+        grad_scale: f64,
+        lr: f64,
+    );
+
+    /// [`crate::Optimizer::step_active`] on `f64` buffers.
+    fn step_active_per_tensor(
+        &mut self,
+        params: &mut [&mut [f64]],
+        grads: &[&[f64]],
+        lr: f64,
+        active: &[bool],
+    ) -> Result<()> {
+        check_shapes(self.label(), params, grads, |i| self.state_len(i))?;
+        self.grow_slots(params.len());
+        for (i, (p, g)) in params.iter_mut().zip(grads).enumerate() {
+            if active.get(i).copied().unwrap_or(false) {
+                self.update(i, p, g, 1.0, lr);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`crate::Optimizer::step_in_place`].
+    fn step_in_place_per_tensor(
+        &mut self,
+        index: usize,
+        tensor: InPlace<'_>,
+        lr: f64,
+    ) -> Result<()> {
+        tensor.check(self.label(), index, self.state_len(index))?;
+        self.grow_slots(index + 1);
+        let scale = tensor.grad_scale;
+        with_slices!(tensor, |p, g| self.update(index, p, g, scale, lr));
+        Ok(())
+    }
+}

@@ -4,8 +4,8 @@ use nas_core::{ParamDoc, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::check::{non_negative, positive, unit_interval};
-use crate::in_place::{with_slices, Element, InPlace};
-use crate::optimizer::{check_shapes, ensure_same_len, grow, load_slots, save_slots};
+use crate::in_place::{Element, InPlace, PerTensor};
+use crate::optimizer::{ensure_same_len, grow, load_slots, save_slots};
 use crate::Optimizer;
 
 /// Hyper-parameters of [`RmsProp`]; defaults are PyTorch's.
@@ -118,8 +118,46 @@ impl RmsProp {
         self.slots.get(index).and_then(|s| s.as_ref())
     }
 
-    /// The update of parameter `index` (its slot exists, possibly `None`; lengths checked):
-    /// the arithmetic in `f64` whatever the element types, each value written back once.
+    /// One element's update: returns (new square_avg, new grad_avg, new buffer, direction).
+    fn element(&self, p: f64, g: f64, sq: f64, ga: f64, buf: f64) -> (f64, f64, f64, f64) {
+        let RmsPropParams {
+            alpha,
+            eps,
+            weight_decay,
+            momentum,
+            centered,
+            ..
+        } = self.params;
+        let g = g + weight_decay * p;
+        let sq = alpha * sq + (1.0 - alpha) * g * g;
+        let (ga, avg) = if centered {
+            let ga = alpha * ga + (1.0 - alpha) * g;
+            (ga, (sq - ga * ga).max(0.0).sqrt() + eps)
+        } else {
+            (ga, sq.sqrt() + eps)
+        };
+        if momentum > 0.0 {
+            let buf = momentum * buf + g / avg;
+            (sq, ga, buf, buf)
+        } else {
+            (sq, ga, buf, g / avg)
+        }
+    }
+}
+
+impl PerTensor for RmsProp {
+    fn label(&self) -> &'static str {
+        "rmsprop"
+    }
+
+    fn state_len(&self, index: usize) -> Option<usize> {
+        self.slot(index).map(|s| s.square_avg.len())
+    }
+
+    fn grow_slots(&mut self, n: usize) {
+        grow(&mut self.slots, n);
+    }
+
     fn update<P: Element, G: Element>(
         &mut self,
         index: usize,
@@ -153,32 +191,6 @@ impl RmsProp {
         }
         self.slots[index] = Some(s);
     }
-
-    /// One element's update: returns (new square_avg, new grad_avg, new buffer, direction).
-    fn element(&self, p: f64, g: f64, sq: f64, ga: f64, buf: f64) -> (f64, f64, f64, f64) {
-        let RmsPropParams {
-            alpha,
-            eps,
-            weight_decay,
-            momentum,
-            centered,
-            ..
-        } = self.params;
-        let g = g + weight_decay * p;
-        let sq = alpha * sq + (1.0 - alpha) * g * g;
-        let (ga, avg) = if centered {
-            let ga = alpha * ga + (1.0 - alpha) * g;
-            (ga, (sq - ga * ga).max(0.0).sqrt() + eps)
-        } else {
-            (ga, sq.sqrt() + eps)
-        };
-        if momentum > 0.0 {
-            let buf = momentum * buf + g / avg;
-            (sq, ga, buf, buf)
-        } else {
-            (sq, ga, buf, g / avg)
-        }
-    }
 }
 
 impl Optimizer for RmsProp {
@@ -201,16 +213,7 @@ impl Optimizer for RmsProp {
         lr: f64,
         active: &[bool],
     ) -> Result<()> {
-        check_shapes("rmsprop", params, grads, |i| {
-            self.slot(i).map(|s| s.square_avg.len())
-        })?;
-        grow(&mut self.slots, params.len());
-        for (i, (p, g)) in params.iter_mut().zip(grads).enumerate() {
-            if active.get(i).copied().unwrap_or(false) {
-                self.update(i, p, g, 1.0, lr);
-            }
-        }
-        Ok(())
+        self.step_active_per_tensor(params, grads, lr, active)
     }
 
     fn updates_in_place(&self) -> bool {
@@ -218,15 +221,7 @@ impl Optimizer for RmsProp {
     }
 
     fn step_in_place(&mut self, index: usize, tensor: InPlace<'_>, lr: f64) -> Result<()> {
-        tensor.check(
-            "rmsprop",
-            index,
-            self.slot(index).map(|s| s.square_avg.len()),
-        )?;
-        grow(&mut self.slots, index + 1);
-        let scale = tensor.grad_scale;
-        with_slices!(tensor, |p, g| self.update(index, p, g, scale, lr));
-        Ok(())
+        self.step_in_place_per_tensor(index, tensor, lr)
     }
 
     fn lookahead_direction(&self, index: usize, param: &[f64], grad: &[f64]) -> Vec<f64> {

@@ -4,8 +4,8 @@ use nas_core::{ParamDoc, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::check::{non_negative, unit_interval};
-use crate::in_place::{with_slices, Element, InPlace};
-use crate::optimizer::{check_shapes, grow, load_slots, save_slots};
+use crate::in_place::{Element, InPlace, PerTensor};
+use crate::optimizer::{grow, load_slots, save_slots};
 use crate::Optimizer;
 
 /// Hyper-parameters of [`Sgd`]. The defaults are those DARTS uses for the supernet weights
@@ -103,8 +103,28 @@ impl Sgd {
         &self.params
     }
 
-    /// The update of parameter `index` (its slot exists, possibly `None`; lengths checked):
-    /// the arithmetic in `f64` whatever the element types, each value written back once.
+    /// The momentum buffer of parameter `index`, if it exists yet.
+    pub fn momentum_buffer(&self, index: usize) -> Option<&[f64]> {
+        self.slots
+            .get(index)
+            .and_then(|s| s.as_ref())
+            .map(|s| s.momentum_buffer.as_slice())
+    }
+}
+
+impl PerTensor for Sgd {
+    fn label(&self) -> &'static str {
+        "sgd"
+    }
+
+    fn state_len(&self, index: usize) -> Option<usize> {
+        self.momentum_buffer(index).map(<[f64]>::len)
+    }
+
+    fn grow_slots(&mut self, n: usize) {
+        grow(&mut self.slots, n);
+    }
+
     fn update<P: Element, G: Element>(
         &mut self,
         index: usize,
@@ -141,14 +161,6 @@ impl Sgd {
             *p = P::from_f64(x - lr * dir);
         }
     }
-
-    /// The momentum buffer of parameter `index`, if it exists yet.
-    pub fn momentum_buffer(&self, index: usize) -> Option<&[f64]> {
-        self.slots
-            .get(index)
-            .and_then(|s| s.as_ref())
-            .map(|s| s.momentum_buffer.as_slice())
-    }
 }
 
 impl Optimizer for Sgd {
@@ -171,16 +183,7 @@ impl Optimizer for Sgd {
         lr: f64,
         active: &[bool],
     ) -> Result<()> {
-        check_shapes("sgd", params, grads, |i| {
-            self.momentum_buffer(i).map(<[f64]>::len)
-        })?;
-        grow(&mut self.slots, params.len());
-        for (i, (p, g)) in params.iter_mut().zip(grads).enumerate() {
-            if active.get(i).copied().unwrap_or(false) {
-                self.update(i, p, g, 1.0, lr);
-            }
-        }
-        Ok(())
+        self.step_active_per_tensor(params, grads, lr, active)
     }
 
     fn updates_in_place(&self) -> bool {
@@ -188,11 +191,7 @@ impl Optimizer for Sgd {
     }
 
     fn step_in_place(&mut self, index: usize, tensor: InPlace<'_>, lr: f64) -> Result<()> {
-        tensor.check("sgd", index, self.momentum_buffer(index).map(<[f64]>::len))?;
-        grow(&mut self.slots, index + 1);
-        let scale = tensor.grad_scale;
-        with_slices!(tensor, |p, g| self.update(index, p, g, scale, lr));
-        Ok(())
+        self.step_in_place_per_tensor(index, tensor, lr)
     }
 
     fn lookahead_direction(&self, index: usize, param: &[f64], grad: &[f64]) -> Vec<f64> {

@@ -165,7 +165,7 @@ pub fn bench_darts(cfg: &BenchConfig, comps: &Components) -> Result<BenchResult>
     let mut strategy = (comps.strategies.get(&cfg.strategy)?)(&params, &cx)?;
     strategy.init(space.spec(), 0)?;
     nas_core::SupernetTrainer::begin_epoch(&mut trainer, 0)?;
-    let (times, cpu_ms_per_step, profile) = time_steps(cfg, &device, || {
+    let timings = time_steps(cfg, &device, || {
         let mut env = RunEnv {
             space: &sb,
             trainer: Some(&mut trainer),
@@ -176,16 +176,25 @@ pub fn bench_darts(cfg: &BenchConfig, comps: &Components) -> Result<BenchResult>
         };
         strategy.step(&mut env).map(|_| ())
     })?;
-    Ok(BenchResult {
+    Ok(bench_result(cfg, timings, supernet_params))
+}
+
+/// The figures of timed steps on a network of `params` parameters.
+fn bench_result(
+    cfg: &BenchConfig,
+    (times, cpu_ms_per_step, profile): Timings,
+    params: usize,
+) -> BenchResult {
+    BenchResult {
         config: cfg.clone(),
         ms_per_step: times.iter().sum::<f64>() / times.len().max(1) as f64,
         step_ms: times,
         cpu_ms_per_step,
         peak_rss_mib: peak_rss_mib(),
         threads: rayon_threads(),
-        supernet_params,
+        supernet_params: params,
         profile,
-    })
+    }
 }
 
 /// Per timed step: wall ms, then process CPU ms per step, and the profile when asked.
@@ -339,23 +348,14 @@ fn bench_retrain(cfg: &BenchConfig, comps: &Components) -> Result<BenchResult> {
         batches.push(loader.next_batch()?);
     }
     let mut next = batches.into_iter();
-    let (times, cpu_ms_per_step, profile) = time_steps(cfg, &device, || {
+    let timings = time_steps(cfg, &device, || {
         let b = next
             .next()
             .ok_or_else(|| nas_core::NasError::Other("bench: no batch left".into()))?;
         r.train_step(&b, (3, cfg.size, cfg.size), 0.025, 0, 0)
             .map(|_| ())
     })?;
-    Ok(BenchResult {
-        config: cfg.clone(),
-        ms_per_step: times.iter().sum::<f64>() / times.len().max(1) as f64,
-        step_ms: times,
-        cpu_ms_per_step,
-        peak_rss_mib: peak_rss_mib(),
-        threads: rayon_threads(),
-        supernet_params: params,
-        profile,
-    })
+    Ok(bench_result(cfg, timings, params))
 }
 
 fn rayon_threads() -> usize {
