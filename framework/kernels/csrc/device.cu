@@ -17,6 +17,20 @@ using nas::Geom;
 // Threads per block of the batch-norm reductions (a power of two).
 #define NAS_BN_THREADS 256
 
+// The most options a weighted sum launches with (more go through candle's element-wise ops);
+// nas_ops' device.rs has the same number (MAX_OPTIONS).
+#define NAS_MAX_OPTIONS 32
+
+// The options' outputs (or their gradients) as a kernel argument passed by value.
+template <typename T>
+struct Operands {
+  const T* p[NAS_MAX_OPTIONS];
+};
+template <typename T>
+struct Outputs {
+  T* p[NAS_MAX_OPTIONS];
+};
+
 template <typename T>
 __device__ void block_sum2(T* a, T* b) {
   __shared__ T sa[NAS_BN_THREADS];
@@ -63,37 +77,38 @@ __device__ void block_sum2(T* a, T* b) {
   extern "C" __global__ void nas_max_pool_bwd_##S(const T* gy, const int* arg, T* gx, Geom g) {  \
     NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.h * g.w) gx[i] = nas::max_pool_bwd_elem(gy, arg, g, i); \
   }                                                                                              \
-  extern "C" __global__ void nas_avg_pool_fwd_##S(const T* x, T* y, Geom g) {                    \
-    NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.oh * g.ow) y[i] = nas::avg_pool_fwd_elem(x, g, i);  \
+  extern "C" __global__ void nas_avg_pool_fwd_##S(const T* x, T* y, Geom g, int include_pad) {   \
+    NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.oh * g.ow)                                          \
+    y[i] = nas::avg_pool_fwd_elem(x, g, i, include_pad);                                         \
   }                                                                                              \
-  extern "C" __global__ void nas_avg_pool_bwd_##S(const T* gy, T* gx, Geom g) {                  \
-    NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.h * g.w) gx[i] = nas::avg_pool_bwd_elem(gy, g, i);  \
+  extern "C" __global__ void nas_avg_pool_bwd_##S(const T* gy, T* gx, Geom g, int include_pad) { \
+    NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.h * g.w)                                            \
+    gx[i] = nas::avg_pool_bwd_elem(gy, g, i, include_pad);                                       \
   }                                                                                              \
-  /* One block per channel (gridDim.x == c, blockDim.x == NAS_BN_THREADS). */                    \
+  /* One block per channel (gridDim.x == c, blockDim.x == NAS_BN_THREADS). The batch mean,  */  \
+  /* 1/sqrt(var + eps) and biased variance stay on the device (save_*) for the backward and   */  \
+  /* nas_bn_running; nothing is copied back to the host.                                      */  \
   extern "C" __global__ void nas_bn_fwd_train_##S(const T* x, const T* gamma, const T* beta,     \
-                                                  int n, int c, long hw, T eps, T momentum,      \
-                                                  T* run_mean, T* run_var, T* y, T* save_mean,   \
-                                                  T* save_invstd) {                              \
+                                                  int n, int c, long hw, T eps, T* y,            \
+                                                  T* save_mean, T* save_invstd, T* save_var) {   \
     int ch = blockIdx.x;                                                                         \
     T shift = x[(long)ch * hw];                                                                  \
-    T s1 = T(0), s2 = T(0);                                                                      \
-    for (int b = threadIdx.x; b < n; b += blockDim.x)                                            \
-      nas::bn_partial_moments(x, ch, c, hw, b, b + 1, shift, &s1, &s2);                          \
-    block_sum2(&s1, &s2);                                                                        \
     long m = (long)n * hw;                                                                       \
+    T s1 = T(0), s2 = T(0);                                                                      \
+    nas::bn_partial_moments(x, ch, c, hw, m, threadIdx.x, blockDim.x, shift, &s1, &s2);          \
+    block_sum2(&s1, &s2);                                                                        \
     T mean, var;                                                                                 \
     nas::bn_moments(s1, s2, shift, m, &mean, &var);                                              \
     T invstd = T(1) / sqrt(var + eps);                                                           \
     if (threadIdx.x == 0) {                                                                      \
       save_mean[ch] = mean;                                                                      \
       save_invstd[ch] = invstd;                                                                  \
-      if (run_mean && run_var)                                                                   \
-        nas::bn_update_running(mean, var, m, momentum, &run_mean[ch], &run_var[ch]);             \
+      save_var[ch] = var;                                                                        \
     }                                                                                            \
     T ga = gamma ? gamma[ch] : T(1);                                                             \
     T be = beta ? beta[ch] : T(0);                                                               \
     for (long e = threadIdx.x; e < m; e += blockDim.x) {                                         \
-      long o = ((e / hw) * c + ch) * hw + e % hw;                                                \
+      long o = nas::bn_offset(ch, c, hw, e);                                                     \
       y[o] = nas::bn_fwd_elem(x[o], mean, invstd, ga, be);                                       \
     }                                                                                            \
   }                                                                                              \
@@ -102,21 +117,28 @@ __device__ void block_sum2(T* a, T* b) {
                                                   const T* save_invstd, T* gx, T* ggamma,        \
                                                   T* gbeta) {                                    \
     int ch = blockIdx.x;                                                                         \
+    long m = (long)n * hw;                                                                       \
     T sg = T(0), sgx = T(0);                                                                     \
-    for (int b = threadIdx.x; b < n; b += blockDim.x)                                            \
-      nas::bn_partial_grad_sums(x, gy, ch, c, hw, b, b + 1, save_mean[ch], save_invstd[ch], &sg, \
-                                &sgx);                                                           \
+    nas::bn_partial_grad_sums(x, gy, ch, c, hw, m, threadIdx.x, blockDim.x, save_mean[ch],       \
+                              save_invstd[ch], &sg, &sgx);                                       \
     block_sum2(&sg, &sgx);                                                                       \
     if (threadIdx.x == 0) {                                                                      \
       if (ggamma) ggamma[ch] = sgx;                                                              \
       if (gbeta) gbeta[ch] = sg;                                                                 \
     }                                                                                            \
     T ga = gamma ? gamma[ch] : T(1);                                                             \
-    long m = (long)n * hw;                                                                       \
     for (long e = threadIdx.x; e < m; e += blockDim.x) {                                         \
-      long o = ((e / hw) * c + ch) * hw + e % hw;                                                \
+      long o = nas::bn_offset(ch, c, hw, e);                                                     \
       gx[o] = nas::bn_bwd_elem(x[o], gy[o], save_mean[ch], save_invstd[ch], ga, sg, sgx, m);     \
     }                                                                                            \
+  }                                                                                              \
+  /* The running statistics (f64, as on the CPU) after a training forward over m values per */  \
+  /* channel whose batch statistics are mean and var (biased); factor: the momentum.         */  \
+  extern "C" __global__ void nas_bn_running_##S(const T* mean, const T* var, long m,             \
+                                                double factor, int c, double* run_mean,          \
+                                                double* run_var) {                               \
+    NAS_GRID_STRIDE(ch, (long)c)                                                                 \
+    nas::bn_update_running(mean[ch], var[ch], m, factor, &run_mean[ch], &run_var[ch]);           \
   }                                                                                              \
   extern "C" __global__ void nas_relu_fwd_##S(const T* x, T* y, long len) {                      \
     NAS_GRID_STRIDE(i, len) y[i] = nas::relu_fwd_elem(x[i]);                                     \
@@ -124,23 +146,39 @@ __device__ void block_sum2(T* a, T* b) {
   extern "C" __global__ void nas_relu_bwd_##S(const T* x, const T* gy, T* gx, long len) {        \
     NAS_GRID_STRIDE(i, len) gx[i] = nas::relu_bwd_elem(x[i], gy[i]);                             \
   }                                                                                              \
-  extern "C" __global__ void nas_mixed_fwd_##S(const T* const* ys, const T* w, int kn, long len, \
+  /* The options' outputs travel by value (Operands: no pointer array to upload). */             \
+  extern "C" __global__ void nas_mixed_fwd_##S(Operands<T> ys, const T* w, int kn, long len,     \
                                                T* y) {                                           \
-    NAS_GRID_STRIDE(i, len) y[i] = nas::mixed_fwd_elem(ys, w, kn, i);                            \
+    NAS_GRID_STRIDE(i, len) y[i] = nas::mixed_fwd_elem(ys.p, w, kn, i);                          \
   }                                                                                              \
-  /* One block per option (gridDim.x == kn, blockDim.x == NAS_BN_THREADS); null ys[k] or */      \
-  /* gys[k] mark an option that was not computed or needs no input gradient. */                 \
-  extern "C" __global__ void nas_mixed_bwd_##S(const T* gy, const T* const* ys, const T* w,      \
-                                               int kn, long len, T* const* gys, T* gw) {         \
-    int k = blockIdx.x;                                                                          \
+  /* Grid (chunks, kn): block (b, k) writes dL/dys[k] = w[k] * gy over its share of the      */  \
+  /* elements (gys.p[k] null: not needed) and, when part is not null, its partial sum of      */  \
+  /* gy * ys[k] into part[k * gridDim.x + b] (nas_mixed_sum_parts adds them in order).       */  \
+  extern "C" __global__ void nas_mixed_bwd_##S(const T* gy, Operands<T> ys, const T* w, int kn,  \
+                                               long len, Outputs<T> gys, T* part) {              \
+    int k = blockIdx.y;                                                                          \
+    long per = (len + gridDim.x - 1) / gridDim.x;                                                \
+    long i0 = (long)blockIdx.x * per;                                                            \
+    long i1 = i0 + per < len ? i0 + per : len;                                                   \
     T acc = T(0), unused = T(0);                                                                 \
-    if (ys[k])                                                                                   \
-      for (long i = threadIdx.x; i < len; i += blockDim.x)                                       \
-        acc += nas::mixed_weight_grad_partial(gy, ys[k], i, i + 1);                              \
-    block_sum2(&acc, &unused);                                                                   \
-    if (threadIdx.x == 0) gw[k] = acc;                                                           \
-    if (gys[k])                                                                                  \
-      for (long i = threadIdx.x; i < len; i += blockDim.x) gys[k][i] = w[k] * gy[i];             \
+    if (part)                                                                                    \
+      for (long i = i0 + threadIdx.x; i < i1; i += blockDim.x)                                   \
+        acc += nas::mixed_weight_grad_partial(gy, ys.p[k], i, i + 1);                            \
+    T* gk = gys.p[k];                                                                            \
+    if (gk)                                                                                      \
+      for (long i = i0 + threadIdx.x; i < i1; i += blockDim.x) gk[i] = w[k] * gy[i];             \
+    if (part) {                                                                                  \
+      block_sum2(&acc, &unused);                                                                 \
+      if (threadIdx.x == 0) part[(long)k * gridDim.x + blockIdx.x] = acc;                        \
+    }                                                                                            \
+  }                                                                                              \
+  /* gw[k] = the sum of part[k * chunks .. (k + 1) * chunks], in order (deterministic). */       \
+  extern "C" __global__ void nas_mixed_sum_parts_##S(const T* part, int chunks, int kn, T* gw) { \
+    NAS_GRID_STRIDE(k, (long)kn) {                                                               \
+      T acc = T(0);                                                                              \
+      for (int b = 0; b < chunks; ++b) acc += part[k * chunks + b];                              \
+      gw[k] = acc;                                                                               \
+    }                                                                                            \
   }
 
 NAS_DEVICE_EXPORT(float, f32)

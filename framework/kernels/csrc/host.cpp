@@ -53,15 +53,15 @@ void max_pool_bwd(const T* gy, const int* arg, T* gx, const Geom* g) {
 }
 
 template <typename T>
-void avg_pool_fwd(const T* x, T* y, const Geom* g) {
+void avg_pool_fwd(const T* x, T* y, const Geom* g, int include_pad) {
   long total = (long)g->n * g->cin * g->oh * g->ow;
-  for (long i = 0; i < total; ++i) y[i] = nas::avg_pool_fwd_elem(x, *g, i);
+  for (long i = 0; i < total; ++i) y[i] = nas::avg_pool_fwd_elem(x, *g, i, include_pad);
 }
 
 template <typename T>
-void avg_pool_bwd(const T* gy, T* gx, const Geom* g) {
+void avg_pool_bwd(const T* gy, T* gx, const Geom* g, int include_pad) {
   long total = (long)g->n * g->cin * g->h * g->w;
-  for (long i = 0; i < total; ++i) gx[i] = nas::avg_pool_bwd_elem(gy, *g, i);
+  for (long i = 0; i < total; ++i) gx[i] = nas::avg_pool_bwd_elem(gy, *g, i, include_pad);
 }
 
 // Training-mode batch norm: y, the saved mean and 1/sqrt(var + eps) per channel, and the
@@ -73,7 +73,7 @@ void bn_fwd_train(const T* x, const T* gamma, const T* beta, int n, int c, long 
   for (int ch = 0; ch < c; ++ch) {
     T shift = x[(long)ch * hw];
     T s1 = T(0), s2 = T(0);
-    nas::bn_partial_moments(x, ch, c, hw, 0, n, shift, &s1, &s2);
+    nas::bn_partial_moments(x, ch, c, hw, m, 0, 1, shift, &s1, &s2);
     T mean, var;
     nas::bn_moments(s1, s2, shift, m, &mean, &var);
     T invstd = T(1) / std::sqrt(var + eps);
@@ -97,7 +97,7 @@ void bn_bwd_train(const T* x, const T* gy, const T* gamma, int n, int c, long hw
   long m = (long)n * hw;
   for (int ch = 0; ch < c; ++ch) {
     T sg = T(0), sgx = T(0);
-    nas::bn_partial_grad_sums(x, gy, ch, c, hw, 0, n, save_mean[ch], save_invstd[ch], &sg, &sgx);
+    nas::bn_partial_grad_sums(x, gy, ch, c, hw, m, 0, 1, save_mean[ch], save_invstd[ch], &sg, &sgx);
     if (ggamma) ggamma[ch] = sgx;
     if (gbeta) gbeta[ch] = sg;
     T ga = gamma ? gamma[ch] : T(1);
@@ -155,9 +155,11 @@ void mixed_bwd(const T* gy, const T* const* ys, const T* w, int kn, long len, T*
   extern "C" void nas_max_pool_bwd_##S(const T* gy, const int* arg, T* gx, const Geom* g) {      \
     max_pool_bwd(gy, arg, gx, g);                                                                \
   }                                                                                              \
-  extern "C" void nas_avg_pool_fwd_##S(const T* x, T* y, const Geom* g) { avg_pool_fwd(x, y, g); } \
-  extern "C" void nas_avg_pool_bwd_##S(const T* gy, T* gx, const Geom* g) {                      \
-    avg_pool_bwd(gy, gx, g);                                                                     \
+  extern "C" void nas_avg_pool_fwd_##S(const T* x, T* y, const Geom* g, int include_pad) {       \
+    avg_pool_fwd(x, y, g, include_pad);                                                          \
+  }                                                                                              \
+  extern "C" void nas_avg_pool_bwd_##S(const T* gy, T* gx, const Geom* g, int include_pad) {     \
+    avg_pool_bwd(gy, gx, g, include_pad);                                                        \
   }                                                                                              \
   extern "C" void nas_bn_fwd_train_##S(const T* x, const T* gamma, const T* beta, int n, int c,  \
                                        long hw, T eps, T momentum, T* run_mean, T* run_var,       \

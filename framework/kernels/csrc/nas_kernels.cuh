@@ -248,10 +248,16 @@ NAS_HD T max_pool_bwd_elem(const T* gy, const int* arg, const Geom& g, long i) {
   return acc;
 }
 
-// Number of in-image cells of output (oy, ox)'s window (the count_include_pad=False divisor).
-NAS_HD int avg_pool_count(const Geom& g, int oy, int ox) {
+// The divisor of output (oy, ox)'s window: with include_pad == 0 the number of its in-image
+// cells (count_include_pad=False), else its cells inside the padded image (PyTorch's
+// count_include_pad=True: the window clipped at len + pad only; k * k in floor mode).
+NAS_HD int avg_pool_count(const Geom& g, int oy, int ox, int include_pad) {
   int y0 = oy * g.stride - g.pad, x0 = ox * g.stride - g.pad;
   int y1 = y0 + g.k, x1 = x0 + g.k;
+  if (include_pad) {
+    int ye = g.h + g.pad, xe = g.w + g.pad;
+    return ((y1 < ye ? y1 : ye) - y0) * ((x1 < xe ? x1 : xe) - x0);
+  }
   if (y0 < 0) y0 = 0;
   if (x0 < 0) x0 = 0;
   if (y1 > g.h) y1 = g.h;
@@ -259,9 +265,10 @@ NAS_HD int avg_pool_count(const Geom& g, int oy, int ox) {
   return (y1 - y0) * (x1 - x0);
 }
 
-// Mean over the in-image cells of output `i`'s window.
+// Output `i` of an average pool: the sum of its window's in-image cells over the divisor
+// of avg_pool_count.
 template <typename T>
-NAS_HD T avg_pool_fwd_elem(const T* x, const Geom& g, long i) {
+NAS_HD T avg_pool_fwd_elem(const T* x, const Geom& g, long i, int include_pad) {
   int ox = (int)(i % g.ow);
   long t = i / g.ow;
   int oy = (int)(t % g.oh);
@@ -277,12 +284,12 @@ NAS_HD T avg_pool_fwd_elem(const T* x, const Geom& g, long i) {
       acc += xp[iy * g.w + ix];
     }
   }
-  return acc / T(avg_pool_count(g, oy, ox));
+  return acc / T(avg_pool_count(g, oy, ox, include_pad));
 }
 
 // dL/dx for the flat input index `i` of an average pool.
 template <typename T>
-NAS_HD T avg_pool_bwd_elem(const T* gy, const Geom& g, long i) {
+NAS_HD T avg_pool_bwd_elem(const T* gy, const Geom& g, long i, int include_pad) {
   int ix = (int)(i % g.w);
   long t = i / g.w;
   int iy = (int)(t % g.h);
@@ -294,7 +301,7 @@ NAS_HD T avg_pool_bwd_elem(const T* gy, const Geom& g, long i) {
   T acc = T(0);
   for (int oy = ylo; oy <= yhi; ++oy)
     for (int ox = xlo; ox <= xhi; ++ox)
-      acc += gp[oy * g.ow + ox] / T(avg_pool_count(g, oy, ox));
+      acc += gp[oy * g.ow + ox] / T(avg_pool_count(g, oy, ox, include_pad));
   return acc;
 }
 
@@ -302,19 +309,24 @@ NAS_HD T avg_pool_bwd_elem(const T* gy, const Geom& g, long i) {
 // Batch norm (training mode), over x [N, C, HW]
 // ---------------------------------------------------------------------------------------
 
-// Partial sums of channel `c` over the examples n0..n1: s1 += sum x, s2 += sum x^2 relative
-// to `shift` (a value near the mean, e.g. the first element, for a stable variance).
+// Channel `c`'s values in a flat order: its value e (0 <= e < n * hw) is example e / hw,
+// cell e % hw of x [n, C, hw].
+NAS_HD long bn_offset(int c, int C, long hw, long e) {
+  return ((e / hw) * C + c) * hw + e % hw;
+}
+
+// Partial sums of channel `c` over its values e0, e0 + step, ... below m = n * hw: s1 += sum
+// x, s2 += sum x^2 relative to `shift` (a value near the mean, e.g. the first element, for a
+// stable variance). One thread of a block takes e0 = its index and step = the block size
+// (neighbouring threads read neighbouring cells); the host build takes e0 = 0, step = 1.
 template <typename T>
-NAS_HD void bn_partial_moments(const T* x, int c, int C, long hw, int n0, int n1, T shift,
-                               T* s1, T* s2) {
+NAS_HD void bn_partial_moments(const T* x, int c, int C, long hw, long m, long e0, long step,
+                               T shift, T* s1, T* s2) {
   T a = T(0), b = T(0);
-  for (int n = n0; n < n1; ++n) {
-    const T* p = x + ((long)n * C + c) * hw;
-    for (long j = 0; j < hw; ++j) {
-      T d = p[j] - shift;
-      a += d;
-      b += d * d;
-    }
+  for (long e = e0; e < m; e += step) {
+    T d = x[bn_offset(c, C, hw, e)] - shift;
+    a += d;
+    b += d * d;
   }
   *s1 += a;
   *s2 += b;
@@ -329,13 +341,14 @@ NAS_HD void bn_moments(T s1, T s2, T shift, long m, T* mean, T* var) {
   *var = v > T(0) ? v : T(0);
 }
 
-// The running statistics after one training forward (PyTorch: the unbiased variance).
-template <typename T>
-NAS_HD void bn_update_running(T mean, T var_biased, long m, T momentum, T* run_mean,
-                              T* run_var) {
-  T unbiased = m > 1 ? var_biased * T(m) / T(m - 1) : var_biased;
-  *run_mean = (T(1) - momentum) * *run_mean + momentum * mean;
-  *run_var = (T(1) - momentum) * *run_var + momentum * unbiased;
+// The running statistics after one training forward (PyTorch: the unbiased variance), kept
+// in R (the element type on the host build; f64 on the device, as the CPU ops keep them).
+template <typename T, typename R>
+NAS_HD void bn_update_running(T mean, T var_biased, long m, R momentum, R* run_mean,
+                              R* run_var) {
+  R unbiased = m > 1 ? R(var_biased) * R(m) / R(m - 1) : R(var_biased);
+  *run_mean = (R(1) - momentum) * *run_mean + momentum * R(mean);
+  *run_var = (R(1) - momentum) * *run_var + momentum * unbiased;
 }
 
 // y for element `i` given its channel's mean and 1/sqrt(var + eps) (gamma 1, beta 0 when
@@ -345,18 +358,17 @@ NAS_HD T bn_fwd_elem(T x, T mean, T invstd, T gamma, T beta) {
   return (x - mean) * invstd * gamma + beta;
 }
 
-// Partial sums of channel `c` for the backward: sg += sum gy, sgx += sum gy * xhat.
+// Partial sums of channel `c` for the backward over its values e0, e0 + step, ... below m
+// (as bn_partial_moments): sg += sum gy, sgx += sum gy * xhat.
 template <typename T>
-NAS_HD void bn_partial_grad_sums(const T* x, const T* gy, int c, int C, long hw, int n0, int n1,
-                                 T mean, T invstd, T* sg, T* sgx) {
+NAS_HD void bn_partial_grad_sums(const T* x, const T* gy, int c, int C, long hw, long m, long e0,
+                                 long step, T mean, T invstd, T* sg, T* sgx) {
   T a = T(0), b = T(0);
-  for (int n = n0; n < n1; ++n) {
-    long o = ((long)n * C + c) * hw;
-    for (long j = 0; j < hw; ++j) {
-      T gv = gy[o + j];
-      a += gv;
-      b += gv * (x[o + j] - mean) * invstd;
-    }
+  for (long e = e0; e < m; e += step) {
+    long o = bn_offset(c, C, hw, e);
+    T gv = gy[o];
+    a += gv;
+    b += gv * (x[o] - mean) * invstd;
   }
   *sg += a;
   *sgx += b;

@@ -175,7 +175,7 @@ mod sealed {
 type ConvFn<T> = unsafe extern "C" fn(*const T, *const T, *mut T, *const Geom);
 type MaxFwdFn<T> = unsafe extern "C" fn(*const T, *mut T, *mut c_int, *const Geom);
 type MaxBwdFn<T> = unsafe extern "C" fn(*const T, *const c_int, *mut T, *const Geom);
-type AvgFn<T> = unsafe extern "C" fn(*const T, *mut T, *const Geom);
+type AvgFn<T> = unsafe extern "C" fn(*const T, *mut T, *const Geom, c_int);
 type BnFwdFn<T> = unsafe extern "C" fn(
     *const T,
     *const T,
@@ -238,8 +238,8 @@ macro_rules! extern_block {
             fn $conv_bw(x: *const $t, gy: *const $t, gw: *mut $t, g: *const Geom);
             fn $max_f(x: *const $t, y: *mut $t, arg: *mut c_int, g: *const Geom);
             fn $max_b(gy: *const $t, arg: *const c_int, gx: *mut $t, g: *const Geom);
-            fn $avg_f(x: *const $t, y: *mut $t, g: *const Geom);
-            fn $avg_b(gy: *const $t, gx: *mut $t, g: *const Geom);
+            fn $avg_f(x: *const $t, y: *mut $t, g: *const Geom, include_pad: c_int);
+            fn $avg_b(gy: *const $t, gx: *mut $t, g: *const Geom, include_pad: c_int);
             fn $bn_f(
                 x: *const $t,
                 gamma: *const $t,
@@ -402,21 +402,23 @@ pub fn max_pool_bwd<T: HostFloat>(gy: &[T], arg: &[i32], g: &Geom) -> Result<Vec
     Ok(gx)
 }
 
-/// Average pool forward (`count_include_pad=False`).
-pub fn avg_pool_fwd<T: HostFloat>(x: &[T], g: &Geom) -> Result<Vec<T>> {
+/// Average pool forward: each window's in-image cells summed and divided by their number
+/// (`count_include_pad=False`) or, with `include_pad`, by the window's cells inside the
+/// padded image (PyTorch's `count_include_pad=True`).
+pub fn avg_pool_fwd<T: HostFloat>(x: &[T], g: &Geom, include_pad: bool) -> Result<Vec<T>> {
     check("x", x.len(), g.input_len())?;
     let mut y = vec![T::default(); g.output_len()];
     // SAFETY: lengths checked above.
-    unsafe { (T::FNS.avg_fwd)(x.as_ptr(), y.as_mut_ptr(), g) };
+    unsafe { (T::FNS.avg_fwd)(x.as_ptr(), y.as_mut_ptr(), g, include_pad.into()) };
     Ok(y)
 }
 
-/// Average pool backward.
-pub fn avg_pool_bwd<T: HostFloat>(gy: &[T], g: &Geom) -> Result<Vec<T>> {
+/// Average pool backward (divisors as in [`avg_pool_fwd`]).
+pub fn avg_pool_bwd<T: HostFloat>(gy: &[T], g: &Geom, include_pad: bool) -> Result<Vec<T>> {
     check("gy", gy.len(), g.output_len())?;
     let mut gx = vec![T::default(); g.input_len()];
     // SAFETY: lengths checked above.
-    unsafe { (T::FNS.avg_bwd)(gy.as_ptr(), gx.as_mut_ptr(), g) };
+    unsafe { (T::FNS.avg_bwd)(gy.as_ptr(), gx.as_mut_ptr(), g, include_pad.into()) };
     Ok(gx)
 }
 

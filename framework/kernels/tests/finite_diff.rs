@@ -80,9 +80,12 @@ fn pools_match_finite_differences() {
         let gx_max = host::max_pool_bwd(&gy, &arg, &g).unwrap();
         let lmax = |xv: &[f64]| dot(&host::max_pool_fwd(xv, &g).unwrap().0, &gy);
         assert_close("max pool gx", &gx_max, &numeric_grad(&x, lmax), 1e-7);
-        let gx_avg = host::avg_pool_bwd(&gy, &g).unwrap();
-        let lavg = |xv: &[f64]| dot(&host::avg_pool_fwd(xv, &g).unwrap(), &gy);
-        assert_close("avg pool gx", &gx_avg, &numeric_grad(&x, lavg), 1e-7);
+        for include_pad in [false, true] {
+            let gx_avg = host::avg_pool_bwd(&gy, &g, include_pad).unwrap();
+            let lavg = |xv: &[f64]| dot(&host::avg_pool_fwd(xv, &g, include_pad).unwrap(), &gy);
+            let what = format!("avg pool (include_pad {include_pad}) gx");
+            assert_close(&what, &gx_avg, &numeric_grad(&x, lavg), 1e-7);
+        }
     }
 }
 
@@ -170,8 +173,14 @@ fn max_pool_ties_and_padding_by_hand() {
     let gx = host::max_pool_bwd(&[1.0, 2.0, 3.0, 4.0], &arg, &g).unwrap();
     assert_eq!(gx, vec![10.0, 0.0, 0.0, 0.0]);
     // count_include_pad=False: a corner window of a 2x2 input averages its 4 cells.
-    let y = host::avg_pool_fwd(&[1.0f64, 2.0, 3.0, 6.0], &g).unwrap();
+    let y = host::avg_pool_fwd(&[1.0f64, 2.0, 3.0, 6.0], &g, false).unwrap();
     assert_eq!(y, vec![3.0; 4]);
+    // count_include_pad=True: the same windows divide by all 9 cells, padding included.
+    let y = host::avg_pool_fwd(&[1.0f64, 2.0, 3.0, 6.0], &g, true).unwrap();
+    assert_eq!(y, vec![12.0 / 9.0; 4]);
+    // and each input cell lies in all four windows: dL/dx = sum(gy) / 9.
+    let gx = host::avg_pool_bwd(&[1.0f64, 2.0, 3.0, 3.0], &g, true).unwrap();
+    assert_eq!(gx, vec![1.0; 4]);
 }
 
 #[test]

@@ -411,8 +411,8 @@ fn pools() {
             (y, host::max_pool_bwd(&gy, &arg, &g).unwrap())
         } else {
             (
-                host::avg_pool_fwd(&x, &g).unwrap(),
-                host::avg_pool_bwd(&gy, &g).unwrap(),
+                host::avg_pool_fwd(&x, &g, false).unwrap(),
+                host::avg_pool_bwd(&gy, &g, false).unwrap(),
             )
         };
         assert_close(&format!("{name} y"), &y, &gd.get(&format!("{name}.y")).1);

@@ -27,6 +27,40 @@ struct Running {
     var: Vec<f64>,
     count: u64,
     momentum: Option<f64>,
+    /// While training on a GPU: the running statistics on that device, which then hold the
+    /// current values (`mean` and `var` above are stale until [`Running::pull`]).
+    #[cfg(feature = "cuda")]
+    device: Option<crate::device::DeviceRunning>,
+}
+
+impl Running {
+    /// Counts one more training batch and gives its running-average factor: the momentum, or
+    /// `1 / count` for a cumulative average.
+    fn advance(&mut self) -> f64 {
+        self.count += 1;
+        match self.momentum {
+            Some(mo) => mo,
+            None => 1.0 / self.count as f64,
+        }
+    }
+
+    /// Makes the host copy current: copies the running statistics back from the device where
+    /// training last updated them (a synchronisation; only when something reads them).
+    #[cfg(feature = "cuda")]
+    fn pull(&mut self) -> Result<()> {
+        if let Some(d) = &self.device {
+            let (mean, var) = d.download()?;
+            self.mean = mean;
+            self.var = var;
+            self.device = None;
+        }
+        Ok(())
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn pull(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for BatchNorm2d {
@@ -65,12 +99,36 @@ impl BatchNorm2d {
                 var: vec![1.0; channels],
                 count: 0,
                 momentum,
+                #[cfg(feature = "cuda")]
+                device: None,
             }),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Running> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state with its host copy of the running statistics current.
+    fn host(&self) -> Result<MutexGuard<'_, Running>> {
+        let mut st = self.lock();
+        st.pull()?;
+        Ok(st)
+    }
+
+    /// [`Self::host`] for the infallible accessors: when the device copy cannot be read back
+    /// (a failed GPU), the last host values, with a warning.
+    fn host_or_last(&self) -> MutexGuard<'_, Running> {
+        #[allow(unused_mut)]
+        let mut st = self.lock();
+        #[cfg(feature = "cuda")]
+        if let Err(e) = st.pull() {
+            tracing::warn!(
+                "BatchNorm2d: running statistics could not be read from the GPU ({e}); using the last host copy"
+            );
+            st.device = None;
+        }
+        st
     }
 
     /// Normalises `x` `[N, C, H, W]`: with the batch statistics (and an update of the running
@@ -158,7 +216,7 @@ impl BatchNorm2d {
             }
             Mode::Train(Arc::new(Mutex::new(None)))
         } else {
-            let st = self.lock();
+            let st = self.host()?;
             let invstd = st.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
             Mode::Eval {
                 mean: st.mean.clone(),
@@ -174,23 +232,39 @@ impl BatchNorm2d {
 
     /// After a training forward under `mode` over `m` values per channel: folds its batch
     /// statistics into the running ones (nothing in evaluation mode).
+    ///
+    /// Statistics of a GPU forward are folded on that GPU ([`crate::device::DeviceRunning`]),
+    /// where the running values then stay until something reads them.
     pub(crate) fn update_running(&self, mode: &Mode, m: usize) -> Result<()> {
         let c = self.channels;
-        if let Mode::Train(saved) = mode {
-            let stats = saved.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let Some(stats) = stats else {
-                bail!("BatchNorm2d: batch statistics were not recorded");
-            };
-            let mut st = self.lock();
-            st.count += 1;
-            let f = match st.momentum {
-                Some(mo) => mo,
-                None => 1.0 / st.count as f64,
-            };
-            let unbias = m as f64 / (m - 1) as f64;
-            for ch in 0..c {
-                st.mean[ch] = (1.0 - f) * st.mean[ch] + f * stats.mean[ch];
-                st.var[ch] = (1.0 - f) * st.var[ch] + f * stats.var[ch] * unbias;
+        let Mode::Train(saved) = mode else {
+            return Ok(());
+        };
+        let stats = saved.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match stats {
+            None => bail!("BatchNorm2d: batch statistics were not recorded"),
+            Some(BatchStats::Host { mean, var }) => {
+                let mut st = self.host()?;
+                let f = st.advance();
+                let unbias = m as f64 / (m - 1) as f64;
+                for ch in 0..c {
+                    st.mean[ch] = (1.0 - f) * st.mean[ch] + f * mean[ch];
+                    st.var[ch] = (1.0 - f) * st.var[ch] + f * var[ch] * unbias;
+                }
+            }
+            #[cfg(feature = "cuda")]
+            Some(BatchStats::Device(stats)) => {
+                let mut st = self.lock();
+                if !st.device.as_ref().is_some_and(|d| d.is_with(&stats)) {
+                    st.pull()?;
+                    st.device = Some(crate::device::DeviceRunning::upload(
+                        &stats, &st.mean, &st.var,
+                    )?);
+                }
+                let f = st.advance();
+                if let Some(d) = st.device.as_mut() {
+                    d.fold(&stats, f)?;
+                }
             }
         }
         Ok(())
@@ -198,7 +272,7 @@ impl BatchNorm2d {
 
     /// The running statistics `(mean, var)` (the variance is the unbiased running estimate).
     pub fn running_stats(&self) -> (Vec<f64>, Vec<f64>) {
-        let st = self.lock();
+        let st = self.host_or_last();
         (st.mean.clone(), st.var.clone())
     }
 
@@ -206,7 +280,7 @@ impl BatchNorm2d {
     /// value per channel; values beyond the channel count are ignored and missing ones leave the
     /// current value. [`BatchNorm2d::try_set_running_stats`] reports a length mismatch instead.
     pub fn set_running_stats(&self, mean: &[f64], var: &[f64]) {
-        let mut st = self.lock();
+        let mut st = self.host_or_last();
         for (d, s) in st.mean.iter_mut().zip(mean) {
             *d = *s;
         }
@@ -233,6 +307,10 @@ impl BatchNorm2d {
     /// Resets the running statistics to mean 0, variance 1 and the batch count to 0.
     pub fn reset_running_stats(&self) {
         let mut st = self.lock();
+        #[cfg(feature = "cuda")]
+        {
+            st.device = None;
+        }
         st.mean.iter_mut().for_each(|v| *v = 0.0);
         st.var.iter_mut().for_each(|v| *v = 1.0);
         st.count = 0;
@@ -264,11 +342,14 @@ impl BatchNorm2d {
     }
 }
 
-/// Batch statistics of one training forward: mean and biased variance per channel.
+/// Batch statistics of one training forward.
 #[derive(Clone)]
-pub(crate) struct BatchStats {
-    mean: Vec<f64>,
-    var: Vec<f64>,
+pub(crate) enum BatchStats {
+    /// On the host: mean and biased variance per channel.
+    Host { mean: Vec<f64>, var: Vec<f64> },
+    /// On the GPU the forward ran on (never copied to the host).
+    #[cfg(feature = "cuda")]
+    Device(Arc<crate::device::DeviceBatchStats>),
 }
 
 #[derive(Clone)]
@@ -312,7 +393,7 @@ impl BnOp {
                     .iter()
                     .map(|v| 1.0 / (v + self.eps).sqrt())
                     .collect::<Vec<_>>();
-                *saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(BatchStats {
+                *saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(BatchStats::Host {
                     mean: mean.clone(),
                     var,
                 });
@@ -353,24 +434,42 @@ impl BnOp {
             return Ok(None);
         };
         let dims = (self.n, self.c, self.hw);
-        let Some((y, shape, mean, var)) =
-            crate::device::batch_norm_train(x, affine, dims, self.eps)?
+        let Some((y, shape, stats)) = crate::device::batch_norm_train(x, affine, dims, self.eps)?
         else {
             return Ok(None);
         };
-        *saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(BatchStats { mean, var });
+        *saved.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(BatchStats::Device(Arc::new(stats)));
         Ok(Some((y, shape)))
+    }
+
+    /// The batch statistics a GPU forward left on its device, if that is where they are.
+    #[cfg(feature = "cuda")]
+    fn device_stats(&self) -> Option<Arc<crate::device::DeviceBatchStats>> {
+        match &self.mode {
+            Mode::Train(saved) => match &*saved.lock().unwrap_or_else(|e| e.into_inner()) {
+                Some(BatchStats::Device(s)) => Some(s.clone()),
+                _ => None,
+            },
+            Mode::Eval { .. } => None,
+        }
     }
 
     fn stats_for_bwd(&self) -> Result<(Vec<f64>, Vec<f64>, bool)> {
         match &self.mode {
             Mode::Train(saved) => {
                 let st = saved.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                let Some(st) = st else {
-                    bail!("BatchNorm2d backward: batch statistics were not recorded");
-                };
-                let invstd = st.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
-                Ok((st.mean, invstd, true))
+                match st {
+                    None => bail!("BatchNorm2d backward: batch statistics were not recorded"),
+                    Some(BatchStats::Host { mean, var }) => {
+                        let invstd = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
+                        Ok((mean, invstd, true))
+                    }
+                    #[cfg(feature = "cuda")]
+                    Some(BatchStats::Device(_)) => {
+                        bail!("BatchNorm2d backward: the batch statistics are on a GPU, the tensors are not")
+                    }
+                }
             }
             Mode::Eval { mean, invstd } => Ok((mean.clone(), invstd.clone(), false)),
         }
@@ -397,12 +496,30 @@ impl BnOp {
         gamma: Option<&Tensor>,
         g: &Tensor,
     ) -> Result<(Tensor, Tensor, Tensor)> {
+        #[cfg(feature = "cuda")]
+        if let Some(stats) = self.device_stats() {
+            let op = DeviceBnBwd {
+                dims: (self.n, self.c, self.hw),
+                stats,
+            };
+            let g = g.contiguous()?;
+            let all = match gamma {
+                Some(gm) => x.apply_op3_no_bwd(&g, &gm.contiguous()?, &op)?,
+                None => x.apply_op2_no_bwd(&g, &op)?,
+            };
+            return self.split_backward(x, &all);
+        }
         let gamma = match gamma {
             Some(t) => Some(t.to_dtype(DType::F64)?.to_vec1::<f64>()?),
             None => None,
         };
         let op = self.backward_op(gamma)?;
         let all = x.apply_op2_no_bwd(&g.contiguous()?, &op)?;
+        self.split_backward(x, &all)
+    }
+
+    /// `(dL/dx, dL/dgamma, dL/dbeta)` from the flat output of a backward op.
+    fn split_backward(&self, x: &Tensor, all: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let nx = x.elem_count();
         let gx = all.narrow(0, 0, nx)?.reshape(x.shape())?;
         let gg = all.narrow(0, nx, self.c)?;
@@ -656,16 +773,9 @@ impl CustomOp2 for BnBwd {
         "nas-batch-norm2d-bwd"
     }
 
-    crate::host_fallback::cuda_via_device!(|op, s1, l1, s2, l2| if op.batch {
-        crate::device::batch_norm_train_bwd(
-            (s1, l1),
-            (s2, l2),
-            (op.n, op.c, op.hw),
-            [&op.mean, &op.invstd, &op.gamma],
-        )
-    } else {
-        Ok(None)
-    });
+    // Statistics on the host on a GPU only when the forward went through the host path: so
+    // does the backward (a GPU forward's backward is DeviceBnBwd).
+    crate::host_fallback::cuda_via_host!(2);
 
     fn cpu_fwd(
         &self,
@@ -680,6 +790,93 @@ impl CustomOp2 for BnBwd {
             let len = out.len();
             Ok((T::to_cpu_storage_owned(out), Shape::from(len)))
         })
+    }
+}
+
+/// Backward of a batch norm whose forward ran on a GPU, through the batch statistics it left
+/// there: inputs `x`, `dL/dy` and, when affine (the [`CustomOp3`] form), `gamma`; output the
+/// flat `[dL/dx, dL/dgamma, dL/dbeta]` as [`BnBwd`].
+#[cfg(feature = "cuda")]
+struct DeviceBnBwd {
+    dims: (usize, usize, usize),
+    stats: Arc<crate::device::DeviceBatchStats>,
+}
+
+#[cfg(feature = "cuda")]
+impl DeviceBnBwd {
+    fn on_host() -> Result<(CpuStorage, Shape)> {
+        bail!("BatchNorm2d backward: the batch statistics are on a GPU, the tensors on the CPU")
+    }
+
+    fn launch(
+        &self,
+        x: (&candle_core::CudaStorage, &Layout),
+        g: (&candle_core::CudaStorage, &Layout),
+        gamma: Option<(&candle_core::CudaStorage, &Layout)>,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        crate::device::batch_norm_train_bwd(x, g, gamma, self.dims, &self.stats)?.ok_or_else(|| {
+            candle_core::Error::Msg(
+                "BatchNorm2d backward on CUDA: inputs the device kernel does not take (f32/f64, contiguous)".into(),
+            )
+        })
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl CustomOp2 for DeviceBnBwd {
+    fn name(&self) -> &'static str {
+        "nas-batch-norm2d-bwd-device"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Self::on_host()
+    }
+
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        self.launch((s1, l1), (s2, l2), None)
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl CustomOp3 for DeviceBnBwd {
+    fn name(&self) -> &'static str {
+        "nas-batch-norm2d-affine-bwd-device"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Self::on_host()
+    }
+
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        self.launch((s1, l1), (s2, l2), Some((s3, l3)))
     }
 }
 

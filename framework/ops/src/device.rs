@@ -11,11 +11,10 @@
 //! Served on the device: ReLU and its backward; depthwise (dilated, strided, with or without
 //! the fused input ReLU), 1x1 and direct dense/grouped convolution ([`crate::direct_conv`])
 //! with both gradients; max pooling (the backward recomputes the winners on the device) and
-//! average pooling with `count_include_pad=False`; batch norm in training mode (the batch
-//! statistics come back to the host, `2C` values, for the running averages and the
-//! backward). The weighted sum, global pooling and batch norm with running statistics use
-//! candle's own device ops off the CPU. Average pooling with `count_include_pad=True` and
-//! im2col still run through the host (docs/gpu.md).
+//! average pooling; batch norm in training mode (the batch statistics stay on the device for
+//! the backward, and the running averages are folded there: no copy to the host per
+//! forward). The weighted sum, global pooling and batch norm with running statistics use
+//! candle's own device ops off the CPU. im2col still runs through the host (docs/gpu.md).
 use crate::geom::Window;
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{
@@ -450,12 +449,13 @@ pub(crate) fn max_pool_bwd(
     })
 }
 
-/// Average pooling (`count_include_pad=False`) forward, or its backward when `backward`
-/// (input `dL/dy`, output `dL/dx` `[N, C, H, W]`).
+/// Average pooling forward, or its backward when `backward` (input `dL/dy`, output `dL/dx`
+/// `[N, C, H, W]`); `include_pad` is PyTorch's `count_include_pad`.
 pub(crate) fn avg_pool(
     s: &CudaStorage,
     l: &Layout,
     win: &Window,
+    include_pad: bool,
     backward: bool,
 ) -> Result<Launched> {
     by_float!(s, |T| {
@@ -480,10 +480,11 @@ pub(crate) fn avg_pool(
         // SAFETY: every element is written by the kernel.
         let mut y = unsafe { dev.alloc::<T>(len)? };
         let f = kernel!(dev, base, T);
-        let dg = DevGeom(g);
+        let (dg, pad_i) = (DevGeom(g), i32::from(include_pad));
         let mut b = f.builder();
-        b.arg(&x).arg(&mut y).arg(&dg);
-        // SAFETY: `nas_avg_pool_{fwd,bwd}(const T* in, T* out, Geom g)`, sizes of g.
+        b.arg(&x).arg(&mut y).arg(&dg).arg(&pad_i);
+        // SAFETY: `nas_avg_pool_{fwd,bwd}(const T* in, T* out, Geom g, int include_pad)`,
+        // sizes of g.
         unsafe { b.launch(elementwise(len)) }.w()?;
         Ok(Some((T::wrap_cuda_slice(y, dev.clone()), shape)))
     })
@@ -501,9 +502,81 @@ fn per_channel(c: usize) -> LaunchConfig {
     }
 }
 
-/// What a training-mode batch-norm forward gives back: the output, and each channel's batch
-/// mean and biased variance (on the host).
-pub(crate) type BatchNormed = Option<(CudaStorage, Shape, Vec<f64>, Vec<f64>)>;
+/// The batch statistics of one training-mode batch-norm forward, left on the device where it
+/// ran: per channel the mean, `1 / sqrt(var + eps)` and the biased variance, in the input's
+/// element type, over `m` values per channel. The backward reads the first two, the running
+/// average the first and third; nothing goes through the host.
+pub(crate) struct DeviceBatchStats {
+    mean: CudaStorage,
+    invstd: CudaStorage,
+    var: CudaStorage,
+    m: usize,
+}
+
+/// A batch norm's running mean and (unbiased) variance on a device, in `f64` as on the CPU.
+pub(crate) struct DeviceRunning {
+    device: CudaDevice,
+    mean: CudaSlice<f64>,
+    var: CudaSlice<f64>,
+}
+
+impl DeviceRunning {
+    /// The running statistics `mean`, `var` copied to the device of `stats`.
+    pub(crate) fn upload(stats: &DeviceBatchStats, mean: &[f64], var: &[f64]) -> Result<Self> {
+        let device = stats.mean.device.clone();
+        Ok(Self {
+            mean: device.clone_htod(mean)?,
+            var: device.clone_htod(var)?,
+            device,
+        })
+    }
+
+    /// Whether these statistics live on the device of `stats`.
+    pub(crate) fn is_with(&self, stats: &DeviceBatchStats) -> bool {
+        use candle_core::backend::BackendDevice;
+        self.device.same_device(&stats.mean.device)
+    }
+
+    /// The running `(mean, var)` copied to the host (a synchronisation).
+    pub(crate) fn download(&self) -> Result<(Vec<f64>, Vec<f64>)> {
+        Ok((
+            self.device.clone_dtoh(&self.mean)?,
+            self.device.clone_dtoh(&self.var)?,
+        ))
+    }
+
+    /// Folds the batch statistics `stats` into the running ones with the running-average
+    /// factor `factor` (`nas_bn_running`: PyTorch's update, the unbiased variance).
+    pub(crate) fn fold(&mut self, stats: &DeviceBatchStats, factor: f64) -> Result<()> {
+        by_float!(stats.mean, |T| {
+            let (mean, var) = (
+                T::as_cuda_slice(&stats.mean)?,
+                T::as_cuda_slice(&stats.var)?,
+            );
+            let c = self.mean.len();
+            if mean.len() != c || var.len() != c || self.var.len() != c {
+                candle_core::bail!(
+                    "BatchNorm2d on CUDA: {c} running statistics for {} channels",
+                    mean.len()
+                );
+            }
+            let dev = &self.device;
+            let f = kernel!(dev, "bn_running", T);
+            let (m, ci) = (stats.m as i64, c as i32);
+            let mut b = f.builder();
+            b.arg(mean).arg(var).arg(&m).arg(&factor).arg(&ci);
+            b.arg(&mut self.mean).arg(&mut self.var);
+            // SAFETY: `nas_bn_running(const T* mean, const T* var, long m, double factor,
+            // int c, double* run_mean, double* run_var)`, every buffer of c values.
+            unsafe { b.launch(elementwise(c)) }.w()?;
+            Ok(Some(()))
+        })?
+        .ok_or_else(|| candle_core::Error::Msg("BatchNorm2d on CUDA: f32 or f64 only".into()))
+    }
+}
+
+/// What a training-mode batch-norm forward gives back: the output and its batch statistics.
+pub(crate) type BatchNormed = Option<(CudaStorage, Shape, DeviceBatchStats)>;
 
 /// Batch norm forward with batch statistics over `x` `[n, c, hw]` (`affine`: gamma, beta).
 pub(crate) fn batch_norm_train(
@@ -527,10 +600,11 @@ pub(crate) fn batch_norm_train(
             return Ok(None);
         }
         let dev = &sx.device;
-        // SAFETY: every element of the three buffers is written by the kernel.
-        let (mut y, mut mean, mut invstd) = unsafe {
+        // SAFETY: every element of the four buffers is written by the kernel.
+        let (mut y, mut mean, mut invstd, mut var) = unsafe {
             (
                 dev.alloc::<T>(x.len())?,
+                dev.alloc::<T>(c)?,
                 dev.alloc::<T>(c)?,
                 dev.alloc::<T>(c)?,
             )
@@ -538,69 +612,60 @@ pub(crate) fn batch_norm_train(
         {
             let f = kernel!(dev, "bn_fwd_train", T);
             let (ni, ci, hwl) = (n as i32, c as i32, hw as i64);
-            let (eps_t, momentum) = (T::from_f64(eps), T::from_f64(0.0));
+            let eps_t = T::from_f64(eps);
             let mut b = f.builder();
             b.arg(&x);
             match &params {
                 Some((g, be)) => b.arg(g).arg(be),
                 None => b.arg(&NULL).arg(&NULL),
             };
-            // The running statistics are folded on the host (BatchNorm2d::update_running).
-            b.arg(&ni).arg(&ci).arg(&hwl).arg(&eps_t).arg(&momentum);
-            b.arg(&NULL)
-                .arg(&NULL)
-                .arg(&mut y)
-                .arg(&mut mean)
-                .arg(&mut invstd);
-            // SAFETY: `nas_bn_fwd_train(x, gamma, beta, int n, int c, long hw, T eps,
-            // T momentum, run_mean, run_var, y, save_mean, save_invstd)`, one block per
-            // channel of REDUCTION_THREADS threads.
+            b.arg(&ni).arg(&ci).arg(&hwl).arg(&eps_t);
+            b.arg(&mut y).arg(&mut mean).arg(&mut invstd).arg(&mut var);
+            // SAFETY: `nas_bn_fwd_train(x, gamma, beta, int n, int c, long hw, T eps, y,
+            // save_mean, save_invstd, save_var)`, one block per channel of
+            // REDUCTION_THREADS threads.
             unsafe { b.launch(per_channel(c)) }.w()?;
         }
-        let mean: Vec<f64> = dev
-            .clone_dtoh(&mean)?
-            .into_iter()
-            .map(|v: T| v.to_f64())
-            .collect();
-        let var: Vec<f64> = dev
-            .clone_dtoh(&invstd)?
-            .into_iter()
-            .map(|v: T| {
-                let is = v.to_f64();
-                1.0 / (is * is) - eps
-            })
-            .collect();
-        Ok(Some((
-            T::wrap_cuda_slice(y, dev.clone()),
-            lx.shape().clone(),
-            mean,
-            var,
-        )))
+        let wrap = |s: CudaSlice<T>| T::wrap_cuda_slice(s, dev.clone());
+        let stats = DeviceBatchStats {
+            mean: wrap(mean),
+            invstd: wrap(invstd),
+            var: wrap(var),
+            m: n * hw,
+        };
+        Ok(Some((wrap(y), lx.shape().clone(), stats)))
     })
 }
 
-/// Batch norm backward through batch statistics: inputs `x` and `dL/dy`, the forward's
-/// `mean`, `invstd` and `gamma` per channel; output the flat `[dL/dx, dL/dgamma, dL/dbeta]`.
+/// Batch norm backward through the batch statistics `stats` of the forward: inputs `x`,
+/// `dL/dy` and, when affine, `gamma`; output the flat `[dL/dx, dL/dgamma, dL/dbeta]`.
 pub(crate) fn batch_norm_train_bwd(
     (sx, lx): (&CudaStorage, &Layout),
     (sg, lg): (&CudaStorage, &Layout),
+    gamma: Option<(&CudaStorage, &Layout)>,
     (n, c, hw): (usize, usize, usize),
-    [mean, invstd, gamma]: [&[f64]; 3],
+    stats: &DeviceBatchStats,
 ) -> Result<Launched> {
     by_float!(sx, |T| {
         let (Some(x), Some(gy)) = (view::<T>(sx, lx)?, view::<T>(sg, lg)?) else {
             return Ok(None);
         };
+        let gamma = match gamma {
+            Some((s, l)) => match view::<T>(s, l)? {
+                Some(v) if v.len() == c => Some(v),
+                _ => return Ok(None),
+            },
+            None => None,
+        };
+        let (mean, invstd) = (
+            T::as_cuda_slice(&stats.mean)?,
+            T::as_cuda_slice(&stats.invstd)?,
+        );
         let nx = n * c * hw;
-        if x.len() != nx || gy.len() != nx || [mean, invstd, gamma].iter().any(|v| v.len() != c) {
+        if x.len() != nx || gy.len() != nx || mean.len() != c || invstd.len() != c {
             return Ok(None);
         }
         let dev = &sx.device;
-        let on_device = |v: &[f64]| -> Result<CudaSlice<T>> {
-            let host: Vec<T> = v.iter().map(|&e| T::from_f64(e)).collect();
-            dev.clone_htod(&host)
-        };
-        let (mean_d, invstd_d, gamma_d) = (on_device(mean)?, on_device(invstd)?, on_device(gamma)?);
         // SAFETY: the three parts are written in full by the kernel.
         let mut out = unsafe { dev.alloc::<T>(nx + 2 * c)? };
         {
@@ -609,19 +674,178 @@ pub(crate) fn batch_norm_train_bwd(
             let f = kernel!(dev, "bn_bwd_train", T);
             let (ni, ci, hwl) = (n as i32, c as i32, hw as i64);
             let mut b = f.builder();
-            b.arg(&x).arg(&gy).arg(&gamma_d).arg(&ni).arg(&ci).arg(&hwl);
-            b.arg(&mean_d)
-                .arg(&invstd_d)
-                .arg(&mut gx)
-                .arg(&mut ggamma)
-                .arg(&mut gbeta);
+            b.arg(&x).arg(&gy);
+            match &gamma {
+                Some(g) => b.arg(g),
+                None => b.arg(&NULL),
+            };
+            b.arg(&ni).arg(&ci).arg(&hwl).arg(mean).arg(invstd);
+            b.arg(&mut gx).arg(&mut ggamma).arg(&mut gbeta);
             // SAFETY: `nas_bn_bwd_train(x, gy, gamma, int n, int c, long hw, save_mean,
-            // save_invstd, gx, ggamma, gbeta)`, one block per channel.
+            // save_invstd, gx, ggamma, gbeta)`, one block per channel; a null gamma is 1.
             unsafe { b.launch(per_channel(c)) }.w()?;
         }
         Ok(Some((
             T::wrap_cuda_slice(out, dev.clone()),
             Shape::from(nx + 2 * c),
         )))
+    })
+}
+
+/// The most options a weighted sum launches with (`NAS_MAX_OPTIONS` in device.cu); a sum of
+/// more goes through candle's element-wise ops.
+pub(crate) const MAX_OPTIONS: usize = 32;
+
+/// Up to [`MAX_OPTIONS`] device pointers as one kernel argument passed by value (the C
+/// structs `Operands<T>` / `Outputs<T>`), unused entries null.
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+struct DevPtrs([u64; MAX_OPTIONS]);
+
+// SAFETY: `[u64; 32]` has the layout of a C struct of 32 pointers (8 bytes each, no padding).
+unsafe impl DeviceRepr for DevPtrs {}
+
+/// Runs `f` with the device pointers of the contiguous CUDA tensors `ys` (each of `len`
+/// elements of `T`); `Ok(None)` when one is elsewhere or not contiguous.
+fn with_pointers<T: DevFloat, R>(
+    dev: &CudaDevice,
+    ys: &[candle_core::Tensor],
+    len: usize,
+    f: impl FnOnce(DevPtrs) -> Result<R>,
+) -> Result<Option<R>> {
+    use candle_core::cuda_backend::cudarc::driver::DevicePtr;
+    if ys.len() > MAX_OPTIONS {
+        return Ok(None);
+    }
+    let guards: Vec<_> = ys.iter().map(|y| y.storage_and_layout()).collect();
+    let mut views = Vec::with_capacity(ys.len());
+    for (st, l) in &guards {
+        let candle_core::Storage::Cuda(cs) = &**st else {
+            return Ok(None);
+        };
+        match view::<T>(cs, l)? {
+            Some(v) if v.len() == len => views.push(v),
+            _ => return Ok(None),
+        }
+    }
+    let stream = dev.cuda_stream();
+    let mut ptrs = DevPtrs([0; MAX_OPTIONS]);
+    let mut records = Vec::with_capacity(views.len());
+    for (p, v) in ptrs.0.iter_mut().zip(&views) {
+        let (ptr, record) = v.device_ptr(&stream);
+        *p = ptr;
+        records.push(record);
+    }
+    // The records (no-ops without cudarc's event tracking) are dropped after the launch in f.
+    let out = f(ptrs)?;
+    drop(records);
+    Ok(Some(out))
+}
+
+/// The mixed-op sum `y = sum_k w[k] * ys[k]` (shared weights `w` `[K]`, zero-weight options
+/// skipped) into a new buffer of `numel` elements: one launch.
+pub(crate) fn mixed_sum(
+    ys: &[candle_core::Tensor],
+    (sw, lw): (&CudaStorage, &Layout),
+    numel: usize,
+) -> Result<Option<CudaStorage>> {
+    by_float!(sw, |T| {
+        let Some(w) = view::<T>(sw, lw)? else {
+            return Ok(None);
+        };
+        if w.len() != ys.len() {
+            return Ok(None);
+        }
+        let dev = &sw.device;
+        let y = with_pointers::<T, _>(dev, ys, numel, |ptrs| {
+            // SAFETY: every output element is written by the kernel.
+            let mut y = unsafe { dev.alloc::<T>(numel)? };
+            let f = kernel!(dev, "mixed_fwd", T);
+            let (kn, len) = (ys.len() as i32, numel as i64);
+            let mut b = f.builder();
+            b.arg(&ptrs).arg(&w).arg(&kn).arg(&len).arg(&mut y);
+            // SAFETY: `nas_mixed_fwd(Operands<T> ys, const T* w, int kn, long len, T* y)`,
+            // kn operands of len elements, w of kn.
+            unsafe { b.launch(elementwise(numel)) }.w()?;
+            Ok(y)
+        })?;
+        Ok(y.map(|y| T::wrap_cuda_slice(y, dev.clone())))
+    })
+}
+
+/// The backward of [`mixed_sum`] for the upstream gradient `g`: the flat buffer
+/// `[dL/dw (K) | dL/dys[k] (numel) for each tracked k, in order]`; `dL/dw` is left unwritten
+/// unless `want_w`. Two launches (the second adds the weight gradient's partial sums in a
+/// fixed order, so the result does not depend on scheduling).
+pub(crate) fn mixed_sum_bwd(
+    ys: &[candle_core::Tensor],
+    (sw, lw): (&CudaStorage, &Layout),
+    (sg, lg): (&CudaStorage, &Layout),
+    tracked: &[bool],
+    want_w: bool,
+) -> Result<Option<CudaStorage>> {
+    use candle_core::cuda_backend::cudarc::driver::DevicePtrMut;
+    by_float!(sw, |T| {
+        let (Some(w), Some(g)) = (view::<T>(sw, lw)?, view::<T>(sg, lg)?) else {
+            return Ok(None);
+        };
+        let (k, numel) = (ys.len(), g.len());
+        if w.len() != k || tracked.len() != k {
+            return Ok(None);
+        }
+        let dev = &sw.device;
+        let outputs = tracked.iter().filter(|&&t| t).count();
+        let chunks = numel.div_ceil(4096).clamp(1, 1024);
+        let out = with_pointers::<T, _>(dev, ys, numel, |ptrs| {
+            // SAFETY: dL/dw is written when asked for, each tracked dL/dys[k] in full; the
+            // rest is not read.
+            let mut out = unsafe { dev.alloc::<T>(k + outputs * numel)? };
+            // SAFETY: written in full by the first kernel when want_w.
+            let mut part = unsafe { dev.alloc::<T>(if want_w { k * chunks } else { 1 })? };
+            let stream = dev.cuda_stream();
+            let size = std::mem::size_of::<T>() as u64;
+            {
+                let (base, _record) = out.device_ptr_mut(&stream);
+                let mut gys = DevPtrs([0; MAX_OPTIONS]);
+                let mut next = k as u64;
+                for (p, _) in gys.0.iter_mut().zip(tracked).filter(|(_, t)| **t) {
+                    *p = base + next * size;
+                    next += numel as u64;
+                }
+                let (part_ptr, _record_part) = part.device_ptr_mut(&stream);
+                let part_arg: u64 = if want_w { part_ptr } else { 0 };
+                let f = kernel!(dev, "mixed_bwd", T);
+                let (kn, len) = (k as i32, numel as i64);
+                let mut b = f.builder();
+                b.arg(&g)
+                    .arg(&ptrs)
+                    .arg(&w)
+                    .arg(&kn)
+                    .arg(&len)
+                    .arg(&gys)
+                    .arg(&part_arg);
+                let cfg = LaunchConfig {
+                    grid_dim: (chunks as u32, k as u32, 1),
+                    block_dim: (nas_kernels::device::REDUCTION_THREADS, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                // SAFETY: `nas_mixed_bwd(const T* gy, Operands<T> ys, const T* w, int kn,
+                // long len, Outputs<T> gys, T* part)`: gys point at the tracked rows of `out`
+                // (numel each), part holds kn * chunks values, grid (chunks, kn) of
+                // REDUCTION_THREADS threads (block_sum2's size).
+                unsafe { b.launch(cfg) }.w()?;
+            }
+            if want_w {
+                let (mut gw, _) = out.split_at_mut(k);
+                let f = kernel!(dev, "mixed_sum_parts", T);
+                let (chunks_i, kn) = (chunks as i32, k as i32);
+                let mut b = f.builder();
+                b.arg(&part).arg(&chunks_i).arg(&kn).arg(&mut gw);
+                // SAFETY: `nas_mixed_sum_parts(const T* part, int chunks, int kn, T* gw)`.
+                unsafe { b.launch(elementwise(k)) }.w()?;
+            }
+            Ok(out)
+        })?;
+        Ok(out.map(|o| T::wrap_cuda_slice(o, dev.clone())))
     })
 }

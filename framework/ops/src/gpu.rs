@@ -63,7 +63,10 @@ pub fn open_cuda(ordinal: usize) -> Result<Device, GpuError> {
         let opened = std::panic::catch_unwind(|| Device::new_cuda(ordinal));
         std::panic::set_hook(previous);
         match opened {
-            Ok(Ok(device)) => Ok(device),
+            Ok(Ok(device)) => {
+                prepare_for_training(&device);
+                Ok(device)
+            }
             Ok(Err(e)) => Err(GpuError::Open {
                 ordinal,
                 message: e.to_string(),
@@ -77,6 +80,60 @@ pub fn open_cuda(ordinal: usize) -> Result<Device, GpuError> {
                     .unwrap_or_else(|| "a CUDA library could not be loaded".into()),
             }),
         }
+    }
+}
+
+/// Sets up a freshly opened GPU for a training loop, as PyTorch's caching allocator does:
+///
+/// - The device's default memory pool (where candle's stream-ordered `cuMemAllocAsync`
+///   allocations come from) keeps freed memory instead of returning it to the driver at each
+///   synchronisation (release threshold `u64::MAX`; the driver's default is 0). Every step
+///   allocates the same buffers as the last, so from the second step on they come from the
+///   pool: the caching of buffers between steps.
+/// - cudarc's per-buffer event tracking is off. It orders uses of one buffer across streams
+///   (an event recorded and waited on for every buffer argument of every launch); a device
+///   opened here is used from one thread, so its work is on one stream and in order anyway.
+///   Without it a launch costs only the launch.
+///
+/// Both are best effort: a pool that refuses the attribute (a device without memory pools)
+/// leaves the driver's default, with a warning.
+#[cfg(feature = "cuda")]
+fn prepare_for_training(device: &Device) {
+    use candle_core::cuda_backend::cudarc::driver::sys;
+    let Device::Cuda(dev) = device else {
+        return;
+    };
+    let stream = dev.cuda_stream();
+    let ctx = stream.context();
+    // SAFETY: no buffer of this device exists yet outside candle's own (its random-number
+    // state), which is used on this stream only; see the doc above for why one stream holds.
+    unsafe { dev.disable_event_tracking() };
+    if !ctx.has_async_alloc() {
+        tracing::warn!(
+            "CUDA device {}: no memory pools; freed buffers go back to the driver",
+            ctx.ordinal()
+        );
+        return;
+    }
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let mut threshold: u64 = u64::MAX;
+    // SAFETY: `pool` receives the device's default pool handle; the attribute value is a
+    // `cuuint64_t`, as CU_MEMPOOL_ATTR_RELEASE_THRESHOLD requires.
+    let status = unsafe {
+        match sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) {
+            sys::CUresult::CUDA_SUCCESS => sys::cuMemPoolSetAttribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                (&mut threshold as *mut u64).cast(),
+            ),
+            other => other,
+        }
+    };
+    if status != sys::CUresult::CUDA_SUCCESS {
+        tracing::warn!(
+            "CUDA device {}: the memory pool keeps its default release threshold ({status:?})",
+            ctx.ordinal()
+        );
     }
 }
 

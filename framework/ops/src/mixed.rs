@@ -8,11 +8,16 @@
 //! - the fused op [`Mix`] holds the K operands itself (reference-counted, no copy) and reads them
 //!   directly in its forward, which writes `y` in one pass;
 //! - each operand that needs a gradient enters the graph through a tiny [`Tap`] op (one element
-//!   out, no work) whose outputs are concatenated (K elements) into `Mix`'s second input;
+//!   out, no work); the taps form a chain (each takes the previous one's output and its
+//!   operand) whose last output is `Mix`'s second input;
 //! - `Mix`'s backward computes, in one pass over `g`, every `dL/dw` and every needed
 //!   `dL/dys[k] = w_k * g`, and hands the latter to the taps through a shared slot. candle's
 //!   backward visits `Mix` before the taps (they are its ancestors), so each tap finds its
 //!   gradient there.
+//!
+//! On a CUDA device the same graph runs two kernels of `nas-kernels`' device.cu (one launch
+//! forward, two backward, for any K up to [`crate::device`]'s `MAX_OPTIONS`); per-example
+//! weights and larger K use candle's element-wise ops there.
 use crate::cpu::{dispatch_float, dot, slice, Float};
 use crate::fresh::{par_chunks_zeroed, Split};
 use candle_core::{
@@ -66,7 +71,7 @@ pub fn weighted_sum(ys: &[Tensor], weights: &Tensor) -> Result<Tensor> {
             shape.dims().first()
         ),
     };
-    if !first.device().is_cpu() {
+    if !first.device().is_cpu() && !fused_on_device(first, k, per_example) {
         return weighted_sum_by_tensor_ops(ys, weights, per_example);
     }
     let chunk = if per_example {
@@ -77,21 +82,20 @@ pub fn weighted_sum(ys: &[Tensor], weights: &Tensor) -> Result<Tensor> {
     let ys: Vec<Tensor> = ys.iter().map(|y| y.contiguous()).collect::<Result<_>>()?;
     let slot = Arc::new(Mutex::new(vec![None; k]));
     let tracked: Vec<bool> = ys.iter().map(|y| y.track_op()).collect();
-    let taps: Vec<Tensor> = ys
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| tracked[*i])
-        .map(|(i, y)| {
-            y.apply_op1(Tap {
-                index: i,
-                slot: slot.clone(),
-            })
-        })
-        .collect::<Result<_>>()?;
-    let link = if taps.is_empty() {
-        Tensor::zeros(1, first.dtype(), &Device::Cpu)?
-    } else {
-        Tensor::cat(&taps, 0)?
+    let mut link: Option<Tensor> = None;
+    for (i, y) in ys.iter().enumerate().filter(|(i, _)| tracked[*i]) {
+        let tap = Tap {
+            index: i,
+            slot: slot.clone(),
+        };
+        link = Some(match link {
+            None => y.apply_op1(tap)?,
+            Some(previous) => previous.apply_op2(y, tap)?,
+        });
+    }
+    let link = match link {
+        Some(l) => l,
+        None => Tensor::zeros(1, first.dtype(), first.device())?,
     };
     let mix = Mix {
         geom: Geom {
@@ -107,6 +111,20 @@ pub fn weighted_sum(ys: &[Tensor], weights: &Tensor) -> Result<Tensor> {
         slot,
     };
     weights.contiguous()?.apply_op2(&link, mix)
+}
+
+/// Whether a weighted sum of `k` operands like `first` runs as the fused kernels on its
+/// (non-CPU) device: a CUDA build, shared weights, at most `MAX_OPTIONS` operands.
+fn fused_on_device(first: &Tensor, k: usize, per_example: bool) -> bool {
+    #[cfg(feature = "cuda")]
+    {
+        first.device().is_cuda() && !per_example && k <= crate::device::MAX_OPTIONS
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (first, k, per_example);
+        false
+    }
 }
 
 /// [`weighted_sum`] off the CPU: candle's element-wise ops on the device (autograd through
@@ -307,7 +325,19 @@ impl CustomOp2 for Mix {
         "nas-weighted-sum"
     }
 
-    crate::host_fallback::cuda_via_host!(2);
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        _s2: &candle_core::CudaStorage,
+        _l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        match crate::device::mixed_sum(&self.ys, (s1, l1), self.geom.numel)? {
+            Some(y) => Ok((y, self.shape.clone())),
+            None => bail!("nas-ops weighted_sum: operands the CUDA kernel does not take (f32/f64, contiguous, on one GPU)"),
+        }
+    }
 
     fn cpu_fwd(
         &self,
@@ -332,6 +362,10 @@ impl CustomOp2 for Mix {
         _res: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        #[cfg(feature = "cuda")]
+        if w.device().is_cuda() {
+            return self.device_backward(w, link, g);
+        }
         let dw = match w.dtype() {
             DType::F32 => self.run_backward::<f32>(w, g)?,
             DType::F64 => self.run_backward::<f64>(w, g)?,
@@ -341,11 +375,126 @@ impl CustomOp2 for Mix {
     }
 }
 
+#[cfg(feature = "cuda")]
+impl Mix {
+    /// The backward on a GPU: [`MixGrad`]'s two launches, then views of its one buffer.
+    fn device_backward(
+        &self,
+        w: &Tensor,
+        link: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let k = self.geom.k;
+        let numel = self.geom.numel;
+        let grad = MixGrad {
+            ys: self.ys.clone(),
+            tracked: self.tracked.clone(),
+            want_w: self.weights_tracked,
+        };
+        let all = w.contiguous()?.apply_op2_no_bwd(&g.contiguous()?, &grad)?;
+        let mut next = k;
+        let mut dys = Vec::with_capacity(k);
+        for &t in &self.tracked {
+            dys.push(if t {
+                let d = all.narrow(0, next, numel)?.reshape(&self.shape)?;
+                next += numel;
+                Some(d)
+            } else {
+                None
+            });
+        }
+        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = dys;
+        let dw = if self.weights_tracked {
+            Some(all.narrow(0, 0, k)?.reshape(w.shape())?)
+        } else {
+            None
+        };
+        Ok((dw, Some(link.zeros_like()?)))
+    }
+}
+
+/// The gradients of a weighted sum on a GPU: inputs (weights, dL/dy), operands held; output
+/// the flat `[dL/dw | dL/dys[k] for the tracked k]` ([`crate::device::mixed_sum_bwd`]).
+#[cfg(feature = "cuda")]
+struct MixGrad {
+    ys: Vec<Tensor>,
+    tracked: Vec<bool>,
+    want_w: bool,
+}
+
+#[cfg(feature = "cuda")]
+impl CustomOp2 for MixGrad {
+    fn name(&self) -> &'static str {
+        "nas-weighted-sum-bwd-device"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        bail!("nas-ops weighted_sum: the GPU backward was asked for CPU tensors")
+    }
+
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let out =
+            crate::device::mixed_sum_bwd(&self.ys, (s1, l1), (s2, l2), &self.tracked, self.want_w)?;
+        match out {
+            Some(o) => {
+                let n = self.ys.len()
+                    + self.tracked.iter().filter(|&&t| t).count() * l2.shape().elem_count();
+                Ok((o, Shape::from(n)))
+            }
+            None => bail!("nas-ops weighted_sum: operands the CUDA kernel does not take (f32/f64, contiguous, on one GPU)"),
+        }
+    }
+}
+
 /// Connects operand `index` to the graph: forward outputs one zero, backward returns the
-/// operand's gradient left in the slot by [`Mix`]'s backward.
+/// operand's gradient left in the slot by [`Mix`]'s backward. The first tap takes the operand
+/// alone ([`CustomOp1`]); each further one the previous tap's output and its operand
+/// ([`CustomOp2`]), passing the chain's gradient back unchanged.
 pub(crate) struct Tap {
     pub index: usize,
     pub slot: Slot,
+}
+
+impl Tap {
+    /// The operand's gradient from the slot.
+    fn take(&self) -> Result<Tensor> {
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.get_mut(self.index).and_then(Option::take) {
+            Some(d) => Ok(d),
+            None => bail!(
+                "nas-ops weighted_sum: operand {} gradient missing (backward order broken)",
+                self.index
+            ),
+        }
+    }
+
+    /// The forward: one zero of `s`'s dtype.
+    fn zero(s: &CpuStorage) -> Result<(CpuStorage, Shape)> {
+        dispatch_float!("weighted_sum", s, |T| Ok((
+            T::to_cpu_storage_owned(vec![T::ZERO]),
+            Shape::from(1)
+        )))
+    }
+
+    /// The forward on a GPU: one zero on its device (a memset, no kernel).
+    #[cfg(feature = "cuda")]
+    fn zero_on(s: &candle_core::CudaStorage) -> Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::backend::{BackendDevice, BackendStorage};
+        let z = s.device().zeros_impl(&Shape::from(1), s.dtype())?;
+        Ok((z, Shape::from(1)))
+    }
 }
 
 impl CustomOp1 for Tap {
@@ -353,25 +502,60 @@ impl CustomOp1 for Tap {
         "nas-weighted-sum-tap"
     }
 
-    crate::host_fallback::cuda_via_host!(1);
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        _l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        Self::zero_on(s)
+    }
 
     fn cpu_fwd(&self, s: &CpuStorage, _l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let _profile = crate::profile::scope(self.name());
-        dispatch_float!("weighted_sum", s, |T| Ok((
-            T::to_cpu_storage_owned(vec![T::ZERO]),
-            Shape::from(1)
-        )))
+        let _profile = crate::profile::scope(CustomOp1::name(self));
+        Self::zero(s)
     }
 
     fn bwd(&self, _y: &Tensor, _res: &Tensor, _g: &Tensor) -> Result<Option<Tensor>> {
-        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
-        match slot.get_mut(self.index).and_then(Option::take) {
-            Some(d) => Ok(Some(d)),
-            None => bail!(
-                "nas-ops weighted_sum: operand {} gradient missing (backward order broken)",
-                self.index
-            ),
-        }
+        Ok(Some(self.take()?))
+    }
+}
+
+impl CustomOp2 for Tap {
+    fn name(&self) -> &'static str {
+        "nas-weighted-sum-tap-chain"
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        _l1: &Layout,
+        _s2: &candle_core::CudaStorage,
+        _l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        Self::zero_on(s1)
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        _l1: &Layout,
+        _s2: &CpuStorage,
+        _l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(CustomOp2::name(self));
+        Self::zero(s1)
+    }
+
+    fn bwd(
+        &self,
+        _previous: &Tensor,
+        _y: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(g.clone()), Some(self.take()?)))
     }
 }
 

@@ -583,11 +583,13 @@ impl CustomOp1 for AvgPool {
         "nas-avg-pool2d"
     }
 
-    crate::host_fallback::cuda_via_device!(|op, s, l| if op.count_include_pad {
-        Ok(None)
-    } else {
-        crate::device::avg_pool(s, l, &op.win, false)
-    });
+    crate::host_fallback::cuda_via_device!(|op, s, l| crate::device::avg_pool(
+        s,
+        l,
+        &op.win,
+        op.count_include_pad,
+        false
+    ));
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let _profile = crate::profile::scope(self.name());
@@ -646,11 +648,13 @@ impl CustomOp1 for AvgPoolBwd {
         "nas-avg-pool2d-bwd"
     }
 
-    crate::host_fallback::cuda_via_device!(|op, s, l| if op.0.count_include_pad {
-        Ok(None)
-    } else {
-        crate::device::avg_pool(s, l, &op.0.win, true)
-    });
+    crate::host_fallback::cuda_via_device!(|op, s, l| crate::device::avg_pool(
+        s,
+        l,
+        &op.0.win,
+        op.0.count_include_pad,
+        true
+    ));
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let _profile = crate::profile::scope(self.name());

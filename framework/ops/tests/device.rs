@@ -62,14 +62,13 @@ fn same_on_both_within(
         let y = op(&ts);
         let r = input(y.dims(), 99).to_device(device).unwrap();
         let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        let gs: Vec<Tensor> = vars
+        // None: the output does not depend on that input (e.g. it was detached).
+        let gs: Vec<Option<Tensor>> = vars
             .iter()
             .map(|v| {
                 grads
                     .get(v.as_tensor())
-                    .unwrap()
-                    .to_device(&Device::Cpu)
-                    .unwrap()
+                    .map(|g| g.to_device(&Device::Cpu).unwrap())
             })
             .collect();
         (y.to_device(&Device::Cpu).unwrap(), gs)
@@ -79,6 +78,11 @@ fn same_on_both_within(
     let gap = relative_gap(&y_gpu, &y_cpu);
     assert!(gap < tolerance, "{what}: outputs differ by {gap:e}");
     for (i, (g, c)) in g_gpu.iter().zip(&g_cpu).enumerate() {
+        let (g, c) = match (g, c) {
+            (Some(g), Some(c)) => (g, c),
+            (None, None) => continue,
+            _ => panic!("{what}: input {i} has a gradient on one device only"),
+        };
         let gap = relative_gap(g, c);
         assert!(
             gap < tolerance,
@@ -133,14 +137,8 @@ fn every_op_computes_on_the_gpu_as_on_the_cpu() {
                 &gpu,
                 &[x.clone(), input(&[4, 1, 5, 5], 5)],
                 &|t| {
-                    nas_ops::relu_depthwise_conv2d(
-                        &t[0],
-                        &t[1],
-                        stride,
-                        2 * padding * dilation,
-                        dilation,
-                    )
-                    .unwrap()
+                    nas_ops::relu_depthwise_conv2d(&t[0], &t[1], stride, 2 * dilation, dilation)
+                        .unwrap()
                 },
             );
         }
@@ -179,6 +177,23 @@ fn every_op_computes_on_the_gpu_as_on_the_cpu() {
         &[x.clone(), input(&[2, 4, 7, 7], 7), input(&[2], 8)],
         &|t| nas_ops::weighted_sum(&t[..2], &t[2]).unwrap(),
     );
+    // The fused kernels at DARTS' eight options over several chunks of the weight-gradient
+    // reduction (9,000 elements): one weight exactly 0 (skipped forward, its gradient still
+    // computed), one operand without a gradient (detached); and per-example weights (the
+    // element-wise path).
+    let mut operands: Vec<Tensor> = (0..8).map(|k| input(&[2, 9, 10, 50], 20 + k)).collect();
+    let mut w = input(&[8], 30).to_vec1::<f64>().unwrap();
+    w[3] = 0.0;
+    operands.push(Tensor::new(w, &Device::Cpu).unwrap());
+    same_on_both("weighted_sum of 8", &gpu, &operands, &|t| {
+        let mut ys = t[..8].to_vec();
+        ys[5] = ys[5].detach();
+        nas_ops::weighted_sum(&ys, &t[8]).unwrap()
+    });
+    operands[8] = input(&[2, 8], 31);
+    same_on_both("weighted_sum per example", &gpu, &operands, &|t| {
+        nas_ops::weighted_sum(&t[..8], &t[8]).unwrap()
+    });
     // The fused separable unit (the CPU's fused kernel against the GPU's separate ops).
     let bn = BatchNorm2d::new(6, None, 1e-5, Some(0.1));
     same_on_both(
@@ -244,7 +259,7 @@ fn batch_norm_computes_and_tracks_statistics_on_the_gpu_as_on_the_cpu() {
         return;
     };
     let x = input(&[3, 4, 5, 5], 11);
-    for affine in [false, true] {
+    for (affine, momentum) in [(false, Some(0.1)), (true, Some(0.1)), (true, None)] {
         let make = |device: &Device| {
             let ab = affine.then(|| {
                 (
@@ -252,14 +267,15 @@ fn batch_norm_computes_and_tracks_statistics_on_the_gpu_as_on_the_cpu() {
                     Var::from_tensor(&input(&[4], 13).to_device(device).unwrap()).unwrap(),
                 )
             });
-            BatchNorm2d::new(4, ab, 1e-5, Some(0.1))
+            BatchNorm2d::new(4, ab, 1e-5, momentum)
         };
         let (bn_cpu, bn_gpu) = (make(&Device::Cpu), make(&gpu));
-        // Each device's batch norm sees the input once per mode: its running statistics
-        // move once.
-        for train in [true, false] {
+        // Each device's batch norm sees the input once per step: two training forwards (the
+        // running statistics stay on the GPU and are folded there), an evaluation (they come
+        // back to the host), one more training forward (they go to the GPU again).
+        for train in [true, true, false, true] {
             same_on_both(
-                &format!("batch norm affine {affine} train {train}"),
+                &format!("batch norm affine {affine} momentum {momentum:?} train {train}"),
                 &gpu,
                 std::slice::from_ref(&x),
                 &|t| {
@@ -277,5 +293,6 @@ fn batch_norm_computes_and_tracks_statistics_on_the_gpu_as_on_the_cpu() {
         for (a, b) in m_gpu.iter().chain(&v_gpu).zip(m_cpu.iter().chain(&v_cpu)) {
             assert!((a - b).abs() < 1e-12, "running statistics: {a} vs {b}");
         }
+        assert_eq!(bn_gpu.num_batches_tracked(), 3);
     }
 }

@@ -25,6 +25,106 @@ pub fn set_var(v: &Var, values: Vec<f64>) -> Result<()> {
     v.set(&t).map_err(terr)
 }
 
+/// The values of several tensors as `f64` buffers, flattened. On the CPU each is read where
+/// it lies; off the CPU (a GPU) all of them come over in one transfer ([`to_f64_gathered`]),
+/// not one synchronising copy per tensor: a supernet has a thousand and more parameters.
+pub fn to_f64_all(ts: &[&Tensor]) -> Result<Vec<Vec<f64>>> {
+    if ts.iter().all(|t| t.device().is_cpu()) {
+        ts.iter().map(|t| to_f64(t)).collect()
+    } else {
+        to_f64_gathered(ts)
+    }
+}
+
+/// [`to_f64_all`]'s one-transfer path (any device): the tensors flattened and concatenated
+/// where they are (converted to `f64` there, once when they share a dtype), copied once,
+/// split on the host.
+pub(crate) fn to_f64_gathered(ts: &[&Tensor]) -> Result<Vec<Vec<f64>>> {
+    if ts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let flat: Vec<Tensor> = ts
+        .iter()
+        .map(|t| t.flatten_all())
+        .collect::<candle_core::Result<_>>()
+        .map_err(terr)?;
+    let one_dtype = flat.windows(2).all(|w| w[0].dtype() == w[1].dtype());
+    let all = if one_dtype {
+        Tensor::cat(&flat, 0).and_then(|t| t.to_dtype(DType::F64))
+    } else {
+        flat.iter()
+            .map(|t| t.to_dtype(DType::F64))
+            .collect::<candle_core::Result<Vec<_>>>()
+            .and_then(|f| Tensor::cat(&f, 0))
+    }
+    .and_then(|t| t.to_vec1::<f64>())
+    .map_err(terr)?;
+    let mut out = Vec::with_capacity(ts.len());
+    let mut start = 0;
+    for t in &flat {
+        let n = t.elem_count();
+        out.push(all[start..start + n].to_vec());
+        start += n;
+    }
+    Ok(out)
+}
+
+/// Overwrites variables with flat `f64` values (`values[i]` for `vars[i]`). On the CPU each
+/// is written on its own; off the CPU all values go over in one transfer
+/// ([`set_vars_gathered`]).
+pub fn set_vars(vars: &[&Var], values: &[Vec<f64>]) -> Result<()> {
+    if vars.len() != values.len() {
+        return Err(NasError::Other(format!(
+            "{} value buffers for {} variables",
+            values.len(),
+            vars.len()
+        )));
+    }
+    if vars.iter().all(|v| v.device().is_cpu()) {
+        vars.iter()
+            .zip(values)
+            .try_for_each(|(v, vals)| set_var(v, vals.clone()))
+    } else {
+        set_vars_gathered(vars, values)
+    }
+}
+
+/// [`set_vars`]' one-transfer path (any device): the values concatenated on the host, copied
+/// once, converted to each variable's dtype there (once when they share one) and each
+/// variable set from its slice.
+pub(crate) fn set_vars_gathered(vars: &[&Var], values: &[Vec<f64>]) -> Result<()> {
+    let Some(first) = vars.first() else {
+        return Ok(());
+    };
+    for (i, (v, vals)) in vars.iter().zip(values).enumerate() {
+        if v.elem_count() != vals.len() {
+            return Err(NasError::Other(format!(
+                "variable {i} has {} values, {} given",
+                v.elem_count(),
+                vals.len()
+            )));
+        }
+    }
+    let total: usize = values.iter().map(Vec::len).sum();
+    let all: Vec<f64> = values.iter().flatten().copied().collect();
+    let one_dtype = vars.iter().all(|v| v.dtype() == first.dtype());
+    let mut all = Tensor::from_vec(all, total, first.device()).map_err(terr)?;
+    if one_dtype {
+        all = all.to_dtype(first.dtype()).map_err(terr)?;
+    }
+    let mut start = 0;
+    for (v, vals) in vars.iter().zip(values) {
+        let t = all
+            .narrow(0, start, vals.len())
+            .and_then(|t| t.reshape(v.dims()))
+            .and_then(|t| t.to_dtype(v.dtype()))
+            .map_err(terr)?;
+        v.set(&t).map_err(terr)?;
+        start += vals.len();
+    }
+    Ok(())
+}
+
 /// The images and labels of a batch as tensors.
 pub fn batch_tensors(
     b: &Batch,
@@ -58,4 +158,72 @@ pub fn scalar(t: &Tensor) -> Result<f64> {
     t.to_dtype(DType::F64)
         .and_then(|t| t.to_scalar::<f64>())
         .map_err(terr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tensors of two dtypes, one not contiguous, one empty, one scalar.
+    fn mixed_tensors() -> Vec<Tensor> {
+        let d = Device::Cpu;
+        vec![
+            Tensor::new(&[[1.5f32, -2.0, 3.25], [0.5, 7.0, -1.0]], &d).unwrap(),
+            Tensor::new(&[[1.0f64, 2.0], [3.0, 4.0], [5.0, 6.0]], &d)
+                .unwrap()
+                .t()
+                .unwrap(),
+            Tensor::zeros(0, DType::F32, &d).unwrap(),
+            Tensor::new(-0.125f64, &d).unwrap(),
+        ]
+    }
+
+    /// The one-transfer read gives what reading each tensor alone gives, in order (the
+    /// transposed one in its logical order), for mixed and for single dtypes.
+    #[test]
+    fn the_gathered_read_matches_reading_each_tensor() {
+        let ts = mixed_tensors();
+        let refs: Vec<&Tensor> = ts.iter().collect();
+        let each: Vec<Vec<f64>> = refs.iter().map(|t| to_f64(t).unwrap()).collect();
+        assert_eq!(each[1], vec![1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
+        assert_eq!(to_f64_gathered(&refs).unwrap(), each);
+        let f32s = [&ts[0], &ts[2]];
+        assert_eq!(
+            to_f64_gathered(&f32s).unwrap(),
+            vec![vec![1.5, -2.0, 3.25, 0.5, 7.0, -1.0], vec![]]
+        );
+        assert!(to_f64_gathered(&[]).unwrap().is_empty());
+    }
+
+    /// The one-transfer write sets every variable to its own values in its own dtype and
+    /// shape, and refuses a buffer of the wrong length without a partial write.
+    #[test]
+    fn the_gathered_write_sets_each_variable() {
+        let vars: Vec<Var> = mixed_tensors()
+            .iter()
+            .map(|t| Var::from_tensor(&t.contiguous().unwrap()).unwrap())
+            .collect();
+        let refs: Vec<&Var> = vars.iter().collect();
+        let values: Vec<Vec<f64>> = vars
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                (0..v.elem_count())
+                    .map(|j| (10 * i + j) as f64 + 0.5)
+                    .collect()
+            })
+            .collect();
+        set_vars_gathered(&refs, &values).unwrap();
+        for (v, want) in vars.iter().zip(&values) {
+            assert_eq!(&to_f64(v.as_tensor()).unwrap(), want);
+        }
+        assert_eq!(vars[1].dims(), &[2, 3]);
+        assert_eq!(vars[0].dtype(), DType::F32);
+        let mut short = values.clone();
+        short[3].clear();
+        short[0] = vec![9.0; 6];
+        assert!(set_vars_gathered(&refs, &short).is_err());
+        assert_eq!(to_f64(vars[0].as_tensor()).unwrap(), values[0]);
+        assert!(set_vars(&refs, &values[..2]).is_err());
+    }
 }

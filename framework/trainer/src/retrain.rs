@@ -217,7 +217,8 @@ impl Retrainer {
                 .iter()
                 .map(|(_, v)| grads.get(v.as_tensor()).cloned())
                 .collect(),
-        );
+        )
+        .for_update(named)?;
         let scale = match st.clip_grad_norm {
             Some(m) => grad_scale(grads.norm()?, Some(m)),
             None => 1.0,

@@ -13,7 +13,7 @@ use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Storage, Tensor, V
 use nas_core::{NasError, Result};
 use nas_optim::{clip_coefficient, GradsRef, InPlace, Optimizer, ParamsMut};
 
-use crate::bridge::{set_var, terr, to_f64};
+use crate::bridge::{set_vars, terr, to_f64, to_f64_all};
 
 /// The weights' gradients, one entry per parameter in creation order.
 pub(crate) enum WeightGrads {
@@ -26,17 +26,35 @@ pub(crate) enum WeightGrads {
 
 impl WeightGrads {
     /// The gradients as `f64` buffers (zeros where there is none); `vars` gives the lengths.
+    /// Off the CPU the gradients come over in one transfer ([`to_f64_all`]).
     pub(crate) fn into_f64(self, vars: &[(String, Var)]) -> Result<Vec<Vec<f64>>> {
         match self {
             WeightGrads::Summed(g) => Ok(g),
-            WeightGrads::Tensors(g) => g
-                .iter()
-                .zip(vars)
-                .map(|(g, (_, v))| match g {
-                    Some(g) => to_f64(g),
-                    None => Ok(vec![0.0; v.elem_count()]),
-                })
-                .collect(),
+            WeightGrads::Tensors(g) => {
+                let present: Vec<&Tensor> = g.iter().flatten().collect();
+                let mut values = to_f64_all(&present)?.into_iter();
+                g.iter()
+                    .zip(vars)
+                    .map(|(g, (_, v))| match g {
+                        Some(_) => values.next().ok_or_else(|| {
+                            NasError::Other("a weight gradient went missing".into())
+                        }),
+                        None => Ok(vec![0.0; v.elem_count()]),
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The gradients where the optimizer step will read them: as they are on the CPU; off
+    /// the CPU (a GPU, which the in-place step does not serve) copied to `f64` in one
+    /// transfer, so that the norm and the step that follow synchronise no more.
+    pub(crate) fn for_update(self, vars: &[(String, Var)]) -> Result<Self> {
+        match &self {
+            WeightGrads::Tensors(g) if g.iter().flatten().any(|t| !t.device().is_cpu()) => {
+                Ok(WeightGrads::Summed(self.into_f64(vars)?))
+            }
+            _ => Ok(self),
         }
     }
 
@@ -144,10 +162,8 @@ fn update_copies(
     if grad_scale != 1.0 {
         g.iter_mut().flatten().for_each(|x| *x *= grad_scale);
     }
-    let mut w: Vec<Vec<f64>> = vars
-        .iter()
-        .map(|(_, v)| to_f64(v.as_tensor()))
-        .collect::<Result<_>>()?;
+    let tensors: Vec<&Tensor> = vars.iter().map(|(_, v)| v.as_tensor()).collect();
+    let mut w = to_f64_all(&tensors)?;
     {
         let mut wr: Vec<&mut [f64]> = w.iter_mut().map(|v| v.as_mut_slice()).collect();
         let gr: Vec<&[f64]> = g.iter().map(|v| v.as_slice()).collect();
@@ -156,10 +172,8 @@ fn update_copies(
             None => optimizer.step(&mut wr, &gr, lr)?,
         }
     }
-    for ((_, v), vals) in vars.iter().zip(w) {
-        set_var(v, vals)?;
-    }
-    Ok(())
+    let targets: Vec<&Var> = vars.iter().map(|(_, v)| v).collect();
+    set_vars(&targets, &w)
 }
 
 /// The clipping factor for a gradient norm: [`clip_coefficient`] with a limit, 1 without.

@@ -96,7 +96,9 @@ impl SupernetTrainer for WeightSharingTrainer {
                 }
             });
         }
-        let grads = total.unwrap_or(WeightGrads::Summed(Vec::new()));
+        let grads = total
+            .unwrap_or(WeightGrads::Summed(Vec::new()))
+            .for_update(self.s.net.params().named())?;
         let norm = grads.norm()?;
         if !norm.is_finite() {
             if self.s.params.on_non_finite == OnNonFinite::Skip {

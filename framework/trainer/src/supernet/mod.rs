@@ -18,7 +18,7 @@ mod calls;
 mod evaluation;
 mod second_order;
 
-use crate::bridge::{batch_tensors, loss_and_correct, scalar, set_var, terr, to_f64};
+use crate::bridge::{batch_tensors, loss_and_correct, scalar, set_vars, terr, to_f64_all};
 use crate::weight_update::{grad_scale, update_weights, WeightGrads};
 
 /// Params of the `supernet` trainer (`trainer.params`).
@@ -495,20 +495,13 @@ impl WeightSharingTrainer {
     }
 
     fn weights_f64(&self) -> Result<Vec<Vec<f64>>> {
-        self.s
-            .net
-            .params()
-            .named()
-            .iter()
-            .map(|(_, v)| to_f64(v.as_tensor()))
-            .collect()
+        let named = self.s.net.params().named();
+        to_f64_all(&named.iter().map(|(_, v)| v.as_tensor()).collect::<Vec<_>>())
     }
 
     fn set_weights(&self, w: &[Vec<f64>]) -> Result<()> {
-        for ((_, v), vals) in self.s.net.params().named().iter().zip(w) {
-            set_var(v, vals.clone())?;
-        }
-        Ok(())
+        let named = self.s.net.params().named();
+        set_vars(&named.iter().map(|(_, v)| v).collect::<Vec<_>>(), w)
     }
 
     fn arch_grads_to_plain(&self, drive: &Drive, g: &[Tensor]) -> Result<Vec<MixingWeights>> {
@@ -546,6 +539,6 @@ impl WeightSharingTrainer {
     }
 
     fn arch_grad_f64(&self, g: &[Tensor]) -> Result<Vec<Vec<f64>>> {
-        g.iter().map(to_f64).collect()
+        to_f64_all(&g.iter().collect::<Vec<_>>())
     }
 }
