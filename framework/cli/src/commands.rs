@@ -247,6 +247,9 @@ fn bench(comps: &Components, cfg: nas_runner::bench::BenchConfig, json: bool) ->
             r.peak_rss_mib.map_or("?".into(), |m| format!("{m:.0}")),
             r.threads
         );
+        if let Some(m) = r.gpu_peak_mib {
+            println!("peak GPU memory held by candle's buffers: {m:.0} MiB");
+        }
         if let Some(rows) = &r.profile {
             println!(
                 "{:<44} {:>10} {:>12}",

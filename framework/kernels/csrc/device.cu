@@ -50,23 +50,33 @@ __device__ void block_sum2(T* a, T* b) {
 }
 
 #define NAS_DEVICE_EXPORT(T, S)                                                                 \
-  extern "C" __global__ void nas_conv_fwd_##S(const T* x, const T* w, T* y, Geom g) {           \
-    NAS_GRID_STRIDE(i, (long)g.n * g.cout * g.oh * g.ow) y[i] = nas::conv_fwd_elem(x, w, g, i);  \
+  /* relu_in: the convolution reads max(x, 0) (a fused input ReLU); relu_x: the input of  */   \
+  /* that ReLU, whose gradient mask the input gradient then applies (null: none).         */   \
+  extern "C" __global__ void nas_conv_fwd_##S(const T* x, const T* w, T* y, Geom g,             \
+                                              int relu_in) {                                     \
+    NAS_GRID_STRIDE(i, (long)g.n * g.cout * g.oh * g.ow)                                         \
+    y[i] = nas::conv_fwd_elem(x, w, g, i, relu_in);                                              \
   }                                                                                              \
-  extern "C" __global__ void nas_conv_bwd_input_##S(const T* gy, const T* w, T* gx, Geom g) {    \
-    NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.h * g.w) gx[i] = nas::conv_bwd_input_elem(gy, w, g, i); \
+  extern "C" __global__ void nas_conv_bwd_input_##S(const T* gy, const T* w, T* gx, Geom g,      \
+                                                    const T* relu_x) {                           \
+    NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.h * g.w) {                                          \
+      T v = nas::conv_bwd_input_elem(gy, w, g, i);                                               \
+      gx[i] = relu_x ? nas::relu_bwd_elem(relu_x[i], v) : v;                                     \
+    }                                                                                            \
   }                                                                                              \
-  extern "C" __global__ void nas_conv_bwd_weight_##S(const T* x, const T* gy, T* gw, Geom g) {   \
+  extern "C" __global__ void nas_conv_bwd_weight_##S(const T* x, const T* gy, T* gw, Geom g,     \
+                                                     int relu_in) {                              \
     NAS_GRID_STRIDE(i, (long)g.cout * (g.cin / g.groups) * g.k * g.k)                            \
-    gw[i] = nas::conv_bwd_weight_elem(x, gy, g, i, 0, g.n);                                      \
+    gw[i] = nas::conv_bwd_weight_elem(x, gy, g, i, 0, g.n, relu_in);                             \
   }                                                                                              \
   /* The weight gradient split over the batch (nas::weight_splits): blockIdx.y = group s */  \
   /* into part[s * nw + i]; nas_sum_splits adds the groups. */                                \
   extern "C" __global__ void nas_conv_bwd_weight_split_##S(const T* x, const T* gy, T* part,    \
-                                                           Geom g, int per) {                  \
+                                                           Geom g, int per, int relu_in) {     \
     long nw = (long)g.cout * (g.cin / g.groups) * g.k * g.k;                                     \
     int s = (int)blockIdx.y;                                                                     \
-    NAS_GRID_STRIDE(i, nw) part[(long)s * nw + i] = nas::conv_bwd_weight_split_elem(x, gy, g, i, s, per); \
+    NAS_GRID_STRIDE(i, nw)                                                                       \
+    part[(long)s * nw + i] = nas::conv_bwd_weight_split_elem(x, gy, g, i, s, per, relu_in);      \
   }                                                                                              \
   extern "C" __global__ void nas_sum_splits_##S(const T* part, T* out, int splits, long len) {   \
     NAS_GRID_STRIDE(i, len) out[i] = nas::sum_splits_elem(part, splits, len, i);                 \
@@ -180,6 +190,17 @@ __device__ void block_sum2(T* a, T* b) {
       gw[k] = acc;                                                                               \
     }                                                                                            \
   }
+
+/* Grid (chunks, count): block (b, t) copies its share of source t (grid-stride over b). */
+#define NAS_GATHER_EXPORT(T, S)                                                                 \
+  extern "C" __global__ void nas_gather_f64_from_##S(const nas::GatherSource<T>* sources,        \
+                                                     double* out) {                             \
+    const nas::GatherSource<T> s = sources[blockIdx.y];                                          \
+    NAS_GRID_STRIDE(i, s.len) nas::gather_elem(s, i, out);                                       \
+  }
+
+NAS_GATHER_EXPORT(float, f32)
+NAS_GATHER_EXPORT(double, f64)
 
 NAS_DEVICE_EXPORT(float, f32)
 NAS_DEVICE_EXPORT(double, f64)

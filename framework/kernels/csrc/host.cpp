@@ -11,32 +11,38 @@ using nas::Geom;
 namespace {
 
 template <typename T>
-void conv_fwd(const T* x, const T* w, T* y, const Geom* g) {
+void conv_fwd(const T* x, const T* w, T* y, const Geom* g, int relu_in) {
   long total = (long)g->n * g->cout * g->oh * g->ow;
-  for (long i = 0; i < total; ++i) y[i] = nas::conv_fwd_elem(x, w, *g, i);
+  for (long i = 0; i < total; ++i) y[i] = nas::conv_fwd_elem(x, w, *g, i, relu_in);
 }
 
+// With relu_x (the input of a fused input ReLU), the gradient is masked where relu_x <= 0.
 template <typename T>
-void conv_bwd_input(const T* gy, const T* w, T* gx, const Geom* g) {
+void conv_bwd_input(const T* gy, const T* w, T* gx, const Geom* g, const T* relu_x) {
   long total = (long)g->n * g->cin * g->h * g->w;
-  for (long i = 0; i < total; ++i) gx[i] = nas::conv_bwd_input_elem(gy, w, *g, i);
+  for (long i = 0; i < total; ++i) {
+    T v = nas::conv_bwd_input_elem(gy, w, *g, i);
+    gx[i] = relu_x ? nas::relu_bwd_elem(relu_x[i], v) : v;
+  }
 }
 
 // The weight gradient as the device computes it: partial sums over the groups of
 // nas::weight_splits, then their sum in group order.
 template <typename T>
-void conv_bwd_weight(const T* x, const T* gy, T* gw, const Geom* g) {
+void conv_bwd_weight(const T* x, const T* gy, T* gw, const Geom* g, int relu_in) {
   long total = (long)g->cout * (g->cin / g->groups) * g->k * g->k;
   int splits = 1, per = 1;
   nas::weight_splits(g->n, total, &splits, &per);
   if (splits == 1) {
-    for (long i = 0; i < total; ++i) gw[i] = nas::conv_bwd_weight_elem(x, gy, *g, i, 0, g->n);
+    for (long i = 0; i < total; ++i)
+      gw[i] = nas::conv_bwd_weight_elem(x, gy, *g, i, 0, g->n, relu_in);
     return;
   }
   std::vector<T> part((size_t)splits * total);
   for (int s = 0; s < splits; ++s)
     for (long i = 0; i < total; ++i)
-      part[(size_t)s * total + i] = nas::conv_bwd_weight_split_elem(x, gy, *g, i, s, per);
+      part[(size_t)s * total + i] =
+          nas::conv_bwd_weight_split_elem(x, gy, *g, i, s, per, relu_in);
   for (long i = 0; i < total; ++i) gw[i] = nas::sum_splits_elem(part.data(), splits, total, i);
 }
 
@@ -137,17 +143,38 @@ void mixed_bwd(const T* gy, const T* const* ys, const T* w, int kn, long len, T*
   }
 }
 
+template <typename T>
+void gather_f64(const T* const* srcs, const long* lens, int count, double* out) {
+  long offset = 0;
+  for (int t = 0; t < count; ++t) {
+    nas::GatherSource<T> s{srcs[t], lens[t], offset};
+    for (long i = 0; i < s.len; ++i) nas::gather_elem(s, i, out);
+    offset += lens[t];
+  }
+}
+
 }  // namespace
 
+extern "C" void nas_gather_f64_from_f32(const float* const* srcs, const long* lens, int count,
+                                        double* out) {
+  gather_f64(srcs, lens, count, out);
+}
+extern "C" void nas_gather_f64_from_f64(const double* const* srcs, const long* lens, int count,
+                                        double* out) {
+  gather_f64(srcs, lens, count, out);
+}
+
 #define NAS_EXPORT(T, S)                                                                        \
-  extern "C" void nas_conv_fwd_##S(const T* x, const T* w, T* y, const Geom* g) {                \
-    conv_fwd(x, w, y, g);                                                                        \
+  extern "C" void nas_conv_fwd_##S(const T* x, const T* w, T* y, const Geom* g, int relu_in) {   \
+    conv_fwd(x, w, y, g, relu_in);                                                               \
   }                                                                                              \
-  extern "C" void nas_conv_bwd_input_##S(const T* gy, const T* w, T* gx, const Geom* g) {        \
-    conv_bwd_input(gy, w, gx, g);                                                                \
+  extern "C" void nas_conv_bwd_input_##S(const T* gy, const T* w, T* gx, const Geom* g,          \
+                                         const T* relu_x) {                                      \
+    conv_bwd_input(gy, w, gx, g, relu_x);                                                        \
   }                                                                                              \
-  extern "C" void nas_conv_bwd_weight_##S(const T* x, const T* gy, T* gw, const Geom* g) {       \
-    conv_bwd_weight(x, gy, gw, g);                                                               \
+  extern "C" void nas_conv_bwd_weight_##S(const T* x, const T* gy, T* gw, const Geom* g,         \
+                                          int relu_in) {                                         \
+    conv_bwd_weight(x, gy, gw, g, relu_in);                                                      \
   }                                                                                              \
   extern "C" void nas_max_pool_fwd_##S(const T* x, T* y, int* arg, const Geom* g) {              \
     max_pool_fwd(x, y, arg, g);                                                                  \

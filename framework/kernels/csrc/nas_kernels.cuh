@@ -53,9 +53,22 @@ NAS_HD int out_len(int len, int k, int stride, int pad, int dil) {
 // Convolution (dense, grouped, depthwise, pointwise)
 // ---------------------------------------------------------------------------------------
 
-// y[n, co, oy, ox] for the flat output index `i`.
+// max(x, 0): PyTorch's ReLU.
 template <typename T>
-NAS_HD T conv_fwd_elem(const T* x, const T* wt, const Geom& g, long i) {
+NAS_HD T relu_fwd_elem(T x) {
+  return x > T(0) ? x : T(0);
+}
+
+// An input value of a convolution: x itself, or max(x, 0) when relu_in (the ReLU of a
+// ReLU-conv unit read on the fly: DARTS' ReLUConvBN, SepConv and DilConv start with it).
+template <typename T>
+NAS_HD T conv_input(T v, int relu_in) {
+  return relu_in ? relu_fwd_elem(v) : v;
+}
+
+// y[n, co, oy, ox] for the flat output index `i` (of conv(relu(x)) when relu_in).
+template <typename T>
+NAS_HD T conv_fwd_elem(const T* x, const T* wt, const Geom& g, long i, int relu_in) {
   int ox = (int)(i % g.ow);
   long t = i / g.ow;
   int oy = (int)(t % g.oh);
@@ -75,7 +88,7 @@ NAS_HD T conv_fwd_elem(const T* x, const T* wt, const Geom& g, long i) {
       for (int kx = 0; kx < g.k; ++kx) {
         int ix = ox * g.stride - g.pad + kx * g.dil;
         if (ix < 0 || ix >= g.w) continue;
-        acc += xp[(long)iy * g.w + ix] * wp[ky * g.k + kx];
+        acc += conv_input(xp[(long)iy * g.w + ix], relu_in) * wp[ky * g.k + kx];
       }
     }
   }
@@ -118,9 +131,11 @@ NAS_HD T conv_bwd_input_elem(const T* gy, const T* wt, const Geom& g, long i) {
 }
 
 // dL/dw[co, cl, ky, kx] for the flat weight index `i`, summed over the examples n0..n1 (a
-// device kernel splits the batch and adds the partial sums; the host passes 0..n).
+// device kernel splits the batch and adds the partial sums; the host passes 0..n); the
+// forward read max(x, 0) when relu_in.
 template <typename T>
-NAS_HD T conv_bwd_weight_elem(const T* x, const T* gy, const Geom& g, long i, int n0, int n1) {
+NAS_HD T conv_bwd_weight_elem(const T* x, const T* gy, const Geom& g, long i, int n0, int n1,
+                              int relu_in) {
   int cin_g = g.cin / g.groups;
   int cout_g = g.cout / g.groups;
   int kx = (int)(i % g.k);
@@ -140,7 +155,7 @@ NAS_HD T conv_bwd_weight_elem(const T* x, const T* gy, const Geom& g, long i, in
       for (int ox = 0; ox < g.ow; ++ox) {
         int ix = ox * g.stride - g.pad + kx * g.dil;
         if (ix < 0 || ix >= g.w) continue;
-        acc += xp[(long)iy * g.w + ix] * gp[(long)oy * g.ow + ox];
+        acc += conv_input(xp[(long)iy * g.w + ix], relu_in) * gp[(long)oy * g.ow + ox];
       }
     }
   }
@@ -169,10 +184,10 @@ NAS_HD void weight_splits(long n, long nw, int* splits, int* per) {
 // The partial weight gradient of group `s` (examples s*per .. min(n, (s+1)*per)).
 template <typename T>
 NAS_HD T conv_bwd_weight_split_elem(const T* x, const T* gy, const Geom& g, long i, int s,
-                                    int per) {
+                                    int per, int relu_in) {
   int n0 = s * per;
   int n1 = n0 + per < g.n ? n0 + per : g.n;
-  return conv_bwd_weight_elem(x, gy, g, i, n0, n1);
+  return conv_bwd_weight_elem(x, gy, g, i, n0, n1, relu_in);
 }
 
 // Element `i` of the sum of `splits` rows of `len` partial sums (in row order).
@@ -387,11 +402,6 @@ NAS_HD T bn_bwd_elem(T x, T gy, T mean, T invstd, T gamma, T sg, T sgx, long m) 
 // ReLU and the mixed-op weighted sum
 // ---------------------------------------------------------------------------------------
 
-template <typename T>
-NAS_HD T relu_fwd_elem(T x) {
-  return x > T(0) ? x : T(0);
-}
-
 // PyTorch's ReLU backward: the gradient passes where the input is > 0.
 template <typename T>
 NAS_HD T relu_bwd_elem(T x, T gy) {
@@ -414,6 +424,25 @@ NAS_HD T mixed_weight_grad_partial(const T* gy, const T* yk, long i0, long i1) {
   T acc = T(0);
   for (long i = i0; i < i1; ++i) acc += gy[i] * yk[i];
   return acc;
+}
+
+// ---------------------------------------------------------------------------------------
+// Gathering many tensors into one f64 buffer (the weights and gradients of an optimizer step
+// going to the host in one copy)
+// ---------------------------------------------------------------------------------------
+
+// One source of a gather: `len` values at `src`, written to out[offset .. offset + len].
+template <typename T>
+struct GatherSource {
+  const T* src;
+  long len;
+  long offset;
+};
+
+// Element `i` of source `s`, converted to double, into its place in `out`.
+template <typename T>
+NAS_HD void gather_elem(const GatherSource<T>& s, long i, double* out) {
+  out[s.offset + i] = (double)s.src[i];
 }
 
 }  // namespace nas

@@ -172,7 +172,8 @@ mod sealed {
     impl Sealed for f64 {}
 }
 
-type ConvFn<T> = unsafe extern "C" fn(*const T, *const T, *mut T, *const Geom);
+type ConvFn<T> = unsafe extern "C" fn(*const T, *const T, *mut T, *const Geom, c_int);
+type ConvBwdInputFn<T> = unsafe extern "C" fn(*const T, *const T, *mut T, *const Geom, *const T);
 type MaxFwdFn<T> = unsafe extern "C" fn(*const T, *mut T, *mut c_int, *const Geom);
 type MaxBwdFn<T> = unsafe extern "C" fn(*const T, *const c_int, *mut T, *const Geom);
 type AvgFn<T> = unsafe extern "C" fn(*const T, *mut T, *const Geom, c_int);
@@ -207,6 +208,7 @@ type BnBwdFn<T> = unsafe extern "C" fn(
 type ReluFwdFn<T> = unsafe extern "C" fn(*const T, *mut T, c_long);
 type ReluBwdFn<T> = unsafe extern "C" fn(*const T, *const T, *mut T, c_long);
 type MixedFwdFn<T> = unsafe extern "C" fn(*const *const T, *const T, c_int, c_long, *mut T);
+type GatherFn<T> = unsafe extern "C" fn(*const *const T, *const c_long, c_int, *mut f64);
 type MixedBwdFn<T> =
     unsafe extern "C" fn(*const T, *const *const T, *const T, c_int, c_long, *const *mut T, *mut T);
 
@@ -214,7 +216,7 @@ type MixedBwdFn<T> =
 #[doc(hidden)]
 pub struct Fns<T> {
     conv_fwd: ConvFn<T>,
-    conv_bwd_input: ConvFn<T>,
+    conv_bwd_input: ConvBwdInputFn<T>,
     conv_bwd_weight: ConvFn<T>,
     max_fwd: MaxFwdFn<T>,
     max_bwd: MaxBwdFn<T>,
@@ -226,16 +228,23 @@ pub struct Fns<T> {
     relu_bwd: ReluBwdFn<T>,
     mixed_fwd: MixedFwdFn<T>,
     mixed_bwd: MixedBwdFn<T>,
+    gather: GatherFn<T>,
 }
 
 macro_rules! extern_block {
     ($t:ty, $conv_fwd:ident, $conv_bi:ident, $conv_bw:ident, $max_f:ident, $max_b:ident,
      $avg_f:ident, $avg_b:ident, $bn_f:ident, $bn_b:ident, $relu_f:ident, $relu_b:ident,
-     $mix_f:ident, $mix_b:ident) => {
+     $mix_f:ident, $mix_b:ident, $gather:ident) => {
         extern "C" {
-            fn $conv_fwd(x: *const $t, w: *const $t, y: *mut $t, g: *const Geom);
-            fn $conv_bi(gy: *const $t, w: *const $t, gx: *mut $t, g: *const Geom);
-            fn $conv_bw(x: *const $t, gy: *const $t, gw: *mut $t, g: *const Geom);
+            fn $conv_fwd(x: *const $t, w: *const $t, y: *mut $t, g: *const Geom, relu_in: c_int);
+            fn $conv_bi(
+                gy: *const $t,
+                w: *const $t,
+                gx: *mut $t,
+                g: *const Geom,
+                relu_x: *const $t,
+            );
+            fn $conv_bw(x: *const $t, gy: *const $t, gw: *mut $t, g: *const Geom, relu_in: c_int);
             fn $max_f(x: *const $t, y: *mut $t, arg: *mut c_int, g: *const Geom);
             fn $max_b(gy: *const $t, arg: *const c_int, gx: *mut $t, g: *const Geom);
             fn $avg_f(x: *const $t, y: *mut $t, g: *const Geom, include_pad: c_int);
@@ -280,6 +289,7 @@ macro_rules! extern_block {
                 gys: *const *mut $t,
                 gw: *mut $t,
             );
+            fn $gather(srcs: *const *const $t, lens: *const c_long, count: c_int, out: *mut f64);
         }
         impl HostFloat for $t {
             const FNS: Fns<$t> = Fns {
@@ -296,6 +306,7 @@ macro_rules! extern_block {
                 relu_bwd: $relu_b,
                 mixed_fwd: $mix_f,
                 mixed_bwd: $mix_b,
+                gather: $gather,
             };
         }
     };
@@ -315,7 +326,8 @@ extern_block!(
     nas_relu_fwd_f32,
     nas_relu_bwd_f32,
     nas_mixed_fwd_f32,
-    nas_mixed_bwd_f32
+    nas_mixed_bwd_f32,
+    nas_gather_f64_from_f32
 );
 extern_block!(
     f64,
@@ -331,7 +343,8 @@ extern_block!(
     nas_relu_fwd_f64,
     nas_relu_bwd_f64,
     nas_mixed_fwd_f64,
-    nas_mixed_bwd_f64
+    nas_mixed_bwd_f64,
+    nas_gather_f64_from_f64
 );
 
 extern "C" {
@@ -353,25 +366,61 @@ pub fn weight_splits(n: usize, nw: usize) -> (usize, usize) {
 /// Convolution forward: `y` `[n, cout, oh, ow]` of `x` `[n, cin, h, w]` and `w` `[cout,
 /// cin/groups, k, k]`.
 pub fn conv_fwd<T: HostFloat>(x: &[T], w: &[T], g: &Geom) -> Result<Vec<T>> {
+    conv_fwd_with(x, w, g, false)
+}
+
+/// `conv(max(x, 0), w)`: [`conv_fwd`] with the input ReLU fused (read on the fly, as the
+/// device kernels of a ReLU-conv unit do).
+pub fn relu_conv_fwd<T: HostFloat>(x: &[T], w: &[T], g: &Geom) -> Result<Vec<T>> {
+    conv_fwd_with(x, w, g, true)
+}
+
+fn conv_fwd_with<T: HostFloat>(x: &[T], w: &[T], g: &Geom, relu_in: bool) -> Result<Vec<T>> {
     check("x", x.len(), g.input_len())?;
     check("w", w.len(), g.weight_len())?;
     let mut y = vec![T::default(); g.output_len()];
     // SAFETY: every length was checked against the geometry the C code indexes by.
-    unsafe { (T::FNS.conv_fwd)(x.as_ptr(), w.as_ptr(), y.as_mut_ptr(), g) };
+    unsafe { (T::FNS.conv_fwd)(x.as_ptr(), w.as_ptr(), y.as_mut_ptr(), g, relu_in.into()) };
     Ok(y)
 }
 
 /// Convolution backward: `(dL/dx, dL/dw)` from the input, the weight and `dL/dy`.
 pub fn conv_bwd<T: HostFloat>(x: &[T], w: &[T], gy: &[T], g: &Geom) -> Result<(Vec<T>, Vec<T>)> {
+    conv_bwd_with(x, w, gy, g, false)
+}
+
+/// The backward of [`relu_conv_fwd`]: `dL/dx` through the ReLU (zero where `x <= 0`) and
+/// `dL/dw` against `max(x, 0)`.
+pub fn relu_conv_bwd<T: HostFloat>(
+    x: &[T],
+    w: &[T],
+    gy: &[T],
+    g: &Geom,
+) -> Result<(Vec<T>, Vec<T>)> {
+    conv_bwd_with(x, w, gy, g, true)
+}
+
+fn conv_bwd_with<T: HostFloat>(
+    x: &[T],
+    w: &[T],
+    gy: &[T],
+    g: &Geom,
+    relu_in: bool,
+) -> Result<(Vec<T>, Vec<T>)> {
     check("x", x.len(), g.input_len())?;
     check("w", w.len(), g.weight_len())?;
     check("gy", gy.len(), g.output_len())?;
     let mut gx = vec![T::default(); g.input_len()];
     let mut gw = vec![T::default(); g.weight_len()];
-    // SAFETY: lengths checked above.
+    let relu_x = if relu_in {
+        x.as_ptr()
+    } else {
+        std::ptr::null()
+    };
+    // SAFETY: lengths checked above; relu_x is null or x (of the input's length).
     unsafe {
-        (T::FNS.conv_bwd_input)(gy.as_ptr(), w.as_ptr(), gx.as_mut_ptr(), g);
-        (T::FNS.conv_bwd_weight)(x.as_ptr(), gy.as_ptr(), gw.as_mut_ptr(), g);
+        (T::FNS.conv_bwd_input)(gy.as_ptr(), w.as_ptr(), gx.as_mut_ptr(), g, relu_x);
+        (T::FNS.conv_bwd_weight)(x.as_ptr(), gy.as_ptr(), gw.as_mut_ptr(), g, relu_in.into());
     }
     Ok((gx, gw))
 }
@@ -582,6 +631,20 @@ pub fn relu_bwd<T: HostFloat>(x: &[T], gy: &[T]) -> Result<Vec<T>> {
     // SAFETY: lengths checked above.
     unsafe { (T::FNS.relu_bwd)(x.as_ptr(), gy.as_ptr(), gx.as_mut_ptr(), c_len(x.len())?) };
     Ok(gx)
+}
+
+/// The concatenation of `srcs` converted to `f64` (the device's gather of an optimizer step's
+/// tensors, element by element as the device does it).
+pub fn gather_f64<T: HostFloat>(srcs: &[&[T]]) -> Result<Vec<f64>> {
+    let total: usize = srcs.iter().map(|s| s.len()).sum();
+    let mut out = vec![0.0; total];
+    let ptrs: Vec<*const T> = srcs.iter().map(|s| s.as_ptr()).collect();
+    let lens: Vec<c_long> = srcs.iter().map(|s| c_len(s.len())).collect::<Result<_>>()?;
+    let count = c_int::try_from(srcs.len())
+        .map_err(|_| KernelError::Geometry(format!("{} sources to gather", srcs.len())))?;
+    // SAFETY: `count` sources of `lens[t]` elements each, `out` holds their sum.
+    unsafe { (T::FNS.gather)(ptrs.as_ptr(), lens.as_ptr(), count, out.as_mut_ptr()) };
+    Ok(out)
 }
 
 /// Mixed-op forward: `sum_k w[k] * ys[k]`; an option with weight exactly 0 may be `None` (not

@@ -106,10 +106,16 @@ fn usize_of(c: &serde_json::Value, k: &str) -> usize {
 }
 
 /// One stage of a DARTS operation.
+#[derive(Clone)]
 enum Stage {
     Relu,
     /// A convolution with the golden weight `w.<name>`.
     Conv {
+        name: String,
+        g: Geom,
+    },
+    /// A ReLU and the convolution after it in one kernel (the device's fused input ReLU).
+    ReluConv {
         name: String,
         g: Geom,
     },
@@ -139,9 +145,13 @@ fn check_sequence<T: Float>(gd: &Golden, case: &str, dims: [usize; 4], stages: &
                 let y = host::relu_fwd(&x).unwrap();
                 saved.push(Saved::Relu(std::mem::replace(&mut x, y)));
             }
-            Stage::Conv { name, g } => {
+            Stage::Conv { name, g } | Stage::ReluConv { name, g } => {
                 let w: Vec<T> = gd.data(&at(&format!("w.{name}")));
-                let y = host::conv_fwd(&x, &w, g).unwrap();
+                let y = if matches!(st, Stage::ReluConv { .. }) {
+                    host::relu_conv_fwd(&x, &w, g).unwrap()
+                } else {
+                    host::conv_fwd(&x, &w, g).unwrap()
+                };
                 shape = [shape[0], g.cout as usize, g.oh as usize, g.ow as usize];
                 saved.push(Saved::Conv(std::mem::replace(&mut x, y)));
             }
@@ -191,9 +201,14 @@ fn check_sequence<T: Float>(gd: &Golden, case: &str, dims: [usize; 4], stages: &
     for (st, sv) in stages.iter().zip(saved).rev() {
         g = match (st, sv) {
             (Stage::Relu, Saved::Relu(input)) => host::relu_bwd(&input, &g).unwrap(),
-            (Stage::Conv { name, g: geom }, Saved::Conv(input)) => {
+            (Stage::Conv { name, g: geom }, Saved::Conv(input))
+            | (Stage::ReluConv { name, g: geom }, Saved::Conv(input)) => {
                 let w: Vec<T> = gd.data(&at(&format!("w.{name}")));
-                let (gx, gw) = host::conv_bwd(&input, &w, &g, geom).unwrap();
+                let (gx, gw) = if matches!(st, Stage::ReluConv { .. }) {
+                    host::relu_conv_bwd(&input, &w, &g, geom).unwrap()
+                } else {
+                    host::conv_bwd(&input, &w, &g, geom).unwrap()
+                };
                 assert_close(
                     &format!("{case} gw.{name}"),
                     &gw,
@@ -240,12 +255,40 @@ fn run<T: Float>(gd: &Golden, case: &str, stages: &[Stage]) {
     check_sequence::<T>(gd, case, dims_of(gd, case), stages);
 }
 
+/// Runs `stages` as given and, when a ReLU precedes a convolution, once more with the two
+/// fused ([`Stage::ReluConv`], what the device launches).
 fn run_any(gd: &Golden, f64_: bool, case: &str, stages: &[Stage]) {
-    if f64_ {
-        run::<f64>(gd, case, stages)
+    let fused = fuse_relus(stages);
+    let variants: &[&[Stage]] = if fused.len() < stages.len() {
+        &[stages, &fused]
     } else {
-        run::<f32>(gd, case, stages)
+        &[stages]
+    };
+    for s in variants {
+        if f64_ {
+            run::<f64>(gd, case, s)
+        } else {
+            run::<f32>(gd, case, s)
+        }
     }
+}
+
+/// `stages` with every ReLU that precedes a convolution folded into it.
+fn fuse_relus(stages: &[Stage]) -> Vec<Stage> {
+    let mut out: Vec<Stage> = Vec::with_capacity(stages.len());
+    for st in stages {
+        match (out.last(), st) {
+            (Some(Stage::Relu), Stage::Conv { name, g }) => {
+                out.pop();
+                out.push(Stage::ReluConv {
+                    name: name.clone(),
+                    g: *g,
+                });
+            }
+            _ => out.push(st.clone()),
+        }
+    }
+    out
 }
 
 #[test]

@@ -2,5 +2,6 @@
 //! once); topic files beside it.
 
 mod finite_diff;
+mod gather;
 mod golden;
 mod splits;

@@ -18,12 +18,16 @@
 use crate::geom::Window;
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{
-    CudaSlice, CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+    CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, DeviceRepr, LaunchArgs,
+    LaunchConfig, PushKernelArg, ValidAsZeroBits,
 };
-use candle_core::cuda_backend::{CudaDType, WrapErr};
+use candle_core::cuda_backend::{CudaDType, DeviceId, WrapErr};
 use candle_core::{CudaDevice, CudaStorage, DType, Layout, Result, Shape, WithDType};
 use nas_kernels::device::{entry, MODULE, PTX};
 use nas_kernels::Geom;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What a launcher gives back: the output on the device, or `None` for the host path.
 pub(crate) type Launched = Option<(CudaStorage, Shape)>;
@@ -123,10 +127,65 @@ fn weight_len(g: &Geom) -> usize {
     g.cout as usize * (g.cin / g.groups) as usize * g.k as usize * g.k as usize
 }
 
-/// Entry point `nas_<base>_<f32|f64>` of the module, loaded into `dev` once.
+/// One of the module's kernels and the stream it launches on.
+struct Kernel {
+    func: CudaFunction,
+    stream: Arc<CudaStream>,
+}
+
+impl Kernel {
+    /// A launch of the kernel on its device's stream.
+    fn builder(&self) -> LaunchArgs<'_> {
+        self.stream.launch_builder(&self.func)
+    }
+}
+
+/// The kernels resolved so far on this thread, for the device last used: `(base, f64)` ->
+/// function. Resolving through candle (`get_or_load_custom_func`) formats the name, takes a
+/// lock, allocates a C string and asks the driver, on every launch; a DARTS step launches
+/// tens of thousands. Only the last device's kernels are kept (a sweep opens a device per
+/// run; the cache must not keep every earlier one's module loaded).
+type KernelCache = Option<(DeviceId, HashMap<(&'static str, bool), CudaFunction>)>;
+
+thread_local! {
+    static KERNELS: RefCell<KernelCache> = const { RefCell::new(None) };
+}
+
+/// Entry point `nas_<base>_<f32|f64>` of the module on `dev` (loaded once per device).
+fn kernel<T: DevFloat>(dev: &CudaDevice, base: &'static str) -> Result<Kernel> {
+    let key = (base, T::F64);
+    let cached = KERNELS.with(|k| match &*k.borrow() {
+        Some((id, map)) if *id == dev.id() => map.get(&key).cloned(),
+        _ => None,
+    });
+    let func = match cached {
+        Some(f) => f,
+        None => {
+            let f = dev
+                .get_or_load_custom_func(&entry(base, T::F64), MODULE, PTX)?
+                .into_cuda_function();
+            KERNELS.with(|k| {
+                let mut k = k.borrow_mut();
+                if !matches!(&*k, Some((id, _)) if *id == dev.id()) {
+                    *k = Some((dev.id(), HashMap::new()));
+                }
+                if let Some((_, map)) = k.as_mut() {
+                    map.insert(key, f.clone());
+                }
+            });
+            f
+        }
+    };
+    Ok(Kernel {
+        func,
+        stream: dev.cuda_stream(),
+    })
+}
+
+/// [`kernel`] for the element type `$t`.
 macro_rules! kernel {
     ($dev:expr, $base:expr, $t:ty) => {
-        $dev.get_or_load_custom_func(&entry($base, <$t as DevFloat>::F64), MODULE, PTX)?
+        kernel::<$t>($dev, $base)?
     };
 }
 
@@ -200,26 +259,28 @@ pub(crate) fn relu_bwd(
     })
 }
 
-/// `y = conv(x, w)` under `g` into a new buffer.
+/// `y = conv(x, w)` (of `max(x, 0)` when `relu`) under `g` into a new buffer: one launch.
 fn conv_into<T: DevFloat>(
     dev: &CudaDevice,
     x: &CudaView<'_, T>,
     w: &CudaView<'_, T>,
     g: Geom,
+    relu: bool,
 ) -> Result<CudaSlice<T>> {
     let len = output_len(&g);
     // SAFETY: every output element is written by the kernel.
     let mut y = unsafe { dev.alloc::<T>(len)? };
     let f = kernel!(dev, "conv_fwd", T);
-    let dg = DevGeom(g);
+    let (dg, relu_i) = (DevGeom(g), i32::from(relu));
     let mut b = f.builder();
-    b.arg(x).arg(w).arg(&mut y).arg(&dg);
-    // SAFETY: `nas_conv_fwd(const T* x, const T* w, T* y, Geom g)` with x, w, y of g's sizes.
+    b.arg(x).arg(w).arg(&mut y).arg(&dg).arg(&relu_i);
+    // SAFETY: `nas_conv_fwd(const T* x, const T* w, T* y, Geom g, int relu_in)` with x, w, y
+    // of g's sizes.
     unsafe { b.launch(elementwise(len)) }.w()?;
     Ok(y)
 }
 
-/// A convolution forward: `x` `[n, cin, h, w]` (rectified first when `relu`), `w` of `g`.
+/// A convolution forward: `x` `[n, cin, h, w]` (rectified on the fly when `relu`), `w` of `g`.
 pub(crate) fn conv(
     sx: &CudaStorage,
     lx: &Layout,
@@ -236,19 +297,16 @@ pub(crate) fn conv(
             return Ok(None);
         }
         let dev = &sx.device;
-        let y = if relu {
-            let xr = relu_into(dev, &x, x.len())?;
-            conv_into(dev, &xr.slice(..), &w, g)?
-        } else {
-            conv_into(dev, &x, &w, g)?
-        };
+        let y = conv_into(dev, &x, &w, g, relu)?;
         let shape = Shape::from((g.n as usize, g.cout as usize, g.oh as usize, g.ow as usize));
         Ok(Some((T::wrap_cuda_slice(y, dev.clone()), shape)))
     })
 }
 
 /// A convolution backward: inputs `x`, `w`, `dL/dy`; output the flat `[dL/dx, dL/dw]` (the
-/// layout of the CPU backward ops). With `relu` the forward read `max(x, 0)`.
+/// layout of the CPU backward ops). With `relu` the forward read `max(x, 0)`: the weight
+/// gradient reads it the same way and the input gradient is masked where `x <= 0`, inside
+/// the same kernels.
 pub(crate) fn conv_bwd(
     inputs: [(&CudaStorage, &Layout); 3],
     g: Geom,
@@ -269,43 +327,22 @@ pub(crate) fn conv_bwd(
         let dg = DevGeom(g);
         // SAFETY: both parts are written in full below.
         let mut out = unsafe { dev.alloc::<T>(nx + nw)? };
-        let xr = if relu {
-            Some(relu_into(dev, &x, nx)?)
-        } else {
-            None
-        };
         {
             let (_, mut gw) = out.split_at_mut(nx);
-            match &xr {
-                Some(rectified) => weight_grad(dev, &rectified.slice(..), &gy, &mut gw, g)?,
-                None => weight_grad(dev, &x, &gy, &mut gw, g)?,
-            }
+            weight_grad(dev, &x, &gy, &mut gw, g, relu)?;
         }
+        let (mut gx, _) = out.split_at_mut(nx);
+        let f = kernel!(dev, "conv_bwd_input", T);
+        let mut b = f.builder();
+        b.arg(&gy).arg(&w).arg(&mut gx).arg(&dg);
         if relu {
-            // SAFETY: written in full by the input-gradient kernel.
-            let mut raw = unsafe { dev.alloc::<T>(nx)? };
-            {
-                let f = kernel!(dev, "conv_bwd_input", T);
-                let mut b = f.builder();
-                b.arg(&gy).arg(&w).arg(&mut raw).arg(&dg);
-                // SAFETY: `nas_conv_bwd_input(const T* gy, const T* w, T* gx, Geom g)`.
-                unsafe { b.launch(elementwise(nx)) }.w()?;
-            }
-            let (mut gx, _) = out.split_at_mut(nx);
-            let f = kernel!(dev, "relu_bwd", T);
-            let n = nx as i64;
-            let mut b = f.builder();
-            b.arg(&x).arg(&raw).arg(&mut gx).arg(&n);
-            // SAFETY: `nas_relu_bwd(const T* x, const T* gy, T* gx, long len)`, nx each.
-            unsafe { b.launch(elementwise(nx)) }.w()?;
+            b.arg(&x);
         } else {
-            let (mut gx, _) = out.split_at_mut(nx);
-            let f = kernel!(dev, "conv_bwd_input", T);
-            let mut b = f.builder();
-            b.arg(&gy).arg(&w).arg(&mut gx).arg(&dg);
-            // SAFETY: `nas_conv_bwd_input(const T* gy, const T* w, T* gx, Geom g)`.
-            unsafe { b.launch(elementwise(nx)) }.w()?;
+            b.arg(&NULL);
         }
+        // SAFETY: `nas_conv_bwd_input(const T* gy, const T* w, T* gx, Geom g,
+        // const T* relu_x)`, relu_x null or x (nx elements).
+        unsafe { b.launch(elementwise(nx)) }.w()?;
         Ok(Some((
             T::wrap_cuda_slice(out, dev.clone()),
             Shape::from(nx + nw),
@@ -313,23 +350,26 @@ pub(crate) fn conv_bwd(
     })
 }
 
-/// `gw = dL/dw` from the input the forward read and `dL/dy`: one kernel when the weight is
-/// large, else partial sums over splits of the batch and a second kernel that adds them.
+/// `gw = dL/dw` from the input the forward read (`max(x, 0)` when `relu`) and `dL/dy`: one
+/// kernel when the weight is large, else partial sums over splits of the batch and a second
+/// kernel that adds them.
 fn weight_grad<T: DevFloat>(
     dev: &CudaDevice,
     x: &CudaView<'_, T>,
     gy: &CudaView<'_, T>,
     gw: &mut CudaViewMut<'_, T>,
     g: Geom,
+    relu: bool,
 ) -> Result<()> {
     let nw = weight_len(&g);
     let (splits, per) = nas_kernels::weight_splits(g.n as usize, nw);
-    let dg = DevGeom(g);
+    let (dg, relu_i) = (DevGeom(g), i32::from(relu));
     if splits == 1 {
         let f = kernel!(dev, "conv_bwd_weight", T);
         let mut b = f.builder();
-        b.arg(x).arg(gy).arg(gw).arg(&dg);
-        // SAFETY: `nas_conv_bwd_weight(const T* x, const T* gy, T* gw, Geom g)`, sizes of g.
+        b.arg(x).arg(gy).arg(gw).arg(&dg).arg(&relu_i);
+        // SAFETY: `nas_conv_bwd_weight(const T* x, const T* gy, T* gw, Geom g, int relu_in)`,
+        // sizes of g.
         unsafe { b.launch(elementwise(nw)) }.w()?;
         return Ok(());
     }
@@ -341,9 +381,14 @@ fn weight_grad<T: DevFloat>(
         let mut cfg = elementwise(nw);
         cfg.grid_dim.1 = splits as u32;
         let mut b = f.builder();
-        b.arg(x).arg(gy).arg(&mut part).arg(&dg).arg(&per_i);
-        // SAFETY: `nas_conv_bwd_weight_split(x, gy, T* part, Geom g, int per)`, part holds
-        // `splits` rows of nw, one grid row (blockIdx.y) per split.
+        b.arg(x)
+            .arg(gy)
+            .arg(&mut part)
+            .arg(&dg)
+            .arg(&per_i)
+            .arg(&relu_i);
+        // SAFETY: `nas_conv_bwd_weight_split(x, gy, T* part, Geom g, int per, int relu_in)`,
+        // part holds `splits` rows of nw, one grid row (blockIdx.y) per split.
         unsafe { b.launch(cfg) }.w()?;
     }
     let f = kernel!(dev, "sum_splits", T);
@@ -569,7 +614,7 @@ impl DeviceRunning {
             // SAFETY: `nas_bn_running(const T* mean, const T* var, long m, double factor,
             // int c, double* run_mean, double* run_var)`, every buffer of c values.
             unsafe { b.launch(elementwise(c)) }.w()?;
-            Ok(Some(()))
+            Ok::<Option<()>, candle_core::Error>(Some(()))
         })?
         .ok_or_else(|| candle_core::Error::Msg("BatchNorm2d on CUDA: f32 or f64 only".into()))
     }
@@ -848,4 +893,97 @@ pub(crate) fn mixed_sum_bwd(
         })?;
         Ok(out.map(|o| T::wrap_cuda_slice(o, dev.clone())))
     })
+}
+
+/// One source of the gather kernel: the C struct `nas::GatherSource<T>` (a pointer and two
+/// `long`s, 24 bytes).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct GatherSource {
+    src: u64,
+    len: i64,
+    offset: i64,
+}
+
+// SAFETY: `#[repr(C)]` with the fields, order and sizes of `nas::GatherSource<T>`.
+unsafe impl DeviceRepr for GatherSource {}
+
+/// The values of the contiguous CUDA tensors `ts` (one float dtype, on `dev`) concatenated and
+/// converted to `f64` in one launch (`nas_gather_f64_from`, grid chunks x tensors, the table of
+/// sources copied over first); `Ok(None)` when one is elsewhere, of another dtype, or not
+/// contiguous, or there are more than 65,535.
+pub(crate) fn gather_f64(
+    dev: &CudaDevice,
+    ts: &[candle_core::Tensor],
+) -> Result<Option<CudaStorage>> {
+    match ts.first().map(|t| t.dtype()) {
+        Some(DType::F32) => gather_typed::<f32>(dev, ts),
+        Some(DType::F64) => gather_typed::<f64>(dev, ts),
+        _ => Ok(None),
+    }
+}
+
+fn gather_typed<T: DevFloat>(
+    dev: &CudaDevice,
+    ts: &[candle_core::Tensor],
+) -> Result<Option<CudaStorage>> {
+    use candle_core::cuda_backend::cudarc::driver::DevicePtr;
+    if ts.len() > 65_535 || ts.iter().any(|t| t.dtype() != T::DTYPE) {
+        return Ok(None);
+    }
+    let guards: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
+    let mut views = Vec::with_capacity(ts.len());
+    for (st, l) in &guards {
+        let candle_core::Storage::Cuda(cs) = &**st else {
+            return Ok(None);
+        };
+        use candle_core::backend::BackendDevice;
+        if !cs.device.same_device(dev) {
+            return Ok(None);
+        }
+        match view::<T>(cs, l)? {
+            Some(v) => views.push(v),
+            None => return Ok(None),
+        }
+    }
+    let stream = dev.cuda_stream();
+    let mut table = Vec::with_capacity(views.len());
+    let mut records = Vec::with_capacity(views.len());
+    let (mut offset, mut longest) = (0usize, 0usize);
+    for v in &views {
+        let (src, record) = v.device_ptr(&stream);
+        table.push(GatherSource {
+            src,
+            len: v.len() as i64,
+            offset: offset as i64,
+        });
+        records.push(record);
+        offset += v.len();
+        longest = longest.max(v.len());
+    }
+    let total = offset;
+    if total == 0 {
+        // Nothing to launch for; candle's concatenation makes the empty tensor.
+        return Ok(None);
+    }
+    let table_on_device = dev.clone_htod(&table)?;
+    // SAFETY: every element of `out` is written: the sources tile 0..total.
+    let mut out = unsafe { dev.alloc::<f64>(total)? };
+    let f = kernel!(dev, "gather_f64_from", T);
+    let cfg = LaunchConfig {
+        grid_dim: (
+            longest.div_ceil(256).clamp(1, 1024) as u32,
+            views.len() as u32,
+            1,
+        ),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let mut b = f.builder();
+    b.arg(&table_on_device).arg(&mut out);
+    // SAFETY: `nas_gather_f64_from(const GatherSource<T>* sources, double* out)`: one grid row
+    // (blockIdx.y) per source of the table, each within `out` (total elements).
+    unsafe { b.launch(cfg) }.w()?;
+    drop(records);
+    Ok(Some(f64::wrap_cuda_slice(out, dev.clone())))
 }

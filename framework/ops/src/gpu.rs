@@ -137,6 +137,43 @@ fn prepare_for_training(device: &Device) {
     }
 }
 
+/// The most memory the GPU's default pool has had in use at once since it was created, in
+/// MiB (`CU_MEMPOOL_ATTR_USED_MEM_HIGH`: what candle's buffers took, the counterpart of
+/// PyTorch's `torch.cuda.max_memory_allocated`); `None` on the CPU, without CUDA, or when the
+/// driver does not report it.
+pub fn peak_memory_mib(device: &Device) -> Option<f64> {
+    #[cfg(feature = "cuda")]
+    {
+        use candle_core::cuda_backend::cudarc::driver::sys;
+        let Device::Cuda(dev) = device else {
+            return None;
+        };
+        let stream = dev.cuda_stream();
+        let ctx = stream.context();
+        if !ctx.has_async_alloc() {
+            return None;
+        }
+        let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+        let mut high: u64 = 0;
+        // SAFETY: the pool handle is written by the driver; USED_MEM_HIGH is a `cuuint64_t`.
+        let ok = unsafe {
+            sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device())
+                == sys::CUresult::CUDA_SUCCESS
+                && sys::cuMemPoolGetAttribute(
+                    pool,
+                    sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH,
+                    (&mut high as *mut u64).cast(),
+                ) == sys::CUresult::CUDA_SUCCESS
+        };
+        ok.then(|| high as f64 / (1024.0 * 1024.0))
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = device;
+        None
+    }
+}
+
 /// The first GPU when this binary has CUDA and one can be opened, else `None` (for `device:
 /// auto`).
 pub fn first_available() -> Option<Device> {

@@ -296,3 +296,38 @@ fn batch_norm_computes_and_tracks_statistics_on_the_gpu_as_on_the_cpu() {
         assert_eq!(bn_gpu.num_batches_tracked(), 3);
     }
 }
+
+/// Many tensors as one flat f64 tensor (the optimizer step's single copy to the host): the
+/// device gather against the CPU's concatenation, for f32 and f64 tensors of several shapes,
+/// one transposed (not contiguous) and one empty.
+#[test]
+fn the_gather_of_many_tensors_matches_the_cpu() {
+    let Some(gpu) = gpu_or_skip("the_gather_of_many_tensors_matches_the_cpu") else {
+        return;
+    };
+    for dtype in [DType::F32, DType::F64] {
+        let on = |device: &Device| -> Vec<Tensor> {
+            let mut ts: Vec<Tensor> = [vec![3, 4], vec![7], vec![0], vec![2, 3, 5, 5], vec![1]]
+                .iter()
+                .enumerate()
+                .map(|(i, s)| input(s, 40 + i as u64))
+                .collect();
+            ts[0] = ts[0].t().unwrap();
+            ts.iter()
+                .map(|t| t.to_dtype(dtype).unwrap().to_device(device).unwrap())
+                .collect()
+        };
+        let (cpu, dev) = (on(&Device::Cpu), on(&gpu));
+        let want = nas_ops::concat_f64(&cpu.iter().collect::<Vec<_>>()).unwrap();
+        let got = nas_ops::concat_f64(&dev.iter().collect::<Vec<_>>()).unwrap();
+        assert!(got.device().is_cuda());
+        assert_eq!(
+            got.to_device(&Device::Cpu)
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap(),
+            want.to_vec1::<f64>().unwrap(),
+            "{dtype:?}"
+        );
+    }
+}

@@ -69,6 +69,11 @@ pub struct BenchResult {
     pub cpu_ms_per_step: Option<f64>,
     /// Peak resident memory of the process, MiB (VmHWM), when the OS reports it.
     pub peak_rss_mib: Option<f64>,
+    /// On a GPU: the most device memory candle's buffers held at once, MiB
+    /// ([`nas_ops::gpu::peak_memory_mib`]; PyTorch's reference reports
+    /// `torch.cuda.max_memory_allocated` as `gpu_peak_mib` too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_peak_mib: Option<f64>,
     /// Rayon threads (`RAYON_NUM_THREADS` when set, else the available parallelism, as
     /// rayon's default pool).
     pub threads: usize,
@@ -176,14 +181,15 @@ pub fn bench_darts(cfg: &BenchConfig, comps: &Components) -> Result<BenchResult>
         };
         strategy.step(&mut env).map(|_| ())
     })?;
-    Ok(bench_result(cfg, timings, supernet_params))
+    Ok(bench_result(cfg, timings, supernet_params, &device))
 }
 
-/// The figures of timed steps on a network of `params` parameters.
+/// The figures of timed steps on a network of `params` parameters on `device`.
 fn bench_result(
     cfg: &BenchConfig,
     (times, cpu_ms_per_step, profile): Timings,
     params: usize,
+    device: &candle_core::Device,
 ) -> BenchResult {
     BenchResult {
         config: cfg.clone(),
@@ -191,6 +197,7 @@ fn bench_result(
         step_ms: times,
         cpu_ms_per_step,
         peak_rss_mib: peak_rss_mib(),
+        gpu_peak_mib: nas_ops::gpu::peak_memory_mib(device),
         threads: rayon_threads(),
         supernet_params: params,
         profile,
@@ -355,7 +362,7 @@ fn bench_retrain(cfg: &BenchConfig, comps: &Components) -> Result<BenchResult> {
         r.train_step(&b, (3, cfg.size, cfg.size), 0.025, 0, 0)
             .map(|_| ())
     })?;
-    Ok(bench_result(cfg, timings, params))
+    Ok(bench_result(cfg, timings, params, &device))
 }
 
 fn rayon_threads() -> usize {

@@ -36,32 +36,19 @@ pub fn to_f64_all(ts: &[&Tensor]) -> Result<Vec<Vec<f64>>> {
     }
 }
 
-/// [`to_f64_all`]'s one-transfer path (any device): the tensors flattened and concatenated
-/// where they are (converted to `f64` there, once when they share a dtype), copied once,
-/// split on the host.
+/// [`to_f64_all`]'s one-transfer path (any device): the tensors flattened, concatenated and
+/// converted to `f64` where they are ([`nas_ops::concat_f64`]: one launch on a GPU), copied
+/// once, split on the host.
 pub(crate) fn to_f64_gathered(ts: &[&Tensor]) -> Result<Vec<Vec<f64>>> {
     if ts.is_empty() {
         return Ok(Vec::new());
     }
-    let flat: Vec<Tensor> = ts
-        .iter()
-        .map(|t| t.flatten_all())
-        .collect::<candle_core::Result<_>>()
+    let all = nas_ops::concat_f64(ts)
+        .and_then(|t| t.to_vec1::<f64>())
         .map_err(terr)?;
-    let one_dtype = flat.windows(2).all(|w| w[0].dtype() == w[1].dtype());
-    let all = if one_dtype {
-        Tensor::cat(&flat, 0).and_then(|t| t.to_dtype(DType::F64))
-    } else {
-        flat.iter()
-            .map(|t| t.to_dtype(DType::F64))
-            .collect::<candle_core::Result<Vec<_>>>()
-            .and_then(|f| Tensor::cat(&f, 0))
-    }
-    .and_then(|t| t.to_vec1::<f64>())
-    .map_err(terr)?;
     let mut out = Vec::with_capacity(ts.len());
     let mut start = 0;
-    for t in &flat {
+    for t in ts {
         let n = t.elem_count();
         out.push(all[start..start + n].to_vec());
         start += n;
