@@ -199,6 +199,16 @@ __device__ void block_sum2(T* a, T* b) {
     NAS_GRID_STRIDE(i, s.len) nas::gather_elem(s, i, out);                                       \
   }
 
+/* The reverse: block (b, t) writes its share of target t from the flat f64 buffer. */
+#define NAS_SCATTER_EXPORT(T, S)                                                                \
+  extern "C" __global__ void nas_scatter_f64_to_##S(const nas::ScatterTarget<T>* targets,       \
+                                                    const double* in) {                         \
+    const nas::ScatterTarget<T> t = targets[blockIdx.y];                                         \
+    NAS_GRID_STRIDE(i, t.len) nas::scatter_elem(in, t, i);                                       \
+  }
+
+NAS_SCATTER_EXPORT(float, f32)
+NAS_SCATTER_EXPORT(double, f64)
 NAS_GATHER_EXPORT(float, f32)
 NAS_GATHER_EXPORT(double, f64)
 

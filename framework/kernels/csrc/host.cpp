@@ -153,7 +153,26 @@ void gather_f64(const T* const* srcs, const long* lens, int count, double* out) 
   }
 }
 
+template <typename T>
+void scatter_f64(const double* in, T* const* dsts, const long* lens, int count) {
+  long offset = 0;
+  for (int t = 0; t < count; ++t) {
+    nas::ScatterTarget<T> s{dsts[t], lens[t], offset};
+    for (long i = 0; i < s.len; ++i) nas::scatter_elem(in, s, i);
+    offset += lens[t];
+  }
+}
+
 }  // namespace
+
+extern "C" void nas_scatter_f64_to_f32(const double* in, float* const* dsts, const long* lens,
+                                       int count) {
+  scatter_f64(in, dsts, lens, count);
+}
+extern "C" void nas_scatter_f64_to_f64(const double* in, double* const* dsts, const long* lens,
+                                       int count) {
+  scatter_f64(in, dsts, lens, count);
+}
 
 extern "C" void nas_gather_f64_from_f32(const float* const* srcs, const long* lens, int count,
                                         double* out) {

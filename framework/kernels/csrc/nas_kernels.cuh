@@ -445,4 +445,18 @@ NAS_HD void gather_elem(const GatherSource<T>& s, long i, double* out) {
   out[s.offset + i] = (double)s.src[i];
 }
 
+// One target of a scatter: `len` values of dst, read from in[offset .. offset + len].
+template <typename T>
+struct ScatterTarget {
+  T* dst;
+  long len;
+  long offset;
+};
+
+// Element `i` of target `t`, converted from double to T (rounded to nearest).
+template <typename T>
+NAS_HD void scatter_elem(const double* in, const ScatterTarget<T>& t, long i) {
+  t.dst[i] = (T)in[t.offset + i];
+}
+
 }  // namespace nas

@@ -209,6 +209,7 @@ type ReluFwdFn<T> = unsafe extern "C" fn(*const T, *mut T, c_long);
 type ReluBwdFn<T> = unsafe extern "C" fn(*const T, *const T, *mut T, c_long);
 type MixedFwdFn<T> = unsafe extern "C" fn(*const *const T, *const T, c_int, c_long, *mut T);
 type GatherFn<T> = unsafe extern "C" fn(*const *const T, *const c_long, c_int, *mut f64);
+type ScatterFn<T> = unsafe extern "C" fn(*const f64, *const *mut T, *const c_long, c_int);
 type MixedBwdFn<T> =
     unsafe extern "C" fn(*const T, *const *const T, *const T, c_int, c_long, *const *mut T, *mut T);
 
@@ -229,12 +230,13 @@ pub struct Fns<T> {
     mixed_fwd: MixedFwdFn<T>,
     mixed_bwd: MixedBwdFn<T>,
     gather: GatherFn<T>,
+    scatter: ScatterFn<T>,
 }
 
 macro_rules! extern_block {
     ($t:ty, $conv_fwd:ident, $conv_bi:ident, $conv_bw:ident, $max_f:ident, $max_b:ident,
      $avg_f:ident, $avg_b:ident, $bn_f:ident, $bn_b:ident, $relu_f:ident, $relu_b:ident,
-     $mix_f:ident, $mix_b:ident, $gather:ident) => {
+     $mix_f:ident, $mix_b:ident, $gather:ident, $scatter:ident) => {
         extern "C" {
             fn $conv_fwd(x: *const $t, w: *const $t, y: *mut $t, g: *const Geom, relu_in: c_int);
             fn $conv_bi(
@@ -290,6 +292,7 @@ macro_rules! extern_block {
                 gw: *mut $t,
             );
             fn $gather(srcs: *const *const $t, lens: *const c_long, count: c_int, out: *mut f64);
+            fn $scatter(input: *const f64, dsts: *const *mut $t, lens: *const c_long, count: c_int);
         }
         impl HostFloat for $t {
             const FNS: Fns<$t> = Fns {
@@ -307,6 +310,7 @@ macro_rules! extern_block {
                 mixed_fwd: $mix_f,
                 mixed_bwd: $mix_b,
                 gather: $gather,
+                scatter: $scatter,
             };
         }
     };
@@ -327,7 +331,8 @@ extern_block!(
     nas_relu_bwd_f32,
     nas_mixed_fwd_f32,
     nas_mixed_bwd_f32,
-    nas_gather_f64_from_f32
+    nas_gather_f64_from_f32,
+    nas_scatter_f64_to_f32
 );
 extern_block!(
     f64,
@@ -344,7 +349,8 @@ extern_block!(
     nas_relu_bwd_f64,
     nas_mixed_fwd_f64,
     nas_mixed_bwd_f64,
-    nas_gather_f64_from_f64
+    nas_gather_f64_from_f64,
+    nas_scatter_f64_to_f64
 );
 
 extern "C" {
@@ -645,6 +651,20 @@ pub fn gather_f64<T: HostFloat>(srcs: &[&[T]]) -> Result<Vec<f64>> {
     // SAFETY: `count` sources of `lens[t]` elements each, `out` holds their sum.
     unsafe { (T::FNS.gather)(ptrs.as_ptr(), lens.as_ptr(), count, out.as_mut_ptr()) };
     Ok(out)
+}
+
+/// The reverse of [`gather_f64`]: `input` split into `dsts` in order, each value converted to
+/// `T` (rounded to nearest), as the device writes an optimizer step's weights back.
+pub fn scatter_f64<T: HostFloat>(input: &[f64], dsts: &mut [&mut [T]]) -> Result<()> {
+    let total: usize = dsts.iter().map(|d| d.len()).sum();
+    check("input", input.len(), total)?;
+    let ptrs: Vec<*mut T> = dsts.iter_mut().map(|d| d.as_mut_ptr()).collect();
+    let lens: Vec<c_long> = dsts.iter().map(|d| c_len(d.len())).collect::<Result<_>>()?;
+    let count = c_int::try_from(dsts.len())
+        .map_err(|_| KernelError::Geometry(format!("{} targets to scatter to", dsts.len())))?;
+    // SAFETY: `count` disjoint targets of `lens[t]` elements, `input` holds their sum.
+    unsafe { (T::FNS.scatter)(input.as_ptr(), ptrs.as_ptr(), lens.as_ptr(), count) };
+    Ok(())
 }
 
 /// Mixed-op forward: `sum_k w[k] * ys[k]`; an option with weight exactly 0 may be `None` (not

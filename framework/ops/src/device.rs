@@ -987,3 +987,102 @@ fn gather_typed<T: DevFloat>(
     drop(records);
     Ok(Some(f64::wrap_cuda_slice(out, dev.clone())))
 }
+
+/// One target of the scatter kernel: the C struct `nas::ScatterTarget<T>`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ScatterTarget {
+    dst: u64,
+    len: i64,
+    offset: i64,
+}
+
+// SAFETY: `#[repr(C)]` with the fields, order and sizes of `nas::ScatterTarget<T>`.
+unsafe impl DeviceRepr for ScatterTarget {}
+
+/// Writes the contiguous `[total]` f64 CUDA tensor `flat` into the variables `vars` in order
+/// (one float dtype, contiguous, on `flat`'s device), each value converted to their dtype, in
+/// one launch (`nas_scatter_f64_to`). `Ok(false)` when it does not serve them (the caller then
+/// sets each variable).
+pub(crate) fn scatter_f64(flat: &candle_core::Tensor, vars: &[&candle_core::Var]) -> Result<bool> {
+    match vars.first().map(|v| v.dtype()) {
+        Some(DType::F32) => scatter_typed::<f32>(flat, vars),
+        Some(DType::F64) => scatter_typed::<f64>(flat, vars),
+        _ => Ok(false),
+    }
+}
+
+fn scatter_typed<T: DevFloat>(
+    flat: &candle_core::Tensor,
+    vars: &[&candle_core::Var],
+) -> Result<bool> {
+    use candle_core::backend::BackendDevice;
+    use candle_core::cuda_backend::cudarc::driver::DevicePtr;
+    if vars.len() > 65_535 || vars.iter().any(|v| v.dtype() != T::DTYPE) {
+        return Ok(false);
+    }
+    let (flat_storage, flat_layout) = flat.storage_and_layout();
+    let candle_core::Storage::Cuda(fs) = &*flat_storage else {
+        return Ok(false);
+    };
+    let Some(input) = view::<f64>(fs, flat_layout)? else {
+        return Ok(false);
+    };
+    let dev = &fs.device;
+    let guards: Vec<_> = vars
+        .iter()
+        .map(|v| v.as_tensor().storage_and_layout())
+        .collect();
+    let mut views = Vec::with_capacity(vars.len());
+    for (st, l) in &guards {
+        let candle_core::Storage::Cuda(cs) = &**st else {
+            return Ok(false);
+        };
+        if !cs.device.same_device(dev) {
+            return Ok(false);
+        }
+        match view::<T>(cs, l)? {
+            Some(v) => views.push(v),
+            None => return Ok(false),
+        }
+    }
+    let total: usize = views.iter().map(|v| v.len()).sum();
+    if total != input.len() || total == 0 {
+        return Ok(false);
+    }
+    let stream = dev.cuda_stream();
+    let mut table = Vec::with_capacity(views.len());
+    let mut records = Vec::with_capacity(views.len());
+    let (mut offset, mut longest) = (0usize, 0usize);
+    for v in &views {
+        // The variables' buffers are written in place, as `Var::set` does; the pointer comes
+        // from their storage (no other reader runs between here and the launch on this stream).
+        let (dst, record) = v.device_ptr(&stream);
+        table.push(ScatterTarget {
+            dst,
+            len: v.len() as i64,
+            offset: offset as i64,
+        });
+        records.push(record);
+        offset += v.len();
+        longest = longest.max(v.len());
+    }
+    let table_on_device = dev.clone_htod(&table)?;
+    let f = kernel!(dev, "scatter_f64_to", T);
+    let cfg = LaunchConfig {
+        grid_dim: (
+            longest.div_ceil(256).clamp(1, 1024) as u32,
+            views.len() as u32,
+            1,
+        ),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let mut b = f.builder();
+    b.arg(&table_on_device).arg(&input);
+    // SAFETY: `nas_scatter_f64_to(const ScatterTarget<T>* targets, const double* in)`: one grid
+    // row per target of the table, the targets disjoint variables, `in` of their total length.
+    unsafe { b.launch(cfg) }.w()?;
+    drop(records);
+    Ok(true)
+}

@@ -1,6 +1,6 @@
-//! Many tensors as one flat `f64` tensor: how an optimizer step off the CPU brings every
-//! weight (or gradient) of a network to the host in one copy.
-use candle_core::{bail, DType, Result, Tensor};
+//! Many tensors as one flat `f64` tensor and back: how an optimizer step off the CPU brings
+//! every weight (or gradient) of a network to the host in one copy, and the weights back.
+use candle_core::{bail, DType, Result, Tensor, Var};
 #[cfg(feature = "cuda")]
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 
@@ -32,6 +32,36 @@ pub fn concat_f64(ts: &[&Tensor]) -> Result<Tensor> {
             .collect::<Result<_>>()?;
         Tensor::cat(&wide, 0)
     }
+}
+
+/// Writes `flat` (`[total]` `f64`, on the variables' device, `total` their element count) into
+/// `vars` in order, each slice reshaped and converted to its variable's dtype: the reverse of
+/// [`concat_f64`]. On a CUDA device one launch of nas-kernels' scatter when the variables share
+/// a dtype; elsewhere a narrow, a conversion and [`Var::set`] per variable.
+pub fn assign_f64(flat: &Tensor, vars: &[&Var]) -> Result<()> {
+    let total: usize = vars.iter().map(|v| v.elem_count()).sum();
+    if flat.dtype() != DType::F64 || flat.dims() != [total] {
+        bail!(
+            "assign_f64: expected [{total}] f64 values, got {:?} {:?}",
+            flat.dims(),
+            flat.dtype()
+        );
+    }
+    #[cfg(feature = "cuda")]
+    if flat.device().is_cuda() && crate::device::scatter_f64(flat, vars)? {
+        return Ok(());
+    }
+    let mut start = 0;
+    for v in vars {
+        let n = v.elem_count();
+        let t = flat
+            .narrow(0, start, n)?
+            .reshape(v.dims())?
+            .to_dtype(v.dtype())?;
+        v.set(&t)?;
+        start += n;
+    }
+    Ok(())
 }
 
 /// [`concat_f64`] by the gather kernel, when the tensors are on a CUDA device and it serves

@@ -39,7 +39,7 @@ pub use conv::{conv2d, grouped_conv2d};
 pub use cpu::force_portable_kernels;
 pub use dwconv::{depthwise_conv2d, relu_depthwise_conv2d};
 pub use edge::{fusable, mixed_edge, EdgeOption, UnitSpec};
-pub use flat::concat_f64;
+pub use flat::{assign_f64, concat_f64};
 pub use frozen::with_frozen_weights;
 pub use fused::relu_dw_pw_bn;
 pub use geom::out_size;

@@ -297,12 +297,13 @@ fn batch_norm_computes_and_tracks_statistics_on_the_gpu_as_on_the_cpu() {
     }
 }
 
-/// Many tensors as one flat f64 tensor (the optimizer step's single copy to the host): the
-/// device gather against the CPU's concatenation, for f32 and f64 tensors of several shapes,
-/// one transposed (not contiguous) and one empty.
+/// Many tensors as one flat f64 tensor and back (the optimizer step's single copies to and
+/// from the host): the device gather and scatter against the CPU's concatenation and
+/// per-variable writes, for f32 and f64 tensors of several shapes, one transposed (not
+/// contiguous) and one empty.
 #[test]
-fn the_gather_of_many_tensors_matches_the_cpu() {
-    let Some(gpu) = gpu_or_skip("the_gather_of_many_tensors_matches_the_cpu") else {
+fn the_gather_and_scatter_of_many_tensors_match_the_cpu() {
+    let Some(gpu) = gpu_or_skip("the_gather_and_scatter_of_many_tensors_match_the_cpu") else {
         return;
     };
     for dtype in [DType::F32, DType::F64] {
@@ -329,5 +330,40 @@ fn the_gather_of_many_tensors_matches_the_cpu() {
             want.to_vec1::<f64>().unwrap(),
             "{dtype:?}"
         );
+        // And back: the flat values (scaled, so that something changes) into variables of
+        // those shapes on each device, one scatter launch on the GPU.
+        let scaled = (&want * 0.5).unwrap();
+        let vars_on = |device: &Device| -> Vec<Var> {
+            on(device)
+                .iter()
+                .map(|t| Var::from_tensor(&t.contiguous().unwrap()).unwrap())
+                .collect()
+        };
+        let (vc, vg) = (vars_on(&Device::Cpu), vars_on(&gpu));
+        nas_ops::assign_f64(&scaled, &vc.iter().collect::<Vec<_>>()).unwrap();
+        let scaled_gpu = scaled.to_device(&gpu).unwrap();
+        nas_ops::assign_f64(&scaled_gpu, &vg.iter().collect::<Vec<_>>()).unwrap();
+        let flat = |t: &Tensor| -> Vec<f64> {
+            let t = t.to_device(&Device::Cpu).unwrap().flatten_all().unwrap();
+            t.to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap()
+        };
+        let all: Vec<f64> = vc.iter().flat_map(|v| flat(v.as_tensor())).collect();
+        let rounded: Vec<f64> = scaled
+            .to_vec1::<f64>()
+            .unwrap()
+            .iter()
+            .map(|&x| {
+                if dtype == DType::F32 {
+                    x as f32 as f64
+                } else {
+                    x
+                }
+            })
+            .collect();
+        assert_eq!(all, rounded, "{dtype:?} assign on the CPU");
+        for (a, b) in vc.iter().zip(&vg) {
+            assert_eq!(a.dims(), b.dims());
+            assert_eq!(flat(a.as_tensor()), flat(b.as_tensor()), "{dtype:?} assign");
+        }
     }
 }

@@ -77,8 +77,7 @@ pub fn set_vars(vars: &[&Var], values: &[Vec<f64>]) -> Result<()> {
 }
 
 /// [`set_vars`]' one-transfer path (any device): the values concatenated on the host, copied
-/// once, converted to each variable's dtype there (once when they share one) and each
-/// variable set from its slice.
+/// once, and written into the variables there ([`nas_ops::assign_f64`]: one launch on a GPU).
 pub(crate) fn set_vars_gathered(vars: &[&Var], values: &[Vec<f64>]) -> Result<()> {
     let Some(first) = vars.first() else {
         return Ok(());
@@ -94,22 +93,8 @@ pub(crate) fn set_vars_gathered(vars: &[&Var], values: &[Vec<f64>]) -> Result<()
     }
     let total: usize = values.iter().map(Vec::len).sum();
     let all: Vec<f64> = values.iter().flatten().copied().collect();
-    let one_dtype = vars.iter().all(|v| v.dtype() == first.dtype());
-    let mut all = Tensor::from_vec(all, total, first.device()).map_err(terr)?;
-    if one_dtype {
-        all = all.to_dtype(first.dtype()).map_err(terr)?;
-    }
-    let mut start = 0;
-    for (v, vals) in vars.iter().zip(values) {
-        let t = all
-            .narrow(0, start, vals.len())
-            .and_then(|t| t.reshape(v.dims()))
-            .and_then(|t| t.to_dtype(v.dtype()))
-            .map_err(terr)?;
-        v.set(&t).map_err(terr)?;
-        start += vals.len();
-    }
-    Ok(())
+    let all = Tensor::from_vec(all, total, first.device()).map_err(terr)?;
+    nas_ops::assign_f64(&all, vars).map_err(terr)
 }
 
 /// The images and labels of a batch as tensors.
