@@ -56,7 +56,7 @@ NAS_HD int out_len(int len, int k, int stride, int pad, int dil) {
 // max(x, 0): PyTorch's ReLU.
 template <typename T>
 NAS_HD T relu_fwd_elem(T x) {
-  return x > T(0) ? x : T(0);
+  return x < T(0) ? T(0) : x;  // NaN stays NaN, as in PyTorch and nas-ops' CPU ReLU
 }
 
 // An input value of a convolution: x itself, or max(x, 0) when relu_in (the ReLU of a
@@ -353,7 +353,7 @@ NAS_HD void bn_moments(T s1, T s2, T shift, long m, T* mean, T* var) {
   T md = s1 / T(m);
   *mean = shift + md;
   T v = s2 / T(m) - md * md;
-  *var = v > T(0) ? v : T(0);
+  *var = v < T(0) ? T(0) : v;  // rounding below 0 clamped; NaN kept (as on the CPU)
 }
 
 // The running statistics after one training forward (PyTorch: the unbiased variance), kept

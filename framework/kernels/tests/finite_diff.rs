@@ -214,3 +214,13 @@ fn bad_shapes_are_errors() {
     )
     .is_err());
 }
+
+/// PyTorch's ReLU keeps NaN (a diverging run shows it); its gradient mask is `x > 0`.
+#[test]
+fn relu_keeps_nan_and_masks_by_positive_input() {
+    let y = host::relu_fwd(&[f64::NAN, -1.0, 0.0, 2.0]).unwrap();
+    assert!(y[0].is_nan());
+    assert_eq!(&y[1..], &[0.0, 0.0, 2.0]);
+    let gx = host::relu_bwd(&[f64::NAN, -1.0, 0.0, 2.0], &[5.0; 4]).unwrap();
+    assert_eq!(gx, vec![0.0, 0.0, 0.0, 5.0]);
+}

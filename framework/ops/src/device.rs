@@ -212,6 +212,10 @@ pub(crate) fn relu(s: &CudaStorage, l: &Layout) -> Result<Launched> {
         let Some(x) = view::<T>(s, l)? else {
             return Ok(None);
         };
+        if x.is_empty() {
+            // Nothing to launch for (the driver refuses an empty allocation).
+            return Ok(None);
+        }
         let y = relu_into(&s.device, &x, l.shape().elem_count())?;
         Ok(Some((
             T::wrap_cuda_slice(y, s.device.clone()),
@@ -249,6 +253,9 @@ pub(crate) fn relu_bwd(
             return Ok(None);
         };
         let len = ly.shape().elem_count();
+        if len == 0 || yv.len() != len || gv.len() != len {
+            return Ok(None);
+        }
         // SAFETY: every element is written by the kernel.
         let mut gx = unsafe { y.device.alloc::<T>(len)? };
         relu_mask(&y.device, &yv, &gv, &mut gx, len)?;
@@ -440,6 +447,9 @@ pub(crate) fn max_pool(s: &CudaStorage, l: &Layout, win: &Window) -> Result<Laun
             return Ok(None);
         };
         let g = pool_geom(win)?;
+        if x.len() != input_len(&g) {
+            return Ok(None);
+        }
         let dev = &s.device;
         let (y, _arg) = max_pool_into(dev, &x, g)?;
         let shape = Shape::from((win.n, win.c, win.oh, win.ow));
@@ -479,6 +489,9 @@ pub(crate) fn max_pool_bwd(
             return Ok(None);
         };
         let g = pool_geom(win)?;
+        if x.len() != input_len(&g) || gy.len() != output_len(&g) {
+            return Ok(None);
+        }
         let dev = &sg.device;
         let (_y, arg) = max_pool_into(dev, &x, g)?;
         let nx = input_len(&g);
@@ -508,6 +521,14 @@ pub(crate) fn avg_pool(
             return Ok(None);
         };
         let g = pool_geom(win)?;
+        let want = if backward {
+            output_len(&g)
+        } else {
+            input_len(&g)
+        };
+        if x.len() != want {
+            return Ok(None);
+        }
         let dev = &s.device;
         let (base, len, shape) = if backward {
             (
@@ -908,31 +929,39 @@ struct GatherSource {
 // SAFETY: `#[repr(C)]` with the fields, order and sizes of `nas::GatherSource<T>`.
 unsafe impl DeviceRepr for GatherSource {}
 
-/// The values of the contiguous CUDA tensors `ts` (one float dtype, on `dev`) concatenated and
-/// converted to `f64` in one launch (`nas_gather_f64_from`, grid chunks x tensors, the table of
-/// sources copied over first); `Ok(None)` when one is elsewhere, of another dtype, or not
-/// contiguous, or there are more than 65,535.
+/// The values of `first` (a storage candle handed to a custom op) and of the tensors `rest`
+/// (contiguous, one float dtype, on the same device) concatenated and converted to `f64` in
+/// one launch (`nas_gather_f64_from`, grid chunks x tensors, the table of sources copied over
+/// first); `Ok(None)` when one is elsewhere, of another dtype, or not contiguous, or there are
+/// more than 65,535.
 pub(crate) fn gather_f64(
-    dev: &CudaDevice,
-    ts: &[candle_core::Tensor],
+    first: (&CudaStorage, &Layout),
+    rest: &[candle_core::Tensor],
 ) -> Result<Option<CudaStorage>> {
-    match ts.first().map(|t| t.dtype()) {
-        Some(DType::F32) => gather_typed::<f32>(dev, ts),
-        Some(DType::F64) => gather_typed::<f64>(dev, ts),
+    match first.0.dtype() {
+        DType::F32 => gather_typed::<f32>(first, rest),
+        DType::F64 => gather_typed::<f64>(first, rest),
         _ => Ok(None),
     }
 }
 
 fn gather_typed<T: DevFloat>(
-    dev: &CudaDevice,
-    ts: &[candle_core::Tensor],
+    (s0, l0): (&CudaStorage, &Layout),
+    rest: &[candle_core::Tensor],
 ) -> Result<Option<CudaStorage>> {
     use candle_core::cuda_backend::cudarc::driver::DevicePtr;
-    if ts.len() > 65_535 || ts.iter().any(|t| t.dtype() != T::DTYPE) {
+    if rest.len() >= 65_535 || rest.iter().any(|t| t.dtype() != T::DTYPE) {
         return Ok(None);
     }
-    let guards: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
-    let mut views = Vec::with_capacity(ts.len());
+    let dev = &s0.device;
+    let mut views = Vec::with_capacity(rest.len() + 1);
+    match view::<T>(s0, l0)? {
+        Some(v) => views.push(v),
+        None => return Ok(None),
+    }
+    // The first storage is locked by candle already (it runs this op on it); only the others
+    // are locked here.
+    let guards: Vec<_> = rest.iter().map(|t| t.storage_and_layout()).collect();
     for (st, l) in &guards {
         let candle_core::Storage::Cuda(cs) = &**st else {
             return Ok(None);

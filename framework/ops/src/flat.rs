@@ -81,14 +81,18 @@ fn gathered_on_device(flat: &[Tensor]) -> Result<Option<Tensor>> {
     }
     let ts: Vec<Tensor> = flat.iter().map(|t| t.contiguous()).collect::<Result<_>>()?;
     let total = ts.iter().map(|t| t.elem_count()).sum();
-    let op = Gather { ts, total };
-    first.apply_op1_no_bwd(&op).map(Some)
+    let op = Gather {
+        rest: ts[1..].to_vec(),
+        total,
+    };
+    ts[0].apply_op1_no_bwd(&op).map(Some)
 }
 
-/// The gather as a custom op on the first tensor (which it reads among the others it holds).
+/// The gather as a custom op on the first tensor, which candle hands it (its storage is not
+/// locked a second time), followed by the others it holds.
 #[cfg(feature = "cuda")]
 struct Gather {
-    ts: Vec<Tensor>,
+    rest: Vec<Tensor>,
     total: usize,
 }
 
@@ -105,9 +109,9 @@ impl CustomOp1 for Gather {
     fn cuda_fwd(
         &self,
         s: &candle_core::CudaStorage,
-        _l: &Layout,
+        l: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        match crate::device::gather_f64(&s.device, &self.ts)? {
+        match crate::device::gather_f64((s, l), &self.rest)? {
             Some(out) => Ok((out, Shape::from(self.total))),
             None => bail!("nas-gather-f64: tensors the device gather does not take"),
         }

@@ -127,9 +127,10 @@ fn fused_on_device(first: &Tensor, k: usize, per_example: bool) -> bool {
     }
 }
 
-/// [`weighted_sum`] off the CPU: candle's element-wise ops on the device (autograd through
-/// them), `sum_k w_k * ys[k]`. Unlike the CPU kernel it multiplies options of weight exactly 0
-/// too (same result for finite outputs).
+/// [`weighted_sum`] off the CPU where the fused kernels do not serve it: candle's element-wise
+/// ops on the device (autograd through them), `sum_k w_k * ys[k]`, every option multiplied
+/// (as the CPU kernel does; the device's `mixed_fwd` skips options of weight exactly 0, the
+/// same result for finite outputs).
 fn weighted_sum_by_tensor_ops(
     ys: &[Tensor],
     weights: &Tensor,
