@@ -81,8 +81,14 @@ __device__ void block_sum2(T* a, T* b) {
   extern "C" __global__ void nas_sum_splits_##S(const T* part, T* out, int splits, long len) {   \
     NAS_GRID_STRIDE(i, len) out[i] = nas::sum_splits_elem(part, splits, len, i);                 \
   }                                                                                              \
+  /* y or arg may be null: the forward needs only y, the backward only the winners.         */  \
   extern "C" __global__ void nas_max_pool_fwd_##S(const T* x, T* y, int* arg, Geom g) {          \
-    NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.oh * g.ow) y[i] = nas::max_pool_fwd_elem(x, g, i, &arg[i]); \
+    NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.oh * g.ow) {                                        \
+      int a;                                                                                     \
+      T v = nas::max_pool_fwd_elem(x, g, i, &a);                                                 \
+      if (y) y[i] = v;                                                                           \
+      if (arg) arg[i] = a;                                                                       \
+    }                                                                                            \
   }                                                                                              \
   extern "C" __global__ void nas_max_pool_bwd_##S(const T* gy, const int* arg, T* gx, Geom g) {  \
     NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.h * g.w) gx[i] = nas::max_pool_bwd_elem(gy, arg, g, i); \

@@ -451,32 +451,23 @@ pub(crate) fn max_pool(s: &CudaStorage, l: &Layout, win: &Window) -> Result<Laun
             return Ok(None);
         }
         let dev = &s.device;
-        let (y, _arg) = max_pool_into(dev, &x, g)?;
+        let len = output_len(&g);
+        // SAFETY: every output is written by the kernel.
+        let mut y = unsafe { dev.alloc::<T>(len)? };
+        let f = kernel!(dev, "max_pool_fwd", T);
+        let dg = DevGeom(g);
+        let mut b = f.builder();
+        b.arg(&x).arg(&mut y).arg(&NULL).arg(&dg);
+        // SAFETY: `nas_max_pool_fwd(const T* x, T* y, int* arg, Geom g)`, y of g's output size,
+        // arg null (not kept).
+        unsafe { b.launch(elementwise(len)) }.w()?;
         let shape = Shape::from((win.n, win.c, win.oh, win.ow));
         Ok(Some((T::wrap_cuda_slice(y, dev.clone()), shape)))
     })
 }
 
-/// Max pooling outputs and, per output, the in-plane index of its winner.
-fn max_pool_into<T: DevFloat>(
-    dev: &CudaDevice,
-    x: &CudaView<'_, T>,
-    g: Geom,
-) -> Result<(CudaSlice<T>, CudaSlice<i32>)> {
-    let len = output_len(&g);
-    // SAFETY: every output and index is written by the kernel.
-    let (mut y, mut arg) = unsafe { (dev.alloc::<T>(len)?, dev.alloc::<i32>(len)?) };
-    let f = kernel!(dev, "max_pool_fwd", T);
-    let dg = DevGeom(g);
-    let mut b = f.builder();
-    b.arg(x).arg(&mut y).arg(&mut arg).arg(&dg);
-    // SAFETY: `nas_max_pool_fwd(const T* x, T* y, int* arg, Geom g)`, outputs of g's size.
-    unsafe { b.launch(elementwise(len)) }.w()?;
-    Ok((y, arg))
-}
-
 /// Max pooling backward from `dL/dy` and the forward's input `x` (the winners are found
-/// again, with the forward's tie rule); output `dL/dx` flat.
+/// again, with the forward's tie rule, without writing the outputs); output `dL/dx` flat.
 pub(crate) fn max_pool_bwd(
     sg: &CudaStorage,
     lg: &Layout,
@@ -493,12 +484,22 @@ pub(crate) fn max_pool_bwd(
             return Ok(None);
         }
         let dev = &sg.device;
-        let (_y, arg) = max_pool_into(dev, &x, g)?;
+        let dg = DevGeom(g);
+        let len = output_len(&g);
+        // SAFETY: every winner index is written by the kernel.
+        let mut arg = unsafe { dev.alloc::<i32>(len)? };
+        {
+            let f = kernel!(dev, "max_pool_fwd", T);
+            let mut b = f.builder();
+            b.arg(&x).arg(&NULL).arg(&mut arg).arg(&dg);
+            // SAFETY: `nas_max_pool_fwd(const T* x, T* y, int* arg, Geom g)`, y null (not
+            // needed), arg of g's output size.
+            unsafe { b.launch(elementwise(len)) }.w()?;
+        }
         let nx = input_len(&g);
         // SAFETY: every input-gradient element is written by the kernel.
         let mut gx = unsafe { dev.alloc::<T>(nx)? };
         let f = kernel!(dev, "max_pool_bwd", T);
-        let dg = DevGeom(g);
         let mut b = f.builder();
         b.arg(&gy).arg(&arg).arg(&mut gx).arg(&dg);
         // SAFETY: `nas_max_pool_bwd(const T* gy, const int* arg, T* gx, Geom g)`.
