@@ -12,7 +12,8 @@
 #   2. the device-generic tests: every nas-ops op on the GPU against the CPU (f64 and f32,
 #      batch norm's running statistics) and every space's supernet and network;
 #   3. a real search on the embedded digits for one epoch (`nas --device cuda run`);
-#   4. `nas bench --device cuda` alone, then alternated with PyTorch eager (and, without
+#   4. `nas bench --device cuda` alone (and GDAS, SPOS, second order, the retraining step),
+#      then alternated with PyTorch eager (and, without
 #      --quick, torch.compile) on the DARTS first-order step at 8 cells x 16 channels x batch
 #      64 (compare.sh), summarised by summarize.py into OUT/summary.md.
 # Exit status: the number of stages that failed.
@@ -54,6 +55,10 @@ done
 stage search 240 "$nas" --device cuda run configs/experiments/darts-digits.yaml \
   --set budget.epochs=1 --out "$out/search"
 stage bench 180 "$nas" --device cuda bench --layers 8 --channels 16 --batch 64 --size 32 --steps 5
+# The other drives on the GPU (hard Gumbel sample, one path, second order, the retraining step).
+stage bench-others 300 bash -c "for s in gdas spos; do \"$nas\" --device cuda bench --steps 2 --strategy \$s || exit 1; done \
+  && \"$nas\" --device cuda bench --steps 2 --order second \
+  && \"$nas\" --device cuda bench --steps 2 --strategy retrain --layers 20 --channels 36 --batch 32"
 compile=1
 [[ $quick == 1 ]] && compile=0
 stage compare 600 env DEVICE=cuda COMPILE=$compile NAS="$nas" OUT="$out/compare.jsonl" \
