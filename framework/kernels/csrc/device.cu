@@ -199,17 +199,17 @@ __device__ void block_sum2(T* a, T* b) {
 
 /* Grid (chunks, count): block (b, t) copies its share of source t (grid-stride over b). */
 #define NAS_GATHER_EXPORT(T, S)                                                                 \
-  extern "C" __global__ void nas_gather_f64_from_##S(const nas::GatherSource<T>* sources,        \
+  extern "C" __global__ void nas_gather_f64_from_##S(const nas::FlatSpan<const T*>* sources,    \
                                                      double* out) {                             \
-    const nas::GatherSource<T> s = sources[blockIdx.y];                                          \
+    const nas::FlatSpan<const T*> s = sources[blockIdx.y];                                       \
     NAS_GRID_STRIDE(i, s.len) nas::gather_elem(s, i, out);                                       \
   }
 
 /* The reverse: block (b, t) writes its share of target t from the flat f64 buffer. */
 #define NAS_SCATTER_EXPORT(T, S)                                                                \
-  extern "C" __global__ void nas_scatter_f64_to_##S(const nas::ScatterTarget<T>* targets,       \
+  extern "C" __global__ void nas_scatter_f64_to_##S(const nas::FlatSpan<T*>* targets,           \
                                                     const double* in) {                         \
-    const nas::ScatterTarget<T> t = targets[blockIdx.y];                                         \
+    const nas::FlatSpan<T*> t = targets[blockIdx.y];                                             \
     NAS_GRID_STRIDE(i, t.len) nas::scatter_elem(in, t, i);                                       \
   }
 

@@ -147,7 +147,7 @@ template <typename T>
 void gather_f64(const T* const* srcs, const long* lens, int count, double* out) {
   long offset = 0;
   for (int t = 0; t < count; ++t) {
-    nas::GatherSource<T> s{srcs[t], lens[t], offset};
+    nas::FlatSpan<const T*> s{srcs[t], lens[t], offset};
     for (long i = 0; i < s.len; ++i) nas::gather_elem(s, i, out);
     offset += lens[t];
   }
@@ -157,7 +157,7 @@ template <typename T>
 void scatter_f64(const double* in, T* const* dsts, const long* lens, int count) {
   long offset = 0;
   for (int t = 0; t < count; ++t) {
-    nas::ScatterTarget<T> s{dsts[t], lens[t], offset};
+    nas::FlatSpan<T*> s{dsts[t], lens[t], offset};
     for (long i = 0; i < s.len; ++i) nas::scatter_elem(in, s, i);
     offset += lens[t];
   }

@@ -431,32 +431,25 @@ NAS_HD T mixed_weight_grad_partial(const T* gy, const T* yk, long i0, long i1) {
 // going to the host in one copy)
 // ---------------------------------------------------------------------------------------
 
-// One source of a gather: `len` values at `src`, written to out[offset .. offset + len].
-template <typename T>
-struct GatherSource {
-  const T* src;
+// One tensor of a gather or scatter: `len` values at `ptr`, at [offset .. offset + len] of
+// the flat f64 buffer (P: `const T*` for a gather's source, `T*` for a scatter's target).
+template <typename P>
+struct FlatSpan {
+  P ptr;
   long len;
   long offset;
 };
 
 // Element `i` of source `s`, converted to double, into its place in `out`.
 template <typename T>
-NAS_HD void gather_elem(const GatherSource<T>& s, long i, double* out) {
-  out[s.offset + i] = (double)s.src[i];
+NAS_HD void gather_elem(const FlatSpan<const T*>& s, long i, double* out) {
+  out[s.offset + i] = (double)s.ptr[i];
 }
-
-// One target of a scatter: `len` values of dst, read from in[offset .. offset + len].
-template <typename T>
-struct ScatterTarget {
-  T* dst;
-  long len;
-  long offset;
-};
 
 // Element `i` of target `t`, converted from double to T (rounded to nearest).
 template <typename T>
-NAS_HD void scatter_elem(const double* in, const ScatterTarget<T>& t, long i) {
-  t.dst[i] = (T)in[t.offset + i];
+NAS_HD void scatter_elem(const double* in, const FlatSpan<T*>& t, long i) {
+  t.ptr[i] = (T)in[t.offset + i];
 }
 
 }  // namespace nas

@@ -772,6 +772,29 @@ struct DevPtrs([u64; MAX_OPTIONS]);
 // SAFETY: `[u64; 32]` has the layout of a C struct of 32 pointers (8 bytes each, no padding).
 unsafe impl DeviceRepr for DevPtrs {}
 
+/// The contiguous views, as `T`, of the locked candle storages `guards` (each with its
+/// layout); `None` unless every one is a CUDA storage on `dev` and contiguous.
+fn cuda_views<'a, T: DevFloat, G: std::ops::Deref<Target = candle_core::Storage>>(
+    dev: &CudaDevice,
+    guards: &'a [(G, &Layout)],
+) -> Result<Option<Vec<CudaView<'a, T>>>> {
+    use candle_core::backend::BackendDevice;
+    let mut views = Vec::with_capacity(guards.len());
+    for (st, l) in guards {
+        let candle_core::Storage::Cuda(cs) = &**st else {
+            return Ok(None);
+        };
+        if !cs.device.same_device(dev) {
+            return Ok(None);
+        }
+        match view::<T>(cs, l)? {
+            Some(v) => views.push(v),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(views))
+}
+
 /// Runs `f` with the device pointers of the contiguous CUDA tensors `ys` (each of `len`
 /// elements of `T`); `Ok(None)` when one is elsewhere or not contiguous.
 fn with_pointers<T: DevFloat, R>(
@@ -785,15 +808,11 @@ fn with_pointers<T: DevFloat, R>(
         return Ok(None);
     }
     let guards: Vec<_> = ys.iter().map(|y| y.storage_and_layout()).collect();
-    let mut views = Vec::with_capacity(ys.len());
-    for (st, l) in &guards {
-        let candle_core::Storage::Cuda(cs) = &**st else {
-            return Ok(None);
-        };
-        match view::<T>(cs, l)? {
-            Some(v) if v.len() == len => views.push(v),
-            _ => return Ok(None),
-        }
+    let Some(views) = cuda_views::<T, _>(dev, &guards)? else {
+        return Ok(None);
+    };
+    if views.iter().any(|v| v.len() != len) {
+        return Ok(None);
     }
     let stream = dev.cuda_stream();
     let mut ptrs = DevPtrs([0; MAX_OPTIONS]);
@@ -917,24 +936,75 @@ pub(crate) fn mixed_sum_bwd(
     })
 }
 
-/// One source of the gather kernel: the C struct `nas::GatherSource<T>` (a pointer and two
-/// `long`s, 24 bytes).
+/// One tensor of a multi-tensor gather or scatter: the C struct `nas::FlatSpan<P>` (a pointer
+/// and two `long`s, 24 bytes): its pointer, length and offset in the flat `f64` buffer.
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct GatherSource {
-    src: u64,
+struct FlatSpan {
+    ptr: u64,
     len: i64,
     offset: i64,
 }
 
-// SAFETY: `#[repr(C)]` with the fields, order and sizes of `nas::GatherSource<T>`.
-unsafe impl DeviceRepr for GatherSource {}
+// SAFETY: `#[repr(C)]` with the fields, order and sizes of `nas::FlatSpan<P>`.
+unsafe impl DeviceRepr for FlatSpan {}
+
+/// The most tensors one gather or scatter takes (a grid row each).
+const MAX_SPANS: usize = 65_535;
+
+/// Runs the multi-tensor kernel `base` (`nas_<base>_<T>(const FlatSpan<P>* spans, flat)`) over
+/// `views` laid end to end in the flat `f64` buffer at device address `flat`: the table of
+/// spans copied to the device, a grid of chunks x tensors of 256 threads. The views' total
+/// length must be the flat buffer's.
+fn launch_over_spans<T: DevFloat>(
+    dev: &CudaDevice,
+    base: &'static str,
+    views: &[CudaView<'_, T>],
+    flat: u64,
+) -> Result<()> {
+    use candle_core::cuda_backend::cudarc::driver::DevicePtr;
+    let stream = dev.cuda_stream();
+    let mut table = Vec::with_capacity(views.len());
+    let mut records = Vec::with_capacity(views.len());
+    let (mut offset, mut longest) = (0usize, 0usize);
+    for v in views {
+        // A scatter writes through these pointers, in place as `Var::set` does; nothing else
+        // runs on the tensors between here and the launch on this stream.
+        let (ptr, record) = v.device_ptr(&stream);
+        table.push(FlatSpan {
+            ptr,
+            len: v.len() as i64,
+            offset: offset as i64,
+        });
+        records.push(record);
+        offset += v.len();
+        longest = longest.max(v.len());
+    }
+    let table_on_device = dev.clone_htod(&table)?;
+    let f = kernel::<T>(dev, base)?;
+    let cfg = LaunchConfig {
+        grid_dim: (
+            longest.div_ceil(256).clamp(1, 1024) as u32,
+            views.len() as u32,
+            1,
+        ),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let mut b = f.builder();
+    b.arg(&table_on_device).arg(&flat);
+    // SAFETY: `nas_gather_f64_from(const FlatSpan<const T*>*, double* out)` /
+    // `nas_scatter_f64_to(const FlatSpan<T*>*, const double* in)`: one grid row (blockIdx.y)
+    // per span of the table (at most MAX_SPANS), the spans tiling the flat buffer.
+    unsafe { b.launch(cfg) }.w()?;
+    drop(records);
+    Ok(())
+}
 
 /// The values of `first` (a storage candle handed to a custom op) and of the tensors `rest`
 /// (contiguous, one float dtype, on the same device) concatenated and converted to `f64` in
-/// one launch (`nas_gather_f64_from`, grid chunks x tensors, the table of sources copied over
-/// first); `Ok(None)` when one is elsewhere, of another dtype, or not contiguous, or there are
-/// more than 65,535.
+/// one launch (`nas_gather_f64_from`); `Ok(None)` when one is elsewhere, of another dtype, or
+/// not contiguous, when they are empty, or when there are more than [`MAX_SPANS`].
 pub(crate) fn gather_f64(
     first: (&CudaStorage, &Layout),
     rest: &[candle_core::Tensor],
@@ -950,85 +1020,35 @@ fn gather_typed<T: DevFloat>(
     (s0, l0): (&CudaStorage, &Layout),
     rest: &[candle_core::Tensor],
 ) -> Result<Option<CudaStorage>> {
-    use candle_core::cuda_backend::cudarc::driver::DevicePtr;
-    if rest.len() >= 65_535 || rest.iter().any(|t| t.dtype() != T::DTYPE) {
+    if rest.len() >= MAX_SPANS || rest.iter().any(|t| t.dtype() != T::DTYPE) {
         return Ok(None);
     }
     let dev = &s0.device;
-    let mut views = Vec::with_capacity(rest.len() + 1);
-    match view::<T>(s0, l0)? {
-        Some(v) => views.push(v),
-        None => return Ok(None),
-    }
+    let Some(first) = view::<T>(s0, l0)? else {
+        return Ok(None);
+    };
     // The first storage is locked by candle already (it runs this op on it); only the others
     // are locked here.
     let guards: Vec<_> = rest.iter().map(|t| t.storage_and_layout()).collect();
-    for (st, l) in &guards {
-        let candle_core::Storage::Cuda(cs) = &**st else {
-            return Ok(None);
-        };
-        use candle_core::backend::BackendDevice;
-        if !cs.device.same_device(dev) {
-            return Ok(None);
-        }
-        match view::<T>(cs, l)? {
-            Some(v) => views.push(v),
-            None => return Ok(None),
-        }
-    }
-    let stream = dev.cuda_stream();
-    let mut table = Vec::with_capacity(views.len());
-    let mut records = Vec::with_capacity(views.len());
-    let (mut offset, mut longest) = (0usize, 0usize);
-    for v in &views {
-        let (src, record) = v.device_ptr(&stream);
-        table.push(GatherSource {
-            src,
-            len: v.len() as i64,
-            offset: offset as i64,
-        });
-        records.push(record);
-        offset += v.len();
-        longest = longest.max(v.len());
-    }
-    let total = offset;
+    let Some(others) = cuda_views::<T, _>(dev, &guards)? else {
+        return Ok(None);
+    };
+    let views: Vec<CudaView<'_, T>> = std::iter::once(first).chain(others).collect();
+    let total: usize = views.iter().map(|v| v.len()).sum();
     if total == 0 {
         // Nothing to launch for; candle's concatenation makes the empty tensor.
         return Ok(None);
     }
-    let table_on_device = dev.clone_htod(&table)?;
-    // SAFETY: every element of `out` is written: the sources tile 0..total.
+    use candle_core::cuda_backend::cudarc::driver::DevicePtrMut;
+    // SAFETY: every element of `out` is written: the spans tile 0..total.
     let mut out = unsafe { dev.alloc::<f64>(total)? };
-    let f = kernel!(dev, "gather_f64_from", T);
-    let cfg = LaunchConfig {
-        grid_dim: (
-            longest.div_ceil(256).clamp(1, 1024) as u32,
-            views.len() as u32,
-            1,
-        ),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
-    };
-    let mut b = f.builder();
-    b.arg(&table_on_device).arg(&mut out);
-    // SAFETY: `nas_gather_f64_from(const GatherSource<T>* sources, double* out)`: one grid row
-    // (blockIdx.y) per source of the table, each within `out` (total elements).
-    unsafe { b.launch(cfg) }.w()?;
-    drop(records);
+    {
+        let stream = dev.cuda_stream();
+        let (flat, _record) = out.device_ptr_mut(&stream);
+        launch_over_spans(dev, "gather_f64_from", &views, flat)?;
+    }
     Ok(Some(f64::wrap_cuda_slice(out, dev.clone())))
 }
-
-/// One target of the scatter kernel: the C struct `nas::ScatterTarget<T>`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct ScatterTarget {
-    dst: u64,
-    len: i64,
-    offset: i64,
-}
-
-// SAFETY: `#[repr(C)]` with the fields, order and sizes of `nas::ScatterTarget<T>`.
-unsafe impl DeviceRepr for ScatterTarget {}
 
 /// Writes the contiguous `[total]` f64 CUDA tensor `flat` into the variables `vars` in order
 /// (one float dtype, contiguous, on `flat`'s device), each value converted to their dtype, in
@@ -1046,9 +1066,7 @@ fn scatter_typed<T: DevFloat>(
     flat: &candle_core::Tensor,
     vars: &[&candle_core::Var],
 ) -> Result<bool> {
-    use candle_core::backend::BackendDevice;
-    use candle_core::cuda_backend::cudarc::driver::DevicePtr;
-    if vars.len() > 65_535 || vars.iter().any(|v| v.dtype() != T::DTYPE) {
+    if vars.len() > MAX_SPANS || vars.iter().any(|v| v.dtype() != T::DTYPE) {
         return Ok(false);
     }
     let (flat_storage, flat_layout) = flat.storage_and_layout();
@@ -1063,56 +1081,16 @@ fn scatter_typed<T: DevFloat>(
         .iter()
         .map(|v| v.as_tensor().storage_and_layout())
         .collect();
-    let mut views = Vec::with_capacity(vars.len());
-    for (st, l) in &guards {
-        let candle_core::Storage::Cuda(cs) = &**st else {
-            return Ok(false);
-        };
-        if !cs.device.same_device(dev) {
-            return Ok(false);
-        }
-        match view::<T>(cs, l)? {
-            Some(v) => views.push(v),
-            None => return Ok(false),
-        }
-    }
+    let Some(views) = cuda_views::<T, _>(dev, &guards)? else {
+        return Ok(false);
+    };
     let total: usize = views.iter().map(|v| v.len()).sum();
     if total != input.len() || total == 0 {
         return Ok(false);
     }
+    use candle_core::cuda_backend::cudarc::driver::DevicePtr;
     let stream = dev.cuda_stream();
-    let mut table = Vec::with_capacity(views.len());
-    let mut records = Vec::with_capacity(views.len());
-    let (mut offset, mut longest) = (0usize, 0usize);
-    for v in &views {
-        // The variables' buffers are written in place, as `Var::set` does; the pointer comes
-        // from their storage (no other reader runs between here and the launch on this stream).
-        let (dst, record) = v.device_ptr(&stream);
-        table.push(ScatterTarget {
-            dst,
-            len: v.len() as i64,
-            offset: offset as i64,
-        });
-        records.push(record);
-        offset += v.len();
-        longest = longest.max(v.len());
-    }
-    let table_on_device = dev.clone_htod(&table)?;
-    let f = kernel!(dev, "scatter_f64_to", T);
-    let cfg = LaunchConfig {
-        grid_dim: (
-            longest.div_ceil(256).clamp(1, 1024) as u32,
-            views.len() as u32,
-            1,
-        ),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
-    };
-    let mut b = f.builder();
-    b.arg(&table_on_device).arg(&input);
-    // SAFETY: `nas_scatter_f64_to(const ScatterTarget<T>* targets, const double* in)`: one grid
-    // row per target of the table, the targets disjoint variables, `in` of their total length.
-    unsafe { b.launch(cfg) }.w()?;
-    drop(records);
+    let (flat, _record) = input.device_ptr(&stream);
+    launch_over_spans(dev, "scatter_f64_to", &views, flat)?;
     Ok(true)
 }
