@@ -14,16 +14,35 @@ fn main() {
         .opt_level(2)
         .warnings(true)
         .compile("nas_kernels_host");
+    compile_emulation();
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
         compile_ptx();
     }
+}
+
+/// The device build (`csrc/device.cu`) compiled for the host with the CUDA built-ins of
+/// `csrc/emulate.h` (`csrc/emulated.cpp`): its kernels run on threads of the CPU, launched by
+/// `nas_kernels::emulated`, so their indexing is tested on every machine.
+fn compile_emulation() {
+    println!("cargo:rerun-if-changed=csrc/device.cu");
+    println!("cargo:rerun-if-changed=csrc/emulate.h");
+    println!("cargo:rerun-if-changed=csrc/emulated.cpp");
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/emulated.cpp")
+        .include("csrc")
+        .flag_if_supported("-std=c++14")
+        .flag_if_supported("-pthread")
+        .flag_if_supported("-fno-fast-math")
+        .opt_level(2)
+        .warnings(true)
+        .compile("nas_kernels_emulated");
 }
 
 /// `csrc/device.cu` -> `$OUT_DIR/nas_kernels.ptx` for the virtual architecture
 /// `compute_$CUDA_COMPUTE_CAP` (the variable candle's kernels read too; 80 when unset, which
 /// every GPU from the A100 on can run): the driver compiles the PTX for the GPU it finds.
 fn compile_ptx() {
-    println!("cargo:rerun-if-changed=csrc/device.cu");
     println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
     println!("cargo:rerun-if-env-changed=NVCC");
     let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "80".to_string());

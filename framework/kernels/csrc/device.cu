@@ -11,6 +11,12 @@
 
 using nas::Geom;
 
+// The linkage of a kernel: an exported entry point of the PTX; emulate.h makes them private
+// to the emulation's translation unit instead (its host build shares no symbol with host.cpp).
+#ifndef NAS_KERNEL
+#define NAS_KERNEL extern "C" __global__
+#endif
+
 #define NAS_GRID_STRIDE(i, total) \
   for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < (total); i += (long)blockDim.x * gridDim.x)
 
@@ -31,15 +37,19 @@ struct Outputs {
   T* p[NAS_MAX_OPTIONS];
 };
 
+// Sums *a and *b over the threads of the block, into every thread's *a and *b. The block
+// must have exactly NAS_BN_THREADS threads (launch::REDUCTION_THREADS on the Rust side):
+// with fewer, the tree would read shared cells nobody wrote; a wrong launch traps.
 template <typename T>
 __device__ void block_sum2(T* a, T* b) {
+  if (blockDim.x != NAS_BN_THREADS || blockDim.y != 1 || blockDim.z != 1) __trap();
   __shared__ T sa[NAS_BN_THREADS];
   __shared__ T sb[NAS_BN_THREADS];
   sa[threadIdx.x] = *a;
   sb[threadIdx.x] = *b;
   __syncthreads();
   for (int s = NAS_BN_THREADS / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) {
+    if ((int)threadIdx.x < s) {
       sa[threadIdx.x] += sa[threadIdx.x + s];
       sb[threadIdx.x] += sb[threadIdx.x + s];
     }
@@ -52,37 +62,37 @@ __device__ void block_sum2(T* a, T* b) {
 #define NAS_DEVICE_EXPORT(T, S)                                                                 \
   /* relu_in: the convolution reads max(x, 0) (a fused input ReLU); relu_x: the input of  */   \
   /* that ReLU, whose gradient mask the input gradient then applies (null: none).         */   \
-  extern "C" __global__ void nas_conv_fwd_##S(const T* x, const T* w, T* y, Geom g,             \
+  NAS_KERNEL void nas_conv_fwd_##S(const T* x, const T* w, T* y, Geom g,             \
                                               int relu_in) {                                     \
     NAS_GRID_STRIDE(i, (long)g.n * g.cout * g.oh * g.ow)                                         \
     y[i] = nas::conv_fwd_elem(x, w, g, i, relu_in);                                              \
   }                                                                                              \
-  extern "C" __global__ void nas_conv_bwd_input_##S(const T* gy, const T* w, T* gx, Geom g,      \
+  NAS_KERNEL void nas_conv_bwd_input_##S(const T* gy, const T* w, T* gx, Geom g,      \
                                                     const T* relu_x) {                           \
     NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.h * g.w) {                                          \
       T v = nas::conv_bwd_input_elem(gy, w, g, i);                                               \
       gx[i] = relu_x ? nas::relu_bwd_elem(relu_x[i], v) : v;                                     \
     }                                                                                            \
   }                                                                                              \
-  extern "C" __global__ void nas_conv_bwd_weight_##S(const T* x, const T* gy, T* gw, Geom g,     \
+  NAS_KERNEL void nas_conv_bwd_weight_##S(const T* x, const T* gy, T* gw, Geom g,     \
                                                      int relu_in) {                              \
     NAS_GRID_STRIDE(i, (long)g.cout * (g.cin / g.groups) * g.k * g.k)                            \
     gw[i] = nas::conv_bwd_weight_elem(x, gy, g, i, 0, g.n, relu_in);                             \
   }                                                                                              \
   /* The weight gradient split over the batch (nas::weight_splits): blockIdx.y = group s */  \
   /* into part[s * nw + i]; nas_sum_splits adds the groups. */                                \
-  extern "C" __global__ void nas_conv_bwd_weight_split_##S(const T* x, const T* gy, T* part,    \
+  NAS_KERNEL void nas_conv_bwd_weight_split_##S(const T* x, const T* gy, T* part,    \
                                                            Geom g, int per, int relu_in) {     \
     long nw = (long)g.cout * (g.cin / g.groups) * g.k * g.k;                                     \
     int s = (int)blockIdx.y;                                                                     \
     NAS_GRID_STRIDE(i, nw)                                                                       \
     part[(long)s * nw + i] = nas::conv_bwd_weight_split_elem(x, gy, g, i, s, per, relu_in);      \
   }                                                                                              \
-  extern "C" __global__ void nas_sum_splits_##S(const T* part, T* out, int splits, long len) {   \
+  NAS_KERNEL void nas_sum_splits_##S(const T* part, T* out, int splits, long len) {   \
     NAS_GRID_STRIDE(i, len) out[i] = nas::sum_splits_elem(part, splits, len, i);                 \
   }                                                                                              \
   /* y or arg may be null: the forward needs only y, the backward only the winners.         */  \
-  extern "C" __global__ void nas_max_pool_fwd_##S(const T* x, T* y, int* arg, Geom g) {          \
+  NAS_KERNEL void nas_max_pool_fwd_##S(const T* x, T* y, int* arg, Geom g) {          \
     NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.oh * g.ow) {                                        \
       int a;                                                                                     \
       T v = nas::max_pool_fwd_elem(x, g, i, &a);                                                 \
@@ -90,21 +100,21 @@ __device__ void block_sum2(T* a, T* b) {
       if (arg) arg[i] = a;                                                                       \
     }                                                                                            \
   }                                                                                              \
-  extern "C" __global__ void nas_max_pool_bwd_##S(const T* gy, const int* arg, T* gx, Geom g) {  \
+  NAS_KERNEL void nas_max_pool_bwd_##S(const T* gy, const int* arg, T* gx, Geom g) {  \
     NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.h * g.w) gx[i] = nas::max_pool_bwd_elem(gy, arg, g, i); \
   }                                                                                              \
-  extern "C" __global__ void nas_avg_pool_fwd_##S(const T* x, T* y, Geom g, int include_pad) {   \
+  NAS_KERNEL void nas_avg_pool_fwd_##S(const T* x, T* y, Geom g, int include_pad) {   \
     NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.oh * g.ow)                                          \
     y[i] = nas::avg_pool_fwd_elem(x, g, i, include_pad);                                         \
   }                                                                                              \
-  extern "C" __global__ void nas_avg_pool_bwd_##S(const T* gy, T* gx, Geom g, int include_pad) { \
+  NAS_KERNEL void nas_avg_pool_bwd_##S(const T* gy, T* gx, Geom g, int include_pad) { \
     NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.h * g.w)                                            \
     gx[i] = nas::avg_pool_bwd_elem(gy, g, i, include_pad);                                       \
   }                                                                                              \
   /* One block per channel (gridDim.x == c, blockDim.x == NAS_BN_THREADS). The batch mean,  */  \
   /* 1/sqrt(var + eps) and biased variance stay on the device (save_*) for the backward and   */  \
   /* nas_bn_running; nothing is copied back to the host.                                      */  \
-  extern "C" __global__ void nas_bn_fwd_train_##S(const T* x, const T* gamma, const T* beta,     \
+  NAS_KERNEL void nas_bn_fwd_train_##S(const T* x, const T* gamma, const T* beta,     \
                                                   int n, int c, long hw, T eps, T* y,            \
                                                   T* save_mean, T* save_invstd, T* save_var) {   \
     int ch = blockIdx.x;                                                                         \
@@ -128,7 +138,7 @@ __device__ void block_sum2(T* a, T* b) {
       y[o] = nas::bn_fwd_elem(x[o], mean, invstd, ga, be);                                       \
     }                                                                                            \
   }                                                                                              \
-  extern "C" __global__ void nas_bn_bwd_train_##S(const T* x, const T* gy, const T* gamma,       \
+  NAS_KERNEL void nas_bn_bwd_train_##S(const T* x, const T* gy, const T* gamma,       \
                                                   int n, int c, long hw, const T* save_mean,     \
                                                   const T* save_invstd, T* gx, T* ggamma,        \
                                                   T* gbeta) {                                    \
@@ -150,34 +160,35 @@ __device__ void block_sum2(T* a, T* b) {
   }                                                                                              \
   /* The running statistics (f64, as on the CPU) after a training forward over m values per */  \
   /* channel whose batch statistics are mean and var (biased); factor: the momentum.         */  \
-  extern "C" __global__ void nas_bn_running_##S(const T* mean, const T* var, long m,             \
+  NAS_KERNEL void nas_bn_running_##S(const T* mean, const T* var, long m,             \
                                                 double factor, int c, double* run_mean,          \
                                                 double* run_var) {                               \
     NAS_GRID_STRIDE(ch, (long)c)                                                                 \
     nas::bn_update_running(mean[ch], var[ch], m, factor, &run_mean[ch], &run_var[ch]);           \
   }                                                                                              \
-  extern "C" __global__ void nas_relu_fwd_##S(const T* x, T* y, long len) {                      \
+  NAS_KERNEL void nas_relu_fwd_##S(const T* x, T* y, long len) {                      \
     NAS_GRID_STRIDE(i, len) y[i] = nas::relu_fwd_elem(x[i]);                                     \
   }                                                                                              \
-  extern "C" __global__ void nas_relu_bwd_##S(const T* x, const T* gy, T* gx, long len) {        \
+  NAS_KERNEL void nas_relu_bwd_##S(const T* x, const T* gy, T* gx, long len) {        \
     NAS_GRID_STRIDE(i, len) gx[i] = nas::relu_bwd_elem(x[i], gy[i]);                             \
   }                                                                                              \
   /* The options' outputs travel by value (Operands: no pointer array to upload). */             \
-  extern "C" __global__ void nas_mixed_fwd_##S(Operands<T> ys, const T* w, int kn, long len,     \
+  NAS_KERNEL void nas_mixed_fwd_##S(Operands<T> ys, const T* w, int kn, long len,     \
                                                T* y) {                                           \
     NAS_GRID_STRIDE(i, len) y[i] = nas::mixed_fwd_elem(ys.p, w, kn, i);                          \
   }                                                                                              \
   /* Grid (chunks, kn): block (b, k) writes dL/dys[k] = w[k] * gy over its share of the      */  \
   /* elements (gys.p[k] null: not needed) and, when part is not null, its partial sum of      */  \
   /* gy * ys[k] into part[k * gridDim.x + b] (nas_mixed_sum_parts adds them in order).       */  \
-  extern "C" __global__ void nas_mixed_bwd_##S(const T* gy, Operands<T> ys, const T* w, int kn,  \
+  NAS_KERNEL void nas_mixed_bwd_##S(const T* gy, Operands<T> ys, const T* w, int kn,  \
                                                long len, Outputs<T> gys, T* part) {              \
     int k = blockIdx.y;                                                                          \
+    if (k >= kn) return; /* a whole block: no thread of it reaches block_sum2 */                \
     long per = (len + gridDim.x - 1) / gridDim.x;                                                \
     long i0 = (long)blockIdx.x * per;                                                            \
     long i1 = i0 + per < len ? i0 + per : len;                                                   \
     T acc = T(0), unused = T(0);                                                                 \
-    if (part)                                                                                    \
+    if (part && ys.p[k]) /* an absent option (null, weight 0): gradient 0 as on the host */    \
       for (long i = i0 + threadIdx.x; i < i1; i += blockDim.x)                                   \
         acc += nas::mixed_weight_grad_partial(gy, ys.p[k], i, i + 1);                            \
     T* gk = gys.p[k];                                                                            \
@@ -189,7 +200,7 @@ __device__ void block_sum2(T* a, T* b) {
     }                                                                                            \
   }                                                                                              \
   /* gw[k] = the sum of part[k * chunks .. (k + 1) * chunks], in order (deterministic). */       \
-  extern "C" __global__ void nas_mixed_sum_parts_##S(const T* part, int chunks, int kn, T* gw) { \
+  NAS_KERNEL void nas_mixed_sum_parts_##S(const T* part, int chunks, int kn, T* gw) { \
     NAS_GRID_STRIDE(k, (long)kn) {                                                               \
       T acc = T(0);                                                                              \
       for (int b = 0; b < chunks; ++b) acc += part[k * chunks + b];                              \
@@ -199,7 +210,7 @@ __device__ void block_sum2(T* a, T* b) {
 
 /* Grid (chunks, count): block (b, t) copies its share of source t (grid-stride over b). */
 #define NAS_GATHER_EXPORT(T, S)                                                                 \
-  extern "C" __global__ void nas_gather_f64_from_##S(const nas::FlatSpan<const T*>* sources,    \
+  NAS_KERNEL void nas_gather_f64_from_##S(const nas::FlatSpan<const T*>* sources,    \
                                                      double* out) {                             \
     const nas::FlatSpan<const T*> s = sources[blockIdx.y];                                       \
     NAS_GRID_STRIDE(i, s.len) nas::gather_elem(s, i, out);                                       \
@@ -207,7 +218,7 @@ __device__ void block_sum2(T* a, T* b) {
 
 /* The reverse: block (b, t) writes its share of target t from the flat f64 buffer. */
 #define NAS_SCATTER_EXPORT(T, S)                                                                \
-  extern "C" __global__ void nas_scatter_f64_to_##S(const nas::FlatSpan<T*>* targets,           \
+  NAS_KERNEL void nas_scatter_f64_to_##S(const nas::FlatSpan<T*>* targets,           \
                                                     const double* in) {                         \
     const nas::FlatSpan<T*> t = targets[blockIdx.y];                                             \
     NAS_GRID_STRIDE(i, t.len) nas::scatter_elem(in, t, i);                                       \

@@ -18,12 +18,19 @@
 //!   it from its ops' CUDA forward (docs/gpu.md). Until a GPU machine has run it, the device
 //!   launch is the only untested part.
 //!
+//! - the **emulated device build** ([`emulated`]): `csrc/device.cu` itself compiled for the host
+//!   with the CUDA built-ins of `csrc/emulate.h`, its kernels run over grids of blocks of CPU
+//!   threads with the launch geometry of [`launch`] (the one `nas-ops` gives a GPU), so the
+//!   kernels' indexing, reductions and barriers are tested on every machine too.
+//!
 //! The host build is a correctness contract, not the CPU fast path: `nas-ops`' own kernels
 //! (blocked, vectorised, parallel) stay the CPU implementation.
 #![deny(missing_docs)]
 
 #[cfg(feature = "cuda")]
 pub mod device;
+pub mod emulated;
 pub mod host;
+pub mod launch;
 
 pub use host::{weight_splits, Geom, KernelError};

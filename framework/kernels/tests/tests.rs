@@ -1,6 +1,7 @@
 //! The one integration-test binary of this crate (one binary per crate: each links candle
 //! once); topic files beside it.
 
+mod emulated;
 mod finite_diff;
 mod gather;
 mod golden;

@@ -23,7 +23,8 @@ use candle_core::cuda_backend::cudarc::driver::{
 };
 use candle_core::cuda_backend::{CudaDType, DeviceId, WrapErr};
 use candle_core::{CudaDevice, CudaStorage, DType, Layout, Result, Shape, WithDType};
-use nas_kernels::device::{entry, MODULE, PTX};
+use nas_kernels::device::{MODULE, PTX};
+use nas_kernels::launch::{self, entry, Launch};
 use nas_kernels::Geom;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -79,15 +80,19 @@ fn view<'a, T: DevFloat>(s: &'a CudaStorage, l: &Layout) -> Result<Option<CudaVi
         .transpose()
 }
 
-/// Grid-stride launch over `total` elements: 256 threads a block, at most 65,536 blocks.
-fn elementwise(total: usize) -> LaunchConfig {
-    const THREADS: usize = 256;
-    let blocks = total.div_ceil(THREADS).clamp(1, 1 << 16);
+/// cudarc's launch configuration for a geometry of [`nas_kernels::launch`] (the one the
+/// emulated device build is tested with).
+fn config(l: Launch) -> LaunchConfig {
     LaunchConfig {
-        grid_dim: (blocks as u32, 1, 1),
-        block_dim: (THREADS as u32, 1, 1),
+        grid_dim: l.grid,
+        block_dim: l.block,
         shared_mem_bytes: 0,
     }
+}
+
+/// Grid-stride launch over `total` elements ([`launch::elementwise`]).
+fn elementwise(total: usize) -> LaunchConfig {
+    config(launch::elementwise(total))
 }
 
 fn geom_err(e: nas_kernels::KernelError) -> candle_core::Error {
@@ -385,8 +390,7 @@ fn weight_grad<T: DevFloat>(
     {
         let f = kernel!(dev, "conv_bwd_weight_split", T);
         let per_i = per as i32;
-        let mut cfg = elementwise(nw);
-        cfg.grid_dim.1 = splits as u32;
+        let cfg = config(launch::weight_split(nw, splits));
         let mut b = f.builder();
         b.arg(x)
             .arg(gy)
@@ -560,13 +564,10 @@ pub(crate) fn avg_pool(
 /// A null device pointer for an optional kernel argument.
 const NULL: u64 = 0;
 
-/// Launch shape of the per-channel reductions: one block per channel.
+/// Launch shape of the per-channel reductions: one block per channel
+/// ([`launch::per_channel`]).
 fn per_channel(c: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (c as u32, 1, 1),
-        block_dim: (nas_kernels::device::REDUCTION_THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    }
+    config(launch::per_channel(c))
 }
 
 /// The batch statistics of one training-mode batch-norm forward, left on the device where it
@@ -759,9 +760,9 @@ pub(crate) fn batch_norm_train_bwd(
     })
 }
 
-/// The most options a weighted sum launches with (`NAS_MAX_OPTIONS` in device.cu); a sum of
-/// more goes through candle's element-wise ops.
-pub(crate) const MAX_OPTIONS: usize = 32;
+/// The most options a weighted sum launches with ([`launch::MAX_OPTIONS`]); a sum of more goes
+/// through candle's element-wise ops.
+pub(crate) const MAX_OPTIONS: usize = launch::MAX_OPTIONS;
 
 /// Up to [`MAX_OPTIONS`] device pointers as one kernel argument passed by value (the C
 /// structs `Operands<T>` / `Outputs<T>`), unused entries null.
@@ -881,7 +882,7 @@ pub(crate) fn mixed_sum_bwd(
         }
         let dev = &sw.device;
         let outputs = tracked.iter().filter(|&&t| t).count();
-        let chunks = numel.div_ceil(4096).clamp(1, 1024);
+        let chunks = launch::mixed_chunks(numel);
         let out = with_pointers::<T, _>(dev, ys, numel, |ptrs| {
             // SAFETY: dL/dw is written when asked for, each tracked dL/dys[k] in full; the
             // rest is not read.
@@ -910,11 +911,7 @@ pub(crate) fn mixed_sum_bwd(
                     .arg(&len)
                     .arg(&gys)
                     .arg(&part_arg);
-                let cfg = LaunchConfig {
-                    grid_dim: (chunks as u32, k as u32, 1),
-                    block_dim: (nas_kernels::device::REDUCTION_THREADS, 1, 1),
-                    shared_mem_bytes: 0,
-                };
+                let cfg = config(launch::mixed_bwd(numel, k));
                 // SAFETY: `nas_mixed_bwd(const T* gy, Operands<T> ys, const T* w, int kn,
                 // long len, Outputs<T> gys, T* part)`: gys point at the tracked rows of `out`
                 // (numel each), part holds kn * chunks values, grid (chunks, kn) of
@@ -950,7 +947,7 @@ struct FlatSpan {
 unsafe impl DeviceRepr for FlatSpan {}
 
 /// The most tensors one gather or scatter takes (a grid row each).
-const MAX_SPANS: usize = 65_535;
+const MAX_SPANS: usize = launch::MAX_SPANS;
 
 /// Runs the multi-tensor kernel `base` (`nas_<base>_<T>(const FlatSpan<P>* spans, flat)`) over
 /// `views` laid end to end in the flat `f64` buffer at device address `flat`: the table of
@@ -982,15 +979,7 @@ fn launch_over_spans<T: DevFloat>(
     }
     let table_on_device = dev.clone_htod(&table)?;
     let f = kernel::<T>(dev, base)?;
-    let cfg = LaunchConfig {
-        grid_dim: (
-            longest.div_ceil(256).clamp(1, 1024) as u32,
-            views.len() as u32,
-            1,
-        ),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
-    };
+    let cfg = config(launch::over_spans(longest, views.len()));
     let mut b = f.builder();
     b.arg(&table_on_device).arg(&flat);
     // SAFETY: `nas_gather_f64_from(const FlatSpan<const T*>*, double* out)` /

@@ -1,0 +1,51 @@
+// emulate.h: the CUDA built-ins that device.cu uses, for a host C++ compiler, so that the
+// device build's kernels (their thread and block indexing, grid-stride loops, shared-memory
+// reductions and barriers) run and are tested on a machine without a GPU (csrc/emulated.cpp).
+//
+// Each emulated launch runs the block's threads as real threads (so __syncthreads is a real
+// barrier and races inside a block can show), one block at a time in reverse order of their
+// index (so a kernel whose blocks depend on each other's order shows it); `__shared__`
+// variables become function-local statics, which one block at a time makes per-block
+// memory. What this cannot show: warp-level timing, memory coalescing, the PTX compiler's
+// own behaviour, and the launch arguments' marshalling by the Rust side.
+#pragma once
+
+#include <math.h>
+
+// CUDA's dim3 (x, y, z).
+struct dim3 {
+  unsigned x, y, z;
+};
+
+namespace nas_emu {
+
+// The running thread's coordinates in its launch.
+struct ThreadCtx {
+  dim3 block_idx;
+  dim3 thread_idx;
+  dim3 block_dim;
+  dim3 grid_dim;
+};
+
+// Set by the emulated launch for each of its threads.
+extern thread_local ThreadCtx ctx;
+
+// What __trap() throws (the launch then fails).
+struct Trap {};
+
+// __syncthreads(): waits for every thread of the block (throws when they never all arrive).
+void sync_threads();
+
+}  // namespace nas_emu
+
+#define blockIdx (nas_emu::ctx.block_idx)
+#define threadIdx (nas_emu::ctx.thread_idx)
+#define blockDim (nas_emu::ctx.block_dim)
+#define gridDim (nas_emu::ctx.grid_dim)
+#define __syncthreads() nas_emu::sync_threads()
+#define __trap() throw nas_emu::Trap {}
+#define __global__
+#define __device__
+#define __host__
+#define __shared__ static
+#define NAS_KERNEL static

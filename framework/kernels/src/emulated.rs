@@ -1,0 +1,116 @@
+//! The device build's kernels run on the CPU: `csrc/device.cu` compiled for the host with the
+//! CUDA built-ins of `csrc/emulate.h` (`csrc/emulated.cpp`), each launch run over its grid of
+//! blocks of real threads (the threads of a block concurrently, with `__syncthreads` a real
+//! barrier; the blocks one at a time in reverse order, `__shared__` memory per block).
+//!
+//! This is how the part of the CUDA path that the host build cannot reach is tested on a
+//! machine without a GPU: the kernels' thread and block indexing, grid-stride loops,
+//! shared-memory reductions and barriers, with the launch geometry of [`crate::launch`] that
+//! `nas-ops` gives the GPU. It does not test the Rust side's argument marshalling, device
+//! memory or the PTX compiler. For tests: slow (one OS thread per CUDA thread).
+use std::ffi::{c_void, CString};
+use std::os::raw::{c_char, c_int, c_uint};
+
+use crate::launch::Launch;
+
+extern "C" {
+    fn nas_emu_launch(
+        name: *const c_char,
+        grid: *const c_uint,
+        block: *const c_uint,
+        args: *mut *mut c_void,
+    ) -> c_int;
+    fn nas_emu_has(name: *const c_char) -> c_int;
+}
+
+/// Why an emulated launch did not run to the end.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmulationError {
+    /// `device.cu` has no kernel of that name (or the emulator's table misses it).
+    #[error("no kernel `{0}` in device.cu's emulation")]
+    UnknownKernel(String),
+    /// The grid or block is outside CUDA's limits (a launch the GPU would refuse).
+    #[error("launch of `{name}` with {launch:?} is outside CUDA's grid and block limits")]
+    BadLaunch {
+        /// The kernel.
+        name: String,
+        /// The refused geometry.
+        launch: Launch,
+    },
+    /// Not every thread of a block reached the same `__syncthreads` (a hang or undefined
+    /// behaviour on a GPU).
+    #[error("the threads of a block of `{0}` diverged at __syncthreads")]
+    Diverged(String),
+    /// A kernel thread called `__trap()`: a launch the kernel refuses (e.g. a reduction
+    /// launched with a block of the wrong size).
+    #[error("`{0}` trapped (a launch it refuses)")]
+    Trapped(String),
+    /// A kernel thread failed otherwise.
+    #[error("a thread of `{0}` failed")]
+    Failed(String),
+}
+
+/// Whether the emulation has kernel `name` (an entry point `nas_<base>_<f32|f64>`).
+pub fn has_kernel(name: &str) -> bool {
+    let Ok(c) = CString::new(name) else {
+        return false;
+    };
+    // SAFETY: a NUL-terminated string in, an int out.
+    unsafe { nas_emu_has(c.as_ptr()) == 1 }
+}
+
+/// The arguments of one emulated launch, kept at stable addresses: each pushed value is
+/// boxed, and the launch passes a pointer to each (as `cuLaunchKernel` takes them).
+#[derive(Default)]
+pub struct Args {
+    values: Vec<Box<dyn std::any::Any>>,
+    pointers: Vec<*mut c_void>,
+}
+
+impl Args {
+    /// No arguments yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends one argument by value: a number, a `#[repr(C)]` struct of the kernel's
+    /// parameter type, or a pointer (`slice.as_mut_ptr()`, `std::ptr::null::<T>()`).
+    pub fn push<T: 'static>(&mut self, value: T) -> &mut Self {
+        let mut boxed = Box::new(value);
+        self.pointers.push((&mut *boxed as *mut T).cast());
+        self.values.push(boxed);
+        self
+    }
+}
+
+/// Runs kernel `name` of `device.cu` over `launch` with `args`.
+///
+/// # Safety
+/// `args` must hold exactly the kernel's parameters, in order, each of the C type's size and
+/// layout (`i32` for `int`, `i64` for `long`, `#[repr(C)]` structs), and every pointer among
+/// them must be valid for everything the kernel reads and writes through it.
+pub unsafe fn launch(name: &str, launch: Launch, args: &mut Args) -> Result<(), EmulationError> {
+    let c = CString::new(name).map_err(|_| EmulationError::UnknownKernel(name.to_string()))?;
+    let grid = [launch.grid.0, launch.grid.1, launch.grid.2];
+    let block = [launch.block.0, launch.block.1, launch.block.2];
+    // SAFETY: the caller vouches for the arguments; the geometry is checked on the C side.
+    let rc = unsafe {
+        nas_emu_launch(
+            c.as_ptr(),
+            grid.as_ptr(),
+            block.as_ptr(),
+            args.pointers.as_mut_ptr(),
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        -1 => Err(EmulationError::UnknownKernel(name.to_string())),
+        -2 => Err(EmulationError::BadLaunch {
+            name: name.to_string(),
+            launch,
+        }),
+        -3 => Err(EmulationError::Diverged(name.to_string())),
+        -5 => Err(EmulationError::Trapped(name.to_string())),
+        _ => Err(EmulationError::Failed(name.to_string())),
+    }
+}

@@ -1,0 +1,125 @@
+//! The launch geometry of `csrc/device.cu`'s kernels: how many blocks of how many threads each
+//! launch takes, and the limits the kernels are written for.
+//!
+//! One source for both users: `nas-ops` turns these into cudarc launch configurations on a
+//! GPU, and the host emulation of the device build ([`crate::emulated`]) runs the kernels
+//! with exactly the same grids and blocks, so the tests of the emulation cover the indexing
+//! the GPU will see.
+
+/// Threads per block of every launch of `device.cu`.
+pub const THREADS: u32 = 256;
+
+/// Threads per block of the reductions (`NAS_BN_THREADS` in `device.cu`): the batch-norm and
+/// mixing-weight kernels must be launched with exactly this many.
+pub const REDUCTION_THREADS: u32 = 256;
+
+/// The most options one weighted-sum launch takes (`NAS_MAX_OPTIONS` in `device.cu`; the
+/// options' pointers travel by value in an array of this size).
+pub const MAX_OPTIONS: usize = 32;
+
+/// The most tensors one gather or scatter takes (one grid row each; CUDA's limit on
+/// `gridDim.y`).
+pub const MAX_SPANS: usize = 65_535;
+
+/// Elements of the weighted sum's backward each block reduces at most (before the cap on the
+/// number of chunks).
+const MIXED_CHUNK: usize = 4096;
+
+/// The most chunks the weighted sum's backward splits its elements into.
+const MAX_MIXED_CHUNKS: usize = 1024;
+
+/// The most blocks of a grid-stride launch (each thread then covers several elements).
+const MAX_GRID_STRIDE_BLOCKS: usize = 1 << 16;
+
+/// The most blocks along x of a multi-tensor gather or scatter.
+const MAX_SPAN_CHUNKS: usize = 1024;
+
+/// A grid and a block, as CUDA's `gridDim` and `blockDim` (x, y, z).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Launch {
+    /// Blocks along x, y, z.
+    pub grid: (u32, u32, u32),
+    /// Threads per block along x, y, z.
+    pub block: (u32, u32, u32),
+}
+
+/// Grid-stride launch over `total` elements: [`THREADS`] threads a block, at most 65,536
+/// blocks (every element kernel: convolutions, pooling, ReLU, the weighted sum's forward,
+/// `sum_splits`, `mixed_sum_parts`, `bn_running`).
+pub fn elementwise(total: usize) -> Launch {
+    let blocks = total
+        .div_ceil(THREADS as usize)
+        .clamp(1, MAX_GRID_STRIDE_BLOCKS);
+    Launch {
+        grid: (blocks as u32, 1, 1),
+        block: (THREADS, 1, 1),
+    }
+}
+
+/// The weight gradient split over the batch (`conv_bwd_weight_split`): a grid-stride launch
+/// over the `nw` weights with one grid row (`blockIdx.y`) per split.
+pub fn weight_split(nw: usize, splits: usize) -> Launch {
+    let mut l = elementwise(nw);
+    l.grid.1 = splits as u32;
+    l
+}
+
+/// The per-channel reductions (`bn_fwd_train`, `bn_bwd_train`): one block of
+/// [`REDUCTION_THREADS`] per channel.
+pub fn per_channel(c: usize) -> Launch {
+    Launch {
+        grid: (c as u32, 1, 1),
+        block: (REDUCTION_THREADS, 1, 1),
+    }
+}
+
+/// The number of chunks the weighted sum's backward splits `numel` elements into (the partial
+/// sums per option that `mixed_sum_parts` adds).
+pub fn mixed_chunks(numel: usize) -> usize {
+    numel.div_ceil(MIXED_CHUNK).clamp(1, MAX_MIXED_CHUNKS)
+}
+
+/// The weighted sum's backward (`mixed_bwd`) over `numel` elements and `options` options: a
+/// grid of [`mixed_chunks`] x options blocks of [`REDUCTION_THREADS`].
+pub fn mixed_bwd(numel: usize, options: usize) -> Launch {
+    Launch {
+        grid: (mixed_chunks(numel) as u32, options as u32, 1),
+        block: (REDUCTION_THREADS, 1, 1),
+    }
+}
+
+/// A multi-tensor gather or scatter over `count` tensors the longest of which has `longest`
+/// elements: a grid of chunks x tensors of [`THREADS`] (grid-stride within a tensor).
+pub fn over_spans(longest: usize, count: usize) -> Launch {
+    Launch {
+        grid: (
+            longest.div_ceil(THREADS as usize).clamp(1, MAX_SPAN_CHUNKS) as u32,
+            count as u32,
+            1,
+        ),
+        block: (THREADS, 1, 1),
+    }
+}
+
+/// The entry point `nas_<base>_<f32|f64>` of `device.cu`.
+pub fn entry(base: &str, f64: bool) -> String {
+    format!("nas_{base}_{}", if f64 { "f64" } else { "f32" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grids_cover_their_elements_within_cuda_limits() {
+        assert_eq!(elementwise(0).grid.0, 1);
+        assert_eq!(elementwise(257).grid.0, 2);
+        assert_eq!(elementwise(usize::MAX / 2).grid.0, 1 << 16);
+        assert_eq!(weight_split(10, 3).grid, (1, 3, 1));
+        assert_eq!(mixed_chunks(1), 1);
+        assert_eq!(mixed_chunks(4097), 2);
+        assert_eq!(mixed_chunks(1 << 40), 1024);
+        assert_eq!(over_spans(1 << 30, 5).grid, (1024, 5, 1));
+        assert_eq!(entry("relu_fwd", true), "nas_relu_fwd_f64");
+    }
+}

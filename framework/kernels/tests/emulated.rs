@@ -1,0 +1,643 @@
+//! The device build (`csrc/device.cu`) run on the CPU through the emulation of
+//! `nas_kernels::emulated`, with the launch geometry `nas-ops` gives a GPU
+//! (`nas_kernels::launch`), against the host build (`nas_kernels::host`, itself tested against
+//! PyTorch's goldens) and, for the statistics, against sums computed here.
+//!
+//! Element kernels run the same body per element as the host build, so they must agree bit
+//! for bit; the reductions (batch norm, the mixing weights' gradients, the weight gradient's
+//! split) add in another order and agree to rounding.
+use nas_kernels::emulated::{self, Args, EmulationError};
+use nas_kernels::host::{self, BnShape, HostFloat};
+use nas_kernels::launch::{self, entry, Launch};
+use nas_kernels::{weight_splits, Geom};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// The element types the device build exports, with what these tests need of them.
+trait Elem: HostFloat + Into<f64> + PartialEq + std::fmt::Debug + 'static {
+    const F64: bool;
+    /// Normwise relative tolerance of a reduction summed in another order.
+    const TOL: f64;
+    fn of(v: f64) -> Self;
+}
+
+impl Elem for f32 {
+    const F64: bool = false;
+    const TOL: f64 = 1e-5;
+    fn of(v: f64) -> Self {
+        v as f32
+    }
+}
+
+impl Elem for f64 {
+    const F64: bool = true;
+    const TOL: f64 = 1e-12;
+    fn of(v: f64) -> Self {
+        v
+    }
+}
+
+fn random<T: Elem>(len: usize, seed: u64) -> Vec<T> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..len)
+        .map(|_| T::of(rng.random_range(-1.0..1.0)))
+        .collect()
+}
+
+/// Runs kernel `base` for `T` over `l`; panics with the emulator's error.
+fn run<T: Elem>(base: &str, l: Launch, args: &mut Args) {
+    let name = entry(base, T::F64);
+    // SAFETY: every call below passes the kernel's parameters in order, with pointers into
+    // buffers of the lengths the geometry implies (the same the host wrappers check).
+    unsafe { emulated::launch(&name, l, args) }.unwrap_or_else(|e| panic!("{name}: {e}"));
+}
+
+fn assert_close<T: Elem>(got: &[T], want: &[T], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let (mut diff, mut norm) = (0.0f64, 0.0f64);
+    for (g, w) in got.iter().zip(want) {
+        let (g, w): (f64, f64) = ((*g).into(), (*w).into());
+        diff += (g - w) * (g - w);
+        norm += w * w;
+    }
+    let rel = diff.sqrt() / norm.sqrt().max(1e-30);
+    assert!(
+        rel <= T::TOL,
+        "{what}: relative error {rel:e} > {:e}",
+        T::TOL
+    );
+}
+
+fn in_len(g: &Geom) -> usize {
+    (g.n * g.cin * g.h * g.w) as usize
+}
+fn out_len(g: &Geom) -> usize {
+    (g.n * g.cout * g.oh * g.ow) as usize
+}
+fn w_len(g: &Geom) -> usize {
+    (g.cout * (g.cin / g.groups) * g.k * g.k) as usize
+}
+
+/// Depthwise (k 3, and k 5 dilated strided), pointwise, and a grouped strided dense
+/// convolution, over outputs of more than one block.
+fn conv_geometries() -> Vec<Geom> {
+    vec![
+        Geom::conv(2, 8, 9, 9, 8, 3, 1, 1, 1, 8).unwrap(),
+        Geom::conv(2, 8, 11, 10, 8, 5, 2, 4, 2, 8).unwrap(),
+        Geom::conv(3, 8, 7, 7, 12, 1, 1, 0, 1, 1).unwrap(),
+        Geom::conv(2, 6, 9, 8, 4, 3, 2, 1, 1, 2).unwrap(),
+    ]
+}
+
+fn conv_case<T: Elem>(g: Geom, relu: bool, seed: u64) {
+    let x = random::<T>(in_len(&g), seed);
+    let w = random::<T>(w_len(&g), seed + 1);
+    let gy = random::<T>(out_len(&g), seed + 2);
+    let relu_i = i32::from(relu);
+    let want_y = if relu {
+        host::relu_conv_fwd(&x, &w, &g)
+    } else {
+        host::conv_fwd(&x, &w, &g)
+    }
+    .unwrap();
+    let (want_gx, want_gw) = if relu {
+        host::relu_conv_bwd(&x, &w, &gy, &g)
+    } else {
+        host::conv_bwd(&x, &w, &gy, &g)
+    }
+    .unwrap();
+    // The forward with nas-ops' geometry and with a grid too small for one pass (the
+    // grid-stride loop).
+    for l in [
+        launch::elementwise(out_len(&g)),
+        Launch {
+            grid: (2, 1, 1),
+            block: (64, 1, 1),
+        },
+    ] {
+        let mut y = vec![T::default(); out_len(&g)];
+        let mut a = Args::new();
+        a.push(x.as_ptr()).push(w.as_ptr()).push(y.as_mut_ptr());
+        a.push(g).push(relu_i);
+        run::<T>("conv_fwd", l, &mut a);
+        assert!(y == want_y, "conv_fwd {g:?} relu {relu} {l:?}");
+    }
+    let mut gx = vec![T::default(); in_len(&g)];
+    let relu_x = if relu { x.as_ptr() } else { std::ptr::null() };
+    let mut a = Args::new();
+    a.push(gy.as_ptr()).push(w.as_ptr()).push(gx.as_mut_ptr());
+    a.push(g).push(relu_x);
+    run::<T>("conv_bwd_input", launch::elementwise(in_len(&g)), &mut a);
+    assert!(gx == want_gx, "conv_bwd_input {g:?} relu {relu}");
+    // The weight gradient both ways nas-ops launches it: split over the batch
+    // (weight_splits) and summed in order, and in one pass over the whole batch.
+    let nw = w_len(&g);
+    let (splits, per) = weight_splits(g.n as usize, nw);
+    assert!(splits > 1, "these geometries exercise the split");
+    let mut part = vec![T::default(); splits * nw];
+    let mut a = Args::new();
+    a.push(x.as_ptr()).push(gy.as_ptr()).push(part.as_mut_ptr());
+    a.push(g).push(per as i32).push(relu_i);
+    run::<T>(
+        "conv_bwd_weight_split",
+        launch::weight_split(nw, splits),
+        &mut a,
+    );
+    let mut gw = vec![T::default(); nw];
+    let mut a = Args::new();
+    a.push(part.as_ptr()).push(gw.as_mut_ptr());
+    a.push(splits as i32).push(nw as i64);
+    run::<T>("sum_splits", launch::elementwise(nw), &mut a);
+    assert!(gw == want_gw, "split weight gradient {g:?} relu {relu}");
+    let mut whole = vec![T::default(); nw];
+    let mut a = Args::new();
+    a.push(x.as_ptr())
+        .push(gy.as_ptr())
+        .push(whole.as_mut_ptr());
+    a.push(g).push(relu_i);
+    run::<T>("conv_bwd_weight", launch::elementwise(nw), &mut a);
+    assert_close(&whole, &want_gw, "one-pass weight gradient");
+}
+
+#[test]
+fn convolutions_match_the_host_build() {
+    for (i, g) in conv_geometries().into_iter().enumerate() {
+        for relu in [false, true] {
+            conv_case::<f32>(g, relu, 10 * i as u64);
+            conv_case::<f64>(g, relu, 10 * i as u64 + 5);
+        }
+    }
+}
+
+fn pool_case<T: Elem>(g: Geom, seed: u64) {
+    let mut x = random::<T>(in_len(&g), seed);
+    // Ties: the first maximum in window order must win, as in the host build.
+    for v in x.iter_mut().step_by(7) {
+        *v = T::of(0.5);
+    }
+    let gy = random::<T>(out_len(&g), seed + 1);
+    let (want_y, want_arg) = host::max_pool_fwd(&x, &g).unwrap();
+    let want_gx = host::max_pool_bwd(&gy, &want_arg, &g).unwrap();
+    let lo = launch::elementwise(out_len(&g));
+    // Both outputs, then each alone (the other pointer null), as nas-ops launches it.
+    let mut y = vec![T::default(); out_len(&g)];
+    let mut arg = vec![-7i32; out_len(&g)];
+    let mut a = Args::new();
+    a.push(x.as_ptr())
+        .push(y.as_mut_ptr())
+        .push(arg.as_mut_ptr())
+        .push(g);
+    run::<T>("max_pool_fwd", lo, &mut a);
+    assert!(y == want_y && arg == want_arg, "max_pool_fwd {g:?}");
+    let mut y_only = vec![T::default(); out_len(&g)];
+    let mut a = Args::new();
+    a.push(x.as_ptr()).push(y_only.as_mut_ptr());
+    a.push(std::ptr::null_mut::<i32>()).push(g);
+    run::<T>("max_pool_fwd", lo, &mut a);
+    assert!(y_only == want_y);
+    let mut arg_only = vec![-7i32; out_len(&g)];
+    let mut a = Args::new();
+    a.push(x.as_ptr()).push(std::ptr::null_mut::<T>());
+    a.push(arg_only.as_mut_ptr()).push(g);
+    run::<T>("max_pool_fwd", lo, &mut a);
+    assert!(arg_only == want_arg);
+    let mut gx = vec![T::default(); in_len(&g)];
+    let mut a = Args::new();
+    a.push(gy.as_ptr())
+        .push(arg.as_ptr())
+        .push(gx.as_mut_ptr())
+        .push(g);
+    run::<T>("max_pool_bwd", launch::elementwise(in_len(&g)), &mut a);
+    assert!(gx == want_gx, "max_pool_bwd {g:?}");
+    for include_pad in [false, true] {
+        let pad_i = i32::from(include_pad);
+        let mut y = vec![T::default(); out_len(&g)];
+        let mut a = Args::new();
+        a.push(x.as_ptr()).push(y.as_mut_ptr()).push(g).push(pad_i);
+        run::<T>("avg_pool_fwd", lo, &mut a);
+        assert!(y == host::avg_pool_fwd(&x, &g, include_pad).unwrap());
+        let mut gx = vec![T::default(); in_len(&g)];
+        let mut a = Args::new();
+        a.push(gy.as_ptr())
+            .push(gx.as_mut_ptr())
+            .push(g)
+            .push(pad_i);
+        run::<T>("avg_pool_bwd", launch::elementwise(in_len(&g)), &mut a);
+        assert!(gx == host::avg_pool_bwd(&gy, &g, include_pad).unwrap());
+    }
+}
+
+#[test]
+fn pooling_matches_the_host_build() {
+    for (i, g) in [
+        Geom::pool(2, 5, 9, 9, 3, 1, 1).unwrap(),
+        Geom::pool(2, 5, 9, 8, 3, 2, 1).unwrap(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        pool_case::<f32>(g, 100 + i as u64);
+        pool_case::<f64>(g, 200 + i as u64);
+    }
+}
+
+/// Mean and biased variance per channel of an `[n, c, hw]` input, summed here in f64.
+fn channel_moments<T: Elem>(x: &[T], s: BnShape) -> (Vec<f64>, Vec<f64>) {
+    let m = (s.n * s.hw) as f64;
+    (0..s.c)
+        .map(|ch| {
+            let vals: Vec<f64> = (0..s.n)
+                .flat_map(|i| (0..s.hw).map(move |j| (i * s.c + ch) * s.hw + j))
+                .map(|o| x[o].into())
+                .collect();
+            let mean = vals.iter().sum::<f64>() / m;
+            let var = vals.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / m;
+            (mean, var)
+        })
+        .unzip()
+}
+
+fn bn_case<T: Elem>(s: BnShape, affine: bool, seed: u64) {
+    let len = s.n * s.c * s.hw;
+    // An offset larger than the spread, as after a ReLU: the shifted sums must hold up.
+    let x: Vec<T> = random::<T>(len, seed)
+        .into_iter()
+        .map(|v| T::of(v.into() + 3.0))
+        .collect();
+    let gy = random::<T>(len, seed + 1);
+    let gamma = random::<T>(s.c, seed + 2);
+    let beta = random::<T>(s.c, seed + 3);
+    let eps = T::of(1e-5);
+    let want = host::bn_fwd_train(
+        &x,
+        s,
+        affine.then_some((&gamma[..], &beta[..])),
+        eps,
+        T::of(0.1),
+        None,
+    )
+    .unwrap();
+    let (gp, bp) = if affine {
+        (gamma.as_ptr(), beta.as_ptr())
+    } else {
+        (std::ptr::null(), std::ptr::null())
+    };
+    let mut y = vec![T::default(); len];
+    let (mut mean, mut invstd, mut var) = (
+        vec![T::default(); s.c],
+        vec![T::default(); s.c],
+        vec![T::default(); s.c],
+    );
+    let mut a = Args::new();
+    a.push(x.as_ptr()).push(gp).push(bp);
+    a.push(s.n as i32)
+        .push(s.c as i32)
+        .push(s.hw as i64)
+        .push(eps);
+    a.push(y.as_mut_ptr()).push(mean.as_mut_ptr());
+    a.push(invstd.as_mut_ptr()).push(var.as_mut_ptr());
+    run::<T>("bn_fwd_train", launch::per_channel(s.c), &mut a);
+    let what = format!("bn {s:?} affine {affine}");
+    assert_close(&y, &want.y, &format!("{what}: y"));
+    assert_close(&mean, &want.mean, &format!("{what}: mean"));
+    assert_close(&invstd, &want.invstd, &format!("{what}: invstd"));
+    let (want_mean, want_var) = channel_moments(&x, s);
+    let want_var_t: Vec<T> = want_var.iter().map(|&v| T::of(v)).collect();
+    let want_mean_t: Vec<T> = want_mean.iter().map(|&v| T::of(v)).collect();
+    assert_close(&mean, &want_mean_t, &format!("{what}: mean vs f64 sums"));
+    assert_close(&var, &want_var_t, &format!("{what}: variance vs f64 sums"));
+
+    // The backward from the statistics the forward left (as on the device).
+    let want_bwd = host::bn_bwd_train(&x, &gy, s, affine.then_some(&gamma[..]), &want).unwrap();
+    let mut gx = vec![T::default(); len];
+    let (mut gg, mut gb) = (vec![T::default(); s.c], vec![T::default(); s.c]);
+    let (ggp, gbp) = if affine {
+        (gg.as_mut_ptr(), gb.as_mut_ptr())
+    } else {
+        (std::ptr::null_mut(), std::ptr::null_mut())
+    };
+    let mut a = Args::new();
+    a.push(x.as_ptr()).push(gy.as_ptr()).push(gp);
+    a.push(s.n as i32).push(s.c as i32).push(s.hw as i64);
+    a.push(mean.as_ptr()).push(invstd.as_ptr());
+    a.push(gx.as_mut_ptr()).push(ggp).push(gbp);
+    run::<T>("bn_bwd_train", launch::per_channel(s.c), &mut a);
+    assert_close(&gx, &want_bwd.0, &format!("{what}: dx"));
+    if let Some((want_gg, want_gb)) = &want_bwd.1 {
+        assert_close(&gg, want_gg, &format!("{what}: dgamma"));
+        assert_close(&gb, want_gb, &format!("{what}: dbeta"));
+    }
+
+    // The running statistics folded on the device in f64 (PyTorch: unbiased variance).
+    let m = s.n * s.hw;
+    let (mut run_mean, mut run_var): (Vec<f64>, Vec<f64>) = (0..s.c)
+        .map(|ch| (0.25 * ch as f64, 1.0 + ch as f64))
+        .unzip();
+    let before = (run_mean.clone(), run_var.clone());
+    let mut a = Args::new();
+    a.push(mean.as_ptr())
+        .push(var.as_ptr())
+        .push(m as i64)
+        .push(0.1f64);
+    a.push(s.c as i32)
+        .push(run_mean.as_mut_ptr())
+        .push(run_var.as_mut_ptr());
+    run::<T>("bn_running", launch::elementwise(s.c), &mut a);
+    for ch in 0..s.c {
+        let unbiased = if m > 1 {
+            want_var[ch] * m as f64 / (m - 1) as f64
+        } else {
+            want_var[ch]
+        };
+        let rm = 0.9 * before.0[ch] + 0.1 * want_mean[ch];
+        let rv = 0.9 * before.1[ch] + 0.1 * unbiased;
+        let tol = if T::F64 { 1e-12 } else { 1e-6 };
+        assert!(
+            (run_mean[ch] - rm).abs() <= tol * (1.0 + rm.abs()),
+            "{what}: running mean"
+        );
+        assert!(
+            (run_var[ch] - rv).abs() <= tol * (1.0 + rv.abs()),
+            "{what}: running var"
+        );
+    }
+}
+
+#[test]
+fn batch_norm_matches_the_host_build_and_sums_here() {
+    let shapes = [
+        BnShape { n: 3, c: 5, hw: 37 },
+        BnShape { n: 2, c: 3, hw: 1 },
+        BnShape {
+            n: 4,
+            c: 2,
+            hw: 300,
+        },
+    ];
+    for (i, s) in shapes.into_iter().enumerate() {
+        for affine in [true, false] {
+            bn_case::<f32>(s, affine, 300 + 10 * i as u64);
+            bn_case::<f64>(s, affine, 400 + 10 * i as u64);
+        }
+    }
+}
+
+#[test]
+fn relu_matches_the_host_build() {
+    let mut x = random::<f32>(1000, 7);
+    x[3] = f32::NAN;
+    x[4] = 0.0;
+    let gy = random::<f32>(1000, 8);
+    let mut y = vec![0f32; 1000];
+    let mut a = Args::new();
+    a.push(x.as_ptr()).push(y.as_mut_ptr()).push(1000i64);
+    run::<f32>("relu_fwd", launch::elementwise(1000), &mut a);
+    let want = host::relu_fwd(&x).unwrap();
+    assert!(y[3].is_nan() && want[3].is_nan());
+    y[3] = 0.0;
+    let mut want = want;
+    want[3] = 0.0;
+    assert!(y == want);
+    let mut gx = vec![0f64; 1000];
+    let (x64, gy64): (Vec<f64>, Vec<f64>) = x
+        .iter()
+        .zip(&gy)
+        .map(|(&a, &b)| (a as f64, b as f64))
+        .unzip();
+    let mut a = Args::new();
+    a.push(x64.as_ptr())
+        .push(gy64.as_ptr())
+        .push(gx.as_mut_ptr())
+        .push(1000i64);
+    run::<f64>("relu_bwd", launch::elementwise(1000), &mut a);
+    let want = host::relu_bwd(&x64, &gy64).unwrap();
+    assert_eq!(gx.len(), want.len());
+    for (i, (g, w)) in gx.iter().zip(&want).enumerate() {
+        assert!(
+            g == w || (g.is_nan() && w.is_nan()),
+            "relu_bwd at {i}: {g} vs {w}"
+        );
+    }
+}
+
+/// The C struct `Operands<T>` / `Outputs<T>`: the options' pointers by value.
+#[repr(C)]
+struct Pointers<P>([P; launch::MAX_OPTIONS]);
+
+fn mixed_case<T: Elem>(len: usize, seed: u64) {
+    const K: usize = 5;
+    let ys: Vec<Vec<T>> = (0..K).map(|k| random::<T>(len, seed + k as u64)).collect();
+    let mut w = random::<T>(K, seed + 10);
+    // Option 2 not computed (weight exactly 0, no output), as under hard sampling.
+    w[2] = T::default();
+    let present: Vec<Option<&[T]>> = (0..K).map(|k| (k != 2).then_some(&ys[k][..])).collect();
+    let gy = random::<T>(len, seed + 20);
+    let want_y = host::mixed_fwd(&present, &w, len).unwrap();
+    let (want_gys, want_gw) = host::mixed_bwd(&gy, &present, &w).unwrap();
+    let mut operands = Pointers([std::ptr::null::<T>(); launch::MAX_OPTIONS]);
+    for (k, y) in present.iter().enumerate() {
+        operands.0[k] = y.map_or(std::ptr::null(), |y| y.as_ptr());
+    }
+    let mut y = vec![T::default(); len];
+    let mut a = Args::new();
+    a.push(Pointers(operands.0)).push(w.as_ptr()).push(K as i32);
+    a.push(len as i64).push(y.as_mut_ptr());
+    run::<T>("mixed_fwd", launch::elementwise(len), &mut a);
+    assert!(y == want_y, "mixed_fwd");
+
+    // The backward as nas-ops launches it: every present option's gradient and the partial
+    // sums over the chunks, then the partial sums added in order.
+    let chunks = launch::mixed_chunks(len);
+    assert!(chunks > 1, "the case spans several chunks");
+    let mut gys: Vec<Vec<T>> = (0..K).map(|_| vec![T::default(); len]).collect();
+    let mut outputs = Pointers([std::ptr::null_mut::<T>(); launch::MAX_OPTIONS]);
+    for (k, g) in gys.iter_mut().enumerate() {
+        if k != 2 {
+            outputs.0[k] = g.as_mut_ptr();
+        }
+    }
+    let mut part = vec![T::default(); K * chunks];
+    let mut a = Args::new();
+    a.push(gy.as_ptr())
+        .push(Pointers(operands.0))
+        .push(w.as_ptr())
+        .push(K as i32);
+    a.push(len as i64).push(outputs).push(part.as_mut_ptr());
+    run::<T>("mixed_bwd", launch::mixed_bwd(len, K), &mut a);
+    let mut gw = vec![T::default(); K];
+    let mut a = Args::new();
+    a.push(part.as_ptr())
+        .push(chunks as i32)
+        .push(K as i32)
+        .push(gw.as_mut_ptr());
+    run::<T>("mixed_sum_parts", launch::elementwise(K), &mut a);
+    for k in 0..K {
+        match &want_gys[k] {
+            Some(want) => assert!(gys[k] == *want, "dL/dys[{k}]"),
+            None => assert!(gys[k].iter().all(|v| *v == T::default()), "ys[2] untouched"),
+        }
+    }
+    // The absent option's weight gradient is 0, as on the host.
+    assert_eq!(gw[2], T::default());
+    assert_close(&gw, &want_gw, "dL/dw");
+
+    // Without the weight gradient (part null): the options' gradients alone.
+    let mut only = vec![T::default(); len];
+    let mut outputs = Pointers([std::ptr::null_mut::<T>(); launch::MAX_OPTIONS]);
+    outputs.0[4] = only.as_mut_ptr();
+    let mut a = Args::new();
+    a.push(gy.as_ptr())
+        .push(operands)
+        .push(w.as_ptr())
+        .push(K as i32);
+    a.push(len as i64)
+        .push(outputs)
+        .push(std::ptr::null_mut::<T>());
+    run::<T>("mixed_bwd", launch::mixed_bwd(len, K), &mut a);
+    assert!(Some(&only) == want_gys[4].as_ref());
+}
+
+#[test]
+fn the_weighted_sum_matches_the_host_build() {
+    mixed_case::<f32>(10_001, 500);
+    mixed_case::<f64>(9_000, 600);
+}
+
+/// The C struct `nas::FlatSpan<P>`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct FlatSpan<P> {
+    ptr: P,
+    len: i64,
+    offset: i64,
+}
+
+#[test]
+fn gather_and_scatter_over_many_tensors_match_the_host_build() {
+    let lens = [3usize, 700, 1, 300];
+    let tensors: Vec<Vec<f32>> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| random::<f32>(n, 700 + i as u64))
+        .collect();
+    let longest = *lens.iter().max().unwrap();
+    let total: usize = lens.iter().sum();
+    let mut spans = Vec::new();
+    let mut offset = 0;
+    for t in &tensors {
+        spans.push(FlatSpan {
+            ptr: t.as_ptr(),
+            len: t.len() as i64,
+            offset: offset as i64,
+        });
+        offset += t.len();
+    }
+    let mut flat = vec![0f64; total];
+    let mut a = Args::new();
+    a.push(spans.as_ptr()).push(flat.as_mut_ptr());
+    run::<f32>(
+        "gather_f64_from",
+        launch::over_spans(longest, lens.len()),
+        &mut a,
+    );
+    let srcs: Vec<&[f32]> = tensors.iter().map(|t| &t[..]).collect();
+    assert_eq!(flat, host::gather_f64(&srcs).unwrap());
+
+    let input: Vec<f64> = (0..total).map(|i| i as f64 * 0.1 - 7.0).collect();
+    let mut targets: Vec<Vec<f32>> = lens.iter().map(|&n| vec![0f32; n]).collect();
+    let mut spans = Vec::new();
+    let mut offset = 0;
+    for t in targets.iter_mut() {
+        spans.push(FlatSpan {
+            ptr: t.as_mut_ptr(),
+            len: t.len() as i64,
+            offset: offset as i64,
+        });
+        offset += t.len();
+    }
+    let mut a = Args::new();
+    a.push(spans.as_ptr()).push(input.as_ptr());
+    run::<f32>(
+        "scatter_f64_to",
+        launch::over_spans(longest, lens.len()),
+        &mut a,
+    );
+    let mut want: Vec<Vec<f32>> = lens.iter().map(|&n| vec![0f32; n]).collect();
+    let mut dsts: Vec<&mut [f32]> = want.iter_mut().map(|t| &mut t[..]).collect();
+    host::scatter_f64(&input, &mut dsts).unwrap();
+    assert_eq!(targets, want);
+}
+
+#[test]
+fn every_kernel_of_device_cu_is_emulated() {
+    let source = include_str!("../csrc/device.cu");
+    let mut bases = Vec::new();
+    for line in source.lines() {
+        let Some(rest) = line.split("NAS_KERNEL void nas_").nth(1) else {
+            continue;
+        };
+        let base = rest.split("_##S").next().unwrap();
+        bases.push(base.to_string());
+    }
+    assert!(bases.len() >= 19, "found {bases:?}");
+    for base in &bases {
+        for f64 in [false, true] {
+            let name = entry(base, f64);
+            assert!(
+                emulated::has_kernel(&name),
+                "{name} is not in emulated.cpp's table"
+            );
+        }
+    }
+}
+
+#[test]
+fn launches_a_gpu_would_refuse_are_refused() {
+    let x = [1.0f32; 4];
+    let mut y = [0f32; 4];
+    let mut args = || {
+        let mut a = Args::new();
+        a.push(x.as_ptr()).push(y.as_mut_ptr()).push(4i64);
+        a
+    };
+    let too_wide = Launch {
+        grid: (1, 1, 1),
+        block: (2048, 1, 1),
+    };
+    let too_tall = Launch {
+        grid: (1, 70_000, 1),
+        block: (32, 1, 1),
+    };
+    for l in [too_wide, too_tall] {
+        // SAFETY: the arguments of nas_relu_fwd_f32; the launch is refused before running.
+        let err = unsafe { emulated::launch("nas_relu_fwd_f32", l, &mut args()) }.unwrap_err();
+        assert!(matches!(err, EmulationError::BadLaunch { .. }), "{err}");
+    }
+    // SAFETY: refused by name before any argument is read.
+    let err =
+        unsafe { emulated::launch("nas_no_such_kernel", launch::elementwise(4), &mut args()) };
+    assert!(matches!(err, Err(EmulationError::UnknownKernel(_))));
+}
+
+#[test]
+fn a_reduction_launched_with_the_wrong_block_traps() {
+    let s = BnShape { n: 2, c: 3, hw: 5 };
+    let x = random::<f64>(30, 900);
+    let mut y = vec![0f64; 30];
+    let (mut mean, mut invstd, mut var) = (vec![0f64; 3], vec![0f64; 3], vec![0f64; 3]);
+    let mut a = Args::new();
+    a.push(x.as_ptr())
+        .push(std::ptr::null::<f64>())
+        .push(std::ptr::null::<f64>());
+    a.push(s.n as i32)
+        .push(s.c as i32)
+        .push(s.hw as i64)
+        .push(1e-5f64);
+    a.push(y.as_mut_ptr()).push(mean.as_mut_ptr());
+    a.push(invstd.as_mut_ptr()).push(var.as_mut_ptr());
+    let mut half = launch::per_channel(s.c);
+    half.block.0 /= 2;
+    // SAFETY: the arguments of nas_bn_fwd_train_f64 over buffers of the shape's lengths.
+    let err = unsafe { emulated::launch("nas_bn_fwd_train_f64", half, &mut a) }.unwrap_err();
+    assert!(matches!(err, EmulationError::Trapped(_)), "{err}");
+}
