@@ -17,7 +17,7 @@ using nas::Geom;
 #define NAS_KERNEL extern "C" __global__
 #endif
 
-#define NAS_GRID_STRIDE(i, total) \
+#define NAS_GRID_STRIDE(i, total)                                                                  \
   for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < (total); i += (long)blockDim.x * gridDim.x)
 
 // Threads per block of the batch-norm reductions (a power of two).
@@ -59,169 +59,198 @@ __device__ void block_sum2(T* a, T* b) {
   *b = sb[0];
 }
 
-#define NAS_DEVICE_EXPORT(T, S)                                                                 \
-  /* relu_in: the convolution reads max(x, 0) (a fused input ReLU); relu_x: the input of  */   \
-  /* that ReLU, whose gradient mask the input gradient then applies (null: none).         */   \
-  NAS_KERNEL void nas_conv_fwd_##S(const T* x, const T* w, T* y, Geom g,             \
-                                              int relu_in) {                                     \
-    NAS_GRID_STRIDE(i, (long)g.n * g.cout * g.oh * g.ow)                                         \
-    y[i] = nas::conv_fwd_elem(x, w, g, i, relu_in);                                              \
-  }                                                                                              \
-  NAS_KERNEL void nas_conv_bwd_input_##S(const T* gy, const T* w, T* gx, Geom g,      \
-                                                    const T* relu_x) {                           \
-    NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.h * g.w) {                                          \
-      T v = nas::conv_bwd_input_elem(gy, w, g, i);                                               \
-      gx[i] = relu_x ? nas::relu_bwd_elem(relu_x[i], v) : v;                                     \
-    }                                                                                            \
-  }                                                                                              \
-  NAS_KERNEL void nas_conv_bwd_weight_##S(const T* x, const T* gy, T* gw, Geom g,     \
-                                                     int relu_in) {                              \
-    NAS_GRID_STRIDE(i, (long)g.cout * (g.cin / g.groups) * g.k * g.k)                            \
-    gw[i] = nas::conv_bwd_weight_elem(x, gy, g, i, 0, g.n, relu_in);                             \
-  }                                                                                              \
-  /* The weight gradient split over the batch (nas::weight_splits): blockIdx.y = group s */  \
-  /* into part[s * nw + i]; nas_sum_splits adds the groups. */                                \
-  NAS_KERNEL void nas_conv_bwd_weight_split_##S(const T* x, const T* gy, T* part,    \
-                                                           Geom g, int per, int relu_in) {     \
-    long nw = (long)g.cout * (g.cin / g.groups) * g.k * g.k;                                     \
-    int s = (int)blockIdx.y;                                                                     \
-    NAS_GRID_STRIDE(i, nw)                                                                       \
-    part[(long)s * nw + i] = nas::conv_bwd_weight_split_elem(x, gy, g, i, s, per, relu_in);      \
-  }                                                                                              \
-  NAS_KERNEL void nas_sum_splits_##S(const T* part, T* out, int splits, long len) {   \
-    NAS_GRID_STRIDE(i, len) out[i] = nas::sum_splits_elem(part, splits, len, i);                 \
-  }                                                                                              \
-  /* y or arg may be null: the forward needs only y, the backward only the winners.         */  \
-  NAS_KERNEL void nas_max_pool_fwd_##S(const T* x, T* y, int* arg, Geom g) {          \
-    NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.oh * g.ow) {                                        \
-      int a;                                                                                     \
-      T v = nas::max_pool_fwd_elem(x, g, i, &a);                                                 \
-      if (y) y[i] = v;                                                                           \
-      if (arg) arg[i] = a;                                                                       \
-    }                                                                                            \
-  }                                                                                              \
-  NAS_KERNEL void nas_max_pool_bwd_##S(const T* gy, const int* arg, T* gx, Geom g) {  \
+// The completion counter of the launches that end with a sum over every block's partial
+// results (CUDA's threadFenceReduction pattern): each block counts itself in when its results
+// are written, and the block that counts last does the sum and sets the counter back to 0
+// for the next such launch. One counter serves every kernel because the launches of a device
+// run one after another on its one stream (candle's CudaDevice).
+__device__ unsigned int nas_blocks_done;
+
+// Called by every thread of every block of the launch, after the block's results are written:
+// true, in every thread of the block, for the one block that finished last (whose threads
+// then see every other block's results, read with __ldcg past the SM's cache).
+__device__ bool last_block_done() {
+  __shared__ bool last;
+  __threadfence();  // this thread's results are visible to the whole GPU ...
+  __syncthreads();  // ... for every thread of the block, before the block counts itself in
+  if (threadIdx.x == 0 && threadIdx.y == 0 && threadIdx.z == 0) {
+    unsigned long long total = (unsigned long long)gridDim.x * gridDim.y * gridDim.z;
+    if (total > 0xffffffffull) __trap();
+    unsigned int before = atomicAdd(&nas_blocks_done, 1u);
+    last = before + 1ull == total;
+    if (last) nas_blocks_done = 0;  // every other block has counted itself in already
+  }
+  __syncthreads();
+  if (last) __threadfence();
+  return last;
+}
+
+#define NAS_DEVICE_EXPORT(T, S)                                                                    \
+  /* relu_in: the convolution reads max(x, 0) (a fused input ReLU); relu_x: the input of  */       \
+  /* that ReLU, whose gradient mask the input gradient then applies (null: none).         */       \
+  NAS_KERNEL void nas_conv_fwd_##S(const T* x, const T* w, T* y, Geom g,                           \
+                                              int relu_in) {                                       \
+    NAS_GRID_STRIDE(i, (long)g.n * g.cout * g.oh * g.ow)                                           \
+    y[i] = nas::conv_fwd_elem(x, w, g, i, relu_in);                                                \
+  }                                                                                                \
+  NAS_KERNEL void nas_conv_bwd_input_##S(const T* gy, const T* w, T* gx, Geom g,                   \
+                                                    const T* relu_x) {                             \
+    NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.h * g.w) {                                            \
+      T v = nas::conv_bwd_input_elem(gy, w, g, i);                                                 \
+      gx[i] = relu_x ? nas::relu_bwd_elem(relu_x[i], v) : v;                                       \
+    }                                                                                              \
+  }                                                                                                \
+  NAS_KERNEL void nas_conv_bwd_weight_##S(const T* x, const T* gy, T* gw, Geom g,                  \
+                                                     int relu_in) {                                \
+    NAS_GRID_STRIDE(i, (long)g.cout * (g.cin / g.groups) * g.k * g.k)                              \
+    gw[i] = nas::conv_bwd_weight_elem(x, gy, g, i, 0, g.n, relu_in);                               \
+  }                                                                                                \
+  /* The weight gradient split over the batch (nas::weight_splits): blockIdx.y = group s */        \
+  /* into part[s * nw + i]; the block that finishes last adds the groups in order into gw */       \
+  /* (one launch instead of a second one for the sum). */                                          \
+  NAS_KERNEL void nas_conv_bwd_weight_split_##S(const T* x, const T* gy, T* part, Geom g,          \
+                                                int per, int relu_in, T* gw) {                     \
+    long nw = (long)g.cout * (g.cin / g.groups) * g.k * g.k;                                       \
+    int s = (int)blockIdx.y;                                                                       \
+    NAS_GRID_STRIDE(i, nw)                                                                         \
+    part[(long)s * nw + i] = nas::conv_bwd_weight_split_elem(x, gy, g, i, s, per, relu_in);        \
+    if (last_block_done())                                                                         \
+      for (long i = threadIdx.x; i < nw; i += blockDim.x) {                                        \
+        T acc = T(0);                                                                              \
+        for (unsigned t = 0; t < gridDim.y; ++t) acc += __ldcg(&part[(long)t * nw + i]);           \
+        gw[i] = acc; /* nas::sum_splits_elem's order */                                            \
+      }                                                                                            \
+  }                                                                                                \
+  /* y or arg may be null: the forward needs only y, the backward only the winners.         */     \
+  NAS_KERNEL void nas_max_pool_fwd_##S(const T* x, T* y, int* arg, Geom g) {                       \
+    NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.oh * g.ow) {                                          \
+      int a;                                                                                       \
+      T v = nas::max_pool_fwd_elem(x, g, i, &a);                                                   \
+      if (y) y[i] = v;                                                                             \
+      if (arg) arg[i] = a;                                                                         \
+    }                                                                                              \
+  }                                                                                                \
+  NAS_KERNEL void nas_max_pool_bwd_##S(const T* gy, const int* arg, T* gx, Geom g) {               \
     NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.h * g.w) gx[i] = nas::max_pool_bwd_elem(gy, arg, g, i); \
-  }                                                                                              \
-  NAS_KERNEL void nas_avg_pool_fwd_##S(const T* x, T* y, Geom g, int include_pad) {   \
-    NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.oh * g.ow)                                          \
-    y[i] = nas::avg_pool_fwd_elem(x, g, i, include_pad);                                         \
-  }                                                                                              \
-  NAS_KERNEL void nas_avg_pool_bwd_##S(const T* gy, T* gx, Geom g, int include_pad) { \
-    NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.h * g.w)                                            \
-    gx[i] = nas::avg_pool_bwd_elem(gy, g, i, include_pad);                                       \
-  }                                                                                              \
-  /* One block per channel (gridDim.x == c, blockDim.x == NAS_BN_THREADS). The batch mean,  */  \
-  /* 1/sqrt(var + eps) and biased variance stay on the device (save_*) for the backward and   */  \
-  /* nas_bn_running; nothing is copied back to the host.                                      */  \
-  NAS_KERNEL void nas_bn_fwd_train_##S(const T* x, const T* gamma, const T* beta,     \
-                                                  int n, int c, long hw, T eps, T* y,            \
-                                                  T* save_mean, T* save_invstd, T* save_var) {   \
-    int ch = blockIdx.x;                                                                         \
-    T shift = x[(long)ch * hw];                                                                  \
-    long m = (long)n * hw;                                                                       \
-    T s1 = T(0), s2 = T(0);                                                                      \
-    nas::bn_partial_moments(x, ch, c, hw, m, threadIdx.x, blockDim.x, shift, &s1, &s2);          \
-    block_sum2(&s1, &s2);                                                                        \
-    T mean, var;                                                                                 \
-    nas::bn_moments(s1, s2, shift, m, &mean, &var);                                              \
-    T invstd = T(1) / sqrt(var + eps);                                                           \
-    if (threadIdx.x == 0) {                                                                      \
-      save_mean[ch] = mean;                                                                      \
-      save_invstd[ch] = invstd;                                                                  \
-      save_var[ch] = var;                                                                        \
-    }                                                                                            \
-    T ga = gamma ? gamma[ch] : T(1);                                                             \
-    T be = beta ? beta[ch] : T(0);                                                               \
-    for (long e = threadIdx.x; e < m; e += blockDim.x) {                                         \
-      long o = nas::bn_offset(ch, c, hw, e);                                                     \
-      y[o] = nas::bn_fwd_elem(x[o], mean, invstd, ga, be);                                       \
-    }                                                                                            \
-  }                                                                                              \
-  NAS_KERNEL void nas_bn_bwd_train_##S(const T* x, const T* gy, const T* gamma,       \
-                                                  int n, int c, long hw, const T* save_mean,     \
-                                                  const T* save_invstd, T* gx, T* ggamma,        \
-                                                  T* gbeta) {                                    \
-    int ch = blockIdx.x;                                                                         \
-    long m = (long)n * hw;                                                                       \
-    T sg = T(0), sgx = T(0);                                                                     \
-    nas::bn_partial_grad_sums(x, gy, ch, c, hw, m, threadIdx.x, blockDim.x, save_mean[ch],       \
-                              save_invstd[ch], &sg, &sgx);                                       \
-    block_sum2(&sg, &sgx);                                                                       \
-    if (threadIdx.x == 0) {                                                                      \
-      if (ggamma) ggamma[ch] = sgx;                                                              \
-      if (gbeta) gbeta[ch] = sg;                                                                 \
-    }                                                                                            \
-    T ga = gamma ? gamma[ch] : T(1);                                                             \
-    for (long e = threadIdx.x; e < m; e += blockDim.x) {                                         \
-      long o = nas::bn_offset(ch, c, hw, e);                                                     \
-      gx[o] = nas::bn_bwd_elem(x[o], gy[o], save_mean[ch], save_invstd[ch], ga, sg, sgx, m);     \
-    }                                                                                            \
-  }                                                                                              \
-  /* The running statistics (f64, as on the CPU) after a training forward over m values per */  \
-  /* channel whose batch statistics are mean and var (biased); factor: the momentum.         */  \
-  NAS_KERNEL void nas_bn_running_##S(const T* mean, const T* var, long m,             \
-                                                double factor, int c, double* run_mean,          \
-                                                double* run_var) {                               \
-    NAS_GRID_STRIDE(ch, (long)c)                                                                 \
-    nas::bn_update_running(mean[ch], var[ch], m, factor, &run_mean[ch], &run_var[ch]);           \
-  }                                                                                              \
-  NAS_KERNEL void nas_relu_fwd_##S(const T* x, T* y, long len) {                      \
-    NAS_GRID_STRIDE(i, len) y[i] = nas::relu_fwd_elem(x[i]);                                     \
-  }                                                                                              \
-  NAS_KERNEL void nas_relu_bwd_##S(const T* x, const T* gy, T* gx, long len) {        \
-    NAS_GRID_STRIDE(i, len) gx[i] = nas::relu_bwd_elem(x[i], gy[i]);                             \
-  }                                                                                              \
-  /* The options' outputs travel by value (Operands: no pointer array to upload). */             \
-  NAS_KERNEL void nas_mixed_fwd_##S(Operands<T> ys, const T* w, int kn, long len,     \
-                                               T* y) {                                           \
-    NAS_GRID_STRIDE(i, len) y[i] = nas::mixed_fwd_elem(ys.p, w, kn, i);                          \
-  }                                                                                              \
-  /* Grid (chunks, kn): block (b, k) writes dL/dys[k] = w[k] * gy over its share of the      */  \
-  /* elements (gys.p[k] null: not needed) and, when part is not null, its partial sum of      */  \
-  /* gy * ys[k] into part[k * gridDim.x + b] (nas_mixed_sum_parts adds them in order).       */  \
-  NAS_KERNEL void nas_mixed_bwd_##S(const T* gy, Operands<T> ys, const T* w, int kn,  \
-                                               long len, Outputs<T> gys, T* part) {              \
-    int k = blockIdx.y;                                                                          \
-    if (k >= kn) return; /* a whole block: no thread of it reaches block_sum2 */                \
-    long per = (len + gridDim.x - 1) / gridDim.x;                                                \
-    long i0 = (long)blockIdx.x * per;                                                            \
-    long i1 = i0 + per < len ? i0 + per : len;                                                   \
-    T acc = T(0), unused = T(0);                                                                 \
-    if (part && ys.p[k]) /* an absent option (null, weight 0): gradient 0 as on the host */    \
-      for (long i = i0 + threadIdx.x; i < i1; i += blockDim.x)                                   \
-        acc += nas::mixed_weight_grad_partial(gy, ys.p[k], i, i + 1);                            \
-    T* gk = gys.p[k];                                                                            \
-    if (gk)                                                                                      \
-      for (long i = i0 + threadIdx.x; i < i1; i += blockDim.x) gk[i] = w[k] * gy[i];             \
-    if (part) {                                                                                  \
-      block_sum2(&acc, &unused);                                                                 \
-      if (threadIdx.x == 0) part[(long)k * gridDim.x + blockIdx.x] = acc;                        \
-    }                                                                                            \
-  }                                                                                              \
-  /* gw[k] = the sum of part[k * chunks .. (k + 1) * chunks], in order (deterministic). */       \
-  NAS_KERNEL void nas_mixed_sum_parts_##S(const T* part, int chunks, int kn, T* gw) { \
-    NAS_GRID_STRIDE(k, (long)kn) {                                                               \
-      T acc = T(0);                                                                              \
-      for (int b = 0; b < chunks; ++b) acc += part[k * chunks + b];                              \
-      gw[k] = acc;                                                                               \
-    }                                                                                            \
+  }                                                                                                \
+  NAS_KERNEL void nas_avg_pool_fwd_##S(const T* x, T* y, Geom g, int include_pad) {                \
+    NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.oh * g.ow)                                            \
+    y[i] = nas::avg_pool_fwd_elem(x, g, i, include_pad);                                           \
+  }                                                                                                \
+  NAS_KERNEL void nas_avg_pool_bwd_##S(const T* gy, T* gx, Geom g, int include_pad) {              \
+    NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.h * g.w)                                              \
+    gx[i] = nas::avg_pool_bwd_elem(gy, g, i, include_pad);                                         \
+  }                                                                                                \
+  /* One block per channel (gridDim.x == c, blockDim.x == NAS_BN_THREADS). The batch mean,  */     \
+  /* 1/sqrt(var + eps) and biased variance stay on the device (save_*) for the backward and   */   \
+  /* nas_bn_running; nothing is copied back to the host.                                      */   \
+  NAS_KERNEL void nas_bn_fwd_train_##S(const T* x, const T* gamma, const T* beta,                  \
+                                                  int n, int c, long hw, T eps, T* y,              \
+                                                  T* save_mean, T* save_invstd, T* save_var) {     \
+    int ch = blockIdx.x;                                                                           \
+    T shift = x[(long)ch * hw];                                                                    \
+    long m = (long)n * hw;                                                                         \
+    T s1 = T(0), s2 = T(0);                                                                        \
+    nas::bn_partial_moments(x, ch, c, hw, m, threadIdx.x, blockDim.x, shift, &s1, &s2);            \
+    block_sum2(&s1, &s2);                                                                          \
+    T mean, var;                                                                                   \
+    nas::bn_moments(s1, s2, shift, m, &mean, &var);                                                \
+    T invstd = T(1) / sqrt(var + eps);                                                             \
+    if (threadIdx.x == 0) {                                                                        \
+      save_mean[ch] = mean;                                                                        \
+      save_invstd[ch] = invstd;                                                                    \
+      save_var[ch] = var;                                                                          \
+    }                                                                                              \
+    T ga = gamma ? gamma[ch] : T(1);                                                               \
+    T be = beta ? beta[ch] : T(0);                                                                 \
+    for (long e = threadIdx.x; e < m; e += blockDim.x) {                                           \
+      long o = nas::bn_offset(ch, c, hw, e);                                                       \
+      y[o] = nas::bn_fwd_elem(x[o], mean, invstd, ga, be);                                         \
+    }                                                                                              \
+  }                                                                                                \
+  NAS_KERNEL void nas_bn_bwd_train_##S(const T* x, const T* gy, const T* gamma,                    \
+                                                  int n, int c, long hw, const T* save_mean,       \
+                                                  const T* save_invstd, T* gx, T* ggamma,          \
+                                                  T* gbeta) {                                      \
+    int ch = blockIdx.x;                                                                           \
+    long m = (long)n * hw;                                                                         \
+    T sg = T(0), sgx = T(0);                                                                       \
+    nas::bn_partial_grad_sums(x, gy, ch, c, hw, m, threadIdx.x, blockDim.x, save_mean[ch],         \
+                              save_invstd[ch], &sg, &sgx);                                         \
+    block_sum2(&sg, &sgx);                                                                         \
+    if (threadIdx.x == 0) {                                                                        \
+      if (ggamma) ggamma[ch] = sgx;                                                                \
+      if (gbeta) gbeta[ch] = sg;                                                                   \
+    }                                                                                              \
+    T ga = gamma ? gamma[ch] : T(1);                                                               \
+    for (long e = threadIdx.x; e < m; e += blockDim.x) {                                           \
+      long o = nas::bn_offset(ch, c, hw, e);                                                       \
+      gx[o] = nas::bn_bwd_elem(x[o], gy[o], save_mean[ch], save_invstd[ch], ga, sg, sgx, m);       \
+    }                                                                                              \
+  }                                                                                                \
+  /* The running statistics (f64, as on the CPU) after a training forward over m values per */     \
+  /* channel whose batch statistics are mean and var (biased); factor: the momentum.         */    \
+  NAS_KERNEL void nas_bn_running_##S(const T* mean, const T* var, long m,                          \
+                                                double factor, int c, double* run_mean,            \
+                                                double* run_var) {                                 \
+    NAS_GRID_STRIDE(ch, (long)c)                                                                   \
+    nas::bn_update_running(mean[ch], var[ch], m, factor, &run_mean[ch], &run_var[ch]);             \
+  }                                                                                                \
+  NAS_KERNEL void nas_relu_fwd_##S(const T* x, T* y, long len) {                                   \
+    NAS_GRID_STRIDE(i, len) y[i] = nas::relu_fwd_elem(x[i]);                                       \
+  }                                                                                                \
+  NAS_KERNEL void nas_relu_bwd_##S(const T* x, const T* gy, T* gx, long len) {                     \
+    NAS_GRID_STRIDE(i, len) gx[i] = nas::relu_bwd_elem(x[i], gy[i]);                               \
+  }                                                                                                \
+  /* The options' outputs travel by value (Operands: no pointer array to upload). */               \
+  NAS_KERNEL void nas_mixed_fwd_##S(Operands<T> ys, const T* w, int kn, long len,                  \
+                                               T* y) {                                             \
+    NAS_GRID_STRIDE(i, len) y[i] = nas::mixed_fwd_elem(ys.p, w, kn, i);                            \
+  }                                                                                                \
+  /* Grid (chunks, kn): block (b, k) writes dL/dys[k] = w[k] * gy over its share of the */         \
+  /* elements (gys.p[k] null: not needed) and, when part is not null, its partial sum of */        \
+  /* gy * ys[k] into part[k * chunks + b]; the block that finishes last then adds each */          \
+  /* option's partial sums in order into gw[k] (deterministic, one launch). */                     \
+  NAS_KERNEL void nas_mixed_bwd_##S(const T* gy, Operands<T> ys, const T* w, int kn, long len,     \
+                                    Outputs<T> gys, T* part, T* gw) {                              \
+    if ((int)gridDim.y != kn) __trap();                                                            \
+    int k = blockIdx.y;                                                                            \
+    int chunks = (int)gridDim.x;                                                                   \
+    long per = (len + chunks - 1) / chunks;                                                        \
+    long i0 = (long)blockIdx.x * per;                                                              \
+    long i1 = i0 + per < len ? i0 + per : len;                                                     \
+    T* gk = gys.p[k];                                                                              \
+    if (gk)                                                                                        \
+      for (long i = i0 + threadIdx.x; i < i1; i += blockDim.x) gk[i] = w[k] * gy[i];               \
+    if (!part) return; /* the whole launch: no block takes part in the sum */                      \
+    T acc = T(0), unused = T(0);                                                                   \
+    if (ys.p[k]) /* an absent option (null, weight 0): gradient 0 as on the host */                \
+      for (long i = i0 + threadIdx.x; i < i1; i += blockDim.x)                                     \
+        acc += nas::mixed_weight_grad_partial(gy, ys.p[k], i, i + 1);                              \
+    block_sum2(&acc, &unused);                                                                     \
+    if (threadIdx.x == 0) part[(long)k * chunks + blockIdx.x] = acc;                               \
+    if (last_block_done())                                                                         \
+      for (int o = threadIdx.x; o < kn; o += blockDim.x) {                                         \
+        T sum = T(0);                                                                              \
+        for (int b = 0; b < chunks; ++b) sum += __ldcg(&part[(long)o * chunks + b]);               \
+        gw[o] = sum;                                                                               \
+      }                                                                                            \
   }
 
 /* Grid (chunks, count): block (b, t) copies its share of source t (grid-stride over b). */
-#define NAS_GATHER_EXPORT(T, S)                                                                 \
-  NAS_KERNEL void nas_gather_f64_from_##S(const nas::FlatSpan<const T*>* sources,    \
-                                                     double* out) {                             \
-    const nas::FlatSpan<const T*> s = sources[blockIdx.y];                                       \
-    NAS_GRID_STRIDE(i, s.len) nas::gather_elem(s, i, out);                                       \
+#define NAS_GATHER_EXPORT(T, S)                                                                    \
+  NAS_KERNEL void nas_gather_f64_from_##S(const nas::FlatSpan<const T*>* sources,                  \
+                                                     double* out) {                                \
+    const nas::FlatSpan<const T*> s = sources[blockIdx.y];                                         \
+    NAS_GRID_STRIDE(i, s.len) nas::gather_elem(s, i, out);                                         \
   }
 
 /* The reverse: block (b, t) writes its share of target t from the flat f64 buffer. */
-#define NAS_SCATTER_EXPORT(T, S)                                                                \
-  NAS_KERNEL void nas_scatter_f64_to_##S(const nas::FlatSpan<T*>* targets,           \
-                                                    const double* in) {                         \
-    const nas::FlatSpan<T*> t = targets[blockIdx.y];                                             \
-    NAS_GRID_STRIDE(i, t.len) nas::scatter_elem(in, t, i);                                       \
+#define NAS_SCATTER_EXPORT(T, S)                                                                   \
+  NAS_KERNEL void nas_scatter_f64_to_##S(const nas::FlatSpan<T*>* targets,                         \
+                                                    const double* in) {                            \
+    const nas::FlatSpan<T*> t = targets[blockIdx.y];                                               \
+    NAS_GRID_STRIDE(i, t.len) nas::scatter_elem(in, t, i);                                         \
   }
 
 NAS_SCATTER_EXPORT(float, f32)

@@ -38,6 +38,18 @@ void sync_threads();
 
 }  // namespace nas_emu
 
+// The atomics and memory fences device.cu uses (sequentially consistent here).
+inline unsigned int atomicAdd(unsigned int* p, unsigned int v) {
+  return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
+}
+inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+template <typename T>
+inline T __ldcg(const T* p) {
+  T v;
+  __atomic_load(p, &v, __ATOMIC_SEQ_CST);
+  return v;
+}
+
 #define blockIdx (nas_emu::ctx.block_idx)
 #define threadIdx (nas_emu::ctx.thread_idx)
 #define blockDim (nas_emu::ctx.block_dim)

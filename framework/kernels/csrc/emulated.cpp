@@ -84,6 +84,7 @@ constexpr int kBadLaunch = -2;
 constexpr int kDiverged = -3;
 constexpr int kFailed = -4;
 constexpr int kTrapped = -5;
+constexpr int kBadArguments = -6;
 
 // Runs `body` as every thread of every block of (grid, block), blocks one at a time in
 // reverse order of their linear index, the threads of a block concurrently.
@@ -150,26 +151,34 @@ void call_with(void (*k)(A...), void** args, std::index_sequence<I...>) {
   k(*static_cast<typename std::remove_cv<A>::type*>(args[I])...);
 }
 
+// Launches kernel `k` when `count` arguments of the byte sizes `sizes` match its parameters
+// (what the PTX parameter list would require of a real launch).
 template <typename... A>
-int launch_kernel(void (*k)(A...), dim3 grid, dim3 block, void** args) {
+int launch_kernel(void (*k)(A...), dim3 grid, dim3 block, void** args, int count,
+                  const unsigned long* sizes) {
+  const unsigned long want[] = {(unsigned long)sizeof(A)..., 0ul};
+  if (count != (int)sizeof...(A)) return kBadArguments;
+  for (int i = 0; i < count; ++i)
+    if (sizes[i] != want[i]) return kBadArguments;
   return run(grid, block, [=] { call_with(k, args, std::index_sequence_for<A...>{}); });
 }
 
 struct Entry {
   const char* name;
-  int (*launch)(dim3, dim3, void**);
+  int (*launch)(dim3, dim3, void**, int, const unsigned long*);
 };
 
 // Every kernel of device.cu (a test checks this list against the file).
 #define NAS_EMU_ENTRY(base, S) \
   {"nas_" #base "_" #S,        \
-   [](dim3 g, dim3 b, void** a) { return launch_kernel(&nas_##base##_##S, g, b, a); }},
+   [](dim3 g, dim3 b, void** a, int n, const unsigned long* sz) {                   \
+     return launch_kernel(&nas_##base##_##S, g, b, a, n, sz);                       \
+   }},
 #define NAS_EMU_ENTRIES(S)                 \
   NAS_EMU_ENTRY(conv_fwd, S)               \
   NAS_EMU_ENTRY(conv_bwd_input, S)         \
   NAS_EMU_ENTRY(conv_bwd_weight, S)        \
   NAS_EMU_ENTRY(conv_bwd_weight_split, S)  \
-  NAS_EMU_ENTRY(sum_splits, S)             \
   NAS_EMU_ENTRY(max_pool_fwd, S)           \
   NAS_EMU_ENTRY(max_pool_bwd, S)           \
   NAS_EMU_ENTRY(avg_pool_fwd, S)           \
@@ -181,7 +190,6 @@ struct Entry {
   NAS_EMU_ENTRY(relu_bwd, S)               \
   NAS_EMU_ENTRY(mixed_fwd, S)              \
   NAS_EMU_ENTRY(mixed_bwd, S)              \
-  NAS_EMU_ENTRY(mixed_sum_parts, S)        \
   NAS_EMU_ENTRY(gather_f64_from, S)        \
   NAS_EMU_ENTRY(scatter_f64_to, S)
 
@@ -196,15 +204,17 @@ void sync_threads() {
 
 }  // namespace nas_emu
 
-// Runs kernel `name` of device.cu over grid x block with the arguments args[0..] (each a
-// pointer to the argument's value). 0: done; -1: no such kernel; -2: a grid or block outside
+// Runs kernel `name` of device.cu over grid x block with the `count` arguments args[0..]
+// (each a pointer to the argument's value, of sizes[i] bytes). 0: done; -1: no such kernel; -2: a grid or block outside
 // CUDA's limits; -3: the threads of a block did not all reach the same __syncthreads; -4: a
-// kernel thread failed otherwise; -5: a thread called __trap() (a launch the kernel refuses).
+// kernel thread failed otherwise; -5: a thread called __trap() (a launch the kernel refuses);
+// -6: not the kernel's number of arguments, or one of another size than its parameter.
 extern "C" int nas_emu_launch(const char* name, const unsigned* grid, const unsigned* block,
-                              void** args) {
+                              void** args, int count, const unsigned long* sizes) {
   for (const auto& e : nas_emu::kEntries)
     if (std::strcmp(e.name, name) == 0)
-      return e.launch(dim3{grid[0], grid[1], grid[2]}, dim3{block[0], block[1], block[2]}, args);
+      return e.launch(dim3{grid[0], grid[1], grid[2]}, dim3{block[0], block[1], block[2]}, args,
+                      count, sizes);
   return nas_emu::kUnknownKernel;
 }
 

@@ -19,6 +19,8 @@ extern "C" {
         grid: *const c_uint,
         block: *const c_uint,
         args: *mut *mut c_void,
+        count: c_int,
+        sizes: *const std::os::raw::c_ulong,
     ) -> c_int;
     fn nas_emu_has(name: *const c_char) -> c_int;
 }
@@ -45,6 +47,10 @@ pub enum EmulationError {
     /// launched with a block of the wrong size).
     #[error("`{0}` trapped (a launch it refuses)")]
     Trapped(String),
+    /// Not the kernel's number of arguments, or one whose size differs from its parameter's
+    /// (nothing ran).
+    #[error("the arguments of `{0}` do not match its parameters in number or size")]
+    BadArguments(String),
     /// A kernel thread failed otherwise.
     #[error("a thread of `{0}` failed")]
     Failed(String),
@@ -65,6 +71,7 @@ pub fn has_kernel(name: &str) -> bool {
 pub struct Args {
     values: Vec<Box<dyn std::any::Any>>,
     pointers: Vec<*mut c_void>,
+    sizes: Vec<std::os::raw::c_ulong>,
 }
 
 impl Args {
@@ -78,6 +85,8 @@ impl Args {
     pub fn push<T: 'static>(&mut self, value: T) -> &mut Self {
         let mut boxed = Box::new(value);
         self.pointers.push((&mut *boxed as *mut T).cast());
+        self.sizes
+            .push(std::mem::size_of::<T>() as std::os::raw::c_ulong);
         self.values.push(boxed);
         self
     }
@@ -85,10 +94,14 @@ impl Args {
 
 /// Runs kernel `name` of `device.cu` over `launch` with `args`.
 ///
+/// The number of arguments and each one's size are checked against the kernel's parameters
+/// (an error, nothing run, when they differ).
+///
 /// # Safety
-/// `args` must hold exactly the kernel's parameters, in order, each of the C type's size and
-/// layout (`i32` for `int`, `i64` for `long`, `#[repr(C)]` structs), and every pointer among
-/// them must be valid for everything the kernel reads and writes through it.
+/// `args` must hold the kernel's parameters, in order, each of the C type's layout (`i32` for
+/// `int`, `i64` for `long`, `#[repr(C)]` structs; the sizes are checked, not the types), and
+/// every pointer among them must be valid for everything the kernel reads and writes
+/// through it.
 pub unsafe fn launch(name: &str, launch: Launch, args: &mut Args) -> Result<(), EmulationError> {
     let c = CString::new(name).map_err(|_| EmulationError::UnknownKernel(name.to_string()))?;
     let grid = [launch.grid.0, launch.grid.1, launch.grid.2];
@@ -100,6 +113,8 @@ pub unsafe fn launch(name: &str, launch: Launch, args: &mut Args) -> Result<(), 
             grid.as_ptr(),
             block.as_ptr(),
             args.pointers.as_mut_ptr(),
+            c_int::try_from(args.pointers.len()).unwrap_or(c_int::MAX),
+            args.sizes.as_ptr(),
         )
     };
     match rc {
@@ -111,6 +126,7 @@ pub unsafe fn launch(name: &str, launch: Launch, args: &mut Args) -> Result<(), 
         }),
         -3 => Err(EmulationError::Diverged(name.to_string())),
         -5 => Err(EmulationError::Trapped(name.to_string())),
+        -6 => Err(EmulationError::BadArguments(name.to_string())),
         _ => Err(EmulationError::Failed(name.to_string())),
     }
 }

@@ -45,7 +45,7 @@ pub struct Launch {
 
 /// Grid-stride launch over `total` elements: [`THREADS`] threads a block, at most 65,536
 /// blocks (every element kernel: convolutions, pooling, ReLU, the weighted sum's forward,
-/// `sum_splits`, `mixed_sum_parts`, `bn_running`).
+/// `bn_running`).
 pub fn elementwise(total: usize) -> Launch {
     let blocks = total
         .div_ceil(THREADS as usize)
@@ -74,7 +74,7 @@ pub fn per_channel(c: usize) -> Launch {
 }
 
 /// The number of chunks the weighted sum's backward splits `numel` elements into (the partial
-/// sums per option that `mixed_sum_parts` adds).
+/// sums per option that its last block adds).
 pub fn mixed_chunks(numel: usize) -> usize {
     numel.div_ceil(MIXED_CHUNK).clamp(1, MAX_MIXED_CHUNKS)
 }

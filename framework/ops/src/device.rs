@@ -385,29 +385,22 @@ fn weight_grad<T: DevFloat>(
         unsafe { b.launch(elementwise(nw)) }.w()?;
         return Ok(());
     }
-    // SAFETY: every partial sum is written by the split kernel.
+    // SAFETY: every partial sum is written by the split kernel before its last block reads it.
     let mut part = unsafe { dev.alloc::<T>(splits * nw)? };
-    {
-        let f = kernel!(dev, "conv_bwd_weight_split", T);
-        let per_i = per as i32;
-        let cfg = config(launch::weight_split(nw, splits));
-        let mut b = f.builder();
-        b.arg(x)
-            .arg(gy)
-            .arg(&mut part)
-            .arg(&dg)
-            .arg(&per_i)
-            .arg(&relu_i);
-        // SAFETY: `nas_conv_bwd_weight_split(x, gy, T* part, Geom g, int per, int relu_in)`,
-        // part holds `splits` rows of nw, one grid row (blockIdx.y) per split.
-        unsafe { b.launch(cfg) }.w()?;
-    }
-    let f = kernel!(dev, "sum_splits", T);
-    let (splits_i, len) = (splits as i32, nw as i64);
+    let f = kernel!(dev, "conv_bwd_weight_split", T);
+    let per_i = per as i32;
     let mut b = f.builder();
-    b.arg(&part).arg(gw).arg(&splits_i).arg(&len);
-    // SAFETY: `nas_sum_splits(const T* part, T* out, int splits, long len)`.
-    unsafe { b.launch(elementwise(nw)) }.w()?;
+    b.arg(x)
+        .arg(gy)
+        .arg(&mut part)
+        .arg(&dg)
+        .arg(&per_i)
+        .arg(&relu_i)
+        .arg(gw);
+    // SAFETY: `nas_conv_bwd_weight_split(x, gy, T* part, Geom g, int per, int relu_in, T* gw)`,
+    // part holds `splits` rows of nw, one grid row (blockIdx.y) per split; the block that
+    // finishes last adds the rows into gw (nw values).
+    unsafe { b.launch(config(launch::weight_split(nw, splits))) }.w()?;
     Ok(())
 }
 
@@ -862,8 +855,8 @@ pub(crate) fn mixed_sum(
 
 /// The backward of [`mixed_sum`] for the upstream gradient `g`: the flat buffer
 /// `[dL/dw (K) | dL/dys[k] (numel) for each tracked k, in order]`; `dL/dw` is left unwritten
-/// unless `want_w`. Two launches (the second adds the weight gradient's partial sums in a
-/// fixed order, so the result does not depend on scheduling).
+/// unless `want_w`. One launch: its last block to finish adds the weight gradient's partial
+/// sums in a fixed order, so the result does not depend on scheduling.
 pub(crate) fn mixed_sum_bwd(
     ys: &[candle_core::Tensor],
     (sw, lw): (&CudaStorage, &Layout),
@@ -887,7 +880,8 @@ pub(crate) fn mixed_sum_bwd(
             // SAFETY: dL/dw is written when asked for, each tracked dL/dys[k] in full; the
             // rest is not read.
             let mut out = unsafe { dev.alloc::<T>(k + outputs * numel)? };
-            // SAFETY: written in full by the first kernel when want_w.
+            // SAFETY: written in full by the kernel's blocks before its last block reads it,
+            // when want_w.
             let mut part = unsafe { dev.alloc::<T>(if want_w { k * chunks } else { 1 })? };
             let stream = dev.cuda_stream();
             let size = std::mem::size_of::<T>() as u64;
@@ -900,7 +894,11 @@ pub(crate) fn mixed_sum_bwd(
                     next += numel as u64;
                 }
                 let (part_ptr, _record_part) = part.device_ptr_mut(&stream);
-                let part_arg: u64 = if want_w { part_ptr } else { 0 };
+                let (part_arg, gw_arg): (u64, u64) = if want_w {
+                    (part_ptr, base)
+                } else {
+                    (NULL, NULL)
+                };
                 let f = kernel!(dev, "mixed_bwd", T);
                 let (kn, len) = (k as i32, numel as i64);
                 let mut b = f.builder();
@@ -910,22 +908,14 @@ pub(crate) fn mixed_sum_bwd(
                     .arg(&kn)
                     .arg(&len)
                     .arg(&gys)
-                    .arg(&part_arg);
-                let cfg = config(launch::mixed_bwd(numel, k));
+                    .arg(&part_arg)
+                    .arg(&gw_arg);
                 // SAFETY: `nas_mixed_bwd(const T* gy, Operands<T> ys, const T* w, int kn,
-                // long len, Outputs<T> gys, T* part)`: gys point at the tracked rows of `out`
-                // (numel each), part holds kn * chunks values, grid (chunks, kn) of
-                // REDUCTION_THREADS threads (block_sum2's size).
-                unsafe { b.launch(cfg) }.w()?;
-            }
-            if want_w {
-                let (mut gw, _) = out.split_at_mut(k);
-                let f = kernel!(dev, "mixed_sum_parts", T);
-                let (chunks_i, kn) = (chunks as i32, k as i32);
-                let mut b = f.builder();
-                b.arg(&part).arg(&chunks_i).arg(&kn).arg(&mut gw);
-                // SAFETY: `nas_mixed_sum_parts(const T* part, int chunks, int kn, T* gw)`.
-                unsafe { b.launch(elementwise(k)) }.w()?;
+                // long len, Outputs<T> gys, T* part, T* gw)`: gys point at the tracked rows of
+                // `out` (numel each), part holds kn * chunks values and gw (the first k values
+                // of `out`) the weight gradient that the last block adds up, both null unless
+                // want_w; grid (chunks, kn) of REDUCTION_THREADS threads (block_sum2's size).
+                unsafe { b.launch(config(launch::mixed_bwd(numel, k))) }.w()?;
             }
             Ok(out)
         })?;
