@@ -141,12 +141,14 @@ __device__ bool last_block_done() {
     NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.h * g.w)                                              \
     gx[i] = nas::avg_pool_bwd_elem(gy, g, i, include_pad);                                         \
   }                                                                                                \
-  /* One block per channel (gridDim.x == c, blockDim.x == NAS_BN_THREADS). The batch mean,  */     \
-  /* 1/sqrt(var + eps) and biased variance stay on the device (save_*) for the backward and   */   \
-  /* nas_bn_running; nothing is copied back to the host.                                      */   \
-  NAS_KERNEL void nas_bn_fwd_train_##S(const T* x, const T* gamma, const T* beta,                  \
-                                                  int n, int c, long hw, T eps, T* y,              \
-                                                  T* save_mean, T* save_invstd, T* save_var) {     \
+  /* One block per channel (gridDim.x == c, blockDim.x == NAS_BN_THREADS). The batch mean */       \
+  /* and 1/sqrt(var + eps) stay on the device (save_*) for the backward; when run_mean is */       \
+  /* not null, the running statistics (f64, as on the CPU) are folded in the same launch */        \
+  /* with the running-average factor `factor` (PyTorch's update, the unbiased variance). */        \
+  /* Nothing is copied back to the host. */                                                        \
+  NAS_KERNEL void nas_bn_fwd_train_##S(const T* x, const T* gamma, const T* beta, int n, int c,    \
+                                       long hw, T eps, T* y, T* save_mean, T* save_invstd,         \
+                                       double factor, double* run_mean, double* run_var) {         \
     int ch = blockIdx.x;                                                                           \
     T shift = x[(long)ch * hw];                                                                    \
     long m = (long)n * hw;                                                                         \
@@ -159,7 +161,7 @@ __device__ bool last_block_done() {
     if (threadIdx.x == 0) {                                                                        \
       save_mean[ch] = mean;                                                                        \
       save_invstd[ch] = invstd;                                                                    \
-      save_var[ch] = var;                                                                          \
+      if (run_mean) nas::bn_update_running(mean, var, m, factor, &run_mean[ch], &run_var[ch]);     \
     }                                                                                              \
     T ga = gamma ? gamma[ch] : T(1);                                                               \
     T be = beta ? beta[ch] : T(0);                                                                 \
@@ -187,14 +189,6 @@ __device__ bool last_block_done() {
       long o = nas::bn_offset(ch, c, hw, e);                                                       \
       gx[o] = nas::bn_bwd_elem(x[o], gy[o], save_mean[ch], save_invstd[ch], ga, sg, sgx, m);       \
     }                                                                                              \
-  }                                                                                                \
-  /* The running statistics (f64, as on the CPU) after a training forward over m values per */     \
-  /* channel whose batch statistics are mean and var (biased); factor: the momentum.         */    \
-  NAS_KERNEL void nas_bn_running_##S(const T* mean, const T* var, long m,                          \
-                                                double factor, int c, double* run_mean,            \
-                                                double* run_var) {                                 \
-    NAS_GRID_STRIDE(ch, (long)c)                                                                   \
-    nas::bn_update_running(mean[ch], var[ch], m, factor, &run_mean[ch], &run_var[ch]);             \
   }                                                                                                \
   NAS_KERNEL void nas_relu_fwd_##S(const T* x, T* y, long len) {                                   \
     NAS_GRID_STRIDE(i, len) y[i] = nas::relu_fwd_elem(x[i]);                                       \

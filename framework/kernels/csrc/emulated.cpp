@@ -185,7 +185,6 @@ struct Entry {
   NAS_EMU_ENTRY(avg_pool_bwd, S)           \
   NAS_EMU_ENTRY(bn_fwd_train, S)           \
   NAS_EMU_ENTRY(bn_bwd_train, S)           \
-  NAS_EMU_ENTRY(bn_running, S)             \
   NAS_EMU_ENTRY(relu_fwd, S)               \
   NAS_EMU_ENTRY(relu_bwd, S)               \
   NAS_EMU_ENTRY(mixed_fwd, S)              \

@@ -44,8 +44,7 @@ pub struct Launch {
 }
 
 /// Grid-stride launch over `total` elements: [`THREADS`] threads a block, at most 65,536
-/// blocks (every element kernel: convolutions, pooling, ReLU, the weighted sum's forward,
-/// `bn_running`).
+/// blocks (every element kernel: convolutions, pooling, ReLU, the weighted sum's forward).
 pub fn elementwise(total: usize) -> Launch {
     let blocks = total
         .div_ceil(THREADS as usize)

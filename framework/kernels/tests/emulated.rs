@@ -283,29 +283,62 @@ fn bn_case<T: Elem>(s: BnShape, affine: bool, seed: u64) {
         (std::ptr::null(), std::ptr::null())
     };
     let mut y = vec![T::default(); len];
-    let (mut mean, mut invstd, mut var) = (
-        vec![T::default(); s.c],
-        vec![T::default(); s.c],
-        vec![T::default(); s.c],
-    );
+    let (mut mean, mut invstd) = (vec![T::default(); s.c], vec![T::default(); s.c]);
+    // The running statistics (f64) folded by the same launch, or not (null), as nas-ops asks.
+    let fold = affine;
+    let (mut run_mean, mut run_var): (Vec<f64>, Vec<f64>) = (0..s.c)
+        .map(|ch| (0.25 * ch as f64, 1.0 + ch as f64))
+        .unzip();
+    let before = (run_mean.clone(), run_var.clone());
+    let (rmp, rvp) = if fold {
+        (run_mean.as_mut_ptr(), run_var.as_mut_ptr())
+    } else {
+        (std::ptr::null_mut(), std::ptr::null_mut())
+    };
     let mut a = Args::new();
     a.push(x.as_ptr()).push(gp).push(bp);
     a.push(s.n as i32)
         .push(s.c as i32)
         .push(s.hw as i64)
         .push(eps);
-    a.push(y.as_mut_ptr()).push(mean.as_mut_ptr());
-    a.push(invstd.as_mut_ptr()).push(var.as_mut_ptr());
+    a.push(y.as_mut_ptr())
+        .push(mean.as_mut_ptr())
+        .push(invstd.as_mut_ptr());
+    a.push(0.1f64).push(rmp).push(rvp);
     run::<T>("bn_fwd_train", launch::per_channel(s.c), &mut a);
     let what = format!("bn {s:?} affine {affine}");
     assert_close(&y, &want.y, &format!("{what}: y"));
     assert_close(&mean, &want.mean, &format!("{what}: mean"));
     assert_close(&invstd, &want.invstd, &format!("{what}: invstd"));
     let (want_mean, want_var) = channel_moments(&x, s);
-    let want_var_t: Vec<T> = want_var.iter().map(|&v| T::of(v)).collect();
     let want_mean_t: Vec<T> = want_mean.iter().map(|&v| T::of(v)).collect();
     assert_close(&mean, &want_mean_t, &format!("{what}: mean vs f64 sums"));
-    assert_close(&var, &want_var_t, &format!("{what}: variance vs f64 sums"));
+    let m = s.n * s.hw;
+    for ch in 0..s.c {
+        if !fold {
+            assert_eq!((run_mean[ch], run_var[ch]), (before.0[ch], before.1[ch]));
+            continue;
+        }
+        // PyTorch's update with momentum 0.1 and the unbiased variance, from sums made here.
+        let unbiased = if m > 1 {
+            want_var[ch] * m as f64 / (m - 1) as f64
+        } else {
+            want_var[ch]
+        };
+        let rm = 0.9 * before.0[ch] + 0.1 * want_mean[ch];
+        let rv = 0.9 * before.1[ch] + 0.1 * unbiased;
+        let tol = if T::F64 { 1e-12 } else { 1e-6 };
+        assert!(
+            (run_mean[ch] - rm).abs() <= tol * (1.0 + rm.abs()),
+            "{what}: running mean {} vs {rm}",
+            run_mean[ch]
+        );
+        assert!(
+            (run_var[ch] - rv).abs() <= tol * (1.0 + rv.abs()),
+            "{what}: running var {} vs {rv}",
+            run_var[ch]
+        );
+    }
 
     // The backward from the statistics the forward left (as on the device).
     let want_bwd = host::bn_bwd_train(&x, &gy, s, affine.then_some(&gamma[..]), &want).unwrap();
@@ -326,40 +359,6 @@ fn bn_case<T: Elem>(s: BnShape, affine: bool, seed: u64) {
     if let Some((want_gg, want_gb)) = &want_bwd.1 {
         assert_close(&gg, want_gg, &format!("{what}: dgamma"));
         assert_close(&gb, want_gb, &format!("{what}: dbeta"));
-    }
-
-    // The running statistics folded on the device in f64 (PyTorch: unbiased variance).
-    let m = s.n * s.hw;
-    let (mut run_mean, mut run_var): (Vec<f64>, Vec<f64>) = (0..s.c)
-        .map(|ch| (0.25 * ch as f64, 1.0 + ch as f64))
-        .unzip();
-    let before = (run_mean.clone(), run_var.clone());
-    let mut a = Args::new();
-    a.push(mean.as_ptr())
-        .push(var.as_ptr())
-        .push(m as i64)
-        .push(0.1f64);
-    a.push(s.c as i32)
-        .push(run_mean.as_mut_ptr())
-        .push(run_var.as_mut_ptr());
-    run::<T>("bn_running", launch::elementwise(s.c), &mut a);
-    for ch in 0..s.c {
-        let unbiased = if m > 1 {
-            want_var[ch] * m as f64 / (m - 1) as f64
-        } else {
-            want_var[ch]
-        };
-        let rm = 0.9 * before.0[ch] + 0.1 * want_mean[ch];
-        let rv = 0.9 * before.1[ch] + 0.1 * unbiased;
-        let tol = if T::F64 { 1e-12 } else { 1e-6 };
-        assert!(
-            (run_mean[ch] - rm).abs() <= tol * (1.0 + rm.abs()),
-            "{what}: running mean"
-        );
-        assert!(
-            (run_var[ch] - rv).abs() <= tol * (1.0 + rv.abs()),
-            "{what}: running var"
-        );
     }
 }
 
@@ -622,7 +621,7 @@ fn a_reduction_launched_with_the_wrong_block_traps() {
     let s = BnShape { n: 2, c: 3, hw: 5 };
     let x = random::<f64>(30, 900);
     let mut y = vec![0f64; 30];
-    let (mut mean, mut invstd, mut var) = (vec![0f64; 3], vec![0f64; 3], vec![0f64; 3]);
+    let (mut mean, mut invstd) = (vec![0f64; 3], vec![0f64; 3]);
     let mut a = Args::new();
     a.push(x.as_ptr())
         .push(std::ptr::null::<f64>())
@@ -632,7 +631,9 @@ fn a_reduction_launched_with_the_wrong_block_traps() {
         .push(s.hw as i64)
         .push(1e-5f64);
     a.push(y.as_mut_ptr()).push(mean.as_mut_ptr());
-    a.push(invstd.as_mut_ptr()).push(var.as_mut_ptr());
+    a.push(invstd.as_mut_ptr()).push(0.1f64);
+    a.push(std::ptr::null_mut::<f64>())
+        .push(std::ptr::null_mut::<f64>());
     let mut half = launch::per_channel(s.c);
     half.block.0 /= 2;
     // SAFETY: the arguments of nas_bn_fwd_train_f64 over buffers of the shape's lengths.

@@ -37,10 +37,38 @@ impl Running {
     /// Counts one more training batch and gives its running-average factor: the momentum, or
     /// `1 / count` for a cumulative average.
     fn advance(&mut self) -> f64 {
+        let f = self.next_factor();
         self.count += 1;
+        f
+    }
+
+    /// The running-average factor the next training batch will fold with ([`Self::advance`]
+    /// counts it).
+    fn next_factor(&self) -> f64 {
         match self.momentum {
             Some(mo) => mo,
-            None => 1.0 / self.count as f64,
+            None => 1.0 / (self.count + 1) as f64,
+        }
+    }
+
+    /// Where a training forward on `device` folds its batch statistics in its own launch: the
+    /// running statistics moved to that device first if they are elsewhere (the host, or
+    /// another GPU). The count advances in [`BatchNorm2d::update_running`], as on the CPU.
+    #[cfg(feature = "cuda")]
+    fn fold_target(
+        &mut self,
+        device: &candle_core::CudaDevice,
+    ) -> Result<crate::device::RunningFold> {
+        let factor = self.next_factor();
+        match &mut self.device {
+            Some(d) if d.is_on(device) => Ok(d.fold_target(factor)),
+            _ => {
+                self.pull()?;
+                let mut d = crate::device::DeviceRunning::upload(device, &self.mean, &self.var)?;
+                let target = d.fold_target(factor);
+                self.device = Some(d);
+                Ok(target)
+            }
         }
     }
 
@@ -149,12 +177,28 @@ impl BatchNorm2d {
         if let (Mode::Eval { mean, invstd }, false) = (&mode, x.device().is_cpu()) {
             return self.eval_by_tensor_ops(x, mean, invstd);
         }
+        // On a GPU the forward folds its batch statistics into the running ones itself; the
+        // state stays locked (the running buffers alive) until it is launched.
+        #[cfg(feature = "cuda")]
+        let mut running = None;
+        #[cfg(feature = "cuda")]
+        let fold = match (&mode, x.device()) {
+            (Mode::Train(_), candle_core::Device::Cuda(dev)) => {
+                let mut st = self.lock();
+                let target = st.fold_target(dev)?;
+                running = Some(st);
+                Some(target)
+            }
+            _ => None,
+        };
         let op = BnOp {
             n,
             c,
             hw: h * w,
             eps: self.eps,
             mode: mode.clone(),
+            #[cfg(feature = "cuda")]
+            fold,
         };
         let x = x.contiguous()?;
         let y = match (&self.weight, &self.bias) {
@@ -177,6 +221,8 @@ impl BatchNorm2d {
             }
             _ => x.apply_op1(op)?,
         };
+        #[cfg(feature = "cuda")]
+        drop(running);
         self.update_running(&mode, m)?;
         Ok(y)
     }
@@ -233,8 +279,9 @@ impl BatchNorm2d {
     /// After a training forward under `mode` over `m` values per channel: folds its batch
     /// statistics into the running ones (nothing in evaluation mode).
     ///
-    /// Statistics of a GPU forward are folded on that GPU ([`crate::device::DeviceRunning`]),
-    /// where the running values then stay until something reads them.
+    /// A GPU forward has folded its statistics on that GPU already, in its own launch
+    /// ([`crate::device::RunningFold`]), where the running values then stay until something
+    /// reads them; here it is only counted.
     pub(crate) fn update_running(&self, mode: &Mode, m: usize) -> Result<()> {
         let c = self.channels;
         let Mode::Train(saved) = mode else {
@@ -254,17 +301,11 @@ impl BatchNorm2d {
             }
             #[cfg(feature = "cuda")]
             Some(BatchStats::Device(stats)) => {
-                let mut st = self.lock();
-                if !st.device.as_ref().is_some_and(|d| d.is_with(&stats)) {
-                    st.pull()?;
-                    st.device = Some(crate::device::DeviceRunning::upload(
-                        &stats, &st.mean, &st.var,
-                    )?);
+                if !stats.folded() {
+                    bail!("BatchNorm2d: a GPU forward did not fold its batch statistics");
                 }
-                let f = st.advance();
-                if let Some(d) = st.device.as_mut() {
-                    d.fold(&stats, f)?;
-                }
+                // Folded on the device by the forward itself ([`Running::fold_target`]).
+                self.lock().advance();
             }
         }
         Ok(())
@@ -366,6 +407,10 @@ pub(crate) struct BnOp {
     pub hw: usize,
     pub eps: f64,
     pub mode: Mode,
+    /// On a GPU in training mode: where the forward folds the batch statistics into the
+    /// running ones (in the same launch).
+    #[cfg(feature = "cuda")]
+    pub fold: Option<crate::device::RunningFold>,
 }
 
 impl BnOp {
@@ -434,7 +479,8 @@ impl BnOp {
             return Ok(None);
         };
         let dims = (self.n, self.c, self.hw);
-        let Some((y, shape, stats)) = crate::device::batch_norm_train(x, affine, dims, self.eps)?
+        let Some((y, shape, stats)) =
+            crate::device::batch_norm_train(x, affine, dims, self.eps, self.fold)?
         else {
             return Ok(None);
         };

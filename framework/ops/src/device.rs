@@ -12,9 +12,12 @@
 //! the fused input ReLU), 1x1 and direct dense/grouped convolution ([`crate::direct_conv`])
 //! with both gradients; max pooling (the backward recomputes the winners on the device) and
 //! average pooling; batch norm in training mode (the batch statistics stay on the device for
-//! the backward, and the running averages are folded there: no copy to the host per
-//! forward). The weighted sum, global pooling and batch norm with running statistics use
-//! candle's own device ops off the CPU. im2col still runs through the host (docs/gpu.md).
+//! the backward, and the same launch folds the running averages there: no copy to the host
+//! per forward); the mixed-op weighted sum with shared weights and its backward (one launch
+//! each). The weighted sum with per-example weights, global pooling and batch norm in
+//! evaluation mode use candle's own device ops. im2col still runs through the host
+//! (docs/gpu.md). Every launch's grid and block come from `nas_kernels::launch`, the geometry
+//! the emulated device build is tested with.
 use crate::geom::Window;
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{
@@ -564,14 +567,20 @@ fn per_channel(c: usize) -> LaunchConfig {
 }
 
 /// The batch statistics of one training-mode batch-norm forward, left on the device where it
-/// ran: per channel the mean, `1 / sqrt(var + eps)` and the biased variance, in the input's
-/// element type, over `m` values per channel. The backward reads the first two, the running
-/// average the first and third; nothing goes through the host.
+/// ran: per channel the mean and `1 / sqrt(var + eps)`, in the input's element type, which the
+/// backward reads; nothing goes through the host. `folded`: whether the forward also folded
+/// them into the running statistics ([`RunningFold`]).
 pub(crate) struct DeviceBatchStats {
     mean: CudaStorage,
     invstd: CudaStorage,
-    var: CudaStorage,
-    m: usize,
+    folded: bool,
+}
+
+impl DeviceBatchStats {
+    /// Whether the forward folded these statistics into the running ones.
+    pub(crate) fn folded(&self) -> bool {
+        self.folded
+    }
 }
 
 /// A batch norm's running mean and (unbiased) variance on a device, in `f64` as on the CPU.
@@ -581,21 +590,31 @@ pub(crate) struct DeviceRunning {
     var: CudaSlice<f64>,
 }
 
+/// Where a training-mode batch-norm forward folds its batch statistics, in the same launch:
+/// the device addresses of a [`DeviceRunning`]'s mean and variance (`channels` values each)
+/// and the running-average factor of this batch (PyTorch's update, the unbiased variance).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RunningFold {
+    mean: u64,
+    var: u64,
+    channels: usize,
+    factor: f64,
+}
+
 impl DeviceRunning {
-    /// The running statistics `mean`, `var` copied to the device of `stats`.
-    pub(crate) fn upload(stats: &DeviceBatchStats, mean: &[f64], var: &[f64]) -> Result<Self> {
-        let device = stats.mean.device.clone();
+    /// The running statistics `mean`, `var` copied to `device`.
+    pub(crate) fn upload(device: &CudaDevice, mean: &[f64], var: &[f64]) -> Result<Self> {
         Ok(Self {
             mean: device.clone_htod(mean)?,
             var: device.clone_htod(var)?,
-            device,
+            device: device.clone(),
         })
     }
 
-    /// Whether these statistics live on the device of `stats`.
-    pub(crate) fn is_with(&self, stats: &DeviceBatchStats) -> bool {
+    /// Whether these statistics live on `device`.
+    pub(crate) fn is_on(&self, device: &CudaDevice) -> bool {
         use candle_core::backend::BackendDevice;
-        self.device.same_device(&stats.mean.device)
+        self.device.same_device(device)
     }
 
     /// The running `(mean, var)` copied to the host (a synchronisation).
@@ -606,46 +625,42 @@ impl DeviceRunning {
         ))
     }
 
-    /// Folds the batch statistics `stats` into the running ones with the running-average
-    /// factor `factor` (`nas_bn_running`: PyTorch's update, the unbiased variance).
-    pub(crate) fn fold(&mut self, stats: &DeviceBatchStats, factor: f64) -> Result<()> {
-        by_float!(stats.mean, |T| {
-            let (mean, var) = (
-                T::as_cuda_slice(&stats.mean)?,
-                T::as_cuda_slice(&stats.var)?,
-            );
-            let c = self.mean.len();
-            if mean.len() != c || var.len() != c || self.var.len() != c {
-                candle_core::bail!(
-                    "BatchNorm2d on CUDA: {c} running statistics for {} channels",
-                    mean.len()
-                );
-            }
-            let dev = &self.device;
-            let f = kernel!(dev, "bn_running", T);
-            let (m, ci) = (stats.m as i64, c as i32);
-            let mut b = f.builder();
-            b.arg(mean).arg(var).arg(&m).arg(&factor).arg(&ci);
-            b.arg(&mut self.mean).arg(&mut self.var);
-            // SAFETY: `nas_bn_running(const T* mean, const T* var, long m, double factor,
-            // int c, double* run_mean, double* run_var)`, every buffer of c values.
-            unsafe { b.launch(elementwise(c)) }.w()?;
-            Ok::<Option<()>, candle_core::Error>(Some(()))
-        })?
-        .ok_or_else(|| candle_core::Error::Msg("BatchNorm2d on CUDA: f32 or f64 only".into()))
+    /// Where the next training forward folds its batch statistics with the factor `factor`.
+    /// The forward writes through these addresses in stream order, so the caller keeps this
+    /// value alive (holds the batch norm's state) until the forward is launched.
+    pub(crate) fn fold_target(&mut self, factor: f64) -> RunningFold {
+        use candle_core::cuda_backend::cudarc::driver::DevicePtrMut;
+        let stream = self.device.cuda_stream();
+        let channels = self.mean.len();
+        let (mean, _record_mean) = self.mean.device_ptr_mut(&stream);
+        let (var, _record_var) = self.var.device_ptr_mut(&stream);
+        RunningFold {
+            mean,
+            var,
+            channels,
+            factor,
+        }
     }
 }
 
 /// What a training-mode batch-norm forward gives back: the output and its batch statistics.
 pub(crate) type BatchNormed = Option<(CudaStorage, Shape, DeviceBatchStats)>;
 
-/// Batch norm forward with batch statistics over `x` `[n, c, hw]` (`affine`: gamma, beta).
+/// Batch norm forward with batch statistics over `x` `[n, c, hw]` (`affine`: gamma, beta),
+/// folding them into the running statistics of `fold` in the same launch when given.
 pub(crate) fn batch_norm_train(
     (sx, lx): (&CudaStorage, &Layout),
     affine: Option<[(&CudaStorage, &Layout); 2]>,
     (n, c, hw): (usize, usize, usize),
     eps: f64,
+    fold: Option<RunningFold>,
 ) -> Result<BatchNormed> {
+    if let Some(f) = fold.filter(|f| f.channels != c) {
+        candle_core::bail!(
+            "BatchNorm2d on CUDA: {} running statistics for {c} channels",
+            f.channels
+        );
+    }
     by_float!(sx, |T| {
         let Some(x) = view::<T>(sx, lx)? else {
             return Ok(None);
@@ -661,11 +676,10 @@ pub(crate) fn batch_norm_train(
             return Ok(None);
         }
         let dev = &sx.device;
-        // SAFETY: every element of the four buffers is written by the kernel.
-        let (mut y, mut mean, mut invstd, mut var) = unsafe {
+        // SAFETY: every element of the three buffers is written by the kernel.
+        let (mut y, mut mean, mut invstd) = unsafe {
             (
                 dev.alloc::<T>(x.len())?,
-                dev.alloc::<T>(c)?,
                 dev.alloc::<T>(c)?,
                 dev.alloc::<T>(c)?,
             )
@@ -674,6 +688,10 @@ pub(crate) fn batch_norm_train(
             let f = kernel!(dev, "bn_fwd_train", T);
             let (ni, ci, hwl) = (n as i32, c as i32, hw as i64);
             let eps_t = T::from_f64(eps);
+            let (factor, run_mean, run_var) = match fold {
+                Some(f) => (f.factor, f.mean, f.var),
+                None => (0.0, NULL, NULL),
+            };
             let mut b = f.builder();
             b.arg(&x);
             match &params {
@@ -681,18 +699,19 @@ pub(crate) fn batch_norm_train(
                 None => b.arg(&NULL).arg(&NULL),
             };
             b.arg(&ni).arg(&ci).arg(&hwl).arg(&eps_t);
-            b.arg(&mut y).arg(&mut mean).arg(&mut invstd).arg(&mut var);
+            b.arg(&mut y).arg(&mut mean).arg(&mut invstd);
+            b.arg(&factor).arg(&run_mean).arg(&run_var);
             // SAFETY: `nas_bn_fwd_train(x, gamma, beta, int n, int c, long hw, T eps, y,
-            // save_mean, save_invstd, save_var)`, one block per channel of
-            // REDUCTION_THREADS threads.
+            // save_mean, save_invstd, double factor, double* run_mean, double* run_var)`, one
+            // block per channel of REDUCTION_THREADS threads; the running statistics are c
+            // values each (checked above) or null.
             unsafe { b.launch(per_channel(c)) }.w()?;
         }
         let wrap = |s: CudaSlice<T>| T::wrap_cuda_slice(s, dev.clone());
         let stats = DeviceBatchStats {
             mean: wrap(mean),
             invstd: wrap(invstd),
-            var: wrap(var),
-            m: n * hw,
+            folded: fold.is_some(),
         };
         Ok(Some((wrap(y), lx.shape().clone(), stats)))
     })

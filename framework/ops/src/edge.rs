@@ -299,6 +299,8 @@ fn bn_op<'a>(
         hw: d.2 * d.3,
         eps: bn.eps(),
         mode,
+        #[cfg(feature = "cuda")]
+        fold: None,
     })
 }
 

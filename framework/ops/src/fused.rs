@@ -86,6 +86,8 @@ pub fn relu_dw_pw_bn(
                 hw: win.oh * win.ow,
                 eps: bn.eps(),
                 mode: mode.clone(),
+                #[cfg(feature = "cuda")]
+                fold: None,
             },
         },
         saved: Arc::new(Mutex::new(None)),
