@@ -59,26 +59,26 @@ __device__ void block_sum2(T* a, T* b) {
   *b = sb[0];
 }
 
-// The completion counter of the launches that end with a sum over every block's partial
-// results (CUDA's threadFenceReduction pattern): each block counts itself in when its results
-// are written, and the block that counts last does the sum and sets the counter back to 0
-// for the next such launch. One counter serves every kernel because the launches of a device
-// run one after another on its one stream (candle's CudaDevice).
-__device__ unsigned int nas_blocks_done;
-
+// The launches that end with a sum over every block's partial results (CUDA's
+// threadFenceReduction pattern) count their finished blocks in `*done`, a counter that is 0
+// before the launch: each block counts itself in when its results are written, and the block
+// that counts last does the sum and sets the counter back to 0 for the next such launch. The
+// Rust side keeps one counter per host thread and device (the launches of one thread run one
+// after another on its stream), so no two launches in flight share one.
+//
 // Called by every thread of every block of the launch, after the block's results are written:
 // true, in every thread of the block, for the one block that finished last (whose threads
 // then see every other block's results, read with __ldcg past the SM's cache).
-__device__ bool last_block_done() {
+__device__ bool last_block_done(unsigned int* done) {
   __shared__ bool last;
   __threadfence();  // this thread's results are visible to the whole GPU ...
   __syncthreads();  // ... for every thread of the block, before the block counts itself in
   if (threadIdx.x == 0 && threadIdx.y == 0 && threadIdx.z == 0) {
     unsigned long long total = (unsigned long long)gridDim.x * gridDim.y * gridDim.z;
     if (total > 0xffffffffull) __trap();
-    unsigned int before = atomicAdd(&nas_blocks_done, 1u);
+    unsigned int before = atomicAdd(done, 1u);
     last = before + 1ull == total;
-    if (last) nas_blocks_done = 0;  // every other block has counted itself in already
+    if (last) *done = 0;  // every other block has counted itself in already
   }
   __syncthreads();
   if (last) __threadfence();
@@ -107,14 +107,15 @@ __device__ bool last_block_done() {
   }                                                                                                \
   /* The weight gradient split over the batch (nas::weight_splits): blockIdx.y = group s */        \
   /* into part[s * nw + i]; the block that finishes last adds the groups in order into gw */       \
-  /* (one launch instead of a second one for the sum). */                                          \
+  /* (one launch instead of a second one for the sum; `done`: see last_block_done). */             \
   NAS_KERNEL void nas_conv_bwd_weight_split_##S(const T* x, const T* gy, T* part, Geom g,          \
-                                                int per, int relu_in, T* gw) {                     \
+                                                int per, int relu_in, T* gw,                       \
+                                                unsigned int* done) {                              \
     long nw = (long)g.cout * (g.cin / g.groups) * g.k * g.k;                                       \
     int s = (int)blockIdx.y;                                                                       \
     NAS_GRID_STRIDE(i, nw)                                                                         \
     part[(long)s * nw + i] = nas::conv_bwd_weight_split_elem(x, gy, g, i, s, per, relu_in);        \
-    if (last_block_done())                                                                         \
+    if (last_block_done(done))                                                                     \
       for (long i = threadIdx.x; i < nw; i += blockDim.x) {                                        \
         T acc = T(0);                                                                              \
         for (unsigned t = 0; t < gridDim.y; ++t) acc += __ldcg(&part[(long)t * nw + i]);           \
@@ -204,9 +205,10 @@ __device__ bool last_block_done() {
   /* Grid (chunks, kn): block (b, k) writes dL/dys[k] = w[k] * gy over its share of the */         \
   /* elements (gys.p[k] null: not needed) and, when part is not null, its partial sum of */        \
   /* gy * ys[k] into part[k * chunks + b]; the block that finishes last then adds each */          \
-  /* option's partial sums in order into gw[k] (deterministic, one launch). */                     \
+  /* option's partial sums in order into gw[k] (deterministic, one launch; `done`: see */          \
+  /* last_block_done; part, gw and done are null together when dL/dw is not wanted). */            \
   NAS_KERNEL void nas_mixed_bwd_##S(const T* gy, Operands<T> ys, const T* w, int kn, long len,     \
-                                    Outputs<T> gys, T* part, T* gw) {                              \
+                                    Outputs<T> gys, T* part, T* gw, unsigned int* done) {          \
     if ((int)gridDim.y != kn) __trap();                                                            \
     int k = blockIdx.y;                                                                            \
     int chunks = (int)gridDim.x;                                                                   \
@@ -223,7 +225,7 @@ __device__ bool last_block_done() {
         acc += nas::mixed_weight_grad_partial(gy, ys.p[k], i, i + 1);                              \
     block_sum2(&acc, &unused);                                                                     \
     if (threadIdx.x == 0) part[(long)k * chunks + blockIdx.x] = acc;                               \
-    if (last_block_done())                                                                         \
+    if (last_block_done(done))                                                                     \
       for (int o = threadIdx.x; o < kn; o += blockDim.x) {                                         \
         T sum = T(0);                                                                              \
         for (int b = 0; b < chunks; ++b) sum += __ldcg(&part[(long)o * chunks + b]);               \

@@ -163,7 +163,22 @@ void scatter_f64(const double* in, T* const* dsts, const long* lens, int count) 
   }
 }
 
+template <typename T>
+void sgd_step(const nas::SgdSpan<T>* spans, int count, const nas::SgdRule* rule) {
+  for (int t = 0; t < count; ++t)
+    for (long i = 0; i < spans[t].len; ++i) nas::sgd_elem(spans[t], *rule, i);
+}
+
 }  // namespace
+
+extern "C" void nas_sgd_step_f32(const nas::SgdSpan<float>* spans, int count,
+                                 const nas::SgdRule* rule) {
+  sgd_step(spans, count, rule);
+}
+extern "C" void nas_sgd_step_f64(const nas::SgdSpan<double>* spans, int count,
+                                 const nas::SgdRule* rule) {
+  sgd_step(spans, count, rule);
+}
 
 extern "C" void nas_scatter_f64_to_f32(const double* in, float* const* dsts, const long* lens,
                                        int count) {

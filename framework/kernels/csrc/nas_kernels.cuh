@@ -452,4 +452,57 @@ NAS_HD void scatter_elem(const double* in, const FlatSpan<T*>& t, long i) {
   t.ptr[i] = (T)in[t.offset + i];
 }
 
+// ---------------------------------------------------------------------------------------
+// The SGD step of many tensors at once (a weight update on the device), and the sum of
+// squares of many tensors (the global gradient norm that clipping needs)
+// ---------------------------------------------------------------------------------------
+
+// The rule: torch.optim.SGD with dampening 0, as nas_optim::Sgd computes it in double (every
+// gradient value multiplied by grad_scale, the clipping factor, first; the weight decay
+// coupled; the momentum buffer starting as the first step's direction).
+struct SgdRule {
+  double lr;
+  double momentum;
+  double weight_decay;
+  double grad_scale;
+  int nesterov;
+};
+
+// One tensor of the step: `len` parameters at `param`, their gradient at `grad` (null: zeros,
+// a parameter the loss does not reach, which weight decay and momentum still move, as
+// nas_optim does) and, with momentum, the f64 momentum buffer at `buf`; `first`: the buffer
+// holds nothing yet and starts with this step.
+template <typename T>
+struct SgdSpan {
+  T* param;
+  const T* grad;
+  double* buf;
+  long len;
+  int first;
+};
+
+// Element `i` of span `s` stepped by rule `r` (nas_optim::Sgd's arithmetic, operation by
+// operation).
+template <typename T>
+NAS_HD void sgd_elem(const SgdSpan<T>& s, const SgdRule& r, long i) {
+  double x = (double)s.param[i];
+  double g = s.grad ? (double)s.grad[i] : 0.0;
+  double d = g * r.grad_scale + r.weight_decay * x;
+  if (r.momentum == 0.0) {
+    s.param[i] = (T)(x - r.lr * d);
+    return;
+  }
+  double b = s.first ? d : r.momentum * s.buf[i] + d;
+  s.buf[i] = b;
+  double dir = r.nesterov ? d + r.momentum * b : b;
+  s.param[i] = (T)(x - r.lr * dir);
+}
+
+// The square of element `i` of span `s`, in double.
+template <typename T>
+NAS_HD double square_elem(const FlatSpan<const T*>& s, long i) {
+  double v = (double)s.ptr[i];
+  return v * v;
+}
+
 }  // namespace nas

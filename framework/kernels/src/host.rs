@@ -212,6 +212,7 @@ type GatherFn<T> = unsafe extern "C" fn(*const *const T, *const c_long, c_int, *
 type ScatterFn<T> = unsafe extern "C" fn(*const f64, *const *mut T, *const c_long, c_int);
 type MixedBwdFn<T> =
     unsafe extern "C" fn(*const T, *const *const T, *const T, c_int, c_long, *const *mut T, *mut T);
+type SgdFn<T> = unsafe extern "C" fn(*const SgdSpan<T>, c_int, *const SgdRule);
 
 /// The C entry points of one dtype.
 #[doc(hidden)]
@@ -231,12 +232,13 @@ pub struct Fns<T> {
     mixed_bwd: MixedBwdFn<T>,
     gather: GatherFn<T>,
     scatter: ScatterFn<T>,
+    sgd: SgdFn<T>,
 }
 
 macro_rules! extern_block {
     ($t:ty, $conv_fwd:ident, $conv_bi:ident, $conv_bw:ident, $max_f:ident, $max_b:ident,
      $avg_f:ident, $avg_b:ident, $bn_f:ident, $bn_b:ident, $relu_f:ident, $relu_b:ident,
-     $mix_f:ident, $mix_b:ident, $gather:ident, $scatter:ident) => {
+     $mix_f:ident, $mix_b:ident, $gather:ident, $scatter:ident, $sgd:ident) => {
         extern "C" {
             fn $conv_fwd(x: *const $t, w: *const $t, y: *mut $t, g: *const Geom, relu_in: c_int);
             fn $conv_bi(
@@ -293,6 +295,7 @@ macro_rules! extern_block {
             );
             fn $gather(srcs: *const *const $t, lens: *const c_long, count: c_int, out: *mut f64);
             fn $scatter(input: *const f64, dsts: *const *mut $t, lens: *const c_long, count: c_int);
+            fn $sgd(spans: *const SgdSpan<$t>, count: c_int, rule: *const SgdRule);
         }
         impl HostFloat for $t {
             const FNS: Fns<$t> = Fns {
@@ -311,6 +314,7 @@ macro_rules! extern_block {
                 mixed_bwd: $mix_b,
                 gather: $gather,
                 scatter: $scatter,
+                sgd: $sgd,
             };
         }
     };
@@ -332,7 +336,8 @@ extern_block!(
     nas_mixed_fwd_f32,
     nas_mixed_bwd_f32,
     nas_gather_f64_from_f32,
-    nas_scatter_f64_to_f32
+    nas_scatter_f64_to_f32,
+    nas_sgd_step_f32
 );
 extern_block!(
     f64,
@@ -350,7 +355,8 @@ extern_block!(
     nas_mixed_fwd_f64,
     nas_mixed_bwd_f64,
     nas_gather_f64_from_f64,
-    nas_scatter_f64_to_f64
+    nas_scatter_f64_to_f64,
+    nas_sgd_step_f64
 );
 
 extern "C" {
@@ -664,6 +670,79 @@ pub fn scatter_f64<T: HostFloat>(input: &[f64], dsts: &mut [&mut [T]]) -> Result
         .map_err(|_| KernelError::Geometry(format!("{} targets to scatter to", dsts.len())))?;
     // SAFETY: `count` disjoint targets of `lens[t]` elements, `input` holds their sum.
     unsafe { (T::FNS.scatter)(input.as_ptr(), ptrs.as_ptr(), lens.as_ptr(), count) };
+    Ok(())
+}
+
+/// The rule of an SGD step (the C struct `nas::SgdRule`): `torch.optim.SGD` with dampening 0,
+/// as `nas_optim::Sgd` computes it in `f64`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SgdRule {
+    /// Learning rate.
+    pub lr: f64,
+    /// Momentum factor (0: no momentum buffer).
+    pub momentum: f64,
+    /// Coupled L2 weight decay.
+    pub weight_decay: f64,
+    /// Every gradient value is multiplied by this first (the clipping factor; 1 without).
+    pub grad_scale: f64,
+    /// Nesterov momentum (1) or not (0).
+    pub nesterov: c_int,
+}
+
+/// One tensor of an SGD step (the C struct `nas::SgdSpan<T>`): parameters, gradient (null:
+/// zeros), `f64` momentum buffer (null without momentum), length, and whether the buffer
+/// starts with this step.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct SgdSpan<T> {
+    /// The parameters, updated in place.
+    pub param: *mut T,
+    /// Their gradient, or null for zeros.
+    pub grad: *const T,
+    /// The momentum buffer (`len` values), or null when the rule has no momentum.
+    pub buf: *mut f64,
+    /// Number of parameters.
+    pub len: c_long,
+    /// 1 when the buffer holds nothing yet (it starts as this step's direction).
+    pub first: c_int,
+}
+
+/// One SGD step of `param` with `grad` (`None`: zeros) and, when `rule` has momentum, the
+/// momentum buffer `buf` (`first`: it holds nothing yet), through the kernel body the device
+/// runs (`nas::sgd_elem`).
+pub fn sgd_step<T: HostFloat>(
+    param: &mut [T],
+    grad: Option<&[T]>,
+    buf: Option<&mut [f64]>,
+    first: bool,
+    rule: &SgdRule,
+) -> Result<()> {
+    if let Some(g) = grad {
+        check("grad", g.len(), param.len())?;
+    }
+    let buf = match buf {
+        Some(b) => {
+            check("buf", b.len(), param.len())?;
+            b.as_mut_ptr()
+        }
+        None if rule.momentum != 0.0 => {
+            return Err(KernelError::Geometry(
+                "an SGD step with momentum needs a momentum buffer".into(),
+            ))
+        }
+        None => std::ptr::null_mut(),
+    };
+    let span = SgdSpan {
+        param: param.as_mut_ptr(),
+        grad: grad.map_or(std::ptr::null(), |g| g.as_ptr()),
+        buf,
+        len: c_len(param.len())?,
+        first: first.into(),
+    };
+    // SAFETY: one span whose pointers cover `len` values each (checked above) or are null
+    // where the body does not read them (no gradient: zeros; no momentum: no buffer).
+    unsafe { (T::FNS.sgd)(&span, 1, rule) };
     Ok(())
 }
 

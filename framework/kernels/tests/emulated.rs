@@ -143,10 +143,16 @@ fn conv_case<T: Elem>(g: Geom, relu: bool, seed: u64) {
         .push(per as i32)
         .push(relu_i)
         .push(gw.as_mut_ptr());
+    let mut done = Box::new(0u32);
+    a.push(&mut *done as *mut u32);
     run::<T>(
         "conv_bwd_weight_split",
         launch::weight_split(nw, splits),
         &mut a,
+    );
+    assert_eq!(
+        *done, 0,
+        "the block counter is back at 0 for the next launch"
     );
     assert!(gw == want_gw, "split weight gradient {g:?} relu {relu}");
     let mut whole = vec![T::default(); nw];
@@ -466,7 +472,13 @@ fn mixed_case<T: Elem>(len: usize, seed: u64) {
         .push(outputs)
         .push(part.as_mut_ptr())
         .push(gw.as_mut_ptr());
+    let mut done = Box::new(0u32);
+    a.push(&mut *done as *mut u32);
     run::<T>("mixed_bwd", launch::mixed_bwd(len, K), &mut a);
+    assert_eq!(
+        *done, 0,
+        "the block counter is back at 0 for the next launch"
+    );
     for k in 0..K {
         match &want_gys[k] {
             Some(want) => assert!(gys[k] == *want, "dL/dys[{k}]"),
@@ -489,7 +501,8 @@ fn mixed_case<T: Elem>(len: usize, seed: u64) {
     a.push(len as i64)
         .push(outputs)
         .push(std::ptr::null_mut::<T>())
-        .push(std::ptr::null_mut::<T>());
+        .push(std::ptr::null_mut::<T>())
+        .push(std::ptr::null_mut::<u32>());
     run::<T>("mixed_bwd", launch::mixed_bwd(len, K), &mut a);
     assert!(Some(&only) == want_gys[4].as_ref());
 }

@@ -5,4 +5,5 @@ mod emulated;
 mod finite_diff;
 mod gather;
 mod golden;
+mod sgd;
 mod splits;

@@ -221,8 +221,12 @@ impl BatchNorm2d {
             }
             _ => x.apply_op1(op)?,
         };
+        // The fold's count advances in the same critical section as its factor was taken.
         #[cfg(feature = "cuda")]
-        drop(running);
+        if let Some(mut st) = running {
+            self.update_running_in(&mut st, &mode, m)?;
+            return Ok(y);
+        }
         self.update_running(&mode, m)?;
         Ok(y)
     }
@@ -283,6 +287,14 @@ impl BatchNorm2d {
     /// ([`crate::device::RunningFold`]), where the running values then stay until something
     /// reads them; here it is only counted.
     pub(crate) fn update_running(&self, mode: &Mode, m: usize) -> Result<()> {
+        if !matches!(mode, Mode::Train(_)) {
+            return Ok(());
+        }
+        self.update_running_in(&mut self.lock(), mode, m)
+    }
+
+    /// [`Self::update_running`] on the state `st`, locked by the caller.
+    fn update_running_in(&self, st: &mut Running, mode: &Mode, m: usize) -> Result<()> {
         let c = self.channels;
         let Mode::Train(saved) = mode else {
             return Ok(());
@@ -291,7 +303,7 @@ impl BatchNorm2d {
         match stats {
             None => bail!("BatchNorm2d: batch statistics were not recorded"),
             Some(BatchStats::Host { mean, var }) => {
-                let mut st = self.host()?;
+                st.pull()?;
                 let f = st.advance();
                 let unbias = m as f64 / (m - 1) as f64;
                 for ch in 0..c {
@@ -305,7 +317,7 @@ impl BatchNorm2d {
                     bail!("BatchNorm2d: a GPU forward did not fold its batch statistics");
                 }
                 // Folded on the device by the forward itself ([`Running::fold_target`]).
-                self.lock().advance();
+                st.advance();
             }
         }
         Ok(())

@@ -135,6 +135,12 @@ fn weight_len(g: &Geom) -> usize {
     g.cout as usize * (g.cin / g.groups) as usize * g.k as usize * g.k as usize
 }
 
+/// Whether `g` has an empty input, output or weight: nothing to launch for (the driver
+/// refuses an empty allocation and a grid of zero blocks); the host path serves it.
+fn is_empty(g: &Geom) -> bool {
+    input_len(g) == 0 || output_len(g) == 0 || weight_len(g) == 0
+}
+
 /// One of the module's kernels and the stream it launches on.
 struct Kernel {
     func: CudaFunction,
@@ -148,45 +154,74 @@ impl Kernel {
     }
 }
 
-/// The kernels resolved so far on this thread, for the device last used: `(base, f64)` ->
-/// function. Resolving through candle (`get_or_load_custom_func`) formats the name, takes a
-/// lock, allocates a C string and asks the driver, on every launch; a DARTS step launches
-/// tens of thousands. Only the last device's kernels are kept (a sweep opens a device per
-/// run; the cache must not keep every earlier one's module loaded).
-type KernelCache = Option<(DeviceId, HashMap<(&'static str, bool), CudaFunction>)>;
+/// What this thread keeps for the device it last launched on: the kernels resolved so far,
+/// `(base, f64)` -> function (resolving through candle's `get_or_load_custom_func` formats the
+/// name, takes a lock, allocates a C string and asks the driver, on every launch; a DARTS step
+/// launches tens of thousands), and the thread's block counter. Only the last device's are
+/// kept (a sweep opens a device per run; the cache must not keep every earlier one's module
+/// loaded).
+struct ThreadKernels {
+    device: DeviceId,
+    funcs: HashMap<(&'static str, bool), CudaFunction>,
+    /// The counter of finished blocks that the launches ending with a sum over their blocks'
+    /// partial results use (`last_block_done` in device.cu): zero between launches, one per
+    /// thread because each thread launches on its own stream (candle's per-thread stream),
+    /// where its launches run one after another.
+    counter: Option<CudaSlice<u32>>,
+}
 
 thread_local! {
-    static KERNELS: RefCell<KernelCache> = const { RefCell::new(None) };
+    static KERNELS: RefCell<Option<ThreadKernels>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` on this thread's cache for `dev` (emptied first when it was another device's).
+fn with_thread_cache<R>(dev: &CudaDevice, f: impl FnOnce(&mut ThreadKernels) -> R) -> R {
+    KERNELS.with(|k| {
+        let mut k = k.borrow_mut();
+        let cache = match &mut *k {
+            Some(t) if t.device == dev.id() => t,
+            slot => slot.insert(ThreadKernels {
+                device: dev.id(),
+                funcs: HashMap::new(),
+                counter: None,
+            }),
+        };
+        f(cache)
+    })
 }
 
 /// Entry point `nas_<base>_<f32|f64>` of the module on `dev` (loaded once per device).
 fn kernel<T: DevFloat>(dev: &CudaDevice, base: &'static str) -> Result<Kernel> {
     let key = (base, T::F64);
-    let cached = KERNELS.with(|k| match &*k.borrow() {
-        Some((id, map)) if *id == dev.id() => map.get(&key).cloned(),
-        _ => None,
-    });
+    let cached = with_thread_cache(dev, |t| t.funcs.get(&key).cloned());
     let func = match cached {
         Some(f) => f,
         None => {
             let f = dev
                 .get_or_load_custom_func(&entry(base, T::F64), MODULE, PTX)?
                 .into_cuda_function();
-            KERNELS.with(|k| {
-                let mut k = k.borrow_mut();
-                if !matches!(&*k, Some((id, _)) if *id == dev.id()) {
-                    *k = Some((dev.id(), HashMap::new()));
-                }
-                if let Some((_, map)) = k.as_mut() {
-                    map.insert(key, f.clone());
-                }
-            });
+            with_thread_cache(dev, |t| t.funcs.insert(key, f.clone()));
             f
         }
     };
     Ok(Kernel {
         func,
         stream: dev.cuda_stream(),
+    })
+}
+
+/// The device address of this thread's block counter on `dev` (allocated, zeroed, on first
+/// use; see [`ThreadKernels::counter`]).
+fn block_counter(dev: &CudaDevice) -> Result<u64> {
+    use candle_core::cuda_backend::cudarc::driver::DevicePtr;
+    with_thread_cache(dev, |t| {
+        let counter = match &mut t.counter {
+            Some(c) => c,
+            slot => slot.insert(dev.alloc_zeros::<u32>(1)?),
+        };
+        let stream = dev.cuda_stream();
+        let (ptr, _record) = counter.device_ptr(&stream);
+        Ok(ptr)
     })
 }
 
@@ -308,7 +343,7 @@ pub(crate) fn conv(
         let (Some(x), Some(w)) = (view::<T>(sx, lx)?, view::<T>(sw, lw)?) else {
             return Ok(None);
         };
-        if x.len() != input_len(&g) || w.len() != weight_len(&g) {
+        if is_empty(&g) || x.len() != input_len(&g) || w.len() != weight_len(&g) {
             return Ok(None);
         }
         let dev = &sx.device;
@@ -335,7 +370,7 @@ pub(crate) fn conv_bwd(
             return Ok(None);
         };
         let (nx, nw) = (input_len(&g), weight_len(&g));
-        if x.len() != nx || w.len() != nw || gy.len() != output_len(&g) {
+        if is_empty(&g) || x.len() != nx || w.len() != nw || gy.len() != output_len(&g) {
             return Ok(None);
         }
         let dev = &sx.device;
@@ -365,9 +400,9 @@ pub(crate) fn conv_bwd(
     })
 }
 
-/// `gw = dL/dw` from the input the forward read (`max(x, 0)` when `relu`) and `dL/dy`: one
-/// kernel when the weight is large, else partial sums over splits of the batch and a second
-/// kernel that adds them.
+/// `gw = dL/dw` from the input the forward read (`max(x, 0)` when `relu`) and `dL/dy`, in one
+/// launch: one thread per weight over the whole batch when the weight is large, else partial
+/// sums over splits of the batch that the launch's last block adds up.
 fn weight_grad<T: DevFloat>(
     dev: &CudaDevice,
     x: &CudaView<'_, T>,
@@ -391,6 +426,7 @@ fn weight_grad<T: DevFloat>(
     // SAFETY: every partial sum is written by the split kernel before its last block reads it.
     let mut part = unsafe { dev.alloc::<T>(splits * nw)? };
     let f = kernel!(dev, "conv_bwd_weight_split", T);
+    let done = block_counter(dev)?;
     let per_i = per as i32;
     let mut b = f.builder();
     b.arg(x)
@@ -399,10 +435,12 @@ fn weight_grad<T: DevFloat>(
         .arg(&dg)
         .arg(&per_i)
         .arg(&relu_i)
-        .arg(gw);
-    // SAFETY: `nas_conv_bwd_weight_split(x, gy, T* part, Geom g, int per, int relu_in, T* gw)`,
-    // part holds `splits` rows of nw, one grid row (blockIdx.y) per split; the block that
-    // finishes last adds the rows into gw (nw values).
+        .arg(gw)
+        .arg(&done);
+    // SAFETY: `nas_conv_bwd_weight_split(x, gy, T* part, Geom g, int per, int relu_in, T* gw,
+    // unsigned int* done)`, part holds `splits` rows of nw, one grid row (blockIdx.y) per
+    // split; the block that finishes last adds the rows into gw (nw values); done is this
+    // thread's counter, zero between launches.
     unsafe { b.launch(config(launch::weight_split(nw, splits))) }.w()?;
     Ok(())
 }
@@ -447,7 +485,7 @@ pub(crate) fn max_pool(s: &CudaStorage, l: &Layout, win: &Window) -> Result<Laun
             return Ok(None);
         };
         let g = pool_geom(win)?;
-        if x.len() != input_len(&g) {
+        if is_empty(&g) || x.len() != input_len(&g) {
             return Ok(None);
         }
         let dev = &s.device;
@@ -480,7 +518,7 @@ pub(crate) fn max_pool_bwd(
             return Ok(None);
         };
         let g = pool_geom(win)?;
-        if x.len() != input_len(&g) || gy.len() != output_len(&g) {
+        if is_empty(&g) || x.len() != input_len(&g) || gy.len() != output_len(&g) {
             return Ok(None);
         }
         let dev = &sg.device;
@@ -527,7 +565,7 @@ pub(crate) fn avg_pool(
         } else {
             input_len(&g)
         };
-        if x.len() != want {
+        if is_empty(&g) || x.len() != want {
             return Ok(None);
         }
         let dev = &s.device;
@@ -667,12 +705,12 @@ pub(crate) fn batch_norm_train(
         };
         let params = match affine {
             Some([(sg, lg), (sb, lb)]) => match (view::<T>(sg, lg)?, view::<T>(sb, lb)?) {
-                (Some(g), Some(b)) => Some((g, b)),
+                (Some(g), Some(b)) if g.len() == c && b.len() == c => Some((g, b)),
                 _ => return Ok(None),
             },
             None => None,
         };
-        if x.len() != n * c * hw {
+        if x.is_empty() || x.len() != n * c * hw {
             return Ok(None);
         }
         let dev = &sx.device;
@@ -742,7 +780,7 @@ pub(crate) fn batch_norm_train_bwd(
             T::as_cuda_slice(&stats.invstd)?,
         );
         let nx = n * c * hw;
-        if x.len() != nx || gy.len() != nx || mean.len() != c || invstd.len() != c {
+        if nx == 0 || x.len() != nx || gy.len() != nx || mean.len() != c || invstd.len() != c {
             return Ok(None);
         }
         let dev = &sx.device;
@@ -852,7 +890,8 @@ pub(crate) fn mixed_sum(
         let Some(w) = view::<T>(sw, lw)? else {
             return Ok(None);
         };
-        if w.len() != ys.len() {
+        if w.len() != ys.len() || numel == 0 {
+            // Nothing to launch for an empty sum; candle's ops make it.
             return Ok(None);
         }
         let dev = &sw.device;
@@ -889,7 +928,7 @@ pub(crate) fn mixed_sum_bwd(
             return Ok(None);
         };
         let (k, numel) = (ys.len(), g.len());
-        if w.len() != k || tracked.len() != k {
+        if w.len() != k || tracked.len() != k || k == 0 || numel == 0 {
             return Ok(None);
         }
         let dev = &sw.device;
@@ -913,10 +952,10 @@ pub(crate) fn mixed_sum_bwd(
                     next += numel as u64;
                 }
                 let (part_ptr, _record_part) = part.device_ptr_mut(&stream);
-                let (part_arg, gw_arg): (u64, u64) = if want_w {
-                    (part_ptr, base)
+                let (part_arg, gw_arg, done): (u64, u64, u64) = if want_w {
+                    (part_ptr, base, block_counter(dev)?)
                 } else {
-                    (NULL, NULL)
+                    (NULL, NULL, NULL)
                 };
                 let f = kernel!(dev, "mixed_bwd", T);
                 let (kn, len) = (k as i32, numel as i64);
@@ -928,12 +967,14 @@ pub(crate) fn mixed_sum_bwd(
                     .arg(&len)
                     .arg(&gys)
                     .arg(&part_arg)
-                    .arg(&gw_arg);
+                    .arg(&gw_arg)
+                    .arg(&done);
                 // SAFETY: `nas_mixed_bwd(const T* gy, Operands<T> ys, const T* w, int kn,
-                // long len, Outputs<T> gys, T* part, T* gw)`: gys point at the tracked rows of
-                // `out` (numel each), part holds kn * chunks values and gw (the first k values
-                // of `out`) the weight gradient that the last block adds up, both null unless
-                // want_w; grid (chunks, kn) of REDUCTION_THREADS threads (block_sum2's size).
+                // long len, Outputs<T> gys, T* part, T* gw, unsigned int* done)`: gys point at
+                // the tracked rows of `out` (numel each), part holds kn * chunks values and gw
+                // (the first k values of `out`) the weight gradient that the last block adds
+                // up with this thread's counter `done`, all three null unless want_w; grid
+                // (chunks, kn) of REDUCTION_THREADS threads (block_sum2's size).
                 unsafe { b.launch(config(launch::mixed_bwd(numel, k))) }.w()?;
             }
             Ok(out)
