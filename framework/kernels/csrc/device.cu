@@ -249,6 +249,33 @@ __device__ bool last_block_done(unsigned int* done) {
     NAS_GRID_STRIDE(i, t.len) nas::scatter_elem(in, t, i);                                         \
   }
 
+/* The SGD step of many tensors: block (b, t) steps its share of span t. */
+#define NAS_SGD_EXPORT(T, S)                                                                       \
+  NAS_KERNEL void nas_sgd_step_##S(const nas::SgdSpan<T>* spans, nas::SgdRule rule) {              \
+    const nas::SgdSpan<T> s = spans[blockIdx.y];                                                   \
+    NAS_GRID_STRIDE(i, s.len) nas::sgd_elem(s, rule, i);                                           \
+  }                                                                                                \
+  /* The sum of squares of many tensors (the squared global gradient norm), in double: block */    \
+  /* (b, t) sums its share of span t into part[t * gridDim.x + b]; the last block to finish */     \
+  /* adds them in that order into out[0] (deterministic; `done`: see last_block_done). */          \
+  NAS_KERNEL void nas_sum_squares_##S(const nas::FlatSpan<const T*>* spans, double* part,          \
+                                      double* out, unsigned int* done) {                           \
+    const nas::FlatSpan<const T*> s = spans[blockIdx.y];                                           \
+    double acc = 0.0, unused = 0.0;                                                                \
+    NAS_GRID_STRIDE(i, s.len) acc += nas::square_elem(s, i);                                       \
+    block_sum2(&acc, &unused);                                                                     \
+    long parts = (long)gridDim.x * gridDim.y;                                                      \
+    if (threadIdx.x == 0) part[(long)blockIdx.y * gridDim.x + blockIdx.x] = acc;                   \
+    if (last_block_done(done) && threadIdx.x == 0) {                                               \
+      double total = 0.0;                                                                          \
+      for (long p = 0; p < parts; ++p) total += __ldcg(&part[p]);                                  \
+      out[0] = total;                                                                              \
+    }                                                                                              \
+  }
+
+NAS_SGD_EXPORT(float, f32)
+NAS_SGD_EXPORT(double, f64)
+
 NAS_SCATTER_EXPORT(float, f32)
 NAS_SCATTER_EXPORT(double, f64)
 NAS_GATHER_EXPORT(float, f32)

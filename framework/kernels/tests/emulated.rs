@@ -672,3 +672,115 @@ fn arguments_of_the_wrong_number_or_size_are_refused() {
     }
     assert_eq!(y, [0.0; 4]);
 }
+
+/// The C struct `nas::SgdSpan<T>`.
+#[repr(C)]
+struct SgdSpanC<T> {
+    param: *mut T,
+    grad: *const T,
+    buf: *mut f64,
+    len: i64,
+    first: i32,
+}
+
+fn sgd_case<T: Elem>(momentum: f64, seed: u64) {
+    use nas_kernels::host::SgdRule;
+    let lens = [3usize, 700, 1, 300];
+    let rule = SgdRule {
+        lr: 0.05,
+        momentum,
+        weight_decay: 3e-4,
+        grad_scale: 0.7,
+        nesterov: 0,
+    };
+    let mut params: Vec<Vec<T>> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| random::<T>(n, seed + i as u64))
+        .collect();
+    let grads: Vec<Vec<T>> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| random::<T>(n, seed + 10 + i as u64))
+        .collect();
+    let mut bufs: Vec<Vec<f64>> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| random::<f64>(n, seed + 20 + i as u64))
+        .collect();
+    // Tensor 1 has no gradient (zeros); tensor 2's buffer starts with this step.
+    let mut want_params = params.clone();
+    let mut want_bufs = bufs.clone();
+    for t in 0..lens.len() {
+        let buf = (momentum != 0.0).then_some(&mut want_bufs[t][..]);
+        let grad = (t != 1).then_some(&grads[t][..]);
+        host::sgd_step(&mut want_params[t], grad, buf, t == 2, &rule).unwrap();
+    }
+    let spans: Vec<SgdSpanC<T>> = (0..lens.len())
+        .map(|t| SgdSpanC {
+            param: params[t].as_mut_ptr(),
+            grad: if t == 1 {
+                std::ptr::null()
+            } else {
+                grads[t].as_ptr()
+            },
+            buf: if momentum != 0.0 {
+                bufs[t].as_mut_ptr()
+            } else {
+                std::ptr::null_mut()
+            },
+            len: lens[t] as i64,
+            first: i32::from(t == 2),
+        })
+        .collect();
+    let mut a = Args::new();
+    a.push(spans.as_ptr()).push(rule);
+    run::<T>("sgd_step", launch::over_spans(700, lens.len()), &mut a);
+    assert!(
+        params == want_params,
+        "sgd_step momentum {momentum}: parameters"
+    );
+    assert_eq!(bufs, want_bufs, "sgd_step momentum {momentum}: buffers");
+}
+
+#[test]
+fn the_sgd_step_over_many_tensors_matches_the_host_build() {
+    sgd_case::<f32>(0.9, 1000);
+    sgd_case::<f64>(0.9, 1100);
+    sgd_case::<f32>(0.0, 1200);
+}
+
+#[test]
+fn the_sum_of_squares_over_many_tensors_matches_a_sum_here() {
+    let lens = [3usize, 7_000, 1, 300];
+    let tensors: Vec<Vec<f32>> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| random::<f32>(n, 1300 + i as u64))
+        .collect();
+    let want: f64 = tensors.iter().flatten().map(|&v| v as f64 * v as f64).sum();
+    let spans: Vec<FlatSpan<*const f32>> = tensors
+        .iter()
+        .map(|t| FlatSpan {
+            ptr: t.as_ptr(),
+            len: t.len() as i64,
+            offset: 0,
+        })
+        .collect();
+    let l = launch::over_spans(7_000, lens.len());
+    let mut part = vec![f64::NAN; (l.grid.0 * l.grid.1) as usize];
+    let mut out = [f64::NAN];
+    let mut done = Box::new(0u32);
+    let mut a = Args::new();
+    a.push(spans.as_ptr())
+        .push(part.as_mut_ptr())
+        .push(out.as_mut_ptr())
+        .push(&mut *done as *mut u32);
+    run::<f32>("sum_squares", l, &mut a);
+    assert!(
+        (out[0] - want).abs() <= 1e-12 * want,
+        "{} vs {want}",
+        out[0]
+    );
+    assert_eq!(*done, 0);
+}

@@ -1133,3 +1133,191 @@ fn scatter_typed<T: DevFloat>(
     launch_over_spans(dev, "scatter_f64_to", &views, flat)?;
     Ok(true)
 }
+
+/// The C struct `nas::SgdSpan<T>` with device pointers (40 bytes: three pointers, a `long`,
+/// an `int` and its padding).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SgdSpan {
+    param: u64,
+    grad: u64,
+    buf: u64,
+    len: i64,
+    first: i32,
+}
+
+// SAFETY: `#[repr(C)]` with the fields, order and sizes of `nas::SgdSpan<T>`.
+unsafe impl DeviceRepr for SgdSpan {}
+
+/// The C struct `nas::SgdRule`, passed by value.
+#[repr(transparent)]
+struct DevSgdRule(crate::sgd::SgdRule);
+
+// SAFETY: `nas_kernels::host::SgdRule` is `#[repr(C)]` with the fields of `nas::SgdRule`.
+unsafe impl DeviceRepr for DevSgdRule {}
+
+/// [`crate::sgd_step`] on a CUDA device: one launch of `nas_sgd_step` over every parameter.
+/// `Ok(false)` when it does not serve them (mixed dtypes, more than [`MAX_SPANS`] tensors, a
+/// tensor on another device); nothing has changed then.
+pub(crate) fn sgd_step(
+    params: &[&candle_core::Var],
+    grads: &[Option<&candle_core::Tensor>],
+    momentum: Option<(&candle_core::Tensor, &[usize])>,
+    first: &[bool],
+    rule: &crate::sgd::SgdRule,
+) -> Result<bool> {
+    match params.first().map(|p| p.dtype()) {
+        Some(DType::F32) => sgd_typed::<f32>(params, grads, momentum, first, rule),
+        Some(DType::F64) => sgd_typed::<f64>(params, grads, momentum, first, rule),
+        _ => Ok(false),
+    }
+}
+
+fn sgd_typed<T: DevFloat>(
+    params: &[&candle_core::Var],
+    grads: &[Option<&candle_core::Tensor>],
+    momentum: Option<(&candle_core::Tensor, &[usize])>,
+    first: &[bool],
+    rule: &crate::sgd::SgdRule,
+) -> Result<bool> {
+    use candle_core::cuda_backend::cudarc::driver::DevicePtr;
+    if params.len() > MAX_SPANS || params.iter().any(|p| p.dtype() != T::DTYPE) {
+        return Ok(false);
+    }
+    let candle_core::Device::Cuda(dev) = params[0].device() else {
+        return Ok(false);
+    };
+    let param_guards: Vec<_> = params
+        .iter()
+        .map(|v| v.as_tensor().storage_and_layout())
+        .collect();
+    let Some(param_views) = cuda_views::<T, _>(dev, &param_guards)? else {
+        return Ok(false);
+    };
+    let present: Vec<candle_core::Tensor> = grads
+        .iter()
+        .flatten()
+        .map(|g| g.contiguous())
+        .collect::<Result<_>>()?;
+    let grad_guards: Vec<_> = present.iter().map(|g| g.storage_and_layout()).collect();
+    let Some(grad_views) = cuda_views::<T, _>(dev, &grad_guards)? else {
+        return Ok(false);
+    };
+    let momentum_guard = momentum.map(|(b, offsets)| (b.storage_and_layout(), offsets));
+    let buffers = match &momentum_guard {
+        Some(((st, l), offsets)) => {
+            let candle_core::Storage::Cuda(cs) = &**st else {
+                return Ok(false);
+            };
+            match view::<f64>(cs, l)? {
+                Some(v) => Some((v, *offsets)),
+                None => return Ok(false),
+            }
+        }
+        None => None,
+    };
+    let stream = dev.cuda_stream();
+    let mut grad_views = grad_views.iter();
+    let mut table = Vec::with_capacity(params.len());
+    let mut longest = 0usize;
+    for (i, p) in param_views.iter().enumerate() {
+        // The parameters are written through these pointers, in place as the scatter of
+        // `assign_f64` does; nothing else runs on them between here and the launch.
+        let (param, _r) = p.device_ptr(&stream);
+        let grad = match grads[i] {
+            Some(_) => match grad_views.next() {
+                Some(g) => g.device_ptr(&stream).0,
+                None => candle_core::bail!("sgd_step: a gradient went missing"),
+            },
+            None => NULL,
+        };
+        let buf = match &buffers {
+            Some((b, offsets)) => b.device_ptr(&stream).0 + (offsets[i] * 8) as u64,
+            None => NULL,
+        };
+        table.push(SgdSpan {
+            param,
+            grad,
+            buf,
+            len: p.len() as i64,
+            first: i32::from(first[i]),
+        });
+        longest = longest.max(p.len());
+    }
+    if longest == 0 {
+        return Ok(true);
+    }
+    let table_on_device = dev.clone_htod(&table)?;
+    let f = kernel::<T>(dev, "sgd_step")?;
+    let rule = DevSgdRule(*rule);
+    let mut b = f.builder();
+    b.arg(&table_on_device).arg(&rule);
+    // SAFETY: `nas_sgd_step(const nas::SgdSpan<T>* spans, nas::SgdRule rule)`: one grid row
+    // (blockIdx.y) per span of the table; each span's pointers cover `len` values (the
+    // parameters' and gradients' views, the buffers' range checked by `sgd_step`) or are null
+    // where the body reads nothing (no gradient; no momentum).
+    unsafe { b.launch(config(launch::over_spans(longest, table.len()))) }.w()?;
+    Ok(true)
+}
+
+/// [`crate::sum_squares`] on a CUDA device: one launch of `nas_sum_squares` and one copy of
+/// the result. `Ok(None)` when it does not serve the tensors (mixed dtypes, another device,
+/// more than [`MAX_SPANS`], all empty).
+pub(crate) fn sum_squares(ts: &[&candle_core::Tensor]) -> Result<Option<f64>> {
+    match ts.first().map(|t| t.dtype()) {
+        Some(DType::F32) => sum_squares_typed::<f32>(ts),
+        Some(DType::F64) => sum_squares_typed::<f64>(ts),
+        _ => Ok(None),
+    }
+}
+
+fn sum_squares_typed<T: DevFloat>(ts: &[&candle_core::Tensor]) -> Result<Option<f64>> {
+    use candle_core::cuda_backend::cudarc::driver::{DevicePtr, DevicePtrMut};
+    if ts.len() > MAX_SPANS || ts.iter().any(|t| t.dtype() != T::DTYPE) {
+        return Ok(None);
+    }
+    let candle_core::Device::Cuda(dev) = ts[0].device() else {
+        return Ok(None);
+    };
+    let contiguous: Vec<candle_core::Tensor> =
+        ts.iter().map(|t| t.contiguous()).collect::<Result<_>>()?;
+    let guards: Vec<_> = contiguous.iter().map(|t| t.storage_and_layout()).collect();
+    let Some(views) = cuda_views::<T, _>(dev, &guards)? else {
+        return Ok(None);
+    };
+    let longest = views.iter().map(|v| v.len()).max().unwrap_or(0);
+    if longest == 0 {
+        return Ok(None);
+    }
+    let stream = dev.cuda_stream();
+    let table: Vec<FlatSpan> = views
+        .iter()
+        .map(|v| FlatSpan {
+            ptr: v.device_ptr(&stream).0,
+            len: v.len() as i64,
+            offset: 0,
+        })
+        .collect();
+    let table_on_device = dev.clone_htod(&table)?;
+    let l = launch::over_spans(longest, views.len());
+    let parts = (l.grid.0 * l.grid.1) as usize;
+    // SAFETY: every partial sum is written by its block before the last block reads it; the
+    // result by the last block.
+    let (mut part, mut out) = unsafe { (dev.alloc::<f64>(parts)?, dev.alloc::<f64>(1)?) };
+    let done = block_counter(dev)?;
+    {
+        let (part_ptr, _rp) = part.device_ptr_mut(&stream);
+        let (out_ptr, _ro) = out.device_ptr_mut(&stream);
+        let f = kernel::<T>(dev, "sum_squares")?;
+        let mut b = f.builder();
+        b.arg(&table_on_device)
+            .arg(&part_ptr)
+            .arg(&out_ptr)
+            .arg(&done);
+        // SAFETY: `nas_sum_squares(const nas::FlatSpan<const T*>* spans, double* part,
+        // double* out, unsigned int* done)`: one grid row per span, part of gridDim.x *
+        // gridDim.y values, out of one, done this thread's counter.
+        unsafe { b.launch(config(l)) }.w()?;
+    }
+    Ok(dev.clone_dtoh(&out)?.first().copied())
+}

@@ -103,6 +103,14 @@ pub trait Optimizer: Send {
     /// is ignored.
     fn lookahead_direction(&self, index: usize, param: &[f64], grad: &[f64]) -> Vec<f64>;
 
+    /// This optimizer as [`std::any::Any`], so that a caller that knows a concrete optimizer
+    /// type can reach its own methods (the trainer finds [`Sgd`](crate::Sgd) this way to run
+    /// its steps on a GPU, and its own wrapper around it). `None` (the default): an
+    /// optimizer that does not offer it.
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
+    }
+
     /// State for checkpoints: a JSON object with the optimizer's name and, per parameter
     /// index, its buffers and step counts (`null` for indices not yet stepped).
     fn save_state(&self) -> serde_json::Value;

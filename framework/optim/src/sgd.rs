@@ -112,6 +112,22 @@ impl Sgd {
     }
 }
 
+impl Sgd {
+    /// Number of parameter indices with a state slot (stepped or not).
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Replaces the momentum buffer of parameter `index` (`None`: not stepped yet, the next
+    /// step starts it), as a device-side step hands its buffers back
+    /// (`nas_trainer`'s GPU weight step). The buffer's length must be the parameter's; the
+    /// next step checks it as for any state.
+    pub fn set_momentum_buffer(&mut self, index: usize, buffer: Option<Vec<f64>>) {
+        grow(&mut self.slots, index + 1);
+        self.slots[index] = buffer.map(|momentum_buffer| SgdSlot { momentum_buffer });
+    }
+}
+
 impl PerTensor for Sgd {
     fn label(&self) -> &'static str {
         "sgd"
@@ -222,6 +238,10 @@ impl Optimizer for Sgd {
                 }
             })
             .collect()
+    }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
     }
 
     fn save_state(&self) -> serde_json::Value {
