@@ -146,7 +146,8 @@ fn sgd_step_refuses_inputs_that_do_not_fit() {
     };
     let g64 = Tensor::ones(4, DType::F64, &Device::Cpu).unwrap();
     let short = Tensor::zeros(3, DType::F64, &Device::Cpu).unwrap();
-    let cases: Vec<(Option<&Tensor>, Option<(&Tensor, &[usize])>)> = vec![
+    type Buffers<'a> = Option<(&'a Tensor, &'a [usize])>;
+    let cases: Vec<(Option<&Tensor>, Buffers<'_>)> = vec![
         (None, None),                       // momentum without buffers
         (Some(&g64), Some((&short, &[0]))), // gradient of another dtype
         (None, Some((&short, &[0]))),       // buffer too short
