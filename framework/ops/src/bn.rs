@@ -30,7 +30,7 @@ struct Running {
     /// While training on a GPU: the running statistics on that device, which then hold the
     /// current values (`mean` and `var` above are stale until [`Running::pull`]).
     #[cfg(feature = "cuda")]
-    device: Option<crate::device::DeviceRunning>,
+    device: Option<Box<crate::device::DeviceRunning>>,
 }
 
 impl Running {
@@ -66,7 +66,7 @@ impl Running {
                 self.pull()?;
                 let mut d = crate::device::DeviceRunning::upload(device, &self.mean, &self.var)?;
                 let target = d.fold_target(factor);
-                self.device = Some(d);
+                self.device = Some(Box::new(d));
                 Ok(target)
             }
         }

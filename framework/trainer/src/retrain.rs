@@ -12,6 +12,7 @@ use nas_optim::{Optimizer, Schedule};
 use serde::{Deserialize, Serialize};
 
 use crate::bridge::{batch_tensors, loss_and_correct, scalar, terr};
+use crate::device_sgd::DeviceSgd;
 use crate::weight_update::{grad_scale, update_weights, WeightGrads};
 
 /// Settings of a retraining run.
@@ -212,13 +213,14 @@ impl Retrainer {
         }
         let grads = loss.backward().map_err(terr)?;
         let named = self.net.params().named();
+        let on_device = DeviceSgd::prepare(&mut self.optimizer, named);
         let grads = WeightGrads::Tensors(
             named
                 .iter()
                 .map(|(_, v)| grads.get(v.as_tensor()).cloned())
                 .collect(),
         )
-        .for_update(named)?;
+        .for_update(named, on_device)?;
         let scale = match st.clip_grad_norm {
             Some(m) => grad_scale(grads.norm()?, Some(m)),
             None => 1.0,

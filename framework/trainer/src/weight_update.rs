@@ -14,6 +14,7 @@ use nas_core::{NasError, Result};
 use nas_optim::{clip_coefficient, GradsRef, InPlace, Optimizer, ParamsMut};
 
 use crate::bridge::{set_vars, terr, to_f64, to_f64_all};
+use crate::device_sgd::DeviceSgd;
 
 /// The weights' gradients, one entry per parameter in creation order.
 pub(crate) enum WeightGrads {
@@ -46,11 +47,13 @@ impl WeightGrads {
         }
     }
 
-    /// The gradients where the optimizer step will read them: as they are on the CPU; off
-    /// the CPU (a GPU, which the in-place step does not serve) copied to `f64` in one
-    /// transfer, so that the norm and the step that follow synchronise no more.
-    pub(crate) fn for_update(self, vars: &[(String, Var)]) -> Result<Self> {
+    /// The gradients where the optimizer step will read them: as they are on the CPU or when
+    /// the step runs on the device (`on_device`: a [`DeviceSgd`]); otherwise, off the CPU,
+    /// copied to `f64` in one transfer, so that the norm and the host step that follow
+    /// synchronise no more.
+    pub(crate) fn for_update(self, vars: &[(String, Var)], on_device: bool) -> Result<Self> {
         match &self {
+            WeightGrads::Tensors(_) if on_device => Ok(self),
             WeightGrads::Tensors(g) if g.iter().flatten().any(|t| !t.device().is_cpu()) => {
                 Ok(WeightGrads::Summed(self.into_f64(vars)?))
             }
@@ -59,8 +62,16 @@ impl WeightGrads {
     }
 
     /// The global L2 norm, summed in `f64` in parameter order (what
-    /// [`nas_optim::grad_norm`] gives on the `f64` copies, to the last bit).
+    /// [`nas_optim::grad_norm`] gives on the `f64` copies, to the last bit); of gradients on a
+    /// GPU, summed there in one launch ([`nas_ops::sum_squares`], another order of addition)
+    /// and one copy of the result.
     pub(crate) fn norm(&self) -> Result<f64> {
+        if let WeightGrads::Tensors(g) = self {
+            let present: Vec<&Tensor> = g.iter().flatten().collect();
+            if present.iter().any(|t| !t.device().is_cpu()) {
+                return Ok(nas_ops::sum_squares(&present).map_err(terr)?.sqrt());
+            }
+        }
         let mut sum = 0.0f64;
         let mut add = |g: GradsRef<'_>| match g {
             GradsRef::F32(v) => v.iter().for_each(|&x| sum += x as f64 * x as f64),
@@ -116,6 +127,12 @@ pub(crate) fn update_weights(
             "{n} weight gradients for {} parameters",
             vars.len()
         )));
+    }
+    // SGD on the parameters' device, one launch (a GPU's weights; see DeviceSgd).
+    if let (Some(d), WeightGrads::Tensors(g)) = (DeviceSgd::of(optimizer), &grads) {
+        if d.step_on_device(vars, g, grad_scale, lr, active)? {
+            return Ok(());
+        }
     }
     let in_place = optimizer.updates_in_place() && vars.iter().all(|(_, v)| v.device().is_cpu());
     if !in_place {

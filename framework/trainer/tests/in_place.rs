@@ -40,13 +40,13 @@ impl Optimizer for Copying {
     }
 }
 
-fn bits(w: &[Vec<f64>]) -> Vec<u64> {
+pub(crate) fn bits(w: &[Vec<f64>]) -> Vec<u64> {
     w.iter().flatten().map(|v| v.to_bits()).collect()
 }
 
 /// Drives of each kind the trainer steps weights under: mixed, one path (SPOS, unused
 /// options left alone), two paths on one batch (FairNAS, gradients summed).
-fn drives(spec: &nas_core::SpaceSpec) -> Vec<Drive> {
+pub(crate) fn drives(spec: &nas_core::SpaceSpec) -> Vec<Drive> {
     let shape = spec.shape();
     let arch = |shift: usize| {
         Architecture::new(

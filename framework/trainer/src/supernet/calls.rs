@@ -96,9 +96,10 @@ impl SupernetTrainer for WeightSharingTrainer {
                 }
             });
         }
+        let on_device = DeviceSgd::prepare(&mut self.s.optimizer, self.s.net.params().named());
         let grads = total
             .unwrap_or(WeightGrads::Summed(Vec::new()))
-            .for_update(self.s.net.params().named())?;
+            .for_update(self.s.net.params().named(), on_device)?;
         let norm = grads.norm()?;
         if !norm.is_finite() {
             if self.s.params.on_non_finite == OnNonFinite::Skip {
