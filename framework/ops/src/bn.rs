@@ -53,7 +53,8 @@ impl Running {
 
     /// Where a training forward on `device` folds its batch statistics in its own launch: the
     /// running statistics moved to that device first if they are elsewhere (the host, or
-    /// another GPU). The count advances in [`BatchNorm2d::update_running`], as on the CPU.
+    /// another GPU). The count advances after the forward, in the same critical section
+    /// ([`BatchNorm2d::forward`] holds the state locked until then), as on the CPU.
     #[cfg(feature = "cuda")]
     fn fold_target(
         &mut self,
