@@ -11,6 +11,9 @@ fn main() {
         .include("csrc")
         .flag_if_supported("-std=c++14")
         .flag_if_supported("-fno-fast-math")
+        // No fused multiply-adds: the host build is compared bit for bit with Rust's
+        // arithmetic (nas_optim's SGD), which never fuses (clang fuses by default).
+        .flag_if_supported("-ffp-contract=off")
         .opt_level(2)
         .warnings(true)
         .compile("nas_kernels_host");
@@ -34,6 +37,7 @@ fn compile_emulation() {
         .flag_if_supported("-std=c++14")
         .flag_if_supported("-pthread")
         .flag_if_supported("-fno-fast-math")
+        .flag_if_supported("-ffp-contract=off")
         .opt_level(2)
         .warnings(true)
         .compile("nas_kernels_emulated");

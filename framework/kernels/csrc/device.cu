@@ -43,6 +43,7 @@ struct Outputs {
 template <typename T>
 __device__ void block_sum2(T* a, T* b) {
   if (blockDim.x != NAS_BN_THREADS || blockDim.y != 1 || blockDim.z != 1) __trap();
+  __syncthreads();  // every thread has read the result of an earlier call of the block
   __shared__ T sa[NAS_BN_THREADS];
   __shared__ T sb[NAS_BN_THREADS];
   sa[threadIdx.x] = *a;
@@ -266,10 +267,13 @@ __device__ bool last_block_done(unsigned int* done) {
     block_sum2(&acc, &unused);                                                                     \
     long parts = (long)gridDim.x * gridDim.y;                                                      \
     if (threadIdx.x == 0) part[(long)blockIdx.y * gridDim.x + blockIdx.x] = acc;                   \
-    if (last_block_done(done) && threadIdx.x == 0) {                                               \
+    if (last_block_done(done)) {                                                                   \
+      /* every thread a fixed strided share of the partial sums, then the block's tree: */         \
+      /* the same order of addition on every run (deterministic) */                                \
       double total = 0.0;                                                                          \
-      for (long p = 0; p < parts; ++p) total += __ldcg(&part[p]);                                  \
-      out[0] = total;                                                                              \
+      for (long p = threadIdx.x; p < parts; p += blockDim.x) total += __ldcg(&part[p]);            \
+      block_sum2(&total, &unused);                                                                 \
+      if (threadIdx.x == 0) out[0] = total;                                                        \
     }                                                                                              \
   }
 

@@ -100,6 +100,28 @@ pub fn over_spans(longest: usize, count: usize) -> Launch {
     }
 }
 
+/// Elements each thread of a multi-tensor reduction sums at least (before the cap on chunks).
+const REDUCE_PER_THREAD: usize = 16;
+
+/// The most blocks along x of a multi-tensor reduction.
+const MAX_REDUCE_CHUNKS: usize = 64;
+
+/// A multi-tensor reduction (`sum_squares`) over `count` tensors the longest of which has
+/// `longest` elements: a grid of chunks x tensors of [`REDUCTION_THREADS`] (`block_sum2`'s
+/// size), each thread summing a strided share of at least 16 elements of its tensor, so that
+/// few blocks carry partial sums for the last block to add.
+pub fn reduce_over_spans(longest: usize, count: usize) -> Launch {
+    let per_block = REDUCTION_THREADS as usize * REDUCE_PER_THREAD;
+    Launch {
+        grid: (
+            longest.div_ceil(per_block).clamp(1, MAX_REDUCE_CHUNKS) as u32,
+            count as u32,
+            1,
+        ),
+        block: (REDUCTION_THREADS, 1, 1),
+    }
+}
+
 /// The entry point `nas_<base>_<f32|f64>` of `device.cu`.
 pub fn entry(base: &str, f64: bool) -> String {
     format!("nas_{base}_{}", if f64 { "f64" } else { "f32" })
@@ -119,6 +141,10 @@ mod tests {
         assert_eq!(mixed_chunks(4097), 2);
         assert_eq!(mixed_chunks(1 << 40), 1024);
         assert_eq!(over_spans(1 << 30, 5).grid, (1024, 5, 1));
+        assert_eq!(reduce_over_spans(4096, 3).grid, (1, 3, 1));
+        assert_eq!(reduce_over_spans(4097, 3).grid, (2, 3, 1));
+        assert_eq!(reduce_over_spans(1 << 30, 2).grid, (64, 2, 1));
+        assert_eq!(reduce_over_spans(1, 1).block.0, REDUCTION_THREADS);
         assert_eq!(entry("relu_fwd", true), "nas_relu_fwd_f64");
     }
 }

@@ -1219,20 +1219,31 @@ fn sgd_typed<T: DevFloat>(
     let stream = dev.cuda_stream();
     let mut grad_views = grad_views.iter();
     let mut table = Vec::with_capacity(params.len());
+    // cudarc's records of the pointers' uses, kept until the launch is queued.
+    let mut records = Vec::with_capacity(3 * params.len());
     let mut longest = 0usize;
     for (i, p) in param_views.iter().enumerate() {
-        // The parameters are written through these pointers, in place as the scatter of
-        // `assign_f64` does; nothing else runs on them between here and the launch.
-        let (param, _r) = p.device_ptr(&stream);
+        // The parameters and buffers are written through these pointers, in place as the
+        // scatter of `assign_f64` does; nothing else runs on them between here and the launch.
+        let (param, r) = p.device_ptr(&stream);
+        records.push(r);
         let grad = match grads[i] {
             Some(_) => match grad_views.next() {
-                Some(g) => g.device_ptr(&stream).0,
+                Some(g) => {
+                    let (ptr, r) = g.device_ptr(&stream);
+                    records.push(r);
+                    ptr
+                }
                 None => candle_core::bail!("sgd_step: a gradient went missing"),
             },
             None => NULL,
         };
         let buf = match &buffers {
-            Some((b, offsets)) => b.device_ptr(&stream).0 + (offsets[i] * 8) as u64,
+            Some((b, offsets)) => {
+                let (base, r) = b.device_ptr(&stream);
+                records.push(r);
+                base + (offsets[i] * std::mem::size_of::<f64>()) as u64
+            }
             None => NULL,
         };
         table.push(SgdSpan {
@@ -1257,6 +1268,7 @@ fn sgd_typed<T: DevFloat>(
     // parameters' and gradients' views, the buffers' range checked by `sgd_step`) or are null
     // where the body reads nothing (no gradient; no momentum).
     unsafe { b.launch(config(launch::over_spans(longest, table.len()))) }.w()?;
+    drop(records);
     Ok(true)
 }
 
@@ -1290,16 +1302,22 @@ fn sum_squares_typed<T: DevFloat>(ts: &[&candle_core::Tensor]) -> Result<Option<
         return Ok(None);
     }
     let stream = dev.cuda_stream();
+    // cudarc's records of the pointers' uses, kept until the launch is queued.
+    let mut records = Vec::with_capacity(views.len());
     let table: Vec<FlatSpan> = views
         .iter()
-        .map(|v| FlatSpan {
-            ptr: v.device_ptr(&stream).0,
-            len: v.len() as i64,
-            offset: 0,
+        .map(|v| {
+            let (ptr, r) = v.device_ptr(&stream);
+            records.push(r);
+            FlatSpan {
+                ptr,
+                len: v.len() as i64,
+                offset: 0,
+            }
         })
         .collect();
     let table_on_device = dev.clone_htod(&table)?;
-    let l = launch::over_spans(longest, views.len());
+    let l = launch::reduce_over_spans(longest, views.len());
     let parts = (l.grid.0 * l.grid.1) as usize;
     // SAFETY: every partial sum is written by its block before the last block reads it; the
     // result by the last block.
@@ -1319,5 +1337,6 @@ fn sum_squares_typed<T: DevFloat>(ts: &[&candle_core::Tensor]) -> Result<Option<
         // gridDim.y values, out of one, done this thread's counter.
         unsafe { b.launch(config(l)) }.w()?;
     }
+    drop(records);
     Ok(dev.clone_dtoh(&out)?.first().copied())
 }

@@ -105,6 +105,11 @@ fn check(
         if !p.device().same_device(params[0].device()) {
             bail!("sgd_step: parameter {i} is on another device than parameter 0");
         }
+        if !p.as_tensor().is_contiguous() {
+            // Checked before anything is stepped: a failure half-way would leave some
+            // parameters stepped and others not.
+            bail!("sgd_step: parameter {i} is not contiguous");
+        }
         if let Some(g) = g {
             if g.dims() != p.dims() || g.dtype() != p.dtype() || !g.device().same_device(p.device())
             {

@@ -370,81 +370,89 @@ fn the_gather_and_scatter_of_many_tensors_match_the_cpu() {
 
 /// The weight update on the device (`sgd_step`, one launch over every parameter, momentum
 /// buffers in device memory) and the squared gradient norm (`sum_squares`) against the CPU,
-/// for f32 and f64 parameters, one without a gradient, over two steps (the buffers' first
-/// step and a later one). The device may fuse multiply-adds, hence a tolerance of rounding.
+/// for f32 and f64 parameters (one larger than a grid-stride launch covers in one pass, one
+/// without a gradient), with momentum, Nesterov momentum and none, over three steps in which
+/// one buffer starts a step later than the others. The device may fuse multiply-adds, hence
+/// a tolerance of rounding.
 #[test]
 fn the_sgd_step_and_the_gradient_norm_match_the_cpu() {
     let Some(gpu) = gpu_or_skip("the_sgd_step_and_the_gradient_norm_match_the_cpu") else {
         return;
     };
-    let shapes: [&[usize]; 3] = [&[16, 3, 3, 3], &[300], &[5]];
-    for dtype in [DType::F32, DType::F64] {
-        let tolerance = if dtype == DType::F32 { 1e-6 } else { 1e-12 };
-        let run = |device: &Device| -> (Vec<Tensor>, Tensor, f64) {
-            let vars: Vec<Var> = shapes
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    let t = input(s, 60 + i as u64).to_dtype(dtype).unwrap();
-                    Var::from_tensor(&t.to_device(device).unwrap()).unwrap()
-                })
-                .collect();
-            let total: usize = vars.iter().map(|v| v.elem_count()).sum();
-            let buffers = Tensor::zeros(total, DType::F64, device).unwrap();
-            let offsets = [0, 16 * 27, 16 * 27 + 300];
-            let mut norm = 0.0;
-            for step in 0..2u64 {
-                let grads: Vec<Option<Tensor>> = shapes
+    let shapes: [&[usize]; 3] = [&[16, 3, 3, 3], &[600, 500], &[5]];
+    let lens: Vec<usize> = shapes.iter().map(|s| s.iter().product()).collect();
+    let offsets = [0, lens[0], lens[0] + lens[1]];
+    for (momentum, nesterov) in [(0.9, 0), (0.9, 1), (0.0, 0)] {
+        for dtype in [DType::F32, DType::F64] {
+            let tolerance = if dtype == DType::F32 { 1e-6 } else { 1e-12 };
+            let run = |device: &Device| -> (Vec<Tensor>, Tensor, f64) {
+                let vars: Vec<Var> = shapes
                     .iter()
                     .enumerate()
                     .map(|(i, s)| {
-                        (i != 2).then(|| {
-                            input(s, 70 + 10 * step + i as u64)
-                                .to_dtype(dtype)
-                                .unwrap()
-                                .to_device(device)
-                                .unwrap()
-                        })
+                        let t = input(s, 60 + i as u64).to_dtype(dtype).unwrap();
+                        Var::from_tensor(&t.to_device(device).unwrap()).unwrap()
                     })
                     .collect();
-                let present: Vec<&Tensor> = grads.iter().flatten().collect();
-                norm = nas_ops::sum_squares(&present).unwrap().sqrt();
-                let rule = nas_ops::SgdRule {
-                    lr: 0.05,
-                    momentum: 0.9,
-                    weight_decay: 3e-4,
-                    grad_scale: (5.0 / norm).min(1.0),
-                    nesterov: 0,
-                };
-                let refs: Vec<&Var> = vars.iter().collect();
-                let grad_refs: Vec<Option<&Tensor>> = grads.iter().map(|g| g.as_ref()).collect();
-                let served = nas_ops::sgd_step(
-                    &refs,
-                    &grad_refs,
-                    Some((&buffers, &offsets)),
-                    &[step == 0; 3],
-                    &rule,
-                )
-                .unwrap();
-                assert!(served, "{dtype:?} on {device:?}");
+                let buffers =
+                    Tensor::zeros(lens.iter().sum::<usize>(), DType::F64, device).unwrap();
+                let mut norm = 0.0;
+                for step in 0..3u64 {
+                    let grads: Vec<Option<Tensor>> = shapes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| {
+                            (i != 2).then(|| {
+                                input(s, 70 + 10 * step + i as u64)
+                                    .to_dtype(dtype)
+                                    .unwrap()
+                                    .to_device(device)
+                                    .unwrap()
+                            })
+                        })
+                        .collect();
+                    let present: Vec<&Tensor> = grads.iter().flatten().collect();
+                    norm = nas_ops::sum_squares(&present).unwrap().sqrt();
+                    let rule = nas_ops::SgdRule {
+                        lr: 0.05,
+                        momentum,
+                        weight_decay: 3e-4,
+                        grad_scale: (5.0 / norm).min(1.0),
+                        nesterov,
+                    };
+                    // Parameter 1 joins at step 1: its buffer starts then.
+                    let chosen: Vec<usize> = (0..3).filter(|&i| i != 1 || step > 0).collect();
+                    let refs: Vec<&Var> = chosen.iter().map(|&i| &vars[i]).collect();
+                    let grad_refs: Vec<Option<&Tensor>> =
+                        chosen.iter().map(|&i| grads[i].as_ref()).collect();
+                    let first: Vec<bool> = chosen
+                        .iter()
+                        .map(|&i| step == 0 || (i == 1 && step == 1))
+                        .collect();
+                    let at: Vec<usize> = chosen.iter().map(|&i| offsets[i]).collect();
+                    let bufs = (momentum != 0.0).then_some((&buffers, at.as_slice()));
+                    let served = nas_ops::sgd_step(&refs, &grad_refs, bufs, &first, &rule).unwrap();
+                    assert!(served, "{dtype:?} on {device:?}");
+                }
+                let params = vars
+                    .iter()
+                    .map(|v| v.as_tensor().to_dtype(DType::F64).unwrap())
+                    .collect();
+                (params, buffers, norm)
+            };
+            let what = format!("{dtype:?} momentum {momentum} nesterov {nesterov}");
+            let (cpu_params, cpu_buffers, cpu_norm) = run(&Device::Cpu);
+            let (gpu_params, gpu_buffers, gpu_norm) = run(&gpu);
+            assert!(
+                (gpu_norm - cpu_norm).abs() <= 1e-12 * cpu_norm,
+                "{what}: norm {gpu_norm} vs {cpu_norm}"
+            );
+            for (i, (c, g)) in cpu_params.iter().zip(&gpu_params).enumerate() {
+                let gap = relative_gap(&g.to_device(&Device::Cpu).unwrap(), c);
+                assert!(gap <= tolerance, "{what}: parameter {i}: {gap:e}");
             }
-            let params = vars
-                .iter()
-                .map(|v| v.as_tensor().to_dtype(DType::F64).unwrap())
-                .collect();
-            (params, buffers, norm)
-        };
-        let (cpu_params, cpu_buffers, cpu_norm) = run(&Device::Cpu);
-        let (gpu_params, gpu_buffers, gpu_norm) = run(&gpu);
-        assert!(
-            (gpu_norm - cpu_norm).abs() <= 1e-12 * cpu_norm,
-            "{dtype:?} norm {gpu_norm} vs {cpu_norm}"
-        );
-        for (i, (c, g)) in cpu_params.iter().zip(&gpu_params).enumerate() {
-            let gap = relative_gap(&g.to_device(&Device::Cpu).unwrap(), c);
-            assert!(gap <= tolerance, "{dtype:?} parameter {i}: {gap:e}");
+            let gap = relative_gap(&gpu_buffers.to_device(&Device::Cpu).unwrap(), &cpu_buffers);
+            assert!(gap <= tolerance, "{what}: momentum buffers: {gap:e}");
         }
-        let gap = relative_gap(&gpu_buffers.to_device(&Device::Cpu).unwrap(), &cpu_buffers);
-        assert!(gap <= tolerance, "{dtype:?} momentum buffers: {gap:e}");
     }
 }

@@ -79,7 +79,9 @@ fn steps_like_nas_optim(dtype: DType, params: SgdParams) {
         {
             let mut w: Vec<&mut [f64]> = reference.iter_mut().map(|v| v.as_mut_slice()).collect();
             let g: Vec<&[f64]> = scaled.iter().map(|v| v.as_slice()).collect();
-            sgd.step(&mut w, &g, lr).unwrap();
+            // Parameter 2 is left out of step 0: its buffer starts a step later.
+            sgd.step_active(&mut w, &g, lr, &[true, true, step > 0])
+                .unwrap();
         }
         if dtype == DType::F32 {
             reference
@@ -94,10 +96,15 @@ fn steps_like_nas_optim(dtype: DType, params: SgdParams) {
             grad_scale,
             nesterov: params.nesterov.into(),
         };
-        let refs: Vec<&Var> = vars.iter().collect();
-        let grad_refs: Vec<Option<&Tensor>> = grads.iter().map(|g| g.as_ref()).collect();
-        let first = vec![step == 0; vars.len()];
-        let momentum = (params.momentum != 0.0).then_some((&buffers, offsets.as_slice()));
+        let chosen: Vec<usize> = (0..vars.len()).filter(|&i| i != 2 || step > 0).collect();
+        let refs: Vec<&Var> = chosen.iter().map(|&i| &vars[i]).collect();
+        let grad_refs: Vec<Option<&Tensor>> = chosen.iter().map(|&i| grads[i].as_ref()).collect();
+        let first: Vec<bool> = chosen
+            .iter()
+            .map(|&i| step == 0 || (i == 2 && step == 1))
+            .collect();
+        let chosen_offsets: Vec<usize> = chosen.iter().map(|&i| offsets[i]).collect();
+        let momentum = (params.momentum != 0.0).then_some((&buffers, chosen_offsets.as_slice()));
         assert!(sgd_step(&refs, &grad_refs, momentum, &first, &rule).unwrap());
         for (i, v) in vars.iter().enumerate() {
             assert_eq!(
@@ -107,7 +114,11 @@ fn steps_like_nas_optim(dtype: DType, params: SgdParams) {
             );
             if params.momentum != 0.0 {
                 let buf = as_f64(&buffers.narrow(0, offsets[i], lens[i]).unwrap());
-                assert_eq!(Some(&buf[..]), sgd.momentum_buffer(i), "buffer {i}");
+                match sgd.momentum_buffer(i) {
+                    Some(want) => assert_eq!(&buf[..], want, "buffer {i}"),
+                    // Not started yet: left untouched.
+                    None => assert!(buf.iter().all(|&b| b == 0.0), "buffer {i}"),
+                }
             }
         }
     }
@@ -146,11 +157,12 @@ fn sgd_step_refuses_inputs_that_do_not_fit() {
     };
     let g64 = Tensor::ones(4, DType::F64, &Device::Cpu).unwrap();
     let short = Tensor::zeros(3, DType::F64, &Device::Cpu).unwrap();
+    let fits = Tensor::zeros(4, DType::F64, &Device::Cpu).unwrap();
     type Buffers<'a> = Option<(&'a Tensor, &'a [usize])>;
     let cases: Vec<(Option<&Tensor>, Buffers<'_>)> = vec![
-        (None, None),                       // momentum without buffers
-        (Some(&g64), Some((&short, &[0]))), // gradient of another dtype
-        (None, Some((&short, &[0]))),       // buffer too short
+        (None, None),                      // momentum without buffers
+        (Some(&g64), Some((&fits, &[0]))), // gradient of another dtype
+        (None, Some((&short, &[0]))),      // buffer too short
     ];
     for (g, m) in cases {
         let err = sgd_step(&[&p], &[g], m, &[true], &rule).unwrap_err();

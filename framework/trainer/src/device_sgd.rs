@@ -32,6 +32,9 @@ struct State {
     inner: Box<dyn Optimizer>,
     /// The momentum buffers on the device, newer than `inner`'s while present.
     mirror: Option<Mirror>,
+    /// The device path refused these parameters once (`nas_ops::sgd_step` gave `false`):
+    /// every later step goes through the host without uploading the buffers again.
+    refused: bool,
 }
 
 /// The state of the device steps since the last synchronisation.
@@ -60,6 +63,7 @@ impl DeviceSgd {
             state: Mutex::new(State {
                 inner: optimizer,
                 mirror: None,
+                refused: false,
             }),
         })
     }
@@ -122,6 +126,21 @@ impl DeviceSgd {
             )));
         }
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if state.refused {
+            return Ok(false);
+        }
+        // A mirror made for other parameters (another count or sizes): back to the host
+        // first, then uploaded anew, which reports a size that does not fit as Sgd would.
+        let fits = |m: &Mirror| {
+            m.lens.len() == vars.len()
+                && m.lens
+                    .iter()
+                    .zip(vars)
+                    .all(|(&n, (_, v))| n == v.elem_count())
+        };
+        if state.mirror.as_ref().is_some_and(|m| !fits(m)) {
+            state.sync()?;
+        }
         let Some(sgd) = state
             .inner
             .as_any_mut()
@@ -152,12 +171,17 @@ impl DeviceSgd {
         let momentum = mirror.buffers.as_ref().map(|b| (b, offsets.as_slice()));
         let served =
             nas_ops::sgd_step(&params, &grad_refs, momentum, &first, &rule).map_err(terr)?;
-        if served && mirror.buffers.is_some() {
+        if !served {
+            state.refused = true;
+            state.sync()?;
+            return Ok(false);
+        }
+        if mirror.buffers.is_some() {
             for &i in &chosen {
                 mirror.started[i] = true;
             }
         }
-        Ok(served)
+        Ok(true)
     }
 }
 
@@ -209,9 +233,10 @@ impl Mirror {
 
 impl State {
     /// Hands the device's momentum buffers back to the wrapped SGD (one copy) and forgets
-    /// the mirror; the next device step uploads them again.
+    /// the mirror; the next device step uploads them again. When the copy fails the mirror
+    /// stays (the state is still on the device) and nothing changes.
     fn sync(&mut self) -> Result<()> {
-        let Some(mirror) = self.mirror.take() else {
+        let Some(mirror) = self.mirror.as_ref() else {
             return Ok(());
         };
         let values = match &mirror.buffers {
@@ -231,14 +256,17 @@ impl State {
                 "DeviceSgd wraps something other than SGD".into(),
             ));
         };
-        // Every parameter's slot, as a host step would leave them (one per parameter).
+        // Every parameter's slot, as a host step would leave them (one per parameter);
+        // without momentum the slots only grow, what they hold stays.
         for (i, (&o, &n)) in mirror.offsets.iter().zip(&mirror.lens).enumerate() {
             let buffer = match &values {
                 Some(v) if mirror.started[i] => Some(v[o..o + n].to_vec()),
-                _ => None,
+                Some(_) => None,
+                None => sgd.momentum_buffer(i).map(<[f64]>::to_vec),
             };
             sgd.set_momentum_buffer(i, buffer);
         }
+        self.mirror = None;
         Ok(())
     }
 
@@ -299,7 +327,14 @@ impl Optimizer for DeviceSgd {
     fn save_state(&self) -> serde_json::Value {
         let mut state = self.lock();
         if let Err(e) = state.sync() {
-            tracing::warn!("DeviceSgd: momentum buffers could not be read from the device ({e})");
+            // The trait has no error here. A state that `load_state` refuses, naming the
+            // cause, rather than the host's stale copy: a resume from it stops with that
+            // error instead of going on from old momentum buffers.
+            tracing::error!("DeviceSgd: momentum buffers could not be read from the device ({e})");
+            return serde_json::json!({
+                "optimizer": "sgd",
+                "unreadable": format!("the momentum buffers could not be read from the GPU: {e}"),
+            });
         }
         state.inner.save_state()
     }
@@ -309,5 +344,29 @@ impl Optimizer for DeviceSgd {
         s.inner.load_state(state)?;
         s.mirror = None;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpu_vars() -> Vec<(String, Var)> {
+        let t = Tensor::zeros(3, DType::F32, &candle_core::Device::Cpu).unwrap();
+        vec![("w".into(), Var::from_tensor(&t).unwrap())]
+    }
+
+    #[test]
+    fn weights_on_the_cpu_keep_their_optimizer_and_a_wrapped_one_stays_wrapped() {
+        let sgd = || nas_optim::build_optimizer("sgd", &serde_json::json!({})).unwrap();
+        let mut plain = sgd();
+        assert!(!DeviceSgd::prepare(&mut plain, &cpu_vars()));
+        assert!(
+            DeviceSgd::of(plain.as_mut()).is_none(),
+            "not wrapped on the CPU"
+        );
+        let mut wrapped: Box<dyn Optimizer> = Box::new(DeviceSgd::wrap(sgd()).ok().unwrap());
+        assert!(DeviceSgd::prepare(&mut wrapped, &cpu_vars()));
+        assert!(DeviceSgd::of(wrapped.as_mut()).is_some());
     }
 }

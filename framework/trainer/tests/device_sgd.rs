@@ -77,3 +77,16 @@ fn only_sgd_is_wrapped() {
     let back = DeviceSgd::wrap(adam).err().expect("Adam is given back");
     assert_eq!(back.name(), "adam");
 }
+
+/// What `DeviceSgd::save_state` writes when the GPU cannot give the buffers back: a resume
+/// from it stops with an error naming the cause rather than going on from stale buffers.
+#[test]
+fn a_state_the_device_could_not_give_back_is_refused_on_resume() {
+    let mut s = sgd(&serde_json::json!({"lr": 0.1}));
+    let unreadable = serde_json::json!({
+        "optimizer": "sgd",
+        "unreadable": "the momentum buffers could not be read from the GPU: lost",
+    });
+    let err = s.load_state(&unreadable).unwrap_err();
+    assert!(err.to_string().contains("unreadable"), "{err}");
+}
