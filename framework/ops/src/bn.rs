@@ -22,6 +22,11 @@ pub struct BatchNorm2d {
     state: Mutex<Running>,
 }
 
+/// A batch norm's running state held locked from a GPU training forward's fold target until
+/// its count advances ([`BatchNorm2d::begin_fold`], [`BatchNorm2d::finish_running`]).
+#[cfg(feature = "cuda")]
+pub(crate) struct RunningHold<'a>(MutexGuard<'a, Running>);
+
 struct Running {
     mean: Vec<f64>,
     var: Vec<f64>,
@@ -181,17 +186,7 @@ impl BatchNorm2d {
         // On a GPU the forward folds its batch statistics into the running ones itself; the
         // state stays locked (the running buffers alive) until it is launched.
         #[cfg(feature = "cuda")]
-        let mut running = None;
-        #[cfg(feature = "cuda")]
-        let fold = match (&mode, x.device()) {
-            (Mode::Train(_), candle_core::Device::Cuda(dev)) => {
-                let mut st = self.lock();
-                let target = st.fold_target(dev)?;
-                running = Some(st);
-                Some(target)
-            }
-            _ => None,
-        };
+        let (held, fold) = self.begin_fold(x, &mode)?;
         let op = BnOp {
             n,
             c,
@@ -222,12 +217,9 @@ impl BatchNorm2d {
             }
             _ => x.apply_op1(op)?,
         };
-        // The fold's count advances in the same critical section as its factor was taken.
         #[cfg(feature = "cuda")]
-        if let Some(mut st) = running {
-            self.update_running_in(&mut st, &mode, m)?;
-            return Ok(y);
-        }
+        self.finish_running(held, &mode, m)?;
+        #[cfg(not(feature = "cuda"))]
         self.update_running(&mode, m)?;
         Ok(y)
     }
@@ -292,6 +284,40 @@ impl BatchNorm2d {
             return Ok(());
         }
         self.update_running_in(&mut self.lock(), mode, m)
+    }
+
+    /// For a training forward under `mode` on a GPU: the state, locked until the forward is
+    /// launched and counted ([`Self::finish_running`]), and where the forward folds its batch
+    /// statistics in its own launch; `(None, None)` on the CPU and in evaluation mode.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn begin_fold(
+        &self,
+        x: &Tensor,
+        mode: &Mode,
+    ) -> Result<(Option<RunningHold<'_>>, Option<crate::device::RunningFold>)> {
+        match (mode, x.device()) {
+            (Mode::Train(_), candle_core::Device::Cuda(dev)) => {
+                let mut st = self.lock();
+                let target = st.fold_target(dev)?;
+                Ok((Some(RunningHold(st)), Some(target)))
+            }
+            _ => Ok((None, None)),
+        }
+    }
+
+    /// After a training forward: [`Self::update_running`], in the critical section that
+    /// [`Self::begin_fold`] opened when there is one (the fold's factor and its count in one).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn finish_running(
+        &self,
+        held: Option<RunningHold<'_>>,
+        mode: &Mode,
+        m: usize,
+    ) -> Result<()> {
+        match held {
+            Some(mut h) => self.update_running_in(&mut h.0, mode, m),
+            None => self.update_running(mode, m),
+        }
     }
 
     /// [`Self::update_running`] on the state `st`, locked by the caller.

@@ -374,7 +374,6 @@ pub(crate) fn conv_bwd(
             return Ok(None);
         }
         let dev = &sx.device;
-        let dg = DevGeom(g);
         // SAFETY: both parts are written in full below.
         let mut out = unsafe { dev.alloc::<T>(nx + nw)? };
         {
@@ -382,22 +381,36 @@ pub(crate) fn conv_bwd(
             weight_grad(dev, &x, &gy, &mut gw, g, relu)?;
         }
         let (mut gx, _) = out.split_at_mut(nx);
-        let f = kernel!(dev, "conv_bwd_input", T);
-        let mut b = f.builder();
-        b.arg(&gy).arg(&w).arg(&mut gx).arg(&dg);
-        if relu {
-            b.arg(&x);
-        } else {
-            b.arg(&NULL);
-        }
-        // SAFETY: `nas_conv_bwd_input(const T* gy, const T* w, T* gx, Geom g,
-        // const T* relu_x)`, relu_x null or x (nx elements).
-        unsafe { b.launch(elementwise(nx)) }.w()?;
+        input_grad_into(dev, &gy, &w, &mut gx, g, relu.then_some(&x))?;
         Ok(Some((
             T::wrap_cuda_slice(out, dev.clone()),
             Shape::from(nx + nw),
         )))
     })
+}
+
+/// `gx = dL/dx` of a convolution under `g` from `dL/dy` and the weight: one launch; masked
+/// where `relu_x <= 0` when the forward read `max(relu_x, 0)` (a fused input ReLU).
+fn input_grad_into<T: DevFloat>(
+    dev: &CudaDevice,
+    gy: &CudaView<'_, T>,
+    w: &CudaView<'_, T>,
+    gx: &mut CudaViewMut<'_, T>,
+    g: Geom,
+    relu_x: Option<&CudaView<'_, T>>,
+) -> Result<()> {
+    let f = kernel!(dev, "conv_bwd_input", T);
+    let dg = DevGeom(g);
+    let mut b = f.builder();
+    b.arg(gy).arg(w).arg(gx).arg(&dg);
+    match relu_x {
+        Some(x) => b.arg(x),
+        None => b.arg(&NULL),
+    };
+    // SAFETY: `nas_conv_bwd_input(const T* gy, const T* w, T* gx, Geom g,
+    // const T* relu_x)`, gy, w and gx of g's sizes, relu_x null or of the input's size.
+    unsafe { b.launch(elementwise(input_len(&g))) }.w()?;
+    Ok(())
 }
 
 /// `gw = dL/dw` from the input the forward read (`max(x, 0)` when `relu`) and `dL/dy`, in one
@@ -1339,4 +1352,151 @@ fn sum_squares_typed<T: DevFloat>(ts: &[&candle_core::Tensor]) -> Result<Option<
     }
     drop(records);
     Ok(dev.clone_dtoh(&out)?.first().copied())
+}
+
+/// What the fused unit's forward (ReLU, depthwise, pointwise, batch norm: `crate::fused`)
+/// leaves on the device for its backward: the depthwise output `a`, the pointwise output `b`
+/// and the batch norm's statistics.
+pub(crate) struct UnitSaved {
+    a: CudaStorage,
+    b: CudaStorage,
+    stats: Arc<DeviceBatchStats>,
+}
+
+impl UnitSaved {
+    /// The batch norm's statistics (also recorded as the batch norm's batch statistics).
+    pub(crate) fn stats(&self) -> Arc<DeviceBatchStats> {
+        self.stats.clone()
+    }
+}
+
+/// The geometries of the unit's depthwise (`win`) and pointwise (`co` outputs) convolutions.
+fn unit_geoms(win: &Window, co: usize) -> Result<(Geom, Geom)> {
+    Ok((
+        depthwise_geom(win)?,
+        pointwise_geom(win.n, win.c, win.oh, win.ow, co, 1)?,
+    ))
+}
+
+/// The fused unit's training forward on the device: `bn(conv1x1(depthwise(max(x, 0), w_dw),
+/// w_pw))` with batch statistics, folded into the running ones of `fold`; three launches (the
+/// ReLU read inside the depthwise kernel) and one node in the autograd graph instead of three.
+/// `Ok(None)` when the kernels do not serve the inputs (nothing launched for the batch norm
+/// then).
+pub(crate) fn unit_fwd(
+    [(sx, lx), (sd, ld), (sp, lp)]: [(&CudaStorage, &Layout); 3],
+    win: &Window,
+    co: usize,
+    eps: f64,
+    fold: Option<RunningFold>,
+) -> Result<Option<(CudaStorage, Shape, UnitSaved)>> {
+    by_float!(sx, |T| {
+        let (Some(x), Some(wd), Some(wp)) =
+            (view::<T>(sx, lx)?, view::<T>(sd, ld)?, view::<T>(sp, lp)?)
+        else {
+            return Ok(None);
+        };
+        let (gd, gp) = unit_geoms(win, co)?;
+        if is_empty(&gd)
+            || is_empty(&gp)
+            || x.len() != input_len(&gd)
+            || wd.len() != weight_len(&gd)
+            || wp.len() != weight_len(&gp)
+        {
+            return Ok(None);
+        }
+        let dev = &sx.device;
+        let a = conv_into(dev, &x, &wd, gd, true)?;
+        let b = conv_into(dev, &a.slice(0..a.len()), &wp, gp, false)?;
+        let wrap = |s: CudaSlice<T>| T::wrap_cuda_slice(s, dev.clone());
+        let b = wrap(b);
+        let shape_b = Shape::from((win.n, co, win.oh, win.ow));
+        let layout_b = Layout::contiguous(shape_b);
+        let dims = (win.n, co, win.oh * win.ow);
+        let Some((y, shape, stats)) = batch_norm_train((&b, &layout_b), None, dims, eps, fold)?
+        else {
+            return Ok(None);
+        };
+        let saved = UnitSaved {
+            a: wrap(a),
+            b,
+            stats: Arc::new(stats),
+        };
+        Ok(Some((y, shape, saved)))
+    })
+}
+
+/// The fused unit's backward on the device from its forward's `saved`: the flat
+/// `[dL/dx, dL/dw_dw, dL/dw_pw]` for the output gradient `g` (five launches: the batch norm's,
+/// the pointwise input and weight gradients, the depthwise ones with the ReLU's mask; no
+/// zero-filled gradient buffers for the two intermediate activations and no additions into
+/// them, which the separate ops' backward costs).
+pub(crate) fn unit_bwd(
+    [(sx, lx), (sd, ld), (sp, lp), (sg, lg)]: [(&CudaStorage, &Layout); 4],
+    saved: &UnitSaved,
+    win: &Window,
+    co: usize,
+) -> Result<Launched> {
+    by_float!(sx, |T| {
+        let (Some(x), Some(wd), Some(wp), Some(g)) = (
+            view::<T>(sx, lx)?,
+            view::<T>(sd, ld)?,
+            view::<T>(sp, lp)?,
+            view::<T>(sg, lg)?,
+        ) else {
+            return Ok(None);
+        };
+        let (gd, gp) = unit_geoms(win, co)?;
+        let (a, b) = (T::as_cuda_slice(&saved.a)?, T::as_cuda_slice(&saved.b)?);
+        let (mean, invstd) = (
+            T::as_cuda_slice(&saved.stats.mean)?,
+            T::as_cuda_slice(&saved.stats.invstd)?,
+        );
+        let (nx, na, nb) = (input_len(&gd), output_len(&gd), output_len(&gp));
+        let (ndw, npw) = (weight_len(&gd), weight_len(&gp));
+        if x.len() != nx
+            || a.len() != na
+            || b.len() != nb
+            || g.len() != nb
+            || wd.len() != ndw
+            || wp.len() != npw
+            || mean.len() != co
+            || invstd.len() != co
+        {
+            return Ok(None);
+        }
+        let dev = &sx.device;
+        // SAFETY: written in full by the batch norm's backward below.
+        let mut gb = unsafe { dev.alloc::<T>(nb)? };
+        {
+            let f = kernel!(dev, "bn_bwd_train", T);
+            let (ni, ci, hwl) = (win.n as i32, co as i32, (win.oh * win.ow) as i64);
+            let mut l = f.builder();
+            l.arg(b).arg(&g).arg(&NULL);
+            l.arg(&ni).arg(&ci).arg(&hwl).arg(mean).arg(invstd);
+            l.arg(&mut gb).arg(&NULL).arg(&NULL);
+            // SAFETY: `nas_bn_bwd_train(x, gy, gamma, int n, int c, long hw, save_mean,
+            // save_invstd, gx, ggamma, gbeta)`: x the forward's pointwise output, gamma null
+            // (1), no parameter gradients (not affine); one block per channel.
+            unsafe { l.launch(per_channel(co)) }.w()?;
+        }
+        // SAFETY: written in full by the pointwise input gradient below.
+        let mut ga = unsafe { dev.alloc::<T>(na)? };
+        // SAFETY: the three parts are written in full below.
+        let mut out = unsafe { dev.alloc::<T>(nx + ndw + npw)? };
+        {
+            let (mut gx, mut rest) = out.split_at_mut(nx);
+            let (mut gdw, mut gpw) = rest.split_at_mut(ndw);
+            let gb = gb.slice(0..nb);
+            input_grad_into(dev, &gb, &wp, &mut ga.slice_mut(0..na), gp, None)?;
+            weight_grad(dev, &a.slice(0..na), &gb, &mut gpw, gp, false)?;
+            let ga = ga.slice(0..na);
+            input_grad_into(dev, &ga, &wd, &mut gx, gd, Some(&x))?;
+            weight_grad(dev, &x, &ga, &mut gdw, gd, true)?;
+        }
+        Ok(Some((
+            T::wrap_cuda_slice(out, dev.clone()),
+            Shape::from(nx + ndw + npw),
+        )))
+    })
 }

@@ -24,8 +24,11 @@ use std::sync::{Arc, Mutex};
 ///
 /// `x` `[N, C, H, W]`, `w_dw` `[C, 1, k, k]`, `w_pw` `[O, C, 1, 1]`; `bn` over `O` channels,
 /// in training mode (batch statistics, running statistics updated) when `train`. With an
-/// affine `bn` this runs the four ops one by one (the fused op has room for three inputs).
-/// Differentiable with respect to `x`, `w_dw` and `w_pw`; f32 and f64 on CPU.
+/// affine `bn` this runs the four ops one by one (the fused op has room for three inputs), and
+/// so it does on a GPU in evaluation mode. Differentiable with respect to `x`, `w_dw` and
+/// `w_pw`; f32 and f64 on the CPU and, training, on a CUDA device (three launches forward,
+/// five backward, and one node in the autograd graph instead of three: no zero-filled
+/// gradients of the two intermediate activations and no additions into them).
 #[allow(clippy::too_many_arguments)]
 pub fn relu_dw_pw_bn(
     x: &Tensor,
@@ -37,7 +40,8 @@ pub fn relu_dw_pw_bn(
     dilation: usize,
     train: bool,
 ) -> Result<Tensor> {
-    if bn.is_affine() || !x.device().is_cpu() {
+    let gpu_unit = cfg!(feature = "cuda") && x.device().is_cuda() && train;
+    if bn.is_affine() || !(x.device().is_cpu() || gpu_unit) {
         let y = crate::relu_depthwise_conv2d(x, w_dw, stride, padding, dilation)?;
         let y = crate::conv2d(&y, w_pw, 1, 0)?;
         return bn.forward(&y, train);
@@ -76,6 +80,9 @@ pub fn relu_dw_pw_bn(
     };
     let m = n * win.oh * win.ow;
     let mode = bn.mode(train, m, &[n, o, win.oh, win.ow])?;
+    // On a GPU the forward folds the running statistics itself, the state locked until then.
+    #[cfg(feature = "cuda")]
+    let (held, fold) = bn.begin_fold(x, &mode)?;
     let unit = Unit {
         geom: UnitGeom {
             win,
@@ -87,14 +94,19 @@ pub fn relu_dw_pw_bn(
                 eps: bn.eps(),
                 mode: mode.clone(),
                 #[cfg(feature = "cuda")]
-                fold: None,
+                fold,
             },
         },
         saved: Arc::new(Mutex::new(None)),
+        #[cfg(feature = "cuda")]
+        saved_gpu: Arc::new(Mutex::new(None)),
     };
     let y = x
         .contiguous()?
         .apply_op3(&w_dw.contiguous()?, &w_pw.contiguous()?, unit)?;
+    #[cfg(feature = "cuda")]
+    bn.finish_running(held, &mode, m)?;
+    #[cfg(not(feature = "cuda"))]
     bn.update_running(&mode, m)?;
     Ok(y)
 }
@@ -269,10 +281,13 @@ impl UnitGeom {
     }
 }
 
-/// The fused op; `saved` holds the depthwise and pointwise outputs of its forward.
+/// The fused op; `saved` holds the depthwise and pointwise outputs of its forward on the CPU,
+/// `saved_gpu` those of a forward on a GPU with the batch norm's statistics there.
 struct Unit {
     geom: UnitGeom,
     saved: Arc<Mutex<Option<(CpuStorage, CpuStorage)>>>,
+    #[cfg(feature = "cuda")]
+    saved_gpu: Arc<Mutex<Option<Arc<crate::device::UnitSaved>>>>,
 }
 
 impl Unit {
@@ -307,7 +322,35 @@ impl CustomOp3 for Unit {
         "nas-relu-dw-pw-bn"
     }
 
-    crate::host_fallback::cuda_via_host!(3);
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let Mode::Train(recorded) = &self.geom.bn.mode else {
+            bail!("relu_dw_pw_bn on CUDA: the fused unit runs in training mode only");
+        };
+        let bn = &self.geom.bn;
+        let launched = crate::device::unit_fwd(
+            [(s1, l1), (s2, l2), (s3, l3)],
+            &self.geom.win,
+            self.geom.pw.co,
+            bn.eps,
+            bn.fold,
+        )?;
+        let Some((y, shape, saved)) = launched else {
+            bail!("relu_dw_pw_bn on CUDA: inputs the device kernels do not take (f32/f64, contiguous)");
+        };
+        *recorded.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(crate::bn::BatchStats::Device(saved.stats()));
+        *self.saved_gpu.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(saved));
+        Ok((y, shape))
+    }
 
     fn cpu_fwd(
         &self,
@@ -343,6 +386,10 @@ impl CustomOp3 for Unit {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let _profile = crate::profile::scope("nas-relu-dw-pw-bn-bwd");
         let g = g.contiguous()?;
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() {
+            return self.device_backward(x, w_dw, w_pw, &g);
+        }
         let (xs, xl) = x.storage_and_layout();
         let (ds, dl) = w_dw.storage_and_layout();
         let (ps, pl) = w_pw.storage_and_layout();
@@ -365,6 +412,92 @@ impl CustomOp3 for Unit {
                 Some(Tensor::from_vec(g_dw, w_dw.shape(), dev)?),
                 Some(Tensor::from_vec(g_pw, w_pw.shape(), dev)?),
             ))
+        })
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl Unit {
+    /// The backward of a forward that ran on a GPU, from what it left there.
+    #[allow(clippy::type_complexity)]
+    fn device_backward(
+        &self,
+        x: &Tensor,
+        w_dw: &Tensor,
+        w_pw: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let saved = self
+            .saved_gpu
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(saved) = saved else {
+            bail!("relu_dw_pw_bn backward: the GPU forward kept no activations");
+        };
+        let op = UnitBwdDevice {
+            geom_win: self.geom.win,
+            co: self.geom.pw.co,
+            saved,
+            w_pw: w_pw.contiguous()?,
+        };
+        let flat = x.apply_op3_no_bwd(&w_dw.contiguous()?, g, &op)?;
+        let (nx, nd) = (x.elem_count(), w_dw.elem_count());
+        let gx = flat.narrow(0, 0, nx)?.reshape(x.shape())?;
+        let g_dw = flat.narrow(0, nx, nd)?.reshape(w_dw.shape())?;
+        let g_pw = flat
+            .narrow(0, nx + nd, w_pw.elem_count())?
+            .reshape(w_pw.shape())?;
+        Ok((Some(gx), Some(g_dw), Some(g_pw)))
+    }
+}
+
+/// The fused unit's backward on a GPU: inputs `x`, `w_dw`, `dL/dy` (the pointwise weight held
+/// here), output the flat `[dL/dx, dL/dw_dw, dL/dw_pw]` ([`crate::device::unit_bwd`]).
+#[cfg(feature = "cuda")]
+struct UnitBwdDevice {
+    geom_win: Window,
+    co: usize,
+    saved: Arc<crate::device::UnitSaved>,
+    w_pw: Tensor,
+}
+
+#[cfg(feature = "cuda")]
+impl CustomOp3 for UnitBwdDevice {
+    fn name(&self) -> &'static str {
+        "nas-relu-dw-pw-bn-bwd-device"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        bail!("relu_dw_pw_bn backward: the forward ran on a GPU, the tensors are on the CPU")
+    }
+
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (ps, pl) = self.w_pw.storage_and_layout();
+        let Storage::Cuda(ps) = &*ps else {
+            bail!("relu_dw_pw_bn backward: the pointwise weight is not on the GPU");
+        };
+        let inputs = [(s1, l1), (s2, l2), (ps, pl), (s3, l3)];
+        crate::device::unit_bwd(inputs, &self.saved, &self.geom_win, self.co)?.ok_or_else(|| {
+            candle_core::Error::Msg(
+                "relu_dw_pw_bn backward on CUDA: inputs the device kernels do not take".into(),
+            )
         })
     }
 }

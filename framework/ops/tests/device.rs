@@ -297,6 +297,60 @@ fn batch_norm_computes_and_tracks_statistics_on_the_gpu_as_on_the_cpu() {
     }
 }
 
+/// The fused separable unit (ReLU, depthwise, pointwise, batch norm: one op on a GPU in
+/// training) against the CPU's: outputs and the gradients of the input and both weights, for
+/// DARTS' SepConv unit (k3) and a strided dilated DilConv (k5 d2 s2), and the running
+/// statistics it folds on the device (momentum and cumulative) across training forwards and
+/// an evaluation in between (which runs the separate ops with the statistics brought back).
+#[test]
+fn the_fused_unit_computes_and_tracks_statistics_on_the_gpu_as_on_the_cpu() {
+    let Some(gpu) =
+        gpu_or_skip("the_fused_unit_computes_and_tracks_statistics_on_the_gpu_as_on_the_cpu")
+    else {
+        return;
+    };
+    let x = input(&[3, 4, 9, 9], 21);
+    for (k, stride, padding, dilation) in [(3, 1, 1, 1), (5, 2, 4, 2)] {
+        for momentum in [Some(0.1), None] {
+            let (bn_cpu, bn_gpu) = (
+                BatchNorm2d::new(6, None, 1e-5, momentum),
+                BatchNorm2d::new(6, None, 1e-5, momentum),
+            );
+            let inputs = [
+                x.clone(),
+                input(&[4, 1, k, k], 22),
+                input(&[6, 4, 1, 1], 23),
+            ];
+            for train in [true, true, false, true] {
+                same_on_both(
+                    &format!(
+                        "fused unit k{k} s{stride} d{dilation} momentum {momentum:?} train {train}"
+                    ),
+                    &gpu,
+                    &inputs,
+                    &|t| {
+                        let bn = if t[0].device().is_cuda() {
+                            &bn_gpu
+                        } else {
+                            &bn_cpu
+                        };
+                        nas_ops::relu_dw_pw_bn(
+                            &t[0], &t[1], &t[2], bn, stride, padding, dilation, train,
+                        )
+                        .unwrap()
+                    },
+                );
+            }
+            let (m_cpu, v_cpu) = bn_cpu.running_stats();
+            let (m_gpu, v_gpu) = bn_gpu.running_stats();
+            for (a, b) in m_gpu.iter().chain(&v_gpu).zip(m_cpu.iter().chain(&v_cpu)) {
+                assert!((a - b).abs() < 1e-12, "running statistics: {a} vs {b}");
+            }
+            assert_eq!(bn_gpu.num_batches_tracked(), 3);
+        }
+    }
+}
+
 /// Many tensors as one flat f64 tensor and back (the optimizer step's single copies to and
 /// from the host): the device gather and scatter against the CPU's concatenation and
 /// per-variable writes, for f32 and f64 tensors of several shapes, one transposed (not
