@@ -14,7 +14,9 @@
 //! average pooling; batch norm in training mode (the batch statistics stay on the device for
 //! the backward, and the same launch folds the running averages there: no copy to the host
 //! per forward); the mixed-op weighted sum with shared weights and its backward (one launch
-//! each). The weighted sum with per-example weights, global pooling and batch norm in
+//! each); the separable unit (ReLU, depthwise, pointwise, batch norm) as one op in training
+//! ([`unit_fwd`], [`unit_bwd`]); the SGD step of many parameters and the sum of squares of
+//! many tensors ([`sgd_step`], [`sum_squares`]). The weighted sum with per-example weights, global pooling and batch norm in
 //! evaluation mode use candle's own device ops. im2col still runs through the host
 //! (docs/gpu.md). Every launch's grid and block come from `nas_kernels::launch`, the geometry
 //! the emulated device build is tested with.

@@ -332,6 +332,7 @@ impl CustomOp3 for Unit {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
         let Mode::Train(recorded) = &self.geom.bn.mode else {
             bail!("relu_dw_pw_bn on CUDA: the fused unit runs in training mode only");
         };
@@ -344,7 +345,11 @@ impl CustomOp3 for Unit {
             bn.fold,
         )?;
         let Some((y, shape, saved)) = launched else {
-            bail!("relu_dw_pw_bn on CUDA: inputs the device kernels do not take (f32/f64, contiguous)");
+            bail!(
+                "relu_dw_pw_bn on CUDA: a shape the device kernels do not take ({:?} -> {} channels)",
+                self.geom.win,
+                self.geom.pw.co
+            );
         };
         *recorded.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(crate::bn::BatchStats::Device(saved.stats()));
@@ -496,7 +501,7 @@ impl CustomOp3 for UnitBwdDevice {
         let inputs = [(s1, l1), (s2, l2), (ps, pl), (s3, l3)];
         crate::device::unit_bwd(inputs, &self.saved, &self.geom_win, self.co)?.ok_or_else(|| {
             candle_core::Error::Msg(
-                "relu_dw_pw_bn backward on CUDA: inputs the device kernels do not take".into(),
+                "relu_dw_pw_bn backward on CUDA: shapes that do not match its forward's".into(),
             )
         })
     }

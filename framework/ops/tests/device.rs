@@ -194,7 +194,7 @@ fn every_op_computes_on_the_gpu_as_on_the_cpu() {
     same_on_both("weighted_sum per example", &gpu, &operands, &|t| {
         nas_ops::weighted_sum(&t[..8], &t[8]).unwrap()
     });
-    // The fused separable unit (the CPU's fused kernel against the GPU's separate ops).
+    // The fused separable unit (the CPU's fused kernel against the GPU's fused op).
     let bn = BatchNorm2d::new(6, None, 1e-5, Some(0.1));
     same_on_both(
         "relu_dw_pw_bn",
