@@ -1432,12 +1432,14 @@ pub(crate) fn unit_fwd(
 /// `[dL/dx, dL/dw_dw, dL/dw_pw]` for the output gradient `g` (five launches: the batch norm's,
 /// the pointwise input and weight gradients, the depthwise ones with the ReLU's mask; no
 /// zero-filled gradient buffers for the two intermediate activations and no additions into
-/// them, which the separate ops' backward costs).
+/// them, which the separate ops' backward costs); without `weights`, `dL/dx` alone (three
+/// launches: an architecture step under `with_frozen_weights`).
 pub(crate) fn unit_bwd(
     [(sx, lx), (sd, ld), (sp, lp), (sg, lg)]: [(&CudaStorage, &Layout); 4],
     saved: &UnitSaved,
     win: &Window,
     co: usize,
+    weights: bool,
 ) -> Result<Launched> {
     by_float!(sx, |T| {
         let (Some(x), Some(wd), Some(wp), Some(g)) = (
@@ -1484,21 +1486,24 @@ pub(crate) fn unit_bwd(
         }
         // SAFETY: written in full by the pointwise input gradient below.
         let mut ga = unsafe { dev.alloc::<T>(na)? };
-        // SAFETY: the three parts are written in full below.
-        let mut out = unsafe { dev.alloc::<T>(nx + ndw + npw)? };
+        let total = if weights { nx + ndw + npw } else { nx };
+        // SAFETY: every part is written in full below.
+        let mut out = unsafe { dev.alloc::<T>(total)? };
         {
             let (mut gx, mut rest) = out.split_at_mut(nx);
-            let (mut gdw, mut gpw) = rest.split_at_mut(ndw);
             let gb = gb.slice(0..nb);
             input_grad_into(dev, &gb, &wp, &mut ga.slice_mut(0..na), gp, None)?;
-            weight_grad(dev, &a.slice(0..na), &gb, &mut gpw, gp, false)?;
             let ga = ga.slice(0..na);
             input_grad_into(dev, &ga, &wd, &mut gx, gd, Some(&x))?;
-            weight_grad(dev, &x, &ga, &mut gdw, gd, true)?;
+            if weights {
+                let (mut gdw, mut gpw) = rest.split_at_mut(ndw);
+                weight_grad(dev, &a.slice(0..na), &gb, &mut gpw, gp, false)?;
+                weight_grad(dev, &x, &ga, &mut gdw, gd, true)?;
+            }
         }
         Ok(Some((
             T::wrap_cuda_slice(out, dev.clone()),
-            Shape::from(nx + ndw + npw),
+            Shape::from(total),
         )))
     })
 }

@@ -3,9 +3,9 @@
 //! `architect.py` (`_backward_step`) calls `loss.backward()`, which also fills the weights'
 //! gradients (then discarded: the weight step zeroes them); `torch.autograd.grad(loss,
 //! alphas)`, which `benches/pytorch/darts_step.py` uses, computes only what the alphas need.
-//! This scope gives nas the latter: the fused ops built inside it ([`crate::mixed_edge`]) skip
-//! their weight-gradient kernels, and the gradients of inputs and mixing weights stay the
-//! same, bit for bit.
+//! This scope gives nas the latter: the fused ops built inside it ([`crate::mixed_edge`],
+//! [`crate::relu_dw_pw_bn`]) skip their weight-gradient kernels (and give the weights no
+//! gradient), and the gradients of inputs and mixing weights stay the same, bit for bit.
 use std::cell::Cell;
 
 thread_local! {

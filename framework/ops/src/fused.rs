@@ -100,6 +100,7 @@ pub fn relu_dw_pw_bn(
         saved: Arc::new(Mutex::new(None)),
         #[cfg(feature = "cuda")]
         saved_gpu: Arc::new(Mutex::new(None)),
+        frozen: crate::frozen::weights_frozen(),
     };
     let y = x
         .contiguous()?
@@ -288,6 +289,9 @@ struct Unit {
     saved: Arc<Mutex<Option<(CpuStorage, CpuStorage)>>>,
     #[cfg(feature = "cuda")]
     saved_gpu: Arc<Mutex<Option<Arc<crate::device::UnitSaved>>>>,
+    /// Built under [`crate::with_frozen_weights`]: the backward computes no weight gradients
+    /// (an architecture step), the input's stays the same bit for bit.
+    frozen: bool,
 }
 
 impl Unit {
@@ -313,7 +317,8 @@ impl Unit {
             bail!("relu_dw_pw_bn backward: the forward kept no activations");
         };
         let (a, b) = (T::cpu_storage_as_slice(a)?, T::cpu_storage_as_slice(b)?);
-        self.geom.backward(x, w_dw, w_pw, a, b, g, 1.0, true)
+        self.geom
+            .backward(x, w_dw, w_pw, a, b, g, 1.0, !self.frozen)
     }
 }
 
@@ -412,6 +417,9 @@ impl CustomOp3 for Unit {
                 slice(ps, pl)?,
                 slice(gs, gl)?,
             )?;
+            if self.frozen {
+                return Ok((Some(Tensor::from_vec(gx, x.shape(), dev)?), None, None));
+            }
             Ok((
                 Some(Tensor::from_vec(gx, x.shape(), dev)?),
                 Some(Tensor::from_vec(g_dw, w_dw.shape(), dev)?),
@@ -445,10 +453,14 @@ impl Unit {
             co: self.geom.pw.co,
             saved,
             w_pw: w_pw.contiguous()?,
+            weights: !self.frozen,
         };
         let flat = x.apply_op3_no_bwd(&w_dw.contiguous()?, g, &op)?;
         let (nx, nd) = (x.elem_count(), w_dw.elem_count());
         let gx = flat.narrow(0, 0, nx)?.reshape(x.shape())?;
+        if self.frozen {
+            return Ok((Some(gx), None, None));
+        }
         let g_dw = flat.narrow(0, nx, nd)?.reshape(w_dw.shape())?;
         let g_pw = flat
             .narrow(0, nx + nd, w_pw.elem_count())?
@@ -458,13 +470,15 @@ impl Unit {
 }
 
 /// The fused unit's backward on a GPU: inputs `x`, `w_dw`, `dL/dy` (the pointwise weight held
-/// here), output the flat `[dL/dx, dL/dw_dw, dL/dw_pw]` ([`crate::device::unit_bwd`]).
+/// here), output the flat `[dL/dx, dL/dw_dw, dL/dw_pw]`, or `dL/dx` alone without `weights`
+/// ([`crate::device::unit_bwd`]).
 #[cfg(feature = "cuda")]
 struct UnitBwdDevice {
     geom_win: Window,
     co: usize,
     saved: Arc<crate::device::UnitSaved>,
     w_pw: Tensor,
+    weights: bool,
 }
 
 #[cfg(feature = "cuda")]
@@ -499,7 +513,9 @@ impl CustomOp3 for UnitBwdDevice {
             bail!("relu_dw_pw_bn backward: the pointwise weight is not on the GPU");
         };
         let inputs = [(s1, l1), (s2, l2), (ps, pl), (s3, l3)];
-        crate::device::unit_bwd(inputs, &self.saved, &self.geom_win, self.co)?.ok_or_else(|| {
+        let launched =
+            crate::device::unit_bwd(inputs, &self.saved, &self.geom_win, self.co, self.weights)?;
+        launched.ok_or_else(|| {
             candle_core::Error::Msg(
                 "relu_dw_pw_bn backward on CUDA: shapes that do not match its forward's".into(),
             )

@@ -348,6 +348,44 @@ fn the_fused_unit_computes_and_tracks_statistics_on_the_gpu_as_on_the_cpu() {
             }
             assert_eq!(bn_gpu.num_batches_tracked(), 3);
         }
+        // Under frozen weights (an architecture step): the input's gradient as on the CPU,
+        // none for the weights.
+        let frozen = |device: &Device| -> (Tensor, usize) {
+            let vars: Vec<Var> = [
+                x.clone(),
+                input(&[4, 1, k, k], 22),
+                input(&[6, 4, 1, 1], 23),
+            ]
+            .iter()
+            .map(|t| Var::from_tensor(&t.to_device(device).unwrap()).unwrap())
+            .collect();
+            let bn = BatchNorm2d::new(6, None, 1e-5, Some(0.1));
+            let y = nas_ops::with_frozen_weights(|| {
+                nas_ops::relu_dw_pw_bn(
+                    vars[0].as_tensor(),
+                    vars[1].as_tensor(),
+                    vars[2].as_tensor(),
+                    &bn,
+                    stride,
+                    padding,
+                    dilation,
+                    true,
+                )
+                .unwrap()
+            });
+            let r = input(y.dims(), 24).to_device(device).unwrap();
+            let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let weight_grads = vars[1..]
+                .iter()
+                .filter(|v| grads.get(v.as_tensor()).is_some())
+                .count();
+            let gx = grads.get(vars[0].as_tensor()).unwrap();
+            (gx.to_device(&Device::Cpu).unwrap(), weight_grads)
+        };
+        let ((gx_cpu, nw_cpu), (gx_gpu, nw_gpu)) = (frozen(&Device::Cpu), frozen(&gpu));
+        assert_eq!((nw_cpu, nw_gpu), (0, 0), "frozen weights got gradients");
+        let gap = relative_gap(&gx_gpu, &gx_cpu);
+        assert!(gap <= 1e-12, "frozen unit k{k}: input gradient {gap:e}");
     }
 }
 

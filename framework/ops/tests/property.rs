@@ -1115,3 +1115,60 @@ fn frozen_weights_leave_input_and_mixing_gradients_unchanged() {
         }
     }
 }
+
+/// Under `with_frozen_weights` the fused separable unit gives its weights no gradient and its
+/// input the same gradient, bit for bit (a SepConv unit and a strided dilated one).
+#[test]
+fn frozen_weights_leave_the_units_input_gradient_unchanged() {
+    let mut rg = rng(41);
+    let (n, c, h, w, o) = (2, 3, 9, 8, 5);
+    let x = uniform(&mut rg, n * c * h * w);
+    for (k, stride, padding, dilation) in [(3, 1, 1, 1), (5, 2, 4, 2)] {
+        let wd = uniform(&mut rg, c * k * k);
+        let wp = uniform(&mut rg, o * c);
+        for dtype in [DType::F64, DType::F32] {
+            let run = |frozen: bool| {
+                let xv = Var::from_tensor(&tensor(&x, &[n, c, h, w], dtype)).unwrap();
+                let dv = Var::from_tensor(&tensor(&wd, &[c, 1, k, k], dtype)).unwrap();
+                let pv = Var::from_tensor(&tensor(&wp, &[o, c, 1, 1], dtype)).unwrap();
+                let bn = BatchNorm2d::new(o, None, 1e-5, Some(0.1));
+                let forward = || {
+                    nas_ops::relu_dw_pw_bn(
+                        xv.as_tensor(),
+                        dv.as_tensor(),
+                        pv.as_tensor(),
+                        &bn,
+                        stride,
+                        padding,
+                        dilation,
+                        true,
+                    )
+                    .unwrap()
+                };
+                let y = if frozen {
+                    with_frozen_weights(forward)
+                } else {
+                    forward()
+                };
+                let gy = tensor(&uniform(&mut rng(7), y.elem_count()), y.dims(), dtype);
+                let grads = loss(&y, &gy).backward().unwrap();
+                let weight_grads = [&dv, &pv]
+                    .iter()
+                    .filter(|v| grads.get(v.as_tensor()).is_some())
+                    .count();
+                (
+                    values(&y),
+                    values(grads.get(xv.as_tensor()).unwrap()),
+                    weight_grads,
+                )
+            };
+            let (y0, gx0, nw0) = run(false);
+            let (y1, gx1, nw1) = run(true);
+            let what = format!("k{k} s{stride} d{dilation} {dtype:?}");
+            assert_eq!(nw0, 2, "{what}: an ordinary backward reaches both weights");
+            assert_eq!(nw1, 0, "{what}: frozen weights got gradients");
+            assert_eq!(y0, y1, "{what}: outputs differ");
+            assert_eq!(gx0, gx1, "{what}: input gradients differ");
+        }
+    }
+}
