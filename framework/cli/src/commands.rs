@@ -250,6 +250,9 @@ fn bench(comps: &Components, cfg: nas_runner::bench::BenchConfig, json: bool) ->
         if let Some(m) = r.gpu_peak_mib {
             println!("peak GPU memory held by candle's buffers: {m:.0} MiB");
         }
+        if let Some(l) = r.gpu_kernel_launches_per_step {
+            println!("nas-ops kernel launches per step: {l:.0} (candle's own kernels not counted)");
+        }
         if let Some(rows) = &r.profile {
             println!(
                 "{:<44} {:>10} {:>12}",

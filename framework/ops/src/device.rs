@@ -143,6 +143,22 @@ fn is_empty(g: &Geom) -> bool {
     input_len(g) == 0 || output_len(g) == 0 || weight_len(g) == 0
 }
 
+/// Kernel launches of this module since the process started ([`crate::gpu::kernel_launches`]).
+pub(crate) static KERNEL_LAUNCHES: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
+/// Queues the launch `b` with `cfg` and counts it in [`KERNEL_LAUNCHES`].
+///
+/// # Safety
+/// As cudarc's `LaunchArgs::launch`: the arguments pushed on `b` must be the kernel's
+/// parameters, in order and of their types, and every buffer valid for what it does.
+unsafe fn counted(b: &mut LaunchArgs<'_>, cfg: LaunchConfig) -> Result<()> {
+    KERNEL_LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: the caller's.
+    unsafe { b.launch(cfg) }.w()?;
+    Ok(())
+}
+
 /// One of the module's kernels and the stream it launches on.
 struct Kernel {
     func: CudaFunction,
@@ -247,7 +263,7 @@ fn relu_into<T: DevFloat>(
     let mut b = f.builder();
     b.arg(x).arg(&mut y).arg(&n);
     // SAFETY: `nas_relu_fwd(const T* x, T* y, long len)`, both buffers hold `len` elements.
-    unsafe { b.launch(elementwise(len)) }.w()?;
+    unsafe { counted(&mut b, elementwise(len)) }?;
     Ok(y)
 }
 
@@ -282,7 +298,7 @@ fn relu_mask<T: DevFloat>(
     let mut b = f.builder();
     b.arg(x).arg(gy).arg(gx).arg(&n);
     // SAFETY: `nas_relu_bwd(const T* x, const T* gy, T* gx, long len)`, `len` elements each.
-    unsafe { b.launch(elementwise(len)) }.w()?;
+    unsafe { counted(&mut b, elementwise(len)) }?;
     Ok(())
 }
 
@@ -328,7 +344,7 @@ fn conv_into<T: DevFloat>(
     b.arg(x).arg(w).arg(&mut y).arg(&dg).arg(&relu_i);
     // SAFETY: `nas_conv_fwd(const T* x, const T* w, T* y, Geom g, int relu_in)` with x, w, y
     // of g's sizes.
-    unsafe { b.launch(elementwise(len)) }.w()?;
+    unsafe { counted(&mut b, elementwise(len)) }?;
     Ok(y)
 }
 
@@ -411,7 +427,7 @@ fn input_grad_into<T: DevFloat>(
     };
     // SAFETY: `nas_conv_bwd_input(const T* gy, const T* w, T* gx, Geom g,
     // const T* relu_x)`, gy, w and gx of g's sizes, relu_x null or of the input's size.
-    unsafe { b.launch(elementwise(input_len(&g))) }.w()?;
+    unsafe { counted(&mut b, elementwise(input_len(&g))) }?;
     Ok(())
 }
 
@@ -435,7 +451,7 @@ fn weight_grad<T: DevFloat>(
         b.arg(x).arg(gy).arg(gw).arg(&dg).arg(&relu_i);
         // SAFETY: `nas_conv_bwd_weight(const T* x, const T* gy, T* gw, Geom g, int relu_in)`,
         // sizes of g.
-        unsafe { b.launch(elementwise(nw)) }.w()?;
+        unsafe { counted(&mut b, elementwise(nw)) }?;
         return Ok(());
     }
     // SAFETY: every partial sum is written by the split kernel before its last block reads it.
@@ -456,7 +472,7 @@ fn weight_grad<T: DevFloat>(
     // unsigned int* done)`, part holds `splits` rows of nw, one grid row (blockIdx.y) per
     // split; the block that finishes last adds the rows into gw (nw values); done is this
     // thread's counter, zero between launches.
-    unsafe { b.launch(config(launch::weight_split(nw, splits))) }.w()?;
+    unsafe { counted(&mut b, config(launch::weight_split(nw, splits))) }?;
     Ok(())
 }
 
@@ -513,7 +529,7 @@ pub(crate) fn max_pool(s: &CudaStorage, l: &Layout, win: &Window) -> Result<Laun
         b.arg(&x).arg(&mut y).arg(&NULL).arg(&dg);
         // SAFETY: `nas_max_pool_fwd(const T* x, T* y, int* arg, Geom g)`, y of g's output size,
         // arg null (not kept).
-        unsafe { b.launch(elementwise(len)) }.w()?;
+        unsafe { counted(&mut b, elementwise(len)) }?;
         let shape = Shape::from((win.n, win.c, win.oh, win.ow));
         Ok(Some((T::wrap_cuda_slice(y, dev.clone()), shape)))
     })
@@ -547,7 +563,7 @@ pub(crate) fn max_pool_bwd(
             b.arg(&x).arg(&NULL).arg(&mut arg).arg(&dg);
             // SAFETY: `nas_max_pool_fwd(const T* x, T* y, int* arg, Geom g)`, y null (not
             // needed), arg of g's output size.
-            unsafe { b.launch(elementwise(len)) }.w()?;
+            unsafe { counted(&mut b, elementwise(len)) }?;
         }
         let nx = input_len(&g);
         // SAFETY: every input-gradient element is written by the kernel.
@@ -556,7 +572,7 @@ pub(crate) fn max_pool_bwd(
         let mut b = f.builder();
         b.arg(&gy).arg(&arg).arg(&mut gx).arg(&dg);
         // SAFETY: `nas_max_pool_bwd(const T* gy, const int* arg, T* gx, Geom g)`.
-        unsafe { b.launch(elementwise(nx)) }.w()?;
+        unsafe { counted(&mut b, elementwise(nx)) }?;
         Ok(Some((T::wrap_cuda_slice(gx, dev.clone()), Shape::from(nx))))
     })
 }
@@ -605,7 +621,7 @@ pub(crate) fn avg_pool(
         b.arg(&x).arg(&mut y).arg(&dg).arg(&pad_i);
         // SAFETY: `nas_avg_pool_{fwd,bwd}(const T* in, T* out, Geom g, int include_pad)`,
         // sizes of g.
-        unsafe { b.launch(elementwise(len)) }.w()?;
+        unsafe { counted(&mut b, elementwise(len)) }?;
         Ok(Some((T::wrap_cuda_slice(y, dev.clone()), shape)))
     })
 }
@@ -758,7 +774,7 @@ pub(crate) fn batch_norm_train(
             // save_mean, save_invstd, double factor, double* run_mean, double* run_var)`, one
             // block per channel of REDUCTION_THREADS threads; the running statistics are c
             // values each (checked above) or null.
-            unsafe { b.launch(per_channel(c)) }.w()?;
+            unsafe { counted(&mut b, per_channel(c)) }?;
         }
         let wrap = |s: CudaSlice<T>| T::wrap_cuda_slice(s, dev.clone());
         let stats = DeviceBatchStats {
@@ -816,7 +832,7 @@ pub(crate) fn batch_norm_train_bwd(
             b.arg(&mut gx).arg(&mut ggamma).arg(&mut gbeta);
             // SAFETY: `nas_bn_bwd_train(x, gy, gamma, int n, int c, long hw, save_mean,
             // save_invstd, gx, ggamma, gbeta)`, one block per channel; a null gamma is 1.
-            unsafe { b.launch(per_channel(c)) }.w()?;
+            unsafe { counted(&mut b, per_channel(c)) }?;
         }
         Ok(Some((
             T::wrap_cuda_slice(out, dev.clone()),
@@ -919,7 +935,7 @@ pub(crate) fn mixed_sum(
             b.arg(&ptrs).arg(&w).arg(&kn).arg(&len).arg(&mut y);
             // SAFETY: `nas_mixed_fwd(Operands<T> ys, const T* w, int kn, long len, T* y)`,
             // kn operands of len elements, w of kn.
-            unsafe { b.launch(elementwise(numel)) }.w()?;
+            unsafe { counted(&mut b, elementwise(numel)) }?;
             Ok(y)
         })?;
         Ok(y.map(|y| T::wrap_cuda_slice(y, dev.clone())))
@@ -990,7 +1006,7 @@ pub(crate) fn mixed_sum_bwd(
                 // (the first k values of `out`) the weight gradient that the last block adds
                 // up with this thread's counter `done`, all three null unless want_w; grid
                 // (chunks, kn) of REDUCTION_THREADS threads (block_sum2's size).
-                unsafe { b.launch(config(launch::mixed_bwd(numel, k))) }.w()?;
+                unsafe { counted(&mut b, config(launch::mixed_bwd(numel, k))) }?;
             }
             Ok(out)
         })?;
@@ -1050,7 +1066,7 @@ fn launch_over_spans<T: DevFloat>(
     // SAFETY: `nas_gather_f64_from(const FlatSpan<const T*>*, double* out)` /
     // `nas_scatter_f64_to(const FlatSpan<T*>*, const double* in)`: one grid row (blockIdx.y)
     // per span of the table (at most MAX_SPANS), the spans tiling the flat buffer.
-    unsafe { b.launch(cfg) }.w()?;
+    unsafe { counted(&mut b, cfg) }?;
     drop(records);
     Ok(())
 }
@@ -1282,7 +1298,7 @@ fn sgd_typed<T: DevFloat>(
     // (blockIdx.y) per span of the table; each span's pointers cover `len` values (the
     // parameters' and gradients' views, the buffers' range checked by `sgd_step`) or are null
     // where the body reads nothing (no gradient; no momentum).
-    unsafe { b.launch(config(launch::over_spans(longest, table.len()))) }.w()?;
+    unsafe { counted(&mut b, config(launch::over_spans(longest, table.len()))) }?;
     drop(records);
     Ok(true)
 }
@@ -1350,7 +1366,7 @@ fn sum_squares_typed<T: DevFloat>(ts: &[&candle_core::Tensor]) -> Result<Option<
         // SAFETY: `nas_sum_squares(const nas::FlatSpan<const T*>* spans, double* part,
         // double* out, unsigned int* done)`: one grid row per span, part of gridDim.x *
         // gridDim.y values, out of one, done this thread's counter.
-        unsafe { b.launch(config(l)) }.w()?;
+        unsafe { counted(&mut b, config(l)) }?;
     }
     drop(records);
     Ok(dev.clone_dtoh(&out)?.first().copied())
@@ -1482,7 +1498,7 @@ pub(crate) fn unit_bwd(
             // SAFETY: `nas_bn_bwd_train(x, gy, gamma, int n, int c, long hw, save_mean,
             // save_invstd, gx, ggamma, gbeta)`: x the forward's pointwise output, gamma null
             // (1), no parameter gradients (not affine); one block per channel.
-            unsafe { l.launch(per_channel(co)) }.w()?;
+            unsafe { counted(&mut l, per_channel(co)) }?;
         }
         // SAFETY: written in full by the pointwise input gradient below.
         let mut ga = unsafe { dev.alloc::<T>(na)? };

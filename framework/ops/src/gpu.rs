@@ -174,6 +174,20 @@ pub fn peak_memory_mib(device: &Device) -> Option<f64> {
     }
 }
 
+/// The kernels of nas-ops' device build (`framework/kernels/csrc/device.cu`) launched by this
+/// process so far, on every GPU (0 without CUDA). candle's own kernels (element-wise ops,
+/// matmuls, copies) are not counted. `nas bench` reports the count per step.
+pub fn kernel_launches() -> u64 {
+    #[cfg(feature = "cuda")]
+    {
+        crate::device::KERNEL_LAUNCHES.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        0
+    }
+}
+
 /// The first GPU when this binary has CUDA and one can be opened, else `None` (for `device:
 /// auto`).
 pub fn first_available() -> Option<Device> {

@@ -74,6 +74,11 @@ pub struct BenchResult {
     /// `torch.cuda.max_memory_allocated` as `gpu_peak_mib` too).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu_peak_mib: Option<f64>,
+    /// On a GPU: launches of nas-ops' own kernels per timed step
+    /// ([`nas_ops::gpu::kernel_launches`]; candle's element-wise, matmul and copy kernels
+    /// are not counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_kernel_launches_per_step: Option<f64>,
     /// Rayon threads (`RAYON_NUM_THREADS` when set, else the available parallelism, as
     /// rayon's default pool).
     pub threads: usize,
@@ -187,25 +192,35 @@ pub fn bench_darts(cfg: &BenchConfig, comps: &Components) -> Result<BenchResult>
 /// The figures of timed steps on a network of `params` parameters on `device`.
 fn bench_result(
     cfg: &BenchConfig,
-    (times, cpu_ms_per_step, profile): Timings,
+    t: Timings,
     params: usize,
     device: &candle_core::Device,
 ) -> BenchResult {
     BenchResult {
         config: cfg.clone(),
-        ms_per_step: times.iter().sum::<f64>() / times.len().max(1) as f64,
-        step_ms: times,
-        cpu_ms_per_step,
+        ms_per_step: t.times.iter().sum::<f64>() / t.times.len().max(1) as f64,
+        step_ms: t.times,
+        cpu_ms_per_step: t.cpu_ms_per_step,
         peak_rss_mib: peak_rss_mib(),
         gpu_peak_mib: nas_ops::gpu::peak_memory_mib(device),
+        gpu_kernel_launches_per_step: t.launches_per_step,
         threads: rayon_threads(),
         supernet_params: params,
-        profile,
+        profile: t.profile,
     }
 }
 
-/// Per timed step: wall ms, then process CPU ms per step, and the profile when asked.
-type Timings = (Vec<f64>, Option<f64>, Option<Vec<ProfileRow>>);
+/// What the timed steps measured.
+struct Timings {
+    /// Wall ms of each timed step.
+    times: Vec<f64>,
+    /// Process CPU ms per step, when the OS reports it.
+    cpu_ms_per_step: Option<f64>,
+    /// The profile, when asked.
+    profile: Option<Vec<ProfileRow>>,
+    /// On a GPU: nas-ops' kernel launches per step.
+    launches_per_step: Option<f64>,
+}
 
 /// Runs `step` once untimed, then `cfg.steps` times timed (the device synchronised before
 /// each clock stops), with the profile recording during the timed steps when asked.
@@ -216,9 +231,11 @@ fn time_steps(
 ) -> Result<Timings> {
     let mut times = Vec::new();
     let mut cpu_start = None;
+    let mut launches_start = 0;
     for i in 0..=cfg.steps {
         if i == 1 {
             cpu_start = process_cpu_ms();
+            launches_start = nas_ops::gpu::kernel_launches();
             nas_ops::profile::enable(cfg.profile);
             nas_ops::profile::take();
         }
@@ -250,7 +267,15 @@ fn time_steps(
         (Some(a), Some(b)) if !times.is_empty() => Some((b - a) / times.len() as f64),
         _ => None,
     };
-    Ok((times, cpu_ms_per_step, profile))
+    let launches = nas_ops::gpu::kernel_launches() - launches_start;
+    let launches_per_step =
+        (device.is_cuda() && !times.is_empty()).then(|| launches as f64 / steps);
+    Ok(Timings {
+        times,
+        cpu_ms_per_step,
+        profile,
+        launches_per_step,
+    })
 }
 
 /// `n` random 3-channel `size x size` images in [0, 1) with random labels of 10 classes.
