@@ -28,6 +28,8 @@ fn a_proxylessnas_step_is_benchable() {
     assert_eq!(r.step_ms.len(), 1);
     assert!(r.supernet_params > 0);
     assert!(r.profile.is_none());
+    // GPU-only figures stay out of a CPU run's result.
+    assert!(r.gpu_peak_mib.is_none() && r.gpu_kernel_launches_per_step.is_none());
 }
 
 /// `--profile` accounts the kernels of the timed steps by name: a DARTS step on two
