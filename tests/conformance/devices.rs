@@ -202,3 +202,117 @@ fn every_supernet_and_network_computes_on_the_gpu_as_on_the_cpu() {
         assert_same(&format!("{name} network"), cpu, on_gpu);
     }
 }
+
+/// Three DARTS weight steps (SGD with momentum, clipping) and a second-order architecture
+/// gradient by the supernet trainer on a GPU leave the weights, the optimizer state and the
+/// gradient the CPU's do: the GPU path's weight step runs on the device (`DeviceSgd`, momentum
+/// buffers in device memory, the norm by one launch), its state copied back for the
+/// checkpoint and the second-order virtual step. In f64; the device may fuse multiply-adds
+/// and sum in another order, hence a tolerance.
+#[test]
+fn the_trainer_steps_on_the_gpu_as_on_the_cpu() {
+    use nas_core::{Drive, GradOrder, SupernetTrainer};
+    let Some(gpu) = gpu() else { return };
+    let comps = builtins();
+    let cx = nas_registry::BuildContext::new(&comps);
+    let params = serde_json::json!({"channels": 2, "layers": 3, "nodes": 2, "multiplier": 2});
+    let space = (comps.spaces.get("darts").unwrap())(&params, &cx).unwrap();
+    let ts = space.tensor().expect("the DARTS space builds tensors");
+    let spec = space.rules().spec().clone();
+    let shape = ts.data_shape();
+    let batch = 4;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let per_image = shape.channels * shape.height * shape.width;
+    let data = std::sync::Arc::new(nas_data::Dataset {
+        name: "random".into(),
+        channels: shape.channels,
+        height: shape.height,
+        width: shape.width,
+        num_classes: shape.num_classes,
+        images: (0..2 * batch * per_image)
+            .map(|_| rng.random::<f32>())
+            .collect(),
+        labels: (0..2 * batch)
+            .map(|i| (i % shape.num_classes) as u32)
+            .collect(),
+        files: None,
+    });
+    let mixing = random_weights(spec.shape(), &mut rng);
+    let run = |device: &Device| {
+        let net = ts
+            .build_supernet(device, DType::F64, nas_core::component_rng(3, "devices"))
+            .unwrap();
+        let sgd = serde_json::json!({"lr": 0.1, "momentum": 0.9, "weight_decay": 3e-4});
+        let mut t = nas_trainer::WeightSharingTrainer::new(nas_trainer::TrainerSetup {
+            spec: spec.clone(),
+            net,
+            device: device.clone(),
+            dtype: DType::F64,
+            train_data: data.clone(),
+            test_data: data.clone(),
+            train_indices: (0..batch).collect(),
+            valid_indices: (batch..2 * batch).collect(),
+            mean: vec![0.5; shape.channels],
+            std: vec![0.25; shape.channels],
+            batch_size: batch,
+            eval_batch_size: batch,
+            augment: nas_data::Augment::default(),
+            optimizer: nas_optim::build_optimizer("sgd", &sgd).unwrap(),
+            schedule: nas_optim::build_schedule("constant", &serde_json::Value::Null).unwrap(),
+            base_lr: 0.1,
+            clip_grad_norm: Some(1.0),
+            total_epochs: 1,
+            params: nas_trainer::TrainerParams::default(),
+            seed: 3,
+            steps_per_epoch: None,
+        })
+        .unwrap();
+        t.begin_epoch(0).unwrap();
+        let drive = Drive::mixed(mixing.clone());
+        let norms: Vec<f64> = (0..3)
+            .map(|_| t.train_weights(&drive).unwrap().grad_norm)
+            .collect();
+        let grad = t
+            .arch_gradient(&drive, GradOrder::Second { xi: None })
+            .unwrap();
+        let state = t.optimizer().save_state();
+        (norms, t.weight_values().unwrap(), state, grad)
+    };
+    let (norms_cpu, w_cpu, state_cpu, grad_cpu) = run(&Device::Cpu);
+    let (norms_gpu, w_gpu, state_gpu, grad_gpu) = run(&gpu);
+    let close = |a: f64, b: f64, what: &str| {
+        assert!(
+            (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+            "{what}: {a} on the GPU, {b} on the CPU"
+        );
+    };
+    for (a, b) in norms_gpu.iter().zip(&norms_cpu) {
+        close(*a, *b, "gradient norm");
+    }
+    assert!(norms_cpu.iter().any(|&n| n > 1.0), "clipping not exercised");
+    assert_eq!(w_gpu.len(), w_cpu.len());
+    for (a, b) in w_gpu.iter().flatten().zip(w_cpu.iter().flatten()) {
+        close(*a, *b, "weight after three steps");
+    }
+    // The checkpoint state: the momentum buffers, copied back from the device.
+    let buffers = |s: &serde_json::Value| -> Vec<f64> {
+        s["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|slot| slot["momentum_buffer"].as_array().unwrap().clone())
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let (b_gpu, b_cpu) = (buffers(&state_gpu), buffers(&state_cpu));
+    assert_eq!(b_gpu.len(), b_cpu.len());
+    assert!(!b_cpu.is_empty());
+    for (a, b) in b_gpu.iter().zip(&b_cpu) {
+        close(*a, *b, "momentum buffer");
+    }
+    for (ga, gb) in grad_gpu.grads.iter().zip(&grad_cpu.grads) {
+        for (a, b) in ga.0.iter().flatten().zip(gb.0.iter().flatten()) {
+            close(*a as f64, *b as f64, "second-order architecture gradient");
+        }
+    }
+}
