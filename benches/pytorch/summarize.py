@@ -8,7 +8,8 @@ the load average before the run is printed per run, but it lags and is a poor cl
 the per-run process CPU time per step, the largest peak RSS, and the ratios nas / PyTorch
 (above 1: nas is slower). GPU runs (`"device": "cuda"`) form their own groups (machine
 "gpu": CPU time says nothing there); runs of PyTorch under torch.compile (`"impl":
-"torch-compile"`) get their own columns, and GPU groups a second table of peak GPU memory (`gpu_peak_mib`).
+"torch-compile"`) get their own columns, and GPU groups a second table of peak GPU memory (`gpu_peak_mib`) with
+nas-ops' kernel launches per step (`gpu_kernel_launches_per_step`, nas's own kernels only).
 
     python3 benches/pytorch/summarize.py bench-results.jsonl [--quiet-share 0.8]
 """
@@ -61,16 +62,18 @@ def main():
     if gpu_keys:
         print()
         print("| strategy | cells | batch | order | nas peak GPU MiB | PyTorch peak GPU MiB "
-              "| torch.compile peak GPU MiB | ratio nas / PyTorch |")
-        print("|---|---|---|---|---|---|---|---|")
+              "| torch.compile peak GPU MiB | ratio nas / PyTorch | nas-ops launches/step |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for key in gpu_keys:
             peak = {}
             for impl in ("nas", "torch", "torch-compile"):
                 vals = [r["gpu_peak_mib"] for r in groups[key].get(impl, []) if r.get("gpu_peak_mib")]
                 peak[impl] = max(vals, default=float("nan"))
+            launches = median([r["gpu_kernel_launches_per_step"] for r in groups[key].get("nas", [])
+                               if r.get("gpu_kernel_launches_per_step") is not None])
             print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {peak['nas']:.0f} "
                   f"| {peak['torch']:.0f} | {peak['torch-compile']:.0f} "
-                  f"| {peak['nas'] / peak['torch']:.2f} |")
+                  f"| {peak['nas'] / peak['torch']:.2f} | {launches:.0f} |")
     params = defaultdict(set)
     for r in rows:
         params[(r["config"]["layers"], r["impl"])].add(r["supernet_params"])
