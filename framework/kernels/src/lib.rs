@@ -4,8 +4,10 @@
 //! `csrc/nas_kernels.cuh`, as `__host__ __device__` functions that each compute one output
 //! element (or one partial sum of a reduction): convolution (dense, grouped, depthwise,
 //! pointwise; stride, padding, dilation), max and average pooling with padding
-//! (`count_include_pad=False`), training-mode batch norm with running statistics, ReLU and the
-//! mixed-op weighted sum, each with its backward.
+//! (`count_include_pad` either way), training-mode batch norm with running statistics, ReLU and
+//! the mixed-op weighted sum, each with its backward; the gather and scatter of many tensors
+//! to and from one `f64` buffer, the SGD step of many tensors (`nas_optim::Sgd`'s arithmetic)
+//! and the sum of squares of many tensors.
 //!
 //! Two builds share those bodies:
 //! - the **host build** ([`host`]): `csrc/host.cpp`, compiled by this crate's build script with

@@ -53,10 +53,7 @@ impl DeviceSgd {
     pub fn wrap(
         mut optimizer: Box<dyn Optimizer>,
     ) -> std::result::Result<Self, Box<dyn Optimizer>> {
-        let is_sgd = optimizer
-            .as_any_mut()
-            .is_some_and(|a| a.downcast_mut::<Sgd>().is_some());
-        if !is_sgd {
+        if !is_sgd(optimizer.as_mut()) {
             return Err(optimizer);
         }
         Ok(DeviceSgd {
@@ -71,13 +68,12 @@ impl DeviceSgd {
     /// `optimizer` made a [`DeviceSgd`] when `vars` lie on a GPU and it is SGD (already
     /// wrapped stays wrapped); whether its steps now run on the device.
     pub(crate) fn prepare(optimizer: &mut Box<dyn Optimizer>, vars: &[(String, Var)]) -> bool {
-        if optimizer
-            .as_any_mut()
-            .is_some_and(|a| a.downcast_mut::<DeviceSgd>().is_some())
-        {
+        if Self::of(optimizer.as_mut()).is_some() {
             return true;
         }
-        if !vars.first().is_some_and(|(_, v)| v.device().is_cuda()) {
+        // Called every step: anything but SGD on a GPU goes back at once, nothing built.
+        let on_gpu = vars.first().is_some_and(|(_, v)| v.device().is_cuda());
+        if !on_gpu || !is_sgd(optimizer.as_mut()) {
             return false;
         }
         // A stand-in while the optimizer is moved into its wrapper.
@@ -183,6 +179,11 @@ impl DeviceSgd {
         }
         Ok(true)
     }
+}
+
+/// Whether `optimizer` is `nas_optim::Sgd`.
+fn is_sgd(optimizer: &mut dyn Optimizer) -> bool {
+    optimizer.as_any_mut().is_some_and(|a| a.is::<Sgd>())
 }
 
 impl Mirror {
