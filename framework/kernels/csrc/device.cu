@@ -250,12 +250,16 @@ __device__ bool last_block_done(unsigned int* done) {
     NAS_GRID_STRIDE(i, t.len) nas::scatter_elem(in, t, i);                                         \
   }
 
-/* The SGD step of many tensors: block (b, t) steps its share of span t. */
+/* The optimizer step of many tensors: block (b, t) steps its share of span t. */
+#define NAS_STEP_KERNEL(T, S, NAME, RULE, ELEM)                                                    \
+  NAS_KERNEL void nas_##NAME##_step_##S(const nas::StepSpan<T>* spans, nas::RULE rule) {           \
+    const nas::StepSpan<T> s = spans[blockIdx.y];                                                  \
+    NAS_GRID_STRIDE(i, s.len) nas::ELEM(s, rule, i);                                               \
+  }
 #define NAS_SGD_EXPORT(T, S)                                                                       \
-  NAS_KERNEL void nas_sgd_step_##S(const nas::SgdSpan<T>* spans, nas::SgdRule rule) {              \
-    const nas::SgdSpan<T> s = spans[blockIdx.y];                                                   \
-    NAS_GRID_STRIDE(i, s.len) nas::sgd_elem(s, rule, i);                                           \
-  }                                                                                                \
+  NAS_STEP_KERNEL(T, S, sgd, SgdRule, sgd_elem)                                                    \
+  NAS_STEP_KERNEL(T, S, adam, AdamRule, adam_elem)                                                 \
+  NAS_STEP_KERNEL(T, S, rmsprop, RmsPropRule, rmsprop_elem)                                        \
   /* The sum of squares of many tensors (the squared global gradient norm), in double: block */    \
   /* (b, t) sums its share of span t into part[t * gridDim.x + b]; the last block to finish */     \
   /* adds them in that order into out[0] (deterministic; `done`: see last_block_done). */          \

@@ -192,6 +192,8 @@ struct Entry {
   NAS_EMU_ENTRY(gather_f64_from, S)        \
   NAS_EMU_ENTRY(scatter_f64_to, S)        \
   NAS_EMU_ENTRY(sgd_step, S)               \
+  NAS_EMU_ENTRY(adam_step, S)              \
+  NAS_EMU_ENTRY(rmsprop_step, S)           \
   NAS_EMU_ENTRY(sum_squares, S)
 
 const Entry kEntries[] = {NAS_EMU_ENTRIES(f32) NAS_EMU_ENTRIES(f64)};

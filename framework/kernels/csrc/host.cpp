@@ -163,22 +163,28 @@ void scatter_f64(const double* in, T* const* dsts, const long* lens, int count) 
   }
 }
 
-template <typename T>
-void sgd_step(const nas::SgdSpan<T>* spans, int count, const nas::SgdRule* rule) {
+// The optimizer step of `count` spans by rule `r`, element by element through `elem`.
+template <typename T, typename R>
+void step_all(const nas::StepSpan<T>* spans, int count, const R& r,
+              void (*elem)(const nas::StepSpan<T>&, const R&, long)) {
   for (int t = 0; t < count; ++t)
-    for (long i = 0; i < spans[t].len; ++i) nas::sgd_elem(spans[t], *rule, i);
+    for (long i = 0; i < spans[t].len; ++i) elem(spans[t], r, i);
 }
 
 }  // namespace
 
-extern "C" void nas_sgd_step_f32(const nas::SgdSpan<float>* spans, int count,
-                                 const nas::SgdRule* rule) {
-  sgd_step(spans, count, rule);
-}
-extern "C" void nas_sgd_step_f64(const nas::SgdSpan<double>* spans, int count,
-                                 const nas::SgdRule* rule) {
-  sgd_step(spans, count, rule);
-}
+#define NAS_HOST_STEP(NAME, RULE, ELEM)                                                        \
+  extern "C" void nas_##NAME##_step_f32(const nas::StepSpan<float>* spans, int count,          \
+                                        const nas::RULE* rule) {                               \
+    step_all<float, nas::RULE>(spans, count, *rule, &nas::ELEM<float>);                       \
+  }                                                                                            \
+  extern "C" void nas_##NAME##_step_f64(const nas::StepSpan<double>* spans, int count,         \
+                                        const nas::RULE* rule) {                               \
+    step_all<double, nas::RULE>(spans, count, *rule, &nas::ELEM<double>);                      \
+  }
+NAS_HOST_STEP(sgd, SgdRule, sgd_elem)
+NAS_HOST_STEP(adam, AdamRule, adam_elem)
+NAS_HOST_STEP(rmsprop, RmsPropRule, rmsprop_elem)
 
 extern "C" void nas_scatter_f64_to_f32(const double* in, float* const* dsts, const long* lens,
                                        int count) {

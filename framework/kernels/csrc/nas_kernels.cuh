@@ -19,6 +19,8 @@
 //   statistics updated with the unbiased variance and `momentum` (PyTorch 0.1).
 #pragma once
 
+#include <math.h>
+
 #ifdef __CUDACC__
 #define NAS_HD __host__ __device__ __forceinline__
 #else
@@ -453,13 +455,39 @@ NAS_HD void scatter_elem(const double* in, const FlatSpan<T*>& t, long i) {
 }
 
 // ---------------------------------------------------------------------------------------
-// The SGD step of many tensors at once (a weight update on the device), and the sum of
-// squares of many tensors (the global gradient norm that clipping needs)
+// The optimizer step of many tensors at once (a weight update on the device: SGD, Adam and
+// AdamW, RMSprop), and the sum of squares of many tensors (the global gradient norm that
+// clipping needs)
 // ---------------------------------------------------------------------------------------
 
-// The rule: torch.optim.SGD with dampening 0, as nas_optim::Sgd computes it in double (every
-// gradient value multiplied by grad_scale, the clipping factor, first; the weight decay
-// coupled; the momentum buffer starting as the first step's direction).
+// One tensor of a step: `len` parameters at `param`, their gradient at `grad` (null: zeros, a
+// parameter the loss does not reach, which weight decay and momentum still move, as nas_optim
+// does) and the optimizer's f64 state: buffer b of the rule (see each rule) at
+// `state + b * stride`, `len` values each (null when the rule keeps none). `step_size` and
+// `bc2_sqrt` are Adam's per-tensor bias corrections (they depend on the tensor's own step
+// count; nas_optim::adam_bias_corrections), `first` says that SGD's momentum buffer holds
+// nothing yet and starts with this step.
+template <typename T>
+struct StepSpan {
+  T* param;
+  const T* grad;
+  double* state;
+  long stride;
+  long len;
+  double step_size;
+  double bc2_sqrt;
+  int first;
+};
+
+// The gradient value of element `i` of span `s` (0 without one), times the clipping factor.
+template <typename T>
+NAS_HD double scaled_grad(const StepSpan<T>& s, double grad_scale, long i) {
+  return (s.grad ? (double)s.grad[i] : 0.0) * grad_scale;
+}
+
+// torch.optim.SGD with dampening 0, as nas_optim::Sgd computes it in double (every gradient
+// value multiplied by grad_scale, the clipping factor, first; the weight decay coupled; the
+// momentum buffer, state buffer 0 when momentum != 0, starting as the first step's direction).
 struct SgdRule {
   double lr;
   double momentum;
@@ -468,33 +496,99 @@ struct SgdRule {
   int nesterov;
 };
 
-// One tensor of the step: `len` parameters at `param`, their gradient at `grad` (null: zeros,
-// a parameter the loss does not reach, which weight decay and momentum still move, as
-// nas_optim does) and, with momentum, the f64 momentum buffer at `buf`; `first`: the buffer
-// holds nothing yet and starts with this step.
-template <typename T>
-struct SgdSpan {
-  T* param;
-  const T* grad;
-  double* buf;
-  long len;
-  int first;
-};
-
 // Element `i` of span `s` stepped by rule `r` (nas_optim::Sgd's arithmetic, operation by
 // operation).
 template <typename T>
-NAS_HD void sgd_elem(const SgdSpan<T>& s, const SgdRule& r, long i) {
+NAS_HD void sgd_elem(const StepSpan<T>& s, const SgdRule& r, long i) {
   double x = (double)s.param[i];
-  double g = s.grad ? (double)s.grad[i] : 0.0;
-  double d = g * r.grad_scale + r.weight_decay * x;
+  double d = scaled_grad(s, r.grad_scale, i) + r.weight_decay * x;
   if (r.momentum == 0.0) {
     s.param[i] = (T)(x - r.lr * d);
     return;
   }
-  double b = s.first ? d : r.momentum * s.buf[i] + d;
-  s.buf[i] = b;
+  double* buf = s.state;
+  double b = s.first ? d : r.momentum * buf[i] + d;
+  buf[i] = b;
   double dir = r.nesterov ? d + r.momentum * b : b;
+  s.param[i] = (T)(x - r.lr * dir);
+}
+
+// torch.optim.Adam (coupled L2 decay) or, with `decoupled`, torch.optim.AdamW, amsgrad off,
+// as nas_optim's Adam/AdamW compute it in double. State buffer 0: exp_avg, 1: exp_avg_sq
+// (zeros before the first step).
+struct AdamRule {
+  double lr;
+  double beta1;
+  double beta2;
+  double eps;
+  double weight_decay;
+  double grad_scale;
+  int decoupled;
+};
+
+// Element `i` of span `s` stepped by rule `r` (nas_optim's AdamCore::update, operation by
+// operation).
+template <typename T>
+NAS_HD void adam_elem(const StepSpan<T>& s, const AdamRule& r, long i) {
+  double x = (double)s.param[i];
+  double grad = scaled_grad(s, r.grad_scale, i);
+  if (r.decoupled) {
+    x *= 1.0 - r.lr * r.weight_decay;
+  } else {
+    grad += r.weight_decay * x;
+  }
+  double* exp_avg = s.state;
+  double* exp_avg_sq = s.state + s.stride;
+  double m = r.beta1 * exp_avg[i] + (1.0 - r.beta1) * grad;
+  double v = r.beta2 * exp_avg_sq[i] + (1.0 - r.beta2) * grad * grad;
+  exp_avg[i] = m;
+  exp_avg_sq[i] = v;
+  s.param[i] = (T)(x - s.step_size * m / (sqrt(v) / s.bc2_sqrt + r.eps));
+}
+
+// torch.optim.RMSprop, as nas_optim::RmsProp computes it in double. State buffer 0:
+// square_avg; then grad_avg when `centered`; then the momentum buffer when momentum > 0 (all
+// zeros before the first step).
+struct RmsPropRule {
+  double lr;
+  double alpha;
+  double eps;
+  double weight_decay;
+  double momentum;
+  double grad_scale;
+  int centered;
+};
+
+// Element `i` of span `s` stepped by rule `r` (nas_optim::RmsProp's update, operation by
+// operation; fmax ignores a NaN operand as Rust's f64::max does).
+template <typename T>
+NAS_HD void rmsprop_elem(const StepSpan<T>& s, const RmsPropRule& r, long i) {
+  double x = (double)s.param[i];
+  double g = scaled_grad(s, r.grad_scale, i);
+  g = g + r.weight_decay * x;
+  double* square_avg = s.state;
+  double sq = r.alpha * square_avg[i] + (1.0 - r.alpha) * g * g;
+  square_avg[i] = sq;
+  double avg;
+  long next = 1;
+  if (r.centered) {
+    double* grad_avg = s.state + s.stride;
+    double ga = r.alpha * grad_avg[i] + (1.0 - r.alpha) * g;
+    grad_avg[i] = ga;
+    avg = sqrt(fmax(sq - ga * ga, 0.0)) + r.eps;
+    next = 2;
+  } else {
+    avg = sqrt(sq) + r.eps;
+  }
+  double dir;
+  if (r.momentum > 0.0) {
+    double* buf = s.state + next * s.stride;
+    double b = r.momentum * buf[i] + g / avg;
+    buf[i] = b;
+    dir = b;
+  } else {
+    dir = g / avg;
+  }
   s.param[i] = (T)(x - r.lr * dir);
 }
 

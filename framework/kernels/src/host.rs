@@ -212,7 +212,7 @@ type GatherFn<T> = unsafe extern "C" fn(*const *const T, *const c_long, c_int, *
 type ScatterFn<T> = unsafe extern "C" fn(*const f64, *const *mut T, *const c_long, c_int);
 type MixedBwdFn<T> =
     unsafe extern "C" fn(*const T, *const *const T, *const T, c_int, c_long, *const *mut T, *mut T);
-type SgdFn<T> = unsafe extern "C" fn(*const SgdSpan<T>, c_int, *const SgdRule);
+type StepFn<T, R> = unsafe extern "C" fn(*const StepSpan<T>, c_int, *const R);
 
 /// The C entry points of one dtype.
 #[doc(hidden)]
@@ -232,13 +232,15 @@ pub struct Fns<T> {
     mixed_bwd: MixedBwdFn<T>,
     gather: GatherFn<T>,
     scatter: ScatterFn<T>,
-    sgd: SgdFn<T>,
+    sgd: StepFn<T, SgdRule>,
+    adam: StepFn<T, AdamRule>,
+    rmsprop: StepFn<T, RmsPropRule>,
 }
 
 macro_rules! extern_block {
     ($t:ty, $conv_fwd:ident, $conv_bi:ident, $conv_bw:ident, $max_f:ident, $max_b:ident,
      $avg_f:ident, $avg_b:ident, $bn_f:ident, $bn_b:ident, $relu_f:ident, $relu_b:ident,
-     $mix_f:ident, $mix_b:ident, $gather:ident, $scatter:ident, $sgd:ident) => {
+     $mix_f:ident, $mix_b:ident, $gather:ident, $scatter:ident, $sgd:ident, $adam:ident, $rms:ident) => {
         extern "C" {
             fn $conv_fwd(x: *const $t, w: *const $t, y: *mut $t, g: *const Geom, relu_in: c_int);
             fn $conv_bi(
@@ -295,7 +297,9 @@ macro_rules! extern_block {
             );
             fn $gather(srcs: *const *const $t, lens: *const c_long, count: c_int, out: *mut f64);
             fn $scatter(input: *const f64, dsts: *const *mut $t, lens: *const c_long, count: c_int);
-            fn $sgd(spans: *const SgdSpan<$t>, count: c_int, rule: *const SgdRule);
+            fn $sgd(spans: *const StepSpan<$t>, count: c_int, rule: *const SgdRule);
+            fn $adam(spans: *const StepSpan<$t>, count: c_int, rule: *const AdamRule);
+            fn $rms(spans: *const StepSpan<$t>, count: c_int, rule: *const RmsPropRule);
         }
         impl HostFloat for $t {
             const FNS: Fns<$t> = Fns {
@@ -315,6 +319,8 @@ macro_rules! extern_block {
                 gather: $gather,
                 scatter: $scatter,
                 sgd: $sgd,
+                adam: $adam,
+                rmsprop: $rms,
             };
         }
     };
@@ -337,7 +343,9 @@ extern_block!(
     nas_mixed_bwd_f32,
     nas_gather_f64_from_f32,
     nas_scatter_f64_to_f32,
-    nas_sgd_step_f32
+    nas_sgd_step_f32,
+    nas_adam_step_f32,
+    nas_rmsprop_step_f32
 );
 extern_block!(
     f64,
@@ -356,7 +364,9 @@ extern_block!(
     nas_mixed_bwd_f64,
     nas_gather_f64_from_f64,
     nas_scatter_f64_to_f64,
-    nas_sgd_step_f64
+    nas_sgd_step_f64,
+    nas_adam_step_f64,
+    nas_rmsprop_step_f64
 );
 
 extern "C" {
@@ -674,7 +684,8 @@ pub fn scatter_f64<T: HostFloat>(input: &[f64], dsts: &mut [&mut [T]]) -> Result
 }
 
 /// The rule of an SGD step (the C struct `nas::SgdRule`): `torch.optim.SGD` with dampening 0,
-/// as `nas_optim::Sgd` computes it in `f64`.
+/// as `nas_optim::Sgd` computes it in `f64`. State: the momentum buffer, when `momentum` is not
+/// 0.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SgdRule {
@@ -690,27 +701,195 @@ pub struct SgdRule {
     pub nesterov: c_int,
 }
 
-/// One tensor of an SGD step (the C struct `nas::SgdSpan<T>`): parameters, gradient (null:
-/// zeros), `f64` momentum buffer (null without momentum), length, and whether the buffer
-/// starts with this step.
+/// The rule of an Adam or AdamW step (the C struct `nas::AdamRule`): `torch.optim.Adam` /
+/// `torch.optim.AdamW` with amsgrad off, as `nas_optim::Adam` / `AdamW` compute it in `f64`.
+/// State: `exp_avg`, then `exp_avg_sq`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamRule {
+    /// Learning rate (the bias-corrected step size comes per tensor, [`StepSpan::step_size`]).
+    pub lr: f64,
+    /// Decay of the first moment estimate.
+    pub beta1: f64,
+    /// Decay of the second moment estimate.
+    pub beta2: f64,
+    /// Added to the denominator.
+    pub eps: f64,
+    /// Weight decay: coupled L2 (Adam) or decoupled (AdamW).
+    pub weight_decay: f64,
+    /// Every gradient value is multiplied by this first (the clipping factor; 1 without).
+    pub grad_scale: f64,
+    /// AdamW's decoupled weight decay (1) or Adam's coupled one (0).
+    pub decoupled: c_int,
+}
+
+/// The rule of an RMSprop step (the C struct `nas::RmsPropRule`): `torch.optim.RMSprop`, as
+/// `nas_optim::RmsProp` computes it in `f64`. State: `square_avg`, then `grad_avg` when
+/// centered, then the momentum buffer when `momentum > 0`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RmsPropRule {
+    /// Learning rate.
+    pub lr: f64,
+    /// Smoothing constant of the averages.
+    pub alpha: f64,
+    /// Added to the denominator.
+    pub eps: f64,
+    /// Coupled L2 weight decay.
+    pub weight_decay: f64,
+    /// Momentum factor (0: no momentum buffer).
+    pub momentum: f64,
+    /// Every gradient value is multiplied by this first (the clipping factor; 1 without).
+    pub grad_scale: f64,
+    /// Centered RMSprop (1) or not (0).
+    pub centered: c_int,
+}
+
+/// The rule of one optimizer step of many tensors.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StepRule {
+    /// SGD.
+    Sgd(SgdRule),
+    /// Adam or AdamW.
+    Adam(AdamRule),
+    /// RMSprop.
+    RmsProp(RmsPropRule),
+}
+
+impl StepRule {
+    /// How many `f64` state buffers (each as long as its parameter) the rule keeps.
+    pub fn buffers(&self) -> usize {
+        match self {
+            StepRule::Sgd(r) => usize::from(r.momentum != 0.0),
+            StepRule::Adam(_) => 2,
+            StepRule::RmsProp(r) => {
+                1 + usize::from(r.centered != 0) + usize::from(r.momentum > 0.0)
+            }
+        }
+    }
+
+    /// The base name of the kernel (`nas_<base>_f32` / `_f64`).
+    pub fn kernel(&self) -> &'static str {
+        match self {
+            StepRule::Sgd(_) => "sgd_step",
+            StepRule::Adam(_) => "adam_step",
+            StepRule::RmsProp(_) => "rmsprop_step",
+        }
+    }
+}
+
+/// One tensor of an optimizer step (the C struct `nas::StepSpan<T>`): parameters, gradient
+/// (null: zeros), the rule's `f64` state buffers (buffer `b` at `state + b * stride`; null when
+/// it keeps none), length, and the per-tensor values of [`TensorStep`].
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
-pub struct SgdSpan<T> {
+pub struct StepSpan<T> {
     /// The parameters, updated in place.
     pub param: *mut T,
     /// Their gradient, or null for zeros.
     pub grad: *const T,
-    /// The momentum buffer (`len` values), or null when the rule has no momentum.
-    pub buf: *mut f64,
+    /// The first state buffer (`len` values), or null when the rule keeps none.
+    pub state: *mut f64,
+    /// Distance in values from one state buffer to the next.
+    pub stride: c_long,
     /// Number of parameters.
     pub len: c_long,
-    /// 1 when the buffer holds nothing yet (it starts as this step's direction).
+    /// Adam: the learning rate over the first bias correction.
+    pub step_size: f64,
+    /// Adam: the square root of the second bias correction.
+    pub bc2_sqrt: f64,
+    /// SGD: 1 when the momentum buffer holds nothing yet (it starts as this step's direction).
     pub first: c_int,
 }
 
+/// What one tensor's step needs besides the rule: whether SGD's momentum buffer starts with
+/// this step, and Adam's bias corrections at this tensor's step count
+/// (`nas_optim::adam_bias_corrections`; ignored by the other rules).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct TensorStep {
+    /// SGD: the momentum buffer holds nothing yet.
+    pub first: bool,
+    /// Adam: `lr / (1 - beta1^t)`.
+    pub step_size: f64,
+    /// Adam: `sqrt(1 - beta2^t)`.
+    pub bc2_sqrt: f64,
+}
+
+/// One optimizer step of `param` with `grad` (`None`: zeros) by `rule`, through the kernel
+/// body the device runs (`nas::sgd_elem`, `adam_elem`, `rmsprop_elem`). `state` holds the
+/// rule's [`StepRule::buffers`] buffers one after the other, `param.len()` values each.
+pub fn optimizer_step<T: HostFloat>(
+    param: &mut [T],
+    grad: Option<&[T]>,
+    state: &mut [f64],
+    tensor: TensorStep,
+    rule: &StepRule,
+) -> Result<()> {
+    check("state", state.len(), rule.buffers() * param.len())?;
+    optimizer_step_at(param, grad, state, 0, tensor, rule)
+}
+
+/// [`optimizer_step`] with the state of many parameters in one allocation: `state` is the
+/// rule's [`StepRule::buffers`] equal parts one after the other, and this parameter's values
+/// of each start at `offset` in its part (as nas-ops lays the state of a whole network out).
+pub fn optimizer_step_at<T: HostFloat>(
+    param: &mut [T],
+    grad: Option<&[T]>,
+    state: &mut [f64],
+    offset: usize,
+    tensor: TensorStep,
+    rule: &StepRule,
+) -> Result<()> {
+    if let Some(g) = grad {
+        check("grad", g.len(), param.len())?;
+    }
+    let buffers = rule.buffers();
+    let stride = match state.len().checked_div(buffers) {
+        None => {
+            check("state", state.len(), 0)?;
+            0
+        }
+        Some(stride) => stride,
+    };
+    if buffers != 0
+        && (!state.len().is_multiple_of(buffers)
+            || offset.checked_add(param.len()).is_none_or(|e| e > stride))
+    {
+        return Err(KernelError::Geometry(format!(
+            "{} values of {buffers} state buffers cannot hold {} values at {offset} in each",
+            state.len(),
+            param.len()
+        )));
+    }
+    let span = StepSpan {
+        param: param.as_mut_ptr(),
+        grad: grad.map_or(std::ptr::null(), |g| g.as_ptr()),
+        state: if buffers == 0 || param.is_empty() {
+            std::ptr::null_mut()
+        } else {
+            state[offset..].as_mut_ptr()
+        },
+        stride: c_len(stride)?,
+        len: c_len(param.len())?,
+        step_size: tensor.step_size,
+        bc2_sqrt: tensor.bc2_sqrt,
+        first: tensor.first.into(),
+    };
+    // SAFETY: one span whose pointers cover `len` values each, each state buffer `len` values
+    // from `offset` in its part of `stride` values (checked above), or are null where the body
+    // does not read them (no gradient: zeros; a rule without state; nothing to step).
+    unsafe {
+        match rule {
+            StepRule::Sgd(r) => (T::FNS.sgd)(&span, 1, r),
+            StepRule::Adam(r) => (T::FNS.adam)(&span, 1, r),
+            StepRule::RmsProp(r) => (T::FNS.rmsprop)(&span, 1, r),
+        }
+    };
+    Ok(())
+}
+
 /// One SGD step of `param` with `grad` (`None`: zeros) and, when `rule` has momentum, the
-/// momentum buffer `buf` (`first`: it holds nothing yet), through the kernel body the device
-/// runs (`nas::sgd_elem`).
+/// momentum buffer `buf` (`first`: it holds nothing yet): [`optimizer_step`] with SGD's rule.
 pub fn sgd_step<T: HostFloat>(
     param: &mut [T],
     grad: Option<&[T]>,
@@ -718,32 +897,15 @@ pub fn sgd_step<T: HostFloat>(
     first: bool,
     rule: &SgdRule,
 ) -> Result<()> {
-    if let Some(g) = grad {
-        check("grad", g.len(), param.len())?;
-    }
-    let buf = match buf {
-        Some(b) => {
-            check("buf", b.len(), param.len())?;
-            b.as_mut_ptr()
-        }
-        None if rule.momentum != 0.0 => {
-            return Err(KernelError::Geometry(
-                "an SGD step with momentum needs a momentum buffer".into(),
-            ))
-        }
-        None => std::ptr::null_mut(),
+    let tensor = TensorStep {
+        first,
+        ..TensorStep::default()
     };
-    let span = SgdSpan {
-        param: param.as_mut_ptr(),
-        grad: grad.map_or(std::ptr::null(), |g| g.as_ptr()),
-        buf,
-        len: c_len(param.len())?,
-        first: first.into(),
+    let state: &mut [f64] = match buf {
+        Some(b) => b,
+        None => &mut [],
     };
-    // SAFETY: one span whose pointers cover `len` values each (checked above) or are null
-    // where the body does not read them (no gradient: zeros; no momentum: no buffer).
-    unsafe { (T::FNS.sgd)(&span, 1, rule) };
-    Ok(())
+    optimizer_step(param, grad, state, tensor, &StepRule::Sgd(*rule))
 }
 
 /// Mixed-op forward: `sum_k w[k] * ys[k]`; an option with weight exactly 0 may be `None` (not

@@ -6,8 +6,8 @@
 //! pointwise; stride, padding, dilation), max and average pooling with padding
 //! (`count_include_pad` either way), training-mode batch norm with running statistics, ReLU and
 //! the mixed-op weighted sum, each with its backward; the gather and scatter of many tensors
-//! to and from one `f64` buffer, the SGD step of many tensors (`nas_optim::Sgd`'s arithmetic)
-//! and the sum of squares of many tensors.
+//! to and from one `f64` buffer, the optimizer step of many tensors (SGD, Adam/AdamW, RMSprop:
+//! `nas_optim`'s arithmetic) and the sum of squares of many tensors.
 //!
 //! Two builds share those bodies:
 //! - the **host build** ([`host`]): `csrc/host.cpp`, compiled by this crate's build script with

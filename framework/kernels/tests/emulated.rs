@@ -7,7 +7,9 @@
 //! for bit; the reductions (batch norm, the mixing weights' gradients, the weight gradient's
 //! split) add in another order and agree to rounding.
 use nas_kernels::emulated::{self, Args, EmulationError};
-use nas_kernels::host::{self, BnShape, HostFloat};
+use nas_kernels::host::{
+    self, AdamRule, BnShape, HostFloat, RmsPropRule, SgdRule, StepRule, StepSpan, TensorStep,
+};
 use nas_kernels::launch::{self, entry, Launch};
 use nas_kernels::{weight_splits, Geom};
 use rand::{Rng, SeedableRng};
@@ -583,13 +585,28 @@ fn every_kernel_of_device_cu_is_emulated() {
     let source = include_str!("../csrc/device.cu");
     let mut bases = Vec::new();
     for line in source.lines() {
+        // The optimizer steps are stamped out by a macro: `NAS_STEP_KERNEL(T, S, <name>, ...)`
+        // defines `nas_<name>_step_<S>`.
+        if let Some(rest) = line.split("NAS_STEP_KERNEL(T, S, ").nth(1) {
+            let name = rest.split(',').next().unwrap().trim();
+            // (not the macro's own definition, whose parameter is `NAME`)
+            if name.chars().all(|c| c.is_ascii_lowercase()) {
+                bases.push(format!("{name}_step"));
+            }
+            continue;
+        }
         let Some(rest) = line.split("NAS_KERNEL void nas_").nth(1) else {
             continue;
         };
         let base = rest.split("_##S").next().unwrap();
-        bases.push(base.to_string());
+        if !base.contains("##") {
+            bases.push(base.to_string());
+        }
     }
-    assert!(bases.len() >= 15, "found {bases:?}");
+    assert!(bases.len() >= 20, "found {bases:?}");
+    for step in ["sgd_step", "adam_step", "rmsprop_step"] {
+        assert!(bases.iter().any(|b| b == step), "{step} in {bases:?}");
+    }
     for base in &bases {
         for f64 in [false, true] {
             let name = entry(base, f64);
@@ -673,26 +690,22 @@ fn arguments_of_the_wrong_number_or_size_are_refused() {
     assert_eq!(y, [0.0; 4]);
 }
 
-/// The C struct `nas::SgdSpan<T>`.
-#[repr(C)]
-struct SgdSpanC<T> {
-    param: *mut T,
-    grad: *const T,
-    buf: *mut f64,
-    len: i64,
-    first: i32,
-}
-
-fn sgd_case<T: Elem>(momentum: f64, seed: u64) {
-    use nas_kernels::host::SgdRule;
+/// One launch of the rule's step kernel over four tensors whose state lies in one allocation
+/// (buffer `b` of tensor `t` at `b * total + offset[t]`, as nas-ops lays it out), against the
+/// host build tensor by tensor: tensor 1 has no gradient (zeros), tensor 2 starts SGD's
+/// momentum buffer, and each tensor has its own Adam bias corrections.
+fn step_case<T: Elem>(rule: StepRule, seed: u64) {
     let lens = [3usize, 700, 1, 300];
-    let rule = SgdRule {
-        lr: 0.05,
-        momentum,
-        weight_decay: 3e-4,
-        grad_scale: 0.7,
-        nesterov: 0,
-    };
+    let total: usize = lens.iter().sum();
+    let offsets: Vec<usize> = lens
+        .iter()
+        .scan(0, |acc, &n| {
+            let o = *acc;
+            *acc += n;
+            Some(o)
+        })
+        .collect();
+    let buffers = rule.buffers();
     let mut params: Vec<Vec<T>> = lens
         .iter()
         .enumerate()
@@ -703,51 +716,109 @@ fn sgd_case<T: Elem>(momentum: f64, seed: u64) {
         .enumerate()
         .map(|(i, &n)| random::<T>(n, seed + 10 + i as u64))
         .collect();
-    let mut bufs: Vec<Vec<f64>> = lens
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| random::<f64>(n, seed + 20 + i as u64))
+    // Positive state (RMSprop's square average must be), in one allocation.
+    let mut state: Vec<f64> = random::<f64>(buffers * total, seed + 20)
+        .into_iter()
+        .map(f64::abs)
         .collect();
-    // Tensor 1 has no gradient (zeros); tensor 2's buffer starts with this step.
+    let tensors: Vec<TensorStep> = (0..lens.len())
+        .map(|t| TensorStep {
+            first: t == 2,
+            step_size: 0.01 * (t + 1) as f64,
+            bc2_sqrt: 0.1 + 0.2 * t as f64,
+        })
+        .collect();
     let mut want_params = params.clone();
-    let mut want_bufs = bufs.clone();
+    let mut want_state = state.clone();
     for t in 0..lens.len() {
-        let buf = (momentum != 0.0).then_some(&mut want_bufs[t][..]);
+        let mut own: Vec<f64> = (0..buffers)
+            .flat_map(|b| want_state[b * total + offsets[t]..][..lens[t]].to_vec())
+            .collect();
         let grad = (t != 1).then_some(&grads[t][..]);
-        host::sgd_step(&mut want_params[t], grad, buf, t == 2, &rule).unwrap();
+        host::optimizer_step(&mut want_params[t], grad, &mut own, tensors[t], &rule).unwrap();
+        for b in 0..buffers {
+            want_state[b * total + offsets[t]..][..lens[t]]
+                .copy_from_slice(&own[b * lens[t]..][..lens[t]]);
+        }
     }
-    let spans: Vec<SgdSpanC<T>> = (0..lens.len())
-        .map(|t| SgdSpanC {
+    let base = state.as_mut_ptr();
+    let spans: Vec<StepSpan<T>> = (0..lens.len())
+        .map(|t| StepSpan {
             param: params[t].as_mut_ptr(),
             grad: if t == 1 {
                 std::ptr::null()
             } else {
                 grads[t].as_ptr()
             },
-            buf: if momentum != 0.0 {
-                bufs[t].as_mut_ptr()
-            } else {
+            state: if buffers == 0 {
                 std::ptr::null_mut()
+            } else {
+                base.wrapping_add(offsets[t])
             },
+            stride: total as i64,
             len: lens[t] as i64,
-            first: i32::from(t == 2),
+            step_size: tensors[t].step_size,
+            bc2_sqrt: tensors[t].bc2_sqrt,
+            first: i32::from(tensors[t].first),
         })
         .collect();
     let mut a = Args::new();
-    a.push(spans.as_ptr()).push(rule);
-    run::<T>("sgd_step", launch::over_spans(700, lens.len()), &mut a);
-    assert!(
-        params == want_params,
-        "sgd_step momentum {momentum}: parameters"
-    );
-    assert_eq!(bufs, want_bufs, "sgd_step momentum {momentum}: buffers");
+    a.push(spans.as_ptr());
+    match rule {
+        StepRule::Sgd(r) => a.push(r),
+        StepRule::Adam(r) => a.push(r),
+        StepRule::RmsProp(r) => a.push(r),
+    };
+    run::<T>(rule.kernel(), launch::over_spans(700, lens.len()), &mut a);
+    assert!(params == want_params, "{rule:?}: parameters");
+    assert_eq!(state, want_state, "{rule:?}: state");
 }
 
 #[test]
-fn the_sgd_step_over_many_tensors_matches_the_host_build() {
-    sgd_case::<f32>(0.9, 1000);
-    sgd_case::<f64>(0.9, 1100);
-    sgd_case::<f32>(0.0, 1200);
+fn the_optimizer_steps_over_many_tensors_match_the_host_build() {
+    let sgd = |momentum| {
+        StepRule::Sgd(SgdRule {
+            lr: 0.05,
+            momentum,
+            weight_decay: 3e-4,
+            grad_scale: 0.7,
+            nesterov: 0,
+        })
+    };
+    step_case::<f32>(sgd(0.9), 1000);
+    step_case::<f64>(sgd(0.9), 1100);
+    step_case::<f32>(sgd(0.0), 1200);
+    for (decoupled, seed) in [(0, 1300), (1, 1400)] {
+        let adam = StepRule::Adam(AdamRule {
+            lr: 0.01,
+            beta1: 0.5,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 1e-3,
+            grad_scale: 0.9,
+            decoupled,
+        });
+        step_case::<f32>(adam, seed);
+        step_case::<f64>(adam, seed + 50);
+    }
+    for (momentum, centered, seed) in [
+        (0.0, 0, 1500),
+        (0.9, 0, 1600),
+        (0.0, 1, 1700),
+        (0.5, 1, 1800),
+    ] {
+        let rms = StepRule::RmsProp(RmsPropRule {
+            lr: 0.01,
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 1e-4,
+            momentum,
+            grad_scale: 1.0,
+            centered,
+        });
+        step_case::<f32>(rms, seed);
+        step_case::<f64>(rms, seed + 50);
+    }
 }
 
 #[test]

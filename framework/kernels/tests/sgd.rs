@@ -1,9 +1,14 @@
-//! The SGD step's kernel body (`nas::sgd_elem`, what a GPU runs for the weight update)
-//! against `nas_optim::Sgd`, the optimizer the CPU path steps with: the same values to the
-//! last bit, over several steps (the momentum buffer's first step and the later ones), with
-//! and without momentum, Nesterov, weight decay, clipping and a missing gradient.
-use nas_kernels::host::{self, SgdRule};
-use nas_optim::{Optimizer, Sgd, SgdParams};
+//! The optimizer steps' kernel bodies (`nas::sgd_elem`, `adam_elem`, `rmsprop_elem`: what a
+//! GPU runs for the weight update) against `nas_optim`'s Sgd, Adam, AdamW and RmsProp, the
+//! optimizers the CPU path steps with: the same values and state to the last bit, over
+//! several steps (the state's first step and the later ones, step counts that differ between
+//! tensors), with and without momentum, Nesterov, centering, weight decay coupled and
+//! decoupled, clipping and a missing gradient.
+use nas_kernels::host::{self, AdamRule, RmsPropRule, SgdRule, StepRule, TensorStep};
+use nas_optim::{
+    adam_bias_corrections, Adam, AdamParams, AdamW, AdamWParams, FlatState, Optimizer, RmsProp,
+    RmsPropParams, Sgd, SgdParams,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -125,4 +130,194 @@ fn an_sgd_step_checks_its_buffers() {
     assert!(host::sgd_step(&mut p, None, Some(&mut [0.0; 2]), true, &rule).is_err());
     assert!(host::sgd_step(&mut p, None, None, true, &rule).is_err());
     assert_eq!(p, [1.0; 3], "nothing changed on error");
+}
+
+/// The rule of `optimizer`'s kernel at learning rate `lr` and clipping factor `grad_scale`.
+fn rule_of(optimizer: &Reference, lr: f64, grad_scale: f64) -> StepRule {
+    match optimizer {
+        Reference::Adam(p, decoupled) => StepRule::Adam(AdamRule {
+            lr,
+            beta1: p.betas[0],
+            beta2: p.betas[1],
+            eps: p.eps,
+            weight_decay: p.weight_decay,
+            grad_scale,
+            decoupled: (*decoupled).into(),
+        }),
+        Reference::RmsProp(p) => StepRule::RmsProp(RmsPropRule {
+            lr,
+            alpha: p.alpha,
+            eps: p.eps,
+            weight_decay: p.weight_decay,
+            momentum: p.momentum,
+            grad_scale,
+            centered: p.centered.into(),
+        }),
+    }
+}
+
+/// The optimizers with more state than SGD's, by their hyper-parameters.
+#[derive(Debug, Clone)]
+enum Reference {
+    /// Adam (`false`) or AdamW (`true`) with these hyper-parameters.
+    Adam(AdamParams, bool),
+    RmsProp(RmsPropParams),
+}
+
+impl Reference {
+    fn build(&self) -> Box<dyn FlatOptimizer> {
+        match self {
+            Reference::Adam(p, false) => Box::new(Adam::new(p.clone()).unwrap()),
+            Reference::Adam(p, true) => Box::new(
+                AdamW::new(AdamWParams {
+                    lr: p.lr,
+                    betas: p.betas,
+                    eps: p.eps,
+                    weight_decay: p.weight_decay,
+                })
+                .unwrap(),
+            ),
+            Reference::RmsProp(p) => Box::new(RmsProp::new(p.clone()).unwrap()),
+        }
+    }
+}
+
+/// An optimizer with its flat state.
+trait FlatOptimizer: Optimizer + FlatState {}
+impl<T: Optimizer + FlatState> FlatOptimizer for T {}
+
+/// Steps two tensors (the second without a gradient, and only from the second step on: its
+/// step count lags) four times both ways, in f64 and f32, and compares the parameters and every
+/// state buffer to the bit.
+fn stateful_agree_with_nas_optim(reference: Reference, grad_scale: f64) {
+    for f32_params in [false, true] {
+        let round = |v: Vec<f64>| -> Vec<f64> {
+            if f32_params {
+                v.into_iter().map(|x| x as f32 as f64).collect()
+            } else {
+                v
+            }
+        };
+        let mut host_opt = reference.build();
+        let buffers = host_opt.buffer_names().len();
+        let mut want = [round(values(37, 1)), round(values(5, 2))];
+        let mut k64 = want.clone();
+        let mut k32: [Vec<f32>; 2] = [
+            want[0].iter().map(|&v| v as f32).collect(),
+            want[1].iter().map(|&v| v as f32).collect(),
+        ];
+        let mut state = [vec![0.0; buffers * 37], vec![0.0; buffers * 5]];
+        let mut steps = [0u64; 2];
+        for step in 0..4u64 {
+            let lr = 0.05 / (step + 1) as f64;
+            let ga = round(values(37, 10 + step));
+            let zeros = vec![0.0; 5];
+            let scaled: Vec<f64> = ga.iter().map(|g| g * grad_scale).collect();
+            let active = [true, step > 0];
+            {
+                let [a, b] = &mut want;
+                host_opt
+                    .step_active(
+                        &mut [&mut a[..], &mut b[..]],
+                        &[&scaled, &zeros],
+                        lr,
+                        &active,
+                    )
+                    .unwrap();
+            }
+            for v in want.iter_mut() {
+                *v = round(std::mem::take(v));
+            }
+            let rule = rule_of(&reference, lr, grad_scale);
+            for t in 0..2 {
+                if !active[t] {
+                    continue;
+                }
+                steps[t] += 1;
+                let tensor = match &reference {
+                    Reference::Adam(p, _) => {
+                        let (step_size, bc2_sqrt) = adam_bias_corrections(lr, p.betas, steps[t]);
+                        TensorStep {
+                            first: false,
+                            step_size,
+                            bc2_sqrt,
+                        }
+                    }
+                    Reference::RmsProp(_) => TensorStep::default(),
+                };
+                let g32: Vec<f32> = ga.iter().map(|&g| g as f32).collect();
+                if f32_params {
+                    let grad = (t == 0).then_some(&g32[..]);
+                    host::optimizer_step(&mut k32[t], grad, &mut state[t], tensor, &rule).unwrap();
+                } else {
+                    let grad = (t == 0).then_some(&ga[..]);
+                    host::optimizer_step(&mut k64[t], grad, &mut state[t], tensor, &rule).unwrap();
+                }
+            }
+            let got: Vec<Vec<f64>> = if f32_params {
+                k32.iter()
+                    .map(|v| v.iter().map(|&x| x as f64).collect())
+                    .collect()
+            } else {
+                k64.to_vec()
+            };
+            for t in 0..2 {
+                let what = format!(
+                    "{reference:?} scale {grad_scale} f32 {f32_params} step {step} tensor {t}"
+                );
+                assert_eq!(got[t], want[t], "{what}: parameters");
+                let slot = host_opt.flat_slot(t);
+                assert_eq!(
+                    slot.as_ref().map_or(0, |s| s.step),
+                    steps[t],
+                    "{what}: step count"
+                );
+                let n = want[t].len();
+                let host_state: Vec<f64> =
+                    slot.map_or(vec![0.0; buffers * n], |s| s.buffers.concat());
+                assert_eq!(state[t], host_state, "{what}: state");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_adam_and_rmsprop_bodies_step_exactly_as_nas_optim() {
+    let darts_alphas = AdamParams {
+        lr: 3e-4,
+        betas: [0.5, 0.999],
+        eps: 1e-8,
+        weight_decay: 1e-3,
+    };
+    stateful_agree_with_nas_optim(Reference::Adam(darts_alphas.clone(), false), 1.0);
+    stateful_agree_with_nas_optim(Reference::Adam(darts_alphas.clone(), true), 0.6);
+    stateful_agree_with_nas_optim(Reference::Adam(AdamParams::default(), false), 0.3);
+    for (momentum, centered) in [(0.0, false), (0.9, false), (0.0, true), (0.5, true)] {
+        let p = RmsPropParams {
+            momentum,
+            centered,
+            weight_decay: 1e-4,
+            ..RmsPropParams::default()
+        };
+        stateful_agree_with_nas_optim(Reference::RmsProp(p), 0.7);
+    }
+}
+
+#[test]
+fn a_step_refuses_state_of_the_wrong_length() {
+    let rule = StepRule::Adam(AdamRule {
+        lr: 0.1,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        grad_scale: 1.0,
+        decoupled: 0,
+    });
+    let mut p = vec![1.0f64; 3];
+    let t = TensorStep::default();
+    assert!(host::optimizer_step(&mut p, None, &mut [0.0; 3], t, &rule).is_err());
+    assert!(host::optimizer_step(&mut p, None, &mut [0.0; 7], t, &rule).is_err());
+    assert_eq!(p, [1.0; 3], "nothing changed on error");
+    assert!(host::optimizer_step(&mut p, None, &mut [0.0; 6], t, &rule).is_ok());
 }

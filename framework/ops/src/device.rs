@@ -15,8 +15,8 @@
 //! the backward, and the same launch folds the running averages there: no copy to the host
 //! per forward); the mixed-op weighted sum with shared weights and its backward (one launch
 //! each); the separable unit (ReLU, depthwise, pointwise, batch norm) as one op in training
-//! ([`unit_fwd`], [`unit_bwd`]); the SGD step of many parameters and the sum of squares of
-//! many tensors ([`sgd_step`], [`sum_squares`]). The weighted sum with per-example weights, global pooling and batch norm in
+//! ([`unit_fwd`], [`unit_bwd`]); the optimizer step of many parameters and the sum of squares of
+//! many tensors ([`optimizer_step`]: SGD, Adam/AdamW, RMSprop; [`sum_squares`]). The weighted sum with per-example weights, global pooling and batch norm in
 //! evaluation mode use candle's own device ops. im2col still runs through the host
 //! (docs/gpu.md). Every launch's grid and block come from `nas_kernels::launch`, the geometry
 //! the emulated device build is tested with.
@@ -1165,51 +1165,58 @@ fn scatter_typed<T: DevFloat>(
     Ok(true)
 }
 
-/// The C struct `nas::SgdSpan<T>` with device pointers (40 bytes: three pointers, a `long`,
-/// an `int` and its padding).
+/// The C struct `nas::StepSpan<T>` with device pointers (64 bytes: three pointers, two
+/// `long`s, two `double`s, an `int` and its padding).
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct SgdSpan {
+struct StepSpan {
     param: u64,
     grad: u64,
-    buf: u64,
+    state: u64,
+    stride: i64,
     len: i64,
+    step_size: f64,
+    bc2_sqrt: f64,
     first: i32,
 }
 
-// SAFETY: `#[repr(C)]` with the fields, order and sizes of `nas::SgdSpan<T>`.
-unsafe impl DeviceRepr for SgdSpan {}
+// SAFETY: `#[repr(C)]` with the fields, order and sizes of `nas::StepSpan<T>`.
+unsafe impl DeviceRepr for StepSpan {}
 
-/// The C struct `nas::SgdRule`, passed by value.
+/// A rule of `nas_kernels::host` (`SgdRule`, `AdamRule`, `RmsPropRule`), passed by value.
 #[repr(transparent)]
-struct DevSgdRule(crate::sgd::SgdRule);
+struct DevRule<R>(R);
 
-// SAFETY: `nas_kernels::host::SgdRule` is `#[repr(C)]` with the fields of `nas::SgdRule`.
-unsafe impl DeviceRepr for DevSgdRule {}
+// SAFETY: the rules of `nas_kernels::host` are `#[repr(C)]` with the fields of the C structs
+// `nas::SgdRule`, `nas::AdamRule` and `nas::RmsPropRule` that the step kernels take by value.
+unsafe impl DeviceRepr for DevRule<crate::SgdRule> {}
+unsafe impl DeviceRepr for DevRule<crate::AdamRule> {}
+unsafe impl DeviceRepr for DevRule<crate::RmsPropRule> {}
 
-/// [`crate::sgd_step`] on a CUDA device: one launch of `nas_sgd_step` over every parameter.
-/// `Ok(false)` when it does not serve them (mixed dtypes, more than [`MAX_SPANS`] tensors, a
-/// tensor on another device); nothing has changed then.
-pub(crate) fn sgd_step(
+/// [`crate::optimizer_step`] on a CUDA device: one launch of the rule's kernel
+/// (`nas_sgd_step`, `nas_adam_step`, `nas_rmsprop_step`) over every parameter. `Ok(false)` when
+/// it does not serve them (mixed dtypes, more than [`MAX_SPANS`] tensors, a tensor on another
+/// device); nothing has changed then.
+pub(crate) fn optimizer_step(
     params: &[&candle_core::Var],
     grads: &[Option<&candle_core::Tensor>],
-    momentum: Option<(&candle_core::Tensor, &[usize])>,
-    first: &[bool],
-    rule: &crate::sgd::SgdRule,
+    state: Option<(&candle_core::Tensor, &[usize])>,
+    tensors: &[crate::TensorStep],
+    rule: &crate::StepRule,
 ) -> Result<bool> {
     match params.first().map(|p| p.dtype()) {
-        Some(DType::F32) => sgd_typed::<f32>(params, grads, momentum, first, rule),
-        Some(DType::F64) => sgd_typed::<f64>(params, grads, momentum, first, rule),
+        Some(DType::F32) => step_typed::<f32>(params, grads, state, tensors, rule),
+        Some(DType::F64) => step_typed::<f64>(params, grads, state, tensors, rule),
         _ => Ok(false),
     }
 }
 
-fn sgd_typed<T: DevFloat>(
+fn step_typed<T: DevFloat>(
     params: &[&candle_core::Var],
     grads: &[Option<&candle_core::Tensor>],
-    momentum: Option<(&candle_core::Tensor, &[usize])>,
-    first: &[bool],
-    rule: &crate::sgd::SgdRule,
+    state: Option<(&candle_core::Tensor, &[usize])>,
+    tensors: &[crate::TensorStep],
+    rule: &crate::StepRule,
 ) -> Result<bool> {
     use candle_core::cuda_backend::cudarc::driver::DevicePtr;
     if params.len() > MAX_SPANS || params.iter().any(|p| p.dtype() != T::DTYPE) {
@@ -1234,8 +1241,8 @@ fn sgd_typed<T: DevFloat>(
     let Some(grad_views) = cuda_views::<T, _>(dev, &grad_guards)? else {
         return Ok(false);
     };
-    let momentum_guard = momentum.map(|(b, offsets)| (b.storage_and_layout(), offsets));
-    let buffers = match &momentum_guard {
+    let state_guard = state.map(|(v, offsets)| (v.storage_and_layout(), offsets));
+    let state_view = match &state_guard {
         Some(((st, l), offsets)) => {
             let candle_core::Storage::Cuda(cs) = &**st else {
                 return Ok(false);
@@ -1247,6 +1254,12 @@ fn sgd_typed<T: DevFloat>(
         }
         None => None,
     };
+    // Each buffer's length (`crate::optimizer_step` checked that the state divides into the
+    // rule's buffers and that every parameter's values lie inside one).
+    let stride = match (&state_view, rule.buffers()) {
+        (Some((v, _)), b) if b > 0 => v.len() / b,
+        _ => 0,
+    };
     let stream = dev.cuda_stream();
     let mut grad_views = grad_views.iter();
     let mut table = Vec::with_capacity(params.len());
@@ -1254,7 +1267,7 @@ fn sgd_typed<T: DevFloat>(
     let mut records = Vec::with_capacity(3 * params.len());
     let mut longest = 0usize;
     for (i, p) in param_views.iter().enumerate() {
-        // The parameters and buffers are written through these pointers, in place as the
+        // The parameters and the state are written through these pointers, in place as the
         // scatter of `assign_f64` does; nothing else runs on them between here and the launch.
         let (param, r) = p.device_ptr(&stream);
         records.push(r);
@@ -1265,24 +1278,28 @@ fn sgd_typed<T: DevFloat>(
                     records.push(r);
                     ptr
                 }
-                None => candle_core::bail!("sgd_step: a gradient went missing"),
+                None => candle_core::bail!("optimizer_step: a gradient went missing"),
             },
             None => NULL,
         };
-        let buf = match &buffers {
-            Some((b, offsets)) => {
-                let (base, r) = b.device_ptr(&stream);
+        let state = match &state_view {
+            Some((v, offsets)) => {
+                let (base, r) = v.device_ptr(&stream);
                 records.push(r);
                 base + (offsets[i] * std::mem::size_of::<f64>()) as u64
             }
             None => NULL,
         };
-        table.push(SgdSpan {
+        let t = tensors[i];
+        table.push(StepSpan {
             param,
             grad,
-            buf,
+            state,
+            stride: stride as i64,
             len: p.len() as i64,
-            first: i32::from(first[i]),
+            step_size: t.step_size,
+            bc2_sqrt: t.bc2_sqrt,
+            first: i32::from(t.first),
         });
         longest = longest.max(p.len());
     }
@@ -1290,14 +1307,30 @@ fn sgd_typed<T: DevFloat>(
         return Ok(true);
     }
     let table_on_device = dev.clone_htod(&table)?;
-    let f = kernel::<T>(dev, "sgd_step")?;
-    let rule = DevSgdRule(*rule);
+    let f = kernel::<T>(dev, rule.kernel())?;
+    // The rule, declared before the builder that borrows it.
+    let (sgd, adam, rmsprop);
     let mut b = f.builder();
-    b.arg(&table_on_device).arg(&rule);
-    // SAFETY: `nas_sgd_step(const nas::SgdSpan<T>* spans, nas::SgdRule rule)`: one grid row
+    b.arg(&table_on_device);
+    match rule {
+        crate::StepRule::Sgd(r) => {
+            sgd = DevRule(*r);
+            b.arg(&sgd)
+        }
+        crate::StepRule::Adam(r) => {
+            adam = DevRule(*r);
+            b.arg(&adam)
+        }
+        crate::StepRule::RmsProp(r) => {
+            rmsprop = DevRule(*r);
+            b.arg(&rmsprop)
+        }
+    };
+    // SAFETY: `nas_<rule>_step(const nas::StepSpan<T>* spans, nas::<Rule> rule)`: one grid row
     // (blockIdx.y) per span of the table; each span's pointers cover `len` values (the
-    // parameters' and gradients' views, the buffers' range checked by `sgd_step`) or are null
-    // where the body reads nothing (no gradient; no momentum).
+    // parameters' and gradients' views; each state buffer `len` values from the parameter's
+    // offset within `stride`, as checked by `crate::optimizer_step`) or are null where the body
+    // reads nothing (no gradient; a rule without state).
     unsafe { counted(&mut b, config(launch::over_spans(longest, table.len()))) }?;
     drop(records);
     Ok(true)

@@ -32,7 +32,7 @@ mod pointwise;
 mod pool;
 pub mod profile;
 pub mod reference;
-mod sgd;
+mod step;
 
 pub use bn::BatchNorm2d;
 pub use conv::{conv2d, grouped_conv2d};
@@ -47,4 +47,4 @@ pub use geom::out_size;
 pub use mixed::weighted_sum;
 pub use pointwise::{global_avg_pool, relu, with_relu_probe};
 pub use pool::{avg_pool2d, max_pool2d};
-pub use sgd::{sgd_step, sum_squares, SgdRule};
+pub use step::{optimizer_step, sum_squares, AdamRule, RmsPropRule, SgdRule, StepRule, TensorStep};

@@ -460,23 +460,70 @@ fn the_gather_and_scatter_of_many_tensors_match_the_cpu() {
     }
 }
 
-/// The weight update on the device (`sgd_step`, one launch over every parameter, momentum
-/// buffers in device memory) and the squared gradient norm (`sum_squares`) against the CPU,
-/// for f32 and f64 parameters (one larger than a grid-stride launch covers in one pass, one
-/// without a gradient), with momentum, Nesterov momentum and none, over three steps in which
-/// one buffer starts a step later than the others. The device may fuse multiply-adds, hence
-/// a tolerance of rounding.
+/// The weight update on the device (`optimizer_step`, one launch over every parameter, the
+/// optimizer's state in device memory) and the squared gradient norm (`sum_squares`) against
+/// the CPU, for f32 and f64 parameters (one larger than a grid-stride launch covers in one
+/// pass, one without a gradient), for SGD with momentum, Nesterov momentum and none, Adam,
+/// AdamW and centered RMSprop with momentum, over three steps in which one parameter starts a
+/// step later than the others. The device may fuse multiply-adds, hence a tolerance of
+/// rounding.
 #[test]
-fn the_sgd_step_and_the_gradient_norm_match_the_cpu() {
-    let Some(gpu) = gpu_or_skip("the_sgd_step_and_the_gradient_norm_match_the_cpu") else {
+fn the_optimizer_steps_and_the_gradient_norm_match_the_cpu() {
+    let Some(gpu) = gpu_or_skip("the_optimizer_steps_and_the_gradient_norm_match_the_cpu") else {
         return;
     };
     let shapes: [&[usize]; 3] = [&[16, 3, 3, 3], &[600, 500], &[5]];
     let lens: Vec<usize> = shapes.iter().map(|s| s.iter().product()).collect();
+    let total: usize = lens.iter().sum();
     let offsets = [0, lens[0], lens[0] + lens[1]];
-    for (momentum, nesterov) in [(0.9, 0), (0.9, 1), (0.0, 0)] {
+    let sgd = |momentum: f64, nesterov: i32| {
+        move |lr: f64, grad_scale: f64| {
+            nas_ops::StepRule::Sgd(nas_ops::SgdRule {
+                lr,
+                momentum,
+                weight_decay: 3e-4,
+                grad_scale,
+                nesterov,
+            })
+        }
+    };
+    let adam = |decoupled: i32| {
+        move |lr: f64, grad_scale: f64| {
+            nas_ops::StepRule::Adam(nas_ops::AdamRule {
+                lr,
+                beta1: 0.5,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 1e-3,
+                grad_scale,
+                decoupled,
+            })
+        }
+    };
+    let rms = |lr: f64, grad_scale: f64| {
+        nas_ops::StepRule::RmsProp(nas_ops::RmsPropRule {
+            lr,
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 1e-4,
+            momentum: 0.9,
+            grad_scale,
+            centered: 1,
+        })
+    };
+    type Rule = Box<dyn Fn(f64, f64) -> nas_ops::StepRule>;
+    let rules: Vec<Rule> = vec![
+        Box::new(sgd(0.9, 0)),
+        Box::new(sgd(0.9, 1)),
+        Box::new(sgd(0.0, 0)),
+        Box::new(adam(0)),
+        Box::new(adam(1)),
+        Box::new(rms),
+    ];
+    for make in &rules {
         for dtype in [DType::F32, DType::F64] {
             let tolerance = if dtype == DType::F32 { 1e-6 } else { 1e-12 };
+            let buffers = make(0.0, 1.0).buffers();
             let run = |device: &Device| -> (Vec<Tensor>, Tensor, f64) {
                 let vars: Vec<Var> = shapes
                     .iter()
@@ -486,8 +533,8 @@ fn the_sgd_step_and_the_gradient_norm_match_the_cpu() {
                         Var::from_tensor(&t.to_device(device).unwrap()).unwrap()
                     })
                     .collect();
-                let buffers =
-                    Tensor::zeros(lens.iter().sum::<usize>(), DType::F64, device).unwrap();
+                let state = Tensor::zeros(buffers * total, DType::F64, device).unwrap();
+                let mut steps = [0u64; 3];
                 let mut norm = 0.0;
                 for step in 0..3u64 {
                     let grads: Vec<Option<Tensor>> = shapes
@@ -505,36 +552,41 @@ fn the_sgd_step_and_the_gradient_norm_match_the_cpu() {
                         .collect();
                     let present: Vec<&Tensor> = grads.iter().flatten().collect();
                     norm = nas_ops::sum_squares(&present).unwrap().sqrt();
-                    let rule = nas_ops::SgdRule {
-                        lr: 0.05,
-                        momentum,
-                        weight_decay: 3e-4,
-                        grad_scale: (5.0 / norm).min(1.0),
-                        nesterov,
-                    };
-                    // Parameter 1 joins at step 1: its buffer starts then.
+                    let lr = 0.05;
+                    let rule = make(lr, (5.0 / norm).min(1.0));
+                    // Parameter 1 joins at step 1: its state starts then.
                     let chosen: Vec<usize> = (0..3).filter(|&i| i != 1 || step > 0).collect();
                     let refs: Vec<&Var> = chosen.iter().map(|&i| &vars[i]).collect();
                     let grad_refs: Vec<Option<&Tensor>> =
                         chosen.iter().map(|&i| grads[i].as_ref()).collect();
-                    let first: Vec<bool> = chosen
+                    let tensors: Vec<nas_ops::TensorStep> = chosen
                         .iter()
-                        .map(|&i| step == 0 || (i == 1 && step == 1))
+                        .map(|&i| {
+                            steps[i] += 1;
+                            let (step_size, bc2_sqrt) =
+                                nas_optim::adam_bias_corrections(lr, [0.5, 0.999], steps[i]);
+                            nas_ops::TensorStep {
+                                first: steps[i] == 1,
+                                step_size,
+                                bc2_sqrt,
+                            }
+                        })
                         .collect();
                     let at: Vec<usize> = chosen.iter().map(|&i| offsets[i]).collect();
-                    let bufs = (momentum != 0.0).then_some((&buffers, at.as_slice()));
-                    let served = nas_ops::sgd_step(&refs, &grad_refs, bufs, &first, &rule).unwrap();
+                    let st = (buffers > 0).then_some((&state, at.as_slice()));
+                    let served =
+                        nas_ops::optimizer_step(&refs, &grad_refs, st, &tensors, &rule).unwrap();
                     assert!(served, "{dtype:?} on {device:?}");
                 }
                 let params = vars
                     .iter()
                     .map(|v| v.as_tensor().to_dtype(DType::F64).unwrap())
                     .collect();
-                (params, buffers, norm)
+                (params, state, norm)
             };
-            let what = format!("{dtype:?} momentum {momentum} nesterov {nesterov}");
-            let (cpu_params, cpu_buffers, cpu_norm) = run(&Device::Cpu);
-            let (gpu_params, gpu_buffers, gpu_norm) = run(&gpu);
+            let what = format!("{dtype:?} {:?}", make(0.05, 1.0));
+            let (cpu_params, cpu_state, cpu_norm) = run(&Device::Cpu);
+            let (gpu_params, gpu_state, gpu_norm) = run(&gpu);
             assert!(
                 (gpu_norm - cpu_norm).abs() <= 1e-12 * cpu_norm,
                 "{what}: norm {gpu_norm} vs {cpu_norm}"
@@ -543,8 +595,10 @@ fn the_sgd_step_and_the_gradient_norm_match_the_cpu() {
                 let gap = relative_gap(&g.to_device(&Device::Cpu).unwrap(), c);
                 assert!(gap <= tolerance, "{what}: parameter {i}: {gap:e}");
             }
-            let gap = relative_gap(&gpu_buffers.to_device(&Device::Cpu).unwrap(), &cpu_buffers);
-            assert!(gap <= tolerance, "{what}: momentum buffers: {gap:e}");
+            if buffers > 0 {
+                let gap = relative_gap(&gpu_state.to_device(&Device::Cpu).unwrap(), &cpu_state);
+                assert!(gap <= tolerance, "{what}: state: {gap:e}");
+            }
         }
     }
 }

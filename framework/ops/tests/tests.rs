@@ -7,4 +7,4 @@ mod finite_diff;
 mod golden;
 mod portable;
 mod property;
-mod sgd;
+mod step;

@@ -4,6 +4,7 @@ use nas_core::{ParamDoc, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::check::{non_negative, positive, unit_interval};
+use crate::flat_state::put;
 use crate::in_place::{Element, InPlace, PerTensor};
 use crate::optimizer::{ensure_same_len, grow, load_slots, save_slots};
 use crate::Optimizer;
@@ -152,6 +153,17 @@ struct AdamSlot {
     exp_avg_sq: Vec<f64>,
 }
 
+/// Adam's bias corrections at step `step` (1 for the first): the step size
+/// `lr / (1 - beta1^step)` and `sqrt(1 - beta2^step)`, as `torch.optim.Adam` computes them
+/// (Kingma & Ba 2015, Algorithm 1). A step taken elsewhere (the GPU weight step) computes them
+/// here, so that its values are the host's.
+pub fn adam_bias_corrections(lr: f64, betas: [f64; 2], step: u64) -> (f64, f64) {
+    let t = step as f64;
+    let bc1 = 1.0 - betas[0].powf(t);
+    let bc2_sqrt = (1.0 - betas[1].powf(t)).sqrt();
+    (lr / bc1, bc2_sqrt)
+}
+
 /// The update shared by Adam and AdamW; `decoupled` selects AdamW's weight decay.
 #[derive(Debug, Clone)]
 struct AdamCore {
@@ -200,6 +212,44 @@ impl AdamCore {
     }
 }
 
+/// One parameter's state: step count, `exp_avg`, `exp_avg_sq`.
+type SlotParts<'a> = (u64, &'a [f64], &'a [f64]);
+
+macro_rules! impl_flat_access {
+    ($ty:ty) => {
+        impl $ty {
+            /// The name of the optimizer ("adam" or "adamw").
+            pub(crate) fn core_name(&self) -> &'static str {
+                self.core.name
+            }
+
+            /// Parameter `index`'s state, if it has one.
+            pub(crate) fn core_slot(&self, index: usize) -> Option<SlotParts<'_>> {
+                self.core
+                    .slot(index)
+                    .map(|s| (s.step, s.exp_avg.as_slice(), s.exp_avg_sq.as_slice()))
+            }
+
+            /// Replaces parameter `index`'s state, growing the slots.
+            pub(crate) fn set_core_slot(
+                &mut self,
+                index: usize,
+                state: Option<(u64, Vec<f64>, Vec<f64>)>,
+            ) {
+                let slot = state.map(|(step, exp_avg, exp_avg_sq)| AdamSlot {
+                    step,
+                    exp_avg,
+                    exp_avg_sq,
+                });
+                put(&mut self.core.slots, index, slot);
+            }
+        }
+    };
+}
+
+impl_flat_access!(Adam);
+impl_flat_access!(AdamW);
+
 impl PerTensor for AdamCore {
     fn label(&self) -> &'static str {
         self.name
@@ -229,10 +279,7 @@ impl PerTensor for AdamCore {
             exp_avg_sq: vec![0.0; p.len()],
         });
         s.step += 1;
-        let t = s.step as f64;
-        let bc1 = 1.0 - b1.powf(t);
-        let bc2_sqrt = (1.0 - b2.powf(t)).sqrt();
-        let step_size = lr / bc1;
+        let (step_size, bc2_sqrt) = adam_bias_corrections(lr, self.betas, s.step);
         for (j, (p, &g)) in p.iter_mut().zip(g).enumerate() {
             let mut x = p.get();
             let mut grad = g.get() * grad_scale;
@@ -347,6 +394,10 @@ macro_rules! impl_adam_optimizer {
 
             fn lookahead_direction(&self, index: usize, param: &[f64], grad: &[f64]) -> Vec<f64> {
                 self.core.lookahead_direction(index, param, grad)
+            }
+
+            fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+                Some(self)
             }
 
             fn save_state(&self) -> serde_json::Value {

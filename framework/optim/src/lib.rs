@@ -12,6 +12,8 @@
 //! * [`Schedule`]: [`Constant`], [`StepDecay`], [`Cosine`]; [`build_schedule`],
 //!   [`schedule_infos`].
 //! * [`clip_grad_norm`].
+//! * [`FlatState`]: an optimizer's per-parameter state as plain `f64` buffers, for a step
+//!   taken elsewhere (the GPU weight step) to take over and hand back; [`adam_bias_corrections`].
 //! * In place: [`Optimizer::step_in_place`] updates one tensor's own `f32` or `f64` buffer
 //!   ([`InPlace`]) with exactly the values of the `f64` path, without copying it.
 //!
@@ -31,6 +33,7 @@ mod adam;
 mod check;
 mod clip;
 mod factory;
+mod flat_state;
 mod in_place;
 mod optimizer;
 mod rmsprop;
@@ -40,9 +43,10 @@ mod sgd;
 #[cfg(test)]
 mod tests;
 
-pub use adam::{Adam, AdamParams, AdamW, AdamWParams};
+pub use adam::{adam_bias_corrections, Adam, AdamParams, AdamW, AdamWParams};
 pub use clip::{clip_coefficient, clip_grad_norm, grad_norm};
 pub use factory::{build_optimizer, optimizer_infos, OPTIMIZER_NAMES};
+pub use flat_state::{FlatSlot, FlatState};
 pub use in_place::{Element, GradsRef, InPlace, ParamsMut};
 pub use optimizer::Optimizer;
 pub use rmsprop::{RmsProp, RmsPropParams};

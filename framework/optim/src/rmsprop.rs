@@ -4,6 +4,7 @@ use nas_core::{ParamDoc, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::check::{non_negative, positive, unit_interval};
+use crate::flat_state::put;
 use crate::in_place::{Element, InPlace, PerTensor};
 use crate::optimizer::{ensure_same_len, grow, load_slots, save_slots};
 use crate::Optimizer;
@@ -75,6 +76,11 @@ impl RmsPropParams {
     }
 }
 
+/// One parameter's state, borrowed: step, square_avg, grad_avg, momentum_buffer.
+pub(crate) type RmsParts<'a> = (u64, &'a [f64], Option<&'a [f64]>, Option<&'a [f64]>);
+/// One parameter's state, owned: step, square_avg, grad_avg, momentum_buffer.
+pub(crate) type RmsOwned = (u64, Vec<f64>, Option<Vec<f64>>, Option<Vec<f64>>);
+
 /// Per-parameter state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct RmsSlot {
@@ -112,6 +118,30 @@ impl RmsProp {
     /// The hyper-parameters.
     pub fn params(&self) -> &RmsPropParams {
         &self.params
+    }
+
+    /// Parameter `index`'s state, if it has one: step count, `square_avg`, `grad_avg` (when
+    /// centered), `momentum_buffer` (with momentum).
+    pub(crate) fn slot_parts(&self, index: usize) -> Option<RmsParts<'_>> {
+        self.slot(index).map(|s| {
+            (
+                s.step,
+                s.square_avg.as_slice(),
+                s.grad_avg.as_deref(),
+                s.momentum_buffer.as_deref(),
+            )
+        })
+    }
+
+    /// Replaces parameter `index`'s state, growing the slots.
+    pub(crate) fn set_slot_parts(&mut self, index: usize, state: Option<RmsOwned>) {
+        let slot = state.map(|(step, square_avg, grad_avg, momentum_buffer)| RmsSlot {
+            step,
+            square_avg,
+            momentum_buffer,
+            grad_avg,
+        });
+        put(&mut self.slots, index, slot);
     }
 
     fn slot(&self, index: usize) -> Option<&RmsSlot> {
@@ -241,6 +271,10 @@ impl Optimizer for RmsProp {
                 self.element(p, g, sq, ga, buf).3
             })
             .collect()
+    }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
     }
 
     fn save_state(&self) -> serde_json::Value {

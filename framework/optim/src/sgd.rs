@@ -4,6 +4,7 @@ use nas_core::{ParamDoc, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::check::{non_negative, unit_interval};
+use crate::flat_state::put;
 use crate::in_place::{Element, InPlace, PerTensor};
 use crate::optimizer::{grow, load_slots, save_slots};
 use crate::Optimizer;
@@ -123,8 +124,11 @@ impl Sgd {
     /// (`nas_trainer`'s GPU weight step). The buffer's length must be the parameter's; the
     /// next step checks it as for any state.
     pub fn set_momentum_buffer(&mut self, index: usize, buffer: Option<Vec<f64>>) {
-        grow(&mut self.slots, index + 1);
-        self.slots[index] = buffer.map(|momentum_buffer| SgdSlot { momentum_buffer });
+        put(
+            &mut self.slots,
+            index,
+            buffer.map(|momentum_buffer| SgdSlot { momentum_buffer }),
+        );
     }
 }
 

@@ -9,14 +9,14 @@
 #![deny(missing_docs)]
 
 pub mod bridge;
-mod device_sgd;
+mod device_optimizer;
 pub mod retrain;
 pub mod run_trainer;
 pub mod supernet;
 mod weight_update;
 pub mod zero_cost;
 
-pub use device_sgd::DeviceSgd;
+pub use device_optimizer::DeviceOptimizer;
 pub use retrain::{EpochEnd, RetrainProgress, RetrainReport, RetrainSettings, Retrainer};
 pub use run_trainer::{RunTrainer, WriteFile};
 pub use supernet::{

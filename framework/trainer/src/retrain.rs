@@ -12,7 +12,7 @@ use nas_optim::{Optimizer, Schedule};
 use serde::{Deserialize, Serialize};
 
 use crate::bridge::{batch_tensors, loss_and_correct, scalar, terr};
-use crate::device_sgd::DeviceSgd;
+use crate::device_optimizer::DeviceOptimizer;
 use crate::weight_update::{grad_scale, update_weights, WeightGrads};
 
 /// Settings of a retraining run.
@@ -213,7 +213,7 @@ impl Retrainer {
         }
         let grads = loss.backward().map_err(terr)?;
         let named = self.net.params().named();
-        let on_device = DeviceSgd::prepare(&mut self.optimizer, named);
+        let on_device = DeviceOptimizer::prepare(&mut self.optimizer, named);
         let grads = WeightGrads::Tensors(
             named
                 .iter()

@@ -14,7 +14,7 @@ use nas_core::{NasError, Result};
 use nas_optim::{clip_coefficient, GradsRef, InPlace, Optimizer, ParamsMut};
 
 use crate::bridge::{set_vars, terr, to_f64, to_f64_all};
-use crate::device_sgd::DeviceSgd;
+use crate::device_optimizer::DeviceOptimizer;
 
 /// The weights' gradients, one entry per parameter in creation order.
 pub(crate) enum WeightGrads {
@@ -48,7 +48,7 @@ impl WeightGrads {
     }
 
     /// The gradients where the optimizer step will read them: as they are on the CPU or when
-    /// the step runs on the device (`on_device`: a [`DeviceSgd`]); otherwise, off the CPU,
+    /// the step runs on the device (`on_device`: a [`DeviceOptimizer`]); otherwise, off the CPU,
     /// copied to `f64` in one transfer, so that the norm and the host step that follow
     /// synchronise no more.
     pub(crate) fn for_update(self, vars: &[(String, Var)], on_device: bool) -> Result<Self> {
@@ -128,8 +128,8 @@ pub(crate) fn update_weights(
             vars.len()
         )));
     }
-    // SGD on the parameters' device, one launch (a GPU's weights; see DeviceSgd).
-    if let (Some(d), WeightGrads::Tensors(g)) = (DeviceSgd::of(optimizer), &grads) {
+    // The step on the parameters' device, one launch (a GPU's weights; see DeviceOptimizer).
+    if let (Some(d), WeightGrads::Tensors(g)) = (DeviceOptimizer::of(optimizer), &grads) {
         if d.step_on_device(vars, g, grad_scale, lr, active)? {
             return Ok(());
         }

@@ -2,7 +2,7 @@
 //! once); topic files beside it, shared helpers in `common`.
 
 mod common;
-mod device_sgd;
+mod device_optimizer;
 mod gated;
 mod gradients;
 mod in_place;

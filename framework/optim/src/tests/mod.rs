@@ -2,6 +2,7 @@
 //! by hand from each method's published formula (the arithmetic is in the comments).
 mod clip;
 mod factory;
+mod flat_state;
 mod in_place;
 mod lookahead;
 mod optimizers;

@@ -96,7 +96,8 @@ impl SupernetTrainer for WeightSharingTrainer {
                 }
             });
         }
-        let on_device = DeviceSgd::prepare(&mut self.s.optimizer, self.s.net.params().named());
+        let on_device =
+            DeviceOptimizer::prepare(&mut self.s.optimizer, self.s.net.params().named());
         let grads = total
             .unwrap_or(WeightGrads::Summed(Vec::new()))
             .for_update(self.s.net.params().named(), on_device)?;

@@ -19,7 +19,7 @@ mod evaluation;
 mod second_order;
 
 use crate::bridge::{batch_tensors, loss_and_correct, scalar, set_vars, terr, to_f64_all};
-use crate::device_sgd::DeviceSgd;
+use crate::device_optimizer::DeviceOptimizer;
 use crate::weight_update::{grad_scale, update_weights, WeightGrads};
 
 /// Params of the `supernet` trainer (`trainer.params`).
