@@ -203,12 +203,13 @@ fn every_supernet_and_network_computes_on_the_gpu_as_on_the_cpu() {
     }
 }
 
-/// Three DARTS weight steps (SGD with momentum, clipping) and a second-order architecture
-/// gradient by the supernet trainer on a GPU leave the weights, the optimizer state and the
-/// gradient the CPU's do: the GPU path's weight step runs on the device (`DeviceSgd`, momentum
-/// buffers in device memory, the norm by one launch), its state copied back for the
-/// checkpoint and the second-order virtual step. In f64; the device may fuse multiply-adds
-/// and sum in another order, hence a tolerance.
+/// Three DARTS weight steps (SGD with momentum, clipping; and the same with Adam and with
+/// centered RMSprop with momentum) and a second-order architecture gradient by the supernet
+/// trainer on a GPU leave the weights, the optimizer state and the gradient the CPU's do: the
+/// GPU path's weight step runs on the device (`DeviceOptimizer`, the optimizer's state in
+/// device memory, the norm by one launch), its state copied back for the checkpoint and the
+/// second-order virtual step. In f64; the device may fuse multiply-adds and sum in another
+/// order, hence a tolerance.
 #[test]
 fn the_trainer_steps_on_the_gpu_as_on_the_cpu() {
     use nas_core::{Drive, GradOrder, SupernetTrainer};
@@ -238,81 +239,97 @@ fn the_trainer_steps_on_the_gpu_as_on_the_cpu() {
         files: None,
     });
     let mixing = random_weights(spec.shape(), &mut rng);
-    let run = |device: &Device| {
-        let net = ts
-            .build_supernet(device, DType::F64, nas_core::component_rng(3, "devices"))
+    let optimizers = [
+        (
+            "sgd",
+            serde_json::json!({"lr": 0.1, "momentum": 0.9, "weight_decay": 3e-4}),
+        ),
+        (
+            "adam",
+            serde_json::json!({"lr": 0.01, "betas": [0.5, 0.999], "weight_decay": 1e-3}),
+        ),
+        (
+            "rmsprop",
+            serde_json::json!({"lr": 0.01, "momentum": 0.9, "centered": true}),
+        ),
+    ];
+    for (name, opt) in optimizers {
+        let run = |device: &Device| {
+            let net = ts
+                .build_supernet(device, DType::F64, nas_core::component_rng(3, "devices"))
+                .unwrap();
+            let mut t = nas_trainer::WeightSharingTrainer::new(nas_trainer::TrainerSetup {
+                spec: spec.clone(),
+                net,
+                device: device.clone(),
+                dtype: DType::F64,
+                train_data: data.clone(),
+                test_data: data.clone(),
+                train_indices: (0..batch).collect(),
+                valid_indices: (batch..2 * batch).collect(),
+                mean: vec![0.5; shape.channels],
+                std: vec![0.25; shape.channels],
+                batch_size: batch,
+                eval_batch_size: batch,
+                augment: nas_data::Augment::default(),
+                optimizer: nas_optim::build_optimizer(name, &opt).unwrap(),
+                schedule: nas_optim::build_schedule("constant", &serde_json::Value::Null).unwrap(),
+                base_lr: 0.1,
+                clip_grad_norm: Some(1.0),
+                total_epochs: 1,
+                params: nas_trainer::TrainerParams::default(),
+                seed: 3,
+                steps_per_epoch: None,
+            })
             .unwrap();
-        let sgd = serde_json::json!({"lr": 0.1, "momentum": 0.9, "weight_decay": 3e-4});
-        let mut t = nas_trainer::WeightSharingTrainer::new(nas_trainer::TrainerSetup {
-            spec: spec.clone(),
-            net,
-            device: device.clone(),
-            dtype: DType::F64,
-            train_data: data.clone(),
-            test_data: data.clone(),
-            train_indices: (0..batch).collect(),
-            valid_indices: (batch..2 * batch).collect(),
-            mean: vec![0.5; shape.channels],
-            std: vec![0.25; shape.channels],
-            batch_size: batch,
-            eval_batch_size: batch,
-            augment: nas_data::Augment::default(),
-            optimizer: nas_optim::build_optimizer("sgd", &sgd).unwrap(),
-            schedule: nas_optim::build_schedule("constant", &serde_json::Value::Null).unwrap(),
-            base_lr: 0.1,
-            clip_grad_norm: Some(1.0),
-            total_epochs: 1,
-            params: nas_trainer::TrainerParams::default(),
-            seed: 3,
-            steps_per_epoch: None,
-        })
-        .unwrap();
-        t.begin_epoch(0).unwrap();
-        let drive = Drive::mixed(mixing.clone());
-        let norms: Vec<f64> = (0..3)
-            .map(|_| t.train_weights(&drive).unwrap().grad_norm)
-            .collect();
-        let grad = t
-            .arch_gradient(&drive, GradOrder::Second { xi: None })
-            .unwrap();
-        let state = t.optimizer().save_state();
-        (norms, t.weight_values().unwrap(), state, grad)
-    };
-    let (norms_cpu, w_cpu, state_cpu, grad_cpu) = run(&Device::Cpu);
-    let (norms_gpu, w_gpu, state_gpu, grad_gpu) = run(&gpu);
-    let close = |a: f64, b: f64, what: &str| {
-        assert!(
-            (a - b).abs() <= 1e-9 * b.abs().max(1.0),
-            "{what}: {a} on the GPU, {b} on the CPU"
-        );
-    };
-    for (a, b) in norms_gpu.iter().zip(&norms_cpu) {
-        close(*a, *b, "gradient norm");
-    }
-    assert!(norms_cpu.iter().any(|&n| n > 1.0), "clipping not exercised");
-    assert_eq!(w_gpu.len(), w_cpu.len());
-    for (a, b) in w_gpu.iter().flatten().zip(w_cpu.iter().flatten()) {
-        close(*a, *b, "weight after three steps");
-    }
-    // The checkpoint state: the momentum buffers, copied back from the device.
-    let buffers = |s: &serde_json::Value| -> Vec<f64> {
-        s["slots"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|slot| slot["momentum_buffer"].as_array().unwrap().clone())
-            .map(|v| v.as_f64().unwrap())
-            .collect()
-    };
-    let (b_gpu, b_cpu) = (buffers(&state_gpu), buffers(&state_cpu));
-    assert_eq!(b_gpu.len(), b_cpu.len());
-    assert!(!b_cpu.is_empty());
-    for (a, b) in b_gpu.iter().zip(&b_cpu) {
-        close(*a, *b, "momentum buffer");
-    }
-    for (ga, gb) in grad_gpu.grads.iter().zip(&grad_cpu.grads) {
-        for (a, b) in ga.0.iter().flatten().zip(gb.0.iter().flatten()) {
-            close(*a as f64, *b as f64, "second-order architecture gradient");
+            t.begin_epoch(0).unwrap();
+            let drive = Drive::mixed(mixing.clone());
+            let norms: Vec<f64> = (0..3)
+                .map(|_| t.train_weights(&drive).unwrap().grad_norm)
+                .collect();
+            let grad = t
+                .arch_gradient(&drive, GradOrder::Second { xi: None })
+                .unwrap();
+            let state = t.optimizer().save_state();
+            (norms, t.weight_values().unwrap(), state, grad)
+        };
+        let (norms_cpu, w_cpu, state_cpu, grad_cpu) = run(&Device::Cpu);
+        let (norms_gpu, w_gpu, state_gpu, grad_gpu) = run(&gpu);
+        let close = |a: f64, b: f64, what: &str| {
+            assert!(
+                (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                "{name}: {what}: {a} on the GPU, {b} on the CPU"
+            );
+        };
+        for (a, b) in norms_gpu.iter().zip(&norms_cpu) {
+            close(*a, *b, "gradient norm");
         }
+        assert!(norms_cpu.iter().any(|&n| n > 1.0), "clipping not exercised");
+        assert_eq!(w_gpu.len(), w_cpu.len());
+        for (a, b) in w_gpu.iter().flatten().zip(w_cpu.iter().flatten()) {
+            close(*a, *b, "weight after three steps");
+        }
+        // The checkpoint state (buffers and step counts), copied back from the device.
+        let (b_gpu, b_cpu) = (numbers(&state_gpu["slots"]), numbers(&state_cpu["slots"]));
+        assert_eq!(b_gpu.len(), b_cpu.len());
+        assert!(!b_cpu.is_empty());
+        for (a, b) in b_gpu.iter().zip(&b_cpu) {
+            close(*a, *b, "optimizer state");
+        }
+        for (ga, gb) in grad_gpu.grads.iter().zip(&grad_cpu.grads) {
+            for (a, b) in ga.0.iter().flatten().zip(gb.0.iter().flatten()) {
+                close(*a as f64, *b as f64, "second-order architecture gradient");
+            }
+        }
+    }
+}
+
+/// Every number in `v`, depth first.
+fn numbers(v: &serde_json::Value) -> Vec<f64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_f64().into_iter().collect(),
+        serde_json::Value::Array(a) => a.iter().flat_map(numbers).collect(),
+        serde_json::Value::Object(o) => o.values().flat_map(numbers).collect(),
+        _ => Vec::new(),
     }
 }
