@@ -186,6 +186,9 @@ struct ThreadKernels {
     /// thread because each thread launches on its own stream (candle's per-thread stream),
     /// where its launches run one after another.
     counter: Option<CudaSlice<u32>>,
+    /// [`MAX_OPTIONS`] ones of `f32` (index 0) and of `f64` (index 1), the weights of a plain
+    /// sum through the weighted-sum kernel ([`sum_storages`]).
+    ones: [Option<CudaSlice<u8>>; 2],
 }
 
 thread_local! {
@@ -202,6 +205,7 @@ fn with_thread_cache<R>(dev: &CudaDevice, f: impl FnOnce(&mut ThreadKernels) -> 
                 device: dev.id(),
                 funcs: HashMap::new(),
                 counter: None,
+                ones: [None, None],
             }),
         };
         f(cache)
@@ -239,6 +243,34 @@ fn block_counter(dev: &CudaDevice) -> Result<u64> {
         };
         let stream = dev.cuda_stream();
         let (ptr, _record) = counter.device_ptr(&stream);
+        Ok(ptr)
+    })
+}
+
+/// The device address of [`MAX_OPTIONS`] ones of `T` on `dev` (uploaded once per thread and
+/// device; see [`ThreadKernels::ones`]).
+fn ones<T: DevFloat>(dev: &CudaDevice) -> Result<u64> {
+    use candle_core::cuda_backend::cudarc::driver::DevicePtr;
+    with_thread_cache(dev, |t| {
+        let ones = match &mut t.ones[usize::from(T::F64)] {
+            Some(o) => o,
+            slot => {
+                let bytes: Vec<u8> = if T::F64 {
+                    [1.0f64; MAX_OPTIONS]
+                        .iter()
+                        .flat_map(|v| v.to_ne_bytes())
+                        .collect()
+                } else {
+                    [1.0f32; MAX_OPTIONS]
+                        .iter()
+                        .flat_map(|v| v.to_ne_bytes())
+                        .collect()
+                };
+                slot.insert(dev.clone_htod(&bytes)?)
+            }
+        };
+        let stream = dev.cuda_stream();
+        let (ptr, _record) = ones.device_ptr(&stream);
         Ok(ptr)
     })
 }
@@ -885,16 +917,41 @@ fn with_pointers<T: DevFloat, R>(
     len: usize,
     f: impl FnOnce(DevPtrs) -> Result<R>,
 ) -> Result<Option<R>> {
-    use candle_core::cuda_backend::cudarc::driver::DevicePtr;
     if ys.len() > MAX_OPTIONS {
         return Ok(None);
     }
     let guards: Vec<_> = ys.iter().map(|y| y.storage_and_layout()).collect();
-    let Some(views) = cuda_views::<T, _>(dev, &guards)? else {
+    let mut storages = Vec::with_capacity(guards.len());
+    for (st, l) in &guards {
+        let candle_core::Storage::Cuda(cs) = &**st else {
+            return Ok(None);
+        };
+        storages.push((cs, *l));
+    }
+    with_storage_pointers::<T, R>(dev, &storages, len, f)
+}
+
+/// [`with_pointers`] for storages a custom op holds (each under its layout).
+fn with_storage_pointers<T: DevFloat, R>(
+    dev: &CudaDevice,
+    ys: &[(&CudaStorage, &Layout)],
+    len: usize,
+    f: impl FnOnce(DevPtrs) -> Result<R>,
+) -> Result<Option<R>> {
+    use candle_core::backend::BackendDevice;
+    use candle_core::cuda_backend::cudarc::driver::DevicePtr;
+    if ys.len() > MAX_OPTIONS {
         return Ok(None);
-    };
-    if views.iter().any(|v| v.len() != len) {
-        return Ok(None);
+    }
+    let mut views = Vec::with_capacity(ys.len());
+    for (cs, l) in ys {
+        if !cs.device.same_device(dev) {
+            return Ok(None);
+        }
+        match view::<T>(cs, l)? {
+            Some(v) if v.len() == len => views.push(v),
+            _ => return Ok(None),
+        }
     }
     let stream = dev.cuda_stream();
     let mut ptrs = DevPtrs([0; MAX_OPTIONS]);
@@ -910,10 +967,59 @@ fn with_pointers<T: DevFloat, R>(
     Ok(Some(out))
 }
 
+/// `sum_k ys[k]` (contiguous storages of `numel` values each, at most [`MAX_OPTIONS`]) into a
+/// new buffer: one launch of the weighted-sum kernel with weights one. `Ok(None)` when it does
+/// not serve them.
+pub(crate) fn sum_storages(
+    ys: &[(&CudaStorage, &Layout)],
+    numel: usize,
+) -> Result<Option<CudaStorage>> {
+    let Some((first, _)) = ys.first() else {
+        return Ok(None);
+    };
+    by_float!(first, |T| {
+        if numel == 0 {
+            return Ok(None);
+        }
+        let dev = &first.device;
+        let w = ones::<T>(dev)?;
+        let y = with_storage_pointers::<T, _>(dev, ys, numel, |ptrs| {
+            // SAFETY: every output element is written by the kernel.
+            let mut y = unsafe { dev.alloc::<T>(numel)? };
+            let f = kernel!(dev, "mixed_fwd", T);
+            let (kn, len) = (ys.len() as i32, numel as i64);
+            let mut b = f.builder();
+            b.arg(&ptrs).arg(&w).arg(&kn).arg(&len).arg(&mut y);
+            // SAFETY: `nas_mixed_fwd(Operands<T> ys, const T* w, int kn, long len, T* y)`,
+            // kn operands of len elements, w MAX_OPTIONS >= kn ones.
+            unsafe { counted(&mut b, elementwise(numel)) }?;
+            Ok(y)
+        })?;
+        Ok(y.map(|y| T::wrap_cuda_slice(y, dev.clone())))
+    })
+}
+
 /// The mixed-op sum `y = sum_k w[k] * ys[k]` (shared weights `w` `[K]`, zero-weight options
 /// skipped) into a new buffer of `numel` elements: one launch.
 pub(crate) fn mixed_sum(
     ys: &[candle_core::Tensor],
+    w: (&CudaStorage, &Layout),
+    numel: usize,
+) -> Result<Option<CudaStorage>> {
+    let guards: Vec<_> = ys.iter().map(|y| y.storage_and_layout()).collect();
+    let mut storages = Vec::with_capacity(guards.len());
+    for (st, l) in &guards {
+        let candle_core::Storage::Cuda(cs) = &**st else {
+            return Ok(None);
+        };
+        storages.push((cs, *l));
+    }
+    mixed_sum_storages(&storages, w, numel)
+}
+
+/// [`mixed_sum`] over storages a custom op holds (each under its layout).
+pub(crate) fn mixed_sum_storages(
+    ys: &[(&CudaStorage, &Layout)],
     (sw, lw): (&CudaStorage, &Layout),
     numel: usize,
 ) -> Result<Option<CudaStorage>> {
@@ -926,7 +1032,7 @@ pub(crate) fn mixed_sum(
             return Ok(None);
         }
         let dev = &sw.device;
-        let y = with_pointers::<T, _>(dev, ys, numel, |ptrs| {
+        let y = with_storage_pointers::<T, _>(dev, ys, numel, |ptrs| {
             // SAFETY: every output element is written by the kernel.
             let mut y = unsafe { dev.alloc::<T>(numel)? };
             let f = kernel!(dev, "mixed_fwd", T);
@@ -964,54 +1070,119 @@ pub(crate) fn mixed_sum_bwd(
         }
         let dev = &sw.device;
         let outputs = tracked.iter().filter(|&&t| t).count();
-        let chunks = launch::mixed_chunks(numel);
         let out = with_pointers::<T, _>(dev, ys, numel, |ptrs| {
             // SAFETY: dL/dw is written when asked for, each tracked dL/dys[k] in full; the
             // rest is not read.
             let mut out = unsafe { dev.alloc::<T>(k + outputs * numel)? };
-            // SAFETY: written in full by the kernel's blocks before its last block reads it,
-            // when want_w.
-            let mut part = unsafe { dev.alloc::<T>(if want_w { k * chunks } else { 1 })? };
             let stream = dev.cuda_stream();
-            let size = std::mem::size_of::<T>() as u64;
             {
                 let (base, _record) = out.device_ptr_mut(&stream);
-                let mut gys = DevPtrs([0; MAX_OPTIONS]);
-                let mut next = k as u64;
-                for (p, _) in gys.0.iter_mut().zip(tracked).filter(|(_, t)| **t) {
-                    *p = base + next * size;
-                    next += numel as u64;
-                }
-                let (part_ptr, _record_part) = part.device_ptr_mut(&stream);
-                let (part_arg, gw_arg, done): (u64, u64, u64) = if want_w {
-                    (part_ptr, base, block_counter(dev)?)
-                } else {
-                    (NULL, NULL, NULL)
-                };
-                let f = kernel!(dev, "mixed_bwd", T);
-                let (kn, len) = (k as i32, numel as i64);
-                let mut b = f.builder();
-                b.arg(&g)
-                    .arg(&ptrs)
-                    .arg(&w)
-                    .arg(&kn)
-                    .arg(&len)
-                    .arg(&gys)
-                    .arg(&part_arg)
-                    .arg(&gw_arg)
-                    .arg(&done);
-                // SAFETY: `nas_mixed_bwd(const T* gy, Operands<T> ys, const T* w, int kn,
-                // long len, Outputs<T> gys, T* part, T* gw, unsigned int* done)`: gys point at
-                // the tracked rows of `out` (numel each), part holds kn * chunks values and gw
-                // (the first k values of `out`) the weight gradient that the last block adds
-                // up with this thread's counter `done`, all three null unless want_w; grid
-                // (chunks, kn) of REDUCTION_THREADS threads (block_sum2's size).
-                unsafe { counted(&mut b, config(launch::mixed_bwd(numel, k))) }?;
+                let gys =
+                    row_pointers::<T>(base + (k * std::mem::size_of::<T>()) as u64, numel, tracked);
+                let gw = if want_w { base } else { NULL };
+                launch_mixed_bwd(dev, &g, ptrs, &w, numel, gys, gw)?;
             }
             Ok(out)
         })?;
         Ok(out.map(|o| T::wrap_cuda_slice(o, dev.clone())))
     })
+}
+
+/// The backward of the weighted sum over the contiguous storages `ys` (a fused mixed edge's
+/// options' outputs) for the upstream gradient `g`, every option tracked: `(dL/dw, dL/dys)`
+/// in buffers of their own (`K` values; `K * numel`, option after option), so that the small
+/// weight gradient, held until the end of the backward, does not hold the large one. One
+/// launch.
+pub(crate) fn mixed_storages_bwd(
+    ys: &[(&CudaStorage, &Layout)],
+    (sw, lw): (&CudaStorage, &Layout),
+    (sg, lg): (&CudaStorage, &Layout),
+) -> Result<Option<(CudaStorage, CudaStorage)>> {
+    use candle_core::cuda_backend::cudarc::driver::DevicePtrMut;
+    by_float!(sw, |T| {
+        let (Some(w), Some(g)) = (view::<T>(sw, lw)?, view::<T>(sg, lg)?) else {
+            return Ok(None);
+        };
+        let (k, numel) = (ys.len(), g.len());
+        if w.len() != k || k == 0 || numel == 0 {
+            return Ok(None);
+        }
+        let dev = &sw.device;
+        let out = with_storage_pointers::<T, _>(dev, ys, numel, |ptrs| {
+            // SAFETY: both written in full by the kernel (gw by its last block).
+            let (mut gw, mut gys) = unsafe { (dev.alloc::<T>(k)?, dev.alloc::<T>(k * numel)?) };
+            let stream = dev.cuda_stream();
+            {
+                let (gw_ptr, _rw) = gw.device_ptr_mut(&stream);
+                let (base, _rg) = gys.device_ptr_mut(&stream);
+                let rows = row_pointers::<T>(base, numel, &vec![true; k]);
+                launch_mixed_bwd(dev, &g, ptrs, &w, numel, rows, gw_ptr)?;
+            }
+            Ok((gw, gys))
+        })?;
+        let wrap = |s: CudaSlice<T>| T::wrap_cuda_slice(s, dev.clone());
+        Ok(out.map(|(gw, gys)| (wrap(gw), wrap(gys))))
+    })
+}
+
+/// Pointers to consecutive rows of `numel` values of `T` from `base`, one per `tracked` entry
+/// that is true (null for the others).
+fn row_pointers<T: DevFloat>(base: u64, numel: usize, tracked: &[bool]) -> DevPtrs {
+    let size = std::mem::size_of::<T>() as u64;
+    let mut rows = DevPtrs([0; MAX_OPTIONS]);
+    let mut next = 0u64;
+    for (p, _) in rows.0.iter_mut().zip(tracked).filter(|(_, t)| **t) {
+        *p = base + next * size;
+        next += numel as u64;
+    }
+    rows
+}
+
+/// One launch of `nas_mixed_bwd` over the `w.len()` options at `ys` (`numel` values each):
+/// `gys[k] = w[k] * g` where `gys[k]` is not null, and the weight gradient into `gw` (its
+/// partial sums added by the launch's last block) unless `gw` is null.
+fn launch_mixed_bwd<T: DevFloat>(
+    dev: &CudaDevice,
+    g: &CudaView<'_, T>,
+    ys: DevPtrs,
+    w: &CudaView<'_, T>,
+    numel: usize,
+    gys: DevPtrs,
+    gw: u64,
+) -> Result<()> {
+    use candle_core::cuda_backend::cudarc::driver::DevicePtrMut;
+    let k = w.len();
+    let want_w = gw != NULL;
+    let chunks = launch::mixed_chunks(numel);
+    // SAFETY: written in full by the kernel's blocks before its last block reads it, when
+    // want_w.
+    let mut part = unsafe { dev.alloc::<T>(if want_w { k * chunks } else { 1 })? };
+    let stream = dev.cuda_stream();
+    let (part_ptr, _record_part) = part.device_ptr_mut(&stream);
+    let (part_arg, done): (u64, u64) = if want_w {
+        (part_ptr, block_counter(dev)?)
+    } else {
+        (NULL, NULL)
+    };
+    let f = kernel!(dev, "mixed_bwd", T);
+    let (kn, len) = (k as i32, numel as i64);
+    let mut b = f.builder();
+    b.arg(g)
+        .arg(&ys)
+        .arg(w)
+        .arg(&kn)
+        .arg(&len)
+        .arg(&gys)
+        .arg(&part_arg)
+        .arg(&gw)
+        .arg(&done);
+    // SAFETY: `nas_mixed_bwd(const T* gy, Operands<T> ys, const T* w, int kn, long len,
+    // Outputs<T> gys, T* part, T* gw, unsigned int* done)`: each non-null gys row holds numel
+    // values, part kn * chunks values and gw kn (the weight gradient that the last block adds
+    // up with this thread's counter `done`), all three null unless want_w; grid (chunks, kn)
+    // of REDUCTION_THREADS threads (block_sum2's size).
+    unsafe { counted(&mut b, config(launch::mixed_bwd(numel, k))) }?;
+    Ok(())
 }
 
 /// One tensor of a multi-tensor gather or scatter: the C struct `nas::FlatSpan<P>` (a pointer
@@ -1477,9 +1648,14 @@ pub(crate) fn unit_fwd(
     })
 }
 
-/// The fused unit's backward on the device from its forward's `saved`: the flat
-/// `[dL/dx, dL/dw_dw, dL/dw_pw]` for the output gradient `g` (five launches: the batch norm's,
-/// the pointwise input and weight gradients, the depthwise ones with the ReLU's mask; no
+/// What the fused unit's backward gives back: `dL/dx`, and with weights the flat
+/// `[dL/dw_dw, dL/dw_pw]` in a buffer of its own (held until the end of the backward, it does
+/// not hold the input's gradient).
+pub(crate) type UnitGrads = Option<(CudaStorage, Option<CudaStorage>)>;
+
+/// The fused unit's backward on the device from its forward's `saved`: `dL/dx` and the flat
+/// `[dL/dw_dw, dL/dw_pw]` for the output gradient `g` (five launches: the batch norm's, the
+/// pointwise input and weight gradients, the depthwise ones with the ReLU's mask; no
 /// zero-filled gradient buffers for the two intermediate activations and no additions into
 /// them, which the separate ops' backward costs); without `weights`, `dL/dx` alone (three
 /// launches: an architecture step under `with_frozen_weights`).
@@ -1489,7 +1665,7 @@ pub(crate) fn unit_bwd(
     win: &Window,
     co: usize,
     weights: bool,
-) -> Result<Launched> {
+) -> Result<UnitGrads> {
     by_float!(sx, |T| {
         let (Some(x), Some(wd), Some(wp), Some(g)) = (
             view::<T>(sx, lx)?,
@@ -1535,24 +1711,24 @@ pub(crate) fn unit_bwd(
         }
         // SAFETY: written in full by the pointwise input gradient below.
         let mut ga = unsafe { dev.alloc::<T>(na)? };
-        let total = if weights { nx + ndw + npw } else { nx };
-        // SAFETY: every part is written in full below.
-        let mut out = unsafe { dev.alloc::<T>(total)? };
-        {
-            let (mut gx, mut rest) = out.split_at_mut(nx);
-            let gb = gb.slice(0..nb);
-            input_grad_into(dev, &gb, &wp, &mut ga.slice_mut(0..na), gp, None)?;
-            let ga = ga.slice(0..na);
-            input_grad_into(dev, &ga, &wd, &mut gx, gd, Some(&x))?;
-            if weights {
-                let (mut gdw, mut gpw) = rest.split_at_mut(ndw);
+        // SAFETY: written in full by the depthwise input gradient below.
+        let mut gx = unsafe { dev.alloc::<T>(nx)? };
+        let gb = gb.slice(0..nb);
+        input_grad_into(dev, &gb, &wp, &mut ga.slice_mut(0..na), gp, None)?;
+        let ga = ga.slice(0..na);
+        input_grad_into(dev, &ga, &wd, &mut gx.slice_mut(0..nx), gd, Some(&x))?;
+        let gw = if weights {
+            // SAFETY: both parts are written in full below.
+            let mut gw = unsafe { dev.alloc::<T>(ndw + npw)? };
+            {
+                let (mut gdw, mut gpw) = gw.split_at_mut(ndw);
                 weight_grad(dev, &a.slice(0..na), &gb, &mut gpw, gp, false)?;
                 weight_grad(dev, &x, &ga, &mut gdw, gd, true)?;
             }
-        }
-        Ok(Some((
-            T::wrap_cuda_slice(out, dev.clone()),
-            Shape::from(total),
-        )))
+            Some(T::wrap_cuda_slice(gw, dev.clone()))
+        } else {
+            None
+        };
+        Ok(Some((T::wrap_cuda_slice(gx, dev.clone()), gw)))
     })
 }

@@ -84,10 +84,13 @@ pub struct UnitSpec<'a> {
     pub dilation: usize,
 }
 
-/// Whether [`mixed_edge`] takes `options` on `x`: CPU, f32/f64, and only affine-free batch
-/// norms.
-pub fn fusable(x: &Tensor, options: &[EdgeOption]) -> bool {
-    x.device().is_cpu()
+/// Whether [`mixed_edge`] takes `options` on `x` in a training (`train`) or evaluation
+/// forward: f32/f64 and only affine-free batch norms; on the CPU any of the options, on a CUDA
+/// device (the `cuda` feature) in training only, without `FactorizedReduce` and with at most
+/// 32 options (the separate ops serve the rest there).
+pub fn fusable(x: &Tensor, options: &[EdgeOption], train: bool) -> bool {
+    let device = x.device().is_cpu() || gpu_fusable(x, options, train);
+    device
         && matches!(x.dtype(), DType::F32 | DType::F64)
         && options.iter().all(|o| match o {
             EdgeOption::MaxPoolBn { bn, .. } | EdgeOption::AvgPoolBn { bn, .. } => !bn.is_affine(),
@@ -95,6 +98,22 @@ pub fn fusable(x: &Tensor, options: &[EdgeOption]) -> bool {
             EdgeOption::FactorizedReduce { bn, .. } => !bn.is_affine(),
             EdgeOption::Units(us) => us.iter().all(|u| !u.bn.is_affine()),
         })
+}
+
+/// Whether the GPU path of the fused edge ([`crate::edge_device`]) serves `options` on `x`.
+#[cfg(feature = "cuda")]
+fn gpu_fusable(x: &Tensor, options: &[EdgeOption], train: bool) -> bool {
+    x.device().is_cuda()
+        && train
+        && options.len() <= crate::device::MAX_OPTIONS
+        && !options
+            .iter()
+            .any(|o| matches!(o, EdgeOption::FactorizedReduce { .. }))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu_fusable(_: &Tensor, _: &[EdgeOption], _: bool) -> bool {
+    false
 }
 
 /// `sum_k weights[k] * options[k](x)` as one op (see the module doc); `weights` `[K]`, one per
@@ -114,15 +133,15 @@ pub fn mixed_edge<'a>(
             weights.dims()
         );
     }
-    if !fusable(x, options) || weights.dtype() != x.dtype() {
-        bail!("mixed_edge: only CPU f32/f64 with affine-free batch norms (see `fusable`)");
+    if !fusable(x, options, train) || weights.dtype() != x.dtype() {
+        bail!("mixed_edge: options, device or dtype it does not take (see `fusable`)");
     }
     let x = x.contiguous()?;
     let dims = x.dims4()?;
     let mut params: Vec<Tensor> = Vec::new();
     let mut plans = Vec::with_capacity(options.len());
     // Every batch norm with the statistics mode of this forward and its values per channel.
-    let mut norms: Vec<(&'a BatchNorm2d, Mode, usize)> = Vec::new();
+    let mut norms: Vec<Norm<'a>> = Vec::new();
     let mut out_dims = None;
     for o in options {
         let (plan, od) = match o {
@@ -140,7 +159,7 @@ pub fn mixed_edge<'a>(
             } => {
                 let win = pool_window(dims, *kernel, *stride, *padding)?;
                 let od = (dims.0, dims.1, win.oh, win.ow);
-                let bn = bn_op(&mut norms, bn, od, train)?;
+                let bn = bn_op(&mut norms, bn, &x, od, train)?;
                 let plan = if matches!(o, EdgeOption::MaxPoolBn { .. }) {
                     Plan::Max { win, bn }
                 } else {
@@ -178,7 +197,7 @@ pub fn mixed_edge<'a>(
                 let plan = Plan::Reduce {
                     a: conv(h, w),
                     b: conv(h - 1, w - 1),
-                    bn: bn_op(&mut norms, bn, od, train)?,
+                    bn: bn_op(&mut norms, bn, &x, od, train)?,
                     pi: params.len(),
                 };
                 params.push(w_a.contiguous()?);
@@ -208,7 +227,7 @@ pub fn mixed_edge<'a>(
                         w: win.ow,
                         stride: 1,
                     };
-                    let bn = bn_op(&mut norms, u.bn, od, train)?;
+                    let bn = bn_op(&mut norms, u.bn, &x, od, train)?;
                     geoms.push((UnitGeom { win, pw: pwc, bn }, params.len()));
                     params.push(u.w_dw.contiguous()?);
                     params.push(u.w_pw.contiguous()?);
@@ -238,21 +257,22 @@ pub fn mixed_edge<'a>(
     // skips the weight-gradient work.
     let frozen = crate::frozen::weights_frozen();
     let tracked: Vec<bool> = params.iter().map(|p| p.track_op() && !frozen).collect();
-    let taps: Vec<Tensor> = params
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| tracked[*i])
-        .map(|(index, p)| {
-            p.apply_op1(Tap {
-                index,
-                slot: slot.clone(),
-            })
-        })
-        .collect::<Result<_>>()?;
-    let link = if taps.is_empty() {
-        Tensor::zeros(1, x.dtype(), &Device::Cpu)?
-    } else {
-        Tensor::cat(&taps, 0)?
+    // The weights join the graph through a chain of taps (one zero each; on a GPU a memset,
+    // no copy kernel), as the weighted sum's operands do.
+    let mut link: Option<Tensor> = None;
+    for (index, p) in params.iter().enumerate().filter(|(i, _)| tracked[*i]) {
+        let tap = Tap {
+            index,
+            slot: slot.clone(),
+        };
+        link = Some(match link {
+            None => p.apply_op1(tap)?,
+            Some(previous) => previous.apply_op2(p, tap)?,
+        });
+    }
+    let link = match link {
+        Some(l) => l,
+        None => Tensor::zeros(1, x.dtype(), x.device())?,
     };
     let numel = out_dims.0 * out_dims.1 * out_dims.2 * out_dims.3;
     let edge = Edge {
@@ -268,19 +288,36 @@ pub fn mixed_edge<'a>(
             per_example: false,
         },
         saved: Mutex::new(None),
+        #[cfg(feature = "cuda")]
+        saved_gpu: Mutex::new(None),
     };
     let y = x.apply_op3(&weights.contiguous()?, &link, edge)?;
-    for (bn, mode, m) in &norms {
-        bn.update_running(mode, *m)?;
+    for norm in norms {
+        #[cfg(feature = "cuda")]
+        norm.bn.finish_running(norm.held, &norm.mode, norm.m)?;
+        #[cfg(not(feature = "cuda"))]
+        norm.bn.update_running(&norm.mode, norm.m)?;
     }
     Ok(y)
 }
 
-/// The kernel of `bn` on `d` in this forward's mode, recorded in `norms` for the running
-/// statistics.
-fn bn_op<'a>(
-    norms: &mut Vec<(&'a BatchNorm2d, Mode, usize)>,
+/// A batch norm of the edge with the statistics mode of this forward and its values per
+/// channel; on a GPU in training, its state locked until the forward (which folds the running
+/// statistics) has run ([`BatchNorm2d::begin_fold`]).
+struct Norm<'a> {
     bn: &'a BatchNorm2d,
+    mode: Mode,
+    m: usize,
+    #[cfg(feature = "cuda")]
+    held: Option<crate::bn::RunningHold<'a>>,
+}
+
+/// The kernel of `bn` on `d` (the input `x` of the edge gives the device) in this forward's
+/// mode, recorded in `norms` for the running statistics.
+fn bn_op<'a>(
+    norms: &mut Vec<Norm<'a>>,
+    bn: &'a BatchNorm2d,
+    x: &Tensor,
     d: (usize, usize, usize, usize),
     train: bool,
 ) -> Result<BnOp> {
@@ -292,7 +329,17 @@ fn bn_op<'a>(
     }
     let m = d.0 * d.2 * d.3;
     let mode = bn.mode(train, m, &[d.0, d.1, d.2, d.3])?;
-    norms.push((bn, mode.clone(), m));
+    #[cfg(feature = "cuda")]
+    let (held, fold) = bn.begin_fold(x, &mode)?;
+    #[cfg(not(feature = "cuda"))]
+    let _ = x;
+    norms.push(Norm {
+        bn,
+        mode: mode.clone(),
+        m,
+        #[cfg(feature = "cuda")]
+        held,
+    });
     Ok(BnOp {
         n: d.0,
         c: d.1,
@@ -300,7 +347,7 @@ fn bn_op<'a>(
         eps: bn.eps(),
         mode,
         #[cfg(feature = "cuda")]
-        fold: None,
+        fold,
     })
 }
 
@@ -318,7 +365,7 @@ fn pool_window(
 
 /// One option's geometry; a unit carries the index of its depthwise weight in `params` (its
 /// pointwise weight follows).
-enum Plan {
+pub(crate) enum Plan {
     Max {
         win: Window,
         bn: BnOp,
@@ -379,14 +426,17 @@ struct Saved {
     outs: Vec<Option<CpuStorage>>,
 }
 
-struct Edge {
-    plans: Vec<Plan>,
-    params: Vec<Tensor>,
-    tracked: Vec<bool>,
-    slot: Slot,
-    out_dims: (usize, usize, usize, usize),
+pub(crate) struct Edge {
+    pub(crate) plans: Vec<Plan>,
+    pub(crate) params: Vec<Tensor>,
+    pub(crate) tracked: Vec<bool>,
+    pub(crate) slot: Slot,
+    pub(crate) out_dims: (usize, usize, usize, usize),
     mix: Geom,
     saved: Mutex<Option<Saved>>,
+    /// What a forward on a GPU left there for its backward ([`crate::edge_device`]).
+    #[cfg(feature = "cuda")]
+    pub(crate) saved_gpu: Mutex<Option<crate::edge_device::Saved>>,
 }
 
 /// `dst += scale * src`, in parallel blocks (a plain add when `scale` is 1).
@@ -651,7 +701,19 @@ impl CustomOp3 for Edge {
         "nas-mixed-edge"
     }
 
-    crate::host_fallback::cuda_via_host!(3);
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        _s3: &candle_core::CudaStorage,
+        _l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
+        crate::edge_device::forward(self, (s1, l1), (s2, l2))
+    }
 
     fn cpu_fwd(
         &self,
@@ -681,6 +743,11 @@ impl CustomOp3 for Edge {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let _profile = crate::profile::scope("nas-mixed-edge-bwd");
         let g = g.contiguous()?;
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() {
+            let (gx, gw) = crate::edge_device::backward(self, x, w, &g)?;
+            return Ok((Some(gx), Some(gw), Some(link.zeros_like()?)));
+        }
         let res = res.contiguous()?;
         let mut all: Vec<&Tensor> = vec![x, w, &g, &res];
         all.extend(self.params.iter());

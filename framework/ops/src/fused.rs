@@ -454,24 +454,29 @@ impl Unit {
             saved,
             w_pw: w_pw.contiguous()?,
             weights: !self.frozen,
+            weight_grads: crate::handoff::Handoff::default(),
         };
-        let flat = x.apply_op3_no_bwd(&w_dw.contiguous()?, g, &op)?;
-        let (nx, nd) = (x.elem_count(), w_dw.elem_count());
-        let gx = flat.narrow(0, 0, nx)?.reshape(x.shape())?;
+        let gx = x
+            .apply_op3_no_bwd(&w_dw.contiguous()?, g, &op)?
+            .reshape(x.shape())?;
         if self.frozen {
             return Ok((Some(gx), None, None));
         }
-        let g_dw = flat.narrow(0, nx, nd)?.reshape(w_dw.shape())?;
+        // The weights' gradients in a buffer of their own (held until the end of the
+        // backward, they do not hold the input's gradient).
+        let flat = op.weight_grads.take(x)?;
+        let nd = w_dw.elem_count();
+        let g_dw = flat.narrow(0, 0, nd)?.reshape(w_dw.shape())?;
         let g_pw = flat
-            .narrow(0, nx + nd, w_pw.elem_count())?
+            .narrow(0, nd, w_pw.elem_count())?
             .reshape(w_pw.shape())?;
         Ok((Some(gx), Some(g_dw), Some(g_pw)))
     }
 }
 
 /// The fused unit's backward on a GPU: inputs `x`, `w_dw`, `dL/dy` (the pointwise weight held
-/// here), output the flat `[dL/dx, dL/dw_dw, dL/dw_pw]`, or `dL/dx` alone without `weights`
-/// ([`crate::device::unit_bwd`]).
+/// here), output `dL/dx` and, with `weights`, the flat `[dL/dw_dw, dL/dw_pw]` left in
+/// `weight_grads` ([`crate::device::unit_bwd`]).
 #[cfg(feature = "cuda")]
 struct UnitBwdDevice {
     geom_win: Window,
@@ -479,6 +484,7 @@ struct UnitBwdDevice {
     saved: Arc<crate::device::UnitSaved>,
     w_pw: Tensor,
     weights: bool,
+    weight_grads: crate::handoff::Handoff,
 }
 
 #[cfg(feature = "cuda")]
@@ -515,10 +521,13 @@ impl CustomOp3 for UnitBwdDevice {
         let inputs = [(s1, l1), (s2, l2), (ps, pl), (s3, l3)];
         let launched =
             crate::device::unit_bwd(inputs, &self.saved, &self.geom_win, self.co, self.weights)?;
-        launched.ok_or_else(|| {
-            candle_core::Error::Msg(
-                "relu_dw_pw_bn backward on CUDA: shapes that do not match its forward's".into(),
-            )
-        })
+        let Some((gx, weights)) = launched else {
+            bail!("relu_dw_pw_bn backward on CUDA: shapes that do not match its forward's");
+        };
+        if let Some(w) = weights {
+            let n = l2.shape().elem_count() + self.w_pw.elem_count();
+            self.weight_grads.put(w, Shape::from(n));
+        }
+        Ok((gx, l1.shape().clone()))
     }
 }

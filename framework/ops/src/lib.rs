@@ -19,6 +19,8 @@ mod device;
 mod direct_conv;
 mod dwconv;
 mod edge;
+#[cfg(feature = "cuda")]
+mod edge_device;
 mod flat;
 mod fresh;
 mod frozen;
@@ -26,6 +28,8 @@ mod fused;
 mod gemm;
 mod geom;
 pub mod gpu;
+#[cfg(feature = "cuda")]
+mod handoff;
 mod host_fallback;
 mod mixed;
 mod pointwise;

@@ -389,6 +389,138 @@ fn the_fused_unit_computes_and_tracks_statistics_on_the_gpu_as_on_the_cpu() {
     }
 }
 
+/// The fused mixed edge (`mixed_edge`: one op for a DARTS edge's options, their weighted sum
+/// and its backward) on the GPU against the CPU's, itself tested against the separate ops:
+/// the output, the gradients of the input, the mixing weights and every unit weight, and the
+/// running statistics of every batch norm; the pools, identity, a SepConv and a DilConv at
+/// stride 1 and (without the identity) 2, three training steps in a row; and under frozen
+/// weights (an architecture step: the input's and the mixing weights' gradients, none for the
+/// unit weights).
+#[test]
+fn the_fused_mixed_edge_computes_on_the_gpu_as_on_the_cpu() {
+    use nas_ops::{fusable, mixed_edge, EdgeOption, UnitSpec};
+    let Some(gpu) = gpu_or_skip("the_fused_mixed_edge_computes_on_the_gpu_as_on_the_cpu") else {
+        return;
+    };
+    let c = 4;
+    let new_bns = || -> Vec<BatchNorm2d> {
+        (0..5)
+            .map(|_| BatchNorm2d::new(c, None, 1e-5, Some(0.1)))
+            .collect()
+    };
+    for stride in [1, 2] {
+        let (bns_cpu, bns_gpu) = (new_bns(), new_bns());
+        let k = if stride == 1 { 5 } else { 4 };
+        let inputs = [
+            input(&[2, c, 8, 8], 60),
+            input(&[k], 61),
+            input(&[c, 1, 3, 3], 62),
+            input(&[c, c, 1, 1], 63),
+            input(&[c, 1, 3, 3], 64),
+            input(&[c, c, 1, 1], 65),
+            input(&[c, 1, 3, 3], 66),
+            input(&[c, c, 1, 1], 67),
+        ];
+        let edge = |t: &[Tensor], bns: &[BatchNorm2d]| -> Tensor {
+            let unit =
+                |i: usize, bn: usize, stride: usize, padding: usize, dilation: usize| UnitSpec {
+                    w_dw: &t[i],
+                    w_pw: &t[i + 1],
+                    bn: &bns[bn],
+                    stride,
+                    padding,
+                    dilation,
+                };
+            let mut opts = vec![
+                EdgeOption::MaxPoolBn {
+                    kernel: 3,
+                    stride,
+                    padding: 1,
+                    bn: &bns[0],
+                },
+                EdgeOption::AvgPoolBn {
+                    kernel: 3,
+                    stride,
+                    padding: 1,
+                    bn: &bns[1],
+                },
+            ];
+            if stride == 1 {
+                opts.push(EdgeOption::Identity);
+            }
+            opts.push(EdgeOption::Units(vec![
+                unit(2, 2, stride, 1, 1),
+                unit(4, 3, 1, 1, 1),
+            ]));
+            opts.push(EdgeOption::Units(vec![unit(6, 4, stride, 2, 2)]));
+            assert!(
+                fusable(&t[0], &opts, true),
+                "the fused form on {:?}",
+                t[0].device()
+            );
+            mixed_edge(&t[0], &t[1], &opts, true).unwrap()
+        };
+        for step in 0..3 {
+            same_on_both(
+                &format!("fused edge stride {stride} step {step}"),
+                &gpu,
+                &inputs,
+                &|t| {
+                    let bns = if t[0].device().is_cuda() {
+                        &bns_gpu
+                    } else {
+                        &bns_cpu
+                    };
+                    edge(t, bns)
+                },
+            );
+        }
+        for (i, (a, b)) in bns_gpu.iter().zip(&bns_cpu).enumerate() {
+            let ((ma, va), (mb, vb)) = (a.running_stats(), b.running_stats());
+            for (x, y) in ma.iter().chain(&va).zip(mb.iter().chain(&vb)) {
+                assert!((x - y).abs() < 1e-12, "batch norm {i}: running {x} vs {y}");
+            }
+            assert_eq!(a.num_batches_tracked(), 3, "batch norm {i}");
+        }
+        let frozen = |device: &Device| -> (Vec<Option<Tensor>>, Tensor) {
+            let vars: Vec<Var> = inputs
+                .iter()
+                .map(|t| Var::from_tensor(&t.to_device(device).unwrap()).unwrap())
+                .collect();
+            let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+            let bns = new_bns();
+            let y = nas_ops::with_frozen_weights(|| edge(&ts, &bns));
+            let r = input(y.dims(), 68).to_device(device).unwrap();
+            let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let gs = vars
+                .iter()
+                .map(|v| {
+                    grads
+                        .get(v.as_tensor())
+                        .map(|g| g.to_device(&Device::Cpu).unwrap())
+                })
+                .collect();
+            (gs, y.to_device(&Device::Cpu).unwrap())
+        };
+        let ((g_cpu, y_cpu), (g_gpu, y_gpu)) = (frozen(&Device::Cpu), frozen(&gpu));
+        assert!(relative_gap(&y_gpu, &y_cpu) <= 1e-12, "frozen edge: output");
+        for (i, (g, c)) in g_gpu.iter().zip(&g_cpu).enumerate() {
+            match (g, c) {
+                (Some(g), Some(c)) if i < 2 => {
+                    let gap = relative_gap(g, c);
+                    assert!(gap <= 1e-12, "frozen edge: gradient of input {i}: {gap:e}");
+                }
+                (None, None) if i >= 2 => {}
+                _ => panic!(
+                    "frozen edge: input {i} gradient on the GPU {} / CPU {}",
+                    g.is_some(),
+                    c.is_some()
+                ),
+            }
+        }
+    }
+}
+
 /// Many tensors as one flat f64 tensor and back (the optimizer step's single copies to and
 /// from the host): the device gather and scatter against the CPU's concatenation and
 /// per-variable writes, for f32 and f64 tensors of several shapes, one transposed (not

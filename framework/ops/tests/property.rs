@@ -831,7 +831,7 @@ fn fused_mixed_edge_equals_the_separate_ops() {
                         unit(2, 3, 1, 1, 1),
                     ]));
                     opts.push(EdgeOption::Units(vec![unit(4, 4, stride, 4, 2)]));
-                    assert!(fusable(xt, &opts));
+                    assert!(fusable(xt, &opts, train));
                     mixed_edge(xt, &wsm, &opts, train).unwrap()
                 } else {
                     let mut ys = vec![

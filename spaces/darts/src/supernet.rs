@@ -289,7 +289,7 @@ impl DartsSupernet {
                         .iter()
                         .map(|&k| ops[k as usize].edge_option())
                         .collect();
-                    if let Some(opts) = opts.filter(|o| nas_ops::fusable(x, o)) {
+                    if let Some(opts) = opts.filter(|o| nas_ops::fusable(x, o, train)) {
                         return Ok(Some(nas_ops::mixed_edge(x, &wk, &opts, train)?));
                     }
                 }
