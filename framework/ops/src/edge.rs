@@ -100,15 +100,28 @@ pub fn fusable(x: &Tensor, options: &[EdgeOption], train: bool) -> bool {
         })
 }
 
-/// Whether the GPU path of the fused edge ([`crate::edge_device`]) serves `options` on `x`.
+/// Whether the GPU path of the fused edge ([`crate::edge_device`]) serves `options` on `x`:
+/// training, at most [`crate::device::MAX_OPTIONS`] options, no `FactorizedReduce`, and every
+/// batch norm a different one (each is locked from the edge's construction until its forward
+/// has folded the running statistics; the same one twice would wait for itself).
 #[cfg(feature = "cuda")]
 fn gpu_fusable(x: &Tensor, options: &[EdgeOption], train: bool) -> bool {
+    let mut norms: Vec<*const BatchNorm2d> = Vec::new();
+    for o in options {
+        match o {
+            EdgeOption::MaxPoolBn { bn, .. } | EdgeOption::AvgPoolBn { bn, .. } => norms.push(*bn),
+            EdgeOption::Units(us) => norms.extend(us.iter().map(|u| u.bn as *const _)),
+            EdgeOption::Identity => {}
+            EdgeOption::FactorizedReduce { .. } => return false,
+        }
+    }
+    let count = norms.len();
+    norms.sort_unstable();
+    norms.dedup();
     x.device().is_cuda()
         && train
         && options.len() <= crate::device::MAX_OPTIONS
-        && !options
-            .iter()
-            .any(|o| matches!(o, EdgeOption::FactorizedReduce { .. }))
+        && norms.len() == count
 }
 
 #[cfg(not(feature = "cuda"))]
