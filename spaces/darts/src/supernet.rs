@@ -245,6 +245,7 @@ impl DartsSupernet {
         x: &Tensor,
         d: usize,
         drive: &TensorDrive,
+        kept: &KeptWeights,
         train: bool,
     ) -> CResult<Option<Tensor>> {
         match drive {
@@ -280,8 +281,7 @@ impl DartsSupernet {
                 if keep.is_empty() {
                     return Ok(None);
                 }
-                let idx = Tensor::new(keep.as_slice(), w.device())?;
-                let wk = w.index_select(&idx, w.rank() - 1)?;
+                let wk = kept.get(d, w, &keep)?;
                 // Shared weights and options of the fused form: the whole edge as one op
                 // (the same values and gradients; fewer graph nodes and passes).
                 if wk.rank() == 1 {
@@ -331,6 +331,7 @@ impl DartsSupernet {
         s0: &Tensor,
         s1: &Tensor,
         drive: &TensorDrive,
+        kept: &KeptWeights,
         train: bool,
     ) -> CResult<Tensor> {
         let mut states = vec![
@@ -342,7 +343,7 @@ impl DartsSupernet {
             for (j, state) in states.iter().enumerate().take(i + 2) {
                 let e = self.layout.node_offset(i) + j;
                 let d = self.layout.decision(t, i, j);
-                if let Some(y) = self.mixed_edge(&cell.edges[e], state, d, drive, train)? {
+                if let Some(y) = self.mixed_edge(&cell.edges[e], state, d, drive, kept, train)? {
                     acc = Some(match acc {
                         None => y,
                         Some(a) => (a + y)?,
@@ -369,6 +370,29 @@ impl DartsSupernet {
     }
 }
 
+/// The mixing weights of the options an edge runs (`none` and, when skipping, zero-weighted
+/// ones left out), made once per decision and forward: every cell of a type shares its
+/// decisions' weights, so one selection (an index upload and a gather, and their backward)
+/// serves all its edges instead of one per edge and cell. The values and gradients are the
+/// same: the shared tensor's gradient is the sum of its edges', as the weights' own was.
+#[derive(Default)]
+struct KeptWeights(std::cell::RefCell<std::collections::HashMap<usize, Tensor>>);
+
+impl KeptWeights {
+    /// `w` at the options `keep` (along its last axis) for decision `d`.
+    fn get(&self, d: usize, w: &Tensor, keep: &[u32]) -> CResult<Tensor> {
+        if let Some(t) = self.0.borrow().get(&d) {
+            if t.dim(t.rank() - 1)? == keep.len() {
+                return Ok(t.clone());
+            }
+        }
+        let idx = Tensor::new(keep, w.device())?;
+        let wk = w.index_select(&idx, w.rank() - 1)?;
+        self.0.borrow_mut().insert(d, wk.clone());
+        Ok(wk)
+    }
+}
+
 impl Supernet for DartsSupernet {
     fn forward(
         &self,
@@ -379,9 +403,10 @@ impl Supernet for DartsSupernet {
     ) -> CResult<Tensor> {
         let s = self.stem.forward(x, train)?;
         let (mut s0, mut s1) = (s.clone(), s);
+        let kept = KeptWeights::default();
         for cell in &self.cells {
             let t = usize::from(cell.reduction);
-            let out = self.cell_forward(t, cell, &s0, &s1, drive, train)?;
+            let out = self.cell_forward(t, cell, &s0, &s1, drive, &kept, train)?;
             s0 = s1;
             s1 = out;
         }
