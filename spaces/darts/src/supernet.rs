@@ -244,11 +244,10 @@ impl DartsSupernet {
         ops: &[Op],
         x: &Tensor,
         d: usize,
-        drive: &TensorDrive,
-        kept: &KeptWeights,
-        train: bool,
+        pass: &Pass<'_>,
     ) -> CResult<Option<Tensor>> {
-        match drive {
+        let train = pass.train;
+        match pass.drive {
             TensorDrive::Path { choices } => {
                 let k = choices[d];
                 if ops[k].is_zero() {
@@ -281,7 +280,7 @@ impl DartsSupernet {
                 if keep.is_empty() {
                     return Ok(None);
                 }
-                let wk = kept.get(d, w, &keep)?;
+                let wk = pass.kept.get(d, w, &keep)?;
                 // Shared weights and options of the fused form: the whole edge as one op
                 // (the same values and gradients; fewer graph nodes and passes).
                 if wk.rank() == 1 {
@@ -330,10 +329,9 @@ impl DartsSupernet {
         cell: &SearchCell,
         s0: &Tensor,
         s1: &Tensor,
-        drive: &TensorDrive,
-        kept: &KeptWeights,
-        train: bool,
+        pass: &Pass<'_>,
     ) -> CResult<Tensor> {
+        let train = pass.train;
         let mut states = vec![
             cell.pre.0.forward(s0, train)?,
             cell.pre.1.forward(s1, train)?,
@@ -343,7 +341,7 @@ impl DartsSupernet {
             for (j, state) in states.iter().enumerate().take(i + 2) {
                 let e = self.layout.node_offset(i) + j;
                 let d = self.layout.decision(t, i, j);
-                if let Some(y) = self.mixed_edge(&cell.edges[e], state, d, drive, kept, train)? {
+                if let Some(y) = self.mixed_edge(&cell.edges[e], state, d, pass)? {
                     acc = Some(match acc {
                         None => y,
                         Some(a) => (a + y)?,
@@ -368,6 +366,13 @@ impl DartsSupernet {
         let outs: Vec<&Tensor> = states[states.len() - self.multiplier..].iter().collect();
         Tensor::cat(&outs, 1)
     }
+}
+
+/// One forward pass: the drive, the kept options' weights made so far, training or not.
+struct Pass<'a> {
+    drive: &'a TensorDrive,
+    kept: KeptWeights,
+    train: bool,
 }
 
 /// The mixing weights of the options an edge runs (`none` and, when skipping, zero-weighted
@@ -403,10 +408,14 @@ impl Supernet for DartsSupernet {
     ) -> CResult<Tensor> {
         let s = self.stem.forward(x, train)?;
         let (mut s0, mut s1) = (s.clone(), s);
-        let kept = KeptWeights::default();
+        let pass = Pass {
+            drive,
+            kept: KeptWeights::default(),
+            train,
+        };
         for cell in &self.cells {
             let t = usize::from(cell.reduction);
-            let out = self.cell_forward(t, cell, &s0, &s1, drive, &kept, train)?;
+            let out = self.cell_forward(t, cell, &s0, &s1, &pass)?;
             s0 = s1;
             s1 = out;
         }
