@@ -917,18 +917,25 @@ fn with_pointers<T: DevFloat, R>(
     len: usize,
     f: impl FnOnce(DevPtrs) -> Result<R>,
 ) -> Result<Option<R>> {
-    if ys.len() > MAX_OPTIONS {
-        return Ok(None);
-    }
     let guards: Vec<_> = ys.iter().map(|y| y.storage_and_layout()).collect();
-    let mut storages = Vec::with_capacity(guards.len());
-    for (st, l) in &guards {
-        let candle_core::Storage::Cuda(cs) = &**st else {
-            return Ok(None);
-        };
-        storages.push((cs, *l));
+    match cuda_storages(&guards) {
+        Some(storages) => with_storage_pointers::<T, R>(dev, &storages, len, f),
+        None => Ok(None),
     }
-    with_storage_pointers::<T, R>(dev, &storages, len, f)
+}
+
+/// The CUDA storages of the locked candle storages `guards` (each with its layout); `None`
+/// when one is elsewhere.
+pub(crate) fn cuda_storages<'a, G: std::ops::Deref<Target = candle_core::Storage>>(
+    guards: &'a [(G, &'a Layout)],
+) -> Option<Vec<(&'a CudaStorage, &'a Layout)>> {
+    guards
+        .iter()
+        .map(|(st, l)| match &**st {
+            candle_core::Storage::Cuda(cs) => Some((cs, *l)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// [`with_pointers`] for storages a custom op holds (each under its layout).
@@ -1007,14 +1014,10 @@ pub(crate) fn mixed_sum(
     numel: usize,
 ) -> Result<Option<CudaStorage>> {
     let guards: Vec<_> = ys.iter().map(|y| y.storage_and_layout()).collect();
-    let mut storages = Vec::with_capacity(guards.len());
-    for (st, l) in &guards {
-        let candle_core::Storage::Cuda(cs) = &**st else {
-            return Ok(None);
-        };
-        storages.push((cs, *l));
+    match cuda_storages(&guards) {
+        Some(storages) => mixed_sum_storages(&storages, w, numel),
+        None => Ok(None),
     }
-    mixed_sum_storages(&storages, w, numel)
 }
 
 /// [`mixed_sum`] over storages a custom op holds (each under its layout).

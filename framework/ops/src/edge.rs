@@ -21,7 +21,7 @@ use crate::conv1x1::Conv1x1;
 use crate::cpu::{dispatch_float, slice, Float};
 use crate::fused::UnitGeom;
 use crate::geom::Window;
-use crate::mixed::{with_slices, Geom, Slot, Tap, BLOCK};
+use crate::mixed::{tap_chain, with_slices, Geom, Slot, BLOCK};
 use crate::pool::{AvgPool, PoolGrad};
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -270,23 +270,8 @@ pub fn mixed_edge<'a>(
     // skips the weight-gradient work.
     let frozen = crate::frozen::weights_frozen();
     let tracked: Vec<bool> = params.iter().map(|p| p.track_op() && !frozen).collect();
-    // The weights join the graph through a chain of taps (one zero each; on a GPU a memset,
-    // no copy kernel), as the weighted sum's operands do.
-    let mut link: Option<Tensor> = None;
-    for (index, p) in params.iter().enumerate().filter(|(i, _)| tracked[*i]) {
-        let tap = Tap {
-            index,
-            slot: slot.clone(),
-        };
-        link = Some(match link {
-            None => p.apply_op1(tap)?,
-            Some(previous) => previous.apply_op2(p, tap)?,
-        });
-    }
-    let link = match link {
-        Some(l) => l,
-        None => Tensor::zeros(1, x.dtype(), x.device())?,
-    };
+    // The weights join the graph as the weighted sum's operands do.
+    let link = tap_chain(&params, &tracked, &slot, &x)?;
     let numel = out_dims.0 * out_dims.1 * out_dims.2 * out_dims.3;
     let edge = Edge {
         plans,

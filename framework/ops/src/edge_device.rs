@@ -17,7 +17,7 @@
 //! separate ops on the device up to the order of additions (tests/device.rs).
 use std::sync::Arc;
 
-use candle_core::{bail, CudaStorage, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{bail, CudaStorage, Layout, Result, Shape, Tensor};
 
 use crate::bn::{BatchStats, BnOp, Mode};
 use crate::device::{self, DeviceBatchStats, UnitSaved};
@@ -44,16 +44,17 @@ pub(crate) struct Saved {
     outs: Vec<Option<CudaStorage>>,
 }
 
-/// The contiguous CUDA storages of `guards` (each a tensor's storage and layout).
-fn cuda_storages<'a, G: std::ops::Deref<Target = Storage>>(
-    guards: &'a [(G, &'a Layout)],
-    what: &str,
-) -> Result<Vec<(&'a CudaStorage, &'a Layout)>> {
-    guards
-        .iter()
-        .map(|(s, l)| match &**s {
-            Storage::Cuda(c) => Ok((c, *l)),
-            _ => bail!("mixed_edge on CUDA: {what} is not on the GPU"),
+/// Every option's output under its layout: its own (`out_layout`) or, for the identity, the
+/// edge's input `x`.
+fn option_outputs<'a>(
+    outs: &'a [Option<CudaStorage>],
+    out_layout: &'a Layout,
+    x: (&'a CudaStorage, &'a Layout),
+) -> Vec<(&'a CudaStorage, &'a Layout)> {
+    outs.iter()
+        .map(|o| match o {
+            Some(s) => (s, out_layout),
+            None => x,
         })
         .collect()
 }
@@ -74,7 +75,9 @@ pub(crate) fn forward(
     w: (&CudaStorage, &Layout),
 ) -> Result<(CudaStorage, Shape)> {
     let param_guards: Vec<_> = edge.params.iter().map(|p| p.storage_and_layout()).collect();
-    let params = cuda_storages(&param_guards, "a weight")?;
+    let Some(params) = device::cuda_storages(&param_guards) else {
+        bail!("mixed_edge on CUDA: a weight is not on the GPU");
+    };
     let out_shape = Shape::from(edge.out_dims);
     let out_layout = Layout::contiguous(out_shape.clone());
     let mut kept = Vec::with_capacity(edge.plans.len());
@@ -143,13 +146,7 @@ pub(crate) fn forward(
         kept.push(k);
         outs.push(y);
     }
-    let ys: Vec<(&CudaStorage, &Layout)> = outs
-        .iter()
-        .map(|o| match o {
-            Some(s) => (s, &out_layout),
-            None => (sx, lx),
-        })
-        .collect();
+    let ys = option_outputs(&outs, &out_layout, (sx, lx));
     let Some(y) = device::mixed_sum_storages(&ys, w, out_shape.elem_count())? else {
         bail!("mixed_edge on CUDA: options whose outputs the weighted sum does not take");
     };
@@ -235,17 +232,13 @@ impl candle_core::CustomOp3 for EdgeBwd<'_> {
             bail!("mixed_edge backward: the GPU forward kept nothing");
         };
         let param_guards: Vec<_> = edge.params.iter().map(|p| p.storage_and_layout()).collect();
-        let params = cuda_storages(&param_guards, "a weight")?;
+        let Some(params) = device::cuda_storages(&param_guards) else {
+            bail!("mixed_edge backward on CUDA: a weight is not on the GPU");
+        };
         let out_shape = Shape::from(edge.out_dims);
         let out_layout = Layout::contiguous(out_shape.clone());
         let numel = out_shape.elem_count();
-        let ys: Vec<(&CudaStorage, &Layout)> = outs
-            .iter()
-            .map(|o| match o {
-                Some(s) => (s, &out_layout),
-                None => (sx, lx),
-            })
-            .collect();
+        let ys = option_outputs(outs, &out_layout, (sx, lx));
         let Some((gw, gys)) = device::mixed_storages_bwd(&ys, (sw, lw), (sg, lg))? else {
             bail!("mixed_edge backward on CUDA: shapes the weighted sum's kernel does not take");
         };

@@ -82,21 +82,7 @@ pub fn weighted_sum(ys: &[Tensor], weights: &Tensor) -> Result<Tensor> {
     let ys: Vec<Tensor> = ys.iter().map(|y| y.contiguous()).collect::<Result<_>>()?;
     let slot = Arc::new(Mutex::new(vec![None; k]));
     let tracked: Vec<bool> = ys.iter().map(|y| y.track_op()).collect();
-    let mut link: Option<Tensor> = None;
-    for (i, y) in ys.iter().enumerate().filter(|(i, _)| tracked[*i]) {
-        let tap = Tap {
-            index: i,
-            slot: slot.clone(),
-        };
-        link = Some(match link {
-            None => y.apply_op1(tap)?,
-            Some(previous) => previous.apply_op2(y, tap)?,
-        });
-    }
-    let link = match link {
-        Some(l) => l,
-        None => Tensor::zeros(1, first.dtype(), first.device())?,
-    };
+    let link = tap_chain(&ys, &tracked, &slot, first)?;
     let mix = Mix {
         geom: Geom {
             k,
@@ -456,6 +442,32 @@ impl CustomOp2 for MixGrad {
             }
             None => bail!("nas-ops weighted_sum: operands the CUDA kernel does not take (f32/f64, contiguous, on one GPU)"),
         }
+    }
+}
+
+/// The tracked `operands` joined to the graph through a chain of [`Tap`]s (one zero each; on a
+/// GPU a memset, no copy kernel) whose backward hands each its gradient from `slot`; one zero
+/// on `like`'s device and dtype when none is tracked.
+pub(crate) fn tap_chain(
+    operands: &[Tensor],
+    tracked: &[bool],
+    slot: &Slot,
+    like: &Tensor,
+) -> Result<Tensor> {
+    let mut link: Option<Tensor> = None;
+    for (index, y) in operands.iter().enumerate().filter(|(i, _)| tracked[*i]) {
+        let tap = Tap {
+            index,
+            slot: slot.clone(),
+        };
+        link = Some(match link {
+            None => y.apply_op1(tap)?,
+            Some(previous) => previous.apply_op2(y, tap)?,
+        });
+    }
+    match link {
+        Some(l) => Ok(l),
+        None => Tensor::zeros(1, like.dtype(), like.device()),
     }
 }
 
