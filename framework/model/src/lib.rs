@@ -15,8 +15,8 @@ pub mod space;
 
 pub use params::{Init, ParamStore};
 pub use space::{
-    gated_sum, selected_per_sample_sum, selection_groups, DataShape, Network, NetworkConfig,
-    SearchSpace, Supernet, TensorDrive,
+    gated_sum, kept_weights, selected_per_sample_sum, selection_groups, DataShape, KeptWeights,
+    Network, NetworkConfig, SearchSpace, Supernet, TensorDrive,
 };
 
 /// Converts a candle error into the framework's error.

@@ -105,8 +105,7 @@ impl ChainNet {
                     .iter()
                     .map(|&k| ops[k as usize].forward(x, train))
                     .collect::<CResult<Vec<_>>>()?;
-                let idx = Tensor::new(keep.as_slice(), w.device())?;
-                let wk = w.index_select(&idx, w.rank() - 1)?;
+                let wk = nas_model::kept_weights(w, &keep)?;
                 nas_ops::weighted_sum(&ys, &wk)
             }
             // Per-example selection (GDAS, one sample per example): each option runs on

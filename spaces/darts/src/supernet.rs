@@ -10,7 +10,8 @@
 use candle_core::{Result as CResult, Tensor, Var};
 use nas_core::Result;
 use nas_model::{
-    gated_sum, selected_per_sample_sum, DataShape, Init, ParamStore, Supernet, TensorDrive,
+    gated_sum, selected_per_sample_sum, DataShape, Init, KeptWeights, ParamStore, Supernet,
+    TensorDrive,
 };
 use nas_ops::BatchNorm2d;
 
@@ -373,29 +374,6 @@ struct Pass<'a> {
     drive: &'a TensorDrive,
     kept: KeptWeights,
     train: bool,
-}
-
-/// The mixing weights of the options an edge runs (`none` and, when skipping, zero-weighted
-/// ones left out), made once per decision and forward: every cell of a type shares its
-/// decisions' weights, so one selection (an index upload and a gather, and their backward)
-/// serves all its edges instead of one per edge and cell. The values and gradients are the
-/// same: the shared tensor's gradient is the sum of its edges', as the weights' own was.
-#[derive(Default)]
-struct KeptWeights(std::cell::RefCell<std::collections::HashMap<usize, Tensor>>);
-
-impl KeptWeights {
-    /// `w` at the options `keep` (along its last axis) for decision `d`.
-    fn get(&self, d: usize, w: &Tensor, keep: &[u32]) -> CResult<Tensor> {
-        if let Some(t) = self.0.borrow().get(&d) {
-            if t.dim(t.rank() - 1)? == keep.len() {
-                return Ok(t.clone());
-            }
-        }
-        let idx = Tensor::new(keep, w.device())?;
-        let wk = w.index_select(&idx, w.rank() - 1)?;
-        self.0.borrow_mut().insert(d, wk.clone());
-        Ok(wk)
-    }
 }
 
 impl Supernet for DartsSupernet {

@@ -10,7 +10,8 @@
 use candle_core::{Result as CResult, Tensor, Var};
 use nas_core::{Cost, Result};
 use nas_model::{
-    gated_sum, selected_per_sample_sum, DataShape, Network, ParamStore, Supernet, TensorDrive,
+    gated_sum, selected_per_sample_sum, DataShape, KeptWeights, Network, ParamStore, Supernet,
+    TensorDrive,
 };
 use nas_ops::BatchNorm2d;
 
@@ -119,6 +120,7 @@ impl TinyNet {
         cell: &[Vec<EdgeOp>],
         x: &Tensor,
         drive: Option<&TensorDrive>,
+        kept: &KeptWeights,
         train: bool,
     ) -> CResult<Tensor> {
         let mut nodes = vec![x.clone()];
@@ -128,7 +130,7 @@ impl TinyNet {
                 if t != to {
                     continue;
                 }
-                let y = edge_forward(&cell[d], d, &nodes[from], drive, train)?;
+                let y = edge_forward(&cell[d], d, &nodes[from], drive, kept, train)?;
                 if let Some(y) = y {
                     acc = Some(match acc {
                         None => y,
@@ -147,9 +149,10 @@ impl TinyNet {
     fn run(&self, x: &Tensor, drive: Option<&TensorDrive>, train: bool) -> CResult<Tensor> {
         let y = nas_ops::conv2d(x, self.stem_w.as_tensor(), 1, 1)?;
         let mut y = self.stem_bn.forward(&y, train)?;
+        let kept = KeptWeights::default();
         for b in &self.blocks {
             y = match b {
-                Block::Cell(cell) => Self::cell_forward(cell, &y, drive, train)?,
+                Block::Cell(cell) => Self::cell_forward(cell, &y, drive, &kept, train)?,
                 Block::Reduce(r) => r.forward(&y, train)?,
             };
         }
@@ -176,6 +179,7 @@ fn edge_forward(
     d: usize,
     x: &Tensor,
     drive: Option<&TensorDrive>,
+    kept: &KeptWeights,
     train: bool,
 ) -> CResult<Option<Tensor>> {
     match drive {
@@ -214,8 +218,7 @@ fn edge_forward(
             if ys.is_empty() {
                 return Ok(None);
             }
-            let idx = Tensor::new(keep.as_slice(), w.device())?;
-            let wk = w.index_select(&idx, w.rank() - 1)?;
+            let wk = kept.get(d, w, &keep)?;
             Ok(Some(nas_ops::weighted_sum(&ys, &wk)?))
         }
         // Per-example selection (GDAS, one sample per example): each option runs on the
