@@ -250,6 +250,11 @@ impl BatchNorm2d {
         self.weight.is_some()
     }
 
+    /// The affine parameters `(weight, bias)`, when there are both.
+    pub(crate) fn affine_params(&self) -> Option<(&Var, &Var)> {
+        self.weight.as_ref().zip(self.bias.as_ref())
+    }
+
     /// The statistics a forward over `m` values per channel uses: batch statistics (recorded
     /// by the forward) when `train`, else the running ones.
     pub(crate) fn mode(&self, train: bool, m: usize, dims: &[usize]) -> Result<Mode> {
@@ -784,12 +789,16 @@ impl BnBwd {
                 coef.apply_plane(p, &g[r.clone()], &x[r], gxp);
             },
         );
-        let rest = &mut out[x.len()..];
-        for ch in 0..c {
-            rest[ch] = T::from_f64(self.invstd[ch] * coef.sgx[ch]);
-            rest[c + ch] = T::from_f64(coef.sg[ch]);
-        }
+        out[x.len()..].copy_from_slice(&self.param_grads(&coef));
         out
+    }
+
+    /// `[dL/dgamma, dL/dbeta]` (`2 * C` values) from the backward's reductions `coef`:
+    /// `sum(g * xhat)` and `sum(g)` per channel.
+    pub(crate) fn param_grads<T: Float>(&self, coef: &BnCoefficients<T>) -> Vec<T> {
+        let gamma = (0..self.c).map(|ch| T::from_f64(self.invstd[ch] * coef.sgx[ch]));
+        let beta = coef.sg.iter().map(|&v| T::from_f64(v));
+        gamma.chain(beta).collect()
     }
 
     /// The per-channel reductions of the backward over the whole batch (`sum(g)`, `sum(g *

@@ -19,7 +19,7 @@
 use crate::bn::{BatchNorm2d, BnOp, Mode};
 use crate::conv1x1::Conv1x1;
 use crate::cpu::{dispatch_float, slice, Float};
-use crate::fused::UnitGeom;
+use crate::fused::{BnWeight, UnitGeom};
 use crate::geom::Window;
 use crate::mixed::{tap_chain, with_slices, Geom, Slot, BLOCK};
 use crate::pool::{AvgPool, PoolGrad};
@@ -500,7 +500,7 @@ impl Edge {
                                 Some(o) => o.as_slice(),
                                 None => x,
                             };
-                            geom.forward(input, params[*pi], params[*pi + 1], keep_a)
+                            geom.forward(input, params[*pi], params[*pi + 1], None, keep_a)
                         };
                         if let (Some(prev), Some(entry)) = (last.take(), inner.last_mut()) {
                             entry.2 = Some(own(prev));
@@ -616,11 +616,19 @@ impl Edge {
                             None => (g, scale),
                         };
                         let need = self.tracked[*pi] || self.tracked[*pi + 1];
-                        let (gin, gdw, gpw) =
-                            geom.backward(input, params[*pi], params[*pi + 1], a, b, gy, s, need)?;
-                        gparams[*pi] = Some(gdw);
-                        gparams[*pi + 1] = Some(gpw);
-                        g_cur = Some(gin);
+                        let grads = geom.backward(
+                            input,
+                            params[*pi],
+                            params[*pi + 1],
+                            a,
+                            b,
+                            gy,
+                            BnWeight::Scalar(s),
+                            need,
+                        )?;
+                        gparams[*pi] = Some(grads.w_dw);
+                        gparams[*pi + 1] = Some(grads.w_pw);
+                        g_cur = Some(grads.x);
                     }
                     match g_cur {
                         Some(gc) => add_scaled_into(&mut gx, &gc, T::ONE),

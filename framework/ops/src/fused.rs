@@ -23,12 +23,16 @@ use std::sync::{Arc, Mutex};
 /// `bn(conv1x1(depthwise_conv2d(relu(x), w_dw, stride, padding, dilation), w_pw))`.
 ///
 /// `x` `[N, C, H, W]`, `w_dw` `[C, 1, k, k]`, `w_pw` `[O, C, 1, 1]`; `bn` over `O` channels,
-/// in training mode (batch statistics, running statistics updated) when `train`. With an
-/// affine `bn` this runs the four ops one by one (the fused op has room for three inputs), and
-/// so it does on a GPU in evaluation mode. Differentiable with respect to `x`, `w_dw` and
-/// `w_pw`; f32 and f64 on the CPU and, training, on a CUDA device (three launches forward,
-/// five backward, and one node in the autograd graph instead of three: no zero-filled
-/// gradients of the two intermediate activations and no additions into them).
+/// in training mode (batch statistics, running statistics updated) when `train`, affine or
+/// not (DARTS' search network has affine-free batch norms, its retraining network affine
+/// ones: quark0/darts `operations.py`, `affine=False` in `model_search.py`). Differentiable
+/// with respect to `x`, `w_dw`, `w_pw` and an affine `bn`'s weight and bias; one op and one
+/// node in the autograd graph instead of three (no zero-filled gradients of the two
+/// intermediate activations and no additions into them) on the CPU (f32, f64) and, training
+/// with an affine-free `bn`, on a CUDA device (three launches forward, five backward). An
+/// affine `bn`'s weight and bias enter the op packed behind the pointwise weight (a
+/// concatenation of `O * C + 2 * O` values: the op has room for three inputs). Elsewhere (a
+/// GPU in evaluation mode, or with an affine `bn`) the ops run one by one.
 #[allow(clippy::too_many_arguments)]
 pub fn relu_dw_pw_bn(
     x: &Tensor,
@@ -40,8 +44,9 @@ pub fn relu_dw_pw_bn(
     dilation: usize,
     train: bool,
 ) -> Result<Tensor> {
-    let gpu_unit = cfg!(feature = "cuda") && x.device().is_cuda() && train;
-    if bn.is_affine() || !(x.device().is_cpu() || gpu_unit) {
+    let affine = bn.affine_params();
+    let gpu_unit = cfg!(feature = "cuda") && x.device().is_cuda() && train && affine.is_none();
+    if !(x.device().is_cpu() || gpu_unit) {
         let y = crate::relu_depthwise_conv2d(x, w_dw, stride, padding, dilation)?;
         let y = crate::conv2d(&y, w_pw, 1, 0)?;
         return bn.forward(&y, train);
@@ -68,6 +73,7 @@ pub fn relu_dw_pw_bn(
         bail!("relu_dw_pw_bn: x, w_dw and w_pw must have one dtype");
     }
     crate::cpu::check_float("relu_dw_pw_bn", x.dtype())?;
+    let packed = pack_affine(w_pw, affine, o, x.dtype(), "relu_dw_pw_bn")?;
     crate::pointwise::probe_relu_input(x);
     let win = Window::new(dims, kh, stride, padding, dilation)?;
     let pw = Conv1x1 {
@@ -97,6 +103,7 @@ pub fn relu_dw_pw_bn(
                 fold,
             },
         },
+        affine: affine.is_some(),
         saved: Arc::new(Mutex::new(None)),
         #[cfg(feature = "cuda")]
         saved_gpu: Arc::new(Mutex::new(None)),
@@ -104,7 +111,7 @@ pub fn relu_dw_pw_bn(
     };
     let y = x
         .contiguous()?
-        .apply_op3(&w_dw.contiguous()?, &w_pw.contiguous()?, unit)?;
+        .apply_op3(&w_dw.contiguous()?, &packed, unit)?;
     #[cfg(feature = "cuda")]
     bn.finish_running(held, &mode, m)?;
     #[cfg(not(feature = "cuda"))]
@@ -123,7 +130,8 @@ pub(crate) struct UnitGeom {
 impl UnitGeom {
     /// `(y, a, b)`: the output and the depthwise (`a`) and pointwise (`b`) outputs the
     /// backward needs; `a` only when `keep_a` (only the pointwise weight gradient reads it:
-    /// without weight gradients, [`crate::with_frozen_weights`], it is not kept).
+    /// without weight gradients, [`crate::with_frozen_weights`], it is not kept). `affine`:
+    /// the batch norm's weight and bias, if it has them.
     ///
     /// Example by example: each worker takes one example through the ReLU and depthwise
     /// convolution (plane by plane), the pointwise convolution reading that output from cache,
@@ -136,6 +144,7 @@ impl UnitGeom {
         x: &[T],
         w_dw: &[T],
         w_pw: &[T],
+        affine: Option<(&[T], &[T])>,
         keep_a: bool,
     ) -> (Vec<T>, Option<Vec<T>>, Vec<T>) {
         let (n, ci, co) = (self.win.n, self.win.c, self.pw.co);
@@ -188,15 +197,18 @@ impl UnitGeom {
             );
             (b, keep_a.then(Vec::new))
         };
+        let (gamma, beta) = (affine.map(|p| p.0), affine.map(|p| p.1));
         let y = self
             .bn
-            .run_with_moments(&b, None, None, train.then_some(moments.as_slice()));
+            .run_with_moments(&b, gamma, beta, train.then_some(moments.as_slice()));
         (y, a, b)
     }
 
-    /// `(dL/dx, dL/dw_dw, dL/dw_pw)` flat, from the forward's `a` and `b`, for the output
-    /// gradient `scale * g` (the scale enters the batch norm's backward as its weight, the
-    /// rest being linear in it: no scaled copy of `g`).
+    /// The gradients of the input, both weights and an affine batch norm's parameters
+    /// ([`UnitGrads`]), from the forward's `a` and `b`, for the output gradient `g` times
+    /// `bn_weight`: a scalar `s` (the gradient `s * g`: the scale enters the batch norm's
+    /// backward as its weight, the rest being linear in it, so no scaled copy of `g`) or an
+    /// affine batch norm's weight.
     ///
     /// Example by example: after the batch norm's reductions over the whole batch, each
     /// worker takes one example through the batch norm's, the pointwise and the depthwise
@@ -214,11 +226,15 @@ impl UnitGeom {
         a: &[T],
         b: &[T],
         g: &[T],
-        scale: f64,
+        bn_weight: BnWeight<'_, T>,
         weights: bool,
-    ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
-        let gamma = (scale != 1.0).then(|| vec![scale; self.bn.c]);
-        let coef = self.bn.backward_op(gamma)?.coefficients(b, g);
+    ) -> Result<UnitGrads<T>> {
+        let gamma = match bn_weight {
+            BnWeight::Scalar(s) => (s != 1.0).then(|| vec![s; self.bn.c]),
+            BnWeight::Affine(gm) => Some(gm.iter().map(|v| v.to_f64()).collect()),
+        };
+        let bn_bwd = self.bn.backward_op(gamma)?;
+        let coef = bn_bwd.coefficients(b, g);
         let (n, ci, co) = (self.win.n, self.win.c, self.pw.co);
         let (ip, l) = (self.win.in_plane(), self.pw.l());
         let kk = self.win.k * self.win.k;
@@ -278,14 +294,49 @@ impl UnitGeom {
         } else {
             vec![T::ZERO; co * ci]
         };
-        Ok((gx, g_dw, g_pw))
+        let bn_params = match bn_weight {
+            BnWeight::Affine(_) if weights => bn_bwd.param_grads(&coef),
+            _ => Vec::new(),
+        };
+        Ok(UnitGrads {
+            x: gx,
+            w_dw: g_dw,
+            w_pw: g_pw,
+            bn_params,
+        })
     }
+}
+
+/// What multiplies the normalised output of a unit's batch norm, for its backward.
+#[derive(Clone, Copy)]
+pub(crate) enum BnWeight<'a, T> {
+    /// One scale for every channel (1: an affine-free batch norm; a mixing weight inside a
+    /// fused edge).
+    Scalar(f64),
+    /// An affine batch norm's weight, one per channel.
+    Affine(&'a [T]),
+}
+
+/// The gradients of a unit's backward ([`UnitGeom::backward`]).
+pub(crate) struct UnitGrads<T> {
+    /// dL/dx.
+    pub x: Vec<T>,
+    /// dL/dw_dw (zeros without weight gradients).
+    pub w_dw: Vec<T>,
+    /// dL/dw_pw (zeros without weight gradients).
+    pub w_pw: Vec<T>,
+    /// `[dL/dgamma, dL/dbeta]` of an affine batch norm (`2 * O` values), with weight
+    /// gradients; otherwise empty.
+    pub bn_params: Vec<T>,
 }
 
 /// The fused op; `saved` holds the depthwise and pointwise outputs of its forward on the CPU,
 /// `saved_gpu` those of a forward on a GPU with the batch norm's statistics there.
 struct Unit {
     geom: UnitGeom,
+    /// Whether the third input holds an affine batch norm's weight and bias behind the
+    /// pointwise weight.
+    affine: bool,
     saved: Arc<Mutex<Option<(CpuStorage, CpuStorage)>>>,
     #[cfg(feature = "cuda")]
     saved_gpu: Arc<Mutex<Option<Arc<crate::device::UnitSaved>>>>,
@@ -294,31 +345,101 @@ struct Unit {
     frozen: bool,
 }
 
+/// The convolution weight `w` (`[O, C, 1, 1]`) of a fused op, with an affine batch norm's
+/// weight and bias packed behind it (`O * C + 2 * O` values; a candle custom op has room for
+/// three inputs) when there are any: what [`unpack_affine`] takes apart. Under
+/// [`crate::with_frozen_weights`] the parameters are packed detached: the op then gives them
+/// no gradient, and candle's backward must not wait for one through the concatenation.
+pub(crate) fn pack_affine(
+    w: &Tensor,
+    affine: Option<(&candle_core::Var, &candle_core::Var)>,
+    o: usize,
+    dtype: candle_core::DType,
+    op: &str,
+) -> Result<Tensor> {
+    let Some((gamma, beta)) = affine else {
+        return w.contiguous();
+    };
+    for p in [gamma.as_tensor(), beta.as_tensor()] {
+        if p.dims() != [o] || p.dtype() != dtype {
+            bail!(
+                "{op}: the batch norm's affine parameters must be [{o}] of {dtype:?}, got {:?} {:?}",
+                p.dims(),
+                p.dtype()
+            );
+        }
+    }
+    let parts = [w.flatten_all()?, gamma.as_tensor().clone(), beta.as_tensor().clone()];
+    if crate::frozen::weights_frozen() {
+        Tensor::cat(&parts.map(|p| p.detach()), 0)
+    } else {
+        Tensor::cat(&parts, 0)
+    }
+}
+
+/// The convolution weight (`o * c` values) and, when `affine`, the batch norm's weight and bias
+/// from what [`pack_affine`] made.
+#[allow(clippy::type_complexity)]
+pub(crate) fn unpack_affine<T>(
+    packed: &[T],
+    o: usize,
+    c: usize,
+    affine: bool,
+) -> Result<(&[T], Option<(&[T], &[T])>)> {
+    let want = o * c + if affine { 2 * o } else { 0 };
+    if packed.len() != want {
+        bail!(
+            "fused op: {} values for the convolution weight{}, expected {want}",
+            packed.len(),
+            if affine { " and the batch norm's weight and bias" } else { "" }
+        );
+    }
+    let (w, rest) = packed.split_at(o * c);
+    Ok((w, affine.then(|| rest.split_at(o))))
+}
+
 impl Unit {
-    fn forward<T: Float>(&self, x: &[T], w_dw: &[T], w_pw: &[T]) -> Vec<T> {
-        let (y, a, b) = self.geom.forward(x, w_dw, w_pw, true);
+    /// The pointwise weight and, when affine, the batch norm's weight and bias, from the
+    /// third input.
+    #[allow(clippy::type_complexity)]
+    fn unpack<'a, T>(&self, packed: &'a [T]) -> Result<(&'a [T], Option<(&'a [T], &'a [T])>)> {
+        unpack_affine(packed, self.geom.pw.co, self.geom.pw.ci, self.affine)
+    }
+
+    fn forward<T: Float>(&self, x: &[T], w_dw: &[T], packed: &[T]) -> Result<Vec<T>> {
+        let (w_pw, affine) = self.unpack(packed)?;
+        let (y, a, b) = self.geom.forward(x, w_dw, w_pw, affine, true);
         *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = Some((
             T::to_cpu_storage_owned(a.unwrap_or_default()),
             T::to_cpu_storage_owned(b),
         ));
-        y
+        Ok(y)
     }
 
-    /// `(dL/dx, dL/dw_dw, dL/dw_pw)` flat.
+    /// `(dL/dx, dL/dw_dw, dL/dpacked)`: the last the pointwise weight's gradient followed, when
+    /// affine, by the batch norm's (empty without weight gradients).
     fn backward<T: Float>(
         &self,
         x: &[T],
         w_dw: &[T],
-        w_pw: &[T],
+        packed: &[T],
         g: &[T],
     ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
+        let (w_pw, affine) = self.unpack(packed)?;
         let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
         let Some((a, b)) = saved.as_ref() else {
             bail!("relu_dw_pw_bn backward: the forward kept no activations");
         };
         let (a, b) = (T::cpu_storage_as_slice(a)?, T::cpu_storage_as_slice(b)?);
-        self.geom
-            .backward(x, w_dw, w_pw, a, b, g, 1.0, !self.frozen)
+        let bn_weight = match affine {
+            Some((gamma, _)) => BnWeight::Affine(gamma),
+            None => BnWeight::Scalar(1.0),
+        };
+        let mut grads = self
+            .geom
+            .backward(x, w_dw, w_pw, a, b, g, bn_weight, !self.frozen)?;
+        grads.w_pw.append(&mut grads.bn_params);
+        Ok((grads.x, grads.w_dw, grads.w_pw))
     }
 }
 
@@ -373,7 +494,7 @@ impl CustomOp3 for Unit {
     ) -> Result<(CpuStorage, Shape)> {
         let _profile = crate::profile::scope(self.name());
         dispatch_float!("relu_dw_pw_bn", s1, |T| {
-            let y = self.forward::<T>(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+            let y = self.forward::<T>(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?)?;
             Ok((
                 T::to_cpu_storage_owned(y),
                 Shape::from((

@@ -36,6 +36,7 @@ mod pointwise;
 mod pool;
 pub mod profile;
 pub mod reference;
+mod relu_conv_bn;
 mod step;
 
 pub use bn::BatchNorm2d;
@@ -51,4 +52,5 @@ pub use geom::out_size;
 pub use mixed::weighted_sum;
 pub use pointwise::{global_avg_pool, relu, with_relu_probe};
 pub use pool::{avg_pool2d, max_pool2d};
+pub use relu_conv_bn::relu_conv1x1_bn;
 pub use step::{optimizer_step, sum_squares, AdamRule, RmsPropRule, SgdRule, StepRule, TensorStep};

@@ -653,14 +653,16 @@ fn relu_depthwise_conv_matches_reference_and_the_two_ops() {
     }
 }
 
-/// Forward and backward of `f` at `(x, w1, w2)`: `(y, gx, gw1, gw2)`.
+/// Forward and backward of `f` at `(x, w1, w2)`: `(y, gx, gw1, gw2, the gradients of
+/// `extra`)`.
 fn run3(
     x: &Tensor,
     w1: &Tensor,
     w2: &Tensor,
+    extra: &[&Var],
     gy_seed: u64,
     f: impl Fn(&Tensor, &Tensor, &Tensor) -> Tensor,
-) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<Vec<f64>>) {
     let (xv, v1, v2) = (
         Var::from_tensor(x).unwrap(),
         Var::from_tensor(w1).unwrap(),
@@ -674,17 +676,19 @@ fn run3(
     );
     let grads = loss(&y, &gy).backward().unwrap();
     let g = |v: &Var| values(grads.get(v.as_tensor()).unwrap());
-    (values(&y), g(&xv), g(&v1), g(&v2))
+    let extras = extra.iter().map(|v| g(v)).collect();
+    (values(&y), g(&xv), g(&v1), g(&v2), extras)
 }
 
-/// The fused `relu -> depthwise -> pointwise -> affine-free BN` unit gives the values,
-/// gradients and running statistics of the four separate ops bit for bit (training and
-/// evaluation mode, strides 1 and 2, dilations 1 and 2), and an affine batch norm takes the
-/// separate ops.
+/// The fused `relu -> depthwise -> pointwise -> BN` unit gives the values, gradients (of the
+/// input, both weights and an affine batch norm's weight and bias) and running statistics of
+/// the four separate ops bit for bit (affine-free and affine batch norm, training and
+/// evaluation mode, strides 1 and 2, dilations 1 and 2).
 #[test]
 fn fused_separable_unit_equals_the_four_ops() {
     let mut rg = rng(11);
-    for trial in 0..24 {
+    for trial in 0..32 {
+        let affine = trial % 2 == 1;
         let (n, c, o) = (
             rg.random_range(2..4),
             rg.random_range(1..5),
@@ -700,11 +704,29 @@ fn fused_separable_unit_equals_the_four_ops() {
         let wp = uniform(&mut rg, o * c);
         for dtype in [DType::F64, DType::F32] {
             let what =
-                format!("unit [{n},{c},{h},{w}]->{o} k{k} s{s} d{d} train {train} {dtype:?}");
-            let bns = [
-                BatchNorm2d::new(o, None, 1e-5, Some(0.1)),
-                BatchNorm2d::new(o, None, 1e-5, Some(0.1)),
-            ];
+                format!("unit [{n},{c},{h},{w}]->{o} k{k} s{s} d{d} train {train} affine {affine} {dtype:?}");
+            // Two copies of the same affine parameters (a gradient each), or none.
+            let params: Vec<[Var; 2]> = (0..2)
+                .map(|_| {
+                    let gamma = uniform(&mut rng(trial + 100), o);
+                    let beta = uniform(&mut rng(trial + 200), o);
+                    [&gamma, &beta].map(|v| Var::from_tensor(&tensor(v, &[o], dtype)).unwrap())
+                })
+                .collect();
+            let bns: Vec<BatchNorm2d> = params
+                .iter()
+                .map(|[g, b]| {
+                    let p = affine.then(|| (g.clone(), b.clone()));
+                    BatchNorm2d::new(o, p, 1e-5, Some(0.1))
+                })
+                .collect();
+            let extra = |i: usize| -> Vec<&Var> {
+                if affine {
+                    params[i].iter().collect()
+                } else {
+                    Vec::new()
+                }
+            };
             for bn in &bns {
                 // Non-trivial running statistics for evaluation mode.
                 bn.set_running_stats(&vec![0.25; o], &vec![2.0; o]);
@@ -714,10 +736,10 @@ fn fused_separable_unit_equals_the_four_ops() {
                 tensor(&wd, &[c, 1, k, k], dtype),
                 tensor(&wp, &[o, c, 1, 1], dtype),
             );
-            let fused = run3(&args.0, &args.1, &args.2, trial, |x, a, b| {
+            let fused = run3(&args.0, &args.1, &args.2, &extra(0), trial, |x, a, b| {
                 relu_dw_pw_bn(x, a, b, &bns[0], s, p, d, train).unwrap()
             });
-            let apart = run3(&args.0, &args.1, &args.2, trial, |x, a, b| {
+            let apart = run3(&args.0, &args.1, &args.2, &extra(1), trial, |x, a, b| {
                 let y = depthwise_conv2d(&relu(x).unwrap(), a, s, p, d).unwrap();
                 bns[1]
                     .forward(&conv2d(&y, b, 1, 0).unwrap(), train)
@@ -727,6 +749,8 @@ fn fused_separable_unit_equals_the_four_ops() {
             assert_eq!(fused.1, apart.1, "{what}: dL/dx");
             assert_eq!(fused.2, apart.2, "{what}: dL/dw_dw");
             assert_eq!(fused.3, apart.3, "{what}: dL/dw_pw");
+            assert_eq!(fused.4, apart.4, "{what}: dL/dgamma, dL/dbeta");
+            assert_eq!(fused.4.len(), if affine { 2 } else { 0 });
             assert_eq!(
                 bns[0].running_stats(),
                 bns[1].running_stats(),
@@ -735,7 +759,8 @@ fn fused_separable_unit_equals_the_four_ops() {
             assert_eq!(bns[0].num_batches_tracked(), u64::from(train));
         }
     }
-    // An affine batch norm: the separate ops, its parameters trained.
+    // An affine batch norm's parameters are trained through the fused unit, and parameters
+    // of the wrong shape are errors naming them.
     let ones = Var::from_tensor(&tensor(&[1.0; 3], &[3], DType::F64)).unwrap();
     let zeros = Var::from_tensor(&tensor(&[0.0; 3], &[3], DType::F64)).unwrap();
     let bn = BatchNorm2d::new(3, Some((ones.clone(), zeros.clone())), 1e-5, Some(0.1));
@@ -751,6 +776,83 @@ fn fused_separable_unit_equals_the_four_ops() {
     assert!(grads.get(ones.as_tensor()).is_some() && grads.get(zeros.as_tensor()).is_some());
     // Mismatched weights are errors, not panics.
     assert!(relu_dw_pw_bn(&x, &wp, &wd, &bn, 1, 1, 1, true).is_err());
+    let four = Var::from_tensor(&tensor(&[1.0; 4], &[4], DType::F64)).unwrap();
+    let bad = BatchNorm2d::new(3, Some((four, zeros.clone())), 1e-5, Some(0.1));
+    let e = relu_dw_pw_bn(&x, &wd, &wp, &bad, 1, 1, 1, true).unwrap_err();
+    assert!(e.to_string().contains("affine parameters must be [3]"), "{e}");
+}
+
+/// The fused `relu -> 1x1 conv -> BN` (DARTS' `ReLUConvBN(C_prev, C, 1, 1, 0)`) gives the
+/// values, the gradients of the input, the weight and an affine batch norm's weight and bias,
+/// and the running statistics of the three separate ops bit for bit (affine-free and affine,
+/// training and evaluation mode, inputs with exact zeros); under `with_frozen_weights` the
+/// input's gradient is the same and the weights get none.
+#[test]
+fn fused_relu_conv_bn_equals_the_three_ops() {
+    let mut rg = rng(12);
+    for trial in 0..24 {
+        let affine = trial % 2 == 1;
+        let train = trial % 4 != 3;
+        let (n, c, o) = (
+            rg.random_range(2..4),
+            rg.random_range(1..7),
+            rg.random_range(1..6),
+        );
+        let (h, w) = (rg.random_range(1..8), rg.random_range(2..8));
+        let mut x = uniform(&mut rg, n * c * h * w);
+        for v in x.iter_mut().step_by(5) {
+            *v = 0.0; // the ReLU's kink: no gradient flows through an exact zero
+        }
+        let wt = uniform(&mut rg, o * c);
+        for dtype in [DType::F64, DType::F32] {
+            let what = format!("[{n},{c},{h},{w}]->{o} train {train} affine {affine} {dtype:?}");
+            let run = |fused: bool, frozen: bool| {
+                let xv = Var::from_tensor(&tensor(&x, &[n, c, h, w], dtype)).unwrap();
+                let wv = Var::from_tensor(&tensor(&wt, &[o, c, 1, 1], dtype)).unwrap();
+                let gamma = uniform(&mut rng(trial + 100), o);
+                let beta = uniform(&mut rng(trial + 200), o);
+                let params = [&gamma, &beta].map(|v| Var::from_tensor(&tensor(v, &[o], dtype)).unwrap());
+                let p = affine.then(|| (params[0].clone(), params[1].clone()));
+                let bn = BatchNorm2d::new(o, p, 1e-5, Some(0.1));
+                bn.set_running_stats(&vec![0.25; o], &vec![2.0; o]);
+                let forward = || {
+                    if fused {
+                        relu_conv1x1_bn(xv.as_tensor(), wv.as_tensor(), &bn, train).unwrap()
+                    } else {
+                        let y = conv2d(&relu(xv.as_tensor()).unwrap(), wv.as_tensor(), 1, 0).unwrap();
+                        bn.forward(&y, train).unwrap()
+                    }
+                };
+                let y = if frozen { with_frozen_weights(forward) } else { forward() };
+                let gy = tensor(&uniform(&mut rng(trial + 300), y.elem_count()), y.dims(), dtype);
+                let grads = loss(&y, &gy).backward().unwrap();
+                let g = |v: &Var| grads.get(v.as_tensor()).map(values);
+                let weight_grads: Vec<Option<Vec<f64>>> =
+                    [&wv, &params[0], &params[1]].into_iter().map(g).collect();
+                (values(&y), g(&xv).unwrap(), weight_grads, bn.running_stats())
+            };
+            let fused = run(true, false);
+            let apart = run(false, false);
+            assert_eq!(fused.0, apart.0, "{what}: y");
+            assert_eq!(fused.1, apart.1, "{what}: dL/dx");
+            assert_eq!(fused.2, apart.2, "{what}: dL/dw, dL/dgamma, dL/dbeta");
+            assert_eq!(fused.2[1].is_some(), affine, "{what}: gamma's gradient");
+            assert_eq!(fused.3, apart.3, "{what}: running statistics");
+            let frozen = run(true, true);
+            assert_eq!(frozen.0, fused.0, "{what}: frozen y");
+            assert_eq!(frozen.1, fused.1, "{what}: frozen dL/dx");
+            assert!(frozen.2.iter().all(Option::is_none), "{what}: frozen weights got gradients");
+        }
+    }
+    // Bad shapes are errors naming what is wrong, not panics.
+    let x = tensor(&[0.5; 2 * 3 * 4], &[2, 3, 2, 2], DType::F64);
+    let bn = BatchNorm2d::new(4, None, 1e-5, Some(0.1));
+    let w = tensor(&[0.5; 4 * 2], &[4, 2, 1, 1], DType::F64);
+    let e = relu_conv1x1_bn(&x, &w, &bn, true).unwrap_err();
+    assert!(e.to_string().contains("[O, 3, 1, 1]"), "{e}");
+    let w = tensor(&[0.5; 5 * 3], &[5, 3, 1, 1], DType::F64);
+    let e = relu_conv1x1_bn(&x, &w, &bn, true).unwrap_err();
+    assert!(e.to_string().contains("4 channels"), "{e}");
 }
 
 /// A fused mixed edge (pools with BN, identity, a two-unit separable and a one-unit dilated
@@ -1116,8 +1218,9 @@ fn frozen_weights_leave_input_and_mixing_gradients_unchanged() {
     }
 }
 
-/// Under `with_frozen_weights` the fused separable unit gives its weights no gradient and its
-/// input the same gradient, bit for bit (a SepConv unit and a strided dilated one).
+/// Under `with_frozen_weights` the fused separable unit gives its weights (and an affine batch
+/// norm's) no gradient and its input the same gradient, bit for bit (a SepConv unit and a
+/// strided dilated one).
 #[test]
 fn frozen_weights_leave_the_units_input_gradient_unchanged() {
     let mut rg = rng(41);
@@ -1126,12 +1229,16 @@ fn frozen_weights_leave_the_units_input_gradient_unchanged() {
     for (k, stride, padding, dilation) in [(3, 1, 1, 1), (5, 2, 4, 2)] {
         let wd = uniform(&mut rg, c * k * k);
         let wp = uniform(&mut rg, o * c);
-        for dtype in [DType::F64, DType::F32] {
+        for (dtype, affine) in [(DType::F64, false), (DType::F32, false), (DType::F64, true)] {
             let run = |frozen: bool| {
                 let xv = Var::from_tensor(&tensor(&x, &[n, c, h, w], dtype)).unwrap();
                 let dv = Var::from_tensor(&tensor(&wd, &[c, 1, k, k], dtype)).unwrap();
                 let pv = Var::from_tensor(&tensor(&wp, &[o, c, 1, 1], dtype)).unwrap();
-                let bn = BatchNorm2d::new(o, None, 1e-5, Some(0.1));
+                let params = [1.5, 0.25].map(|v| {
+                    Var::from_tensor(&tensor(&vec![v; o], &[o], dtype)).unwrap()
+                });
+                let p = affine.then(|| (params[0].clone(), params[1].clone()));
+                let bn = BatchNorm2d::new(o, p, 1e-5, Some(0.1));
                 let forward = || {
                     nas_ops::relu_dw_pw_bn(
                         xv.as_tensor(),
@@ -1152,7 +1259,7 @@ fn frozen_weights_leave_the_units_input_gradient_unchanged() {
                 };
                 let gy = tensor(&uniform(&mut rng(7), y.elem_count()), y.dims(), dtype);
                 let grads = loss(&y, &gy).backward().unwrap();
-                let weight_grads = [&dv, &pv]
+                let weight_grads = [&dv, &pv, &params[0], &params[1]]
                     .iter()
                     .filter(|v| grads.get(v.as_tensor()).is_some())
                     .count();
@@ -1164,8 +1271,9 @@ fn frozen_weights_leave_the_units_input_gradient_unchanged() {
             };
             let (y0, gx0, nw0) = run(false);
             let (y1, gx1, nw1) = run(true);
-            let what = format!("k{k} s{stride} d{dilation} {dtype:?}");
-            assert_eq!(nw0, 2, "{what}: an ordinary backward reaches both weights");
+            let what = format!("k{k} s{stride} d{dilation} {dtype:?} affine {affine}");
+            let want = if affine { 4 } else { 2 };
+            assert_eq!(nw0, want, "{what}: an ordinary backward reaches every weight");
             assert_eq!(nw1, 0, "{what}: frozen weights got gradients");
             assert_eq!(y0, y1, "{what}: outputs differ");
             assert_eq!(gx0, gx1, "{what}: input gradients differ");
