@@ -10,9 +10,11 @@
 //! `nas-ops` (DESIGN.md section 7), never from ad-hoc tensor arithmetic.
 #![deny(missing_docs)]
 
+pub mod drop_path;
 pub mod params;
 pub mod space;
 
+pub use drop_path::{drop_mask, drop_path_sum};
 pub use params::{Init, ParamStore};
 pub use space::{
     gated_sum, kept_weights, selected_per_sample_sum, selection_groups, DataShape, KeptWeights,

@@ -369,7 +369,11 @@ pub(crate) fn pack_affine(
             );
         }
     }
-    let parts = [w.flatten_all()?, gamma.as_tensor().clone(), beta.as_tensor().clone()];
+    let parts = [
+        w.flatten_all()?,
+        gamma.as_tensor().clone(),
+        beta.as_tensor().clone(),
+    ];
     if crate::frozen::weights_frozen() {
         Tensor::cat(&parts.map(|p| p.detach()), 0)
     } else {
@@ -391,7 +395,11 @@ pub(crate) fn unpack_affine<T>(
         bail!(
             "fused op: {} values for the convolution weight{}, expected {want}",
             packed.len(),
-            if affine { " and the batch norm's weight and bias" } else { "" }
+            if affine {
+                " and the batch norm's weight and bias"
+            } else {
+                ""
+            }
         );
     }
     let (w, rest) = packed.split_at(o * c);

@@ -653,6 +653,9 @@ fn relu_depthwise_conv_matches_reference_and_the_two_ops() {
     }
 }
 
+/// What [`run3`] gives: `(y, gx, gw1, gw2, the gradients of the extra variables)`.
+type Run3 = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<Vec<f64>>);
+
 /// Forward and backward of `f` at `(x, w1, w2)`: `(y, gx, gw1, gw2, the gradients of
 /// `extra`)`.
 fn run3(
@@ -662,7 +665,7 @@ fn run3(
     extra: &[&Var],
     gy_seed: u64,
     f: impl Fn(&Tensor, &Tensor, &Tensor) -> Tensor,
-) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<Vec<f64>>) {
+) -> Run3 {
     let (xv, v1, v2) = (
         Var::from_tensor(x).unwrap(),
         Var::from_tensor(w1).unwrap(),
@@ -779,7 +782,10 @@ fn fused_separable_unit_equals_the_four_ops() {
     let four = Var::from_tensor(&tensor(&[1.0; 4], &[4], DType::F64)).unwrap();
     let bad = BatchNorm2d::new(3, Some((four, zeros.clone())), 1e-5, Some(0.1));
     let e = relu_dw_pw_bn(&x, &wd, &wp, &bad, 1, 1, 1, true).unwrap_err();
-    assert!(e.to_string().contains("affine parameters must be [3]"), "{e}");
+    assert!(
+        e.to_string().contains("affine parameters must be [3]"),
+        "{e}"
+    );
 }
 
 /// The fused `relu -> 1x1 conv -> BN` (DARTS' `ReLUConvBN(C_prev, C, 1, 1, 0)`) gives the
@@ -811,7 +817,8 @@ fn fused_relu_conv_bn_equals_the_three_ops() {
                 let wv = Var::from_tensor(&tensor(&wt, &[o, c, 1, 1], dtype)).unwrap();
                 let gamma = uniform(&mut rng(trial + 100), o);
                 let beta = uniform(&mut rng(trial + 200), o);
-                let params = [&gamma, &beta].map(|v| Var::from_tensor(&tensor(v, &[o], dtype)).unwrap());
+                let params =
+                    [&gamma, &beta].map(|v| Var::from_tensor(&tensor(v, &[o], dtype)).unwrap());
                 let p = affine.then(|| (params[0].clone(), params[1].clone()));
                 let bn = BatchNorm2d::new(o, p, 1e-5, Some(0.1));
                 bn.set_running_stats(&vec![0.25; o], &vec![2.0; o]);
@@ -819,17 +826,31 @@ fn fused_relu_conv_bn_equals_the_three_ops() {
                     if fused {
                         relu_conv1x1_bn(xv.as_tensor(), wv.as_tensor(), &bn, train).unwrap()
                     } else {
-                        let y = conv2d(&relu(xv.as_tensor()).unwrap(), wv.as_tensor(), 1, 0).unwrap();
+                        let y =
+                            conv2d(&relu(xv.as_tensor()).unwrap(), wv.as_tensor(), 1, 0).unwrap();
                         bn.forward(&y, train).unwrap()
                     }
                 };
-                let y = if frozen { with_frozen_weights(forward) } else { forward() };
-                let gy = tensor(&uniform(&mut rng(trial + 300), y.elem_count()), y.dims(), dtype);
+                let y = if frozen {
+                    with_frozen_weights(forward)
+                } else {
+                    forward()
+                };
+                let gy = tensor(
+                    &uniform(&mut rng(trial + 300), y.elem_count()),
+                    y.dims(),
+                    dtype,
+                );
                 let grads = loss(&y, &gy).backward().unwrap();
                 let g = |v: &Var| grads.get(v.as_tensor()).map(values);
                 let weight_grads: Vec<Option<Vec<f64>>> =
                     [&wv, &params[0], &params[1]].into_iter().map(g).collect();
-                (values(&y), g(&xv).unwrap(), weight_grads, bn.running_stats())
+                (
+                    values(&y),
+                    g(&xv).unwrap(),
+                    weight_grads,
+                    bn.running_stats(),
+                )
             };
             let fused = run(true, false);
             let apart = run(false, false);
@@ -841,7 +862,10 @@ fn fused_relu_conv_bn_equals_the_three_ops() {
             let frozen = run(true, true);
             assert_eq!(frozen.0, fused.0, "{what}: frozen y");
             assert_eq!(frozen.1, fused.1, "{what}: frozen dL/dx");
-            assert!(frozen.2.iter().all(Option::is_none), "{what}: frozen weights got gradients");
+            assert!(
+                frozen.2.iter().all(Option::is_none),
+                "{what}: frozen weights got gradients"
+            );
         }
     }
     // Bad shapes are errors naming what is wrong, not panics.
@@ -1234,9 +1258,8 @@ fn frozen_weights_leave_the_units_input_gradient_unchanged() {
                 let xv = Var::from_tensor(&tensor(&x, &[n, c, h, w], dtype)).unwrap();
                 let dv = Var::from_tensor(&tensor(&wd, &[c, 1, k, k], dtype)).unwrap();
                 let pv = Var::from_tensor(&tensor(&wp, &[o, c, 1, 1], dtype)).unwrap();
-                let params = [1.5, 0.25].map(|v| {
-                    Var::from_tensor(&tensor(&vec![v; o], &[o], dtype)).unwrap()
-                });
+                let params = [1.5, 0.25]
+                    .map(|v| Var::from_tensor(&tensor(&vec![v; o], &[o], dtype)).unwrap());
                 let p = affine.then(|| (params[0].clone(), params[1].clone()));
                 let bn = BatchNorm2d::new(o, p, 1e-5, Some(0.1));
                 let forward = || {
@@ -1273,7 +1296,10 @@ fn frozen_weights_leave_the_units_input_gradient_unchanged() {
             let (y1, gx1, nw1) = run(true);
             let what = format!("k{k} s{stride} d{dilation} {dtype:?} affine {affine}");
             let want = if affine { 4 } else { 2 };
-            assert_eq!(nw0, want, "{what}: an ordinary backward reaches every weight");
+            assert_eq!(
+                nw0, want,
+                "{what}: an ordinary backward reaches every weight"
+            );
             assert_eq!(nw1, 0, "{what}: frozen weights got gradients");
             assert_eq!(y0, y1, "{what}: outputs differ");
             assert_eq!(gx0, gx1, "{what}: input gradients differ");

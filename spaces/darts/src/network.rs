@@ -8,7 +8,6 @@ use candle_core::{Result as CResult, Tensor, Var};
 use nas_core::{NasError, Result};
 use nas_model::{DataShape, Network, ParamStore};
 use nas_ops::BatchNorm2d;
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::genotype::Gene;
@@ -207,25 +206,10 @@ impl DartsNetwork {
         })
     }
 
-    /// DARTS `drop_path`: zeroes whole examples with probability `p` and scales the rest
-    /// by `1/(1-p)` (quark0/darts `utils.drop_path`).
-    fn drop_path(&self, x: &Tensor, p: f64) -> CResult<Tensor> {
-        let n = x.dims()[0];
-        let keep = 1.0 - p;
-        let mask: Vec<f64> = {
-            let mut rng = self.rng.lock().expect("drop-path rng poisoned");
-            (0..n)
-                .map(|_| {
-                    if rng.random::<f64>() < keep {
-                        1.0 / keep
-                    } else {
-                        0.0
-                    }
-                })
-                .collect()
-        };
-        let m = Tensor::from_vec(mask, (n, 1, 1, 1), x.device())?.to_dtype(x.dtype())?;
-        x.broadcast_mul(&m)
+    /// The drop-path factors of a batch of `n` ([`nas_model::drop_mask`]).
+    fn drop_mask(&self, n: usize, p: f64) -> Vec<f64> {
+        let mut rng = self.rng.lock().expect("drop-path rng poisoned");
+        nas_model::drop_mask(&mut *rng, n, p)
     }
 
     fn cell_forward(
@@ -241,23 +225,20 @@ impl DartsNetwork {
             cell.pre.1.forward(s1, train)?,
         ];
         for edges in &cell.nodes {
-            let mut acc: Option<Tensor> = None;
+            // The node's inputs, each with its drop-path factors (none: kept whole).
+            let mut ys: Vec<Tensor> = Vec::with_capacity(edges.len());
+            let mut masks: Vec<Option<Vec<f64>>> = Vec::with_capacity(edges.len());
             for (op, j) in edges {
                 if op.is_zero() {
                     continue;
                 }
-                let mut y = op.forward(&states[*j], train)?;
-                if train && p > 0.0 && !op.is_identity() {
-                    y = self.drop_path(&y, p)?;
-                }
-                acc = Some(match acc {
-                    None => y,
-                    Some(a) => (a + y)?,
-                });
+                let y = op.forward(&states[*j], train)?;
+                let drop = train && p > 0.0 && !op.is_identity();
+                masks.push(drop.then(|| self.drop_mask(y.dims()[0], p)));
+                ys.push(y);
             }
-            let s = match acc {
-                Some(s) => s,
-                None => {
+            let s = match ys.len() {
+                0 => {
                     let (n, c, h, w) = states[1].dims4()?;
                     let (h, w) = if cell.reduction {
                         (h.div_ceil(2), w.div_ceil(2))
@@ -266,6 +247,8 @@ impl DartsNetwork {
                     };
                     Tensor::zeros((n, c, h, w), states[1].dtype(), states[1].device())?
                 }
+                // Drop path and the node's sum in one op.
+                _ => nas_model::drop_path_sum(&ys, &masks)?,
             };
             states.push(s);
         }

@@ -13,7 +13,6 @@ use candle_core::{DType, Device, Result as CResult, Tensor, Var};
 use nas_core::{NasError, Result};
 use nas_model::{DataShape, Network, NetworkConfig, ParamStore};
 use nas_ops::BatchNorm2d;
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::blocks::{
@@ -280,24 +279,10 @@ impl EnasNetwork {
         })
     }
 
-    /// Zeroes whole examples with probability `p`, scaling the rest by `1/(1-p)`.
-    fn drop(&self, x: &Tensor, p: f64) -> CResult<Tensor> {
-        let n = x.dims()[0];
-        let keep = 1.0 - p;
-        let mask: Vec<f64> = {
-            let mut rng = self.rng.lock().expect("drop-path rng poisoned");
-            (0..n)
-                .map(|_| {
-                    if rng.random::<f64>() < keep {
-                        1.0 / keep
-                    } else {
-                        0.0
-                    }
-                })
-                .collect()
-        };
-        let m = Tensor::from_vec(mask, (n, 1, 1, 1), x.device())?.to_dtype(x.dtype())?;
-        x.broadcast_mul(&m)
+    /// The drop-path factors of a batch of `n` ([`nas_model::drop_mask`]).
+    fn drop_mask(&self, n: usize, p: f64) -> Vec<f64> {
+        let mut rng = self.rng.lock().expect("drop-path rng poisoned");
+        nas_model::drop_mask(&mut *rng, n, p)
     }
 
     fn cell(&self, cell: &FixedCell, p0: &Tensor, p1: &Tensor, train: bool) -> CResult<Tensor> {
@@ -314,14 +299,15 @@ impl EnasNetwork {
         let mut states = vec![x0, x1];
         for pair in &cell.ops {
             let mut outs = Vec::with_capacity(2);
+            let mut masks = Vec::with_capacity(2);
             for (j, op) in pair {
-                let mut y = op.forward(&states[*j], train)?;
-                if train && p > 0.0 && op.drop_path() {
-                    y = self.drop(&y, p)?;
-                }
+                let y = op.forward(&states[*j], train)?;
+                let drop = train && p > 0.0 && op.drop_path();
+                masks.push(drop.then(|| self.drop_mask(y.dims()[0], p)));
                 outs.push(y);
             }
-            states.push((&outs[0] + &outs[1])?);
+            // Drop path and the node's sum in one op.
+            states.push(nas_model::drop_path_sum(&outs, &masks)?);
         }
         let parts: Vec<Tensor> = cell
             .combine
