@@ -54,12 +54,7 @@ impl Conv1x1 {
 
     pub(crate) fn forward<T: Float>(&self, x: &[T], wt: &[T]) -> Vec<T> {
         let l = self.l();
-        let split = Split {
-            len: self.n * self.co * l,
-            chunk: self.co * l,
-            min_chunks: 1,
-            tail: 0,
-        };
+        let split = Split::chunks(self.n * self.co * l, self.co * l);
         par_chunks_zeroed(
             split,
             || (),

@@ -39,6 +39,17 @@ impl Split {
         }
     }
 
+    /// `len` elements in `chunk`-sized pieces (one example, typically), as few as one chunk
+    /// per rayon task, nothing behind.
+    pub(crate) fn chunks(len: usize, chunk: usize) -> Self {
+        Split {
+            len,
+            chunk,
+            min_chunks: 1,
+            tail: 0,
+        }
+    }
+
     /// The same with `tail` zeroed elements behind.
     pub(crate) fn with_tail(self, tail: usize) -> Self {
         Split { tail, ..self }

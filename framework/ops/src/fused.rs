@@ -167,12 +167,7 @@ impl UnitGeom {
                 }
             }
         };
-        let split = Split {
-            len: n * co * l,
-            chunk: co * l,
-            min_chunks: 1,
-            tail: 0,
-        };
+        let split = Split::chunks(n * co * l, co * l);
         let (b, a) = if keep_a && ci * l > 0 {
             let (b, a) = par_chunks_zeroed_two(
                 split,
@@ -242,12 +237,7 @@ impl UnitGeom {
         let per_example = ci * kk + co * ci;
         let mut partial = vec![T::ZERO; n * per_example];
         let dw = crate::dwconv::PlaneBackward::new(w_dw, &self.win, true, weights);
-        let split = Split {
-            len: n * ci * ip,
-            chunk: ci * ip,
-            min_chunks: 1,
-            tail: 0,
-        };
+        let split = Split::chunks(n * ci * ip, ci * ip);
         let gx = par_chunks_zeroed_with(
             split,
             &mut partial,

@@ -161,12 +161,7 @@ impl Geom {
     }
 
     pub(crate) fn forward<T: Float>(&self, ys: &[&[T]], w: &[T]) -> Vec<T> {
-        let split = Split {
-            len: self.numel,
-            chunk: self.chunk,
-            min_chunks: 1,
-            tail: 0,
-        };
+        let split = Split::chunks(self.numel, self.chunk);
         par_chunks_zeroed(
             split,
             || (),

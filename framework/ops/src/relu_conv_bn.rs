@@ -112,12 +112,7 @@ impl ReluConvBn {
         let (n, ci, co, l) = (self.pw.n, self.pw.ci, self.pw.co, self.pw.l());
         let train = matches!(self.bn.mode, Mode::Train(_));
         let mut moments = vec![[0f64; 2]; n * co];
-        let split = Split {
-            len: n * co * l,
-            chunk: co * l,
-            min_chunks: 1,
-            tail: 0,
-        };
+        let split = Split::chunks(n * co * l, co * l);
         let b = par_chunks_zeroed_with(
             split,
             &mut moments,
@@ -157,12 +152,7 @@ impl ReluConvBn {
         let (n, ci, co, l) = (self.pw.n, self.pw.ci, self.pw.co, self.pw.l());
         // Per example the weight's partial gradient (left zero without weight gradients).
         let mut partial = vec![T::ZERO; n * co * ci];
-        let split = Split {
-            len: n * ci * l,
-            chunk: ci * l,
-            min_chunks: 1,
-            tail: 0,
-        };
+        let split = Split::chunks(n * ci * l, ci * l);
         let gx = par_chunks_zeroed_with(
             split,
             &mut partial,
