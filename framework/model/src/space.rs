@@ -77,21 +77,21 @@ pub fn kept_weights(w: &Tensor, keep: &[u32]) -> candle_core::Result<Tensor> {
 /// and shared by every edge of that decision (the cells of a type share their decisions'
 /// weights): one selection, and one in the backward, per decision instead of per edge and
 /// cell. The values and gradients are the same (the shared tensor's gradient is the sum of its
-/// edges', as the weights' own was). One per forward: the options kept must not change within
-/// it.
+/// edges', as the weights' own was). One per forward pass, over one set of weights: a
+/// decision asked for other options than its first selection gets a selection of its own.
 #[derive(Default)]
-pub struct KeptWeights(std::cell::RefCell<std::collections::HashMap<usize, Tensor>>);
+pub struct KeptWeights(std::cell::RefCell<std::collections::HashMap<usize, (Vec<u32>, Tensor)>>);
 
 impl KeptWeights {
     /// [`kept_weights`] of `w` at `keep` for decision `d`, made on its first use in this pass.
     pub fn get(&self, d: usize, w: &Tensor, keep: &[u32]) -> candle_core::Result<Tensor> {
-        if let Some(t) = self.0.borrow().get(&d) {
-            if t.dim(t.rank() - 1)? == keep.len() {
+        if let Some((kept, t)) = self.0.borrow().get(&d) {
+            if kept == keep {
                 return Ok(t.clone());
             }
         }
         let wk = kept_weights(w, keep)?;
-        self.0.borrow_mut().insert(d, wk.clone());
+        self.0.borrow_mut().insert(d, (keep.to_vec(), wk.clone()));
         Ok(wk)
     }
 }
@@ -321,6 +321,9 @@ mod tests {
         let grads = loss.backward().unwrap();
         let g = grads.get(w.as_tensor()).unwrap().to_vec1::<f64>().unwrap();
         assert_eq!(g, [0.0, 5.0, 0.0, 12.0]);
+        // Other options for the same decision: a selection of their own, not the first one.
+        let same_length = kept.get(0, w.as_tensor(), &[0, 2]).unwrap();
+        assert_eq!(same_length.to_vec1::<f64>().unwrap(), [1.0, 3.0]);
         let other = kept.get(1, w.as_tensor(), &[0]).unwrap();
         assert_eq!(
             other.to_vec1::<f64>().unwrap(),

@@ -187,11 +187,18 @@ impl Conv1x1 {
         );
         let gw = &mut out[nx..];
         for (j, d) in gw.iter_mut().enumerate().filter(|_| weights) {
-            let acc: f64 = (0..self.n).map(|n| partial[n * co * ci + j].to_f64()).sum();
-            *d = T::from_f64(acc);
+            *d = batch_sum(&partial, self.n, co * ci, j);
         }
         out
     }
+}
+
+/// Value `j` of per-example partial results laid out `per_example` apart, summed over the `n`
+/// examples in example order in `f64` from +0.0 (so a weight gradient does not depend on how
+/// the examples were spread over the workers).
+pub(crate) fn batch_sum<T: Float>(partial: &[T], n: usize, per_example: usize, j: usize) -> T {
+    let acc = (0..n).fold(0f64, |acc, e| acc + partial[e * per_example + j].to_f64());
+    T::from_f64(acc)
 }
 
 impl CustomOp2 for Conv1x1 {

@@ -31,8 +31,8 @@ use std::sync::{Arc, Mutex};
 /// intermediate activations and no additions into them) on the CPU (f32, f64) and, training
 /// with an affine-free `bn`, on a CUDA device (three launches forward, five backward). An
 /// affine `bn`'s weight and bias enter the op packed behind the pointwise weight (a
-/// concatenation of `O * C + 2 * O` values: the op has room for three inputs). Elsewhere (a
-/// GPU in evaluation mode, or with an affine `bn`) the ops run one by one.
+/// concatenation of `O * C + 2 * O` values: the op has room for three inputs). On a GPU in
+/// evaluation mode, or on a GPU with an affine `bn`, the ops run one by one.
 #[allow(clippy::too_many_arguments)]
 pub fn relu_dw_pw_bn(
     x: &Tensor,
@@ -272,12 +272,8 @@ impl UnitGeom {
             },
         );
         // The batch sums in example order from +0.0, as the depthwise and pointwise ops sum.
-        let sum_over_batch = |offset: usize| -> T {
-            let acc = (0..n).fold(0f64, |acc, e| {
-                acc + partial[e * per_example + offset].to_f64()
-            });
-            T::from_f64(acc)
-        };
+        let sum_over_batch =
+            |offset: usize| -> T { crate::conv1x1::batch_sum(&partial, n, per_example, offset) };
         let g_dw: Vec<T> = (0..ci * kk).map(sum_over_batch).collect();
         let g_pw: Vec<T> = if weights {
             (0..co * ci).map(|j| sum_over_batch(ci * kk + j)).collect()
@@ -415,7 +411,8 @@ impl Unit {
     }
 
     /// `(dL/dx, dL/dw_dw, dL/dpacked)`: the last the pointwise weight's gradient followed, when
-    /// affine, by the batch norm's (empty without weight gradients).
+    /// affine, by the batch norm's (without weight gradients the weights' parts are zeros and
+    /// the batch norm's are left out; the op then returns none of them).
     fn backward<T: Float>(
         &self,
         x: &[T],

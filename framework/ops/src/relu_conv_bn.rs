@@ -179,10 +179,9 @@ impl ReluConvBn {
         );
         let mut gw = vec![T::ZERO; co * ci];
         if weights {
-            // The batch sum in example order from +0.0, as the convolution's own backward.
+            // The batch sum as the convolution's own backward.
             for (j, d) in gw.iter_mut().enumerate() {
-                let acc = (0..n).fold(0f64, |acc, e| acc + partial[e * co * ci + j].to_f64());
-                *d = T::from_f64(acc);
+                *d = crate::conv1x1::batch_sum(&partial, n, co * ci, j);
             }
             if self.affine {
                 gw.extend(bn_bwd.param_grads(&coef));
