@@ -123,6 +123,31 @@ __device__ bool last_block_done(unsigned int* done) {
         gw[i] = acc; /* nas::sum_splits_elem's order */                                            \
       }                                                                                            \
   }                                                                                                \
+  /* FactorizedReduce without its batch norm: z = [conv_1(relu x), conv_2(relu x shifted)]. */     \
+  NAS_KERNEL void nas_fr_fwd_##S(const T* x, const T* wa, const T* wb, T* z, Geom g) {            \
+    NAS_GRID_STRIDE(i, (long)g.n * g.cout * g.oh * g.ow)                                           \
+    z[i] = nas::fr_fwd_elem(x, wa, wb, g, i);                                                      \
+  }                                                                                                \
+  /* Its input gradient through the ReLU (masked where x <= 0). */                                 \
+  NAS_KERNEL void nas_fr_bwd_input_##S(const T* gz, const T* wa, const T* wb, const T* x, T* gx,  \
+                                       Geom g) {                                                   \
+    NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.h * g.w)                                              \
+    gx[i] = nas::relu_bwd_elem(x[i], nas::fr_bwd_input_elem(gz, wa, wb, g, i));                    \
+  }                                                                                                \
+  /* The gradient of [wa, wb] split over the batch as nas_conv_bwd_weight_split's. */              \
+  NAS_KERNEL void nas_fr_bwd_weight_split_##S(const T* x, const T* gz, T* part, Geom g, int per,   \
+                                              T* gw, unsigned int* done) {                         \
+    long nw = (long)g.cout * g.cin;                                                                \
+    int s = (int)blockIdx.y;                                                                       \
+    NAS_GRID_STRIDE(i, nw)                                                                         \
+    part[(long)s * nw + i] = nas::fr_bwd_weight_split_elem(x, gz, g, i, s, per);                   \
+    if (last_block_done(done))                                                                     \
+      for (long i = threadIdx.x; i < nw; i += blockDim.x) {                                        \
+        T acc = T(0);                                                                              \
+        for (unsigned t = 0; t < gridDim.y; ++t) acc += __ldcg(&part[(long)t * nw + i]);           \
+        gw[i] = acc; /* nas::sum_splits_elem's order */                                            \
+      }                                                                                            \
+  }                                                                                                \
   /* y or arg may be null: the forward needs only y, the backward only the winners.         */     \
   NAS_KERNEL void nas_max_pool_fwd_##S(const T* x, T* y, int* arg, Geom g) {                       \
     NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.oh * g.ow) {                                          \

@@ -179,6 +179,9 @@ struct Entry {
   NAS_EMU_ENTRY(conv_bwd_input, S)         \
   NAS_EMU_ENTRY(conv_bwd_weight, S)        \
   NAS_EMU_ENTRY(conv_bwd_weight_split, S)  \
+  NAS_EMU_ENTRY(fr_fwd, S)                 \
+  NAS_EMU_ENTRY(fr_bwd_input, S)           \
+  NAS_EMU_ENTRY(fr_bwd_weight_split, S)    \
   NAS_EMU_ENTRY(max_pool_fwd, S)           \
   NAS_EMU_ENTRY(max_pool_bwd, S)           \
   NAS_EMU_ENTRY(avg_pool_fwd, S)           \

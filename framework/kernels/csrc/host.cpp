@@ -46,6 +46,30 @@ void conv_bwd_weight(const T* x, const T* gy, T* gw, const Geom* g, int relu_in)
   for (long i = 0; i < total; ++i) gw[i] = nas::sum_splits_elem(part.data(), splits, total, i);
 }
 
+// FactorizedReduce without its batch norm (nas::fr_fwd_elem).
+template <typename T>
+void fr_fwd(const T* x, const T* wa, const T* wb, T* z, const Geom* g) {
+  long total = (long)g->n * g->cout * g->oh * g->ow;
+  for (long i = 0; i < total; ++i) z[i] = nas::fr_fwd_elem(x, wa, wb, *g, i);
+}
+
+// Its backward: dL/dx through the ReLU, and dL/d[wa, wb] as the device computes it (partial
+// sums over the groups of nas::weight_splits, then their sum in group order).
+template <typename T>
+void fr_bwd(const T* x, const T* wa, const T* wb, const T* gz, T* gx, T* gw, const Geom* g) {
+  long total = (long)g->n * g->cin * g->h * g->w;
+  for (long i = 0; i < total; ++i)
+    gx[i] = nas::relu_bwd_elem(x[i], nas::fr_bwd_input_elem(gz, wa, wb, *g, i));
+  long nw = (long)g->cout * g->cin;
+  int splits = 1, per = 1;
+  nas::weight_splits(g->n, nw, &splits, &per);
+  std::vector<T> part((size_t)splits * nw);
+  for (int s = 0; s < splits; ++s)
+    for (long i = 0; i < nw; ++i)
+      part[(size_t)s * nw + i] = nas::fr_bwd_weight_split_elem(x, gz, *g, i, s, per);
+  for (long i = 0; i < nw; ++i) gw[i] = nas::sum_splits_elem(part.data(), splits, nw, i);
+}
+
 template <typename T>
 void max_pool_fwd(const T* x, T* y, int* arg, const Geom* g) {
   long total = (long)g->n * g->cin * g->oh * g->ow;
@@ -215,6 +239,13 @@ extern "C" void nas_gather_f64_from_f64(const double* const* srcs, const long* l
   extern "C" void nas_conv_bwd_weight_##S(const T* x, const T* gy, T* gw, const Geom* g,         \
                                           int relu_in) {                                         \
     conv_bwd_weight(x, gy, gw, g, relu_in);                                                      \
+  }                                                                                              \
+  extern "C" void nas_fr_fwd_##S(const T* x, const T* wa, const T* wb, T* z, const Geom* g) {    \
+    fr_fwd(x, wa, wb, z, g);                                                                     \
+  }                                                                                              \
+  extern "C" void nas_fr_bwd_##S(const T* x, const T* wa, const T* wb, const T* gz, T* gx, T* gw, \
+                                 const Geom* g) {                                                \
+    fr_bwd(x, wa, wb, gz, gx, gw, g);                                                            \
   }                                                                                              \
   extern "C" void nas_max_pool_fwd_##S(const T* x, T* y, int* arg, const Geom* g) {              \
     max_pool_fwd(x, y, arg, g);                                                                  \

@@ -201,6 +201,96 @@ NAS_HD T sum_splits_elem(const T* part, int splits, long len, long i) {
 }
 
 // ---------------------------------------------------------------------------------------
+// FactorizedReduce without its batch norm (quark0/darts operations.py): the concatenation
+// over channels of conv_1(relu(x)) and conv_2(relu(x)[:, :, 1:, 1:]), both 1x1 convolutions
+// of stride 2 with half of the output channels each. Geometry: the input (n, cin, h, w; h
+// and w even, as the reference needs), cout the concatenated channels (even), oh = h / 2,
+// ow = w / 2; k, stride, pad, dil and groups are not read. Weights wa, wb: [cout/2, cin].
+// ---------------------------------------------------------------------------------------
+
+// z[n, co, oy, ox] for the flat output index `i`: the first half reads input cell
+// (2 oy, 2 ox), the second (2 oy + 1, 2 ox + 1).
+template <typename T>
+NAS_HD T fr_fwd_elem(const T* x, const T* wa, const T* wb, const Geom& g, long i) {
+  int ox = (int)(i % g.ow);
+  long t = i / g.ow;
+  int oy = (int)(t % g.oh);
+  t /= g.oh;
+  int co = (int)(t % g.cout);
+  int n = (int)(t / g.cout);
+  int half = g.cout / 2;
+  int second = co >= half ? 1 : 0;
+  int iy = 2 * oy + second, ix = 2 * ox + second;
+  if (iy >= g.h || ix >= g.w) return T(0);
+  const T* wp = (second ? wb : wa) + (long)(co - second * half) * g.cin;
+  long plane = (long)g.h * g.w;
+  const T* xp = x + (long)n * g.cin * plane + (long)iy * g.w + ix;
+  T acc = T(0);
+  for (int ci = 0; ci < g.cin; ++ci) acc += relu_fwd_elem(xp[ci * plane]) * wp[ci];
+  return acc;
+}
+
+// dL/drelu(x)[n, ci, iy, ix] for the flat input index `i` (the caller applies the ReLU's
+// mask): a cell with both coordinates even feeds the first half's output (iy/2, ix/2), both
+// odd the second half's ((iy-1)/2, (ix-1)/2), any other none.
+template <typename T>
+NAS_HD T fr_bwd_input_elem(const T* gz, const T* wa, const T* wb, const Geom& g, long i) {
+  int ix = (int)(i % g.w);
+  long t = i / g.w;
+  int iy = (int)(t % g.h);
+  t /= g.h;
+  int ci = (int)(t % g.cin);
+  int n = (int)(t / g.cin);
+  int second = iy & 1;
+  if ((ix & 1) != second) return T(0);
+  int oy = iy >> 1, ox = ix >> 1;
+  if (oy >= g.oh || ox >= g.ow) return T(0);
+  int half = g.cout / 2;
+  long oplane = (long)g.oh * g.ow;
+  const T* gp = gz + ((long)n * g.cout + second * half) * oplane + (long)oy * g.ow + ox;
+  const T* wp = (second ? wb : wa) + ci;
+  T acc = T(0);
+  for (int c = 0; c < half; ++c) acc += gp[c * oplane] * wp[(long)c * g.cin];
+  return acc;
+}
+
+// dL/d[wa, wb] at the flat index `i` of the two weights one after the other (wa's cout/2 *
+// cin values, then wb's), summed over the examples n0..n1 against relu(x).
+template <typename T>
+NAS_HD T fr_bwd_weight_elem(const T* x, const T* gz, const Geom& g, long i, int n0, int n1) {
+  int half = g.cout / 2;
+  long per_weight = (long)half * g.cin;
+  int second = i >= per_weight ? 1 : 0;
+  long r = i - second * per_weight;
+  int co = (int)(r / g.cin);
+  int ci = (int)(r % g.cin);
+  long plane = (long)g.h * g.w, oplane = (long)g.oh * g.ow;
+  T acc = T(0);
+  for (int n = n0; n < n1; ++n) {
+    const T* xp = x + ((long)n * g.cin + ci) * plane;
+    const T* gp = gz + ((long)n * g.cout + second * half + co) * oplane;
+    for (int oy = 0; oy < g.oh; ++oy) {
+      int iy = 2 * oy + second;
+      if (iy >= g.h) continue;
+      for (int ox = 0; ox < g.ow; ++ox) {
+        int ix = 2 * ox + second;
+        if (ix >= g.w) continue;
+        acc += relu_fwd_elem(xp[(long)iy * g.w + ix]) * gp[(long)oy * g.ow + ox];
+      }
+    }
+  }
+  return acc;
+}
+
+// The partial weight gradient of group `s` of nas::weight_splits (examples s*per ..).
+template <typename T>
+NAS_HD T fr_bwd_weight_split_elem(const T* x, const T* gz, const Geom& g, long i, int s, int per) {
+  int n0 = s * per;
+  int n1 = n0 + per < g.n ? n0 + per : g.n;
+  return fr_bwd_weight_elem(x, gz, g, i, n0, n1);
+}
+
+// ---------------------------------------------------------------------------------------
 // Pooling (per channel: g.cin == g.cout, dilation 1)
 // ---------------------------------------------------------------------------------------
 

@@ -140,6 +140,26 @@ impl Geom {
         Geom::conv(n, c, h, w, c, k, stride, pad, 1, 1)
     }
 
+    /// DARTS' `FactorizedReduce` (without its batch norm) of `[n, cin, h, w]` into `cout`
+    /// concatenated channels: two stride-2 1x1 convolutions of `cout / 2` outputs each, the
+    /// second on the input shifted by one row and column; `h`, `w` and `cout` even (the
+    /// reference fails on odd sizes).
+    pub fn factorized_reduce(
+        n: usize,
+        cin: usize,
+        h: usize,
+        w: usize,
+        cout: usize,
+    ) -> Result<Geom> {
+        if h < 2 || w < 2 || !h.is_multiple_of(2) || !w.is_multiple_of(2) || !cout.is_multiple_of(2)
+        {
+            return Err(KernelError::Geometry(format!(
+                "FactorizedReduce needs an even input size and output channels, got {h}x{w} -> {cout}"
+            )));
+        }
+        Geom::conv(n, cin, h, w, cout, 1, 2, 0, 1, 1)
+    }
+
     fn input_len(&self) -> usize {
         (self.n * self.cin * self.h * self.w) as usize
     }
@@ -212,6 +232,9 @@ type GatherFn<T> = unsafe extern "C" fn(*const *const T, *const c_long, c_int, *
 type ScatterFn<T> = unsafe extern "C" fn(*const f64, *const *mut T, *const c_long, c_int);
 type MixedBwdFn<T> =
     unsafe extern "C" fn(*const T, *const *const T, *const T, c_int, c_long, *const *mut T, *mut T);
+type FrFwdFn<T> = unsafe extern "C" fn(*const T, *const T, *const T, *mut T, *const Geom);
+type FrBwdFn<T> =
+    unsafe extern "C" fn(*const T, *const T, *const T, *const T, *mut T, *mut T, *const Geom);
 type StepFn<T, R> = unsafe extern "C" fn(*const StepSpan<T>, c_int, *const R);
 
 /// The C entry points of one dtype.
@@ -220,6 +243,8 @@ pub struct Fns<T> {
     conv_fwd: ConvFn<T>,
     conv_bwd_input: ConvBwdInputFn<T>,
     conv_bwd_weight: ConvFn<T>,
+    fr_fwd: FrFwdFn<T>,
+    fr_bwd: FrBwdFn<T>,
     max_fwd: MaxFwdFn<T>,
     max_bwd: MaxBwdFn<T>,
     avg_fwd: AvgFn<T>,
@@ -238,7 +263,7 @@ pub struct Fns<T> {
 }
 
 macro_rules! extern_block {
-    ($t:ty, $conv_fwd:ident, $conv_bi:ident, $conv_bw:ident, $max_f:ident, $max_b:ident,
+    ($t:ty, $conv_fwd:ident, $conv_bi:ident, $conv_bw:ident, $fr_f:ident, $fr_b:ident, $max_f:ident, $max_b:ident,
      $avg_f:ident, $avg_b:ident, $bn_f:ident, $bn_b:ident, $relu_f:ident, $relu_b:ident,
      $mix_f:ident, $mix_b:ident, $gather:ident, $scatter:ident, $sgd:ident, $adam:ident, $rms:ident) => {
         extern "C" {
@@ -251,6 +276,16 @@ macro_rules! extern_block {
                 relu_x: *const $t,
             );
             fn $conv_bw(x: *const $t, gy: *const $t, gw: *mut $t, g: *const Geom, relu_in: c_int);
+            fn $fr_f(x: *const $t, wa: *const $t, wb: *const $t, z: *mut $t, g: *const Geom);
+            fn $fr_b(
+                x: *const $t,
+                wa: *const $t,
+                wb: *const $t,
+                gz: *const $t,
+                gx: *mut $t,
+                gw: *mut $t,
+                g: *const Geom,
+            );
             fn $max_f(x: *const $t, y: *mut $t, arg: *mut c_int, g: *const Geom);
             fn $max_b(gy: *const $t, arg: *const c_int, gx: *mut $t, g: *const Geom);
             fn $avg_f(x: *const $t, y: *mut $t, g: *const Geom, include_pad: c_int);
@@ -306,6 +341,8 @@ macro_rules! extern_block {
                 conv_fwd: $conv_fwd,
                 conv_bwd_input: $conv_bi,
                 conv_bwd_weight: $conv_bw,
+                fr_fwd: $fr_f,
+                fr_bwd: $fr_b,
                 max_fwd: $max_f,
                 max_bwd: $max_b,
                 avg_fwd: $avg_f,
@@ -331,6 +368,8 @@ extern_block!(
     nas_conv_fwd_f32,
     nas_conv_bwd_input_f32,
     nas_conv_bwd_weight_f32,
+    nas_fr_fwd_f32,
+    nas_fr_bwd_f32,
     nas_max_pool_fwd_f32,
     nas_max_pool_bwd_f32,
     nas_avg_pool_fwd_f32,
@@ -352,6 +391,8 @@ extern_block!(
     nas_conv_fwd_f64,
     nas_conv_bwd_input_f64,
     nas_conv_bwd_weight_f64,
+    nas_fr_fwd_f64,
+    nas_fr_bwd_f64,
     nas_max_pool_fwd_f64,
     nas_max_pool_bwd_f64,
     nas_avg_pool_fwd_f64,
@@ -444,6 +485,55 @@ fn conv_bwd_with<T: HostFloat>(
         (T::FNS.conv_bwd_input)(gy.as_ptr(), w.as_ptr(), gx.as_mut_ptr(), g, relu_x);
         (T::FNS.conv_bwd_weight)(x.as_ptr(), gy.as_ptr(), gw.as_mut_ptr(), g, relu_in.into());
     }
+    Ok((gx, gw))
+}
+
+/// DARTS' `FactorizedReduce` without its batch norm (`g` from [`Geom::factorized_reduce`]):
+/// `z` `[n, cout, h/2, w/2]`, the channels of `conv(relu(x), wa)` (stride 2) then those of
+/// the same convolution by `wb` of `relu(x)` without its first row and column; `wa` and `wb`
+/// `[cout/2, cin]` each.
+pub fn factorized_reduce_fwd<T: HostFloat>(
+    x: &[T],
+    wa: &[T],
+    wb: &[T],
+    g: &Geom,
+) -> Result<Vec<T>> {
+    check("x", x.len(), g.input_len())?;
+    check("wa", wa.len(), g.weight_len() / 2)?;
+    check("wb", wb.len(), g.weight_len() / 2)?;
+    let mut z = vec![T::default(); g.output_len()];
+    // SAFETY: every length was checked against the geometry the C code indexes by.
+    unsafe { (T::FNS.fr_fwd)(x.as_ptr(), wa.as_ptr(), wb.as_ptr(), z.as_mut_ptr(), g) };
+    Ok(z)
+}
+
+/// The backward of [`factorized_reduce_fwd`]: `(dL/dx, dL/d[wa, wb])` (the two weights'
+/// gradients one after the other) from `dL/dz`.
+pub fn factorized_reduce_bwd<T: HostFloat>(
+    x: &[T],
+    wa: &[T],
+    wb: &[T],
+    gz: &[T],
+    g: &Geom,
+) -> Result<(Vec<T>, Vec<T>)> {
+    check("x", x.len(), g.input_len())?;
+    check("wa", wa.len(), g.weight_len() / 2)?;
+    check("wb", wb.len(), g.weight_len() / 2)?;
+    check("gz", gz.len(), g.output_len())?;
+    let mut gx = vec![T::default(); g.input_len()];
+    let mut gw = vec![T::default(); g.weight_len()];
+    // SAFETY: lengths checked above.
+    unsafe {
+        (T::FNS.fr_bwd)(
+            x.as_ptr(),
+            wa.as_ptr(),
+            wb.as_ptr(),
+            gz.as_ptr(),
+            gx.as_mut_ptr(),
+            gw.as_mut_ptr(),
+            g,
+        )
+    };
     Ok((gx, gw))
 }
 

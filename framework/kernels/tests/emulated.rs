@@ -177,6 +177,89 @@ fn convolutions_match_the_host_build() {
     }
 }
 
+/// `FactorizedReduce` (before its batch norm): forward over nas-ops' grid and a grid too small
+/// for one pass, the input gradient with the ReLU's mask, and the weight gradient split over
+/// the batch, each against the host build (element kernels bit for bit, as is the split: the
+/// host adds the same partial sums in the same order).
+fn factorized_reduce_case<T: Elem>(g: Geom, seed: u64) {
+    let nw = (g.cout * g.cin) as usize;
+    let x = random::<T>(in_len(&g), seed);
+    let w = random::<T>(nw, seed + 1);
+    let (wa, wb) = w.split_at(nw / 2);
+    let gz = random::<T>(out_len(&g), seed + 2);
+    let want_z = host::factorized_reduce_fwd(&x, wa, wb, &g).unwrap();
+    let (want_gx, want_gw) = host::factorized_reduce_bwd(&x, wa, wb, &gz, &g).unwrap();
+    for l in [
+        launch::elementwise(out_len(&g)),
+        Launch {
+            grid: (2, 1, 1),
+            block: (64, 1, 1),
+        },
+    ] {
+        let mut z = vec![T::default(); out_len(&g)];
+        let mut a = Args::new();
+        a.push(x.as_ptr()).push(wa.as_ptr()).push(wb.as_ptr());
+        a.push(z.as_mut_ptr()).push(g);
+        run::<T>("fr_fwd", l, &mut a);
+        assert!(z == want_z, "fr_fwd {g:?} {l:?}");
+    }
+    let mut gx = vec![T::default(); in_len(&g)];
+    let mut a = Args::new();
+    a.push(gz.as_ptr()).push(wa.as_ptr()).push(wb.as_ptr());
+    a.push(x.as_ptr()).push(gx.as_mut_ptr()).push(g);
+    run::<T>("fr_bwd_input", launch::elementwise(in_len(&g)), &mut a);
+    assert!(gx == want_gx, "fr_bwd_input {g:?}");
+    let (splits, per) = weight_splits(g.n as usize, nw);
+    let mut part = vec![T::default(); splits * nw];
+    let mut gw = vec![T::default(); nw];
+    let mut done = Box::new(0u32);
+    let mut a = Args::new();
+    a.push(x.as_ptr()).push(gz.as_ptr()).push(part.as_mut_ptr());
+    a.push(g).push(per as i32).push(gw.as_mut_ptr());
+    a.push(&mut *done as *mut u32);
+    run::<T>(
+        "fr_bwd_weight_split",
+        launch::weight_split(nw, splits),
+        &mut a,
+    );
+    assert_eq!(*done, 0, "the block counter is back at 0");
+    assert!(gw == want_gw, "fr_bwd_weight_split {g:?} ({splits} splits)");
+}
+
+/// A hand-built case: the output cells read the right input cells through the ReLU, and the
+/// input gradient reaches only the cells a convolution read.
+#[test]
+fn factorized_reduce_reads_the_cells_of_the_reference() {
+    // One example, one input channel, 4x4, two output channels (one per convolution).
+    let g = Geom::factorized_reduce(1, 1, 4, 4, 2).unwrap();
+    let x: Vec<f64> = (0..16).map(|i| i as f64 - 5.0).collect();
+    let (wa, wb) = ([2.0], [3.0]);
+    let z = host::factorized_reduce_fwd(&x, &wa, &wb, &g).unwrap();
+    // conv_1 reads (0,0) (0,2) (2,0) (2,2) = -5 -3 3 5 -> relu 0 0 3 5, times 2;
+    // conv_2 reads (1,1) (1,3) (3,1) (3,3) = 0 2 8 10, times 3.
+    assert_eq!(z, vec![0.0, 0.0, 6.0, 10.0, 0.0, 6.0, 24.0, 30.0]);
+    let gz = vec![1.0; 8];
+    let (gx, gw) = host::factorized_reduce_bwd(&x, &wa, &wb, &gz, &g).unwrap();
+    let mut want = vec![0.0; 16];
+    for (i, v) in [(8, 2.0), (10, 2.0), (7, 3.0), (13, 3.0), (15, 3.0)] {
+        want[i] = v; // read and positive; (1,1) = 0 is read but masked, as PyTorch's ReLU
+    }
+    assert_eq!(gx, want);
+    assert_eq!(gw, vec![8.0, 20.0]);
+}
+
+#[test]
+fn factorized_reduce_matches_the_host_build() {
+    let geometries = [
+        Geom::factorized_reduce(3, 5, 8, 6, 6).unwrap(),
+        Geom::factorized_reduce(2, 16, 16, 16, 32).unwrap(),
+    ];
+    for (i, g) in geometries.into_iter().enumerate() {
+        factorized_reduce_case::<f32>(g, 70 + 10 * i as u64);
+        factorized_reduce_case::<f64>(g, 75 + 10 * i as u64);
+    }
+}
+
 fn pool_case<T: Elem>(g: Geom, seed: u64) {
     let mut x = random::<T>(in_len(&g), seed);
     // Ties: the first maximum in window order must win, as in the host build.

@@ -119,6 +119,13 @@ enum Stage {
         name: String,
         g: Geom,
     },
+    /// DARTS' `FactorizedReduce` before its batch norm (ReLU, the two stride-2 1x1
+    /// convolutions `w.<a>`, `w.<b>`, their concatenation) in one kernel.
+    FactorizedReduce {
+        a: String,
+        b: String,
+        g: Geom,
+    },
     /// A batch norm whose buffers are `<prefix>running_*` (and, affine, `w.<prefix>weight`).
     Bn {
         prefix: String,
@@ -152,6 +159,13 @@ fn check_sequence<T: Float>(gd: &Golden, case: &str, dims: [usize; 4], stages: &
                 } else {
                     host::conv_fwd(&x, &w, g).unwrap()
                 };
+                shape = [shape[0], g.cout as usize, g.oh as usize, g.ow as usize];
+                saved.push(Saved::Conv(std::mem::replace(&mut x, y)));
+            }
+            Stage::FactorizedReduce { a, b, g } => {
+                let wa: Vec<T> = gd.data(&at(&format!("w.{a}")));
+                let wb: Vec<T> = gd.data(&at(&format!("w.{b}")));
+                let y = host::factorized_reduce_fwd(&x, &wa, &wb, g).unwrap();
                 shape = [shape[0], g.cout as usize, g.oh as usize, g.ow as usize];
                 saved.push(Saved::Conv(std::mem::replace(&mut x, y)));
             }
@@ -214,6 +228,17 @@ fn check_sequence<T: Float>(gd: &Golden, case: &str, dims: [usize; 4], stages: &
                     &gw,
                     &gd.get(&at(&format!("gw.{name}"))).1,
                 );
+                gx
+            }
+            (Stage::FactorizedReduce { a, b, g: geom }, Saved::Conv(input)) => {
+                let wa: Vec<T> = gd.data(&at(&format!("w.{a}")));
+                let wb: Vec<T> = gd.data(&at(&format!("w.{b}")));
+                let (gx, gw) = host::factorized_reduce_bwd(&input, &wa, &wb, &g, geom).unwrap();
+                let (ga, gb) = gw.split_at(wa.len());
+                for (name, got) in [(a, ga), (b, gb)] {
+                    let want = &gd.get(&at(&format!("gw.{name}"))).1;
+                    assert_close(&format!("{case} gw.{name}"), got, want);
+                }
                 gx
             }
             (Stage::Bn { prefix, affine }, Saved::Bn(input, f, s)) => {
@@ -390,6 +415,47 @@ fn relu_conv_bn() {
             ],
         );
     });
+}
+
+/// `FactorizedReduce` (the stride-2 `skip_connect`) in one kernel and its batch norm, as
+/// quark0/darts builds them: forward, running statistics, both weights' and the input's
+/// gradients.
+#[test]
+fn factorized_reduce() {
+    for_both(|gd, f| {
+        let name = "skip_connect_s2_h8";
+        let [n, ch, h, w] = dims_of(gd, name);
+        let g = Geom::factorized_reduce(n, ch, h, w, 4).unwrap();
+        run_any(
+            gd,
+            f,
+            name,
+            &[
+                Stage::FactorizedReduce {
+                    a: "conv_1.weight".into(),
+                    b: "conv_2.weight".into(),
+                    g,
+                },
+                Stage::Bn {
+                    prefix: "bn.".into(),
+                    affine: false,
+                },
+            ],
+        );
+    });
+}
+
+/// What the reference cannot run (an odd input size, an odd channel count) is a geometry
+/// error, and a weight of the wrong length a length error, never a call into C.
+#[test]
+fn factorized_reduce_refuses_what_the_reference_cannot_run() {
+    assert!(Geom::factorized_reduce(2, 4, 7, 8, 4).is_err());
+    assert!(Geom::factorized_reduce(2, 4, 8, 8, 3).is_err());
+    let g = Geom::factorized_reduce(2, 4, 8, 8, 4).unwrap();
+    assert_eq!((g.oh, g.ow), (4, 4));
+    let x = vec![0.5f64; 2 * 4 * 8 * 8];
+    let err = host::factorized_reduce_fwd(&x, &[0.0; 8], &[0.0; 7], &g).unwrap_err();
+    assert!(err.to_string().contains("`wb`"), "{err}");
 }
 
 /// SepConv and DilConv as quark0/darts builds them.
