@@ -1579,6 +1579,31 @@ fn sum_squares_typed<T: DevFloat>(ts: &[&candle_core::Tensor]) -> Result<Option<
     Ok(dev.clone_dtoh(&out)?.first().copied())
 }
 
+/// The input gradient of an affine-free training batch norm over `[n, c, hw]` from its input
+/// `x` (the forward's), `dL/dy` and the forward's statistics: one launch, no parameter
+/// gradients.
+fn bn_bwd_plain<T: DevFloat>(
+    dev: &CudaDevice,
+    x: &CudaView<'_, T>,
+    gy: &CudaView<'_, T>,
+    (mean, invstd): (&CudaSlice<T>, &CudaSlice<T>),
+    (n, c, hw): (usize, usize, usize),
+) -> Result<CudaSlice<T>> {
+    // SAFETY: written in full by the batch norm's backward below.
+    let mut gx = unsafe { dev.alloc::<T>(n * c * hw)? };
+    let f = kernel!(dev, "bn_bwd_train", T);
+    let (ni, ci, hwl) = (n as i32, c as i32, hw as i64);
+    let mut l = f.builder();
+    l.arg(x).arg(gy).arg(&NULL);
+    l.arg(&ni).arg(&ci).arg(&hwl).arg(mean).arg(invstd);
+    l.arg(&mut gx).arg(&NULL).arg(&NULL);
+    // SAFETY: `nas_bn_bwd_train(x, gy, gamma, int n, int c, long hw, save_mean, save_invstd,
+    // gx, ggamma, gbeta)`: x and gy of n c hw values, the statistics of c, gamma null (1), no
+    // parameter gradients (not affine); one block per channel.
+    unsafe { counted(&mut l, per_channel(c)) }?;
+    Ok(gx)
+}
+
 /// What the fused unit's forward (ReLU, depthwise, pointwise, batch norm: `crate::fused`)
 /// leaves on the device for its backward: the depthwise output `a`, the pointwise output `b`
 /// and the batch norm's statistics.
@@ -1698,20 +1723,8 @@ pub(crate) fn unit_bwd(
             return Ok(None);
         }
         let dev = &sx.device;
-        // SAFETY: written in full by the batch norm's backward below.
-        let mut gb = unsafe { dev.alloc::<T>(nb)? };
-        {
-            let f = kernel!(dev, "bn_bwd_train", T);
-            let (ni, ci, hwl) = (win.n as i32, co as i32, (win.oh * win.ow) as i64);
-            let mut l = f.builder();
-            l.arg(b).arg(&g).arg(&NULL);
-            l.arg(&ni).arg(&ci).arg(&hwl).arg(mean).arg(invstd);
-            l.arg(&mut gb).arg(&NULL).arg(&NULL);
-            // SAFETY: `nas_bn_bwd_train(x, gy, gamma, int n, int c, long hw, save_mean,
-            // save_invstd, gx, ggamma, gbeta)`: x the forward's pointwise output, gamma null
-            // (1), no parameter gradients (not affine); one block per channel.
-            unsafe { counted(&mut l, per_channel(co)) }?;
-        }
+        let dims = (win.n, co, win.oh * win.ow);
+        let gb = bn_bwd_plain(dev, &b.slice(0..nb), &g, (mean, invstd), dims)?;
         // SAFETY: written in full by the pointwise input gradient below.
         let mut ga = unsafe { dev.alloc::<T>(na)? };
         // SAFETY: written in full by the depthwise input gradient below.
@@ -1728,6 +1741,152 @@ pub(crate) fn unit_bwd(
                 weight_grad(dev, &a.slice(0..na), &gb, &mut gpw, gp, false)?;
                 weight_grad(dev, &x, &ga, &mut gdw, gd, true)?;
             }
+            Some(T::wrap_cuda_slice(gw, dev.clone()))
+        } else {
+            None
+        };
+        Ok(Some((T::wrap_cuda_slice(gx, dev.clone()), gw)))
+    })
+}
+
+/// What DARTS' `FactorizedReduce` leaves on the device for its backward: the concatenated
+/// convolution output `z` (its batch norm's input) and the batch norm's statistics.
+pub(crate) struct ReduceSaved {
+    z: CudaStorage,
+    stats: Arc<DeviceBatchStats>,
+}
+
+impl ReduceSaved {
+    /// The batch norm's statistics (also recorded as the batch norm's batch statistics).
+    pub(crate) fn stats(&self) -> Arc<DeviceBatchStats> {
+        self.stats.clone()
+    }
+}
+
+/// The kernel geometry of `FactorizedReduce` on `[n, c, h, w]` into `co` channels (even
+/// sizes: the reference fails on odd ones).
+pub(crate) fn reduce_geom(n: usize, c: usize, h: usize, w: usize, co: usize) -> Result<Geom> {
+    Geom::factorized_reduce(n, c, h, w, co).map_err(geom_err)
+}
+
+/// `FactorizedReduce` in training on the device (quark0/darts `operations.py`):
+/// `bn(cat(conv_1(relu(x)), conv_2(relu(x)[:, :, 1:, 1:])))` with batch statistics, folded
+/// into the running ones of `fold`: two launches (the ReLU, both convolutions and the
+/// concatenation in `nas_fr_fwd`, then the batch norm) instead of the separate ops' ReLU,
+/// shift copy, two convolutions, concatenation and batch norm. `g` from [`reduce_geom`];
+/// inputs `x`, `w_a`, `w_b`. `Ok(None)` when the kernels do not serve the inputs.
+pub(crate) fn factorized_reduce_fwd(
+    [(sx, lx), (sa, la), (sb, lb)]: [(&CudaStorage, &Layout); 3],
+    g: Geom,
+    eps: f64,
+    fold: Option<RunningFold>,
+) -> Result<Option<(CudaStorage, Shape, ReduceSaved)>> {
+    by_float!(sx, |T| {
+        let (Some(x), Some(wa), Some(wb)) =
+            (view::<T>(sx, lx)?, view::<T>(sa, la)?, view::<T>(sb, lb)?)
+        else {
+            return Ok(None);
+        };
+        let nw = weight_len(&g);
+        if is_empty(&g) || x.len() != input_len(&g) || wa.len() * 2 != nw || wb.len() * 2 != nw {
+            return Ok(None);
+        }
+        let dev = &sx.device;
+        let nz = output_len(&g);
+        // SAFETY: every element is written by the kernel.
+        let mut z = unsafe { dev.alloc::<T>(nz)? };
+        {
+            let f = kernel!(dev, "fr_fwd", T);
+            let dg = DevGeom(g);
+            let mut b = f.builder();
+            b.arg(&x).arg(&wa).arg(&wb).arg(&mut z).arg(&dg);
+            // SAFETY: `nas_fr_fwd(const T* x, const T* wa, const T* wb, T* z, Geom g)`: x and z
+            // of g's input and output sizes, wa and wb of half its weight's each (checked).
+            unsafe { counted(&mut b, elementwise(nz)) }?;
+        }
+        let z = T::wrap_cuda_slice(z, dev.clone());
+        let (n, co, hw) = (g.n as usize, g.cout as usize, (g.oh * g.ow) as usize);
+        let layout = Layout::contiguous(Shape::from((n, co, g.oh as usize, g.ow as usize)));
+        let Some((y, shape, stats)) =
+            batch_norm_train((&z, &layout), None, (n, co, hw), eps, fold)?
+        else {
+            return Ok(None);
+        };
+        let saved = ReduceSaved {
+            z,
+            stats: Arc::new(stats),
+        };
+        Ok(Some((y, shape, saved)))
+    })
+}
+
+/// `FactorizedReduce`'s backward on the device from its forward's `saved`, for the output
+/// gradient `g` (inputs `x`, `w_a`, `w_b`, `dL/dy`): `dL/dx` and, with `weights`, the flat
+/// `[dL/dw_a, dL/dw_b]` in a buffer of its own. Three launches (the batch norm's, the input
+/// gradient through the ReLU, the weight gradient split over the batch); two without
+/// `weights`.
+pub(crate) fn factorized_reduce_bwd(
+    [(sx, lx), (sa, la), (sb, lb), (sg, lg)]: [(&CudaStorage, &Layout); 4],
+    saved: &ReduceSaved,
+    g: Geom,
+    weights: bool,
+) -> Result<UnitGrads> {
+    by_float!(sx, |T| {
+        let (Some(x), Some(wa), Some(wb), Some(gy)) = (
+            view::<T>(sx, lx)?,
+            view::<T>(sa, la)?,
+            view::<T>(sb, lb)?,
+            view::<T>(sg, lg)?,
+        ) else {
+            return Ok(None);
+        };
+        let z = T::as_cuda_slice(&saved.z)?;
+        let (mean, invstd) = (
+            T::as_cuda_slice(&saved.stats.mean)?,
+            T::as_cuda_slice(&saved.stats.invstd)?,
+        );
+        let (nx, nz, nw) = (input_len(&g), output_len(&g), weight_len(&g));
+        let co = g.cout as usize;
+        if x.len() != nx
+            || z.len() != nz
+            || gy.len() != nz
+            || wa.len() * 2 != nw
+            || wb.len() * 2 != nw
+            || mean.len() != co
+            || invstd.len() != co
+        {
+            return Ok(None);
+        }
+        let dev = &sx.device;
+        let dims = (g.n as usize, co, (g.oh * g.ow) as usize);
+        let gz = bn_bwd_plain(dev, &z.slice(0..nz), &gy, (mean, invstd), dims)?;
+        let dg = DevGeom(g);
+        // SAFETY: written in full by the input gradient below.
+        let mut gx = unsafe { dev.alloc::<T>(nx)? };
+        {
+            let f = kernel!(dev, "fr_bwd_input", T);
+            let mut b = f.builder();
+            b.arg(&gz).arg(&wa).arg(&wb).arg(&x).arg(&mut gx).arg(&dg);
+            // SAFETY: `nas_fr_bwd_input(const T* gz, const T* wa, const T* wb, const T* x,
+            // T* gx, Geom g)`: gz of g's output size, x and gx of its input size.
+            unsafe { counted(&mut b, elementwise(nx)) }?;
+        }
+        let gw = if weights {
+            let (splits, per) = nas_kernels::weight_splits(g.n as usize, nw);
+            // SAFETY: every partial sum is written by the kernel before its last block reads
+            // it; gw by that block.
+            let (mut part, mut gw) = unsafe { (dev.alloc::<T>(splits * nw)?, dev.alloc::<T>(nw)?) };
+            let f = kernel!(dev, "fr_bwd_weight_split", T);
+            let done = block_counter(dev)?;
+            let per_i = per as i32;
+            let mut b = f.builder();
+            b.arg(&x).arg(&gz).arg(&mut part).arg(&dg).arg(&per_i);
+            b.arg(&mut gw).arg(&done);
+            // SAFETY: `nas_fr_bwd_weight_split(x, gz, T* part, Geom g, int per, T* gw,
+            // unsigned int* done)`: part holds `splits` rows of nw, one grid row per split; the
+            // block that finishes last adds them into gw (nw values); done is this thread's
+            // counter, zero between launches.
+            unsafe { counted(&mut b, config(launch::weight_split(nw, splits))) }?;
             Some(T::wrap_cuda_slice(gw, dev.clone()))
         } else {
             None

@@ -86,8 +86,8 @@ pub struct UnitSpec<'a> {
 
 /// Whether [`mixed_edge`] takes `options` on `x` in a training (`train`) or evaluation
 /// forward: f32/f64 and only affine-free batch norms; on the CPU any of the options, on a CUDA
-/// device (the `cuda` feature) in training only, without `FactorizedReduce` and with at most
-/// 32 options (the separate ops serve the rest there).
+/// device (the `cuda` feature) in training only, with at most 32 options (the separate ops
+/// serve the rest there).
 pub fn fusable(x: &Tensor, options: &[EdgeOption], train: bool) -> bool {
     let device = x.device().is_cpu() || gpu_fusable(x, options, train);
     device
@@ -101,18 +101,18 @@ pub fn fusable(x: &Tensor, options: &[EdgeOption], train: bool) -> bool {
 }
 
 /// Whether the GPU path of the fused edge ([`crate::edge_device`]) serves `options` on `x`:
-/// training, at most [`crate::device::MAX_OPTIONS`] options, no `FactorizedReduce`, and every
-/// batch norm a different one (each is locked from the edge's construction until its forward
+/// training, at most [`crate::device::MAX_OPTIONS`] options, and every batch norm a different one (each is locked from the edge's construction until its forward
 /// has folded the running statistics; the same one twice would wait for itself).
 #[cfg(feature = "cuda")]
 fn gpu_fusable(x: &Tensor, options: &[EdgeOption], train: bool) -> bool {
     let mut norms: Vec<*const BatchNorm2d> = Vec::new();
     for o in options {
         match o {
-            EdgeOption::MaxPoolBn { bn, .. } | EdgeOption::AvgPoolBn { bn, .. } => norms.push(*bn),
+            EdgeOption::MaxPoolBn { bn, .. }
+            | EdgeOption::AvgPoolBn { bn, .. }
+            | EdgeOption::FactorizedReduce { bn, .. } => norms.push(*bn),
             EdgeOption::Units(us) => norms.extend(us.iter().map(|u| u.bn as *const _)),
             EdgeOption::Identity => {}
-            EdgeOption::FactorizedReduce { .. } => return false,
         }
     }
     let count = norms.len();

@@ -11,16 +11,17 @@
 //! gradients come out in buffers of their own ([`Handoff`]), so that holding them until the end
 //! of the backward does not hold an activation-sized buffer.
 //!
-//! Served: max and average pooling followed by an affine-free batch norm, identity, chains of
-//! separable units, up to [`crate::device::MAX_OPTIONS`] options (`FactorizedReduce` and
-//! evaluation go through the separate ops; [`crate::fusable`]). The values are those of the
+//! Served: max and average pooling followed by an affine-free batch norm, identity,
+//! `FactorizedReduce` (two launches forward, three backward: [`device::factorized_reduce_fwd`]),
+//! chains of separable units, up to [`crate::device::MAX_OPTIONS`] options (evaluation goes
+//! through the separate ops; [`crate::fusable`]). The values are those of the
 //! separate ops on the device up to the order of additions (tests/device.rs).
 use std::sync::Arc;
 
 use candle_core::{bail, CudaStorage, Layout, Result, Shape, Tensor};
 
 use crate::bn::{BatchStats, BnOp, Mode};
-use crate::device::{self, DeviceBatchStats, UnitSaved};
+use crate::device::{self, DeviceBatchStats, ReduceSaved, UnitSaved};
 use crate::edge::{Edge, Plan};
 use crate::handoff::Handoff;
 
@@ -32,6 +33,8 @@ enum Kept {
         stats: Arc<DeviceBatchStats>,
     },
     Identity,
+    /// The concatenated convolution outputs and the batch norm's statistics.
+    Reduce(ReduceSaved),
     /// Per unit: its input (`None` for the first, whose input is the edge's) and what its
     /// forward kept.
     Units(Vec<(Option<CudaStorage>, UnitSaved)>),
@@ -111,8 +114,19 @@ pub(crate) fn forward(
                 (Kept::Pool { p, stats }, Some(y))
             }
             Plan::Identity => (Kept::Identity, None),
-            Plan::Reduce { .. } => {
-                bail!("mixed_edge on CUDA: FactorizedReduce goes through the separate ops")
+            Plan::Reduce { a, bn, pi, .. } => {
+                let g = device::reduce_geom(a.n, a.ci, a.h, a.w, 2 * a.co)?;
+                let launched = device::factorized_reduce_fwd(
+                    [(sx, lx), params[*pi], params[*pi + 1]],
+                    g,
+                    bn.eps,
+                    bn.fold,
+                )?;
+                let Some((y, _, saved)) = launched else {
+                    bail!("mixed_edge on CUDA: a FactorizedReduce the device kernels do not take ({lx:?})");
+                };
+                record(bn, saved.stats())?;
+                (Kept::Reduce(saved), Some(y))
             }
             Plan::Units(units) => {
                 let mut inner: Vec<(Option<CudaStorage>, UnitSaved)> =
@@ -171,19 +185,26 @@ pub(crate) fn backward(
     let gw = op.gw.take(x)?.reshape(w.shape())?;
     let mut slot = edge.slot.lock().unwrap_or_else(|e| e.into_inner());
     for plan in &edge.plans {
-        let Plan::Units(units) = plan else { continue };
-        for (_, pi) in units {
-            let (dw, pw) = (&edge.params[*pi], &edge.params[*pi + 1]);
+        let firsts: Vec<usize> = match plan {
+            Plan::Units(units) => units.iter().map(|(_, pi)| *pi).collect(),
+            Plan::Reduce { pi, .. } => vec![*pi],
+            _ => continue,
+        };
+        // Each pair of weights (a unit's depthwise and pointwise, or FactorizedReduce's two
+        // convolutions) came back as one flat buffer, left at the first one's index.
+        for pi in &firsts {
+            let (first, second) = (&edge.params[*pi], &edge.params[*pi + 1]);
             if !(edge.tracked[*pi] || edge.tracked[*pi + 1]) {
                 continue;
             }
             let flat = op.weights[*pi].take(x)?;
-            let nd = dw.elem_count();
+            let nf = first.elem_count();
             if edge.tracked[*pi] {
-                slot[*pi] = Some(flat.narrow(0, 0, nd)?.reshape(dw.shape())?);
+                slot[*pi] = Some(flat.narrow(0, 0, nf)?.reshape(first.shape())?);
             }
             if edge.tracked[*pi + 1] {
-                slot[*pi + 1] = Some(flat.narrow(0, nd, pw.elem_count())?.reshape(pw.shape())?);
+                let g = flat.narrow(0, nf, second.elem_count())?;
+                slot[*pi + 1] = Some(g.reshape(second.shape())?);
             }
         }
     }
@@ -191,8 +212,9 @@ pub(crate) fn backward(
 }
 
 /// The backward as one op: inputs `x`, `w`, `dL/dy`; output `dL/dx`, with the mixing weights'
-/// gradient left in `gw` and each unit's flat `[dL/dw_dw, dL/dw_pw]` in `weights[i]` (`i` the
-/// index of its depthwise weight).
+/// gradient left in `gw`, each unit's flat `[dL/dw_dw, dL/dw_pw]` in `weights[i]` (`i` the
+/// index of its depthwise weight) and each `FactorizedReduce`'s `[dL/dw_a, dL/dw_b]` in
+/// `weights[i]` (`i` the index of `w_a`).
 struct EdgeBwd<'a> {
     edge: &'a Edge,
     gw: Handoff,
@@ -279,6 +301,25 @@ impl candle_core::CustomOp3 for EdgeBwd<'_> {
                     parts.push((Some(gx), fresh_x.clone()));
                 }
                 (Plan::Identity, Kept::Identity) => parts.push((None, gy)),
+                (Plan::Reduce { a, pi, .. }, Kept::Reduce(saved)) => {
+                    let g = device::reduce_geom(a.n, a.ci, a.h, a.w, 2 * a.co)?;
+                    let need = edge.tracked[*pi] || edge.tracked[*pi + 1];
+                    let launched = device::factorized_reduce_bwd(
+                        [(sx, lx), params[*pi], params[*pi + 1], (&gys, &gy)],
+                        saved,
+                        g,
+                        need,
+                    )?;
+                    let Some((gx, weights)) = launched else {
+                        bail!("mixed_edge backward on CUDA: a FactorizedReduce the kernels do not take");
+                    };
+                    if let Some(wg) = weights {
+                        let n = params[*pi].1.shape().elem_count()
+                            + params[*pi + 1].1.shape().elem_count();
+                        self.weights[*pi].put(wg, Shape::from(n));
+                    }
+                    parts.push((Some(gx), fresh_x.clone()));
+                }
                 (Plan::Units(units), Kept::Units(inner)) => {
                     let mut current: Option<CudaStorage> = None;
                     for (i, ((geom, pi), (input, unit))) in

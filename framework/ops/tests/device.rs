@@ -391,9 +391,11 @@ fn the_fused_unit_computes_and_tracks_statistics_on_the_gpu_as_on_the_cpu() {
 
 /// The fused mixed edge (`mixed_edge`: one op for a DARTS edge's options, their weighted sum
 /// and its backward) on the GPU against the CPU's, itself tested against the separate ops:
-/// the output, the gradients of the input, the mixing weights and every unit weight, and the
-/// running statistics of every batch norm; the pools, identity, a SepConv and a DilConv at
-/// stride 1 and (without the identity) 2, three training steps in a row; and under frozen
+/// the output, the gradients of the input, the mixing weights and every unit and
+/// `FactorizedReduce` weight, and the running statistics of every batch norm; the pools, a
+/// SepConv and a DilConv at stride 1 with the identity and at stride 2 with
+/// `FactorizedReduce` (DARTS' `skip_connect` at either stride), three training steps in a
+/// row; and under frozen
 /// weights (an architecture step: the input's and the mixing weights' gradients, none for the
 /// unit weights).
 #[test]
@@ -404,22 +406,23 @@ fn the_fused_mixed_edge_computes_on_the_gpu_as_on_the_cpu() {
     };
     let c = 4;
     let new_bns = || -> Vec<BatchNorm2d> {
-        (0..5)
+        (0..6)
             .map(|_| BatchNorm2d::new(c, None, 1e-5, Some(0.1)))
             .collect()
     };
     for stride in [1, 2] {
         let (bns_cpu, bns_gpu) = (new_bns(), new_bns());
-        let k = if stride == 1 { 5 } else { 4 };
         let inputs = [
             input(&[2, c, 8, 8], 60),
-            input(&[k], 61),
+            input(&[5], 61),
             input(&[c, 1, 3, 3], 62),
             input(&[c, c, 1, 1], 63),
             input(&[c, 1, 3, 3], 64),
             input(&[c, c, 1, 1], 65),
             input(&[c, 1, 3, 3], 66),
             input(&[c, c, 1, 1], 67),
+            input(&[c / 2, c, 1, 1], 68),
+            input(&[c / 2, c, 1, 1], 69),
         ];
         let edge = |t: &[Tensor], bns: &[BatchNorm2d]| -> Tensor {
             let unit =
@@ -445,9 +448,15 @@ fn the_fused_mixed_edge_computes_on_the_gpu_as_on_the_cpu() {
                     bn: &bns[1],
                 },
             ];
-            if stride == 1 {
-                opts.push(EdgeOption::Identity);
-            }
+            opts.push(if stride == 1 {
+                EdgeOption::Identity
+            } else {
+                EdgeOption::FactorizedReduce {
+                    w_a: &t[8],
+                    w_b: &t[9],
+                    bn: &bns[5],
+                }
+            });
             opts.push(EdgeOption::Units(vec![
                 unit(2, 2, stride, 1, 1),
                 unit(4, 3, 1, 1, 1),
