@@ -1579,36 +1579,96 @@ fn sum_squares_typed<T: DevFloat>(ts: &[&candle_core::Tensor]) -> Result<Option<
     Ok(dev.clone_dtoh(&out)?.first().copied())
 }
 
-/// The input gradient of an affine-free training batch norm over `[n, c, hw]` from its input
-/// `x` (the forward's), `dL/dy` and the forward's statistics: one launch, no parameter
-/// gradients.
-fn bn_bwd_plain<T: DevFloat>(
+/// The input gradient of a training batch norm over `[n, c, hw]` from its input `x` (the
+/// forward's), `dL/dy` and the forward's statistics, in one launch: with `gamma` an affine
+/// batch norm's weight (else 1), and with `params` (`2 c` values) its `[dL/dgamma, dL/dbeta]`
+/// written there.
+fn bn_bwd_into<T: DevFloat>(
     dev: &CudaDevice,
     x: &CudaView<'_, T>,
     gy: &CudaView<'_, T>,
     (mean, invstd): (&CudaSlice<T>, &CudaSlice<T>),
+    gamma: Option<&CudaView<'_, T>>,
+    params: Option<&mut CudaViewMut<'_, T>>,
     (n, c, hw): (usize, usize, usize),
 ) -> Result<CudaSlice<T>> {
     // SAFETY: written in full by the batch norm's backward below.
     let mut gx = unsafe { dev.alloc::<T>(n * c * hw)? };
+    let mut halves = params.map(|p| p.split_at_mut(c));
     let f = kernel!(dev, "bn_bwd_train", T);
     let (ni, ci, hwl) = (n as i32, c as i32, hw as i64);
     let mut l = f.builder();
-    l.arg(x).arg(gy).arg(&NULL);
+    l.arg(x).arg(gy);
+    match gamma {
+        Some(g) => l.arg(g),
+        None => l.arg(&NULL),
+    };
     l.arg(&ni).arg(&ci).arg(&hwl).arg(mean).arg(invstd);
-    l.arg(&mut gx).arg(&NULL).arg(&NULL);
+    l.arg(&mut gx);
+    match halves.as_mut() {
+        Some((gg, gb)) => l.arg(gg).arg(gb),
+        None => l.arg(&NULL).arg(&NULL),
+    };
     // SAFETY: `nas_bn_bwd_train(x, gy, gamma, int n, int c, long hw, save_mean, save_invstd,
-    // gx, ggamma, gbeta)`: x and gy of n c hw values, the statistics of c, gamma null (1), no
-    // parameter gradients (not affine); one block per channel.
+    // gx, ggamma, gbeta)`: x, gy and gx of n c hw values, the statistics, gamma, ggamma and
+    // gbeta of c each (ggamma and gbeta the two halves of `params`) or null (gamma 1, no
+    // parameter gradients); one block per channel.
     unsafe { counted(&mut l, per_channel(c)) }?;
     Ok(gx)
 }
 
-/// What the fused unit's forward (ReLU, depthwise, pointwise, batch norm: `crate::fused`)
-/// leaves on the device for its backward: the depthwise output `a`, the pointwise output `b`
-/// and the batch norm's statistics.
+/// The convolutions of a fused unit on the device, between its input ReLU and its batch norm:
+/// a depthwise then a pointwise convolution (`crate::relu_dw_pw_bn`: DARTS' SepConv halves and
+/// DilConv), or a pointwise convolution alone (`crate::relu_conv1x1_bn`: DARTS' 1x1
+/// `ReLUConvBN`, the cells' preprocessing).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum UnitConvs {
+    /// ReLU, depthwise convolution over the window, pointwise convolution.
+    Separable(Window),
+    /// ReLU and a pointwise convolution of stride 1 on `[n, c, h, w]`.
+    Pointwise {
+        /// Batch.
+        n: usize,
+        /// Input channels.
+        c: usize,
+        /// Height.
+        h: usize,
+        /// Width.
+        w: usize,
+    },
+}
+
+/// A fused unit as the device kernels see it: its convolutions, the pointwise convolution's
+/// output channels `co`, and whether its batch norm is affine (its weight and bias then packed
+/// behind the pointwise weight).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DeviceUnit {
+    /// The convolutions.
+    pub convs: UnitConvs,
+    /// Output channels.
+    pub co: usize,
+    /// Whether the batch norm has a weight and a bias.
+    pub affine: bool,
+}
+
+impl DeviceUnit {
+    /// The depthwise geometry (none for a pointwise unit) and the pointwise one.
+    fn geoms(&self) -> Result<(Option<Geom>, Geom)> {
+        let co = self.co;
+        Ok(match &self.convs {
+            UnitConvs::Separable(win) => (
+                Some(depthwise_geom(win)?),
+                pointwise_geom(win.n, win.c, win.oh, win.ow, co, 1)?,
+            ),
+            UnitConvs::Pointwise { n, c, h, w } => (None, pointwise_geom(*n, *c, *h, *w, co, 1)?),
+        })
+    }
+}
+
+/// What a fused unit's forward leaves on the device for its backward: the depthwise output
+/// `a` (none for a pointwise unit), the pointwise output `b` and the batch norm's statistics.
 pub(crate) struct UnitSaved {
-    a: CudaStorage,
+    a: Option<CudaStorage>,
     b: CudaStorage,
     stats: Arc<DeviceBatchStats>,
 }
@@ -1620,55 +1680,81 @@ impl UnitSaved {
     }
 }
 
-/// The geometries of the unit's depthwise (`win`) and pointwise (`co` outputs) convolutions.
-fn unit_geoms(win: &Window, co: usize) -> Result<(Geom, Geom)> {
-    Ok((
-        depthwise_geom(win)?,
-        pointwise_geom(win.n, win.c, win.oh, win.ow, co, 1)?,
-    ))
+/// The layouts, inside a fused op's packed weight input (`crate::fused::pack_affine`), of the
+/// pointwise weight (`npw` values) and, when `affine`, of the batch norm's weight and bias
+/// (`co` values each, behind it); `None` when `lp` is not such a contiguous packing.
+fn packed_layouts(
+    lp: &Layout,
+    npw: usize,
+    co: usize,
+    affine: bool,
+) -> Option<(Layout, Option<[Layout; 2]>)> {
+    let want = npw + if affine { 2 * co } else { 0 };
+    if !lp.is_contiguous() || lp.shape().elem_count() != want {
+        return None;
+    }
+    let at = |len: usize, offset: usize| {
+        Layout::contiguous_with_offset(Shape::from(len), lp.start_offset() + offset)
+    };
+    Some((at(npw, 0), affine.then(|| [at(co, npw), at(co, npw + co)])))
 }
 
-/// The fused unit's training forward on the device: `bn(conv1x1(depthwise(max(x, 0), w_dw),
-/// w_pw))` with batch statistics, folded into the running ones of `fold`; three launches (the
-/// ReLU read inside the depthwise kernel) and one node in the autograd graph instead of three.
-/// `Ok(None)` when the kernels do not serve the inputs (nothing launched for the batch norm
-/// then).
+/// A fused unit's training forward on the device: `bn(conv1x1(depthwise(max(x, 0), w_dw),
+/// w_pw))`, or `bn(conv1x1(max(x, 0), w_pw))` for [`UnitConvs::Pointwise`], with batch
+/// statistics folded into the running ones of `fold`. Inputs `x`, the depthwise weight (none
+/// for a pointwise unit) and the pointwise weight, with an `affine` batch norm's weight and
+/// bias packed behind it. Three launches (two for a pointwise unit; the ReLU read inside the
+/// first convolution) and one node in the autograd graph instead of four. `Ok(None)` when the
+/// kernels do not serve the inputs (nothing launched for the batch norm then).
 pub(crate) fn unit_fwd(
-    [(sx, lx), (sd, ld), (sp, lp)]: [(&CudaStorage, &Layout); 3],
-    win: &Window,
-    co: usize,
+    (sx, lx): (&CudaStorage, &Layout),
+    dw: Option<(&CudaStorage, &Layout)>,
+    (sp, lp): (&CudaStorage, &Layout),
+    unit: &DeviceUnit,
     eps: f64,
     fold: Option<RunningFold>,
 ) -> Result<Option<(CudaStorage, Shape, UnitSaved)>> {
+    let (co, affine) = (unit.co, unit.affine);
+    let (gd, gp) = unit.geoms()?;
+    let Some((wl, affine_layouts)) = packed_layouts(lp, weight_len(&gp), co, affine) else {
+        return Ok(None);
+    };
     by_float!(sx, |T| {
-        let (Some(x), Some(wd), Some(wp)) =
-            (view::<T>(sx, lx)?, view::<T>(sd, ld)?, view::<T>(sp, lp)?)
-        else {
+        let (Some(x), Some(wp)) = (view::<T>(sx, lx)?, view::<T>(sp, &wl)?) else {
             return Ok(None);
         };
-        let (gd, gp) = unit_geoms(win, co)?;
-        if is_empty(&gd)
-            || is_empty(&gp)
-            || x.len() != input_len(&gd)
-            || wd.len() != weight_len(&gd)
-            || wp.len() != weight_len(&gp)
-        {
+        let wd = match (dw, gd) {
+            (Some((sd, ld)), Some(gd)) => match view::<T>(sd, ld)? {
+                Some(wd) if wd.len() == weight_len(&gd) && !is_empty(&gd) => Some((wd, gd)),
+                _ => return Ok(None),
+            },
+            (None, None) => None,
+            _ => return Ok(None),
+        };
+        let first = gd.unwrap_or(gp);
+        if is_empty(&gp) || x.len() != input_len(&first) || wp.len() != weight_len(&gp) {
             return Ok(None);
         }
         let dev = &sx.device;
-        let a = conv_into(dev, &x, &wd, gd, true)?;
-        let b = conv_into(dev, &a.slice(0..a.len()), &wp, gp, false)?;
         let wrap = |s: CudaSlice<T>| T::wrap_cuda_slice(s, dev.clone());
+        let (a, b) = match wd {
+            Some((wd, gd)) => {
+                let a = conv_into(dev, &x, &wd, gd, true)?;
+                let b = conv_into(dev, &a.slice(0..a.len()), &wp, gp, false)?;
+                (Some(a), b)
+            }
+            None => (None, conv_into(dev, &x, &wp, gp, true)?),
+        };
         let b = wrap(b);
-        let shape_b = Shape::from((win.n, co, win.oh, win.ow));
-        let layout_b = Layout::contiguous(shape_b);
-        let dims = (win.n, co, win.oh * win.ow);
-        let Some((y, shape, stats)) = batch_norm_train((&b, &layout_b), None, dims, eps, fold)?
-        else {
+        let (n, oh, ow) = (gp.n as usize, gp.oh as usize, gp.ow as usize);
+        let layout_b = Layout::contiguous(Shape::from((n, co, oh, ow)));
+        let params = affine_layouts.as_ref().map(|[lg, lb]| [(sp, lg), (sp, lb)]);
+        let normed = batch_norm_train((&b, &layout_b), params, (n, co, oh * ow), eps, fold)?;
+        let Some((y, shape, stats)) = normed else {
             return Ok(None);
         };
         let saved = UnitSaved {
-            a: wrap(a),
+            a: a.map(wrap),
             b,
             stats: Arc::new(stats),
         };
@@ -1676,76 +1762,123 @@ pub(crate) fn unit_fwd(
     })
 }
 
-/// What the fused unit's backward gives back: `dL/dx`, and with weights the flat
-/// `[dL/dw_dw, dL/dw_pw]` in a buffer of its own (held until the end of the backward, it does
-/// not hold the input's gradient).
+/// What a fused unit's backward gives back: `dL/dx`, and with weights the flat `[dL/dw_dw,
+/// dL/dw_pw, dL/dgamma, dL/dbeta]` (no depthwise part for a pointwise unit, no batch-norm part
+/// unless affine: the gradients of the op's inputs one after the other) in a buffer of its own
+/// (held until the end of the backward, it does not hold the input's gradient).
 pub(crate) type UnitGrads = Option<(CudaStorage, Option<CudaStorage>)>;
 
-/// The fused unit's backward on the device from its forward's `saved`: `dL/dx` and the flat
-/// `[dL/dw_dw, dL/dw_pw]` for the output gradient `g` (five launches: the batch norm's, the
-/// pointwise input and weight gradients, the depthwise ones with the ReLU's mask; no
-/// zero-filled gradient buffers for the two intermediate activations and no additions into
-/// them, which the separate ops' backward costs); without `weights`, `dL/dx` alone (three
-/// launches: an architecture step under `with_frozen_weights`).
+/// A fused unit's backward on the device from its forward's `saved`, for the output gradient
+/// `g`, the inputs as [`unit_fwd`]'s: the batch norm's backward (with its parameters'
+/// gradients when affine), the pointwise input and weight gradients, the depthwise ones with
+/// the ReLU's mask (a pointwise unit masks the pointwise input gradient instead). Five launches
+/// (three for a pointwise unit); without `weights` (an architecture step under
+/// `with_frozen_weights`) `dL/dx` alone, three (two). No zero-filled gradient buffers for the
+/// intermediate activations and no additions into them, which the separate ops' backward
+/// costs.
 pub(crate) fn unit_bwd(
-    [(sx, lx), (sd, ld), (sp, lp), (sg, lg)]: [(&CudaStorage, &Layout); 4],
+    (sx, lx): (&CudaStorage, &Layout),
+    dw: Option<(&CudaStorage, &Layout)>,
+    (sp, lp): (&CudaStorage, &Layout),
+    (sg, lg): (&CudaStorage, &Layout),
     saved: &UnitSaved,
-    win: &Window,
-    co: usize,
+    unit: &DeviceUnit,
     weights: bool,
 ) -> Result<UnitGrads> {
+    let (co, affine) = (unit.co, unit.affine);
+    let (gd, gp) = unit.geoms()?;
+    let npw = weight_len(&gp);
+    let Some((wl, affine_layouts)) = packed_layouts(lp, npw, co, affine) else {
+        return Ok(None);
+    };
     by_float!(sx, |T| {
-        let (Some(x), Some(wd), Some(wp), Some(g)) = (
-            view::<T>(sx, lx)?,
-            view::<T>(sd, ld)?,
-            view::<T>(sp, lp)?,
-            view::<T>(sg, lg)?,
-        ) else {
+        let (Some(x), Some(wp), Some(g)) =
+            (view::<T>(sx, lx)?, view::<T>(sp, &wl)?, view::<T>(sg, lg)?)
+        else {
             return Ok(None);
         };
-        let (gd, gp) = unit_geoms(win, co)?;
-        let (a, b) = (T::as_cuda_slice(&saved.a)?, T::as_cuda_slice(&saved.b)?);
+        let gamma = match &affine_layouts {
+            Some([lgm, _]) => match view::<T>(sp, lgm)? {
+                Some(v) => Some(v),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        let b = T::as_cuda_slice(&saved.b)?;
         let (mean, invstd) = (
             T::as_cuda_slice(&saved.stats.mean)?,
             T::as_cuda_slice(&saved.stats.invstd)?,
         );
-        let (nx, na, nb) = (input_len(&gd), output_len(&gd), output_len(&gp));
-        let (ndw, npw) = (weight_len(&gd), weight_len(&gp));
+        let nb = output_len(&gp);
+        let first = gd.unwrap_or(gp);
+        let nx = input_len(&first);
         if x.len() != nx
-            || a.len() != na
             || b.len() != nb
             || g.len() != nb
-            || wd.len() != ndw
             || wp.len() != npw
             || mean.len() != co
             || invstd.len() != co
         {
             return Ok(None);
         }
-        let dev = &sx.device;
-        let dims = (win.n, co, win.oh * win.ow);
-        let gb = bn_bwd_plain(dev, &b.slice(0..nb), &g, (mean, invstd), dims)?;
-        // SAFETY: written in full by the pointwise input gradient below.
-        let mut ga = unsafe { dev.alloc::<T>(na)? };
-        // SAFETY: written in full by the depthwise input gradient below.
-        let mut gx = unsafe { dev.alloc::<T>(nx)? };
-        let gb = gb.slice(0..nb);
-        input_grad_into(dev, &gb, &wp, &mut ga.slice_mut(0..na), gp, None)?;
-        let ga = ga.slice(0..na);
-        input_grad_into(dev, &ga, &wd, &mut gx.slice_mut(0..nx), gd, Some(&x))?;
-        let gw = if weights {
-            // SAFETY: both parts are written in full below.
-            let mut gw = unsafe { dev.alloc::<T>(ndw + npw)? };
-            {
-                let (mut gdw, mut gpw) = gw.split_at_mut(ndw);
-                weight_grad(dev, &a.slice(0..na), &gb, &mut gpw, gp, false)?;
-                weight_grad(dev, &x, &ga, &mut gdw, gd, true)?;
+        // The depthwise stage: its weight, output and geometry.
+        let depthwise = match (dw, gd, &saved.a) {
+            (Some((sd, ld)), Some(gd), Some(a)) => {
+                let (wd, a) = (view::<T>(sd, ld)?, T::as_cuda_slice(a)?);
+                match wd {
+                    Some(wd) if wd.len() == weight_len(&gd) && a.len() == output_len(&gd) => {
+                        Some((wd, a, gd))
+                    }
+                    _ => return Ok(None),
+                }
             }
-            Some(T::wrap_cuda_slice(gw, dev.clone()))
-        } else {
-            None
+            (None, None, None) => None,
+            _ => return Ok(None),
         };
-        Ok(Some((T::wrap_cuda_slice(gx, dev.clone()), gw)))
+        let ndw = depthwise.as_ref().map_or(0, |(_, _, gd)| weight_len(gd));
+        let nbn = if affine { 2 * co } else { 0 };
+        let dev = &sx.device;
+        // SAFETY: every part is written in full below (the batch norm's by its backward).
+        let mut gw = match weights {
+            true => Some(unsafe { dev.alloc::<T>(ndw + npw + nbn)? }),
+            false => None,
+        };
+        let dims = (gp.n as usize, co, (gp.oh * gp.ow) as usize);
+        let gb = {
+            let mut bn_part = match (&mut gw, affine) {
+                (Some(gw), true) => Some(gw.slice_mut(ndw + npw..ndw + npw + nbn)),
+                _ => None,
+            };
+            let (b, stats) = (b.slice(0..nb), (mean, invstd));
+            bn_bwd_into(dev, &b, &g, stats, gamma.as_ref(), bn_part.as_mut(), dims)?
+        };
+        let gb = gb.slice(0..nb);
+        // SAFETY: written in full by the first convolution's input gradient below.
+        let mut gx = unsafe { dev.alloc::<T>(nx)? };
+        match &depthwise {
+            Some((wd, a, gd)) => {
+                let na = a.len();
+                // SAFETY: written in full by the pointwise input gradient below.
+                let mut ga = unsafe { dev.alloc::<T>(na)? };
+                input_grad_into(dev, &gb, &wp, &mut ga.slice_mut(0..na), gp, None)?;
+                let ga = ga.slice(0..na);
+                input_grad_into(dev, &ga, wd, &mut gx.slice_mut(0..nx), *gd, Some(&x))?;
+                if let Some(gw) = gw.as_mut() {
+                    let (mut gdw, mut rest) = gw.split_at_mut(ndw);
+                    let mut gpw = rest.slice_mut(0..npw);
+                    weight_grad(dev, &a.slice(0..na), &gb, &mut gpw, gp, false)?;
+                    weight_grad(dev, &x, &ga, &mut gdw, *gd, true)?;
+                }
+            }
+            None => {
+                input_grad_into(dev, &gb, &wp, &mut gx.slice_mut(0..nx), gp, Some(&x))?;
+                if let Some(gw) = gw.as_mut() {
+                    weight_grad(dev, &x, &gb, &mut gw.slice_mut(0..npw), gp, true)?;
+                }
+            }
+        }
+        let wrap = |s: CudaSlice<T>| T::wrap_cuda_slice(s, dev.clone());
+        Ok(Some((wrap(gx), gw.map(wrap))))
     })
 }
 
@@ -1859,7 +1992,7 @@ pub(crate) fn factorized_reduce_bwd(
         }
         let dev = &sx.device;
         let dims = (g.n as usize, co, (g.oh * g.ow) as usize);
-        let gz = bn_bwd_plain(dev, &z.slice(0..nz), &gy, (mean, invstd), dims)?;
+        let gz = bn_bwd_into(dev, &z.slice(0..nz), &gy, (mean, invstd), None, None, dims)?;
         let dg = DevGeom(g);
         // SAFETY: written in full by the input gradient below.
         let mut gx = unsafe { dev.alloc::<T>(nx)? };

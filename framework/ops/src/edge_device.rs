@@ -21,7 +21,7 @@ use std::sync::Arc;
 use candle_core::{bail, CudaStorage, Layout, Result, Shape, Tensor};
 
 use crate::bn::{BatchStats, BnOp, Mode};
-use crate::device::{self, DeviceBatchStats, ReduceSaved, UnitSaved};
+use crate::device::{self, DeviceBatchStats, DeviceUnit, ReduceSaved, UnitConvs, UnitSaved};
 use crate::edge::{Edge, Plan};
 use crate::handoff::Handoff;
 
@@ -60,6 +60,15 @@ fn option_outputs<'a>(
             None => x,
         })
         .collect()
+}
+
+/// An edge's separable unit (affine-free) as the device kernels see it.
+fn separable(geom: &crate::fused::UnitGeom) -> DeviceUnit {
+    DeviceUnit {
+        convs: UnitConvs::Separable(geom.win),
+        co: geom.pw.co,
+        affine: false,
+    }
 }
 
 /// Records the batch statistics a device forward of `bn` left, for its running update.
@@ -138,9 +147,10 @@ pub(crate) fn forward(
                         None => (sx, lx),
                     };
                     let launched = device::unit_fwd(
-                        [input, params[*pi], params[*pi + 1]],
-                        &geom.win,
-                        geom.pw.co,
+                        input,
+                        Some(params[*pi]),
+                        params[*pi + 1],
+                        &separable(geom),
                         geom.bn.eps,
                         geom.bn.fold,
                     )?;
@@ -348,10 +358,12 @@ impl candle_core::CustomOp3 for EdgeBwd<'_> {
                         };
                         let need = edge.tracked[*pi] || edge.tracked[*pi + 1];
                         let launched = device::unit_bwd(
-                            [(input, &il), params[*pi], params[*pi + 1], g_in],
+                            (input, &il),
+                            Some(params[*pi]),
+                            params[*pi + 1],
+                            g_in,
                             unit,
-                            &geom.win,
-                            geom.pw.co,
+                            &separable(geom),
                             need,
                         )?;
                         let Some((gin, weights)) = launched else {

@@ -45,7 +45,7 @@ pub fn relu_dw_pw_bn(
     train: bool,
 ) -> Result<Tensor> {
     let affine = bn.affine_params();
-    let gpu_unit = cfg!(feature = "cuda") && x.device().is_cuda() && train && affine.is_none();
+    let gpu_unit = cfg!(feature = "cuda") && x.device().is_cuda() && train;
     if !(x.device().is_cpu() || gpu_unit) {
         let y = crate::relu_depthwise_conv2d(x, w_dw, stride, padding, dilation)?;
         let y = crate::conv2d(&y, w_pw, 1, 0)?;
@@ -459,9 +459,10 @@ impl CustomOp3 for Unit {
         };
         let bn = &self.geom.bn;
         let launched = crate::device::unit_fwd(
-            [(s1, l1), (s2, l2), (s3, l3)],
-            &self.geom.win,
-            self.geom.pw.co,
+            (s1, l1),
+            Some((s2, l2)),
+            (s3, l3),
+            &self.device_unit(),
             bn.eps,
             bn.fold,
         )?;
@@ -547,13 +548,25 @@ impl CustomOp3 for Unit {
 
 #[cfg(feature = "cuda")]
 impl Unit {
-    /// The backward of a forward that ran on a GPU, from what it left there.
+    /// The unit as the device kernels see it.
+    fn device_unit(&self) -> crate::device::DeviceUnit {
+        crate::device::DeviceUnit {
+            convs: crate::device::UnitConvs::Separable(self.geom.win),
+            co: self.geom.pw.co,
+            affine: self.affine,
+        }
+    }
+
+    /// The backward of a forward that ran on a GPU, from what it left there
+    /// ([`crate::device::unit_bwd`]): the gradients of `x`, `w_dw` and the packed pointwise
+    /// weight (with an affine batch norm's weight and bias), the weights' in a buffer of their
+    /// own (held until the end of the backward, they do not hold the input's gradient).
     #[allow(clippy::type_complexity)]
     fn device_backward(
         &self,
         x: &Tensor,
         w_dw: &Tensor,
-        w_pw: &Tensor,
+        packed: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let saved = self
@@ -564,86 +577,35 @@ impl Unit {
         let Some(saved) = saved else {
             bail!("relu_dw_pw_bn backward: the GPU forward kept no activations");
         };
-        let op = UnitBwdDevice {
-            geom_win: self.geom.win,
-            co: self.geom.pw.co,
-            saved,
-            w_pw: w_pw.contiguous()?,
-            weights: !self.frozen,
-            weight_grads: crate::handoff::Handoff::default(),
-        };
-        let gx = x
-            .apply_op3_no_bwd(&w_dw.contiguous()?, g, &op)?
-            .reshape(x.shape())?;
-        if self.frozen {
+        let (w_dw, packed) = (w_dw.contiguous()?, packed.contiguous()?);
+        let (nd, np) = (w_dw.elem_count(), packed.elem_count());
+        let unit = self.device_unit();
+        let (gx, flat) = crate::handoff::device_backward(
+            "nas-relu-dw-pw-bn-bwd-device",
+            g,
+            x.shape(),
+            nd + np,
+            |sg, lg| {
+                let guards = [x, &w_dw, &packed].map(|t| t.storage_and_layout());
+                let Some(s) = crate::device::cuda_storages(&guards) else {
+                    bail!("relu_dw_pw_bn backward: a tensor is not on the GPU");
+                };
+                crate::device::unit_bwd(
+                    s[0],
+                    Some(s[1]),
+                    s[2],
+                    (sg, lg),
+                    &saved,
+                    &unit,
+                    !self.frozen,
+                )
+            },
+        )?;
+        let Some(flat) = flat.filter(|_| !self.frozen) else {
             return Ok((Some(gx), None, None));
-        }
-        // The weights' gradients in a buffer of their own (held until the end of the
-        // backward, they do not hold the input's gradient).
-        let flat = op.weight_grads.take(x)?;
-        let nd = w_dw.elem_count();
+        };
         let g_dw = flat.narrow(0, 0, nd)?.reshape(w_dw.shape())?;
-        let g_pw = flat
-            .narrow(0, nd, w_pw.elem_count())?
-            .reshape(w_pw.shape())?;
-        Ok((Some(gx), Some(g_dw), Some(g_pw)))
-    }
-}
-
-/// The fused unit's backward on a GPU: inputs `x`, `w_dw`, `dL/dy` (the pointwise weight held
-/// here), output `dL/dx` and, with `weights`, the flat `[dL/dw_dw, dL/dw_pw]` left in
-/// `weight_grads` ([`crate::device::unit_bwd`]).
-#[cfg(feature = "cuda")]
-struct UnitBwdDevice {
-    geom_win: Window,
-    co: usize,
-    saved: Arc<crate::device::UnitSaved>,
-    w_pw: Tensor,
-    weights: bool,
-    weight_grads: crate::handoff::Handoff,
-}
-
-#[cfg(feature = "cuda")]
-impl CustomOp3 for UnitBwdDevice {
-    fn name(&self) -> &'static str {
-        "nas-relu-dw-pw-bn-bwd-device"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        bail!("relu_dw_pw_bn backward: the forward ran on a GPU, the tensors are on the CPU")
-    }
-
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-        s3: &candle_core::CudaStorage,
-        l3: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let (ps, pl) = self.w_pw.storage_and_layout();
-        let Storage::Cuda(ps) = &*ps else {
-            bail!("relu_dw_pw_bn backward: the pointwise weight is not on the GPU");
-        };
-        let inputs = [(s1, l1), (s2, l2), (ps, pl), (s3, l3)];
-        let launched =
-            crate::device::unit_bwd(inputs, &self.saved, &self.geom_win, self.co, self.weights)?;
-        let Some((gx, weights)) = launched else {
-            bail!("relu_dw_pw_bn backward on CUDA: shapes that do not match its forward's");
-        };
-        if let Some(w) = weights {
-            let n = l2.shape().elem_count() + self.w_pw.elem_count();
-            self.weight_grads.put(w, Shape::from(n));
-        }
-        Ok((gx, l1.shape().clone()))
+        let g_packed = flat.narrow(0, nd, np)?.reshape(packed.shape())?;
+        Ok((Some(gx), Some(g_dw), Some(g_packed)))
     }
 }

@@ -25,10 +25,12 @@ use std::sync::{Arc, Mutex};
 /// `x` `[N, C, H, W]`, `w` `[O, C, 1, 1]`, `bn` over `O` channels in training mode (batch
 /// statistics, running statistics updated) when `train`, affine or not. Differentiable with
 /// respect to `x`, `w` and an affine `bn`'s weight and bias, which enter the op packed behind
-/// `w` (`O * C + 2 * O` values). One op on the CPU (f32, f64); elsewhere the three ops one by
-/// one.
+/// `w` (`O * C + 2 * O` values). One op on the CPU (f32, f64) and, in training, on a CUDA
+/// device (two launches forward, three backward: [`crate::device::unit_fwd`] with
+/// [`crate::device::UnitConvs::Pointwise`]); elsewhere the three ops one by one.
 pub fn relu_conv1x1_bn(x: &Tensor, w: &Tensor, bn: &BatchNorm2d, train: bool) -> Result<Tensor> {
-    if !x.device().is_cpu() {
+    let gpu_op = cfg!(feature = "cuda") && x.device().is_cuda() && train;
+    if !(x.device().is_cpu() || gpu_op) {
         let y = crate::conv2d(&crate::relu(x)?, w, 1, 0)?;
         return bn.forward(&y, train);
     }
@@ -68,6 +70,9 @@ pub fn relu_conv1x1_bn(x: &Tensor, w: &Tensor, bn: &BatchNorm2d, train: bool) ->
     };
     let m = n * h * wd;
     let mode = bn.mode(train, m, &[n, o, h, wd])?;
+    // On a GPU the forward folds the running statistics itself, the state locked until then.
+    #[cfg(feature = "cuda")]
+    let (held, fold) = bn.begin_fold(x, &mode)?;
     let op = ReluConvBn {
         pw,
         bn: BnOp {
@@ -77,18 +82,24 @@ pub fn relu_conv1x1_bn(x: &Tensor, w: &Tensor, bn: &BatchNorm2d, train: bool) ->
             eps: bn.eps(),
             mode: mode.clone(),
             #[cfg(feature = "cuda")]
-            fold: None,
+            fold,
         },
         affine: affine.is_some(),
         saved: Arc::new(Mutex::new(None)),
+        #[cfg(feature = "cuda")]
+        saved_gpu: Arc::new(Mutex::new(None)),
         frozen: crate::frozen::weights_frozen(),
     };
     let y = x.contiguous()?.apply_op2(&packed, op)?;
+    #[cfg(feature = "cuda")]
+    bn.finish_running(held, &mode, m)?;
+    #[cfg(not(feature = "cuda"))]
     bn.update_running(&mode, m)?;
     Ok(y)
 }
 
-/// The fused op; `saved` holds the convolution's output of its forward.
+/// The fused op; `saved` holds the convolution's output of its forward on the CPU,
+/// `saved_gpu` what a forward on a GPU left there.
 struct ReluConvBn {
     pw: Conv1x1,
     bn: BnOp,
@@ -96,6 +107,8 @@ struct ReluConvBn {
     /// convolution's weight.
     affine: bool,
     saved: Arc<Mutex<Option<CpuStorage>>>,
+    #[cfg(feature = "cuda")]
+    saved_gpu: Arc<Mutex<Option<Arc<crate::device::UnitSaved>>>>,
     /// Built under [`crate::with_frozen_weights`]: no weight gradients.
     frozen: bool,
 }
@@ -196,6 +209,38 @@ impl CustomOp2 for ReluConvBn {
         "nas-relu-conv1x1-bn"
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let _profile = crate::profile::scope(self.name());
+        let Mode::Train(recorded) = &self.bn.mode else {
+            bail!("relu_conv1x1_bn on CUDA: the fused op runs in training mode only");
+        };
+        let launched = crate::device::unit_fwd(
+            (s1, l1),
+            None,
+            (s2, l2),
+            &self.device_unit(),
+            self.bn.eps,
+            self.bn.fold,
+        )?;
+        let Some((y, shape, saved)) = launched else {
+            bail!(
+                "relu_conv1x1_bn on CUDA: a shape the device kernels do not take ({:?})",
+                l1.shape()
+            );
+        };
+        *recorded.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(crate::bn::BatchStats::Device(saved.stats()));
+        *self.saved_gpu.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(saved));
+        Ok((y, shape))
+    }
+
     fn cpu_fwd(
         &self,
         s1: &CpuStorage,
@@ -220,6 +265,10 @@ impl CustomOp2 for ReluConvBn {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let _profile = crate::profile::scope("nas-relu-conv1x1-bn-bwd");
         let g = g.contiguous()?;
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() {
+            return self.device_backward(x, packed, &g);
+        }
         let (xs, xl) = x.storage_and_layout();
         let (ps, pl) = packed.storage_and_layout();
         let (gs, gl) = g.storage_and_layout();
@@ -235,5 +284,62 @@ impl CustomOp2 for ReluConvBn {
             }
             Ok((Some(gx), Some(Tensor::from_vec(gw, packed.shape(), dev)?)))
         })
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl ReluConvBn {
+    /// The op as the device kernels see it: a unit of one pointwise convolution.
+    fn device_unit(&self) -> crate::device::DeviceUnit {
+        let pw = &self.pw;
+        crate::device::DeviceUnit {
+            convs: crate::device::UnitConvs::Pointwise {
+                n: pw.n,
+                c: pw.ci,
+                h: pw.h,
+                w: pw.w,
+            },
+            co: pw.co,
+            affine: self.affine,
+        }
+    }
+
+    /// The backward of a forward that ran on a GPU, from what it left there: the gradients of
+    /// `x` and of the packed weight (with an affine batch norm's weight and bias), the latter in
+    /// a buffer of its own.
+    fn device_backward(
+        &self,
+        x: &Tensor,
+        packed: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let saved = self
+            .saved_gpu
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(saved) = saved else {
+            bail!("relu_conv1x1_bn backward: the GPU forward kept no activations");
+        };
+        let packed = packed.contiguous()?;
+        let unit = self.device_unit();
+        let (gx, flat) = crate::handoff::device_backward(
+            "nas-relu-conv1x1-bn-bwd-device",
+            g,
+            x.shape(),
+            packed.elem_count(),
+            |sg, lg| {
+                let guards = [x, &packed].map(|t| t.storage_and_layout());
+                let Some(s) = crate::device::cuda_storages(&guards) else {
+                    bail!("relu_conv1x1_bn backward: a tensor is not on the GPU");
+                };
+                crate::device::unit_bwd(s[0], None, s[1], (sg, lg), &saved, &unit, !self.frozen)
+            },
+        )?;
+        let g_packed = match flat.filter(|_| !self.frozen) {
+            Some(f) => Some(f.reshape(packed.shape())?),
+            None => None,
+        };
+        Ok((Some(gx), g_packed))
     }
 }

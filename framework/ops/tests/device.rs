@@ -389,6 +389,105 @@ fn the_fused_unit_computes_and_tracks_statistics_on_the_gpu_as_on_the_cpu() {
     }
 }
 
+/// The fused unit with an affine batch norm (the retraining network's SepConv and DilConv
+/// units) and the fused 1x1 `ReLUConvBN` (`relu_conv1x1_bn`: every cell's preprocessing,
+/// affine or not), one op each on a GPU in training, against the CPU's: the outputs and the
+/// gradients of the input, the convolution weights and the batch norm's weight and bias over
+/// training forwards with an evaluation in between (the separate ops there), the running
+/// statistics, and under frozen weights (the input's gradient alone).
+#[test]
+fn the_affine_unit_and_the_fused_relu_conv_bn_compute_on_the_gpu_as_on_the_cpu() {
+    let Some(gpu) =
+        gpu_or_skip("the_affine_unit_and_the_fused_relu_conv_bn_compute_on_the_gpu_as_on_the_cpu")
+    else {
+        return;
+    };
+    type Run = (Vec<Tensor>, Vec<Option<Tensor>>, (Vec<f64>, Vec<f64>));
+    for (unit, affine) in [(true, true), (false, false), (false, true)] {
+        let run = |device: &Device, steps: &[bool], frozen: bool| -> Run {
+            let shapes: [&[usize]; 5] = [&[3, 4, 9, 9], &[4, 1, 3, 3], &[6, 4, 1, 1], &[6], &[6]];
+            let vars: Vec<Var> = shapes
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let t = input(s, 31 + i as u64).to_device(device).unwrap();
+                    Var::from_tensor(&t).unwrap()
+                })
+                .collect();
+            let ab = affine.then(|| (vars[3].clone(), vars[4].clone()));
+            let bn = BatchNorm2d::new(6, ab, 1e-5, Some(0.1));
+            let (mut outs, mut grads) = (Vec::new(), Vec::new());
+            for (step, &train) in steps.iter().enumerate() {
+                let (x, w_dw, w) = (
+                    vars[0].as_tensor(),
+                    vars[1].as_tensor(),
+                    vars[2].as_tensor(),
+                );
+                let forward = || match unit {
+                    true => nas_ops::relu_dw_pw_bn(x, w_dw, w, &bn, 1, 1, 1, train).unwrap(),
+                    false => nas_ops::relu_conv1x1_bn(x, w, &bn, train).unwrap(),
+                };
+                let y = match frozen {
+                    true => nas_ops::with_frozen_weights(forward),
+                    false => forward(),
+                };
+                let r = input(y.dims(), 40 + step as u64).to_device(device).unwrap();
+                let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                outs.push(y.to_device(&Device::Cpu).unwrap());
+                grads.extend(vars.iter().map(|v| {
+                    g.get(v.as_tensor())
+                        .map(|t| t.to_device(&Device::Cpu).unwrap())
+                }));
+            }
+            (outs, grads, bn.running_stats())
+        };
+        let what = format!("unit {unit} affine {affine}");
+        for (steps, frozen) in [(&[true, true, false, true][..], false), (&[true][..], true)] {
+            let ((y_cpu, g_cpu, s_cpu), (y_gpu, g_gpu, s_gpu)) =
+                (run(&Device::Cpu, steps, frozen), run(&gpu, steps, frozen));
+            for (i, (a, b)) in y_gpu.iter().zip(&y_cpu).enumerate() {
+                let gap = relative_gap(a, b);
+                assert!(
+                    gap <= 1e-12,
+                    "{what} frozen {frozen}: output {i} differs by {gap:e}"
+                );
+            }
+            for (i, (a, b)) in g_gpu.iter().zip(&g_cpu).enumerate() {
+                let (step, input) = (i / 5, i % 5);
+                match (a, b) {
+                    (Some(a), Some(b)) => {
+                        let gap = relative_gap(a, b);
+                        assert!(
+                            gap <= 1e-12,
+                            "{what} frozen {frozen}: step {step}, gradient of input {input}: {gap:e}"
+                        );
+                    }
+                    (None, None) => {}
+                    _ => panic!(
+                        "{what} frozen {frozen}: step {step}, input {input} has a gradient on the GPU {} / CPU {}",
+                        a.is_some(),
+                        b.is_some()
+                    ),
+                }
+                let wanted = match input {
+                    0 => true,
+                    1 => unit && !frozen,
+                    2 => !frozen,
+                    _ => affine && !frozen,
+                };
+                assert_eq!(b.is_some(), wanted, "{what} frozen {frozen}: input {input}");
+            }
+            let ((ma, va), (mb, vb)) = (s_gpu, s_cpu);
+            for (a, b) in ma.iter().chain(&va).zip(mb.iter().chain(&vb)) {
+                assert!(
+                    (a - b).abs() < 1e-12,
+                    "{what}: running statistics {a} vs {b}"
+                );
+            }
+        }
+    }
+}
+
 /// The fused mixed edge (`mixed_edge`: one op for a DARTS edge's options, their weighted sum
 /// and its backward) on the GPU against the CPU's, itself tested against the separate ops:
 /// the output, the gradients of the input, the mixing weights and every unit and
