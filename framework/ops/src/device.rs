@@ -14,10 +14,13 @@
 //! average pooling; batch norm in training mode (the batch statistics stay on the device for
 //! the backward, and the same launch folds the running averages there: no copy to the host
 //! per forward); the mixed-op weighted sum with shared weights and its backward (one launch
-//! each); the separable unit (ReLU, depthwise, pointwise, batch norm) as one op in training
-//! ([`unit_fwd`], [`unit_bwd`]); the optimizer step of many parameters and the sum of squares of
-//! many tensors ([`optimizer_step`]: SGD, Adam/AdamW, RMSprop; [`sum_squares`]). The weighted sum with per-example weights, global pooling and batch norm in
-//! evaluation mode use candle's own device ops. im2col still runs through the host
+//! each); the separable unit (ReLU, depthwise, pointwise, batch norm) and the 1x1
+//! `ReLUConvBN` as one op each in training, affine or not ([`unit_fwd`], [`unit_bwd`]);
+//! `FactorizedReduce` with its batch norm ([`factorized_reduce_fwd`],
+//! [`factorized_reduce_bwd`]); the optimizer step of many parameters and the sum of squares
+//! of many tensors ([`optimizer_step`]: SGD, Adam/AdamW, RMSprop; [`sum_squares`]). The
+//! weighted sum with per-example weights, global pooling and batch norm in evaluation mode
+//! use candle's own device ops. im2col still runs through the host
 //! (docs/gpu.md). Every launch's grid and block come from `nas_kernels::launch`, the geometry
 //! the emulated device build is tested with.
 use crate::geom::Window;
@@ -1907,20 +1910,25 @@ pub(crate) fn reduce_geom(n: usize, c: usize, h: usize, w: usize, co: usize) -> 
 /// into the running ones of `fold`: two launches (the ReLU, both convolutions and the
 /// concatenation in `nas_fr_fwd`, then the batch norm) instead of the separate ops' ReLU,
 /// shift copy, two convolutions, concatenation and batch norm. `g` from [`reduce_geom`];
-/// inputs `x`, `w_a`, `w_b`. `Ok(None)` when the kernels do not serve the inputs.
+/// inputs `x`, `w_a` and `w_b`, with an `affine` batch norm's weight and bias packed behind
+/// `w_b` (`crate::fused::pack_affine`). `Ok(None)` when the kernels do not serve the inputs.
 pub(crate) fn factorized_reduce_fwd(
     [(sx, lx), (sa, la), (sb, lb)]: [(&CudaStorage, &Layout); 3],
     g: Geom,
+    affine: bool,
     eps: f64,
     fold: Option<RunningFold>,
 ) -> Result<Option<(CudaStorage, Shape, ReduceSaved)>> {
+    let nw = weight_len(&g);
+    let Some((wbl, affine_layouts)) = packed_layouts(lb, nw / 2, g.cout as usize, affine) else {
+        return Ok(None);
+    };
     by_float!(sx, |T| {
         let (Some(x), Some(wa), Some(wb)) =
-            (view::<T>(sx, lx)?, view::<T>(sa, la)?, view::<T>(sb, lb)?)
+            (view::<T>(sx, lx)?, view::<T>(sa, la)?, view::<T>(sb, &wbl)?)
         else {
             return Ok(None);
         };
-        let nw = weight_len(&g);
         if is_empty(&g) || x.len() != input_len(&g) || wa.len() * 2 != nw || wb.len() * 2 != nw {
             return Ok(None);
         }
@@ -1940,8 +1948,9 @@ pub(crate) fn factorized_reduce_fwd(
         let z = T::wrap_cuda_slice(z, dev.clone());
         let (n, co, hw) = (g.n as usize, g.cout as usize, (g.oh * g.ow) as usize);
         let layout = Layout::contiguous(Shape::from((n, co, g.oh as usize, g.ow as usize)));
+        let params = affine_layouts.as_ref().map(|[lg, lb]| [(sb, lg), (sb, lb)]);
         let Some((y, shape, stats)) =
-            batch_norm_train((&z, &layout), None, (n, co, hw), eps, fold)?
+            batch_norm_train((&z, &layout), params, (n, co, hw), eps, fold)?
         else {
             return Ok(None);
         };
@@ -1954,32 +1963,44 @@ pub(crate) fn factorized_reduce_fwd(
 }
 
 /// `FactorizedReduce`'s backward on the device from its forward's `saved`, for the output
-/// gradient `g` (inputs `x`, `w_a`, `w_b`, `dL/dy`): `dL/dx` and, with `weights`, the flat
-/// `[dL/dw_a, dL/dw_b]` in a buffer of its own. Three launches (the batch norm's, the input
-/// gradient through the ReLU, the weight gradient split over the batch); two without
-/// `weights`.
+/// gradient `g` (inputs `x`, `w_a`, the packed `w_b` as [`factorized_reduce_fwd`]'s, and
+/// `dL/dy`): `dL/dx` and, with `weights`, the flat `[dL/dw_a, dL/dw_b, dL/dgamma, dL/dbeta]`
+/// (the batch norm's part when `affine`) in a buffer of its own. Three launches (the batch
+/// norm's, the input gradient through the ReLU, the weight gradient split over the batch); two
+/// without `weights`.
 pub(crate) fn factorized_reduce_bwd(
     [(sx, lx), (sa, la), (sb, lb), (sg, lg)]: [(&CudaStorage, &Layout); 4],
     saved: &ReduceSaved,
     g: Geom,
+    affine: bool,
     weights: bool,
 ) -> Result<UnitGrads> {
+    let (nw, co) = (weight_len(&g), g.cout as usize);
+    let Some((wbl, affine_layouts)) = packed_layouts(lb, nw / 2, co, affine) else {
+        return Ok(None);
+    };
     by_float!(sx, |T| {
         let (Some(x), Some(wa), Some(wb), Some(gy)) = (
             view::<T>(sx, lx)?,
             view::<T>(sa, la)?,
-            view::<T>(sb, lb)?,
+            view::<T>(sb, &wbl)?,
             view::<T>(sg, lg)?,
         ) else {
             return Ok(None);
+        };
+        let gamma = match &affine_layouts {
+            Some([lgm, _]) => match view::<T>(sb, lgm)? {
+                Some(v) => Some(v),
+                None => return Ok(None),
+            },
+            None => None,
         };
         let z = T::as_cuda_slice(&saved.z)?;
         let (mean, invstd) = (
             T::as_cuda_slice(&saved.stats.mean)?,
             T::as_cuda_slice(&saved.stats.invstd)?,
         );
-        let (nx, nz, nw) = (input_len(&g), output_len(&g), weight_len(&g));
-        let co = g.cout as usize;
+        let (nx, nz) = (input_len(&g), output_len(&g));
         if x.len() != nx
             || z.len() != nz
             || gy.len() != nz
@@ -1991,8 +2012,21 @@ pub(crate) fn factorized_reduce_bwd(
             return Ok(None);
         }
         let dev = &sx.device;
+        let nbn = if affine { 2 * co } else { 0 };
+        // SAFETY: every part is written in full below (the batch norm's by its backward).
+        let mut gw = match weights {
+            true => Some(unsafe { dev.alloc::<T>(nw + nbn)? }),
+            false => None,
+        };
         let dims = (g.n as usize, co, (g.oh * g.ow) as usize);
-        let gz = bn_bwd_into(dev, &z.slice(0..nz), &gy, (mean, invstd), None, None, dims)?;
+        let gz = {
+            let mut bn_part = match (&mut gw, affine) {
+                (Some(gw), true) => Some(gw.slice_mut(nw..nw + nbn)),
+                _ => None,
+            };
+            let (z, stats) = (z.slice(0..nz), (mean, invstd));
+            bn_bwd_into(dev, &z, &gy, stats, gamma.as_ref(), bn_part.as_mut(), dims)?
+        };
         let dg = DevGeom(g);
         // SAFETY: written in full by the input gradient below.
         let mut gx = unsafe { dev.alloc::<T>(nx)? };
@@ -2004,11 +2038,12 @@ pub(crate) fn factorized_reduce_bwd(
             // T* gx, Geom g)`: gz of g's output size, x and gx of its input size.
             unsafe { counted(&mut b, elementwise(nx)) }?;
         }
-        let gw = if weights {
+        if let Some(gw) = gw.as_mut() {
             let (splits, per) = nas_kernels::weight_splits(g.n as usize, nw);
             // SAFETY: every partial sum is written by the kernel before its last block reads
-            // it; gw by that block.
-            let (mut part, mut gw) = unsafe { (dev.alloc::<T>(splits * nw)?, dev.alloc::<T>(nw)?) };
+            // it; the weights' part of gw by that block.
+            let mut part = unsafe { dev.alloc::<T>(splits * nw)? };
+            let mut gw = gw.slice_mut(0..nw);
             let f = kernel!(dev, "fr_bwd_weight_split", T);
             let done = block_counter(dev)?;
             let per_i = per as i32;
@@ -2020,10 +2055,8 @@ pub(crate) fn factorized_reduce_bwd(
             // block that finishes last adds them into gw (nw values); done is this thread's
             // counter, zero between launches.
             unsafe { counted(&mut b, config(launch::weight_split(nw, splits))) }?;
-            Some(T::wrap_cuda_slice(gw, dev.clone()))
-        } else {
-            None
-        };
-        Ok(Some((T::wrap_cuda_slice(gx, dev.clone()), gw)))
+        }
+        let wrap = |s: CudaSlice<T>| T::wrap_cuda_slice(s, dev.clone());
+        Ok(Some((wrap(gx), gw.map(wrap))))
     })
 }

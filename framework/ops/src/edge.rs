@@ -23,6 +23,7 @@ use crate::fused::{BnWeight, UnitGeom};
 use crate::geom::Window;
 use crate::mixed::{tap_chain, with_slices, Geom, Slot, BLOCK};
 use crate::pool::{AvgPool, PoolGrad};
+use crate::reduce::ReduceGeom;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -101,8 +102,9 @@ pub fn fusable(x: &Tensor, options: &[EdgeOption], train: bool) -> bool {
 }
 
 /// Whether the GPU path of the fused edge ([`crate::edge_device`]) serves `options` on `x`:
-/// training, at most [`crate::device::MAX_OPTIONS`] options, and every batch norm a different one (each is locked from the edge's construction until its forward
-/// has folded the running statistics; the same one twice would wait for itself).
+/// training, at most [`crate::device::MAX_OPTIONS`] options, and every batch norm a different
+/// one (each is locked from the edge's construction until its forward has folded the running
+/// statistics; the same one twice would wait for itself).
 #[cfg(feature = "cuda")]
 fn gpu_fusable(x: &Tensor, options: &[EdgeOption], train: bool) -> bool {
     let mut norms: Vec<*const BatchNorm2d> = Vec::new();
@@ -195,22 +197,10 @@ pub fn mixed_edge<'a>(
                         w_b.dims()
                     );
                 }
-                if h < 2 || w < 2 || h % 2 != 0 || w % 2 != 0 {
-                    bail!("mixed_edge: FactorizedReduce needs an even input size, got {h}x{w} (the DARTS reference fails the same way)");
-                }
-                let conv = |h: usize, w: usize| Conv1x1 {
-                    n,
-                    ci: c,
-                    co,
-                    h,
-                    w,
-                    stride: 2,
-                };
+                crate::reduce::check_even("mixed_edge", h, w)?;
                 let od = (n, 2 * co, h / 2, w / 2);
                 let plan = Plan::Reduce {
-                    a: conv(h, w),
-                    b: conv(h - 1, w - 1),
-                    bn: bn_op(&mut norms, bn, &x, od, train)?,
+                    geom: ReduceGeom::new(dims, co, bn_op(&mut norms, bn, &x, od, train)?),
                     pi: params.len(),
                 };
                 params.push(w_a.contiguous()?);
@@ -373,12 +363,9 @@ pub(crate) enum Plan {
         bn: BnOp,
     },
     Identity,
-    /// The two convolutions (the second on the shifted input), the batch norm, and the index
-    /// of the first weight in `params` (the second follows).
+    /// `FactorizedReduce` and the index of its first weight in `params` (the second follows).
     Reduce {
-        a: Conv1x1,
-        b: Conv1x1,
-        bn: BnOp,
+        geom: ReduceGeom,
         pi: usize,
     },
     Units(Vec<(UnitGeom, usize)>),
@@ -481,12 +468,9 @@ impl Edge {
                     (Kept::Avg(own(p)), Some(y))
                 }
                 Plan::Identity => (Kept::Identity, None),
-                Plan::Reduce { a, b, bn, pi } => {
-                    let (r, sh) = rectified_and_shifted(x, a);
-                    let (ya, yb) = (a.forward(&r, params[*pi]), b.forward(&sh, params[*pi + 1]));
-                    let z = concat_channels(&ya, &yb, a.n);
-                    let y = bn.run(&z, None, None);
-                    (Kept::Reduce(own(r), own(sh), own(z)), Some(y))
+                Plan::Reduce { geom, pi } => {
+                    let (y, k) = geom.forward(x, params[*pi], params[*pi + 1], None);
+                    (Kept::Reduce(own(k.r), own(k.sh), own(k.z)), Some(y))
                 }
                 Plan::Units(units) => {
                     let mut inner: Vec<(CpuStorage, CpuStorage, Option<CpuStorage>)> =
@@ -586,19 +570,20 @@ impl Edge {
                     pool.backward_from(&mut gx, &PoolGrad::BatchNorm { coef: &coef, g, x });
                 }
                 (Plan::Identity, Kept::Identity) => add_scaled_into(&mut gx, g, wk),
-                (Plan::Reduce { a, b, bn, pi }, Kept::Reduce(r, sh, z)) => {
-                    let (r, sh, z) = (view::<T>(r)?, view::<T>(sh)?, view::<T>(z)?);
-                    let mut gz = bn.backward_op(Some(vec![scale; bn.c]))?.run(z, g);
-                    gz.truncate(z.len());
-                    let (ga, gb) = split_channels(&gz, a.n);
+                (Plan::Reduce { geom, pi }, Kept::Reduce(r, sh, z)) => {
+                    let kept = (view::<T>(r)?, view::<T>(sh)?, view::<T>(z)?);
                     let need = self.tracked[*pi] || self.tracked[*pi + 1];
-                    let mut gr = a.backward_with(r, params[*pi], &ga, need);
-                    let gwa = gr.split_off(r.len());
-                    let mut gs = b.backward_with(sh, params[*pi + 1], &gb, need);
-                    let gwb = gs.split_off(sh.len());
-                    add_shifted_masked(&mut gx, &gr, &gs, r, a);
-                    gparams[*pi] = Some(gwa);
-                    gparams[*pi + 1] = Some(gwb);
+                    let (wa, wb) = (params[*pi], params[*pi + 1]);
+                    let grads = geom.backward_into(
+                        &mut gx,
+                        kept,
+                        (wa, wb),
+                        g,
+                        BnWeight::Scalar(scale),
+                        need,
+                    )?;
+                    gparams[*pi] = Some(grads.w_a);
+                    gparams[*pi + 1] = Some(grads.w_b);
                 }
                 (Plan::Units(units), Kept::Units(inner)) => {
                     let mut g_cur: Option<Vec<T>> = None;
@@ -640,66 +625,6 @@ impl Edge {
         }
         Ok((gx, gw, gparams))
     }
-}
-
-/// `relu(x)` and its copy without the first row and column of every plane (the second
-/// convolution's input), for the geometry of `a`.
-fn rectified_and_shifted<T: Float>(x: &[T], a: &Conv1x1) -> (Vec<T>, Vec<T>) {
-    let (h, w) = (a.h, a.w);
-    let r: Vec<T> = x.iter().map(|&v| crate::dwconv::rectify(v)).collect();
-    let mut sh = Vec::with_capacity(r.len() / (h * w) * (h - 1) * (w - 1));
-    for plane in r.chunks_exact(h * w) {
-        for row in plane.chunks_exact(w).skip(1) {
-            sh.extend_from_slice(&row[1..]);
-        }
-    }
-    (r, sh)
-}
-
-/// Per example, the channels of `ya` then those of `yb` (equal sizes).
-fn concat_channels<T: Float>(ya: &[T], yb: &[T], n: usize) -> Vec<T> {
-    let per = ya.len() / n.max(1);
-    let mut z = Vec::with_capacity(2 * ya.len());
-    for (pa, pb) in ya.chunks_exact(per.max(1)).zip(yb.chunks_exact(per.max(1))) {
-        z.extend_from_slice(pa);
-        z.extend_from_slice(pb);
-    }
-    z
-}
-
-/// The inverse of [`concat_channels`].
-fn split_channels<T: Float>(z: &[T], n: usize) -> (Vec<T>, Vec<T>) {
-    let per = z.len() / (2 * n.max(1));
-    let (mut ga, mut gb) = (
-        Vec::with_capacity(z.len() / 2),
-        Vec::with_capacity(z.len() / 2),
-    );
-    for ex in z.chunks_exact((2 * per).max(1)) {
-        ga.extend_from_slice(&ex[..per]);
-        gb.extend_from_slice(&ex[per..]);
-    }
-    (ga, gb)
-}
-
-/// `gx += (gr + gs shifted back by one row and column) * (r > 0)`: the two convolutions'
-/// input gradients through the ReLU.
-fn add_shifted_masked<T: Float>(gx: &mut [T], gr: &[T], gs: &[T], r: &[T], a: &Conv1x1) {
-    let (h, w) = (a.h, a.w);
-    let (ip, sp) = (h * w, (h - 1) * (w - 1));
-    gx.par_chunks_mut(ip).enumerate().for_each(|(p, gxp)| {
-        let (grp, rp) = (&gr[p * ip..(p + 1) * ip], &r[p * ip..(p + 1) * ip]);
-        let gsp = &gs[p * sp..(p + 1) * sp];
-        for y in 0..h {
-            for x in 0..w {
-                let i = y * w + x;
-                let mut v = grp[i];
-                if y > 0 && x > 0 {
-                    v += gsp[(y - 1) * (w - 1) + (x - 1)];
-                }
-                gxp[i] += if rp[i] > T::ZERO { v } else { T::ZERO };
-            }
-        }
-    });
 }
 
 impl CustomOp3 for Edge {

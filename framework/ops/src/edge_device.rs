@@ -123,11 +123,13 @@ pub(crate) fn forward(
                 (Kept::Pool { p, stats }, Some(y))
             }
             Plan::Identity => (Kept::Identity, None),
-            Plan::Reduce { a, bn, pi, .. } => {
+            Plan::Reduce { geom, pi } => {
+                let (a, bn) = (&geom.a, &geom.bn);
                 let g = device::reduce_geom(a.n, a.ci, a.h, a.w, 2 * a.co)?;
                 let launched = device::factorized_reduce_fwd(
                     [(sx, lx), params[*pi], params[*pi + 1]],
                     g,
+                    false,
                     bn.eps,
                     bn.fold,
                 )?;
@@ -311,13 +313,15 @@ impl candle_core::CustomOp3 for EdgeBwd<'_> {
                     parts.push((Some(gx), fresh_x.clone()));
                 }
                 (Plan::Identity, Kept::Identity) => parts.push((None, gy)),
-                (Plan::Reduce { a, pi, .. }, Kept::Reduce(saved)) => {
+                (Plan::Reduce { geom, pi }, Kept::Reduce(saved)) => {
+                    let a = &geom.a;
                     let g = device::reduce_geom(a.n, a.ci, a.h, a.w, 2 * a.co)?;
                     let need = edge.tracked[*pi] || edge.tracked[*pi + 1];
                     let launched = device::factorized_reduce_bwd(
                         [(sx, lx), params[*pi], params[*pi + 1], (&gys, &gy)],
                         saved,
                         g,
+                        false,
                         need,
                     )?;
                     let Some((gx, weights)) = launched else {

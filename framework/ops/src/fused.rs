@@ -28,11 +28,11 @@ use std::sync::{Arc, Mutex};
 /// ones: quark0/darts `operations.py`, `affine=False` in `model_search.py`). Differentiable
 /// with respect to `x`, `w_dw`, `w_pw` and an affine `bn`'s weight and bias; one op and one
 /// node in the autograd graph instead of three (no zero-filled gradients of the two
-/// intermediate activations and no additions into them) on the CPU (f32, f64) and, training
-/// with an affine-free `bn`, on a CUDA device (three launches forward, five backward). An
-/// affine `bn`'s weight and bias enter the op packed behind the pointwise weight (a
-/// concatenation of `O * C + 2 * O` values: the op has room for three inputs). On a GPU in
-/// evaluation mode, or on a GPU with an affine `bn`, the ops run one by one.
+/// intermediate activations and no additions into them) on the CPU (f32, f64) and, in
+/// training, on a CUDA device (three launches forward, five backward). An affine `bn`'s
+/// weight and bias enter the op packed behind the pointwise weight (a concatenation of
+/// `O * C + 2 * O` values: the op has room for three inputs). On a GPU in evaluation mode the
+/// ops run one by one.
 #[allow(clippy::too_many_arguments)]
 pub fn relu_dw_pw_bn(
     x: &Tensor,
@@ -224,11 +224,7 @@ impl UnitGeom {
         bn_weight: BnWeight<'_, T>,
         weights: bool,
     ) -> Result<UnitGrads<T>> {
-        let gamma = match bn_weight {
-            BnWeight::Scalar(s) => (s != 1.0).then(|| vec![s; self.bn.c]),
-            BnWeight::Affine(gm) => Some(gm.iter().map(|v| v.to_f64()).collect()),
-        };
-        let bn_bwd = self.bn.backward_op(gamma)?;
+        let bn_bwd = self.bn.backward_op(bn_weight.gammas(self.bn.c))?;
         let coef = bn_bwd.coefficients(b, g);
         let (n, ci, co) = (self.win.n, self.win.c, self.pw.co);
         let (ip, l) = (self.win.in_plane(), self.pw.l());
@@ -303,6 +299,16 @@ pub(crate) enum BnWeight<'a, T> {
     Affine(&'a [T]),
 }
 
+impl<T: Float> BnWeight<'_, T> {
+    /// The per-channel weight of the batch norm's backward over `c` channels (`None`: 1).
+    pub(crate) fn gammas(&self, c: usize) -> Option<Vec<f64>> {
+        match self {
+            BnWeight::Scalar(s) => (*s != 1.0).then(|| vec![*s; c]),
+            BnWeight::Affine(gm) => Some(gm.iter().map(|v| v.to_f64()).collect()),
+        }
+    }
+}
+
 /// The gradients of a unit's backward ([`UnitGeom::backward`]).
 pub(crate) struct UnitGrads<T> {
     /// dL/dx.
@@ -367,16 +373,16 @@ pub(crate) fn pack_affine(
     }
 }
 
-/// The convolution weight (`o * c` values) and, when `affine`, the batch norm's weight and bias
-/// from what [`pack_affine`] made.
+/// The convolution weight (`weight_len` values) and, when `affine`, the weight and bias of the
+/// batch norm over `o` channels from what [`pack_affine`] made.
 #[allow(clippy::type_complexity)]
 pub(crate) fn unpack_affine<T>(
     packed: &[T],
+    weight_len: usize,
     o: usize,
-    c: usize,
     affine: bool,
 ) -> Result<(&[T], Option<(&[T], &[T])>)> {
-    let want = o * c + if affine { 2 * o } else { 0 };
+    let want = weight_len + if affine { 2 * o } else { 0 };
     if packed.len() != want {
         bail!(
             "fused op: {} values for the convolution weight{}, expected {want}",
@@ -388,7 +394,7 @@ pub(crate) fn unpack_affine<T>(
             }
         );
     }
-    let (w, rest) = packed.split_at(o * c);
+    let (w, rest) = packed.split_at(weight_len);
     Ok((w, affine.then(|| rest.split_at(o))))
 }
 
@@ -397,7 +403,8 @@ impl Unit {
     /// third input.
     #[allow(clippy::type_complexity)]
     fn unpack<'a, T>(&self, packed: &'a [T]) -> Result<(&'a [T], Option<(&'a [T], &'a [T])>)> {
-        unpack_affine(packed, self.geom.pw.co, self.geom.pw.ci, self.affine)
+        let pw = &self.geom.pw;
+        unpack_affine(packed, pw.co * pw.ci, pw.co, self.affine)
     }
 
     fn forward<T: Float>(&self, x: &[T], w_dw: &[T], packed: &[T]) -> Result<Vec<T>> {

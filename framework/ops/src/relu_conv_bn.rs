@@ -121,7 +121,8 @@ fn rectify_into<T: Float>(src: &[T], dst: &mut Vec<T>) {
 
 impl ReluConvBn {
     fn forward<T: Float>(&self, x: &[T], packed: &[T]) -> Result<Vec<T>> {
-        let (w, affine) = crate::fused::unpack_affine(packed, self.pw.co, self.pw.ci, self.affine)?;
+        let (w, affine) =
+            crate::fused::unpack_affine(packed, self.pw.co * self.pw.ci, self.pw.co, self.affine)?;
         let (n, ci, co, l) = (self.pw.n, self.pw.ci, self.pw.co, self.pw.l());
         let train = matches!(self.bn.mode, Mode::Train(_));
         let mut moments = vec![[0f64; 2]; n * co];
@@ -152,7 +153,8 @@ impl ReluConvBn {
     /// `(dL/dx, dL/dpacked)`: the convolution weight's gradient followed, when affine, by the
     /// batch norm's (zeros without weight gradients).
     fn backward<T: Float>(&self, x: &[T], packed: &[T], g: &[T]) -> Result<(Vec<T>, Vec<T>)> {
-        let (w, affine) = crate::fused::unpack_affine(packed, self.pw.co, self.pw.ci, self.affine)?;
+        let (w, affine) =
+            crate::fused::unpack_affine(packed, self.pw.co * self.pw.ci, self.pw.co, self.affine)?;
         let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
         let Some(b) = saved.as_ref() else {
             bail!("relu_conv1x1_bn backward: the forward kept no activations");

@@ -390,22 +390,41 @@ fn the_fused_unit_computes_and_tracks_statistics_on_the_gpu_as_on_the_cpu() {
 }
 
 /// The fused unit with an affine batch norm (the retraining network's SepConv and DilConv
-/// units) and the fused 1x1 `ReLUConvBN` (`relu_conv1x1_bn`: every cell's preprocessing,
-/// affine or not), one op each on a GPU in training, against the CPU's: the outputs and the
-/// gradients of the input, the convolution weights and the batch norm's weight and bias over
-/// training forwards with an evaluation in between (the separate ops there), the running
-/// statistics, and under frozen weights (the input's gradient alone).
+/// units), the fused 1x1 `ReLUConvBN` (`relu_conv1x1_bn`: every cell's preprocessing) and the
+/// fused `FactorizedReduce` with its batch norm (`factorized_reduce_bn`: the preprocessing
+/// after a reduction cell), affine or not, one op each on a GPU in training, against the
+/// CPU's: the outputs and the gradients of the input, the convolution weights and the batch
+/// norm's weight and bias over training forwards with an evaluation in between (the separate
+/// ops there), the running statistics, and under frozen weights (the input's gradient alone).
 #[test]
-fn the_affine_unit_and_the_fused_relu_conv_bn_compute_on_the_gpu_as_on_the_cpu() {
+fn the_fused_units_and_factorized_reduce_compute_on_the_gpu_as_on_the_cpu() {
     let Some(gpu) =
-        gpu_or_skip("the_affine_unit_and_the_fused_relu_conv_bn_compute_on_the_gpu_as_on_the_cpu")
+        gpu_or_skip("the_fused_units_and_factorized_reduce_compute_on_the_gpu_as_on_the_cpu")
     else {
         return;
     };
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Kind {
+        Unit,
+        ReluConvBn,
+        Reduce,
+    }
     type Run = (Vec<Tensor>, Vec<Option<Tensor>>, (Vec<f64>, Vec<f64>));
-    for (unit, affine) in [(true, true), (false, false), (false, true)] {
+    let cases = [
+        (Kind::Unit, true),
+        (Kind::ReluConvBn, false),
+        (Kind::ReluConvBn, true),
+        (Kind::Reduce, false),
+        (Kind::Reduce, true),
+    ];
+    for (kind, affine) in cases {
+        // x, the first weight (depthwise, or FactorizedReduce's w_a), the second (pointwise,
+        // or w_b), the batch norm's weight and bias.
+        let shapes: [&[usize]; 5] = match kind {
+            Kind::Reduce => [&[3, 4, 8, 8], &[3, 4, 1, 1], &[3, 4, 1, 1], &[6], &[6]],
+            _ => [&[3, 4, 9, 9], &[4, 1, 3, 3], &[6, 4, 1, 1], &[6], &[6]],
+        };
         let run = |device: &Device, steps: &[bool], frozen: bool| -> Run {
-            let shapes: [&[usize]; 5] = [&[3, 4, 9, 9], &[4, 1, 3, 3], &[6, 4, 1, 1], &[6], &[6]];
             let vars: Vec<Var> = shapes
                 .iter()
                 .enumerate()
@@ -418,14 +437,18 @@ fn the_affine_unit_and_the_fused_relu_conv_bn_compute_on_the_gpu_as_on_the_cpu()
             let bn = BatchNorm2d::new(6, ab, 1e-5, Some(0.1));
             let (mut outs, mut grads) = (Vec::new(), Vec::new());
             for (step, &train) in steps.iter().enumerate() {
-                let (x, w_dw, w) = (
+                let (x, w1, w2) = (
                     vars[0].as_tensor(),
                     vars[1].as_tensor(),
                     vars[2].as_tensor(),
                 );
-                let forward = || match unit {
-                    true => nas_ops::relu_dw_pw_bn(x, w_dw, w, &bn, 1, 1, 1, train).unwrap(),
-                    false => nas_ops::relu_conv1x1_bn(x, w, &bn, train).unwrap(),
+                let forward = || {
+                    match kind {
+                        Kind::Unit => nas_ops::relu_dw_pw_bn(x, w1, w2, &bn, 1, 1, 1, train),
+                        Kind::ReluConvBn => nas_ops::relu_conv1x1_bn(x, w2, &bn, train),
+                        Kind::Reduce => nas_ops::factorized_reduce_bn(x, w1, w2, &bn, train),
+                    }
+                    .unwrap()
                 };
                 let y = match frozen {
                     true => nas_ops::with_frozen_weights(forward),
@@ -441,7 +464,7 @@ fn the_affine_unit_and_the_fused_relu_conv_bn_compute_on_the_gpu_as_on_the_cpu()
             }
             (outs, grads, bn.running_stats())
         };
-        let what = format!("unit {unit} affine {affine}");
+        let what = format!("{kind:?} affine {affine}");
         for (steps, frozen) in [(&[true, true, false, true][..], false), (&[true][..], true)] {
             let ((y_cpu, g_cpu, s_cpu), (y_gpu, g_gpu, s_gpu)) =
                 (run(&Device::Cpu, steps, frozen), run(&gpu, steps, frozen));
@@ -471,7 +494,7 @@ fn the_affine_unit_and_the_fused_relu_conv_bn_compute_on_the_gpu_as_on_the_cpu()
                 }
                 let wanted = match input {
                     0 => true,
-                    1 => unit && !frozen,
+                    1 => kind != Kind::ReluConvBn && !frozen,
                     2 => !frozen,
                     _ => affine && !frozen,
                 };

@@ -1164,6 +1164,117 @@ fn fused_edge_factorized_reduce_equals_the_separate_ops() {
     assert!(mixed_edge(&odd, &w, &[opt], true).is_err());
 }
 
+/// The stand-alone fused `FactorizedReduce` with its batch norm (`factorized_reduce_bn`: the
+/// preprocessing after a reduction cell) against ReLU, two stride-2 1x1 convolutions (the
+/// second on the input shifted by one row and column), concatenation and batch norm as
+/// separate ops: values, the gradients of the input, both weights and an affine batch norm's
+/// weight and bias, and the running statistics bit for bit (affine-free and affine, training
+/// and evaluation, f64 and f32, inputs with exact zeros); under `with_frozen_weights` the
+/// input's gradient is the same and the weights get none; bad shapes are errors.
+#[test]
+fn fused_factorized_reduce_equals_the_separate_ops() {
+    let mut rg = rng(41);
+    for trial in 0..16u64 {
+        let affine = trial % 2 == 1;
+        let train = trial % 4 != 3;
+        let (n, c, co) = (
+            rg.random_range(1..4),
+            rg.random_range(1..6),
+            rg.random_range(1..4),
+        );
+        let (h, w) = (2 * rg.random_range(1..5), 2 * rg.random_range(1..5));
+        let mut x = uniform(&mut rg, n * c * h * w);
+        for v in x.iter_mut().step_by(7) {
+            *v = 0.0; // the ReLU's kink: no gradient flows through an exact zero
+        }
+        let (wa, wb) = (uniform(&mut rg, co * c), uniform(&mut rg, co * c));
+        for dtype in [DType::F64, DType::F32] {
+            let what = format!(
+                "[{n},{c},{h},{w}]->{} train {train} affine {affine} {dtype:?}",
+                2 * co
+            );
+            let run = |fused: bool, frozen: bool| {
+                let xv = Var::from_tensor(&tensor(&x, &[n, c, h, w], dtype)).unwrap();
+                let va = Var::from_tensor(&tensor(&wa, &[co, c, 1, 1], dtype)).unwrap();
+                let vb = Var::from_tensor(&tensor(&wb, &[co, c, 1, 1], dtype)).unwrap();
+                let gamma = uniform(&mut rng(trial + 100), 2 * co);
+                let beta = uniform(&mut rng(trial + 200), 2 * co);
+                let params = [&gamma, &beta]
+                    .map(|v| Var::from_tensor(&tensor(v, &[2 * co], dtype)).unwrap());
+                let p = affine.then(|| (params[0].clone(), params[1].clone()));
+                let bn = BatchNorm2d::new(2 * co, p, 1e-5, Some(0.1));
+                bn.set_running_stats(&vec![0.25; 2 * co], &vec![2.0; 2 * co]);
+                let xt = xv.as_tensor();
+                let forward = || {
+                    if fused {
+                        factorized_reduce_bn(xt, va.as_tensor(), vb.as_tensor(), &bn, train)
+                            .unwrap()
+                    } else {
+                        let r = relu(xt).unwrap();
+                        let a = conv2d(&r, va.as_tensor(), 2, 0).unwrap();
+                        let s = r.narrow(2, 1, h - 1).unwrap().narrow(3, 1, w - 1).unwrap();
+                        let b = conv2d(&s, vb.as_tensor(), 2, 0).unwrap();
+                        bn.forward(&Tensor::cat(&[a, b], 1).unwrap(), train)
+                            .unwrap()
+                    }
+                };
+                let y = if frozen {
+                    with_frozen_weights(forward)
+                } else {
+                    forward()
+                };
+                let gy = tensor(
+                    &uniform(&mut rng(trial + 300), y.elem_count()),
+                    y.dims(),
+                    dtype,
+                );
+                let grads = loss(&y, &gy).backward().unwrap();
+                let g = |v: &Var| grads.get(v.as_tensor()).map(values);
+                let weight_grads: Vec<Option<Vec<f64>>> = [&va, &vb, &params[0], &params[1]]
+                    .into_iter()
+                    .map(g)
+                    .collect();
+                (
+                    values(&y),
+                    g(&xv).unwrap(),
+                    weight_grads,
+                    bn.running_stats(),
+                )
+            };
+            let fused = run(true, false);
+            let apart = run(false, false);
+            assert_eq!(fused.0, apart.0, "{what}: y");
+            assert_eq!(fused.1, apart.1, "{what}: dL/dx");
+            assert_eq!(
+                fused.2, apart.2,
+                "{what}: dL/dw_a, dL/dw_b, dL/dgamma, dL/dbeta"
+            );
+            assert_eq!(fused.2[2].is_some(), affine, "{what}: gamma's gradient");
+            assert_eq!(fused.3, apart.3, "{what}: running statistics");
+            let frozen = run(true, true);
+            assert_eq!(frozen.0, fused.0, "{what}: frozen y");
+            assert_eq!(frozen.1, fused.1, "{what}: frozen dL/dx");
+            assert!(
+                frozen.2.iter().all(Option::is_none),
+                "{what}: frozen weights got gradients"
+            );
+        }
+    }
+    // Bad shapes are errors naming what is wrong, not panics.
+    let w = tensor(&[0.5; 2 * 3], &[2, 3, 1, 1], DType::F64);
+    let bn = BatchNorm2d::new(4, None, 1e-5, Some(0.1));
+    let odd = tensor(&[0.5; 3 * 5 * 4], &[1, 3, 5, 4], DType::F64);
+    let e = factorized_reduce_bn(&odd, &w, &w, &bn, true).unwrap_err();
+    assert!(e.to_string().contains("even input size"), "{e}");
+    let x = tensor(&[0.5; 3 * 4 * 4], &[1, 3, 4, 4], DType::F64);
+    let e =
+        factorized_reduce_bn(&x, &w, &w, &BatchNorm2d::new(6, None, 1e-5, None), true).unwrap_err();
+    assert!(e.to_string().contains("6 channels"), "{e}");
+    let w4 = tensor(&[0.5; 2 * 4], &[2, 4, 1, 1], DType::F64);
+    let e = factorized_reduce_bn(&x, &w, &w4, &bn, true).unwrap_err();
+    assert!(e.to_string().contains("[C_out/2, 3, 1, 1]"), "{e}");
+}
+
 /// Under `with_frozen_weights` (an architecture step) the fused edge computes no weight
 /// gradients, and the gradients of its input and mixing weights are bit for bit those of an
 /// ordinary backward: separable units at strides 1 and 2 (both dwconv backward paths) and a

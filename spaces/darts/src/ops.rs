@@ -369,19 +369,10 @@ impl Op {
                 };
                 bn.forward(&y, train)
             }
+            // One op (the same values and gradients as ReLU, the two convolutions, the
+            // concatenation and the batch norm).
             Op::FactorizedReduce { w, bn } => {
-                let y = relu(x)?;
-                let a = conv2d(&y, w[0].as_tensor(), 2, 0)?;
-                let (_, _, h, wd) = y.dims4()?;
-                let shifted = y.narrow(2, 1, h - 1)?.narrow(3, 1, wd - 1)?;
-                let b = conv2d(&shifted, w[1].as_tensor(), 2, 0)?;
-                if a.dims() != b.dims() {
-                    candle_core::bail!(
-                        "FactorizedReduce needs an even input size, got {h}x{wd} (the DARTS reference fails the same way)"
-                    );
-                }
-                let y = Tensor::cat(&[a, b], 1)?;
-                bn.forward(&y, train)
+                factorized_reduce_bn(x, w[0].as_tensor(), w[1].as_tensor(), bn, train)
             }
             Op::ReluConvBn {
                 k,
