@@ -853,21 +853,19 @@ pub(crate) fn batch_norm_train_bwd(
         // SAFETY: the three parts are written in full by the kernel.
         let mut out = unsafe { dev.alloc::<T>(nx + 2 * c)? };
         {
-            let (mut gx, mut rest) = out.split_at_mut(nx);
-            let (mut ggamma, mut gbeta) = rest.split_at_mut(c);
-            let f = kernel!(dev, "bn_bwd_train", T);
-            let (ni, ci, hwl) = (n as i32, c as i32, hw as i64);
-            let mut b = f.builder();
-            b.arg(&x).arg(&gy);
-            match &gamma {
-                Some(g) => b.arg(g),
-                None => b.arg(&NULL),
-            };
-            b.arg(&ni).arg(&ci).arg(&hwl).arg(mean).arg(invstd);
-            b.arg(&mut gx).arg(&mut ggamma).arg(&mut gbeta);
-            // SAFETY: `nas_bn_bwd_train(x, gy, gamma, int n, int c, long hw, save_mean,
-            // save_invstd, gx, ggamma, gbeta)`, one block per channel; a null gamma is 1.
-            unsafe { counted(&mut b, per_channel(c)) }?;
+            let (mut gx, mut params) = out.split_at_mut(nx);
+            let stats = (mean, invstd);
+            let dims = (n, c, hw);
+            bn_bwd_into(
+                dev,
+                &x,
+                &gy,
+                stats,
+                gamma.as_ref(),
+                &mut gx,
+                Some(&mut params),
+                dims,
+            )?;
         }
         Ok(Some((
             T::wrap_cuda_slice(out, dev.clone()),
@@ -1582,21 +1580,24 @@ fn sum_squares_typed<T: DevFloat>(ts: &[&candle_core::Tensor]) -> Result<Option<
     Ok(dev.clone_dtoh(&out)?.first().copied())
 }
 
-/// The input gradient of a training batch norm over `[n, c, hw]` from its input `x` (the
-/// forward's), `dL/dy` and the forward's statistics, in one launch: with `gamma` an affine
-/// batch norm's weight (else 1), and with `params` (`2 c` values) its `[dL/dgamma, dL/dbeta]`
-/// written there.
+/// The input gradient `gx` (`n c hw` values) of a training batch norm over `[n, c, hw]` from
+/// its input `x` (the forward's), `dL/dy` and the forward's statistics, in one launch: with
+/// `gamma` an affine batch norm's weight (else 1), and with `params` (`2 c` values) its
+/// `[dL/dgamma, dL/dbeta]` written there.
+#[allow(clippy::too_many_arguments)]
 fn bn_bwd_into<T: DevFloat>(
     dev: &CudaDevice,
     x: &CudaView<'_, T>,
     gy: &CudaView<'_, T>,
     (mean, invstd): (&CudaSlice<T>, &CudaSlice<T>),
     gamma: Option<&CudaView<'_, T>>,
+    gx: &mut CudaViewMut<'_, T>,
     params: Option<&mut CudaViewMut<'_, T>>,
     (n, c, hw): (usize, usize, usize),
-) -> Result<CudaSlice<T>> {
-    // SAFETY: written in full by the batch norm's backward below.
-    let mut gx = unsafe { dev.alloc::<T>(n * c * hw)? };
+) -> Result<()> {
+    if gx.len() != n * c * hw || params.as_ref().is_some_and(|p| p.len() != 2 * c) {
+        candle_core::bail!("batch norm backward on CUDA: output buffers of the wrong size");
+    }
     let mut halves = params.map(|p| p.split_at_mut(c));
     let f = kernel!(dev, "bn_bwd_train", T);
     let (ni, ci, hwl) = (n as i32, c as i32, hw as i64);
@@ -1607,7 +1608,7 @@ fn bn_bwd_into<T: DevFloat>(
         None => l.arg(&NULL),
     };
     l.arg(&ni).arg(&ci).arg(&hwl).arg(mean).arg(invstd);
-    l.arg(&mut gx);
+    l.arg(gx);
     match halves.as_mut() {
         Some((gg, gb)) => l.arg(gg).arg(gb),
         None => l.arg(&NULL).arg(&NULL),
@@ -1617,7 +1618,7 @@ fn bn_bwd_into<T: DevFloat>(
     // gbeta of c each (ggamma and gbeta the two halves of `params`) or null (gamma 1, no
     // parameter gradients); one block per channel.
     unsafe { counted(&mut l, per_channel(c)) }?;
-    Ok(gx)
+    Ok(())
 }
 
 /// The convolutions of a fused unit on the device, between its input ReLU and its batch norm:
@@ -1847,14 +1848,17 @@ pub(crate) fn unit_bwd(
             false => None,
         };
         let dims = (gp.n as usize, co, (gp.oh * gp.ow) as usize);
-        let gb = {
+        // SAFETY: written in full by the batch norm's backward below.
+        let mut gb = unsafe { dev.alloc::<T>(nb)? };
+        {
             let mut bn_part = match (&mut gw, affine) {
                 (Some(gw), true) => Some(gw.slice_mut(ndw + npw..ndw + npw + nbn)),
                 _ => None,
             };
-            let (b, stats) = (b.slice(0..nb), (mean, invstd));
-            bn_bwd_into(dev, &b, &g, stats, gamma.as_ref(), bn_part.as_mut(), dims)?
-        };
+            let (b, stats, mut out) = (b.slice(0..nb), (mean, invstd), gb.slice_mut(0..nb));
+            let params = bn_part.as_mut();
+            bn_bwd_into(dev, &b, &g, stats, gamma.as_ref(), &mut out, params, dims)?;
+        }
         let gb = gb.slice(0..nb);
         // SAFETY: written in full by the first convolution's input gradient below.
         let mut gx = unsafe { dev.alloc::<T>(nx)? };
@@ -2019,14 +2023,17 @@ pub(crate) fn factorized_reduce_bwd(
             false => None,
         };
         let dims = (g.n as usize, co, (g.oh * g.ow) as usize);
-        let gz = {
+        // SAFETY: written in full by the batch norm's backward below.
+        let mut gz = unsafe { dev.alloc::<T>(nz)? };
+        {
             let mut bn_part = match (&mut gw, affine) {
                 (Some(gw), true) => Some(gw.slice_mut(nw..nw + nbn)),
                 _ => None,
             };
-            let (z, stats) = (z.slice(0..nz), (mean, invstd));
-            bn_bwd_into(dev, &z, &gy, stats, gamma.as_ref(), bn_part.as_mut(), dims)?
-        };
+            let (z, stats, mut out) = (z.slice(0..nz), (mean, invstd), gz.slice_mut(0..nz));
+            let params = bn_part.as_mut();
+            bn_bwd_into(dev, &z, &gy, stats, gamma.as_ref(), &mut out, params, dims)?;
+        }
         let dg = DevGeom(g);
         // SAFETY: written in full by the input gradient below.
         let mut gx = unsafe { dev.alloc::<T>(nx)? };
