@@ -533,6 +533,21 @@ impl BnOp {
         Ok(Some((y, shape)))
     }
 
+    /// Records the batch statistics a GPU forward of `op` (a fused op's name) left on the
+    /// device, for its backward and the running update; an error outside training mode.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn record_device_stats(
+        &self,
+        op: &str,
+        stats: Arc<crate::device::DeviceBatchStats>,
+    ) -> Result<()> {
+        let Mode::Train(recorded) = &self.mode else {
+            bail!("{op} on CUDA: the fused op runs in training mode only");
+        };
+        *recorded.lock().unwrap_or_else(|e| e.into_inner()) = Some(BatchStats::Device(stats));
+        Ok(())
+    }
+
     /// The batch statistics a GPU forward left on its device, if that is where they are.
     #[cfg(feature = "cuda")]
     fn device_stats(&self) -> Option<Arc<crate::device::DeviceBatchStats>> {

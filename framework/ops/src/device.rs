@@ -685,6 +685,14 @@ impl DeviceBatchStats {
     pub(crate) fn folded(&self) -> bool {
         self.folded
     }
+
+    /// The per-channel mean and `1 / sqrt(var + eps)` as `T`.
+    fn slices<T: DevFloat>(&self) -> Result<(&CudaSlice<T>, &CudaSlice<T>)> {
+        Ok((
+            T::as_cuda_slice(&self.mean)?,
+            T::as_cuda_slice(&self.invstd)?,
+        ))
+    }
 }
 
 /// A batch norm's running mean and (unbiased) variance on a device, in `f64` as on the CPU.
@@ -841,10 +849,7 @@ pub(crate) fn batch_norm_train_bwd(
             },
             None => None,
         };
-        let (mean, invstd) = (
-            T::as_cuda_slice(&stats.mean)?,
-            T::as_cuda_slice(&stats.invstd)?,
-        );
+        let (mean, invstd) = stats.slices::<T>()?;
         let nx = n * c * hw;
         if nx == 0 || x.len() != nx || gy.len() != nx || mean.len() != c || invstd.len() != c {
             return Ok(None);
@@ -1703,6 +1708,21 @@ fn packed_layouts(
     Some((at(npw, 0), affine.then(|| [at(co, npw), at(co, npw + co)])))
 }
 
+/// The batch norm's weight inside a fused op's packed input `s` (`layouts` from
+/// [`packed_layouts`], none when not affine).
+fn packed_gamma<'a, T: DevFloat>(
+    s: &'a CudaStorage,
+    layouts: &Option<[Layout; 2]>,
+) -> Result<Option<CudaView<'a, T>>> {
+    let Some([lg, _]) = layouts else {
+        return Ok(None);
+    };
+    match view::<T>(s, lg)? {
+        Some(v) => Ok(Some(v)),
+        None => candle_core::bail!("a fused op's packed batch-norm weight is not contiguous"),
+    }
+}
+
 /// A fused unit's training forward on the device: `bn(conv1x1(depthwise(max(x, 0), w_dw),
 /// w_pw))`, or `bn(conv1x1(max(x, 0), w_pw))` for [`UnitConvs::Pointwise`], with batch
 /// statistics folded into the running ones of `fold`. Inputs `x`, the depthwise weight (none
@@ -1801,18 +1821,9 @@ pub(crate) fn unit_bwd(
         else {
             return Ok(None);
         };
-        let gamma = match &affine_layouts {
-            Some([lgm, _]) => match view::<T>(sp, lgm)? {
-                Some(v) => Some(v),
-                None => return Ok(None),
-            },
-            None => None,
-        };
+        let gamma = packed_gamma::<T>(sp, &affine_layouts)?;
         let b = T::as_cuda_slice(&saved.b)?;
-        let (mean, invstd) = (
-            T::as_cuda_slice(&saved.stats.mean)?,
-            T::as_cuda_slice(&saved.stats.invstd)?,
-        );
+        let (mean, invstd) = saved.stats.slices::<T>()?;
         let nb = output_len(&gp);
         let first = gd.unwrap_or(gp);
         let nx = input_len(&first);
@@ -1992,18 +2003,9 @@ pub(crate) fn factorized_reduce_bwd(
         ) else {
             return Ok(None);
         };
-        let gamma = match &affine_layouts {
-            Some([lgm, _]) => match view::<T>(sb, lgm)? {
-                Some(v) => Some(v),
-                None => return Ok(None),
-            },
-            None => None,
-        };
+        let gamma = packed_gamma::<T>(sb, &affine_layouts)?;
         let z = T::as_cuda_slice(&saved.z)?;
-        let (mean, invstd) = (
-            T::as_cuda_slice(&saved.stats.mean)?,
-            T::as_cuda_slice(&saved.stats.invstd)?,
-        );
+        let (mean, invstd) = saved.stats.slices::<T>()?;
         let (nx, nz) = (input_len(&g), output_len(&g));
         if x.len() != nx
             || z.len() != nz

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use candle_core::{bail, CudaStorage, Layout, Result, Shape, Tensor};
 
-use crate::bn::{BatchStats, BnOp, Mode};
+use crate::bn::BnOp;
 use crate::device::{self, DeviceBatchStats, DeviceUnit, ReduceSaved, UnitConvs, UnitSaved};
 use crate::edge::{Edge, Plan};
 use crate::handoff::Handoff;
@@ -73,11 +73,7 @@ fn separable(geom: &crate::fused::UnitGeom) -> DeviceUnit {
 
 /// Records the batch statistics a device forward of `bn` left, for its running update.
 fn record(bn: &BnOp, stats: Arc<DeviceBatchStats>) -> Result<()> {
-    let Mode::Train(recorded) = &bn.mode else {
-        bail!("mixed_edge on CUDA: the fused edge runs in training mode only");
-    };
-    *recorded.lock().unwrap_or_else(|e| e.into_inner()) = Some(BatchStats::Device(stats));
-    Ok(())
+    bn.record_device_stats("mixed_edge", stats)
 }
 
 /// The edge's forward on the device: `sum_k w[k] * options[k](x)`.

@@ -461,9 +461,6 @@ impl CustomOp3 for Unit {
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let _profile = crate::profile::scope(self.name());
-        let Mode::Train(recorded) = &self.geom.bn.mode else {
-            bail!("relu_dw_pw_bn on CUDA: the fused unit runs in training mode only");
-        };
         let bn = &self.geom.bn;
         let launched = crate::device::unit_fwd(
             (s1, l1),
@@ -480,8 +477,9 @@ impl CustomOp3 for Unit {
                 self.geom.pw.co
             );
         };
-        *recorded.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(crate::bn::BatchStats::Device(saved.stats()));
+        self.geom
+            .bn
+            .record_device_stats(self.name(), saved.stats())?;
         *self.saved_gpu.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(saved));
         Ok((y, shape))
     }

@@ -358,9 +358,6 @@ impl CustomOp3 for Reduce {
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let _profile = crate::profile::scope(self.name());
-        let crate::bn::Mode::Train(recorded) = &self.geom.bn.mode else {
-            bail!("factorized_reduce_bn on CUDA: the fused op runs in training mode only");
-        };
         let g = self.device_geom()?;
         let bn = &self.geom.bn;
         let launched = crate::device::factorized_reduce_fwd(
@@ -376,8 +373,9 @@ impl CustomOp3 for Reduce {
                 l1.shape()
             );
         };
-        *recorded.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(crate::bn::BatchStats::Device(saved.stats()));
+        self.geom
+            .bn
+            .record_device_stats(self.name(), saved.stats())?;
         *self.saved_gpu.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(saved));
         Ok((y, shape))
     }

@@ -220,9 +220,6 @@ impl CustomOp2 for ReluConvBn {
         l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let _profile = crate::profile::scope(self.name());
-        let Mode::Train(recorded) = &self.bn.mode else {
-            bail!("relu_conv1x1_bn on CUDA: the fused op runs in training mode only");
-        };
         let launched = crate::device::unit_fwd(
             (s1, l1),
             None,
@@ -237,8 +234,7 @@ impl CustomOp2 for ReluConvBn {
                 l1.shape()
             );
         };
-        *recorded.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(crate::bn::BatchStats::Device(saved.stats()));
+        self.bn.record_device_stats(self.name(), saved.stats())?;
         *self.saved_gpu.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(saved));
         Ok((y, shape))
     }
