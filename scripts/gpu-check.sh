@@ -4,29 +4,61 @@
 # machine"). Build and pack first, here: scripts/build-cuda.sh --arch 90 --tests; then carry
 # target/cuda.tar.xz and this checkout there and run
 #
-#   OUT=gpu-check scripts/gpu-check.sh [--quick]
+#   OUT=gpu-check scripts/gpu-check.sh [--budget SECONDS] [--compile]
+#   RESULTS=dir OUT=/tmp/gpu-check scripts/gpu-check.sh ...   # also packs the results into dir
 #
-# Stages, each under its own time limit, each writing its output to OUT as it goes (what a
-# stage that overruns leaves is kept):
+# Stages, most important first, each under its own time limit and all of them inside the
+# budget (default 480 s; a stage whose limit no longer fits is skipped and counted as
+# failed), each writing its output to OUT as it goes (what a stage that overruns leaves is
+# kept):
 #   1. unpack target/cuda.tar.xz; nvidia-smi;
-#   2. the device-generic tests: every nas-ops op on the GPU against the CPU (f64 and f32,
-#      batch norm's running statistics) and every space's supernet and network;
-#   3. a real search on the embedded digits for one epoch (`nas --device cuda run`);
-#   4. `nas bench --device cuda` alone (and GDAS, SPOS, second order, the retraining step),
-#      then alternated with PyTorch eager (and, without
-#      --quick, torch.compile) on the DARTS first-order step at 8 cells x 16 channels x batch
-#      64 (compare.sh), summarised by summarize.py into OUT/summary.md.
-# Exit status: the number of stages that failed.
+#   2. every nas-ops op on the GPU against the CPU (f64 and f32, running statistics);
+#   3. `nas bench --device cuda` on the DARTS first-order step at 8 cells x 16 channels x
+#      batch 64, then alternated with PyTorch eager on the same step (compare.sh, one pair),
+#      summarised by summarize.py into OUT/summary.md: the figures issue 22 asks for;
+#   4. every space's supernet and network on the GPU against the CPU;
+#   5. a real search on the embedded digits for one epoch (`nas --device cuda run`);
+#   6. `nas bench --device cuda` for GDAS, SPOS, second order and the retraining step;
+#   7. with --compile: a second pair against PyTorch eager and torch.compile (its
+#      compilation takes minutes).
+# With RESULTS set, OUT is packed into RESULTS/gpu-check.tgz on exit, beside copies of
+# stages.txt and summary.md (three files: what a lent machine's $OUT can bring back).
+# Exit status: the number of stages that failed or were skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-check}
-quick=0
-[[ "${1:-}" == --quick ]] && quick=1
+budget=480
+compile=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --budget) budget=${2:?--budget needs seconds}; shift 2 ;;
+    --compile) compile=1; shift ;;
+    --quick) shift ;;  # the old name of the default (no torch.compile)
+    *) echo "gpu-check.sh: unknown argument $1" >&2; exit 99 ;;
+  esac
+done
 mkdir -p "$out"
+if [[ -n "${RESULTS:-}" ]]; then
+  mkdir -p "$RESULTS"
+  pack() {
+    cp "$out/stages.txt" "$out/summary.md" "$RESULTS/" 2>/dev/null
+    tar -czf "$RESULTS/gpu-check.tgz" -C "$(dirname "$out")" "$(basename "$out")"
+  }
+  trap pack EXIT
+fi
 failed=0
+started=$SECONDS
+# stage NAME LIMIT COMMAND...: runs COMMAND for at most LIMIT seconds, or skips it when less
+# than LIMIT is left of the budget.
 stage() {
   local name=$1 limit=$2
   shift 2
+  local left=$((budget - (SECONDS - started)))
+  if ((left < limit)); then
+    echo "== $name skipped: ${left}s of the budget left, the stage needs ${limit}s" | tee -a "$out/stages.txt"
+    failed=$((failed + 1))
+    return
+  fi
   local start=$SECONDS
   echo "== $name (limit ${limit}s)" | tee -a "$out/stages.txt"
   timeout "$limit" "$@" >"$out/$name.txt" 2>&1
@@ -34,6 +66,16 @@ stage() {
   echo "   rc=$rc in $((SECONDS - start))s" | tee -a "$out/stages.txt"
   tail -n 5 "$out/$name.txt"
   [[ $rc == 0 ]] || failed=$((failed + 1))
+}
+# A device test that found no GPU passes, saying "skipped": here that is a failed check.
+no_gpu_seen() {
+  if grep -q "skipped" "$out/$1.txt" 2>/dev/null; then
+    echo "   $1: tests skipped (no GPU seen)" | tee -a "$out/stages.txt"
+    failed=$((failed + 1))
+  fi
+}
+summarize() {
+  [[ -s "$out/compare.jsonl" ]] && python3 benches/pytorch/summarize.py "$out/compare.jsonl" >"$out/summary.md" 2>&1
 }
 
 [[ -f target/cuda.tar.xz ]] || { echo "gpu-check.sh: target/cuda.tar.xz missing (scripts/build-cuda.sh --tests)" >&2; exit 99; }
@@ -43,27 +85,25 @@ export LD_LIBRARY_PATH="$PWD/target/cuda/lib:${wheels}:${LD_LIBRARY_PATH:-}"
 nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || true
 nas=target/cuda/nas
 
-stage tests-ops 240 target/cuda/tests/nas-ops device --test-threads 1 --nocapture
-stage tests-spaces 300 target/cuda/tests/nas-tests devices --test-threads 1 --nocapture
-# A device test that found no GPU passes, saying "skipped": here that is a failed check.
-for t in tests-ops tests-spaces; do
-  if grep -q "skipped" "$out/$t.txt"; then
-    echo "   $t: tests skipped (no GPU seen)" | tee -a "$out/stages.txt"
-    failed=$((failed + 1))
-  fi
-done
-stage search 240 "$nas" --device cuda run configs/experiments/darts-digits.yaml \
+stage tests-ops 150 target/cuda/tests/nas-ops device --test-threads 1 --nocapture
+no_gpu_seen tests-ops
+stage bench 90 "$nas" --device cuda bench --layers 8 --channels 16 --batch 64 --size 32 --steps 5
+stage compare 150 env DEVICE=cuda COMPILE=0 NAS="$nas" OUT="$out/compare.jsonl" \
+  bash benches/pytorch/compare.sh 1 16 8 64 first 5
+summarize
+stage tests-spaces 120 target/cuda/tests/nas-tests devices --test-threads 1 --nocapture
+no_gpu_seen tests-spaces
+stage search 60 "$nas" --device cuda run configs/experiments/darts-digits.yaml \
   --set budget.epochs=1 --out "$out/search"
-stage bench 180 "$nas" --device cuda bench --layers 8 --channels 16 --batch 64 --size 32 --steps 5
 # The other drives on the GPU (hard Gumbel sample, one path, second order, the retraining step).
-stage bench-others 300 bash -c "for s in gdas spos; do \"$nas\" --device cuda bench --steps 2 --strategy \$s || exit 1; done \
+stage bench-others 90 bash -c "for s in gdas spos; do \"$nas\" --device cuda bench --steps 2 --strategy \$s || exit 1; done \
   && \"$nas\" --device cuda bench --steps 2 --order second \
   && \"$nas\" --device cuda bench --steps 2 --strategy retrain --layers 20 --channels 36 --batch 32"
-compile=1
-[[ $quick == 1 ]] && compile=0
-stage compare 600 env DEVICE=cuda COMPILE=$compile NAS="$nas" OUT="$out/compare.jsonl" \
-  bash benches/pytorch/compare.sh 2 16 8 64 first 5
-[[ -s "$out/compare.jsonl" ]] && python3 benches/pytorch/summarize.py "$out/compare.jsonl" >"$out/summary.md" 2>&1
+if [[ $compile == 1 ]]; then
+  stage compare-compile 400 env DEVICE=cuda COMPILE=1 NAS="$nas" OUT="$out/compare.jsonl" \
+    bash benches/pytorch/compare.sh 1 16 8 64 first 5
+  summarize
+fi
 head -n 20 "$out/summary.md" 2>/dev/null
-echo "gpu-check.sh: $failed stage(s) failed; results in $out/"
+echo "gpu-check.sh: $failed stage(s) failed or skipped in $((SECONDS - started))s; results in $out/"
 exit "$failed"
