@@ -80,9 +80,26 @@ summarize() {
 
 [[ -f target/cuda.tar.xz ]] || { echo "gpu-check.sh: target/cuda.tar.xz missing (scripts/build-cuda.sh --tests)" >&2; exit 99; }
 tar -C target -xJf target/cuda.tar.xz || exit 99
-wheels=$(python3 -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))' 2>/dev/null || true)
-export LD_LIBRARY_PATH="$PWD/target/cuda/lib:${wheels}:${LD_LIBRARY_PATH:-}"
+# The CUDA libraries candle opens at run time (cuBLAS, cuRAND, NVRTC) from PyTorch's wheels:
+# every lib folder of the `nvidia` packages (CUDA 13 wheels share nvidia/cu13/lib, older ones
+# have one per package), then a toolkit's, if the machine has one.
+wheels=$(python3 -c 'import nvidia, os, glob; print(":".join(sorted(glob.glob(os.path.join(list(nvidia.__path__)[0], "*", "lib")))))' 2>/dev/null || true)
+toolkit=""
+[[ -d /usr/local/cuda/lib64 ]] && toolkit=/usr/local/cuda/lib64
+export LD_LIBRARY_PATH="$PWD/target/cuda/lib:${wheels}:${toolkit}:${LD_LIBRARY_PATH:-}"
 nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || true
+# Which of them load (a missing one makes every GPU stage fail the same way: say which first).
+python3 - >>"$out/stages.txt" 2>&1 <<'PY'
+import ctypes
+for name in ["libcuda.so.1", "libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13",
+             "libcurand.so.10", "libnvrtc.so.13"]:
+    try:
+        ctypes.CDLL(name)
+        print(f"library {name}: found")
+    except OSError as e:
+        print(f"library {name}: MISSING ({e})")
+PY
+tail -n 6 "$out/stages.txt"
 nas=target/cuda/nas
 
 stage tests-ops 150 target/cuda/tests/nas-ops device --test-threads 1 --nocapture
