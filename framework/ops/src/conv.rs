@@ -101,7 +101,19 @@ fn unfolded_conv(
     let kk = kh * kw;
     let cols = x.contiguous()?.apply_op1(Im2col { win })?; // [N, I*k*k, OH*OW]
     let y = if groups == 1 {
-        weight.reshape((co, cig * kk))?.broadcast_matmul(&cols)?
+        let (k, l) = (cig * kk, oh * ow);
+        let w = weight.reshape((co, k))?;
+        if co * k > l * (k + co) {
+            // Few output positions (DARTS' auxiliary head: a 2x2 convolution of a 2x2 input,
+            // 768 x 512 weights): broadcasting the weight over the batch would copy it N times
+            // and make its gradient N copies summed (48 MiB each at batch 32). One matmul of
+            // the batch's columns by the weight instead: [N*L, K] x [K, O].
+            let cols = cols.transpose(1, 2)?.reshape((n * l, k))?;
+            let y = cols.matmul(&w.t()?)?.reshape((n, l, co))?;
+            y.transpose(1, 2)?.contiguous()?
+        } else {
+            w.broadcast_matmul(&cols)?
+        }
     } else {
         let cols = cols.reshape((n, groups, cig * kk, oh * ow))?;
         let wg = weight.reshape((groups, co / groups, cig * kk))?;

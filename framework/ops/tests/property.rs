@@ -153,6 +153,47 @@ fn dense_and_grouped_conv_match_reference() {
     }
 }
 
+/// Dense convolutions with few output positions per weight (DARTS' auxiliary head: a 2x2
+/// convolution of a 2x2 input into many channels, which multiplies the batch's columns by the
+/// weight in one matmul instead of broadcasting the weight over the batch) and with many
+/// (the stem's shape, the broadcast), forward and both gradients against the reference.
+#[test]
+fn dense_conv_with_few_or_many_output_positions_matches_reference() {
+    let mut rg = rng(3);
+    // (input, weight, stride, padding): one output position and 12 x 32 weights; 2x2 outputs
+    // of a strided 3x3 convolution; the stem's 3 -> 8 channels over 6x6 positions.
+    let cases: [([usize; 4], [usize; 4], usize, usize); 3] = [
+        ([3, 8, 2, 2], [12, 8, 2, 2], 1, 0),
+        ([2, 5, 4, 4], [9, 5, 3, 3], 2, 1),
+        ([2, 3, 6, 6], [8, 3, 3, 3], 1, 1),
+    ];
+    for (xd, wd, s, p) in cases {
+        let cs = ConvSpec {
+            stride: s,
+            padding: p,
+            dilation: 1,
+            groups: 1,
+        };
+        let x = uniform(&mut rg, xd.iter().product());
+        let wt = uniform(&mut rg, wd.iter().product());
+        let (yr, yd) = r::conv2d_forward(&x, xd, &wt, wd, cs);
+        for dtype in [DType::F64, DType::F32] {
+            let (y, gy, gx, gw) = run2(
+                &tensor(&x, &xd, dtype),
+                &tensor(&wt, &wd, dtype),
+                7,
+                |x, w| conv2d(x, w, s, p).unwrap(),
+            );
+            let what = format!("conv {xd:?} w{wd:?} s{s} p{p} {dtype:?}");
+            assert_eq!(y.dims(), yd.as_slice(), "{what}");
+            assert_close(&format!("{what} y"), &values(&y), &yr, t64(dtype));
+            let (gxr, gwr) = r::conv2d_backward(&x, xd, &wt, wd, &gy, cs);
+            assert_close(&format!("{what} gx"), &gx, &gxr, t64(dtype));
+            assert_close(&format!("{what} gw"), &gw, &gwr, t64(dtype));
+        }
+    }
+}
+
 /// Runs a one-input op forward and backward: `(y, gy, gx)`.
 fn run1(x: &Tensor, gy_seed: u64, f: impl Fn(&Tensor) -> Tensor) -> (Tensor, Vec<f64>, Vec<f64>) {
     let xv = Var::from_tensor(x).unwrap();
