@@ -119,37 +119,50 @@ fn dense_and_grouped_conv_match_reference() {
             continue;
         }
         done += 1;
-        let cs = ConvSpec {
-            stride: s,
-            padding: p,
-            dilation: 1,
-            groups,
-        };
-        let xd = [n, ci, h, w];
-        let wd = [co, ci / groups, k, k];
-        let x = uniform(&mut rg, xd.iter().product());
-        let wt = uniform(&mut rg, wd.iter().product());
-        let (yr, yd) = r::conv2d_forward(&x, xd, &wt, wd, cs);
-        for dtype in [DType::F64, DType::F32] {
-            let (y, gy, gx, gw) = run2(
-                &tensor(&x, &xd, dtype),
-                &tensor(&wt, &wd, dtype),
-                done as u64,
-                |x, w| {
-                    if groups == 1 {
-                        conv2d(x, w, s, p).unwrap()
-                    } else {
-                        grouped_conv2d(x, w, s, p, groups).unwrap()
-                    }
-                },
-            );
-            let what = format!("conv {xd:?} w{wd:?} s{s} p{p} g{groups} {dtype:?}");
-            assert_eq!(y.dims(), yd.as_slice(), "{what}");
-            assert_close(&format!("{what} y"), &values(&y), &yr, t64(dtype));
-            let (gxr, gwr) = r::conv2d_backward(&x, xd, &wt, wd, &gy, cs);
-            assert_close(&format!("{what} gx"), &gx, &gxr, t64(dtype));
-            assert_close(&format!("{what} gw"), &gw, &gwr, t64(dtype));
-        }
+        let (xd, wd) = ([n, ci, h, w], [co, ci / groups, k, k]);
+        conv_matches_reference(&mut rg, xd, wd, s, p, groups, done as u64);
+    }
+}
+
+/// A dense or grouped convolution of random `x` `[xd]` by random weights `[wd]` (stride `s`,
+/// padding `p`), forward and both gradients, in f64 and f32, against the reference.
+fn conv_matches_reference(
+    rg: &mut rand_chacha::ChaCha8Rng,
+    xd: [usize; 4],
+    wd: [usize; 4],
+    s: usize,
+    p: usize,
+    groups: usize,
+    gy_seed: u64,
+) {
+    let cs = ConvSpec {
+        stride: s,
+        padding: p,
+        dilation: 1,
+        groups,
+    };
+    let x = uniform(rg, xd.iter().product());
+    let wt = uniform(rg, wd.iter().product());
+    let (yr, yd) = r::conv2d_forward(&x, xd, &wt, wd, cs);
+    for dtype in [DType::F64, DType::F32] {
+        let (y, gy, gx, gw) = run2(
+            &tensor(&x, &xd, dtype),
+            &tensor(&wt, &wd, dtype),
+            gy_seed,
+            |x, w| {
+                if groups == 1 {
+                    conv2d(x, w, s, p).unwrap()
+                } else {
+                    grouped_conv2d(x, w, s, p, groups).unwrap()
+                }
+            },
+        );
+        let what = format!("conv {xd:?} w{wd:?} s{s} p{p} g{groups} {dtype:?}");
+        assert_eq!(y.dims(), yd.as_slice(), "{what}");
+        assert_close(&format!("{what} y"), &values(&y), &yr, t64(dtype));
+        let (gxr, gwr) = r::conv2d_backward(&x, xd, &wt, wd, &gy, cs);
+        assert_close(&format!("{what} gx"), &gx, &gxr, t64(dtype));
+        assert_close(&format!("{what} gw"), &gw, &gwr, t64(dtype));
     }
 }
 
@@ -168,29 +181,7 @@ fn dense_conv_with_few_or_many_output_positions_matches_reference() {
         ([2, 3, 6, 6], [8, 3, 3, 3], 1, 1),
     ];
     for (xd, wd, s, p) in cases {
-        let cs = ConvSpec {
-            stride: s,
-            padding: p,
-            dilation: 1,
-            groups: 1,
-        };
-        let x = uniform(&mut rg, xd.iter().product());
-        let wt = uniform(&mut rg, wd.iter().product());
-        let (yr, yd) = r::conv2d_forward(&x, xd, &wt, wd, cs);
-        for dtype in [DType::F64, DType::F32] {
-            let (y, gy, gx, gw) = run2(
-                &tensor(&x, &xd, dtype),
-                &tensor(&wt, &wd, dtype),
-                7,
-                |x, w| conv2d(x, w, s, p).unwrap(),
-            );
-            let what = format!("conv {xd:?} w{wd:?} s{s} p{p} {dtype:?}");
-            assert_eq!(y.dims(), yd.as_slice(), "{what}");
-            assert_close(&format!("{what} y"), &values(&y), &yr, t64(dtype));
-            let (gxr, gwr) = r::conv2d_backward(&x, xd, &wt, wd, &gy, cs);
-            assert_close(&format!("{what} gx"), &gx, &gxr, t64(dtype));
-            assert_close(&format!("{what} gw"), &gw, &gwr, t64(dtype));
-        }
+        conv_matches_reference(&mut rg, xd, wd, s, p, 1, 7);
     }
 }
 
