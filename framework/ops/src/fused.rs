@@ -606,7 +606,8 @@ impl Unit {
                 )
             },
         )?;
-        let Some(flat) = flat.filter(|_| !self.frozen) else {
+        // None under frozen weights: the backward made no weight gradients.
+        let Some(flat) = flat else {
             return Ok((Some(gx), None, None));
         };
         let g_dw = flat.narrow(0, 0, nd)?.reshape(w_dw.shape())?;

@@ -488,7 +488,8 @@ impl Reduce {
                 )
             },
         )?;
-        let Some(flat) = flat.filter(|_| !self.frozen) else {
+        // None under frozen weights: the backward made no weight gradients.
+        let Some(flat) = flat else {
             return Ok((Some(gx), None, None));
         };
         let g_a = flat.narrow(0, 0, na)?.reshape(w_a.shape())?;

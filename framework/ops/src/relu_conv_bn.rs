@@ -334,10 +334,8 @@ impl ReluConvBn {
                 crate::device::unit_bwd(s[0], None, s[1], (sg, lg), &saved, &unit, !self.frozen)
             },
         )?;
-        let g_packed = match flat.filter(|_| !self.frozen) {
-            Some(f) => Some(f.reshape(packed.shape())?),
-            None => None,
-        };
+        // No weight gradients under frozen weights: the backward made none.
+        let g_packed = flat.map(|f| f.reshape(packed.shape())).transpose()?;
         Ok((Some(gx), g_packed))
     }
 }
