@@ -36,6 +36,14 @@ struct Trap {};
 // __syncthreads(): waits for every thread of the block (throws when they never all arrive).
 void sync_threads();
 
+// Waits for every thread of the running thread's warp (32 threads by linear index; throws
+// when they never all arrive): the barrier of the emulated warp-level built-ins.
+void sync_warp();
+
+// 1,024 slots of 8 bytes, one per thread of the running block: where the emulated warp
+// shuffles exchange their values.
+unsigned char (*shuffle_slots())[8];
+
 }  // namespace nas_emu
 
 // The atomics and memory fences device.cu uses (sequentially consistent here).

@@ -1,7 +1,11 @@
 //! The device build's kernels run on the CPU: `csrc/device.cu` compiled for the host with the
 //! CUDA built-ins of `csrc/emulate.h` (`csrc/emulated.cpp`), each launch run over its grid of
-//! blocks of real threads (the threads of a block concurrently, with `__syncthreads` a real
-//! barrier; the blocks one at a time in reverse order, `__shared__` memory per block).
+//! blocks (one at a time in reverse order, `__shared__` memory per block) of threads, either
+//! real threads ([`Threads::Os`]: a block's threads concurrently, `__syncthreads` a real
+//! barrier, so races inside a block can show) or fibers of the calling thread
+//! ([`Threads::Fibers`]: each thread runs until it reaches a barrier or ends, then the next;
+//! the same barrier semantics, deterministic and far faster: what the emulated GPU driver of
+//! `emulated-gpu/` runs).
 //!
 //! This is how the part of the CUDA path that the host build cannot reach is tested on a
 //! machine without a GPU: the kernels' thread and block indexing, grid-stride loops,
@@ -14,7 +18,8 @@ use std::os::raw::{c_char, c_int, c_uint};
 use crate::launch::Launch;
 
 extern "C" {
-    fn nas_emu_launch(
+    fn nas_emu_launch_in(
+        fibers: c_int,
         name: *const c_char,
         grid: *const c_uint,
         block: *const c_uint,
@@ -23,6 +28,17 @@ extern "C" {
         sizes: *const std::os::raw::c_ulong,
     ) -> c_int;
     fn nas_emu_has(name: *const c_char) -> c_int;
+}
+
+/// How the threads of an emulated block run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    /// One OS thread per CUDA thread, a block's threads concurrently: races inside a block can
+    /// show. Slow (a barrier wakes every thread).
+    Os,
+    /// The block's threads as fibers of the calling thread, each running until it reaches a
+    /// barrier or ends: the same barrier and divergence semantics, deterministic.
+    Fibers,
 }
 
 /// Why an emulated launch did not run to the end.
@@ -103,12 +119,27 @@ impl Args {
 /// every pointer among them must be valid for everything the kernel reads and writes
 /// through it.
 pub unsafe fn launch(name: &str, launch: Launch, args: &mut Args) -> Result<(), EmulationError> {
+    // SAFETY: as this function's.
+    unsafe { launch_as(Threads::Os, name, launch, args) }
+}
+
+/// [`launch`] with the block's threads run as `threads` says.
+///
+/// # Safety
+/// As [`launch`].
+pub unsafe fn launch_as(
+    threads: Threads,
+    name: &str,
+    launch: Launch,
+    args: &mut Args,
+) -> Result<(), EmulationError> {
     let c = CString::new(name).map_err(|_| EmulationError::UnknownKernel(name.to_string()))?;
     let grid = [launch.grid.0, launch.grid.1, launch.grid.2];
     let block = [launch.block.0, launch.block.1, launch.block.2];
     // SAFETY: the caller vouches for the arguments; the geometry is checked on the C side.
     let rc = unsafe {
-        nas_emu_launch(
+        nas_emu_launch_in(
+            c_int::from(threads == Threads::Fibers),
             c.as_ptr(),
             grid.as_ptr(),
             block.as_ptr(),

@@ -6,7 +6,7 @@
 //! Element kernels run the same body per element as the host build, so they must agree bit
 //! for bit; the reductions (batch norm, the mixing weights' gradients, the weight gradient's
 //! split) add in another order and agree to rounding.
-use nas_kernels::emulated::{self, Args, EmulationError};
+use nas_kernels::emulated::{self, Args, EmulationError, Threads};
 use nas_kernels::host::{
     self, AdamRule, BnShape, HostFloat, RmsPropRule, SgdRule, StepRule, StepSpan, TensorStep,
 };
@@ -46,12 +46,29 @@ fn random<T: Elem>(len: usize, seed: u64) -> Vec<T> {
         .collect()
 }
 
+thread_local! {
+    /// How [`run`] runs a block's threads (set by [`each_way`]).
+    static THREADS: std::cell::Cell<Threads> = const { std::cell::Cell::new(Threads::Os) };
+}
+
+/// Runs `body` with the blocks' threads as OS threads, then as fibers (the emulated GPU
+/// driver's way): the kernels must give the same results both ways.
+fn each_way(body: impl Fn()) {
+    for threads in [Threads::Os, Threads::Fibers] {
+        THREADS.with(|t| t.set(threads));
+        body();
+    }
+    THREADS.with(|t| t.set(Threads::Os));
+}
+
 /// Runs kernel `base` for `T` over `l`; panics with the emulator's error.
 fn run<T: Elem>(base: &str, l: Launch, args: &mut Args) {
     let name = entry(base, T::F64);
+    let threads = THREADS.with(|t| t.get());
     // SAFETY: every call below passes the kernel's parameters in order, with pointers into
     // buffers of the lengths the geometry implies (the same the host wrappers check).
-    unsafe { emulated::launch(&name, l, args) }.unwrap_or_else(|e| panic!("{name}: {e}"));
+    unsafe { emulated::launch_as(threads, &name, l, args) }
+        .unwrap_or_else(|e| panic!("{name} ({threads:?}): {e}"));
 }
 
 fn assert_close<T: Elem>(got: &[T], want: &[T], what: &str) {
@@ -169,12 +186,14 @@ fn conv_case<T: Elem>(g: Geom, relu: bool, seed: u64) {
 
 #[test]
 fn convolutions_match_the_host_build() {
-    for (i, g) in conv_geometries().into_iter().enumerate() {
-        for relu in [false, true] {
-            conv_case::<f32>(g, relu, 10 * i as u64);
-            conv_case::<f64>(g, relu, 10 * i as u64 + 5);
+    each_way(|| {
+        for (i, g) in conv_geometries().into_iter().enumerate() {
+            for relu in [false, true] {
+                conv_case::<f32>(g, relu, 10 * i as u64);
+                conv_case::<f64>(g, relu, 10 * i as u64 + 5);
+            }
         }
-    }
+    });
 }
 
 /// `FactorizedReduce` (before its batch norm): forward over nas-ops' grid and a grid too small
@@ -250,14 +269,16 @@ fn factorized_reduce_reads_the_cells_of_the_reference() {
 
 #[test]
 fn factorized_reduce_matches_the_host_build() {
-    let geometries = [
-        Geom::factorized_reduce(3, 5, 8, 6, 6).unwrap(),
-        Geom::factorized_reduce(2, 16, 16, 16, 32).unwrap(),
-    ];
-    for (i, g) in geometries.into_iter().enumerate() {
-        factorized_reduce_case::<f32>(g, 70 + 10 * i as u64);
-        factorized_reduce_case::<f64>(g, 75 + 10 * i as u64);
-    }
+    each_way(|| {
+        let geometries = [
+            Geom::factorized_reduce(3, 5, 8, 6, 6).unwrap(),
+            Geom::factorized_reduce(2, 16, 16, 16, 32).unwrap(),
+        ];
+        for (i, g) in geometries.into_iter().enumerate() {
+            factorized_reduce_case::<f32>(g, 70 + 10 * i as u64);
+            factorized_reduce_case::<f64>(g, 75 + 10 * i as u64);
+        }
+    });
 }
 
 fn pool_case<T: Elem>(g: Geom, seed: u64) {
@@ -320,16 +341,18 @@ fn pool_case<T: Elem>(g: Geom, seed: u64) {
 
 #[test]
 fn pooling_matches_the_host_build() {
-    for (i, g) in [
-        Geom::pool(2, 5, 9, 9, 3, 1, 1).unwrap(),
-        Geom::pool(2, 5, 9, 8, 3, 2, 1).unwrap(),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        pool_case::<f32>(g, 100 + i as u64);
-        pool_case::<f64>(g, 200 + i as u64);
-    }
+    each_way(|| {
+        for (i, g) in [
+            Geom::pool(2, 5, 9, 9, 3, 1, 1).unwrap(),
+            Geom::pool(2, 5, 9, 8, 3, 2, 1).unwrap(),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            pool_case::<f32>(g, 100 + i as u64);
+            pool_case::<f64>(g, 200 + i as u64);
+        }
+    });
 }
 
 /// Mean and biased variance per channel of an `[n, c, hw]` input, summed here in f64.
@@ -455,21 +478,23 @@ fn bn_case<T: Elem>(s: BnShape, affine: bool, seed: u64) {
 
 #[test]
 fn batch_norm_matches_the_host_build_and_sums_here() {
-    let shapes = [
-        BnShape { n: 3, c: 5, hw: 37 },
-        BnShape { n: 2, c: 3, hw: 1 },
-        BnShape {
-            n: 4,
-            c: 2,
-            hw: 300,
-        },
-    ];
-    for (i, s) in shapes.into_iter().enumerate() {
-        for affine in [true, false] {
-            bn_case::<f32>(s, affine, 300 + 10 * i as u64);
-            bn_case::<f64>(s, affine, 400 + 10 * i as u64);
+    each_way(|| {
+        let shapes = [
+            BnShape { n: 3, c: 5, hw: 37 },
+            BnShape { n: 2, c: 3, hw: 1 },
+            BnShape {
+                n: 4,
+                c: 2,
+                hw: 300,
+            },
+        ];
+        for (i, s) in shapes.into_iter().enumerate() {
+            for affine in [true, false] {
+                bn_case::<f32>(s, affine, 300 + 10 * i as u64);
+                bn_case::<f64>(s, affine, 400 + 10 * i as u64);
+            }
         }
-    }
+    });
 }
 
 #[test]
@@ -594,8 +619,10 @@ fn mixed_case<T: Elem>(len: usize, seed: u64) {
 
 #[test]
 fn the_weighted_sum_matches_the_host_build() {
-    mixed_case::<f32>(10_001, 500);
-    mixed_case::<f64>(9_000, 600);
+    each_way(|| {
+        mixed_case::<f32>(10_001, 500);
+        mixed_case::<f64>(9_000, 600);
+    });
 }
 
 /// The C struct `nas::FlatSpan<P>`.
@@ -609,58 +636,60 @@ struct FlatSpan<P> {
 
 #[test]
 fn gather_and_scatter_over_many_tensors_match_the_host_build() {
-    let lens = [3usize, 700, 1, 300];
-    let tensors: Vec<Vec<f32>> = lens
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| random::<f32>(n, 700 + i as u64))
-        .collect();
-    let longest = *lens.iter().max().unwrap();
-    let total: usize = lens.iter().sum();
-    let mut spans = Vec::new();
-    let mut offset = 0;
-    for t in &tensors {
-        spans.push(FlatSpan {
-            ptr: t.as_ptr(),
-            len: t.len() as i64,
-            offset: offset as i64,
-        });
-        offset += t.len();
-    }
-    let mut flat = vec![0f64; total];
-    let mut a = Args::new();
-    a.push(spans.as_ptr()).push(flat.as_mut_ptr());
-    run::<f32>(
-        "gather_f64_from",
-        launch::over_spans(longest, lens.len()),
-        &mut a,
-    );
-    let srcs: Vec<&[f32]> = tensors.iter().map(|t| &t[..]).collect();
-    assert_eq!(flat, host::gather_f64(&srcs).unwrap());
+    each_way(|| {
+        let lens = [3usize, 700, 1, 300];
+        let tensors: Vec<Vec<f32>> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| random::<f32>(n, 700 + i as u64))
+            .collect();
+        let longest = *lens.iter().max().unwrap();
+        let total: usize = lens.iter().sum();
+        let mut spans = Vec::new();
+        let mut offset = 0;
+        for t in &tensors {
+            spans.push(FlatSpan {
+                ptr: t.as_ptr(),
+                len: t.len() as i64,
+                offset: offset as i64,
+            });
+            offset += t.len();
+        }
+        let mut flat = vec![0f64; total];
+        let mut a = Args::new();
+        a.push(spans.as_ptr()).push(flat.as_mut_ptr());
+        run::<f32>(
+            "gather_f64_from",
+            launch::over_spans(longest, lens.len()),
+            &mut a,
+        );
+        let srcs: Vec<&[f32]> = tensors.iter().map(|t| &t[..]).collect();
+        assert_eq!(flat, host::gather_f64(&srcs).unwrap());
 
-    let input: Vec<f64> = (0..total).map(|i| i as f64 * 0.1 - 7.0).collect();
-    let mut targets: Vec<Vec<f32>> = lens.iter().map(|&n| vec![0f32; n]).collect();
-    let mut spans = Vec::new();
-    let mut offset = 0;
-    for t in targets.iter_mut() {
-        spans.push(FlatSpan {
-            ptr: t.as_mut_ptr(),
-            len: t.len() as i64,
-            offset: offset as i64,
-        });
-        offset += t.len();
-    }
-    let mut a = Args::new();
-    a.push(spans.as_ptr()).push(input.as_ptr());
-    run::<f32>(
-        "scatter_f64_to",
-        launch::over_spans(longest, lens.len()),
-        &mut a,
-    );
-    let mut want: Vec<Vec<f32>> = lens.iter().map(|&n| vec![0f32; n]).collect();
-    let mut dsts: Vec<&mut [f32]> = want.iter_mut().map(|t| &mut t[..]).collect();
-    host::scatter_f64(&input, &mut dsts).unwrap();
-    assert_eq!(targets, want);
+        let input: Vec<f64> = (0..total).map(|i| i as f64 * 0.1 - 7.0).collect();
+        let mut targets: Vec<Vec<f32>> = lens.iter().map(|&n| vec![0f32; n]).collect();
+        let mut spans = Vec::new();
+        let mut offset = 0;
+        for t in targets.iter_mut() {
+            spans.push(FlatSpan {
+                ptr: t.as_mut_ptr(),
+                len: t.len() as i64,
+                offset: offset as i64,
+            });
+            offset += t.len();
+        }
+        let mut a = Args::new();
+        a.push(spans.as_ptr()).push(input.as_ptr());
+        run::<f32>(
+            "scatter_f64_to",
+            launch::over_spans(longest, lens.len()),
+            &mut a,
+        );
+        let mut want: Vec<Vec<f32>> = lens.iter().map(|&n| vec![0f32; n]).collect();
+        let mut dsts: Vec<&mut [f32]> = want.iter_mut().map(|t| &mut t[..]).collect();
+        host::scatter_f64(&input, &mut dsts).unwrap();
+        assert_eq!(targets, want);
+    });
 }
 
 #[test]
@@ -749,9 +778,15 @@ fn a_reduction_launched_with_the_wrong_block_traps() {
         .push(std::ptr::null_mut::<f64>());
     let mut half = launch::per_channel(s.c);
     half.block.0 /= 2;
-    // SAFETY: the arguments of nas_bn_fwd_train_f64 over buffers of the shape's lengths.
-    let err = unsafe { emulated::launch("nas_bn_fwd_train_f64", half, &mut a) }.unwrap_err();
-    assert!(matches!(err, EmulationError::Trapped(_)), "{err}");
+    for threads in [Threads::Os, Threads::Fibers] {
+        // SAFETY: the arguments of nas_bn_fwd_train_f64 over buffers of the shape's lengths.
+        let err = unsafe { emulated::launch_as(threads, "nas_bn_fwd_train_f64", half, &mut a) }
+            .unwrap_err();
+        assert!(
+            matches!(err, EmulationError::Trapped(_)),
+            "{threads:?}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -859,83 +894,87 @@ fn step_case<T: Elem>(rule: StepRule, seed: u64) {
 
 #[test]
 fn the_optimizer_steps_over_many_tensors_match_the_host_build() {
-    let sgd = |momentum| {
-        StepRule::Sgd(SgdRule {
-            lr: 0.05,
-            momentum,
-            weight_decay: 3e-4,
-            grad_scale: 0.7,
-            nesterov: 0,
-        })
-    };
-    step_case::<f32>(sgd(0.9), 1000);
-    step_case::<f64>(sgd(0.9), 1100);
-    step_case::<f32>(sgd(0.0), 1200);
-    for (decoupled, seed) in [(0, 1300), (1, 1400)] {
-        let adam = StepRule::Adam(AdamRule {
-            lr: 0.01,
-            beta1: 0.5,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 1e-3,
-            grad_scale: 0.9,
-            decoupled,
-        });
-        step_case::<f32>(adam, seed);
-        step_case::<f64>(adam, seed + 50);
-    }
-    for (momentum, centered, seed) in [
-        (0.0, 0, 1500),
-        (0.9, 0, 1600),
-        (0.0, 1, 1700),
-        (0.5, 1, 1800),
-    ] {
-        let rms = StepRule::RmsProp(RmsPropRule {
-            lr: 0.01,
-            alpha: 0.99,
-            eps: 1e-8,
-            weight_decay: 1e-4,
-            momentum,
-            grad_scale: 1.0,
-            centered,
-        });
-        step_case::<f32>(rms, seed);
-        step_case::<f64>(rms, seed + 50);
-    }
+    each_way(|| {
+        let sgd = |momentum| {
+            StepRule::Sgd(SgdRule {
+                lr: 0.05,
+                momentum,
+                weight_decay: 3e-4,
+                grad_scale: 0.7,
+                nesterov: 0,
+            })
+        };
+        step_case::<f32>(sgd(0.9), 1000);
+        step_case::<f64>(sgd(0.9), 1100);
+        step_case::<f32>(sgd(0.0), 1200);
+        for (decoupled, seed) in [(0, 1300), (1, 1400)] {
+            let adam = StepRule::Adam(AdamRule {
+                lr: 0.01,
+                beta1: 0.5,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 1e-3,
+                grad_scale: 0.9,
+                decoupled,
+            });
+            step_case::<f32>(adam, seed);
+            step_case::<f64>(adam, seed + 50);
+        }
+        for (momentum, centered, seed) in [
+            (0.0, 0, 1500),
+            (0.9, 0, 1600),
+            (0.0, 1, 1700),
+            (0.5, 1, 1800),
+        ] {
+            let rms = StepRule::RmsProp(RmsPropRule {
+                lr: 0.01,
+                alpha: 0.99,
+                eps: 1e-8,
+                weight_decay: 1e-4,
+                momentum,
+                grad_scale: 1.0,
+                centered,
+            });
+            step_case::<f32>(rms, seed);
+            step_case::<f64>(rms, seed + 50);
+        }
+    });
 }
 
 #[test]
 fn the_sum_of_squares_over_many_tensors_matches_a_sum_here() {
-    let lens = [3usize, 7_000, 1, 300];
-    let tensors: Vec<Vec<f32>> = lens
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| random::<f32>(n, 1300 + i as u64))
-        .collect();
-    let want: f64 = tensors.iter().flatten().map(|&v| v as f64 * v as f64).sum();
-    let spans: Vec<FlatSpan<*const f32>> = tensors
-        .iter()
-        .map(|t| FlatSpan {
-            ptr: t.as_ptr(),
-            len: t.len() as i64,
-            offset: 0,
-        })
-        .collect();
-    let l = launch::reduce_over_spans(7_000, lens.len());
-    assert!(l.grid.0 > 1, "several chunks per tensor");
-    let mut part = vec![f64::NAN; (l.grid.0 * l.grid.1) as usize];
-    let mut out = [f64::NAN];
-    let mut done = Box::new(0u32);
-    let mut a = Args::new();
-    a.push(spans.as_ptr())
-        .push(part.as_mut_ptr())
-        .push(out.as_mut_ptr())
-        .push(&mut *done as *mut u32);
-    run::<f32>("sum_squares", l, &mut a);
-    assert!(
-        (out[0] - want).abs() <= 1e-12 * want,
-        "{} vs {want}",
-        out[0]
-    );
-    assert_eq!(*done, 0);
+    each_way(|| {
+        let lens = [3usize, 7_000, 1, 300];
+        let tensors: Vec<Vec<f32>> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| random::<f32>(n, 1300 + i as u64))
+            .collect();
+        let want: f64 = tensors.iter().flatten().map(|&v| v as f64 * v as f64).sum();
+        let spans: Vec<FlatSpan<*const f32>> = tensors
+            .iter()
+            .map(|t| FlatSpan {
+                ptr: t.as_ptr(),
+                len: t.len() as i64,
+                offset: 0,
+            })
+            .collect();
+        let l = launch::reduce_over_spans(7_000, lens.len());
+        assert!(l.grid.0 > 1, "several chunks per tensor");
+        let mut part = vec![f64::NAN; (l.grid.0 * l.grid.1) as usize];
+        let mut out = [f64::NAN];
+        let mut done = Box::new(0u32);
+        let mut a = Args::new();
+        a.push(spans.as_ptr())
+            .push(part.as_mut_ptr())
+            .push(out.as_mut_ptr())
+            .push(&mut *done as *mut u32);
+        run::<f32>("sum_squares", l, &mut a);
+        assert!(
+            (out[0] - want).abs() <= 1e-12 * want,
+            "{} vs {want}",
+            out[0]
+        );
+        assert_eq!(*done, 0);
+    });
 }

@@ -611,7 +611,18 @@ fn the_fused_mixed_edge_computes_on_the_gpu_as_on_the_cpu() {
             for (x, y) in ma.iter().chain(&va).zip(mb.iter().chain(&vb)) {
                 assert!((x - y).abs() < 1e-12, "batch norm {i}: running {x} vs {y}");
             }
-            assert_eq!(a.num_batches_tracked(), 3, "batch norm {i}");
+            // The fifth batch norm is `FactorizedReduce`'s, which only stride 2 uses.
+            let steps = if i == 5 && stride == 1 { 0 } else { 3 };
+            assert_eq!(
+                a.num_batches_tracked(),
+                steps,
+                "batch norm {i} at stride {stride}"
+            );
+            assert_eq!(
+                b.num_batches_tracked(),
+                steps,
+                "batch norm {i} at stride {stride}"
+            );
         }
         let frozen = |device: &Device| -> (Vec<Option<Tensor>>, Tensor) {
             let vars: Vec<Var> = inputs
@@ -815,8 +826,19 @@ fn the_optimizer_steps_and_the_gradient_norm_match_the_cpu() {
                         .collect();
                     let present: Vec<&Tensor> = grads.iter().flatten().collect();
                     norm = nas_ops::sum_squares(&present).unwrap().sqrt();
+                    // The clipping factor from the norm on the CPU for both devices: the
+                    // norms are compared below, and a last-bit difference in them (the
+                    // device sums in another order) would otherwise reach the steps, where
+                    // coupled weight decay cancelling the gradient amplifies it past
+                    // rounding (found on the emulated GPU: 3e-12 in f64).
+                    let cpu_grads: Vec<Tensor> = present
+                        .iter()
+                        .map(|g| g.to_device(&Device::Cpu).unwrap())
+                        .collect();
+                    let cpu_refs: Vec<&Tensor> = cpu_grads.iter().collect();
+                    let clip_norm = nas_ops::sum_squares(&cpu_refs).unwrap().sqrt();
                     let lr = 0.05;
-                    let rule = make(lr, (5.0 / norm).min(1.0));
+                    let rule = make(lr, (5.0 / clip_norm).min(1.0));
                     // Parameter 1 joins at step 1: its state starts then.
                     let chosen: Vec<usize> = (0..3).filter(|&i| i != 1 || step > 0).collect();
                     let refs: Vec<&Var> = chosen.iter().map(|&i| &vars[i]).collect();

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Runs the CUDA build of nas on a machine without a GPU, against an emulated driver
+# (framework/kernels/emulated-gpu, docs/gpu.md "The emulated GPU").
+#
+# 1. Builds OUT/lib: libcuda.so.1 (the driver API that cudarc calls, with device.cu's kernels
+#    and candle's own CUDA kernels compiled for the host and run over their grids on CPU
+#    threads), libcublas.so.13 (candle's matrix products) and libcurand.so.10. candle's
+#    kernels come from the candle-kernels sources in cargo's registry; each module is compiled
+#    in its namespace and its `extern "C"` kernels registered by name (read from the object).
+# 2. Runs COMMAND with that folder first on LD_LIBRARY_PATH, so the CUDA binary's dlopen of
+#    libcuda, libcublas and libcurand finds the emulation. With no command, runs the
+#    device-generic tests of the CUDA build that scripts/build-cuda.sh --tests left in
+#    target/cuda/tests (nas-ops' `device` tests; nas-tests' `conformance::devices`).
+#
+# The CUDA build itself needs scripts/build-cuda.sh (its nvcc writes the PTX the binary
+# embeds; the emulated driver reads the PTX's entry names, so a kernel missing from the PTX is
+# refused as on a GPU). Slow: every CUDA thread is an OS thread. Keep the sizes small.
+#
+# Usage: scripts/emulated-gpu.sh [--out target/emulated-gpu] [--build-only] [-- COMMAND...]
+# Set NAS_EMULATED_GPU_STATS=1 for the launches per kernel and the peak of device memory at exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out=target/emulated-gpu
+build_only=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --out) out="$2"; shift 2 ;;
+    --build-only) build_only=1; shift ;;
+    --) shift; break ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "emulated-gpu.sh: unknown argument \`$1\` (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+src=framework/kernels/emulated-gpu
+csrc=framework/kernels/csrc
+# candle-kernels of candle-core's version, as the CUDA build (scripts/build-cuda.sh) fetched it.
+version=$(cargo metadata --format-version 1 2>/dev/null | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print(next(p["version"] for p in d["packages"] if p["name"] == "candle-core"))' || true)
+candle=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"candle-kernels-$version" 2>/dev/null | head -1 || true)
+if [[ -z "$version" || -z "$candle" || ! -d "$candle/src" ]]; then
+  echo "emulated-gpu.sh: the sources of candle-kernels $version are not in cargo's registry" \
+    "(scripts/build-cuda.sh fetches them)" >&2
+  exit 2
+fi
+
+mkdir -p "$out/obj" "$out/lib"
+cxx=(g++ -std=c++17 -O2 -fPIC -pthread -fno-fast-math -ffp-contract=off -I"$src" -I"$src/include" -I"$csrc")
+
+# candle's modules, but sort.cu (its argsort uses dynamic shared memory, not emulated) and the
+# quantized ones (half precision).
+objs=()
+for m in affine binary cast conv fill indexing reduce ternary unary; do
+  obj="$out/obj/candle_$m.o"
+  objs+=("$obj")
+  # Rebuilt when the prelude or its headers changed since.
+  if [[ -f "$obj" && -z "$(find "$src" -newer "$obj" -type f | head -1)" ]]; then
+    continue
+  fi
+  wrapper="$out/obj/candle_$m.cpp"
+  {
+    echo '#include "candle_prelude.h"'
+    echo "namespace candle_$m {"
+    echo 'using ::atomicAdd;'
+    echo 'using ::atomicCAS;'
+    echo 'using ::atomicMax;'
+    echo 'using ::atomicMin;'
+    echo "#include \"$candle/src/$m.cu\""
+    echo '}'
+  } > "$wrapper"
+  # First pass: the kernels' names (the object's `extern "C"` functions); second: registered.
+  "${cxx[@]}" -c "$wrapper" -o "$obj.names" 2>"$out/obj/candle_$m.log" || {
+    cat "$out/obj/candle_$m.log" >&2; echo "emulated-gpu.sh: candle's $m.cu did not compile" >&2; exit 1; }
+  nm -g --defined-only "$obj.names" | awk '$2 == "T" && $3 !~ /^_Z/ {print $3}' \
+    | while read -r name; do echo "NAS_EMU_REGISTER(candle_$m, $name)"; done >> "$wrapper"
+  "${cxx[@]}" -c "$wrapper" -o "$obj"
+  rm -f "$obj.names"
+done
+
+"${cxx[@]}" -shared -Wl,-soname,libcuda.so.1 -o "$out/lib/libcuda.so.1" "$src/driver.cpp" "${objs[@]}"
+ln -sf libcuda.so.1 "$out/lib/libcuda.so"
+"${cxx[@]}" -shared -Wl,-soname,libcublas.so.13 -o "$out/lib/libcublas.so.13" "$src/cublas.cpp"
+ln -sf libcublas.so.13 "$out/lib/libcublas.so"
+"${cxx[@]}" -shared -Wl,-soname,libcurand.so.10 -o "$out/lib/libcurand.so.10" "$src/curand.cpp"
+ln -sf libcurand.so.10 "$out/lib/libcurand.so"
+echo "emulated-gpu.sh: built $out/lib (libcuda.so.1, libcublas.so.13, libcurand.so.10)" >&2
+[[ $build_only == 1 ]] && exit 0
+
+export LD_LIBRARY_PATH="$PWD/$out/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+if [[ $# -gt 0 ]]; then
+  exec "$@"
+fi
+
+tests=target/cuda/tests
+if [[ ! -d "$tests" ]]; then
+  echo "emulated-gpu.sh: no $tests: run scripts/build-cuda.sh --arch 90 --tests first, or give a COMMAND" >&2
+  exit 2
+fi
+status=0
+for t in "$tests"/*; do
+  case "$(basename "$t")" in
+    ops*) filter=device ;;
+    *) filter=conformance::devices ;;
+  esac
+  echo "== $(basename "$t") $filter (emulated GPU)" >&2
+  "$t" "$filter" --test-threads 1 || status=1
+done
+exit $status
