@@ -16,6 +16,7 @@
 #include <mutex>
 #include <thread>
 #include <type_traits>
+#include <sys/mman.h>
 #include <ucontext.h>
 #include <utility>
 #include <vector>
@@ -166,14 +167,18 @@ struct Fiber {
 struct FiberBlock {
   SavedContext scheduler;
   std::vector<Fiber> fibers;
-  std::vector<char> stacks;
+  char* stacks = nullptr;  // kMaxThreads stacks of kFiberStack bytes, each above a guard page
+
   const std::function<void()>* body = nullptr;
   Fiber* running = nullptr;
   int status = kOk;
 };
 
-// Bytes of stack per fiber.
+// Bytes of stack per fiber, and the bytes of the page below each that may not be touched
+// (a fiber overflowing its stack faults there instead of writing over the next one's).
 constexpr size_t kFiberStack = 64 * 1024;
+constexpr size_t kGuard = 64 * 1024;
+constexpr unsigned long kMaxThreads = 1024;
 
 FiberBlock g_block;
 thread_local Fiber* t_fiber = nullptr;
@@ -240,7 +245,7 @@ int run_fiber_block(dim3 block, unsigned long threads) {
                         (unsigned)(t / ((unsigned long)block.x * block.y))};
     f.state = kRunnable;
     f.syncs = 0;
-    start_fiber(f, g_block.stacks.data() + t * kFiberStack);
+    start_fiber(f, g_block.stacks + t * (kGuard + kFiberStack) + kGuard);
   }
   for (;;) {
     for (unsigned long t = 0; t < threads; ++t) {
@@ -287,7 +292,14 @@ int run_fibers(dim3 grid, dim3 block, const std::function<void()>& body) {
   unsigned long threads = (unsigned long)block.x * block.y * block.z;
   unsigned long blocks = (unsigned long)grid.x * grid.y * grid.z;
   g_block.fibers.resize(threads);
-  if (g_block.stacks.size() < threads * kFiberStack) g_block.stacks.resize(threads * kFiberStack);
+  if (!g_block.stacks) {
+    size_t bytes = kMaxThreads * (kGuard + kFiberStack);
+    void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return kFailed;
+    g_block.stacks = static_cast<char*>(m);
+    for (unsigned long t = 0; t < kMaxThreads; ++t)
+      mprotect(g_block.stacks + t * (kGuard + kFiberStack), kGuard, PROT_NONE);
+  }
   g_block.body = &body;
   g_block.status = kOk;
   ctx.block_dim = block;

@@ -192,17 +192,28 @@ std::set<std::string> ptx_entries(const char* ptx) {
 
 // The kernel running now (for the report of a fault inside one).
 const char* volatile g_running = nullptr;
+std::mutex g_launching;
+std::mutex g_statistics;
 std::map<std::string, unsigned long> g_launches;
 unsigned long g_total_launches = 0;
 
+// The handlers the process had before (Rust's stack-overflow report among them): a fault
+// outside every kernel is theirs.
+struct sigaction g_previous_segv, g_previous_bus;
+
 void on_fault(int sig, siginfo_t* info, void*) {
+  if (!g_running) {
+    // Not in a kernel: back to the previous handler, which the faulting instruction meets
+    // when it runs again.
+    sigaction(sig, sig == SIGSEGV ? &g_previous_segv : &g_previous_bus, nullptr);
+    return;
+  }
   char buf[512];
   int n = std::snprintf(buf, sizeof buf,
-                        "emulated GPU driver: %s at address %p%s%s%s (outside every allocation, "
-                        "or past the end of one)\n",
+                        "emulated GPU driver: %s at address %p in kernel `%s` (outside every "
+                        "allocation, past the end of one, or a fiber's stack overflowing)\n",
                         sig == SIGSEGV ? "illegal memory access" : "bus error", info->si_addr,
-                        g_running ? " in kernel `" : "", g_running ? g_running : "",
-                        g_running ? "`" : "");
+                        g_running);
   if (n > 0) {
     ssize_t ignored = write(2, buf, (size_t)n);
     (void)ignored;
@@ -210,7 +221,17 @@ void on_fault(int sig, siginfo_t* info, void*) {
   _exit(139);
 }
 
-void print_statistics() {
+// At exit: the canaries of what was never freed, then the statistics when asked for.
+void at_exit() {
+  {
+    std::lock_guard<std::mutex> lock(g_memory);
+    for (const auto& kv : g_allocations)
+      if (!canaries_intact(kv.first, kv.second)) {
+        report("a kernel wrote outside an allocation of " + std::to_string(kv.second.bytes) +
+               " bytes (its canary is overwritten; found at exit, the allocation never freed)");
+        _exit(134);
+      }
+  }
   if (!std::getenv("NAS_EMULATED_GPU_STATS")) return;
   std::fprintf(stderr, "emulated GPU driver: %lu launches, peak %zu bytes allocated\n",
                g_total_launches, g_peak_bytes);
@@ -224,9 +245,9 @@ struct Installer {
     std::memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_fault;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-    sigaction(SIGSEGV, &sa, nullptr);
-    sigaction(SIGBUS, &sa, nullptr);
-    std::atexit(print_statistics);
+    sigaction(SIGSEGV, &sa, &g_previous_segv);
+    sigaction(SIGBUS, &sa, &g_previous_bus);
+    std::atexit(at_exit);
     // A block's threads as fibers (fast), unless NAS_EMULATED_GPU_THREADS asks for OS threads
     // (slow; races inside a block can then show).
     nas_emu_use_fibers(std::getenv("NAS_EMULATED_GPU_THREADS") == nullptr);
@@ -582,17 +603,23 @@ CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned
                         CUstream, void** params, void** extra) {
   Function* fn = static_cast<Function*>(f);
   if (!fn) return kInvalidHandle;
-  if (extra || (!params && fn->name.empty())) {
+  if (extra) {
     report("launch of `" + fn->name + "` with `extra` parameters (not emulated)");
     return kNotSupported;
   }
+  if (!params) return kInvalidValue;  // every kernel here takes parameters
   if (shared != 0) {
     report("launch of `" + fn->name + "` with dynamic shared memory (not emulated)");
     return kNotSupported;
   }
+  {
+    std::lock_guard<std::mutex> lock(g_statistics);
+    ++g_total_launches;
+    ++g_launches[fn->name];
+  }
+  // One launch at a time (the emulator's own lock); g_running names it to the fault handler.
+  std::lock_guard<std::mutex> one_at_a_time(g_launching);
   g_running = fn->name.c_str();
-  ++g_total_launches;
-  ++g_launches[fn->name];
   int rc = fn->launch(dim3{gx, gy, gz}, dim3{bx, by, bz}, params);
   g_running = nullptr;
   if (rc == 0) return kSuccess;
