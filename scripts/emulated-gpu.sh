@@ -7,14 +7,17 @@
 #    threads), libcublas.so.13 (candle's matrix products) and libcurand.so.10. candle's
 #    kernels come from the candle-kernels sources in cargo's registry; each module is compiled
 #    in its namespace and its `extern "C"` kernels registered by name (read from the object).
-# 2. Runs COMMAND with that folder first on LD_LIBRARY_PATH, so the CUDA binary's dlopen of
+# 2. Checks the driver itself (selftest.cpp: an overrun, a canary, a missing kernel, ...).
+# 3. Runs COMMAND with that folder first on LD_LIBRARY_PATH, so the CUDA binary's dlopen of
 #    libcuda, libcublas and libcurand finds the emulation. With no command, runs the
 #    device-generic tests of the CUDA build that scripts/build-cuda.sh --tests left in
-#    target/cuda/tests (nas-ops' `device` tests; nas-tests' `conformance::devices`).
+#    target/cuda/tests (nas-ops' `device` tests; nas-tests' `conformance::devices`), then
+#    target/cuda/nas: every drive's bench step at small sizes and a short digits search
+#    (about 10 minutes on 2 cores).
 #
 # The CUDA build itself needs scripts/build-cuda.sh (its nvcc writes the PTX the binary
 # embeds; the emulated driver reads the PTX's entry names, so a kernel missing from the PTX is
-# refused as on a GPU). Slow: every CUDA thread is an OS thread. Keep the sizes small.
+# refused as on a GPU). Slow: one CPU thread runs all the CUDA threads of a launch, as fibers.
 #
 # Usage: scripts/emulated-gpu.sh [--out target/emulated-gpu] [--build-only] [-- COMMAND...]
 # Set NAS_EMULATED_GPU_STATS=1 for the launches per kernel and the peak of device memory at exit.
@@ -28,7 +31,7 @@ while [[ $# -gt 0 ]]; do
     --out) out="$2"; shift 2 ;;
     --build-only) build_only=1; shift ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "emulated-gpu.sh: unknown argument \`$1\` (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -128,4 +131,25 @@ for t in "$tests"/*; do
   echo "== $(basename "$t") $filter (emulated GPU)" >&2
   "$t" "$filter" --test-threads 1 || status=1
 done
+
+# Then the binary itself, at small sizes: every drive's step, the retraining step, and a
+# whole digits search (search, derive, retrain, report).
+nas=target/cuda/nas
+small=(--layers 2 --channels 4 --batch 2 --size 8 --steps 1)
+for args in "--strategy darts" "--strategy darts --order second" "--strategy gdas" \
+    "--strategy spos" "--strategy proxylessnas" "--strategy fairnas" "--strategy enas"; do
+  echo "== nas --device cuda bench $args (emulated GPU)" >&2
+  # shellcheck disable=SC2086
+  "$nas" --device cuda bench "${small[@]}" $args || status=1
+done
+echo "== nas --device cuda bench --strategy retrain (emulated GPU)" >&2
+"$nas" --device cuda bench --strategy retrain --layers 3 --channels 4 --batch 2 --size 32 --steps 1 || status=1
+echo "== nas --device cuda run configs/experiments/darts-digits.yaml (emulated GPU)" >&2
+search_out=$(mktemp -d)
+"$nas" --device cuda run configs/experiments/darts-digits.yaml --set budget.epochs=1 \
+  --set budget.steps_per_epoch=2 --set train.epochs=1 --set train.limit_batches=2 \
+  --out "$search_out/run" || status=1
+grep -q '"status": "finished"' "$search_out/run/summary.json" 2>/dev/null || status=1
+rm -rf "$search_out"
+echo "emulated-gpu.sh: $([[ $status == 0 ]] && echo "everything passed" || echo "something FAILED (above)")" >&2
 exit $status
