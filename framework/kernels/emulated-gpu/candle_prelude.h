@@ -128,10 +128,14 @@ inline T atomicMax(T* p, typename nas_emu_same<T>::type v) {
 inline unsigned long nas_emu_linear_thread() {
   return threadIdx.x + (unsigned long)blockDim.x * (threadIdx.y + (unsigned long)blockDim.y * threadIdx.z);
 }
+// `xor_mode`: a butterfly (`__shfl_xor_sync`), whose source may lie in an earlier group of
+// `width` lanes but not a later one; else (`__shfl_down_sync`) the source must lie in the
+// lane's own group. A source out of range gives the lane its own value, as in CUDA.
 template <typename T>
-inline T nas_emu_shuffle(T v, unsigned long source_lane_of(unsigned long lane, int arg), int arg,
-                         int width) {
+inline T nas_emu_shuffle(T v, unsigned long source_lane_of(unsigned long lane, unsigned arg),
+                         unsigned arg, int width, bool xor_mode) {
   static_assert(sizeof(T) <= 8, "shuffle of a value wider than 8 bytes");
+  if (width < 1 || width > 32 || (width & (width - 1)) != 0) __trap();
   unsigned long t = nas_emu_linear_thread();
   unsigned long lane = t % 32;
   unsigned long threads = (unsigned long)blockDim.x * blockDim.y * blockDim.z;
@@ -141,20 +145,20 @@ inline T nas_emu_shuffle(T v, unsigned long source_lane_of(unsigned long lane, i
   unsigned long segment = lane / width * width;
   unsigned long src = source_lane_of(lane, arg);
   T r = v;
-  if (src >= segment && src < segment + width && t - lane + src < threads)
+  if ((xor_mode || src >= segment) && src < segment + width && t - lane + src < threads)
     std::memcpy(&r, slots[t - lane + src], sizeof(T));
   nas_emu::sync_warp();
   return r;
 }
-inline unsigned long nas_emu_xor_lane(unsigned long lane, int mask) { return lane ^ (unsigned long)mask; }
-inline unsigned long nas_emu_down_lane(unsigned long lane, int delta) { return lane + delta; }
+inline unsigned long nas_emu_xor_lane(unsigned long lane, unsigned mask) { return lane ^ mask; }
+inline unsigned long nas_emu_down_lane(unsigned long lane, unsigned delta) { return lane + delta; }
 template <typename T>
 inline T __shfl_xor_sync(unsigned, T v, int lane_mask, int width = 32) {
-  return nas_emu_shuffle(v, nas_emu_xor_lane, lane_mask, width);
+  return nas_emu_shuffle(v, nas_emu_xor_lane, (unsigned)lane_mask & 31u, width, true);
 }
 template <typename T>
 inline T __shfl_down_sync(unsigned, T v, unsigned delta, int width = 32) {
-  return nas_emu_shuffle(v, nas_emu_down_lane, (int)delta, width);
+  return nas_emu_shuffle(v, nas_emu_down_lane, delta, width, false);
 }
 inline void __syncwarp(unsigned = 0xffffffffu) { nas_emu::sync_warp(); }
 

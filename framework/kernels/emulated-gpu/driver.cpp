@@ -24,6 +24,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -65,7 +66,7 @@ constexpr size_t kAlignment = 16;
 
 bool g_initialized = false;
 
-// The message every failure prints, once per distinct message, to stderr.
+// Prints a failure's message to stderr.
 void report(const std::string& what) {
   std::fprintf(stderr, "emulated GPU driver: %s\n", what.c_str());
 }
@@ -145,7 +146,10 @@ bool inside_allocation(CUdeviceptr ptr, size_t bytes, const char* what) {
   if (it != g_allocations.begin()) {
     --it;
     uintptr_t start = it->first;
-    if ((uintptr_t)ptr >= start && (uintptr_t)ptr + bytes <= start + it->second.bytes) return true;
+    // Written so that no sum can wrap around: the offset, then the bytes left after it.
+    uintptr_t at = (uintptr_t)ptr;
+    if (at >= start && at - start <= it->second.bytes && bytes <= it->second.bytes - (at - start))
+      return true;
     if ((uintptr_t)ptr >= start && (uintptr_t)ptr < start + it->second.bytes) {
       report(std::string(what) + " of " + std::to_string(bytes) + " bytes at offset " +
              std::to_string((uintptr_t)ptr - start) + " of an allocation of " +
@@ -190,9 +194,10 @@ std::set<std::string> ptx_entries(const char* ptx) {
   return names;
 }
 
-// The kernel running now (for the report of a fault inside one).
-const char* volatile g_running = nullptr;
-std::mutex g_launching;
+// The kernel the calling thread runs now (for the report of a fault inside one; fibers run a
+// launch on the launching thread). Initial-exec TLS: read in the signal handler without an
+// allocation.
+__attribute__((tls_model("initial-exec"))) thread_local const char* volatile t_running = nullptr;
 std::mutex g_statistics;
 std::map<std::string, unsigned long> g_launches;
 unsigned long g_total_launches = 0;
@@ -202,7 +207,7 @@ unsigned long g_total_launches = 0;
 struct sigaction g_previous_segv, g_previous_bus;
 
 void on_fault(int sig, siginfo_t* info, void*) {
-  if (!g_running) {
+  if (!t_running) {
     // Not in a kernel: back to the previous handler, which the faulting instruction meets
     // when it runs again.
     sigaction(sig, sig == SIGSEGV ? &g_previous_segv : &g_previous_bus, nullptr);
@@ -213,7 +218,7 @@ void on_fault(int sig, siginfo_t* info, void*) {
                         "emulated GPU driver: %s at address %p in kernel `%s` (outside every "
                         "allocation, past the end of one, or a fiber's stack overflowing)\n",
                         sig == SIGSEGV ? "illegal memory access" : "bus error", info->si_addr,
-                        g_running);
+                        t_running);
   if (n > 0) {
     ssize_t ignored = write(2, buf, (size_t)n);
     (void)ignored;
@@ -233,6 +238,7 @@ void at_exit() {
       }
   }
   if (!std::getenv("NAS_EMULATED_GPU_STATS")) return;
+  std::lock_guard<std::mutex> lock(g_statistics);
   std::fprintf(stderr, "emulated GPU driver: %lu launches, peak %zu bytes allocated\n",
                g_total_launches, g_peak_bytes);
   for (const auto& kv : g_launches)
@@ -436,7 +442,7 @@ CUresult cuMemFree_v2(CUdeviceptr p) { return release(p); }
 CUresult cuMemFreeAsync(CUdeviceptr p, CUstream) { return release(p); }
 CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total) {
   std::lock_guard<std::mutex> lock(g_memory);
-  *free_bytes = kTotalMemory - g_live_bytes;
+  *free_bytes = g_live_bytes < kTotalMemory ? kTotalMemory - g_live_bytes : 0;
   *total = kTotalMemory;
   return kSuccess;
 }
@@ -543,7 +549,7 @@ CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char v, size_t n, CUstream) {
   return cuMemsetD8_v2(dst, v, n);
 }
 CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned int v, size_t n) {
-  if (!inside_allocation(dst, n * 4, "a memset")) return kIllegalAddress;
+  if (n > SIZE_MAX / 4 || !inside_allocation(dst, n * 4, "a memset")) return kIllegalAddress;
   unsigned int* p = (unsigned int*)(uintptr_t)dst;
   for (size_t i = 0; i < n; ++i) p[i] = v;
   return kSuccess;
@@ -617,11 +623,11 @@ CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned
     ++g_total_launches;
     ++g_launches[fn->name];
   }
-  // One launch at a time (the emulator's own lock); g_running names it to the fault handler.
-  std::lock_guard<std::mutex> one_at_a_time(g_launching);
-  g_running = fn->name.c_str();
+  // t_running names the kernel to the fault handler (with OS threads instead of fibers, a
+  // fault on a worker thread goes to the previous handler, unnamed).
+  t_running = fn->name.c_str();
   int rc = fn->launch(dim3{gx, gy, gz}, dim3{bx, by, bz}, params);
-  g_running = nullptr;
+  t_running = nullptr;
   if (rc == 0) return kSuccess;
   const char* why = rc == -2   ? "a grid or block outside CUDA's limits"
                     : rc == -3 ? "the threads of a block did not all reach the same barrier"
