@@ -458,15 +458,21 @@ class Search:
         self.wopt.step()
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_step_arguments(ap):
+    """The network's and the batch's size and the DARTS order (the issue-2 configuration by
+    default), shared with memory_timeline.py."""
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--channels", type=int, default=16)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--order", choices=["first", "second"], default="first")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_step_arguments(ap)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--order", choices=["first", "second"], default="first")
     ap.add_argument("--strategy", choices=["darts", "gdas", "spos", "retrain"], default="darts")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")

@@ -31,11 +31,7 @@ import darts_step  # noqa: E402  (the reference network and step, beside this fi
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--layers", type=int, default=8)
-    ap.add_argument("--channels", type=int, default=16)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--size", type=int, default=32)
-    ap.add_argument("--order", choices=["first", "second"], default="first")
+    darts_step.add_step_arguments(ap)
     args = ap.parse_args()
     torch.manual_seed(0)
     net = darts_step.SearchNetwork(args.channels, args.layers).train()
