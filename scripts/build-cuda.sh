@@ -14,6 +14,8 @@
 #    driver and PyTorch's CUDA wheels on the GPU machine), so linking needs no CUDA library
 #    and the binary starts on a machine without a GPU. The copy exists only for this build
 #    (a `[patch]` on the command line, in its own target folder; Cargo.lock is restored).
+#    The copy also gets scripts/candle-patches/*.patch (each says what it changes and its
+#    upstream pull request), unless --stock-candle.
 #
 # 4. With --tests, also builds the device-generic test executables with the feature, into
 #    OUT/tests: nas-ops (its `device` tests) and nas-tests (its `conformance::devices` tests).
@@ -22,6 +24,7 @@
 #    is what is carried to a GPU machine (docs/gpu.md).
 #
 # Usage: scripts/build-cuda.sh [--arch 90] [--prefix .cuda] [--out target/cuda] [--kernels-only] [--tests]
+#        [--stock-candle]
 # Output: OUT/nas_kernels_smARCH.ptx, OUT/nas_kernels_smARCH.cubin, OUT/nas, OUT/lib/,
 # OUT/tests/ (with --tests) and OUT.tar.xz.
 set -euo pipefail
@@ -32,6 +35,7 @@ prefix=.cuda
 out=target/cuda
 binary=1
 tests=0
+stock=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --arch) arch="$2"; shift 2 ;;
@@ -39,7 +43,8 @@ while [[ $# -gt 0 ]]; do
     --out) out="$2"; shift 2 ;;
     --kernels-only) binary=0; shift ;;
     --tests) tests=1; shift ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    --stock-candle) stock=1; shift ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "build-cuda.sh: unknown argument \`$1\` (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -75,29 +80,43 @@ import json, os, sys
 d = json.load(sys.stdin)
 print(next(os.path.dirname(p["manifest_path"]) for p in d["packages"] if p["name"] == "candle-core"))')
 patched="$PWD/$out/candle-core"
-# Made once per candle-core version (a fresh copy would make cargo rebuild everything above it).
-if [[ "$(cat "$patched/.copied-from" 2>/dev/null)" != "$candle_dir" ]]; then
+candle_patches=()
+[[ "$stock" == 1 ]] || candle_patches=(scripts/candle-patches/*.patch)
+copy_id="$candle_dir $( (( ${#candle_patches[@]} )) && cat "${candle_patches[@]}" | sha256sum)"
+# Made once per candle-core version and set of patches (a fresh copy would make cargo rebuild
+# everything above it).
+if [[ "$(cat "$patched/.copied-from" 2>/dev/null)" != "$copy_id" ]]; then
   rm -rf "$patched"
   cp -a "$candle_dir" "$patched"
+  chmod -R u+w "$patched"
   sed -i 's/"dynamic-linking"/"dynamic-loading"/' "$patched/Cargo.toml"
   grep -q '"dynamic-loading"' "$patched/Cargo.toml" || {
     echo "build-cuda.sh: candle-core's Cargo.toml no longer names cudarc's dynamic-linking; update this script" >&2
     exit 1
   }
-  echo "$candle_dir" > "$patched/.copied-from"
+  for p in "${candle_patches[@]}"; do
+    patch -p1 --forward --silent -d "$patched" < "$p" || {
+      echo "build-cuda.sh: $p does not apply to $candle_dir; update it (or build with --stock-candle)" >&2
+      exit 1
+    }
+    echo "applied $p to the copy of candle-core"
+  done
+  echo "$copy_id" > "$patched/.copied-from"
 fi
 # candle's CUDA kernels include a static library on the CUDA runtime (libcudart.so.13): it is
 # linked from the wheel and shipped beside the binary (OUT/lib, found through the rpath).
 ln -sf libcudart.so.13 "$cuda/lib/libcudart.so"
 mkdir -p "$out/lib"
-cp "$cuda/lib/libcudart.so.13" "$out/lib/"
+# (Copied aside and renamed: a process running the previous build keeps its mapped copy.)
+cp "$cuda/lib/libcudart.so.13" "$out/lib/libcudart.so.13.tmp"
+mv -f "$out/lib/libcudart.so.13.tmp" "$out/lib/libcudart.so.13"
 cp Cargo.lock "$out/Cargo.lock.orig"
 trap 'cp "$out/Cargo.lock.orig" Cargo.lock' EXIT
 export CUDARC_CUDA_VERSION=13000 CUDA_COMPUTE_CAP="$arch"
 export RUSTFLAGS="-L native=$cuda/lib -C link-arg=-Wl,-rpath,\$ORIGIN/lib"
 patch_arg="patch.crates-io.candle-core.path=\"$patched\""
 cargo build --release -p nas-cli --features cuda --target-dir target/cuda-build --config "$patch_arg"
-strip -o "$out/nas" target/cuda-build/release/nas
+strip -o "$out/nas.tmp" target/cuda-build/release/nas && mv -f "$out/nas.tmp" "$out/nas"
 echo "wrote $out/nas (CUDA for sm_$arch; run it with the CUDA 13 libraries on LD_LIBRARY_PATH, docs/gpu.md)"
 
 if [[ "$tests" == 1 ]]; then
@@ -117,11 +136,13 @@ for line in sys.stdin:
         print(m["target"]["name"], m["executable"])' \
     | while read -r name exe; do
         case "$name" in
-          ops) strip -o "$out/tests/nas-ops" "$exe"; echo "wrote $out/tests/nas-ops" ;;
-          tests) strip -o "$out/tests/nas-tests" "$exe"; echo "wrote $out/tests/nas-tests" ;;
+          ops) strip -o "$out/tests/nas-ops.tmp" "$exe" && mv -f "$out/tests/nas-ops.tmp" "$out/tests/nas-ops"; echo "wrote $out/tests/nas-ops" ;;
+          tests) strip -o "$out/tests/nas-tests.tmp" "$exe" && mv -f "$out/tests/nas-tests.tmp" "$out/tests/nas-tests"; echo "wrote $out/tests/nas-tests" ;;
         esac
       done
 fi
 
-tar -C "$(dirname "$out")" -cJf "$out.tar.xz" --exclude candle-core --exclude Cargo.lock.orig "$(basename "$out")"
+tar -C "$(dirname "$out")" -cJf "$out.tar.xz.tmp" --exclude candle-core --exclude Cargo.lock.orig \
+  --exclude "*.tmp" "$(basename "$out")"
+mv -f "$out.tar.xz.tmp" "$out.tar.xz"
 echo "wrote $out.tar.xz ($(du -h "$out.tar.xz" | cut -f1)): carry it, then tar xf it beside the repository's target/"

@@ -12,6 +12,10 @@
 
 #include <math.h>
 
+#include <cstddef>
+#include <type_traits>
+#include <utility>
+
 // CUDA's dim3 (x, y, z).
 struct dim3 {
   unsigned x, y, z;
@@ -43,6 +47,20 @@ void sync_warp();
 // 1,024 slots of 8 bytes, one per thread of the running block: where the emulated warp
 // shuffles exchange their values.
 unsigned char (*shuffle_slots())[8];
+
+// Calls kernel `k` with its arguments read from `args` (args[i] points at argument i, as
+// for cuLaunchKernel's `kernelParams`): the one unpacking of a launch's arguments, for
+// device.cu's launcher (emulated.cpp) and the emulated driver's (candle_prelude.h).
+template <typename... A, std::size_t... I>
+inline void call_with(void (*k)(A...), void** args, std::index_sequence<I...>) {
+  k(*static_cast<typename std::remove_cv<A>::type*>(args[I])...);
+}
+
+// `call_with`'s index sequence for kernel `k`'s parameters.
+template <typename... A>
+constexpr std::index_sequence_for<A...> parameters_of(void (*)(A...)) {
+  return {};
+}
 
 }  // namespace nas_emu
 

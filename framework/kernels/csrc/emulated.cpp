@@ -383,13 +383,6 @@ int run(dim3 grid, dim3 block, const std::function<void()>& body) {
   return kOk;
 }
 
-// Calls kernel `k` with its arguments read from `args` (args[i] points at argument i, as
-// for cuLaunchKernel).
-template <typename... A, std::size_t... I>
-void call_with(void (*k)(A...), void** args, std::index_sequence<I...>) {
-  k(*static_cast<typename std::remove_cv<A>::type*>(args[I])...);
-}
-
 // Launches kernel `k` when `count` arguments of the byte sizes `sizes` match its parameters
 // (what the PTX parameter list would require of a real launch).
 template <typename... A>
@@ -399,7 +392,7 @@ int launch_kernel(void (*k)(A...), dim3 grid, dim3 block, void** args, int count
   if (count != (int)sizeof...(A)) return kBadArguments;
   for (int i = 0; i < count; ++i)
     if (sizes[i] != want[i]) return kBadArguments;
-  return run(grid, block, [=] { call_with(k, args, std::index_sequence_for<A...>{}); });
+  return run(grid, block, [=] { call_with(k, args, parameters_of(k)); });
 }
 
 struct Entry {

@@ -175,20 +175,10 @@ typedef int (*GridLaunch)(dim3 grid, dim3 block, void** args);
 // Makes kernel `name` launchable through the emulated driver (driver.cpp).
 bool register_kernel(const char* name, GridLaunch launch);
 
-template <typename... A, std::size_t... I>
-inline void call_kernel(void (*k)(A...), void** args, std::index_sequence<I...>) {
-  k(*static_cast<typename std::remove_cv<A>::type*>(args[I])...);
-}
-
-template <typename... A>
-constexpr std::index_sequence_for<A...> parameters_of(void (*)(A...)) {
-  return {};
-}
-
 // The launcher of kernel K.
 template <auto K>
 int launch_registered(dim3 grid, dim3 block, void** args) {
-  return run_grid(grid, block, [=] { call_kernel(K, args, parameters_of(K)); });
+  return run_grid(grid, block, [=] { call_with(K, args, parameters_of(K)); });
 }
 
 }  // namespace nas_emu

@@ -201,6 +201,16 @@ __attribute__((tls_model("initial-exec"))) thread_local const char* volatile t_r
 std::mutex g_statistics;
 std::map<std::string, unsigned long> g_launches;
 unsigned long g_total_launches = 0;
+// The stream operations that are not launches: memsets (candle's zero-filled tensors) and
+// copies between host and device or within the device.
+unsigned long g_memsets = 0;
+unsigned long g_copies = 0;
+
+// Counts one memset or copy.
+void count(unsigned long& counter) {
+  std::lock_guard<std::mutex> lock(g_statistics);
+  ++counter;
+}
 
 // The handlers the process had before (Rust's stack-overflow report among them): a fault
 // outside every kernel is theirs.
@@ -239,8 +249,10 @@ void at_exit() {
   }
   if (!std::getenv("NAS_EMULATED_GPU_STATS")) return;
   std::lock_guard<std::mutex> lock(g_statistics);
-  std::fprintf(stderr, "emulated GPU driver: %lu launches, peak %zu bytes allocated\n",
-               g_total_launches, g_peak_bytes);
+  std::fprintf(stderr,
+               "emulated GPU driver: %lu launches, %lu memsets, %lu copies, peak %zu bytes "
+               "allocated\n",
+               g_total_launches, g_memsets, g_copies, g_peak_bytes);
   for (const auto& kv : g_launches)
     std::fprintf(stderr, "  %8lu  %s\n", kv.second, kv.first.c_str());
 }
@@ -515,6 +527,7 @@ CUresult cuMemFreeHost(void* p) {
 }
 
 CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t bytes) {
+  count(g_copies);
   if (!inside_allocation(dst, bytes, "a copy to the device")) return kIllegalAddress;
   std::memcpy((void*)(uintptr_t)dst, src, bytes);
   return kSuccess;
@@ -523,6 +536,7 @@ CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t bytes, CU
   return cuMemcpyHtoD_v2(dst, src, bytes);
 }
 CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
+  count(g_copies);
   if (!inside_allocation(src, bytes, "a copy from the device")) return kIllegalAddress;
   std::memcpy(dst, (const void*)(uintptr_t)src, bytes);
   return kSuccess;
@@ -531,6 +545,7 @@ CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t bytes, CUstream
   return cuMemcpyDtoH_v2(dst, src, bytes);
 }
 CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
+  count(g_copies);
   if (!inside_allocation(src, bytes, "the source of a device copy") ||
       !inside_allocation(dst, bytes, "the destination of a device copy"))
     return kIllegalAddress;
@@ -541,6 +556,7 @@ CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CU
   return cuMemcpyDtoD_v2(dst, src, bytes);
 }
 CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char v, size_t n) {
+  count(g_memsets);
   if (!inside_allocation(dst, n, "a memset")) return kIllegalAddress;
   std::memset((void*)(uintptr_t)dst, v, n);
   return kSuccess;
@@ -549,6 +565,7 @@ CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char v, size_t n, CUstream) {
   return cuMemsetD8_v2(dst, v, n);
 }
 CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned int v, size_t n) {
+  count(g_memsets);
   if (n > SIZE_MAX / 4 || !inside_allocation(dst, n * 4, "a memset")) return kIllegalAddress;
   unsigned int* p = (unsigned int*)(uintptr_t)dst;
   for (size_t i = 0; i < n; ++i) p[i] = v;
