@@ -285,6 +285,20 @@ macro_rules! kernel {
     };
 }
 
+/// One element of `s`'s dtype on its device, never written (`None` for other dtypes): the
+/// value of the tap chain's links and of their gradients, which no kernel reads
+/// (`mixed::unread_scalar`). An allocation from the device's pool, no memset.
+pub(crate) fn unread_scalar(s: &CudaStorage) -> Result<Launched> {
+    by_float!(s, |T| {
+        // SAFETY: nothing reads the element; it only orders candle's backward.
+        let y = unsafe { s.device.alloc::<T>(1)? };
+        Ok(Some((
+            T::wrap_cuda_slice(y, s.device.clone()),
+            Shape::from(1),
+        )))
+    })
+}
+
 /// `max(x, 0)` of `len` elements into a new buffer.
 fn relu_into<T: DevFloat>(
     dev: &CudaDevice,

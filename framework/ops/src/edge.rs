@@ -21,7 +21,7 @@ use crate::conv1x1::Conv1x1;
 use crate::cpu::{dispatch_float, slice, Float};
 use crate::fused::{BnWeight, UnitGeom};
 use crate::geom::Window;
-use crate::mixed::{tap_chain, with_slices, Geom, Slot, BLOCK};
+use crate::mixed::{tap_chain, unread_scalar, with_slices, Geom, Slot, BLOCK};
 use crate::pool::{AvgPool, PoolGrad};
 use crate::reduce::ReduceGeom;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
@@ -677,7 +677,7 @@ impl CustomOp3 for Edge {
         #[cfg(feature = "cuda")]
         if x.device().is_cuda() {
             let (gx, gw) = crate::edge_device::backward(self, x, w, &g)?;
-            return Ok((Some(gx), Some(gw), Some(link.zeros_like()?)));
+            return Ok((Some(gx), Some(gw), Some(unread_scalar(link)?)));
         }
         let res = res.contiguous()?;
         let mut all: Vec<&Tensor> = vec![x, w, &g, &res];
@@ -688,7 +688,7 @@ impl CustomOp3 for Edge {
             DType::F64 => self.finish::<f64>(&all, &dev)?,
             d => bail!("mixed_edge backward: unsupported dtype {d:?}"),
         };
-        Ok((Some(gx), Some(gw), Some(link.zeros_like()?)))
+        Ok((Some(gx), Some(gw), Some(unread_scalar(link)?)))
     }
 }
 

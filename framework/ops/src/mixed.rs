@@ -353,7 +353,7 @@ impl CustomOp2 for Mix {
             DType::F64 => self.run_backward::<f64>(w, g)?,
             d => bail!("nas-ops weighted_sum: unsupported dtype {d:?}"),
         };
-        Ok((Some(dw), Some(link.zeros_like()?)))
+        Ok((Some(dw), Some(unread_scalar(link)?)))
     }
 }
 
@@ -391,7 +391,7 @@ impl Mix {
         } else {
             None
         };
-        Ok((dw, Some(link.zeros_like()?)))
+        Ok((dw, Some(unread_scalar(link)?)))
     }
 }
 
@@ -440,9 +440,10 @@ impl CustomOp2 for MixGrad {
     }
 }
 
-/// The tracked `operands` joined to the graph through a chain of [`Tap`]s (one zero each; on a
-/// GPU a memset, no copy kernel) whose backward hands each its gradient from `slot`; one zero
-/// on `like`'s device and dtype when none is tracked.
+/// The tracked `operands` joined to the graph through a chain of [`Tap`]s (one element each,
+/// never read: on a GPU an allocation without a memset or a kernel) whose backward hands each
+/// its gradient from `slot`; one such element on `like`'s device and dtype when none is
+/// tracked.
 pub(crate) fn tap_chain(
     operands: &[Tensor],
     tracked: &[bool],
@@ -462,7 +463,36 @@ pub(crate) fn tap_chain(
     }
     match link {
         Some(l) => Ok(l),
-        None => Tensor::zeros(1, like.dtype(), like.device()),
+        None => unread_scalar(like),
+    }
+}
+
+/// A one-element tensor of `like`'s dtype on its device, outside the graph, whose value no
+/// one reads: what the tap chain's links carry forward and backward (they only order
+/// candle's backward). Zero on the CPU; on a GPU left unwritten, so a link costs no memset.
+pub(crate) fn unread_scalar(like: &Tensor) -> Result<Tensor> {
+    like.apply_op1_no_bwd(&UnreadScalar)
+}
+
+/// The op of [`unread_scalar`].
+struct UnreadScalar;
+
+impl CustomOp1 for UnreadScalar {
+    fn name(&self) -> &'static str {
+        "nas-unread-scalar"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, _l: &Layout) -> Result<(CpuStorage, Shape)> {
+        Tap::zero(s)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        _l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        Tap::zero_on(s)
     }
 }
 
@@ -496,12 +526,18 @@ impl Tap {
         )))
     }
 
-    /// The forward on a GPU: one zero on its device (a memset, no kernel).
+    /// The forward on a GPU: one element on its device, unwritten since nothing reads it (no
+    /// memset, no kernel); a zero (a memset) for a dtype without device kernels.
     #[cfg(feature = "cuda")]
     fn zero_on(s: &candle_core::CudaStorage) -> Result<(candle_core::CudaStorage, Shape)> {
         use candle_core::backend::{BackendDevice, BackendStorage};
-        let z = s.device().zeros_impl(&Shape::from(1), s.dtype())?;
-        Ok((z, Shape::from(1)))
+        match crate::device::unread_scalar(s)? {
+            Some(unread) => Ok(unread),
+            None => Ok((
+                s.device().zeros_impl(&Shape::from(1), s.dtype())?,
+                Shape::from(1),
+            )),
+        }
     }
 }
 
