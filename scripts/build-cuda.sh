@@ -82,7 +82,10 @@ print(next(os.path.dirname(p["manifest_path"]) for p in d["packages"] if p["name
 patched="$PWD/$out/candle-core"
 candle_patches=()
 [[ "$stock" == 1 ]] || candle_patches=(scripts/candle-patches/*.patch)
-copy_id="$candle_dir $( (( ${#candle_patches[@]} )) && cat "${candle_patches[@]}" | sha256sum)"
+copy_id="$candle_dir"
+if (( ${#candle_patches[@]} )); then
+  copy_id+=" $(cat "${candle_patches[@]}" | sha256sum)"
+fi
 # Made once per candle-core version and set of patches (a fresh copy would make cargo rebuild
 # everything above it).
 if [[ "$(cat "$patched/.copied-from" 2>/dev/null)" != "$copy_id" ]]; then

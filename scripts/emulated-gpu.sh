@@ -20,7 +20,8 @@
 # refused as on a GPU). Slow: one CPU thread runs all the CUDA threads of a launch, as fibers.
 #
 # Usage: scripts/emulated-gpu.sh [--out target/emulated-gpu] [--build-only] [-- COMMAND...]
-# Set NAS_EMULATED_GPU_STATS=1 for the launches per kernel and the peak of device memory at exit.
+# Set NAS_EMULATED_GPU_STATS=1 for the launches per kernel, the memsets and copies, and the
+# peak of device memory at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +32,7 @@ while [[ $# -gt 0 ]]; do
     --out) out="$2"; shift 2 ;;
     --build-only) build_only=1; shift ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "emulated-gpu.sh: unknown argument \`$1\` (see --help)" >&2; exit 2 ;;
   esac
 done

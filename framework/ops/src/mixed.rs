@@ -474,8 +474,32 @@ pub(crate) fn unread_scalar(like: &Tensor) -> Result<Tensor> {
     like.apply_op1_no_bwd(&UnreadScalar)
 }
 
-/// The op of [`unread_scalar`].
+/// The op of [`unread_scalar`]; its forwards are also the [`Tap`]s'.
 struct UnreadScalar;
+
+impl UnreadScalar {
+    /// On the CPU: one zero of `s`'s dtype.
+    fn on_cpu(s: &CpuStorage) -> Result<(CpuStorage, Shape)> {
+        dispatch_float!("weighted_sum", s, |T| Ok((
+            T::to_cpu_storage_owned(vec![T::ZERO]),
+            Shape::from(1)
+        )))
+    }
+
+    /// On a GPU: one element on `s`'s device, unwritten since nothing reads it (no memset, no
+    /// kernel); a zero (a memset) for a dtype without device kernels.
+    #[cfg(feature = "cuda")]
+    fn on_gpu(s: &candle_core::CudaStorage) -> Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::backend::{BackendDevice, BackendStorage};
+        match crate::device::unread_scalar(s)? {
+            Some(unread) => Ok(unread),
+            None => Ok((
+                s.device().zeros_impl(&Shape::from(1), s.dtype())?,
+                Shape::from(1),
+            )),
+        }
+    }
+}
 
 impl CustomOp1 for UnreadScalar {
     fn name(&self) -> &'static str {
@@ -483,7 +507,7 @@ impl CustomOp1 for UnreadScalar {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, _l: &Layout) -> Result<(CpuStorage, Shape)> {
-        Tap::zero(s)
+        Self::on_cpu(s)
     }
 
     #[cfg(feature = "cuda")]
@@ -492,11 +516,12 @@ impl CustomOp1 for UnreadScalar {
         s: &candle_core::CudaStorage,
         _l: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        Tap::zero_on(s)
+        Self::on_gpu(s)
     }
 }
 
-/// Connects operand `index` to the graph: forward outputs one zero, backward returns the
+/// Connects operand `index` to the graph: forward outputs one element that nothing reads
+/// ([`unread_scalar`]'s: zero on the CPU, unwritten on a GPU), backward returns the
 /// operand's gradient left in the slot by [`Mix`]'s backward. The first tap takes the operand
 /// alone ([`CustomOp1`]); each further one the previous tap's output and its operand
 /// ([`CustomOp2`]), passing the chain's gradient back unchanged.
@@ -517,28 +542,6 @@ impl Tap {
             ),
         }
     }
-
-    /// The forward: one zero of `s`'s dtype.
-    fn zero(s: &CpuStorage) -> Result<(CpuStorage, Shape)> {
-        dispatch_float!("weighted_sum", s, |T| Ok((
-            T::to_cpu_storage_owned(vec![T::ZERO]),
-            Shape::from(1)
-        )))
-    }
-
-    /// The forward on a GPU: one element on its device, unwritten since nothing reads it (no
-    /// memset, no kernel); a zero (a memset) for a dtype without device kernels.
-    #[cfg(feature = "cuda")]
-    fn zero_on(s: &candle_core::CudaStorage) -> Result<(candle_core::CudaStorage, Shape)> {
-        use candle_core::backend::{BackendDevice, BackendStorage};
-        match crate::device::unread_scalar(s)? {
-            Some(unread) => Ok(unread),
-            None => Ok((
-                s.device().zeros_impl(&Shape::from(1), s.dtype())?,
-                Shape::from(1),
-            )),
-        }
-    }
 }
 
 impl CustomOp1 for Tap {
@@ -552,12 +555,12 @@ impl CustomOp1 for Tap {
         s: &candle_core::CudaStorage,
         _l: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        Self::zero_on(s)
+        UnreadScalar::on_gpu(s)
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, _l: &Layout) -> Result<(CpuStorage, Shape)> {
         let _profile = crate::profile::scope(CustomOp1::name(self));
-        Self::zero(s)
+        UnreadScalar::on_cpu(s)
     }
 
     fn bwd(&self, _y: &Tensor, _res: &Tensor, _g: &Tensor) -> Result<Option<Tensor>> {
@@ -578,7 +581,7 @@ impl CustomOp2 for Tap {
         _s2: &candle_core::CudaStorage,
         _l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        Self::zero_on(s1)
+        UnreadScalar::on_gpu(s1)
     }
 
     fn cpu_fwd(
@@ -589,7 +592,7 @@ impl CustomOp2 for Tap {
         _l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let _profile = crate::profile::scope(CustomOp2::name(self));
-        Self::zero(s1)
+        UnreadScalar::on_cpu(s1)
     }
 
     fn bwd(
