@@ -20,9 +20,6 @@ using nas::Geom;
 #define NAS_GRID_STRIDE(i, total)                                                                  \
   for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < (total); i += (long)blockDim.x * gridDim.x)
 
-// Threads per block of the batch-norm reductions (a power of two).
-#define NAS_BN_THREADS 256
-
 // The most options a weighted sum launches with (more go through candle's element-wise ops);
 // nas_ops' device.rs has the same number (MAX_OPTIONS).
 #define NAS_MAX_OPTIONS 32
@@ -38,18 +35,18 @@ struct Outputs {
 };
 
 // Sums *a and *b over the threads of the block, into every thread's *a and *b. The block
-// must have exactly NAS_BN_THREADS threads (launch::REDUCTION_THREADS on the Rust side):
+// must have exactly NAS_REDUCTION_THREADS threads (launch::REDUCTION_THREADS on the Rust side):
 // with fewer, the tree would read shared cells nobody wrote; a wrong launch traps.
 template <typename T>
 __device__ void block_sum2(T* a, T* b) {
-  if (blockDim.x != NAS_BN_THREADS || blockDim.y != 1 || blockDim.z != 1) __trap();
+  if (blockDim.x != NAS_REDUCTION_THREADS || blockDim.y != 1 || blockDim.z != 1) __trap();
   __syncthreads();  // every thread has read the result of an earlier call of the block
-  __shared__ T sa[NAS_BN_THREADS];
-  __shared__ T sb[NAS_BN_THREADS];
+  __shared__ T sa[NAS_REDUCTION_THREADS];
+  __shared__ T sb[NAS_REDUCTION_THREADS];
   sa[threadIdx.x] = *a;
   sb[threadIdx.x] = *b;
   __syncthreads();
-  for (int s = NAS_BN_THREADS / 2; s > 0; s >>= 1) {
+  for (int s = NAS_REDUCTION_THREADS / 2; s > 0; s >>= 1) {
     if ((int)threadIdx.x < s) {
       sa[threadIdx.x] += sa[threadIdx.x + s];
       sb[threadIdx.x] += sb[threadIdx.x + s];
@@ -58,6 +55,22 @@ __device__ void block_sum2(T* a, T* b) {
   }
   *a = sa[0];
   *b = sb[0];
+}
+
+// Sums *a over the threads of the block, into every thread's *a, by block_sum2's tree (the
+// order of nas::tree_sum); the same launch shape is required.
+template <typename T>
+__device__ void block_sum(T* a) {
+  if (blockDim.x != NAS_REDUCTION_THREADS || blockDim.y != 1 || blockDim.z != 1) __trap();
+  __syncthreads();  // every thread has read the result of an earlier call of the block
+  __shared__ T sa[NAS_REDUCTION_THREADS];
+  sa[threadIdx.x] = *a;
+  __syncthreads();
+  for (int s = NAS_REDUCTION_THREADS / 2; s > 0; s >>= 1) {
+    if ((int)threadIdx.x < s) sa[threadIdx.x] += sa[threadIdx.x + s];
+    __syncthreads();
+  }
+  *a = sa[0];
 }
 
 // The launches that end with a sum over every block's partial results (CUDA's
@@ -86,6 +99,28 @@ __device__ bool last_block_done(unsigned int* done) {
   return last;
 }
 
+// The end of a weight-gradient block (grid: weight elements x chunks of positions): adds the
+// threads' partial sums `acc` by the tree of nas::tree_sum; with one chunk (gridDim.y == 1)
+// writes gw[blockIdx.x], else part[blockIdx.y * gridDim.x + blockIdx.x], and the block that
+// finishes last adds every element's chunks in chunk order into gw (nas::sum_splits_elem's
+// order, the host build's).
+template <typename T>
+__device__ void weight_grad_finish(T acc, T* part, T* gw, unsigned int* done) {
+  block_sum(&acc);
+  long nw = gridDim.x;
+  if (gridDim.y == 1) {
+    if (threadIdx.x == 0) gw[blockIdx.x] = acc;
+    return;
+  }
+  if (threadIdx.x == 0) part[(long)blockIdx.y * nw + blockIdx.x] = acc;
+  if (last_block_done(done))
+    for (long i = threadIdx.x; i < nw; i += blockDim.x) {
+      T sum = T(0);
+      for (unsigned s = 0; s < gridDim.y; ++s) sum += __ldcg(&part[(long)s * nw + i]);
+      gw[i] = sum;
+    }
+}
+
 #define NAS_DEVICE_EXPORT(T, S)                                                                    \
   /* relu_in: the convolution reads max(x, 0) (a fused input ReLU); relu_x: the input of  */       \
   /* that ReLU, whose gradient mask the input gradient then applies (null: none).         */       \
@@ -101,27 +136,18 @@ __device__ bool last_block_done(unsigned int* done) {
       gx[i] = relu_x ? nas::relu_bwd_elem(relu_x[i], v) : v;                                       \
     }                                                                                              \
   }                                                                                                \
-  NAS_KERNEL void nas_conv_bwd_weight_##S(const T* x, const T* gy, T* gw, Geom g,                  \
-                                                     int relu_in) {                                \
-    NAS_GRID_STRIDE(i, (long)g.cout * (g.cin / g.groups) * g.k * g.k)                              \
-    gw[i] = nas::conv_bwd_weight_elem(x, gy, g, i, 0, g.n, relu_in);                               \
-  }                                                                                                \
-  /* The weight gradient split over the batch (nas::weight_splits): blockIdx.y = group s */        \
-  /* into part[s * nw + i]; the block that finishes last adds the groups in order into gw */       \
-  /* (one launch instead of a second one for the sum; `done`: see last_block_done). */             \
-  NAS_KERNEL void nas_conv_bwd_weight_split_##S(const T* x, const T* gy, T* part, Geom g,          \
-                                                int per, int relu_in, T* gw,                       \
-                                                unsigned int* done) {                              \
-    long nw = (long)g.cout * (g.cin / g.groups) * g.k * g.k;                                       \
-    int s = (int)blockIdx.y;                                                                       \
-    NAS_GRID_STRIDE(i, nw)                                                                         \
-    part[(long)s * nw + i] = nas::conv_bwd_weight_split_elem(x, gy, g, i, s, per, relu_in);        \
-    if (last_block_done(done))                                                                     \
-      for (long i = threadIdx.x; i < nw; i += blockDim.x) {                                        \
-        T acc = T(0);                                                                              \
-        for (unsigned t = 0; t < gridDim.y; ++t) acc += __ldcg(&part[(long)t * nw + i]);           \
-        gw[i] = acc; /* nas::sum_splits_elem's order */                                            \
-      }                                                                                            \
+  /* The weight gradient as block reductions (nas_kernels.cuh): block (i, s) sums weight */        \
+  /* element i over chunk s of the output positions; with one chunk it writes gw[i], else */        \
+  /* part[s * nw + i], and the block that finishes last adds the chunks in order into gw */        \
+  /* (one launch; `done`: see last_block_done, not read with one chunk). */                        \
+  NAS_KERNEL void nas_conv_bwd_weight_##S(const T* x, const T* gy, T* part, Geom g, long per,       \
+                                          int relu_in, T* gw, unsigned int* done) {                \
+    long i = blockIdx.x;                                                                           \
+    long positions = (long)g.n * g.oh * g.ow;                                                      \
+    long p0 = (long)blockIdx.y * per;                                                              \
+    long p1 = p0 + per < positions ? p0 + per : positions;                                         \
+    T acc = nas::conv_bwd_weight_partial(x, gy, g, i, p0, p1, threadIdx.x, blockDim.x, relu_in);   \
+    weight_grad_finish(acc, part, gw, done);                                                       \
   }                                                                                                \
   /* FactorizedReduce without its batch norm: z = [conv_1(relu x), conv_2(relu x shifted)]. */     \
   NAS_KERNEL void nas_fr_fwd_##S(const T* x, const T* wa, const T* wb, T* z, Geom g) {            \
@@ -134,19 +160,15 @@ __device__ bool last_block_done(unsigned int* done) {
     NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.h * g.w)                                              \
     gx[i] = nas::relu_bwd_elem(x[i], nas::fr_bwd_input_elem(gz, wa, wb, g, i));                    \
   }                                                                                                \
-  /* The gradient of [wa, wb] split over the batch as nas_conv_bwd_weight_split's. */              \
-  NAS_KERNEL void nas_fr_bwd_weight_split_##S(const T* x, const T* gz, T* part, Geom g, int per,   \
-                                              T* gw, unsigned int* done) {                         \
-    long nw = (long)g.cout * g.cin;                                                                \
-    int s = (int)blockIdx.y;                                                                       \
-    NAS_GRID_STRIDE(i, nw)                                                                         \
-    part[(long)s * nw + i] = nas::fr_bwd_weight_split_elem(x, gz, g, i, s, per);                   \
-    if (last_block_done(done))                                                                     \
-      for (long i = threadIdx.x; i < nw; i += blockDim.x) {                                        \
-        T acc = T(0);                                                                              \
-        for (unsigned t = 0; t < gridDim.y; ++t) acc += __ldcg(&part[(long)t * nw + i]);           \
-        gw[i] = acc; /* nas::sum_splits_elem's order */                                            \
-      }                                                                                            \
+  /* The gradient of [wa, wb] as block reductions, as nas_conv_bwd_weight's. */                     \
+  NAS_KERNEL void nas_fr_bwd_weight_##S(const T* x, const T* gz, T* part, Geom g, long per, T* gw, \
+                                        unsigned int* done) {                                      \
+    long i = blockIdx.x;                                                                           \
+    long positions = (long)g.n * g.oh * g.ow;                                                      \
+    long p0 = (long)blockIdx.y * per;                                                              \
+    long p1 = p0 + per < positions ? p0 + per : positions;                                         \
+    T acc = nas::fr_bwd_weight_partial(x, gz, g, i, p0, p1, threadIdx.x, blockDim.x);              \
+    weight_grad_finish(acc, part, gw, done);                                                       \
   }                                                                                                \
   /* y or arg may be null: the forward needs only y, the backward only the winners.         */     \
   NAS_KERNEL void nas_max_pool_fwd_##S(const T* x, T* y, int* arg, Geom g) {                       \
@@ -168,7 +190,7 @@ __device__ bool last_block_done(unsigned int* done) {
     NAS_GRID_STRIDE(i, (long)g.n * g.cin * g.h * g.w)                                              \
     gx[i] = nas::avg_pool_bwd_elem(gy, g, i, include_pad);                                         \
   }                                                                                                \
-  /* One block per channel (gridDim.x == c, blockDim.x == NAS_BN_THREADS). The batch mean */       \
+  /* One block per channel (gridDim.x == c, blockDim.x == NAS_REDUCTION_THREADS). The batch mean */       \
   /* and 1/sqrt(var + eps) stay on the device (save_*) for the backward; when run_mean is */       \
   /* not null, the running statistics (f64, as on the CPU) are folded in the same launch */        \
   /* with the running-average factor `factor` (PyTorch's update, the unbiased variance). */        \
@@ -215,6 +237,94 @@ __device__ bool last_block_done(unsigned int* done) {
     for (long e = threadIdx.x; e < m; e += blockDim.x) {                                           \
       long o = nas::bn_offset(ch, c, hw, e);                                                       \
       gx[o] = nas::bn_bwd_elem(x[o], gy[o], save_mean[ch], save_invstd[ch], ga, sg, sgx, m);       \
+    }                                                                                              \
+  }                                                                                                \
+  /* Batch norm over several blocks per channel, for channels of many values: grid       */ \
+  /* (chunks, c) over nas::reduction_chunks(n * hw). Block (b, ch) adds chunk b of channel */ \
+  /* ch's shifted moments into part[(ch * chunks + b) * 2 ..]; the block that finishes     */ \
+  /* last adds each channel's chunks in order and writes save_mean / save_invstd, folding   */ \
+  /* the running statistics as nas_bn_fwd_train does; nas_bn_apply then normalizes, one     */ \
+  /* thread per value (two launches where nas_bn_fwd_train's one block per channel would   */ \
+  /* leave most of a GPU idle).                                                            */ \
+  NAS_KERNEL void nas_bn_moments_##S(const T* x, int n, int c, long hw, long per, T eps, T* part,  \
+                                     T* save_mean, T* save_invstd, double factor,                  \
+                                     double* run_mean, double* run_var, unsigned int* done) {      \
+    int b = blockIdx.x, ch = blockIdx.y, chunks = gridDim.x;                                       \
+    long m = (long)n * hw;                                                                         \
+    long e0 = (long)b * per;                                                                       \
+    long e1 = e0 + per < m ? e0 + per : m;                                                         \
+    T s1 = T(0), s2 = T(0);                                                                        \
+    nas::bn_partial_moments(x, ch, c, hw, e1, e0 + threadIdx.x, blockDim.x, x[(long)ch * hw], &s1, \
+                            &s2);                                                                  \
+    block_sum2(&s1, &s2);                                                                          \
+    if (threadIdx.x == 0) {                                                                        \
+      part[((long)ch * chunks + b) * 2] = s1;                                                      \
+      part[((long)ch * chunks + b) * 2 + 1] = s2;                                                  \
+    }                                                                                              \
+    if (last_block_done(done))                                                                     \
+      for (int k = threadIdx.x; k < c; k += blockDim.x) {                                          \
+        T a = T(0), q = T(0);                                                                      \
+        for (int j = 0; j < chunks; ++j) {                                                         \
+          a += __ldcg(&part[((long)k * chunks + j) * 2]);                                          \
+          q += __ldcg(&part[((long)k * chunks + j) * 2 + 1]);                                      \
+        }                                                                                          \
+        T mean, var;                                                                               \
+        nas::bn_moments(a, q, x[(long)k * hw], m, &mean, &var);                                    \
+        save_mean[k] = mean;                                                                       \
+        save_invstd[k] = T(1) / sqrt(var + eps);                                                   \
+        if (run_mean) nas::bn_update_running(mean, var, m, factor, &run_mean[k], &run_var[k]);     \
+      }                                                                                            \
+  }                                                                                                \
+  /* y = (x - mean) * invstd * gamma + beta over x [n, c, hw]. */                                  \
+  NAS_KERNEL void nas_bn_apply_##S(const T* x, const T* gamma, const T* beta, int n, int c,        \
+                                   long hw, const T* mean, const T* invstd, T* y) {                \
+    NAS_GRID_STRIDE(i, (long)n * c * hw) {                                                         \
+      int ch = (int)((i / hw) % c);                                                                \
+      T ga = gamma ? gamma[ch] : T(1);                                                             \
+      T be = beta ? beta[ch] : T(0);                                                               \
+      y[i] = nas::bn_fwd_elem(x[i], mean[ch], invstd[ch], ga, be);                                 \
+    }                                                                                              \
+  }                                                                                                \
+  /* The backward's channel sums over several blocks per channel, as nas_bn_moments: the   */     \
+  /* last block writes sums[ch] = sum gy and sums[c + ch] = sum gy * xhat (and ggamma,    */      \
+  /* gbeta when not null); nas_bn_bwd_apply then writes dL/dx, one thread per value.       */     \
+  NAS_KERNEL void nas_bn_grad_sums_##S(const T* x, const T* gy, int n, int c, long hw, long per,   \
+                                       const T* save_mean, const T* save_invstd, T* part,          \
+                                       T* sums, T* ggamma, T* gbeta, unsigned int* done) {         \
+    int b = blockIdx.x, ch = blockIdx.y, chunks = gridDim.x;                                       \
+    long m = (long)n * hw;                                                                         \
+    long e0 = (long)b * per;                                                                       \
+    long e1 = e0 + per < m ? e0 + per : m;                                                         \
+    T sg = T(0), sgx = T(0);                                                                       \
+    nas::bn_partial_grad_sums(x, gy, ch, c, hw, e1, e0 + threadIdx.x, blockDim.x, save_mean[ch],   \
+                              save_invstd[ch], &sg, &sgx);                                         \
+    block_sum2(&sg, &sgx);                                                                         \
+    if (threadIdx.x == 0) {                                                                        \
+      part[((long)ch * chunks + b) * 2] = sg;                                                      \
+      part[((long)ch * chunks + b) * 2 + 1] = sgx;                                                 \
+    }                                                                                              \
+    if (last_block_done(done))                                                                     \
+      for (int k = threadIdx.x; k < c; k += blockDim.x) {                                          \
+        T a = T(0), q = T(0);                                                                      \
+        for (int j = 0; j < chunks; ++j) {                                                         \
+          a += __ldcg(&part[((long)k * chunks + j) * 2]);                                          \
+          q += __ldcg(&part[((long)k * chunks + j) * 2 + 1]);                                      \
+        }                                                                                          \
+        sums[k] = a;                                                                               \
+        sums[c + k] = q;                                                                           \
+        if (ggamma) ggamma[k] = q;                                                                 \
+        if (gbeta) gbeta[k] = a;                                                                   \
+      }                                                                                            \
+  }                                                                                                \
+  NAS_KERNEL void nas_bn_bwd_apply_##S(const T* x, const T* gy, const T* gamma, int n, int c,      \
+                                       long hw, const T* save_mean, const T* save_invstd,          \
+                                       const T* sums, T* gx) {                                     \
+    long m = (long)n * hw;                                                                         \
+    NAS_GRID_STRIDE(i, m * c) {                                                                    \
+      int ch = (int)((i / hw) % c);                                                                \
+      T ga = gamma ? gamma[ch] : T(1);                                                             \
+      gx[i] = nas::bn_bwd_elem(x[i], gy[i], save_mean[ch], save_invstd[ch], ga, sums[ch],          \
+                               sums[c + ch], m);                                                   \
     }                                                                                              \
   }                                                                                                \
   NAS_KERNEL void nas_relu_fwd_##S(const T* x, T* y, long len) {                                   \

@@ -410,16 +410,19 @@ struct Entry {
   NAS_EMU_ENTRY(conv_fwd, S)               \
   NAS_EMU_ENTRY(conv_bwd_input, S)         \
   NAS_EMU_ENTRY(conv_bwd_weight, S)        \
-  NAS_EMU_ENTRY(conv_bwd_weight_split, S)  \
   NAS_EMU_ENTRY(fr_fwd, S)                 \
   NAS_EMU_ENTRY(fr_bwd_input, S)           \
-  NAS_EMU_ENTRY(fr_bwd_weight_split, S)    \
+  NAS_EMU_ENTRY(fr_bwd_weight, S)          \
   NAS_EMU_ENTRY(max_pool_fwd, S)           \
   NAS_EMU_ENTRY(max_pool_bwd, S)           \
   NAS_EMU_ENTRY(avg_pool_fwd, S)           \
   NAS_EMU_ENTRY(avg_pool_bwd, S)           \
   NAS_EMU_ENTRY(bn_fwd_train, S)           \
   NAS_EMU_ENTRY(bn_bwd_train, S)           \
+  NAS_EMU_ENTRY(bn_moments, S)             \
+  NAS_EMU_ENTRY(bn_apply, S)               \
+  NAS_EMU_ENTRY(bn_grad_sums, S)           \
+  NAS_EMU_ENTRY(bn_bwd_apply, S)           \
   NAS_EMU_ENTRY(relu_fwd, S)               \
   NAS_EMU_ENTRY(relu_bwd, S)               \
   NAS_EMU_ENTRY(mixed_fwd, S)              \

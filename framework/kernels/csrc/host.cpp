@@ -26,24 +26,43 @@ void conv_bwd_input(const T* gy, const T* w, T* gx, const Geom* g, const T* relu
   }
 }
 
-// The weight gradient as the device computes it: partial sums over the groups of
-// nas::weight_splits, then their sum in group order.
+// A weight gradient of `nw` elements over `positions` output positions as the device
+// computes it (nas_kernels.cuh, "Weight gradients as block reductions"): per element and
+// chunk of nas::reduction_chunks, the strided partial sums of the block's threads added by
+// nas::tree_sum, then the chunks' sums in chunk order. `partial(i, p0, p1, t, step)` is
+// thread t's share of element i over the chunk p0 .. p1.
+template <typename T, typename Partial>
+void block_weight_grad(long nw, long positions, T* gw, Partial partial) {
+  long chunks = 1, per = 1;
+  nas::reduction_chunks(positions, &chunks, &per);
+  std::vector<T> part(chunks == 1 ? 0 : (size_t)chunks * nw);
+  T v[NAS_REDUCTION_THREADS];
+  for (long s = 0; s < chunks; ++s) {
+    long p0 = s * per;
+    long p1 = p0 + per < positions ? p0 + per : positions;
+    for (long i = 0; i < nw; ++i) {
+      for (int t = 0; t < NAS_REDUCTION_THREADS; ++t)
+        v[t] = partial(i, p0, p1, t, NAS_REDUCTION_THREADS);
+      T sum = nas::tree_sum(v);
+      if (chunks == 1)
+        gw[i] = sum;  // the device's single chunk writes its block's sum directly
+      else
+        part[(size_t)s * nw + i] = sum;
+    }
+  }
+  if (chunks > 1)
+    for (long i = 0; i < nw; ++i) gw[i] = nas::sum_splits_elem(part.data(), (int)chunks, nw, i);
+}
+
+// The number of output positions (example, row, column) of a geometry.
+inline long positions_of(const Geom* g) { return (long)g->n * g->oh * g->ow; }
+
 template <typename T>
 void conv_bwd_weight(const T* x, const T* gy, T* gw, const Geom* g, int relu_in) {
-  long total = (long)g->cout * (g->cin / g->groups) * g->k * g->k;
-  int splits = 1, per = 1;
-  nas::weight_splits(g->n, total, &splits, &per);
-  if (splits == 1) {
-    for (long i = 0; i < total; ++i)
-      gw[i] = nas::conv_bwd_weight_elem(x, gy, *g, i, 0, g->n, relu_in);
-    return;
-  }
-  std::vector<T> part((size_t)splits * total);
-  for (int s = 0; s < splits; ++s)
-    for (long i = 0; i < total; ++i)
-      part[(size_t)s * total + i] =
-          nas::conv_bwd_weight_split_elem(x, gy, *g, i, s, per, relu_in);
-  for (long i = 0; i < total; ++i) gw[i] = nas::sum_splits_elem(part.data(), splits, total, i);
+  long nw = (long)g->cout * (g->cin / g->groups) * g->k * g->k;
+  block_weight_grad(nw, positions_of(g), gw, [&](long i, long p0, long p1, int t, int step) {
+    return nas::conv_bwd_weight_partial(x, gy, *g, i, p0, p1, t, step, relu_in);
+  });
 }
 
 // FactorizedReduce without its batch norm (nas::fr_fwd_elem).
@@ -53,21 +72,17 @@ void fr_fwd(const T* x, const T* wa, const T* wb, T* z, const Geom* g) {
   for (long i = 0; i < total; ++i) z[i] = nas::fr_fwd_elem(x, wa, wb, *g, i);
 }
 
-// Its backward: dL/dx through the ReLU, and dL/d[wa, wb] as the device computes it (partial
-// sums over the groups of nas::weight_splits, then their sum in group order).
+// Its backward: dL/dx through the ReLU, and dL/d[wa, wb] as the device computes it
+// (block_weight_grad).
 template <typename T>
 void fr_bwd(const T* x, const T* wa, const T* wb, const T* gz, T* gx, T* gw, const Geom* g) {
   long total = (long)g->n * g->cin * g->h * g->w;
   for (long i = 0; i < total; ++i)
     gx[i] = nas::relu_bwd_elem(x[i], nas::fr_bwd_input_elem(gz, wa, wb, *g, i));
   long nw = (long)g->cout * g->cin;
-  int splits = 1, per = 1;
-  nas::weight_splits(g->n, nw, &splits, &per);
-  std::vector<T> part((size_t)splits * nw);
-  for (int s = 0; s < splits; ++s)
-    for (long i = 0; i < nw; ++i)
-      part[(size_t)s * nw + i] = nas::fr_bwd_weight_split_elem(x, gz, *g, i, s, per);
-  for (long i = 0; i < nw; ++i) gw[i] = nas::sum_splits_elem(part.data(), splits, nw, i);
+  block_weight_grad(nw, positions_of(g), gw, [&](long i, long p0, long p1, int t, int step) {
+    return nas::fr_bwd_weight_partial(x, gz, *g, i, p0, p1, t, step);
+  });
 }
 
 template <typename T>
@@ -285,6 +300,6 @@ extern "C" void nas_gather_f64_from_f64(const double* const* srcs, const long* l
 NAS_EXPORT(float, f32)
 NAS_EXPORT(double, f64)
 
-extern "C" void nas_weight_splits(long n, long nw, int* splits, int* per) {
-  nas::weight_splits(n, nw, splits, per);
+extern "C" void nas_reduction_chunks(long count, long* chunks, long* per) {
+  nas::reduction_chunks(count, chunks, per);
 }

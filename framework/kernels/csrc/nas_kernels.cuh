@@ -132,64 +132,79 @@ NAS_HD T conv_bwd_input_elem(const T* gy, const T* wt, const Geom& g, long i) {
   return acc;
 }
 
-// dL/dw[co, cl, ky, kx] for the flat weight index `i`, summed over the examples n0..n1 (a
-// device kernel splits the batch and adds the partial sums; the host passes 0..n); the
-// forward read max(x, 0) when relu_in.
+// ---------------------------------------------------------------------------------------
+// Weight gradients as block reductions
+//
+// A convolution's weight gradient is, per weight element, a sum over the output positions
+// (example, row, column: n * oh * ow of them, example-major). The device runs one block of
+// NAS_REDUCTION_THREADS threads per weight element and chunk of positions (reduction_chunks):
+// thread t sums the chunk's positions t, t + threads, t + 2 threads, ... (neighbouring
+// threads read neighbouring cells), the block adds its threads' sums by tree_sum's tree, and
+// the chunks' sums are added in chunk order by the launch's last block. The host build
+// computes the same partial sums and adds them in the same order. This is the shape of
+// PyTorch's depthwise weight-gradient kernel (`conv_depthwise2d_grad_weight_kernel` in
+// aten/src/ATen/native/cuda/DepthwiseConv2d.cu: a block per weight element reducing over
+// the batch and the plane), where one thread per weight would sum a whole batch alone.
+// ---------------------------------------------------------------------------------------
+
+// Threads per block of every block reduction (batch norm, the mixing weights' and the weight
+// gradients, sum_squares); launch::REDUCTION_THREADS on the Rust side. A power of two.
+#define NAS_REDUCTION_THREADS 256
+
+// About how many terms each thread of a chunked block reduction sums (reduction_chunks).
+#define NAS_REDUCTION_TERMS 32
+
+// How a block reduction over `count` terms (a weight gradient's output positions, a batch
+// norm's values of one channel) splits: `*chunks` ranges of `*per` consecutive terms (the
+// last may be shorter, none is empty), one block each, about NAS_REDUCTION_TERMS per thread,
+// at most 65,535 ranges (CUDA's limit on gridDim.y).
+NAS_HD void reduction_chunks(long count, long* chunks, long* per) {
+  if (count < 1) count = 1;
+  long want = (long)NAS_REDUCTION_THREADS * NAS_REDUCTION_TERMS;
+  long c = (count + want - 1) / want;
+  if (c > 65535) c = 65535;
+  long p = (count + c - 1) / c;
+  *per = p;
+  *chunks = (count + p - 1) / p;
+}
+
+// The sum of v[0 .. NAS_REDUCTION_THREADS) in the order of a block's shared-memory tree
+// (device.cu's block_sum2): v[t] += v[t + s] for s = threads / 2, ..., 1. Overwrites v.
 template <typename T>
-NAS_HD T conv_bwd_weight_elem(const T* x, const T* gy, const Geom& g, long i, int n0, int n1,
-                              int relu_in) {
+NAS_HD T tree_sum(T* v) {
+  for (int s = NAS_REDUCTION_THREADS / 2; s > 0; s >>= 1)
+    for (int t = 0; t < s; ++t) v[t] += v[t + s];
+  return v[0];
+}
+
+// Thread `t`'s share of dL/dw[co, cl, ky, kx] (the flat weight index `i`) over the output
+// positions p0 + t, p0 + t + step, ... below p1; the forward read max(x, 0) when relu_in.
+template <typename T>
+NAS_HD T conv_bwd_weight_partial(const T* x, const T* gy, const Geom& g, long i, long p0,
+                                 long p1, int t, int step, int relu_in) {
   int cin_g = g.cin / g.groups;
   int cout_g = g.cout / g.groups;
   int kx = (int)(i % g.k);
-  long t = i / g.k;
-  int ky = (int)(t % g.k);
-  t /= g.k;
-  int cl = (int)(t % cin_g);
-  int co = (int)(t / cin_g);
+  long r = i / g.k;
+  int ky = (int)(r % g.k);
+  r /= g.k;
+  int cl = (int)(r % cin_g);
+  int co = (int)(r / cin_g);
   int ci = (co / cout_g) * cin_g + cl;
+  long plane = (long)g.oh * g.ow;
   T acc = T(0);
-  for (int n = n0; n < n1; ++n) {
-    const T* xp = x + ((long)n * g.cin + ci) * g.h * g.w;
-    const T* gp = gy + ((long)n * g.cout + co) * g.oh * g.ow;
-    for (int oy = 0; oy < g.oh; ++oy) {
-      int iy = oy * g.stride - g.pad + ky * g.dil;
-      if (iy < 0 || iy >= g.h) continue;
-      for (int ox = 0; ox < g.ow; ++ox) {
-        int ix = ox * g.stride - g.pad + kx * g.dil;
-        if (ix < 0 || ix >= g.w) continue;
-        acc += conv_input(xp[(long)iy * g.w + ix], relu_in) * gp[(long)oy * g.ow + ox];
-      }
-    }
+  for (long p = p0 + t; p < p1; p += step) {
+    int n = (int)(p / plane);
+    long q = p - (long)n * plane;
+    int oy = (int)(q / g.ow);
+    int ox = (int)(q - (long)oy * g.ow);
+    int iy = oy * g.stride - g.pad + ky * g.dil;
+    int ix = ox * g.stride - g.pad + kx * g.dil;
+    if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
+    T v = x[(((long)n * g.cin + ci) * g.h + iy) * g.w + ix];
+    acc += conv_input(v, relu_in) * gy[((long)n * g.cout + co) * plane + q];
   }
   return acc;
-}
-
-// How the weight gradient of `nw` elements splits a batch of `n` examples: `*splits` groups
-// of `*per` examples (the last may be shorter), enough groups for about 64K partial sums, at
-// most one group per example (a depthwise weight has a few hundred elements, each a sum
-// over the whole batch: one thread each would leave a GPU idle). One group when the weight
-// alone is that large.
-NAS_HD void weight_splits(long n, long nw, int* splits, int* per) {
-  long cap = n < 65535 ? n : 65535;
-  if (cap < 1) cap = 1;
-  long want = 65536 / (nw > 0 ? nw : 1);
-  if (want < 1) want = 1;
-  if (want > cap) want = cap;
-  long p = (n + want - 1) / want;
-  if (p < 1) p = 1;
-  long s = (n + p - 1) / p;
-  if (s < 1) s = 1;
-  *splits = (int)s;
-  *per = (int)p;
-}
-
-// The partial weight gradient of group `s` (examples s*per .. min(n, (s+1)*per)).
-template <typename T>
-NAS_HD T conv_bwd_weight_split_elem(const T* x, const T* gy, const Geom& g, long i, int s,
-                                    int per, int relu_in) {
-  int n0 = s * per;
-  int n1 = n0 + per < g.n ? n0 + per : g.n;
-  return conv_bwd_weight_elem(x, gy, g, i, n0, n1, relu_in);
 }
 
 // Element `i` of the sum of `splits` rows of `len` partial sums (in row order).
@@ -254,40 +269,31 @@ NAS_HD T fr_bwd_input_elem(const T* gz, const T* wa, const T* wb, const Geom& g,
   return acc;
 }
 
-// dL/d[wa, wb] at the flat index `i` of the two weights one after the other (wa's cout/2 *
-// cin values, then wb's), summed over the examples n0..n1 against relu(x).
+// Thread `t`'s share of dL/d[wa, wb] at the flat index `i` of the two weights one after the
+// other (wa's cout/2 * cin values, then wb's) against relu(x), over the output positions
+// p0 + t, p0 + t + step, ... below p1 (as conv_bwd_weight_partial).
 template <typename T>
-NAS_HD T fr_bwd_weight_elem(const T* x, const T* gz, const Geom& g, long i, int n0, int n1) {
+NAS_HD T fr_bwd_weight_partial(const T* x, const T* gz, const Geom& g, long i, long p0, long p1,
+                               int t, int step) {
   int half = g.cout / 2;
   long per_weight = (long)half * g.cin;
   int second = i >= per_weight ? 1 : 0;
   long r = i - second * per_weight;
   int co = (int)(r / g.cin);
   int ci = (int)(r % g.cin);
-  long plane = (long)g.h * g.w, oplane = (long)g.oh * g.ow;
+  long plane = (long)g.oh * g.ow;
   T acc = T(0);
-  for (int n = n0; n < n1; ++n) {
-    const T* xp = x + ((long)n * g.cin + ci) * plane;
-    const T* gp = gz + ((long)n * g.cout + second * half + co) * oplane;
-    for (int oy = 0; oy < g.oh; ++oy) {
-      int iy = 2 * oy + second;
-      if (iy >= g.h) continue;
-      for (int ox = 0; ox < g.ow; ++ox) {
-        int ix = 2 * ox + second;
-        if (ix >= g.w) continue;
-        acc += relu_fwd_elem(xp[(long)iy * g.w + ix]) * gp[(long)oy * g.ow + ox];
-      }
-    }
+  for (long p = p0 + t; p < p1; p += step) {
+    int n = (int)(p / plane);
+    long q = p - (long)n * plane;
+    int oy = (int)(q / g.ow);
+    int ox = (int)(q - (long)oy * g.ow);
+    int iy = 2 * oy + second, ix = 2 * ox + second;
+    if (iy >= g.h || ix >= g.w) continue;
+    T v = x[(((long)n * g.cin + ci) * g.h + iy) * g.w + ix];
+    acc += relu_fwd_elem(v) * gz[((long)n * g.cout + second * half + co) * plane + q];
   }
   return acc;
-}
-
-// The partial weight gradient of group `s` of nas::weight_splits (examples s*per ..).
-template <typename T>
-NAS_HD T fr_bwd_weight_split_elem(const T* x, const T* gz, const Geom& g, long i, int s, int per) {
-  int n0 = s * per;
-  int n1 = n0 + per < g.n ? n0 + per : g.n;
-  return fr_bwd_weight_elem(x, gz, g, i, n0, n1);
 }
 
 // ---------------------------------------------------------------------------------------

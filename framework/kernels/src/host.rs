@@ -411,19 +411,21 @@ extern_block!(
 );
 
 extern "C" {
-    fn nas_weight_splits(n: c_long, nw: c_long, splits: *mut c_int, per: *mut c_int);
+    fn nas_reduction_chunks(count: c_long, chunks: *mut c_long, per: *mut c_long);
 }
 
-/// How a weight gradient of `nw` elements splits a batch of `n` examples: `(groups, examples
-/// per group)` (`nas::weight_splits` in nas_kernels.cuh: enough groups for about 64K partial
-/// sums, at most one per example). The host build computes every weight gradient this way,
-/// and the CUDA launch uses the same split.
-pub fn weight_splits(n: usize, nw: usize) -> (usize, usize) {
-    let (mut splits, mut per) = (1 as c_int, 1 as c_int);
-    let clamp = |v: usize| c_long::try_from(v).unwrap_or(c_long::MAX);
-    // SAFETY: plain values in, two ints written through valid pointers.
-    unsafe { nas_weight_splits(clamp(n), clamp(nw), &mut splits, &mut per) };
-    (splits.max(1) as usize, per.max(1) as usize)
+/// How a block reduction over `count` terms splits: `(chunks, terms per chunk)`
+/// (`nas::reduction_chunks` in nas_kernels.cuh: about 32 terms per thread of a 256-thread
+/// block, at most 65,535 chunks; the last chunk may be shorter, none is empty). A weight
+/// gradient's terms are its output positions (example, row, column): the device runs one block
+/// per weight element and chunk, and the host build computes every weight gradient through the
+/// same chunks and the same adding order.
+pub fn reduction_chunks(count: usize) -> (usize, usize) {
+    let (mut chunks, mut per) = (1 as c_long, 1 as c_long);
+    let clamp = c_long::try_from(count).unwrap_or(c_long::MAX);
+    // SAFETY: a plain value in, two longs written through valid pointers.
+    unsafe { nas_reduction_chunks(clamp, &mut chunks, &mut per) };
+    (chunks.max(1) as usize, per.max(1) as usize)
 }
 
 /// Convolution forward: `y` `[n, cout, oh, ow]` of `x` `[n, cin, h, w]` and `w` `[cout,

@@ -9,8 +9,9 @@
 /// Threads per block of every launch of `device.cu`.
 pub const THREADS: u32 = 256;
 
-/// Threads per block of the reductions (`NAS_BN_THREADS` in `device.cu`): the batch-norm and
-/// mixing-weight kernels must be launched with exactly this many.
+/// Threads per block of the reductions (`NAS_REDUCTION_THREADS` in `nas_kernels.cuh`): the
+/// batch-norm, mixing-weight and weight-gradient kernels must be launched with exactly this
+/// many.
 pub const REDUCTION_THREADS: u32 = 256;
 
 /// The most options one weighted-sum launch takes (`NAS_MAX_OPTIONS` in `device.cu`; the
@@ -55,12 +56,22 @@ pub fn elementwise(total: usize) -> Launch {
     }
 }
 
-/// The weight gradient split over the batch (`conv_bwd_weight_split`): a grid-stride launch
-/// over the `nw` weights with one grid row (`blockIdx.y`) per split.
-pub fn weight_split(nw: usize, splits: usize) -> Launch {
-    let mut l = elementwise(nw);
-    l.grid.1 = splits as u32;
-    l
+/// The most weight elements one weight-gradient launch takes (a block each along x: CUDA's
+/// limit on `gridDim.x`).
+pub const MAX_WEIGHT_BLOCKS: usize = (1 << 31) - 1;
+
+/// A weight gradient as block reductions (`conv_bwd_weight`, `fr_bwd_weight`): one block of
+/// [`REDUCTION_THREADS`] per weight element (`blockIdx.x`, at most [`MAX_WEIGHT_BLOCKS`]) and
+/// chunk of output positions (`blockIdx.y`, [`crate::reduction_chunks`]).
+pub fn weight_blocks(nw: usize, chunks: usize) -> Launch {
+    Launch {
+        grid: (
+            nw.clamp(1, MAX_WEIGHT_BLOCKS) as u32,
+            chunks.clamp(1, u16::MAX as usize) as u32,
+            1,
+        ),
+        block: (REDUCTION_THREADS, 1, 1),
+    }
 }
 
 /// The per-channel reductions (`bn_fwd_train`, `bn_bwd_train`): one block of
@@ -68,6 +79,20 @@ pub fn weight_split(nw: usize, splits: usize) -> Launch {
 pub fn per_channel(c: usize) -> Launch {
     Launch {
         grid: (c as u32, 1, 1),
+        block: (REDUCTION_THREADS, 1, 1),
+    }
+}
+
+/// The batch norm over several blocks per channel (`bn_moments`, `bn_grad_sums`): a grid of
+/// `chunks` ([`crate::reduction_chunks`] of the channel's values) x `c` channels (at most
+/// 65,535: CUDA's limit on `gridDim.y`) of [`REDUCTION_THREADS`].
+pub fn channel_chunks(chunks: usize, c: usize) -> Launch {
+    Launch {
+        grid: (
+            chunks.clamp(1, u16::MAX as usize) as u32,
+            c.clamp(1, u16::MAX as usize) as u32,
+            1,
+        ),
         block: (REDUCTION_THREADS, 1, 1),
     }
 }
@@ -136,7 +161,14 @@ mod tests {
         assert_eq!(elementwise(0).grid.0, 1);
         assert_eq!(elementwise(257).grid.0, 2);
         assert_eq!(elementwise(usize::MAX / 2).grid.0, 1 << 16);
-        assert_eq!(weight_split(10, 3).grid, (1, 3, 1));
+        assert_eq!(weight_blocks(10, 3).grid, (10, 3, 1));
+        assert_eq!(weight_blocks(10, 3).block.0, REDUCTION_THREADS);
+        assert_eq!(
+            weight_blocks(usize::MAX, 1 << 20).grid,
+            (i32::MAX as u32, 65_535, 1)
+        );
+        assert_eq!(channel_chunks(5, 16).grid, (5, 16, 1));
+        assert_eq!(channel_chunks(5, 16).block.0, REDUCTION_THREADS);
         assert_eq!(mixed_chunks(1), 1);
         assert_eq!(mixed_chunks(4097), 2);
         assert_eq!(mixed_chunks(1 << 40), 1024);

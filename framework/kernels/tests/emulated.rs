@@ -4,14 +4,15 @@
 //! PyTorch's goldens) and, for the statistics, against sums computed here.
 //!
 //! Element kernels run the same body per element as the host build, so they must agree bit
-//! for bit; the reductions (batch norm, the mixing weights' gradients, the weight gradient's
-//! split) add in another order and agree to rounding.
+//! for bit, as must the weight gradients (the host build adds the same partial sums in the
+//! same tree and chunk order); the other reductions (batch norm, the mixing weights'
+//! gradients) add in another order and agree to rounding.
 use nas_kernels::emulated::{self, Args, EmulationError, Threads};
 use nas_kernels::host::{
     self, AdamRule, BnShape, HostFloat, RmsPropRule, SgdRule, StepRule, StepSpan, TensorStep,
 };
 use nas_kernels::launch::{self, entry, Launch};
-use nas_kernels::{weight_splits, Geom};
+use nas_kernels::{reduction_chunks, Geom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -98,12 +99,14 @@ fn w_len(g: &Geom) -> usize {
 }
 
 /// Depthwise (k 3, and k 5 dilated strided), pointwise, and a grouped strided dense
-/// convolution, over outputs of more than one block.
+/// convolution, over outputs of more than one block; and a depthwise one with more output
+/// positions than one chunk of the weight gradient holds.
 fn conv_geometries() -> Vec<Geom> {
     vec![
         Geom::conv(2, 8, 9, 9, 8, 3, 1, 1, 1, 8).unwrap(),
-        Geom::conv(2, 8, 11, 10, 8, 5, 2, 4, 2, 8).unwrap(),
-        Geom::conv(3, 8, 7, 7, 12, 1, 1, 0, 1, 1).unwrap(),
+        Geom::conv(2, 2, 66, 66, 2, 3, 1, 1, 1, 2).unwrap(),
+        Geom::conv(2, 4, 11, 10, 4, 5, 2, 4, 2, 4).unwrap(),
+        Geom::conv(3, 8, 7, 7, 6, 1, 1, 0, 1, 1).unwrap(),
         Geom::conv(2, 6, 9, 8, 4, 3, 2, 1, 1, 2).unwrap(),
     ]
 }
@@ -148,41 +151,57 @@ fn conv_case<T: Elem>(g: Geom, relu: bool, seed: u64) {
     a.push(g).push(relu_x);
     run::<T>("conv_bwd_input", launch::elementwise(in_len(&g)), &mut a);
     assert!(gx == want_gx, "conv_bwd_input {g:?} relu {relu}");
-    // The weight gradient both ways nas-ops launches it: split over the batch
-    // (weight_splits) with the groups summed in order by the last block to finish, and in
-    // one pass over the whole batch.
-    let nw = w_len(&g);
-    let (splits, per) = weight_splits(g.n as usize, nw);
-    assert!(splits > 1, "these geometries exercise the split");
-    let mut part = vec![T::default(); splits * nw];
-    let mut gw = vec![T::default(); nw];
-    let mut a = Args::new();
-    a.push(x.as_ptr()).push(gy.as_ptr()).push(part.as_mut_ptr());
-    a.push(g)
-        .push(per as i32)
-        .push(relu_i)
-        .push(gw.as_mut_ptr());
-    let mut done = Box::new(0u32);
-    a.push(&mut *done as *mut u32);
-    run::<T>(
-        "conv_bwd_weight_split",
-        launch::weight_split(nw, splits),
-        &mut a,
-    );
-    assert_eq!(
-        *done, 0,
-        "the block counter is back at 0 for the next launch"
-    );
-    assert!(gw == want_gw, "split weight gradient {g:?} relu {relu}");
-    let mut whole = vec![T::default(); nw];
-    let mut a = Args::new();
-    a.push(x.as_ptr())
-        .push(gy.as_ptr())
-        .push(whole.as_mut_ptr());
-    a.push(g).push(relu_i);
-    run::<T>("conv_bwd_weight", launch::elementwise(nw), &mut a);
-    assert_close(&whole, &want_gw, "one-pass weight gradient");
+    let Some(gw) = weight_grad::<T>("conv_bwd_weight", &g, w_len(&g), |a, part, per| {
+        a.push(x.as_ptr()).push(gy.as_ptr()).push(part);
+        a.push(g).push(per).push(relu_i);
+    }) else {
+        return;
+    };
+    assert!(gw == want_gw, "weight gradient {g:?} relu {relu}");
 }
+
+/// The output positions (example, row, column) a weight gradient sums over.
+fn positions(g: &Geom) -> usize {
+    (g.n * g.oh * g.ow) as usize
+}
+
+/// Launches the weight-gradient kernel `base` as nas-ops does: one block per weight element
+/// (`nw`) and chunk of `g`'s output positions ([`reduction_chunks`]), the chunks' partial sums
+/// in a buffer of their own (null with one chunk) that the last block to finish adds. `args`
+/// pushes every argument before `gw`, given the partial sums' pointer and the chunk length.
+///
+/// `None` (not run) with OS threads for a weight of more than [`MAX_OS_THREAD_WEIGHTS`]
+/// elements: a block of 256 OS threads meets at nine barriers, tens of milliseconds on two
+/// cores, and every block runs the same code, so the small weights (one of them over two
+/// chunks) cover the races OS threads can show; fibers run every case.
+fn weight_grad<T: Elem>(
+    base: &str,
+    g: &Geom,
+    nw: usize,
+    args: impl Fn(&mut Args, *mut T, i64),
+) -> Option<Vec<T>> {
+    if THREADS.with(|t| t.get()) == Threads::Os && nw > MAX_OS_THREAD_WEIGHTS {
+        return None;
+    }
+    let (chunks, per) = reduction_chunks(positions(g));
+    let mut part = vec![T::default(); if chunks > 1 { chunks * nw } else { 0 }];
+    let part_ptr = if chunks > 1 {
+        part.as_mut_ptr()
+    } else {
+        std::ptr::null_mut()
+    };
+    let mut gw = vec![T::default(); nw];
+    let mut done = Box::new(0u32);
+    let mut a = Args::new();
+    args(&mut a, part_ptr, per as i64);
+    a.push(gw.as_mut_ptr()).push(&mut *done as *mut u32);
+    run::<T>(base, launch::weight_blocks(nw, chunks), &mut a);
+    assert_eq!(*done, 0, "{base}: the block counter is back at 0");
+    Some(gw)
+}
+
+/// The largest weight whose gradient [`weight_grad`] also runs with OS threads.
+const MAX_OS_THREAD_WEIGHTS: usize = 36;
 
 #[test]
 fn convolutions_match_the_host_build() {
@@ -228,21 +247,14 @@ fn factorized_reduce_case<T: Elem>(g: Geom, seed: u64) {
     a.push(x.as_ptr()).push(gx.as_mut_ptr()).push(g);
     run::<T>("fr_bwd_input", launch::elementwise(in_len(&g)), &mut a);
     assert!(gx == want_gx, "fr_bwd_input {g:?}");
-    let (splits, per) = weight_splits(g.n as usize, nw);
-    let mut part = vec![T::default(); splits * nw];
-    let mut gw = vec![T::default(); nw];
-    let mut done = Box::new(0u32);
-    let mut a = Args::new();
-    a.push(x.as_ptr()).push(gz.as_ptr()).push(part.as_mut_ptr());
-    a.push(g).push(per as i32).push(gw.as_mut_ptr());
-    a.push(&mut *done as *mut u32);
-    run::<T>(
-        "fr_bwd_weight_split",
-        launch::weight_split(nw, splits),
-        &mut a,
-    );
-    assert_eq!(*done, 0, "the block counter is back at 0");
-    assert!(gw == want_gw, "fr_bwd_weight_split {g:?} ({splits} splits)");
+    let Some(gw) = weight_grad::<T>("fr_bwd_weight", &g, nw, |a, part, per| {
+        a.push(x.as_ptr()).push(gz.as_ptr()).push(part);
+        a.push(g).push(per);
+    }) else {
+        return;
+    };
+    let chunks = reduction_chunks(positions(&g)).0;
+    assert!(gw == want_gw, "fr_bwd_weight {g:?} ({chunks} chunks)");
 }
 
 /// A hand-built case: the output cells read the right input cells through the ReLU, and the
@@ -272,7 +284,9 @@ fn factorized_reduce_matches_the_host_build() {
     each_way(|| {
         let geometries = [
             Geom::factorized_reduce(3, 5, 8, 6, 6).unwrap(),
-            Geom::factorized_reduce(2, 16, 16, 16, 32).unwrap(),
+            Geom::factorized_reduce(2, 6, 16, 16, 8).unwrap(),
+            // More output positions than one chunk of the weight gradient holds.
+            Geom::factorized_reduce(3, 2, 110, 110, 2).unwrap(),
         ];
         for (i, g) in geometries.into_iter().enumerate() {
             factorized_reduce_case::<f32>(g, 70 + 10 * i as u64);
@@ -371,7 +385,16 @@ fn channel_moments<T: Elem>(x: &[T], s: BnShape) -> (Vec<f64>, Vec<f64>) {
         .unzip()
 }
 
-fn bn_case<T: Elem>(s: BnShape, affine: bool, seed: u64) {
+/// Which batch-norm kernels a case launches: nas-ops' one block per channel
+/// (`bn_fwd_train`, `bn_bwd_train`), or several blocks per channel (`bn_moments` then
+/// `bn_apply`, `bn_grad_sums` then `bn_bwd_apply`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum BnKernels {
+    PerChannel,
+    Chunked,
+}
+
+fn bn_case<T: Elem>(s: BnShape, affine: bool, kernels: BnKernels, seed: u64) {
     let len = s.n * s.c * s.hw;
     // An offset larger than the spread, as after a ReLU: the shifted sums must hold up.
     let x: Vec<T> = random::<T>(len, seed)
@@ -409,18 +432,40 @@ fn bn_case<T: Elem>(s: BnShape, affine: bool, seed: u64) {
     } else {
         (std::ptr::null_mut(), std::ptr::null_mut())
     };
+    let (n, c, hw) = (s.n as i32, s.c as i32, s.hw as i64);
+    let (chunks, per) = reduction_chunks(s.n * s.hw);
+    let mut part = vec![T::default(); 2 * chunks * s.c];
+    let mut done = Box::new(0u32);
+    let done_ptr = &mut *done as *mut u32;
     let mut a = Args::new();
-    a.push(x.as_ptr()).push(gp).push(bp);
-    a.push(s.n as i32)
-        .push(s.c as i32)
-        .push(s.hw as i64)
-        .push(eps);
-    a.push(y.as_mut_ptr())
-        .push(mean.as_mut_ptr())
-        .push(invstd.as_mut_ptr());
-    a.push(0.1f64).push(rmp).push(rvp);
-    run::<T>("bn_fwd_train", launch::per_channel(s.c), &mut a);
-    let what = format!("bn {s:?} affine {affine}");
+    if kernels == BnKernels::PerChannel {
+        a.push(x.as_ptr()).push(gp).push(bp);
+        a.push(n).push(c).push(hw).push(eps);
+        a.push(y.as_mut_ptr())
+            .push(mean.as_mut_ptr())
+            .push(invstd.as_mut_ptr());
+        a.push(0.1f64).push(rmp).push(rvp);
+        run::<T>("bn_fwd_train", launch::per_channel(s.c), &mut a);
+    } else {
+        a.push(x.as_ptr()).push(n).push(c).push(hw).push(per as i64);
+        a.push(eps).push(part.as_mut_ptr());
+        a.push(mean.as_mut_ptr()).push(invstd.as_mut_ptr());
+        a.push(0.1f64).push(rmp).push(rvp).push(done_ptr);
+        run::<T>("bn_moments", launch::channel_chunks(chunks, s.c), &mut a);
+        assert_eq!(*done, 0, "bn_moments: the block counter is back at 0");
+        let mut a = Args::new();
+        a.push(x.as_ptr())
+            .push(gp)
+            .push(bp)
+            .push(n)
+            .push(c)
+            .push(hw);
+        a.push(mean.as_ptr())
+            .push(invstd.as_ptr())
+            .push(y.as_mut_ptr());
+        run::<T>("bn_apply", launch::elementwise(len), &mut a);
+    }
+    let what = format!("bn {s:?} affine {affine} {kernels:?} ({chunks} chunks)");
     assert_close(&y, &want.y, &format!("{what}: y"));
     assert_close(&mean, &want.mean, &format!("{what}: mean"));
     assert_close(&invstd, &want.invstd, &format!("{what}: invstd"));
@@ -464,11 +509,31 @@ fn bn_case<T: Elem>(s: BnShape, affine: bool, seed: u64) {
         (std::ptr::null_mut(), std::ptr::null_mut())
     };
     let mut a = Args::new();
-    a.push(x.as_ptr()).push(gy.as_ptr()).push(gp);
-    a.push(s.n as i32).push(s.c as i32).push(s.hw as i64);
-    a.push(mean.as_ptr()).push(invstd.as_ptr());
-    a.push(gx.as_mut_ptr()).push(ggp).push(gbp);
-    run::<T>("bn_bwd_train", launch::per_channel(s.c), &mut a);
+    if kernels == BnKernels::PerChannel {
+        a.push(x.as_ptr()).push(gy.as_ptr()).push(gp);
+        a.push(n).push(c).push(hw);
+        a.push(mean.as_ptr()).push(invstd.as_ptr());
+        a.push(gx.as_mut_ptr()).push(ggp).push(gbp);
+        run::<T>("bn_bwd_train", launch::per_channel(s.c), &mut a);
+    } else {
+        let mut sums = vec![T::default(); 2 * s.c];
+        a.push(x.as_ptr()).push(gy.as_ptr());
+        a.push(n).push(c).push(hw).push(per as i64);
+        a.push(mean.as_ptr())
+            .push(invstd.as_ptr())
+            .push(part.as_mut_ptr());
+        a.push(sums.as_mut_ptr()).push(ggp).push(gbp).push(done_ptr);
+        run::<T>("bn_grad_sums", launch::channel_chunks(chunks, s.c), &mut a);
+        assert_eq!(*done, 0, "bn_grad_sums: the block counter is back at 0");
+        let mut a = Args::new();
+        a.push(x.as_ptr()).push(gy.as_ptr()).push(gp);
+        a.push(n).push(c).push(hw);
+        a.push(mean.as_ptr())
+            .push(invstd.as_ptr())
+            .push(sums.as_ptr());
+        a.push(gx.as_mut_ptr());
+        run::<T>("bn_bwd_apply", launch::elementwise(len), &mut a);
+    }
     assert_close(&gx, &want_bwd.0, &format!("{what}: dx"));
     if let Some((want_gg, want_gb)) = &want_bwd.1 {
         assert_close(&gg, want_gg, &format!("{what}: dgamma"));
@@ -487,11 +552,19 @@ fn batch_norm_matches_the_host_build_and_sums_here() {
                 c: 2,
                 hw: 300,
             },
+            // Two chunks of reduction_chunks per channel (8,400 values).
+            BnShape {
+                n: 2,
+                c: 2,
+                hw: 4_200,
+            },
         ];
         for (i, s) in shapes.into_iter().enumerate() {
             for affine in [true, false] {
-                bn_case::<f32>(s, affine, 300 + 10 * i as u64);
-                bn_case::<f64>(s, affine, 400 + 10 * i as u64);
+                for kernels in [BnKernels::PerChannel, BnKernels::Chunked] {
+                    bn_case::<f32>(s, affine, kernels, 300 + 10 * i as u64);
+                    bn_case::<f64>(s, affine, kernels, 400 + 10 * i as u64);
+                }
             }
         }
     });

@@ -481,8 +481,8 @@ fn input_grad_into<T: DevFloat>(
 }
 
 /// `gw = dL/dw` from the input the forward read (`max(x, 0)` when `relu`) and `dL/dy`, in one
-/// launch: one thread per weight over the whole batch when the weight is large, else partial
-/// sums over splits of the batch that the launch's last block adds up.
+/// launch of `nas_conv_bwd_weight`: a block per weight element and chunk of output positions
+/// ([`launch_weight_grad`]).
 fn weight_grad<T: DevFloat>(
     dev: &CudaDevice,
     x: &CudaView<'_, T>,
@@ -491,37 +491,75 @@ fn weight_grad<T: DevFloat>(
     g: Geom,
     relu: bool,
 ) -> Result<()> {
-    let nw = weight_len(&g);
-    let (splits, per) = nas_kernels::weight_splits(g.n as usize, nw);
-    let (dg, relu_i) = (DevGeom(g), i32::from(relu));
-    if splits == 1 {
-        let f = kernel!(dev, "conv_bwd_weight", T);
-        let mut b = f.builder();
-        b.arg(x).arg(gy).arg(gw).arg(&dg).arg(&relu_i);
-        // SAFETY: `nas_conv_bwd_weight(const T* x, const T* gy, T* gw, Geom g, int relu_in)`,
-        // sizes of g.
-        unsafe { counted(&mut b, elementwise(nw)) }?;
-        return Ok(());
+    let f = kernel!(dev, "conv_bwd_weight", T);
+    let relu_i = i32::from(relu);
+    // SAFETY: `nas_conv_bwd_weight(const T* x, const T* gy, T* part, Geom g, long per,
+    // int relu_in, T* gw, unsigned int* done)`: x and gy of g's input and output sizes, gw of
+    // its weight's.
+    unsafe {
+        launch_weight_grad(
+            dev,
+            f,
+            g,
+            weight_len(&g),
+            gw,
+            |b| {
+                b.arg(x).arg(gy);
+            },
+            |b| {
+                b.arg(&relu_i);
+            },
+        )
     }
-    // SAFETY: every partial sum is written by the split kernel before its last block reads it.
-    let mut part = unsafe { dev.alloc::<T>(splits * nw)? };
-    let f = kernel!(dev, "conv_bwd_weight_split", T);
-    let done = block_counter(dev)?;
-    let per_i = per as i32;
+}
+
+/// One launch of a weight-gradient kernel (`nas_conv_bwd_weight`, `nas_fr_bwd_weight`, whose
+/// parameters are `inputs.., T* part, Geom g, long per, extra.., T* gw, unsigned int* done`)
+/// for `nw` weight elements over `g`'s output positions: a block of
+/// [`launch::REDUCTION_THREADS`] per element and chunk of positions
+/// ([`nas_kernels::reduction_chunks`]); with several chunks their partial sums go to a buffer
+/// of this call's that the launch's last block adds in chunk order (this thread's block
+/// counter), with one chunk each block writes its element of `gw`.
+///
+/// # Safety
+/// `inputs` and `extra` push the kernel's other arguments, of its types and valid for `g`;
+/// `gw` holds `nw` values.
+unsafe fn launch_weight_grad<T: DevFloat>(
+    dev: &CudaDevice,
+    f: Kernel,
+    g: Geom,
+    nw: usize,
+    gw: &mut CudaViewMut<'_, T>,
+    inputs: impl FnOnce(&mut LaunchArgs<'_>),
+    extra: impl FnOnce(&mut LaunchArgs<'_>),
+) -> Result<()> {
+    if nw > launch::MAX_WEIGHT_BLOCKS {
+        candle_core::bail!("a weight of {nw} elements exceeds one launch's grid");
+    }
+    let positions = g.n as usize * g.oh as usize * g.ow as usize;
+    let (chunks, per) = nas_kernels::reduction_chunks(positions);
+    let per = per as i64;
+    let dg = DevGeom(g);
+    let mut part = if chunks > 1 {
+        // SAFETY: every partial sum is written by its block before the last block reads it.
+        Some(unsafe { dev.alloc::<T>(chunks * nw)? })
+    } else {
+        None
+    };
+    let done = if chunks > 1 { block_counter(dev)? } else { 0 };
     let mut b = f.builder();
-    b.arg(x)
-        .arg(gy)
-        .arg(&mut part)
-        .arg(&dg)
-        .arg(&per_i)
-        .arg(&relu_i)
-        .arg(gw)
-        .arg(&done);
-    // SAFETY: `nas_conv_bwd_weight_split(x, gy, T* part, Geom g, int per, int relu_in, T* gw,
-    // unsigned int* done)`, part holds `splits` rows of nw, one grid row (blockIdx.y) per
-    // split; the block that finishes last adds the rows into gw (nw values); done is this
-    // thread's counter, zero between launches.
-    unsafe { counted(&mut b, config(launch::weight_split(nw, splits))) }?;
+    inputs(&mut b);
+    match part.as_mut() {
+        Some(p) => b.arg(p),
+        None => b.arg(&NULL),
+    };
+    b.arg(&dg).arg(&per);
+    extra(&mut b);
+    b.arg(gw).arg(&done);
+    // SAFETY: as the caller promises for the kernel's other arguments; part holds `chunks`
+    // rows of nw (null with one chunk, which the kernel does not read then), per is the
+    // chunk length of reduction_chunks, done this thread's counter, zero between launches.
+    unsafe { counted(&mut b, config(launch::weight_blocks(nw, chunks))) }?;
     Ok(())
 }
 
@@ -772,8 +810,26 @@ impl DeviceRunning {
 /// What a training-mode batch-norm forward gives back: the output and its batch statistics.
 pub(crate) type BatchNormed = Option<(CudaStorage, Shape, DeviceBatchStats)>;
 
+/// The fewest chunks of [`nas_kernels::reduction_chunks`] per channel for which a batch norm
+/// runs over several blocks per channel (`nas_bn_moments` + `nas_bn_apply` forward,
+/// `nas_bn_grad_sums` + `nas_bn_bwd_apply` backward: two launches each) instead of one
+/// block per channel (one launch). Four chunks are 24,577 values or more per channel: the
+/// first cells of a DARTS search at batch 64 and 32 x 32 (65,536 per channel, 16 channels:
+/// 16 blocks of 256 threads alone, where the chunks give 128). A guess not yet measured on a
+/// GPU (docs/gpu.md, "What is left").
+const BN_MIN_CHUNKS: usize = 4;
+
+/// `(chunks, values per chunk)` when a batch norm over `m` values per channel and `c`
+/// channels runs over several blocks per channel ([`BN_MIN_CHUNKS`]; at most 65,535 channels,
+/// CUDA's limit on the grid's y), else `None`.
+fn bn_chunks(m: usize, c: usize) -> Option<(usize, i64)> {
+    let (chunks, per) = nas_kernels::reduction_chunks(m);
+    (chunks >= BN_MIN_CHUNKS && c <= u16::MAX as usize).then_some((chunks, per as i64))
+}
+
 /// Batch norm forward with batch statistics over `x` `[n, c, hw]` (`affine`: gamma, beta),
-/// folding them into the running statistics of `fold` in the same launch when given.
+/// folding them into the running statistics of `fold` in the same launches when given: one
+/// block per channel, or over several ([`bn_chunks`]) and then one thread per value.
 pub(crate) fn batch_norm_train(
     (sx, lx): (&CudaStorage, &Layout),
     affine: Option<[(&CudaStorage, &Layout); 2]>,
@@ -810,14 +866,45 @@ pub(crate) fn batch_norm_train(
                 dev.alloc::<T>(c)?,
             )
         };
-        {
-            let f = kernel!(dev, "bn_fwd_train", T);
-            let (ni, ci, hwl) = (n as i32, c as i32, hw as i64);
-            let eps_t = T::from_f64(eps);
-            let (factor, run_mean, run_var) = match fold {
-                Some(f) => (f.factor, f.mean, f.var),
-                None => (0.0, NULL, NULL),
+        let (ni, ci, hwl) = (n as i32, c as i32, hw as i64);
+        let eps_t = T::from_f64(eps);
+        let (factor, run_mean, run_var) = match fold {
+            Some(f) => (f.factor, f.mean, f.var),
+            None => (0.0, NULL, NULL),
+        };
+        if let Some((chunks, per)) = bn_chunks(n * hw, c) {
+            // SAFETY: every partial sum is written by its block before the last block reads it.
+            let mut part = unsafe { dev.alloc::<T>(2 * chunks * c)? };
+            let done = block_counter(dev)?;
+            let f = kernel!(dev, "bn_moments", T);
+            let mut b = f.builder();
+            b.arg(&x).arg(&ni).arg(&ci).arg(&hwl).arg(&per).arg(&eps_t);
+            b.arg(&mut part).arg(&mut mean).arg(&mut invstd);
+            b.arg(&factor).arg(&run_mean).arg(&run_var).arg(&done);
+            // SAFETY: `nas_bn_moments(x, int n, int c, long hw, long per, T eps, T* part,
+            // save_mean, save_invstd, double factor, double* run_mean, double* run_var,
+            // unsigned int* done)`: a grid of chunks x c blocks of REDUCTION_THREADS, part of
+            // 2 chunks c values, the statistics of c (the running ones c or null), done this
+            // thread's counter, zero between launches.
+            unsafe { counted(&mut b, config(launch::channel_chunks(chunks, c))) }?;
+            let f = kernel!(dev, "bn_apply", T);
+            let mut b = f.builder();
+            b.arg(&x);
+            match &params {
+                Some((g, be)) => b.arg(g).arg(be),
+                None => b.arg(&NULL).arg(&NULL),
             };
+            b.arg(&ni)
+                .arg(&ci)
+                .arg(&hwl)
+                .arg(&mean)
+                .arg(&invstd)
+                .arg(&mut y);
+            // SAFETY: `nas_bn_apply(x, gamma, beta, int n, int c, long hw, mean, invstd, y)`:
+            // x and y of n c hw values, the rest of c (gamma and beta null when not affine).
+            unsafe { counted(&mut b, elementwise(x.len())) }?;
+        } else {
+            let f = kernel!(dev, "bn_fwd_train", T);
             let mut b = f.builder();
             b.arg(&x);
             match &params {
@@ -1600,7 +1687,8 @@ fn sum_squares_typed<T: DevFloat>(ts: &[&candle_core::Tensor]) -> Result<Option<
 }
 
 /// The input gradient `gx` (`n c hw` values) of a training batch norm over `[n, c, hw]` from
-/// its input `x` (the forward's), `dL/dy` and the forward's statistics, in one launch: with
+/// its input `x` (the forward's), `dL/dy` and the forward's statistics, in one launch (two
+/// over several blocks per channel, [`bn_chunks`]): with
 /// `gamma` an affine batch norm's weight (else 1), and with `params` (`2 c` values) its
 /// `[dL/dgamma, dL/dbeta]` written there.
 #[allow(clippy::too_many_arguments)]
@@ -1618,8 +1706,47 @@ fn bn_bwd_into<T: DevFloat>(
         candle_core::bail!("batch norm backward on CUDA: output buffers of the wrong size");
     }
     let mut halves = params.map(|p| p.split_at_mut(c));
-    let f = kernel!(dev, "bn_bwd_train", T);
     let (ni, ci, hwl) = (n as i32, c as i32, hw as i64);
+    if let Some((chunks, per)) = bn_chunks(n * hw, c) {
+        // SAFETY: every partial sum is written by its block before the last block reads it,
+        // and the channel sums by the last block before the second launch reads them.
+        let (mut part, mut sums) =
+            unsafe { (dev.alloc::<T>(2 * chunks * c)?, dev.alloc::<T>(2 * c)?) };
+        let done = block_counter(dev)?;
+        let f = kernel!(dev, "bn_grad_sums", T);
+        let mut l = f.builder();
+        l.arg(x).arg(gy).arg(&ni).arg(&ci).arg(&hwl).arg(&per);
+        l.arg(mean).arg(invstd).arg(&mut part).arg(&mut sums);
+        match halves.as_mut() {
+            Some((gg, gb)) => l.arg(gg).arg(gb),
+            None => l.arg(&NULL).arg(&NULL),
+        };
+        l.arg(&done);
+        // SAFETY: `nas_bn_grad_sums(x, gy, int n, int c, long hw, long per, save_mean,
+        // save_invstd, T* part, T* sums, ggamma, gbeta, unsigned int* done)`: a grid of chunks
+        // x c blocks of REDUCTION_THREADS, part of 2 chunks c values, sums of 2 c, the
+        // statistics, ggamma and gbeta of c (or null), done this thread's counter.
+        unsafe { counted(&mut l, config(launch::channel_chunks(chunks, c))) }?;
+        let f = kernel!(dev, "bn_bwd_apply", T);
+        let mut l = f.builder();
+        l.arg(x).arg(gy);
+        match gamma {
+            Some(g) => l.arg(g),
+            None => l.arg(&NULL),
+        };
+        l.arg(&ni)
+            .arg(&ci)
+            .arg(&hwl)
+            .arg(mean)
+            .arg(invstd)
+            .arg(&sums)
+            .arg(gx);
+        // SAFETY: `nas_bn_bwd_apply(x, gy, gamma, int n, int c, long hw, save_mean,
+        // save_invstd, sums, gx)`: x, gy and gx of n c hw values, gamma of c or null.
+        unsafe { counted(&mut l, elementwise(n * c * hw)) }?;
+        return Ok(());
+    }
+    let f = kernel!(dev, "bn_bwd_train", T);
     let mut l = f.builder();
     l.arg(x).arg(gy);
     match gamma {
@@ -1995,7 +2122,7 @@ pub(crate) fn factorized_reduce_fwd(
 /// gradient `g` (inputs `x`, `w_a`, the packed `w_b` as [`factorized_reduce_fwd`]'s, and
 /// `dL/dy`): `dL/dx` and, with `weights`, the flat `[dL/dw_a, dL/dw_b, dL/dgamma, dL/dbeta]`
 /// (the batch norm's part when `affine`) in a buffer of its own. Three launches (the batch
-/// norm's, the input gradient through the ReLU, the weight gradient split over the batch); two
+/// norm's, the input gradient through the ReLU, the weight gradient as block reductions); two
 /// without `weights`.
 pub(crate) fn factorized_reduce_bwd(
     [(sx, lx), (sa, la), (sb, lb), (sg, lg)]: [(&CudaStorage, &Layout); 4],
@@ -2062,22 +2189,24 @@ pub(crate) fn factorized_reduce_bwd(
             unsafe { counted(&mut b, elementwise(nx)) }?;
         }
         if let Some(gw) = gw.as_mut() {
-            let (splits, per) = nas_kernels::weight_splits(g.n as usize, nw);
-            // SAFETY: every partial sum is written by the kernel before its last block reads
-            // it; the weights' part of gw by that block.
-            let mut part = unsafe { dev.alloc::<T>(splits * nw)? };
+            let f = kernel!(dev, "fr_bwd_weight", T);
             let mut gw = gw.slice_mut(0..nw);
-            let f = kernel!(dev, "fr_bwd_weight_split", T);
-            let done = block_counter(dev)?;
-            let per_i = per as i32;
-            let mut b = f.builder();
-            b.arg(&x).arg(&gz).arg(&mut part).arg(&dg).arg(&per_i);
-            b.arg(&mut gw).arg(&done);
-            // SAFETY: `nas_fr_bwd_weight_split(x, gz, T* part, Geom g, int per, T* gw,
-            // unsigned int* done)`: part holds `splits` rows of nw, one grid row per split; the
-            // block that finishes last adds them into gw (nw values); done is this thread's
-            // counter, zero between launches.
-            unsafe { counted(&mut b, config(launch::weight_split(nw, splits))) }?;
+            // SAFETY: `nas_fr_bwd_weight(const T* x, const T* gz, T* part, Geom g, long per,
+            // T* gw, unsigned int* done)`: x of g's input size, gz of its output size; the
+            // weights' part of gw holds nw values.
+            unsafe {
+                launch_weight_grad(
+                    dev,
+                    f,
+                    g,
+                    nw,
+                    &mut gw,
+                    |b| {
+                        b.arg(&x).arg(&gz);
+                    },
+                    |_| {},
+                )
+            }?;
         }
         let wrap = |s: CudaSlice<T>| T::wrap_cuda_slice(s, dev.clone());
         Ok(Some((wrap(gx), gw.map(wrap))))

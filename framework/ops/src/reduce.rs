@@ -12,7 +12,7 @@
 //! backward adds the input gradient through the ReLU in one pass. The convolutions, the batch
 //! norm and their order are the separate ops' own kernels, so values and gradients are theirs
 //! bit for bit (tested). On a GPU in training both forms run on the device kernels
-//! `nas_fr_fwd` / `nas_fr_bwd_input` / `nas_fr_bwd_weight_split` and the batch norm's
+//! `nas_fr_fwd` / `nas_fr_bwd_input` / `nas_fr_bwd_weight` and the batch norm's
 //! ([`crate::device::factorized_reduce_fwd`]).
 use crate::bn::{BatchNorm2d, BnOp};
 use crate::conv1x1::Conv1x1;

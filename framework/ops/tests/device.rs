@@ -194,6 +194,21 @@ fn every_op_computes_on_the_gpu_as_on_the_cpu() {
     same_on_both("weighted_sum per example", &gpu, &operands, &|t| {
         nas_ops::weighted_sum(&t[..8], &t[8]).unwrap()
     });
+    // Weight gradients over several chunks of output positions (4 x 48 x 48 = 9,216: two
+    // chunks of the block reduction, added by the launch's last block).
+    let big = input(&[4, 2, 48, 48], 40);
+    same_on_both(
+        "relu_depthwise_conv2d over two chunks",
+        &gpu,
+        &[big.clone(), input(&[2, 1, 3, 3], 41)],
+        &|t| nas_ops::relu_depthwise_conv2d(&t[0], &t[1], 1, 1, 1).unwrap(),
+    );
+    same_on_both(
+        "conv2d 1x1 over two chunks",
+        &gpu,
+        &[big, input(&[3, 2, 1, 1], 42)],
+        &|t| nas_ops::conv2d(&t[0], &t[1], 1, 0).unwrap(),
+    );
     // The fused separable unit (the CPU's fused kernel against the GPU's fused op).
     let bn = BatchNorm2d::new(6, None, 1e-5, Some(0.1));
     same_on_both(
@@ -258,7 +273,17 @@ fn batch_norm_computes_and_tracks_statistics_on_the_gpu_as_on_the_cpu() {
     else {
         return;
     };
-    let x = input(&[3, 4, 5, 5], 11);
+    // One block per channel (75 values each), and over several blocks per channel (4 x 80 x
+    // 80 = 25,600 values each: four chunks, the statistics and the gradient sums added by the
+    // launches' last blocks, then one thread per value).
+    for x in [input(&[3, 4, 5, 5], 11), input(&[4, 4, 80, 80], 14)] {
+        batch_norm_case(&gpu, &x);
+    }
+}
+
+/// [`batch_norm_computes_and_tracks_statistics_on_the_gpu_as_on_the_cpu`] for one input of
+/// four channels.
+fn batch_norm_case(gpu: &Device, x: &Tensor) {
     for (affine, momentum) in [(false, Some(0.1)), (true, Some(0.1)), (true, None)] {
         let make = |device: &Device| {
             let ab = affine.then(|| {
@@ -269,15 +294,15 @@ fn batch_norm_computes_and_tracks_statistics_on_the_gpu_as_on_the_cpu() {
             });
             BatchNorm2d::new(4, ab, 1e-5, momentum)
         };
-        let (bn_cpu, bn_gpu) = (make(&Device::Cpu), make(&gpu));
+        let (bn_cpu, bn_gpu) = (make(&Device::Cpu), make(gpu));
         // Each device's batch norm sees the input once per step: two training forwards (the
         // running statistics stay on the GPU and are folded there), an evaluation (they come
         // back to the host), one more training forward (they go to the GPU again).
         for train in [true, true, false, true] {
             same_on_both(
                 &format!("batch norm affine {affine} momentum {momentum:?} train {train}"),
-                &gpu,
-                std::slice::from_ref(&x),
+                gpu,
+                std::slice::from_ref(x),
                 &|t| {
                     let bn = if t[0].device().is_cuda() {
                         &bn_gpu
