@@ -13,7 +13,8 @@
 //! with both gradients; max pooling (the backward recomputes the winners on the device) and
 //! average pooling; batch norm in training mode (the batch statistics stay on the device for
 //! the backward, and the same launch folds the running averages there: no copy to the host
-//! per forward); the mixed-op weighted sum with shared weights and its backward (one launch
+//! per forward; channels of many values over several blocks each, [`bn_chunks`]); the weight
+//! gradients as block reductions ([`WeightGradLaunch`]); the mixed-op weighted sum with shared weights and its backward (one launch
 //! each); the separable unit (ReLU, depthwise, pointwise, batch norm) and the 1x1
 //! `ReLUConvBN` as one op each in training, affine or not ([`unit_fwd`], [`unit_bwd`]);
 //! `FactorizedReduce` with its batch norm ([`factorized_reduce_fwd`],
@@ -482,7 +483,7 @@ fn input_grad_into<T: DevFloat>(
 
 /// `gw = dL/dw` from the input the forward read (`max(x, 0)` when `relu`) and `dL/dy`, in one
 /// launch of `nas_conv_bwd_weight`: a block per weight element and chunk of output positions
-/// ([`launch_weight_grad`]).
+/// ([`WeightGradLaunch`]).
 fn weight_grad<T: DevFloat>(
     dev: &CudaDevice,
     x: &CudaView<'_, T>,
@@ -493,74 +494,72 @@ fn weight_grad<T: DevFloat>(
 ) -> Result<()> {
     let f = kernel!(dev, "conv_bwd_weight", T);
     let relu_i = i32::from(relu);
-    // SAFETY: `nas_conv_bwd_weight(const T* x, const T* gy, T* part, Geom g, long per,
-    // int relu_in, T* gw, unsigned int* done)`: x and gy of g's input and output sizes, gw of
-    // its weight's.
-    unsafe {
-        launch_weight_grad(
-            dev,
-            f,
-            g,
-            weight_len(&g),
-            gw,
-            |b| {
-                b.arg(x).arg(gy);
-            },
-            |b| {
-                b.arg(&relu_i);
-            },
-        )
-    }
-}
-
-/// One launch of a weight-gradient kernel (`nas_conv_bwd_weight`, `nas_fr_bwd_weight`, whose
-/// parameters are `inputs.., T* part, Geom g, long per, extra.., T* gw, unsigned int* done`)
-/// for `nw` weight elements over `g`'s output positions: a block of
-/// [`launch::REDUCTION_THREADS`] per element and chunk of positions
-/// ([`nas_kernels::reduction_chunks`]); with several chunks their partial sums go to a buffer
-/// of this call's that the launch's last block adds in chunk order (this thread's block
-/// counter), with one chunk each block writes its element of `gw`.
-///
-/// # Safety
-/// `inputs` and `extra` push the kernel's other arguments, of its types and valid for `g`;
-/// `gw` holds `nw` values.
-unsafe fn launch_weight_grad<T: DevFloat>(
-    dev: &CudaDevice,
-    f: Kernel,
-    g: Geom,
-    nw: usize,
-    gw: &mut CudaViewMut<'_, T>,
-    inputs: impl FnOnce(&mut LaunchArgs<'_>),
-    extra: impl FnOnce(&mut LaunchArgs<'_>),
-) -> Result<()> {
-    if nw > launch::MAX_WEIGHT_BLOCKS {
-        candle_core::bail!("a weight of {nw} elements exceeds one launch's grid");
-    }
-    let positions = g.n as usize * g.oh as usize * g.ow as usize;
-    let (chunks, per) = nas_kernels::reduction_chunks(positions);
-    let per = per as i64;
-    let dg = DevGeom(g);
-    let mut part = if chunks > 1 {
-        // SAFETY: every partial sum is written by its block before the last block reads it.
-        Some(unsafe { dev.alloc::<T>(chunks * nw)? })
-    } else {
-        None
-    };
-    let done = if chunks > 1 { block_counter(dev)? } else { 0 };
+    let mut w = WeightGradLaunch::<T>::new(dev, g, weight_len(&g))?;
+    let WeightGradLaunch {
+        part,
+        geom,
+        per,
+        done,
+        config,
+    } = &mut w;
     let mut b = f.builder();
-    inputs(&mut b);
-    match part.as_mut() {
+    b.arg(x).arg(gy);
+    match part {
         Some(p) => b.arg(p),
         None => b.arg(&NULL),
     };
-    b.arg(&dg).arg(&per);
-    extra(&mut b);
-    b.arg(gw).arg(&done);
-    // SAFETY: as the caller promises for the kernel's other arguments; part holds `chunks`
-    // rows of nw (null with one chunk, which the kernel does not read then), per is the
-    // chunk length of reduction_chunks, done this thread's counter, zero between launches.
-    unsafe { counted(&mut b, config(launch::weight_blocks(nw, chunks))) }?;
+    b.arg(&*geom).arg(&*per).arg(&relu_i).arg(gw).arg(&*done);
+    // SAFETY: `nas_conv_bwd_weight(const T* x, const T* gy, T* part, Geom g, long per,
+    // int relu_in, T* gw, unsigned int* done)`: x and gy of g's input and output sizes, gw of
+    // its weight's, the rest as [`WeightGradLaunch`] says.
+    unsafe { counted(&mut b, *config) }?;
     Ok(())
+}
+
+/// What one launch of a weight-gradient kernel (`nas_conv_bwd_weight`, `nas_fr_bwd_weight`:
+/// `inputs.., T* part, Geom g, long per, extra.., T* gw, unsigned int* done`) needs beside its
+/// inputs and output: a block of [`launch::REDUCTION_THREADS`] per weight element and chunk of
+/// output positions ([`nas_kernels::reduction_chunks`]); with several chunks a buffer for
+/// their partial sums, which the launch's last block adds in chunk order, and this thread's
+/// block counter (zero between launches); with one chunk neither (null: each block writes
+/// its element of `gw`).
+struct WeightGradLaunch<T> {
+    /// `chunks` rows of `nw` partial sums, none with one chunk.
+    part: Option<CudaSlice<T>>,
+    /// The geometry, as the kernel's `Geom`.
+    geom: DevGeom,
+    /// Output positions per chunk.
+    per: i64,
+    /// The block counter's device address (0 with one chunk: not read).
+    done: u64,
+    /// Grid and block ([`launch::weight_blocks`]).
+    config: LaunchConfig,
+}
+
+impl<T: DevFloat> WeightGradLaunch<T> {
+    /// The launch over `g`'s output positions for `nw` weight elements.
+    fn new(dev: &CudaDevice, g: Geom, nw: usize) -> Result<Self> {
+        if nw > launch::MAX_WEIGHT_BLOCKS {
+            candle_core::bail!("a weight of {nw} elements exceeds one launch's grid");
+        }
+        let positions = g.n as usize * g.oh as usize * g.ow as usize;
+        let (chunks, per) = nas_kernels::reduction_chunks(positions);
+        let (part, done) = if chunks > 1 {
+            // SAFETY: every partial sum is written by its block before the last block reads
+            // it.
+            let part = unsafe { dev.alloc::<T>(chunks * nw)? };
+            (Some(part), block_counter(dev)?)
+        } else {
+            (None, 0)
+        };
+        Ok(Self {
+            part,
+            geom: DevGeom(g),
+            per: per as i64,
+            done,
+            config: config(launch::weight_blocks(nw, chunks)),
+        })
+    }
 }
 
 /// Depthwise convolution forward over `win` (weight `[C, 1, k, k]`).
@@ -2191,22 +2190,25 @@ pub(crate) fn factorized_reduce_bwd(
         if let Some(gw) = gw.as_mut() {
             let f = kernel!(dev, "fr_bwd_weight", T);
             let mut gw = gw.slice_mut(0..nw);
+            let mut w = WeightGradLaunch::<T>::new(dev, g, nw)?;
+            let WeightGradLaunch {
+                part,
+                geom,
+                per,
+                done,
+                config,
+            } = &mut w;
+            let mut b = f.builder();
+            b.arg(&x).arg(&gz);
+            match part {
+                Some(p) => b.arg(p),
+                None => b.arg(&NULL),
+            };
+            b.arg(&*geom).arg(&*per).arg(&mut gw).arg(&*done);
             // SAFETY: `nas_fr_bwd_weight(const T* x, const T* gz, T* part, Geom g, long per,
-            // T* gw, unsigned int* done)`: x of g's input size, gz of its output size; the
-            // weights' part of gw holds nw values.
-            unsafe {
-                launch_weight_grad(
-                    dev,
-                    f,
-                    g,
-                    nw,
-                    &mut gw,
-                    |b| {
-                        b.arg(&x).arg(&gz);
-                    },
-                    |_| {},
-                )
-            }?;
+            // T* gw, unsigned int* done)`: x of g's input size, gz of its output size, the
+            // weights' part of gw nw values, the rest as [`WeightGradLaunch`] says.
+            unsafe { counted(&mut b, *config) }?;
         }
         let wrap = |s: CudaSlice<T>| T::wrap_cuda_slice(s, dev.clone());
         Ok(Some((wrap(gx), gw.map(wrap))))
