@@ -149,6 +149,52 @@ __device__ void weight_grad_finish(T acc, T* part, T* gw, unsigned int* done) {
     T acc = nas::conv_bwd_weight_partial(x, gy, g, i, p0, p1, threadIdx.x, blockDim.x, relu_in);   \
     weight_grad_finish(acc, part, gw, done);                                                       \
   }                                                                                                \
+  /* The pointwise weight gradient in tiles (nas_kernels.cuh): grid (tiles of co x tiles */       \
+  /* of ci, chunks of nas::pw_weight_chunks), NAS_PW_TILE^2 threads; thread (r, c) of the   */     \
+  /* block owns element (tile co + r, tile ci + c) and adds its products position after    */     \
+  /* position; the chunks as nas_conv_bwd_weight's (one chunk: gw written directly).        */     \
+  NAS_KERNEL void nas_pw_bwd_weight_##S(const T* x, const T* gy, T* part, Geom g, long per,        \
+                                        int relu_in, T* gw, unsigned int* done) {                  \
+    if (blockDim.x != NAS_PW_TILE * NAS_PW_TILE || blockDim.y != 1 || blockDim.z != 1) __trap();   \
+    __shared__ T sg[NAS_PW_TILE][NAS_PW_TILE + 1];                                                 \
+    __shared__ T sx[NAS_PW_TILE][NAS_PW_TILE + 1];                                                 \
+    int tiles_ci = (g.cin + NAS_PW_TILE - 1) / NAS_PW_TILE;                                        \
+    int co0 = (int)(blockIdx.x / tiles_ci) * NAS_PW_TILE;                                          \
+    int ci0 = (int)(blockIdx.x % tiles_ci) * NAS_PW_TILE;                                          \
+    int r = threadIdx.x / NAS_PW_TILE, c = threadIdx.x % NAS_PW_TILE;                              \
+    long positions = (long)g.n * g.oh * g.ow;                                                      \
+    long p0 = (long)blockIdx.y * per;                                                              \
+    long p1 = p0 + per < positions ? p0 + per : positions;                                         \
+    T acc = T(0);                                                                                  \
+    for (long pb = p0; pb < p1; pb += NAS_PW_TILE) {                                               \
+      long p = pb + c; /* thread (r, c) loads row r of both tiles at position pb + c */            \
+      T gv = T(0), xv = T(0);                                                                      \
+      if (p < p1) {                                                                                \
+        if (co0 + r < g.cout) gv = gy[nas::pw_output_offset(g, p, co0 + r)];                       \
+        if (ci0 + r < g.cin) xv = nas::conv_input(x[nas::pw_input_offset(g, p, ci0 + r)], relu_in); \
+      }                                                                                            \
+      sg[r][c] = gv;                                                                               \
+      sx[r][c] = xv;                                                                               \
+      __syncthreads();                                                                             \
+      int len = p1 - pb < NAS_PW_TILE ? (int)(p1 - pb) : NAS_PW_TILE;                              \
+      for (int j = 0; j < len; ++j) acc += sg[r][j] * sx[c][j];                                    \
+      __syncthreads();                                                                             \
+    }                                                                                              \
+    long nw = (long)g.cout * g.cin;                                                                \
+    bool mine = co0 + r < g.cout && ci0 + c < g.cin;                                               \
+    long i = (long)(co0 + r) * g.cin + ci0 + c;                                                    \
+    if (gridDim.y == 1) {                                                                          \
+      if (mine) gw[i] = acc;                                                                       \
+      return;                                                                                      \
+    }                                                                                              \
+    if (mine) part[(long)blockIdx.y * nw + i] = acc;                                               \
+    if (last_block_done(done))                                                                     \
+      for (long e = threadIdx.x; e < nw; e += blockDim.x) {                                        \
+        T sum = T(0);                                                                              \
+        for (unsigned s = 0; s < gridDim.y; ++s) sum += __ldcg(&part[(long)s * nw + e]);           \
+        gw[e] = sum;                                                                               \
+      }                                                                                            \
+  }                                                                                                \
   /* FactorizedReduce without its batch norm: z = [conv_1(relu x), conv_2(relu x shifted)]. */     \
   NAS_KERNEL void nas_fr_fwd_##S(const T* x, const T* wa, const T* wb, T* z, Geom g) {            \
     NAS_GRID_STRIDE(i, (long)g.n * g.cout * g.oh * g.ow)                                           \

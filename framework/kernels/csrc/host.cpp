@@ -57,8 +57,36 @@ void block_weight_grad(long nw, long positions, T* gw, Partial partial) {
 // The number of output positions (example, row, column) of a geometry.
 inline long positions_of(const Geom* g) { return (long)g->n * g->oh * g->ow; }
 
+// The pointwise weight gradient as the device's tiles compute it (nas_kernels.cuh): per
+// chunk of nas::pw_weight_chunks, each element's products added position after position,
+// then the chunks' sums in chunk order.
+template <typename T>
+void pw_bwd_weight(const T* x, const T* gy, T* gw, const Geom* g, int relu_in) {
+  long nw = (long)g->cout * g->cin;
+  long positions = positions_of(g), chunks = 1, per = 1;
+  nas::pw_weight_chunks(positions, nw, &chunks, &per);
+  std::vector<T> part((size_t)chunks * nw);
+  for (long s = 0; s < chunks; ++s) {
+    long p0 = s * per;
+    long p1 = p0 + per < positions ? p0 + per : positions;
+    for (int co = 0; co < g->cout; ++co)
+      for (int ci = 0; ci < g->cin; ++ci) {
+        T acc = T(0);
+        for (long p = p0; p < p1; ++p)
+          acc += gy[nas::pw_output_offset(*g, p, co)] *
+                 nas::conv_input(x[nas::pw_input_offset(*g, p, ci)], relu_in);
+        part[(size_t)s * nw + (long)co * g->cin + ci] = acc;
+      }
+  }
+  if (chunks == 1)
+    for (long i = 0; i < nw; ++i) gw[i] = part[i];  // the device's single chunk writes directly
+  else
+    for (long i = 0; i < nw; ++i) gw[i] = nas::sum_splits_elem(part.data(), (int)chunks, nw, i);
+}
+
 template <typename T>
 void conv_bwd_weight(const T* x, const T* gy, T* gw, const Geom* g, int relu_in) {
+  if (nas::is_pointwise(*g)) return pw_bwd_weight(x, gy, gw, g, relu_in);
   long nw = (long)g->cout * (g->cin / g->groups) * g->k * g->k;
   block_weight_grad(nw, positions_of(g), gw, [&](long i, long p0, long p1, int t, int step) {
     return nas::conv_bwd_weight_partial(x, gy, *g, i, p0, p1, t, step, relu_in);
@@ -302,4 +330,8 @@ NAS_EXPORT(double, f64)
 
 extern "C" void nas_reduction_chunks(long count, long* chunks, long* per) {
   nas::reduction_chunks(count, chunks, per);
+}
+
+extern "C" void nas_pw_weight_chunks(long positions, long nw, long* chunks, long* per) {
+  nas::pw_weight_chunks(positions, nw, chunks, per);
 }

@@ -207,6 +207,54 @@ NAS_HD T conv_bwd_weight_partial(const T* x, const T* gy, const Geom& g, long i,
   return acc;
 }
 
+// The pointwise weight gradient (k 1, one group, no padding: DARTS' SepConv and DilConv
+// second convolution, its 1x1 ReLUConvBN) is a matrix product, dL/dw = dL/dy [cout x P] .
+// x_s^T [P x cin] over the P output positions (x_s: the input at the strided cells). The
+// device computes it in tiles of NAS_PW_TILE x NAS_PW_TILE weight elements, one block of
+// NAS_PW_TILE^2 threads per tile and chunk of positions (pw_weight_chunks): the block reads
+// NAS_PW_TILE positions of NAS_PW_TILE rows of dL/dy and of x into shared memory at a time,
+// and each thread adds its element's products over the chunk's positions in order. So each
+// value is read once per tile instead of once per weight element (what the generic block
+// reduction above reads), and the host build adds in the same order: position after
+// position within a chunk, then the chunks in order.
+#define NAS_PW_TILE 16
+
+// Positions per chunk of the pointwise weight gradient, before the cap below.
+#define NAS_PW_CHUNK 512
+
+// The chunks of the pointwise weight gradient of `nw` elements over `positions` positions:
+// NAS_PW_CHUNK positions each, but at most 262,144 partial sums in all (what the last block
+// adds: 1,024 per thread) and 65,535 chunks; the last chunk may be shorter, none is empty.
+NAS_HD void pw_weight_chunks(long positions, long nw, long* chunks, long* per) {
+  if (positions < 1) positions = 1;
+  long c = (positions + NAS_PW_CHUNK - 1) / NAS_PW_CHUNK;
+  long cap = 262144 / (nw > 0 ? nw : 1);
+  if (cap < 1) cap = 1;
+  if (c > cap) c = cap;
+  if (c > 65535) c = 65535;
+  long p = (positions + c - 1) / c;
+  *per = p;
+  *chunks = (positions + p - 1) / p;
+}
+
+// Whether a convolution's weight gradient takes the pointwise path (pw_weight_chunks).
+NAS_HD bool is_pointwise(const Geom& g) { return g.k == 1 && g.groups == 1 && g.pad == 0; }
+
+// The offsets, for output position p (example, row, column) of a pointwise geometry, of
+// dL/dy[n, co, oy, ox] and of the input cell x[n, ci, oy * stride, ox * stride] it read.
+NAS_HD long pw_output_offset(const Geom& g, long p, int co) {
+  long plane = (long)g.oh * g.ow;
+  long n = p / plane;
+  return (n * g.cout + co) * plane + (p - n * plane);
+}
+NAS_HD long pw_input_offset(const Geom& g, long p, int ci) {
+  long plane = (long)g.oh * g.ow;
+  long n = p / plane;
+  long q = p - n * plane;
+  long oy = q / g.ow, ox = q - oy * g.ow;
+  return ((n * g.cin + ci) * g.h + oy * g.stride) * g.w + ox * g.stride;
+}
+
 // Element `i` of the sum of `splits` rows of `len` partial sums (in row order).
 template <typename T>
 NAS_HD T sum_splits_elem(const T* part, int splits, long len, long i) {

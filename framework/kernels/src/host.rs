@@ -160,6 +160,17 @@ impl Geom {
         Geom::conv(n, cin, h, w, cout, 1, 2, 0, 1, 1)
     }
 
+    /// Whether this convolution's weight gradient takes the pointwise path (a 1x1 kernel, one
+    /// group, no padding: `nas::is_pointwise`, [`pw_weight_chunks`]).
+    pub fn is_pointwise(&self) -> bool {
+        self.k == 1 && self.groups == 1 && self.pad == 0
+    }
+
+    /// The output positions (example, row, column) a weight gradient sums over.
+    pub fn positions(&self) -> usize {
+        self.n as usize * self.oh as usize * self.ow as usize
+    }
+
     fn input_len(&self) -> usize {
         (self.n * self.cin * self.h * self.w) as usize
     }
@@ -412,6 +423,7 @@ extern_block!(
 
 extern "C" {
     fn nas_reduction_chunks(count: c_long, chunks: *mut c_long, per: *mut c_long);
+    fn nas_pw_weight_chunks(positions: c_long, nw: c_long, chunks: *mut c_long, per: *mut c_long);
 }
 
 /// How a block reduction over `count` terms splits: `(chunks, terms per chunk)`
@@ -425,6 +437,20 @@ pub fn reduction_chunks(count: usize) -> (usize, usize) {
     let clamp = c_long::try_from(count).unwrap_or(c_long::MAX);
     // SAFETY: a plain value in, two longs written through valid pointers.
     unsafe { nas_reduction_chunks(clamp, &mut chunks, &mut per) };
+    (chunks.max(1) as usize, per.max(1) as usize)
+}
+
+/// How the pointwise weight gradient (a 1x1 convolution of one group without padding:
+/// [`Geom::is_pointwise`]) of `nw` elements splits its `positions` output positions: `(chunks,
+/// positions per chunk)` (`nas::pw_weight_chunks`: 512 positions each, at most 262,144 partial
+/// sums in all and 65,535 chunks). The device runs a block per 16 x 16 tile of the weight and
+/// chunk, each thread adding its element's products position after position; the host build
+/// adds in the same order.
+pub fn pw_weight_chunks(positions: usize, nw: usize) -> (usize, usize) {
+    let (mut chunks, mut per) = (1 as c_long, 1 as c_long);
+    let clamp = |v: usize| c_long::try_from(v).unwrap_or(c_long::MAX);
+    // SAFETY: plain values in, two longs written through valid pointers.
+    unsafe { nas_pw_weight_chunks(clamp(positions), clamp(nw), &mut chunks, &mut per) };
     (chunks.max(1) as usize, per.max(1) as usize)
 }
 

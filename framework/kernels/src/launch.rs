@@ -83,6 +83,25 @@ pub fn per_channel(c: usize) -> Launch {
     }
 }
 
+/// The side of a pointwise weight gradient's tile (`NAS_PW_TILE` in `nas_kernels.cuh`): a
+/// block of `PW_TILE^2` threads per tile.
+pub const PW_TILE: usize = 16;
+
+/// The pointwise weight gradient (`pw_bwd_weight`) of a `[cout, cin]` weight over `chunks`
+/// chunks of positions ([`crate::pw_weight_chunks`]): a grid of tiles (`cout` / [`PW_TILE`] x
+/// `cin` / [`PW_TILE`], rounded up) x chunks of [`PW_TILE`]^2 threads.
+pub fn pw_tiles(cout: usize, cin: usize, chunks: usize) -> Launch {
+    let tiles = cout.div_ceil(PW_TILE) * cin.div_ceil(PW_TILE);
+    Launch {
+        grid: (
+            tiles.clamp(1, MAX_WEIGHT_BLOCKS) as u32,
+            chunks.clamp(1, u16::MAX as usize) as u32,
+            1,
+        ),
+        block: ((PW_TILE * PW_TILE) as u32, 1, 1),
+    }
+}
+
 /// The batch norm over several blocks per channel (`bn_moments`, `bn_grad_sums`): a grid of
 /// `chunks` ([`crate::reduction_chunks`] of the channel's values) x `c` channels (at most
 /// 65,535: CUDA's limit on `gridDim.y`) of [`REDUCTION_THREADS`].
@@ -167,6 +186,9 @@ mod tests {
             weight_blocks(usize::MAX, 1 << 20).grid,
             (i32::MAX as u32, 65_535, 1)
         );
+        assert_eq!(pw_tiles(16, 16, 3).grid, (1, 3, 1));
+        assert_eq!(pw_tiles(17, 33, 1).grid, (6, 1, 1));
+        assert_eq!(pw_tiles(1, 1, 1).block.0, 256);
         assert_eq!(channel_chunks(5, 16).grid, (5, 16, 1));
         assert_eq!(channel_chunks(5, 16).block.0, REDUCTION_THREADS);
         assert_eq!(mixed_chunks(1), 1);

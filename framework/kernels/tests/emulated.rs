@@ -12,7 +12,7 @@ use nas_kernels::host::{
     self, AdamRule, BnShape, HostFloat, RmsPropRule, SgdRule, StepRule, StepSpan, TensorStep,
 };
 use nas_kernels::launch::{self, entry, Launch};
-use nas_kernels::{reduction_chunks, Geom};
+use nas_kernels::{pw_weight_chunks, reduction_chunks, Geom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -108,6 +108,10 @@ fn conv_geometries() -> Vec<Geom> {
         Geom::conv(2, 4, 11, 10, 4, 5, 2, 4, 2, 4).unwrap(),
         Geom::conv(3, 8, 7, 7, 6, 1, 1, 0, 1, 1).unwrap(),
         Geom::conv(2, 6, 9, 8, 4, 3, 2, 1, 1, 2).unwrap(),
+        // Pointwise over two chunks of the tiled weight gradient (800 and 578 positions), in
+        // one tile and in partial tiles of 16 x 16 (18 x 20), strided.
+        Geom::conv(2, 4, 20, 20, 5, 1, 1, 0, 1, 1).unwrap(),
+        Geom::conv(2, 20, 34, 34, 18, 1, 2, 0, 1, 1).unwrap(),
     ]
 }
 
@@ -151,7 +155,7 @@ fn conv_case<T: Elem>(g: Geom, relu: bool, seed: u64) {
     a.push(g).push(relu_x);
     run::<T>("conv_bwd_input", launch::elementwise(in_len(&g)), &mut a);
     assert!(gx == want_gx, "conv_bwd_input {g:?} relu {relu}");
-    let Some(gw) = weight_grad::<T>("conv_bwd_weight", &g, w_len(&g), |a, part, per| {
+    let Some(gw) = weight_grad::<T>(&g, w_len(&g), |a, part, per| {
         a.push(x.as_ptr()).push(gy.as_ptr()).push(part);
         a.push(g).push(per).push(relu_i);
     }) else {
@@ -160,30 +164,24 @@ fn conv_case<T: Elem>(g: Geom, relu: bool, seed: u64) {
     assert!(gw == want_gw, "weight gradient {g:?} relu {relu}");
 }
 
-/// The output positions (example, row, column) a weight gradient sums over.
-fn positions(g: &Geom) -> usize {
-    (g.n * g.oh * g.ow) as usize
-}
-
-/// Launches the weight-gradient kernel `base` as nas-ops does: one block per weight element
-/// (`nw`) and chunk of `g`'s output positions ([`reduction_chunks`]), the chunks' partial sums
-/// in a buffer of their own (null with one chunk) that the last block to finish adds. `args`
-/// pushes every argument before `gw`, given the partial sums' pointer and the chunk length.
+/// Launches the weight-gradient kernel `base` of `nw` elements as nas-ops does, over `l` with
+/// `chunks` chunks of `per` output positions: the chunks' partial sums in a buffer of their
+/// own (null with one chunk) that the last block to finish adds. `args` pushes every argument
+/// before `gw`, given the partial sums' pointer and the chunk length.
 ///
 /// `None` (not run) with OS threads for a weight of more than [`MAX_OS_THREAD_WEIGHTS`]
-/// elements: a block of 256 OS threads meets at nine barriers, tens of milliseconds on two
-/// cores, and every block runs the same code, so the small weights (one of them over two
-/// chunks) cover the races OS threads can show; fibers run every case.
-fn weight_grad<T: Elem>(
+/// elements: a block of 256 OS threads meets at its barriers for tens of milliseconds on two
+/// cores, and every block runs the same code, so the small weights (over two chunks too)
+/// cover the races OS threads can show; fibers run every case.
+fn weight_grad_of<T: Elem>(
     base: &str,
-    g: &Geom,
+    (chunks, per, l): (usize, usize, Launch),
     nw: usize,
     args: impl Fn(&mut Args, *mut T, i64),
 ) -> Option<Vec<T>> {
     if THREADS.with(|t| t.get()) == Threads::Os && nw > MAX_OS_THREAD_WEIGHTS {
         return None;
     }
-    let (chunks, per) = reduction_chunks(positions(g));
     let mut part = vec![T::default(); if chunks > 1 { chunks * nw } else { 0 }];
     let part_ptr = if chunks > 1 {
         part.as_mut_ptr()
@@ -195,9 +193,30 @@ fn weight_grad<T: Elem>(
     let mut a = Args::new();
     args(&mut a, part_ptr, per as i64);
     a.push(gw.as_mut_ptr()).push(&mut *done as *mut u32);
-    run::<T>(base, launch::weight_blocks(nw, chunks), &mut a);
+    run::<T>(base, l, &mut a);
     assert_eq!(*done, 0, "{base}: the block counter is back at 0");
     Some(gw)
+}
+
+/// [`weight_grad_of`] for a convolution, as nas-ops launches it: a pointwise weight gradient
+/// ([`Geom::is_pointwise`]) as `pw_bwd_weight`, one block per 16 x 16 tile of the weight and
+/// chunk of [`pw_weight_chunks`]; any other as `conv_bwd_weight`, one block per element and
+/// chunk of [`reduction_chunks`].
+fn weight_grad<T: Elem>(
+    g: &Geom,
+    nw: usize,
+    args: impl Fn(&mut Args, *mut T, i64),
+) -> Option<Vec<T>> {
+    let p = g.positions();
+    if g.is_pointwise() {
+        let (chunks, per) = pw_weight_chunks(p, nw);
+        let l = launch::pw_tiles(g.cout as usize, g.cin as usize, chunks);
+        weight_grad_of("pw_bwd_weight", (chunks, per, l), nw, args)
+    } else {
+        let (chunks, per) = reduction_chunks(p);
+        let l = launch::weight_blocks(nw, chunks);
+        weight_grad_of("conv_bwd_weight", (chunks, per, l), nw, args)
+    }
 }
 
 /// The largest weight whose gradient [`weight_grad`] also runs with OS threads.
@@ -247,13 +266,14 @@ fn factorized_reduce_case<T: Elem>(g: Geom, seed: u64) {
     a.push(x.as_ptr()).push(gx.as_mut_ptr()).push(g);
     run::<T>("fr_bwd_input", launch::elementwise(in_len(&g)), &mut a);
     assert!(gx == want_gx, "fr_bwd_input {g:?}");
-    let Some(gw) = weight_grad::<T>("fr_bwd_weight", &g, nw, |a, part, per| {
+    let (chunks, per) = reduction_chunks(g.positions());
+    let l = launch::weight_blocks(nw, chunks);
+    let Some(gw) = weight_grad_of::<T>("fr_bwd_weight", (chunks, per, l), nw, |a, part, per| {
         a.push(x.as_ptr()).push(gz.as_ptr()).push(part);
         a.push(g).push(per);
     }) else {
         return;
     };
-    let chunks = reduction_chunks(positions(&g)).0;
     assert!(gw == want_gw, "fr_bwd_weight {g:?} ({chunks} chunks)");
 }
 
