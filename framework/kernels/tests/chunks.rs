@@ -1,7 +1,8 @@
-//! The chunks of output positions a weight gradient sums over (`nas::reduction_chunks`), which
-//! the host build and the CUDA launch share: every position in exactly one chunk, about 32
-//! positions per thread of a block, within CUDA's limit on a grid's y.
-use nas_kernels::reduction_chunks;
+//! The chunks a block reduction splits its terms into (`nas::reduction_chunks`: a weight
+//! gradient's output positions, a batch norm's values of one channel) and the chunks of the
+//! pointwise weight gradient (`nas::pw_weight_chunks`), which the host build and the CUDA
+//! launch share: every term in exactly one chunk, within CUDA's limit on a grid's y.
+use nas_kernels::{pw_weight_chunks, reduction_chunks};
 
 #[test]
 fn every_position_falls_in_exactly_one_chunk() {
@@ -48,4 +49,27 @@ fn chunks_hold_about_32_positions_per_thread() {
     // Beyond 65,535 chunks, longer chunks.
     assert_eq!(reduction_chunks(1 << 31).0, 65_535);
     assert_eq!(reduction_chunks(1), (1, 1));
+}
+
+#[test]
+fn pointwise_chunks_cover_every_position_and_cap_the_partial_sums() {
+    for positions in [0, 1, 511, 512, 513, 4_096, 65_536, 1 << 20, 1 << 33] {
+        for nw in [1, 256, 4_096, 20_736, 1 << 20] {
+            let (chunks, per) = pw_weight_chunks(positions, nw);
+            let covered = positions.max(1);
+            let what = format!("{positions} positions, {nw} weights: {chunks} x {per}");
+            assert!(chunks >= 1 && per >= 1, "{what}");
+            assert!(chunks * per >= covered, "{what}: misses positions");
+            assert!((chunks - 1) * per < covered, "{what}: an empty chunk");
+            assert!(chunks <= 65_535, "{what}: beyond a grid's y");
+            assert!(
+                chunks == 1 || chunks * nw <= 262_144,
+                "{what}: more partial sums than the last block adds"
+            );
+        }
+    }
+    // A 16 x 16 weight over a DARTS search batch at 32 x 32: 128 chunks of 512.
+    assert_eq!(pw_weight_chunks(64 * 32 * 32, 256), (128, 512));
+    // A 144 x 144 retraining weight at 8 x 8, batch 96: capped at 12 chunks of 512.
+    assert_eq!(pw_weight_chunks(96 * 8 * 8, 144 * 144), (12, 512));
 }

@@ -482,7 +482,8 @@ fn input_grad_into<T: DevFloat>(
 }
 
 /// `gw = dL/dw` from the input the forward read (`max(x, 0)` when `relu`) and `dL/dy`, in one
-/// launch of `nas_conv_bwd_weight`: a block per weight element and chunk of output positions
+/// launch: `nas_pw_bwd_weight` in tiles for a pointwise convolution, else
+/// `nas_conv_bwd_weight`, a block per weight element and chunk of output positions
 /// ([`WeightGradLaunch`]).
 fn weight_grad<T: DevFloat>(
     dev: &CudaDevice,
@@ -492,9 +493,17 @@ fn weight_grad<T: DevFloat>(
     g: Geom,
     relu: bool,
 ) -> Result<()> {
-    let f = kernel!(dev, "conv_bwd_weight", T);
     let relu_i = i32::from(relu);
-    let mut w = WeightGradLaunch::<T>::new(dev, g, weight_len(&g))?;
+    let (f, mut w) = if g.is_pointwise() {
+        let f = kernel!(dev, "pw_bwd_weight", T);
+        (f, WeightGradLaunch::<T>::pointwise(dev, g)?)
+    } else {
+        let f = kernel!(dev, "conv_bwd_weight", T);
+        (
+            f,
+            WeightGradLaunch::<T>::per_element(dev, g, weight_len(&g))?,
+        )
+    };
     let WeightGradLaunch {
         part,
         geom,
@@ -509,20 +518,21 @@ fn weight_grad<T: DevFloat>(
         None => b.arg(&NULL),
     };
     b.arg(&*geom).arg(&*per).arg(&relu_i).arg(gw).arg(&*done);
-    // SAFETY: `nas_conv_bwd_weight(const T* x, const T* gy, T* part, Geom g, long per,
-    // int relu_in, T* gw, unsigned int* done)`: x and gy of g's input and output sizes, gw of
-    // its weight's, the rest as [`WeightGradLaunch`] says.
+    // SAFETY: `nas_conv_bwd_weight` and `nas_pw_bwd_weight` both take `(const T* x,
+    // const T* gy, T* part, Geom g, long per, int relu_in, T* gw, unsigned int* done)`: x and
+    // gy of g's input and output sizes, gw of its weight's, the rest as [`WeightGradLaunch`]
+    // says.
     unsafe { counted(&mut b, *config) }?;
     Ok(())
 }
 
-/// What one launch of a weight-gradient kernel (`nas_conv_bwd_weight`, `nas_fr_bwd_weight`:
-/// `inputs.., T* part, Geom g, long per, extra.., T* gw, unsigned int* done`) needs beside its
-/// inputs and output: a block of [`launch::REDUCTION_THREADS`] per weight element and chunk of
-/// output positions ([`nas_kernels::reduction_chunks`]); with several chunks a buffer for
-/// their partial sums, which the launch's last block adds in chunk order, and this thread's
-/// block counter (zero between launches); with one chunk neither (null: each block writes
-/// its element of `gw`).
+/// What one launch of a weight-gradient kernel (`nas_conv_bwd_weight`, `nas_pw_bwd_weight`,
+/// `nas_fr_bwd_weight`: `inputs.., T* part, Geom g, long per, extra.., T* gw, unsigned int*
+/// done`) needs beside its inputs and output: a block of 256 threads per weight element (or
+/// 16 x 16 tile) and chunk of output positions; with several chunks a buffer for their
+/// partial sums, which the launch's last block adds in chunk order, and this thread's block
+/// counter (zero between launches); with one chunk neither (null: each block writes its
+/// elements of `gw`).
 struct WeightGradLaunch<T> {
     /// `chunks` rows of `nw` partial sums, none with one chunk.
     part: Option<CudaSlice<T>>,
@@ -537,13 +547,42 @@ struct WeightGradLaunch<T> {
 }
 
 impl<T: DevFloat> WeightGradLaunch<T> {
-    /// The launch over `g`'s output positions for `nw` weight elements.
-    fn new(dev: &CudaDevice, g: Geom, nw: usize) -> Result<Self> {
+    /// The block-per-element launch (`nas_conv_bwd_weight`, `nas_fr_bwd_weight`) over `g`'s
+    /// output positions for `nw` weight elements.
+    fn per_element(dev: &CudaDevice, g: Geom, nw: usize) -> Result<Self> {
         if nw > launch::MAX_WEIGHT_BLOCKS {
             candle_core::bail!("a weight of {nw} elements exceeds one launch's grid");
         }
-        let positions = g.n as usize * g.oh as usize * g.ow as usize;
-        let (chunks, per) = nas_kernels::reduction_chunks(positions);
+        let (chunks, per) = nas_kernels::reduction_chunks(g.positions());
+        Self::with_chunks(dev, g, nw, (chunks, per), launch::weight_blocks(nw, chunks))
+    }
+
+    /// The tiled launch of a pointwise weight gradient (`nas_pw_bwd_weight`; `g` is
+    /// [`Geom::is_pointwise`]): a block per 16 x 16 tile of the weight and chunk of
+    /// [`nas_kernels::pw_weight_chunks`].
+    fn pointwise(dev: &CudaDevice, g: Geom) -> Result<Self> {
+        let (co, ci) = (g.cout as usize, g.cin as usize);
+        let tiles = co.div_ceil(launch::PW_TILE) * ci.div_ceil(launch::PW_TILE);
+        if tiles > launch::MAX_WEIGHT_BLOCKS {
+            candle_core::bail!("a pointwise weight of {co} x {ci} exceeds one launch's grid");
+        }
+        let (chunks, per) = nas_kernels::pw_weight_chunks(g.positions(), co * ci);
+        Self::with_chunks(
+            dev,
+            g,
+            co * ci,
+            (chunks, per),
+            launch::pw_tiles(co, ci, chunks),
+        )
+    }
+
+    fn with_chunks(
+        dev: &CudaDevice,
+        g: Geom,
+        nw: usize,
+        (chunks, per): (usize, usize),
+        l: Launch,
+    ) -> Result<Self> {
         let (part, done) = if chunks > 1 {
             // SAFETY: every partial sum is written by its block before the last block reads
             // it.
@@ -557,7 +596,7 @@ impl<T: DevFloat> WeightGradLaunch<T> {
             geom: DevGeom(g),
             per: per as i64,
             done,
-            config: config(launch::weight_blocks(nw, chunks)),
+            config: config(l),
         })
     }
 }
@@ -2190,7 +2229,7 @@ pub(crate) fn factorized_reduce_bwd(
         if let Some(gw) = gw.as_mut() {
             let f = kernel!(dev, "fr_bwd_weight", T);
             let mut gw = gw.slice_mut(0..nw);
-            let mut w = WeightGradLaunch::<T>::new(dev, g, nw)?;
+            let mut w = WeightGradLaunch::<T>::per_element(dev, g, nw)?;
             let WeightGradLaunch {
                 part,
                 geom,
