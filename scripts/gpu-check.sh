@@ -19,7 +19,9 @@
 #   4. every space's supernet and network on the GPU against the CPU;
 #   5. a real search on the embedded digits for one epoch (`nas --device cuda run`);
 #   6. `nas bench --device cuda` for GDAS, SPOS, second order and the retraining step;
-#   7. with --compile: a second pair against PyTorch eager and torch.compile (its
+#   7. the DARTS step of 3 with the batch norm's threshold moved (NAS_BN_MIN_CHUNKS: every
+#      batch norm at one block per channel, then from two chunks up; the default is 4);
+#   8. with --compile: a second pair against PyTorch eager and torch.compile (its
 #      compilation takes minutes).
 # With RESULTS set, OUT is packed into RESULTS/gpu-check.tgz on exit, beside copies of
 # stages.txt and summary.md (three files: what a lent machine's $OUT can bring back).
@@ -116,6 +118,10 @@ stage search 60 "$nas" --device cuda run configs/experiments/darts-digits.yaml \
 stage bench-others 90 bash -c "for s in gdas spos; do \"$nas\" --device cuda bench --steps 2 --strategy \$s || exit 1; done \
   && \"$nas\" --device cuda bench --steps 2 --order second \
   && \"$nas\" --device cuda bench --steps 2 --strategy retrain --layers 20 --channels 36 --batch 32"
+# The batch norm's threshold (nas-ops device.rs BN_MIN_CHUNKS, 4, a guess): the same step
+# with every batch norm at one block per channel, then from two chunks per channel up.
+stage bench-bn 60 bash -c "for v in 1000000 2; do echo NAS_BN_MIN_CHUNKS=\$v; NAS_BN_MIN_CHUNKS=\$v \"$nas\" --device cuda bench \
+  --layers 8 --channels 16 --batch 64 --size 32 --steps 3 || exit 1; done"
 if [[ $compile == 1 ]]; then
   stage compare-compile 400 env DEVICE=cuda COMPILE=1 NAS="$nas" OUT="$out/compare.jsonl" \
     bash benches/pytorch/compare.sh 1 16 8 64 first 5

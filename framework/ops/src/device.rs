@@ -854,15 +854,38 @@ pub(crate) type BatchNormed = Option<(CudaStorage, Shape, DeviceBatchStats)>;
 /// block per channel (one launch). Four chunks are 24,577 values or more per channel: the
 /// first cells of a DARTS search at batch 64 and 32 x 32 (65,536 per channel, 16 channels:
 /// 16 blocks of 256 threads alone, where the chunks give 128). A guess not yet measured on a
-/// GPU (docs/gpu.md, "What is left").
+/// GPU (docs/gpu.md, "What is left"): [`BN_MIN_CHUNKS_VAR`] overrides it for a benchmark.
 const BN_MIN_CHUNKS: usize = 4;
 
+/// The environment variable that overrides [`BN_MIN_CHUNKS`] (a positive integer; a large
+/// one keeps every batch norm at one block per channel), read once per process: the knob
+/// `scripts/gpu-check.sh` compares the threshold with.
+pub(crate) const BN_MIN_CHUNKS_VAR: &str = "NAS_BN_MIN_CHUNKS";
+
+/// [`BN_MIN_CHUNKS`], or the value of [`BN_MIN_CHUNKS_VAR`] when set; an error naming the
+/// variable when it is not a positive integer.
+fn bn_min_chunks() -> Result<usize> {
+    static VALUE: std::sync::OnceLock<std::result::Result<usize, String>> =
+        std::sync::OnceLock::new();
+    let value = VALUE.get_or_init(|| match std::env::var(BN_MIN_CHUNKS_VAR) {
+        Err(_) => Ok(BN_MIN_CHUNKS),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "{BN_MIN_CHUNKS_VAR}={v:?}: want a positive integer"
+            )),
+        },
+    });
+    value.clone().map_err(candle_core::Error::Msg)
+}
+
 /// `(chunks, values per chunk)` when a batch norm over `m` values per channel and `c`
-/// channels runs over several blocks per channel ([`BN_MIN_CHUNKS`]; at most 65,535 channels,
-/// CUDA's limit on the grid's y), else `None`.
-fn bn_chunks(m: usize, c: usize) -> Option<(usize, i64)> {
+/// channels runs over several blocks per channel ([`bn_min_chunks`] chunks or more; at most
+/// 65,535 channels, CUDA's limit on the grid's y), else `None`.
+fn bn_chunks(m: usize, c: usize) -> Result<Option<(usize, i64)>> {
     let (chunks, per) = nas_kernels::reduction_chunks(m);
-    (chunks >= BN_MIN_CHUNKS && c <= u16::MAX as usize).then_some((chunks, per as i64))
+    let several = chunks >= bn_min_chunks()? && c <= u16::MAX as usize;
+    Ok(several.then_some((chunks, per as i64)))
 }
 
 /// Batch norm forward with batch statistics over `x` `[n, c, hw]` (`affine`: gamma, beta),
@@ -910,7 +933,7 @@ pub(crate) fn batch_norm_train(
             Some(f) => (f.factor, f.mean, f.var),
             None => (0.0, NULL, NULL),
         };
-        if let Some((chunks, per)) = bn_chunks(n * hw, c) {
+        if let Some((chunks, per)) = bn_chunks(n * hw, c)? {
             // SAFETY: every partial sum is written by its block before the last block reads it.
             let mut part = unsafe { dev.alloc::<T>(2 * chunks * c)? };
             let done = block_counter(dev)?;
@@ -1745,7 +1768,7 @@ fn bn_bwd_into<T: DevFloat>(
     }
     let mut halves = params.map(|p| p.split_at_mut(c));
     let (ni, ci, hwl) = (n as i32, c as i32, hw as i64);
-    if let Some((chunks, per)) = bn_chunks(n * hw, c) {
+    if let Some((chunks, per)) = bn_chunks(n * hw, c)? {
         // SAFETY: every partial sum is written by its block before the last block reads it,
         // and the channel sums by the last block before the second launch reads them.
         let (mut part, mut sums) =
