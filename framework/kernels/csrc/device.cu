@@ -99,26 +99,62 @@ __device__ bool last_block_done(unsigned int* done) {
   return last;
 }
 
-// The end of a weight-gradient block (grid: weight elements x chunks of positions): adds the
-// threads' partial sums `acc` by the tree of nas::tree_sum; with one chunk (gridDim.y == 1)
-// writes gw[blockIdx.x], else part[blockIdx.y * gridDim.x + blockIdx.x], and the block that
-// finishes last adds every element's chunks in chunk order into gw (nas::sum_splits_elem's
-// order, the host build's).
+// Where a weight-gradient block (grid: weight elements or tiles x chunks of positions) leaves
+// its element i's sum `acc` over chunk blockIdx.y (`mine`: whether this thread holds one):
+// with one chunk (gridDim.y == 1) in gw[i], else in part[blockIdx.y * nw + i], and the block
+// that finishes last adds every element's chunks in chunk order into gw (nas::sum_splits_elem's
+// order, the host build's). Called by every thread of the block.
+template <typename T>
+__device__ void weight_chunk_store(T acc, long i, bool mine, long nw, T* part, T* gw,
+                                   unsigned int* done) {
+  if (gridDim.y == 1) {
+    if (mine) gw[i] = acc;
+    return;
+  }
+  if (mine) part[(long)blockIdx.y * nw + i] = acc;
+  if (last_block_done(done))
+    for (long e = threadIdx.x; e < nw; e += blockDim.x) {
+      T sum = T(0);
+      for (unsigned s = 0; s < gridDim.y; ++s) sum += __ldcg(&part[(long)s * nw + e]);
+      gw[e] = sum;
+    }
+}
+
+// The end of a block-per-element weight-gradient block (grid: weight elements x chunks): adds
+// the threads' partial sums `acc` by the tree of nas::tree_sum, then weight_chunk_store.
 template <typename T>
 __device__ void weight_grad_finish(T acc, T* part, T* gw, unsigned int* done) {
   block_sum(&acc);
-  long nw = gridDim.x;
-  if (gridDim.y == 1) {
-    if (threadIdx.x == 0) gw[blockIdx.x] = acc;
-    return;
+  weight_chunk_store(acc, (long)blockIdx.x, threadIdx.x == 0, (long)gridDim.x, part, gw, done);
+}
+
+// The end of a block of a per-channel reduction over chunks (grid: chunks x channels, the
+// batch norm's nas_bn_moments and nas_bn_grad_sums): adds the threads' two partial sums
+// (block_sum2), stores them as chunk blockIdx.x of channel blockIdx.y in part (two values per
+// chunk, channel-major), and is true, in every thread of the block, for the block that
+// finishes last (last_block_done).
+template <typename T>
+__device__ bool channel_chunk_done(T s1, T s2, T* part, unsigned int* done) {
+  block_sum2(&s1, &s2);
+  if (threadIdx.x == 0) {
+    long at = ((long)blockIdx.y * gridDim.x + blockIdx.x) * 2;
+    part[at] = s1;
+    part[at + 1] = s2;
   }
-  if (threadIdx.x == 0) part[(long)blockIdx.y * nw + blockIdx.x] = acc;
-  if (last_block_done(done))
-    for (long i = threadIdx.x; i < nw; i += blockDim.x) {
-      T sum = T(0);
-      for (unsigned s = 0; s < gridDim.y; ++s) sum += __ldcg(&part[(long)s * nw + i]);
-      gw[i] = sum;
-    }
+  return last_block_done(done);
+}
+
+// Channel k's two sums over its chunks, added in chunk order (read by the last block of
+// channel_chunk_done, past the SM's cache).
+template <typename T>
+__device__ void channel_sums(const T* part, int k, T* a, T* b) {
+  T s1 = T(0), s2 = T(0);
+  for (unsigned j = 0; j < gridDim.x; ++j) {
+    s1 += __ldcg(&part[((long)k * gridDim.x + j) * 2]);
+    s2 += __ldcg(&part[((long)k * gridDim.x + j) * 2 + 1]);
+  }
+  *a = s1;
+  *b = s2;
 }
 
 #define NAS_DEVICE_EXPORT(T, S)                                                                    \
@@ -180,20 +216,9 @@ __device__ void weight_grad_finish(T acc, T* part, T* gw, unsigned int* done) {
       for (int j = 0; j < len; ++j) acc += sg[r][j] * sx[c][j];                                    \
       __syncthreads();                                                                             \
     }                                                                                              \
-    long nw = (long)g.cout * g.cin;                                                                \
     bool mine = co0 + r < g.cout && ci0 + c < g.cin;                                               \
     long i = (long)(co0 + r) * g.cin + ci0 + c;                                                    \
-    if (gridDim.y == 1) {                                                                          \
-      if (mine) gw[i] = acc;                                                                       \
-      return;                                                                                      \
-    }                                                                                              \
-    if (mine) part[(long)blockIdx.y * nw + i] = acc;                                               \
-    if (last_block_done(done))                                                                     \
-      for (long e = threadIdx.x; e < nw; e += blockDim.x) {                                        \
-        T sum = T(0);                                                                              \
-        for (unsigned s = 0; s < gridDim.y; ++s) sum += __ldcg(&part[(long)s * nw + e]);           \
-        gw[e] = sum;                                                                               \
-      }                                                                                            \
+    weight_chunk_store(acc, i, mine, (long)g.cout * g.cin, part, gw, done);                        \
   }                                                                                                \
   /* FactorizedReduce without its batch norm: z = [conv_1(relu x), conv_2(relu x shifted)]. */     \
   NAS_KERNEL void nas_fr_fwd_##S(const T* x, const T* wa, const T* wb, T* z, Geom g) {            \
@@ -295,25 +320,17 @@ __device__ void weight_grad_finish(T acc, T* part, T* gw, unsigned int* done) {
   NAS_KERNEL void nas_bn_moments_##S(const T* x, int n, int c, long hw, long per, T eps, T* part,  \
                                      T* save_mean, T* save_invstd, double factor,                  \
                                      double* run_mean, double* run_var, unsigned int* done) {      \
-    int b = blockIdx.x, ch = blockIdx.y, chunks = gridDim.x;                                       \
+    int b = blockIdx.x, ch = blockIdx.y;                                                           \
     long m = (long)n * hw;                                                                         \
     long e0 = (long)b * per;                                                                       \
     long e1 = e0 + per < m ? e0 + per : m;                                                         \
     T s1 = T(0), s2 = T(0);                                                                        \
     nas::bn_partial_moments(x, ch, c, hw, e1, e0 + threadIdx.x, blockDim.x, x[(long)ch * hw], &s1, \
                             &s2);                                                                  \
-    block_sum2(&s1, &s2);                                                                          \
-    if (threadIdx.x == 0) {                                                                        \
-      part[((long)ch * chunks + b) * 2] = s1;                                                      \
-      part[((long)ch * chunks + b) * 2 + 1] = s2;                                                  \
-    }                                                                                              \
-    if (last_block_done(done))                                                                     \
+    if (channel_chunk_done(s1, s2, part, done))                                                    \
       for (int k = threadIdx.x; k < c; k += blockDim.x) {                                          \
-        T a = T(0), q = T(0);                                                                      \
-        for (int j = 0; j < chunks; ++j) {                                                         \
-          a += __ldcg(&part[((long)k * chunks + j) * 2]);                                          \
-          q += __ldcg(&part[((long)k * chunks + j) * 2 + 1]);                                      \
-        }                                                                                          \
+        T a, q;                                                                                    \
+        channel_sums(part, k, &a, &q);                                                             \
         T mean, var;                                                                               \
         nas::bn_moments(a, q, x[(long)k * hw], m, &mean, &var);                                    \
         save_mean[k] = mean;                                                                       \
@@ -337,25 +354,17 @@ __device__ void weight_grad_finish(T acc, T* part, T* gw, unsigned int* done) {
   NAS_KERNEL void nas_bn_grad_sums_##S(const T* x, const T* gy, int n, int c, long hw, long per,   \
                                        const T* save_mean, const T* save_invstd, T* part,          \
                                        T* sums, T* ggamma, T* gbeta, unsigned int* done) {         \
-    int b = blockIdx.x, ch = blockIdx.y, chunks = gridDim.x;                                       \
+    int b = blockIdx.x, ch = blockIdx.y;                                                           \
     long m = (long)n * hw;                                                                         \
     long e0 = (long)b * per;                                                                       \
     long e1 = e0 + per < m ? e0 + per : m;                                                         \
     T sg = T(0), sgx = T(0);                                                                       \
     nas::bn_partial_grad_sums(x, gy, ch, c, hw, e1, e0 + threadIdx.x, blockDim.x, save_mean[ch],   \
                               save_invstd[ch], &sg, &sgx);                                         \
-    block_sum2(&sg, &sgx);                                                                         \
-    if (threadIdx.x == 0) {                                                                        \
-      part[((long)ch * chunks + b) * 2] = sg;                                                      \
-      part[((long)ch * chunks + b) * 2 + 1] = sgx;                                                 \
-    }                                                                                              \
-    if (last_block_done(done))                                                                     \
+    if (channel_chunk_done(sg, sgx, part, done))                                                  \
       for (int k = threadIdx.x; k < c; k += blockDim.x) {                                          \
-        T a = T(0), q = T(0);                                                                      \
-        for (int j = 0; j < chunks; ++j) {                                                         \
-          a += __ldcg(&part[((long)k * chunks + j) * 2]);                                          \
-          q += __ldcg(&part[((long)k * chunks + j) * 2 + 1]);                                      \
-        }                                                                                          \
+        T a, q;                                                                                    \
+        channel_sums(part, k, &a, &q);                                                             \
         sums[k] = a;                                                                               \
         sums[c + k] = q;                                                                           \
         if (ggamma) ggamma[k] = q;                                                                 \

@@ -504,25 +504,16 @@ fn weight_grad<T: DevFloat>(
             WeightGradLaunch::<T>::per_element(dev, g, weight_len(&g))?,
         )
     };
-    let WeightGradLaunch {
-        part,
-        geom,
-        per,
-        done,
-        config,
-    } = &mut w;
+    let (done, cfg) = (w.done, w.config);
     let mut b = f.builder();
     b.arg(x).arg(gy);
-    match part {
-        Some(p) => b.arg(p),
-        None => b.arg(&NULL),
-    };
-    b.arg(&*geom).arg(&*per).arg(&relu_i).arg(gw).arg(&*done);
+    w.push_chunking(&mut b);
+    b.arg(&relu_i).arg(gw).arg(&done);
     // SAFETY: `nas_conv_bwd_weight` and `nas_pw_bwd_weight` both take `(const T* x,
     // const T* gy, T* part, Geom g, long per, int relu_in, T* gw, unsigned int* done)`: x and
     // gy of g's input and output sizes, gw of its weight's, the rest as [`WeightGradLaunch`]
     // says.
-    unsafe { counted(&mut b, *config) }?;
+    unsafe { counted(&mut b, cfg) }?;
     Ok(())
 }
 
@@ -576,6 +567,16 @@ impl<T: DevFloat> WeightGradLaunch<T> {
         )
     }
 
+    /// Pushes the kernel's `T* part, Geom g, long per` (after its inputs).
+    fn push_chunking<'a>(&'a mut self, b: &mut LaunchArgs<'a>) {
+        match &mut self.part {
+            Some(p) => b.arg(p),
+            None => b.arg(&NULL),
+        };
+        b.arg(&self.geom).arg(&self.per);
+    }
+
+    /// The launch `l` over `chunks` chunks of `per` positions for `nw` weight elements.
     fn with_chunks(
         dev: &CudaDevice,
         g: Geom,
@@ -2253,24 +2254,15 @@ pub(crate) fn factorized_reduce_bwd(
             let f = kernel!(dev, "fr_bwd_weight", T);
             let mut gw = gw.slice_mut(0..nw);
             let mut w = WeightGradLaunch::<T>::per_element(dev, g, nw)?;
-            let WeightGradLaunch {
-                part,
-                geom,
-                per,
-                done,
-                config,
-            } = &mut w;
+            let (done, cfg) = (w.done, w.config);
             let mut b = f.builder();
             b.arg(&x).arg(&gz);
-            match part {
-                Some(p) => b.arg(p),
-                None => b.arg(&NULL),
-            };
-            b.arg(&*geom).arg(&*per).arg(&mut gw).arg(&*done);
+            w.push_chunking(&mut b);
+            b.arg(&mut gw).arg(&done);
             // SAFETY: `nas_fr_bwd_weight(const T* x, const T* gz, T* part, Geom g, long per,
             // T* gw, unsigned int* done)`: x of g's input size, gz of its output size, the
             // weights' part of gw nw values, the rest as [`WeightGradLaunch`] says.
-            unsafe { counted(&mut b, *config) }?;
+            unsafe { counted(&mut b, cfg) }?;
         }
         let wrap = |s: CudaSlice<T>| T::wrap_cuda_slice(s, dev.clone());
         Ok(Some((wrap(gx), gw.map(wrap))))
