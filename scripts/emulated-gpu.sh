@@ -13,7 +13,8 @@
 #    device-generic tests of the CUDA build that scripts/build-cuda.sh --tests left in
 #    target/cuda/tests (nas-ops' `device` tests; nas-tests' `conformance::devices`), then
 #    target/cuda/nas: every drive's bench step at small sizes and a short digits search
-#    (about 10 minutes on 2 cores).
+#    (about 50 minutes on 2 cores, most of it `conformance::devices`: the weight gradients'
+#    block reductions meet at barriers the emulation runs as fiber switches; 11 before).
 #
 # The CUDA build itself needs scripts/build-cuda.sh (its nvcc writes the PTX the binary
 # embeds; the emulated driver reads the PTX's entry names, so a kernel missing from the PTX is
