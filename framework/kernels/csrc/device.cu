@@ -1,7 +1,9 @@
 // device.cu: the CUDA launch side of the kernel bodies in nas_kernels.cuh. One thread per
-// output element (per input element for the gathered backward passes, per weight element for
-// the weight gradient); batch norm uses one block per channel with a shared-memory tree
-// reduction over the partial sums of its threads.
+// output element (per input element for the gathered backward passes); the reductions are
+// blocks that add their threads' partial sums by a shared-memory tree: batch norm one block
+// per channel (or per chunk and channel, then one thread per value), the weight gradients one
+// block per weight element and chunk of positions (the pointwise ones per 16 x 16 tile and
+// chunk), the chunks added by the launch's last block.
 //
 // Compiled to PTX by scripts/build-cuda.sh (nvcc -ptx -arch=sm_XX); the PTX is loaded at run
 // time through the driver API (cudarc), so the binary needs libcuda but no toolkit.

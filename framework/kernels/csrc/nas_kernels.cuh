@@ -6,8 +6,9 @@
 // nvcc, a plain inline function under a C++ host compiler. The host build (csrc/host.cpp,
 // compiled by build.rs with the `cc` crate) loops over the elements and is tested on every
 // machine against PyTorch's golden tensors and the plain Rust references of nas-ops; the CUDA
-// build (csrc/device.cu, scripts/build-cuda.sh) launches one thread per element over the very
-// same bodies, so the launch is the only part that a machine without a GPU cannot test.
+// build (csrc/device.cu, scripts/build-cuda.sh) launches one thread per element (or per
+// partial sum of a block reduction) over the very same bodies, so the launch is the only part
+// that a machine without a GPU cannot test.
 //
 // Semantics follow PyTorch as DARTS uses it (quark0/darts `operations.py`):
 // - convolution: NCHW, weight [Cout, Cin/groups, k, k], no bias, zero padding, stride,
