@@ -16,6 +16,13 @@
 // freed one is unmapped, and every copy is checked against the allocations it touches. What
 // this cannot show: timing, races between blocks (they run one after another), the PTX
 // compiler, and half-precision kernels (not emulated; they trap).
+//
+// With NAS_EMULATED_GPU_HOST_ONLY set, nothing runs on the emulated device: launches, memsets,
+// device-to-device copies and cuBLAS' products are checked and counted but not carried out,
+// and freed memory is kept for the next allocation of its size (no fill, no canary), as a real
+// pool does. What is left is the host's side of every step (nas', candle's and cudarc's work
+// per launch, and the copies between host and device), which can then be timed and profiled
+// on its own (docs/performance.md, thirteenth session). Results are meaningless in that mode.
 #include "emulated.cpp"
 
 #include "candle_prelude.h"
@@ -30,6 +37,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 // The driver API's types, as cuda.h declares them (only what this file implements).
 typedef int CUresult;
@@ -66,6 +74,12 @@ constexpr size_t kAlignment = 16;
 
 bool g_initialized = false;
 
+// Whether NAS_EMULATED_GPU_HOST_ONLY is set (see the header): read once.
+bool host_only() {
+  static const bool set = std::getenv("NAS_EMULATED_GPU_HOST_ONLY") != nullptr;
+  return set;
+}
+
 // Prints a failure's message to stderr.
 void report(const std::string& what) {
   std::fprintf(stderr, "emulated GPU driver: %s\n", what.c_str());
@@ -89,19 +103,36 @@ size_t page_size() {
   return p;
 }
 
+// Host-only mode's pool: freed mappings by their readable size, taken again by the next
+// allocation of that size (under g_memory).
+std::map<size_t, std::vector<unsigned char*>> g_kept_mappings;
+
 CUresult allocate(CUdeviceptr* out, size_t bytes) {
   if (!out) return kInvalidValue;
   size_t usable = (bytes + kAlignment - 1) / kAlignment * kAlignment;
   if (usable == 0) usable = kAlignment;
   size_t pages_bytes = (usable + page_size() - 1) / page_size() * page_size();
-  void* map = mmap(nullptr, pages_bytes + page_size(), PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (map == MAP_FAILED) return 2;  // CUDA_ERROR_OUT_OF_MEMORY
-  unsigned char* m = static_cast<unsigned char*>(map);
-  mprotect(m + pages_bytes, page_size(), PROT_NONE);
+  unsigned char* m = nullptr;
+  if (host_only()) {
+    std::lock_guard<std::mutex> lock(g_memory);
+    auto kept = g_kept_mappings.find(pages_bytes);
+    if (kept != g_kept_mappings.end() && !kept->second.empty()) {
+      m = kept->second.back();
+      kept->second.pop_back();
+    }
+  }
+  if (!m) {
+    void* map = mmap(nullptr, pages_bytes + page_size(), PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) return 2;  // CUDA_ERROR_OUT_OF_MEMORY
+    m = static_cast<unsigned char*>(map);
+    mprotect(m + pages_bytes, page_size(), PROT_NONE);
+  }
   unsigned char* user = m + pages_bytes - usable;
-  std::memset(m, kCanary, pages_bytes);
-  std::memset(user, kFreshFill, bytes);
+  if (!host_only()) {
+    std::memset(m, kCanary, pages_bytes);
+    std::memset(user, kFreshFill, bytes);
+  }
   std::lock_guard<std::mutex> lock(g_memory);
   g_allocations[(uintptr_t)user] = Allocation{m, pages_bytes, bytes};
   g_live_bytes += bytes;
@@ -127,12 +158,16 @@ CUresult release(CUdeviceptr ptr) {
     report("free of " + std::to_string(ptr) + ", which is not the start of a live allocation");
     return kInvalidValue;
   }
-  if (!canaries_intact(it->first, it->second)) {
-    report("a kernel wrote outside an allocation of " + std::to_string(it->second.bytes) +
-           " bytes (its canary is overwritten; found at free)");
-    std::abort();
+  if (host_only()) {
+    g_kept_mappings[it->second.pages_bytes].push_back(it->second.map);
+  } else {
+    if (!canaries_intact(it->first, it->second)) {
+      report("a kernel wrote outside an allocation of " + std::to_string(it->second.bytes) +
+             " bytes (its canary is overwritten; found at free)");
+      std::abort();
+    }
+    munmap(it->second.map, it->second.pages_bytes + page_size());
   }
-  munmap(it->second.map, it->second.pages_bytes + page_size());
   g_live_bytes -= it->second.bytes;
   g_allocations.erase(it);
   return kSuccess;
@@ -241,7 +276,7 @@ void at_exit() {
   {
     std::lock_guard<std::mutex> lock(g_memory);
     for (const auto& kv : g_allocations)
-      if (!canaries_intact(kv.first, kv.second)) {
+      if (!host_only() && !canaries_intact(kv.first, kv.second)) {
         report("a kernel wrote outside an allocation of " + std::to_string(kv.second.bytes) +
                " bytes (its canary is overwritten; found at exit, the allocation never freed)");
         _exit(134);
@@ -549,7 +584,7 @@ CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
   if (!inside_allocation(src, bytes, "the source of a device copy") ||
       !inside_allocation(dst, bytes, "the destination of a device copy"))
     return kIllegalAddress;
-  std::memmove((void*)(uintptr_t)dst, (const void*)(uintptr_t)src, bytes);
+  if (!host_only()) std::memmove((void*)(uintptr_t)dst, (const void*)(uintptr_t)src, bytes);
   return kSuccess;
 }
 CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream) {
@@ -558,7 +593,7 @@ CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CU
 CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char v, size_t n) {
   count(g_memsets);
   if (!inside_allocation(dst, n, "a memset")) return kIllegalAddress;
-  std::memset((void*)(uintptr_t)dst, v, n);
+  if (!host_only()) std::memset((void*)(uintptr_t)dst, v, n);
   return kSuccess;
 }
 CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char v, size_t n, CUstream) {
@@ -568,7 +603,8 @@ CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned int v, size_t n) {
   count(g_memsets);
   if (n > SIZE_MAX / 4 || !inside_allocation(dst, n * 4, "a memset")) return kIllegalAddress;
   unsigned int* p = (unsigned int*)(uintptr_t)dst;
-  for (size_t i = 0; i < n; ++i) p[i] = v;
+  if (!host_only())
+    for (size_t i = 0; i < n; ++i) p[i] = v;
   return kSuccess;
 }
 CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned int v, size_t n, CUstream) {
@@ -640,6 +676,7 @@ CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned
     ++g_total_launches;
     ++g_launches[fn->name];
   }
+  if (host_only()) return kSuccess;
   // t_running names the kernel to the fault handler (with OS threads instead of fibers, a
   // fault on a worker thread goes to the previous handler, unnamed).
   t_running = fn->name.c_str();

@@ -8,6 +8,8 @@
 //   selftest missing     a kernel the PTX lacks: CUDA_ERROR_NOT_FOUND (500), exit 0
 //   selftest overcopy    a copy of 800 bytes into 396: CUDA_ERROR_ILLEGAL_ADDRESS (700), exit 0
 //   selftest fresh       a fresh allocation reads as NaN (0xFF bytes), exit 0
+//   selftest hostonly    (run with NAS_EMULATED_GPU_HOST_ONLY=1) the overrunning ReLU launch
+//                        succeeds without running: the output keeps what was copied in, exit 0
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -39,7 +41,7 @@ int fail(const char* what) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) return fail("usage: selftest ok|overrun|slack|missing|overcopy|fresh");
+  if (argc != 2) return fail("usage: selftest ok|overrun|slack|missing|overcopy|fresh|hostonly");
   std::string mode = argv[1];
   if (cuInit(0) != 0) return fail("cuInit");
   void* module = nullptr;
@@ -71,6 +73,19 @@ int main(int argc, char** argv) {
     return rc == 700 ? 0 : 1;
   }
   if (cuMemcpyHtoD_v2(x, host, sizeof host) != 0) return fail("copy to the device");
+  if (mode == "hostonly") {
+    if (cuMemcpyHtoD_v2(y, host, n * sizeof(float)) != 0) return fail("copy to the device");
+    long over = 5000;
+    void* args[] = {&x, &y, &over};
+    if (cuLaunchKernel(relu, 1, 1, 1, 256, 1, 1, 0, nullptr, args, nullptr) != 0)
+      return fail("launch");
+    float out[n];
+    if (cuMemcpyDtoH_v2(out, y, sizeof out) != 0) return fail("copy from the device");
+    for (int i = 0; i < n; ++i)
+      if (out[i] != host[i]) return fail("the launch ran in host-only mode");
+    std::printf("host only: launch not run\n");
+    return 0;
+  }
   long len = mode == "overrun" ? 5000 : mode == "slack" ? n + 1 : n;
   void* args[] = {&x, &y, &len};
   int rc = cuLaunchKernel(relu, 1, 1, 1, 256, 1, 1, 0, nullptr, args, nullptr);
