@@ -55,6 +55,7 @@ if [[ -z "$version" || -z "$candle" || ! -d "$candle/src" ]]; then
 fi
 
 mkdir -p "$out/obj" "$out/lib"
+out_abs=$(cd "$out" && pwd)  # --out may be relative or absolute
 cxx=(g++ -std=c++17 -O2 -fPIC -pthread -fno-fast-math -ffp-contract=off -I"$src" -I"$src/include" -I"$csrc")
 
 # candle's modules, but sort.cu (its argsort uses dynamic shared memory, not emulated) and the
@@ -96,7 +97,7 @@ ln -sf libcurand.so.10 "$out/lib/libcurand.so"
 echo "emulated-gpu.sh: built $out/lib (libcuda.so.1, libcublas.so.13, libcurand.so.10)" >&2
 
 # The driver's own checks (selftest.cpp): each case's exit status and message.
-"${cxx[@]}" -o "$out/selftest" "$src/selftest.cpp" -L"$out/lib" -l:libcuda.so.1 -Wl,-rpath,"$PWD/$out/lib"
+"${cxx[@]}" -o "$out/selftest" "$src/selftest.cpp" -L"$out/lib" -l:libcuda.so.1 -Wl,-rpath,"$out_abs/lib"
 selftest() {  # selftest CASE STATUS PATTERN [VAR=VALUE]
   local got rc=0
   got=$(env -u NAS_EMULATED_GPU_HOST_ONLY ${4:-} "$out/selftest" "$1" 2>&1) || rc=$?
@@ -117,7 +118,7 @@ echo "emulated-gpu.sh: the driver's self-tests pass (a right launch, an overrun,
 
 # The emulation first; then the CUDA runtime build-cuda.sh ships (linked by candle's MoE
 # kernels, never called), which the test executables' rpath does not reach.
-export LD_LIBRARY_PATH="$PWD/$out/lib:$PWD/target/cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export LD_LIBRARY_PATH="$out_abs/lib:$PWD/target/cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 if [[ $# -gt 0 ]]; then
   exec "$@"
 fi

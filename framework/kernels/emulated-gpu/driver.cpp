@@ -240,11 +240,23 @@ unsigned long g_total_launches = 0;
 // copies between host and device or within the device.
 unsigned long g_memsets = 0;
 unsigned long g_copies = 0;
+// The copies by direction (a copy from the device makes the host wait for the stream on a GPU)
+// and their bytes.
+unsigned long g_copies_to = 0, g_copies_from = 0, g_copies_within = 0;
+unsigned long long g_bytes_to = 0, g_bytes_from = 0;
 
-// Counts one memset or copy.
+// Counts one memset.
 void count(unsigned long& counter) {
   std::lock_guard<std::mutex> lock(g_statistics);
   ++counter;
+}
+
+// Counts one copy of `bytes` in its direction's counter (and bytes, when given).
+void count_copy(unsigned long& direction, unsigned long long* total, size_t bytes) {
+  std::lock_guard<std::mutex> lock(g_statistics);
+  ++g_copies;
+  ++direction;
+  if (total) *total += bytes;
 }
 
 // The handlers the process had before (Rust's stack-overflow report among them): a fault
@@ -288,6 +300,10 @@ void at_exit() {
                "emulated GPU driver: %lu launches, %lu memsets, %lu copies, peak %zu bytes "
                "allocated\n",
                g_total_launches, g_memsets, g_copies, g_peak_bytes);
+  std::fprintf(stderr,
+               "  copies: %lu to the device (%llu bytes), %lu from the device (%llu bytes), %lu "
+               "within it\n",
+               g_copies_to, g_bytes_to, g_copies_from, g_bytes_from, g_copies_within);
   for (const auto& kv : g_launches)
     std::fprintf(stderr, "  %8lu  %s\n", kv.second, kv.first.c_str());
 }
@@ -562,7 +578,7 @@ CUresult cuMemFreeHost(void* p) {
 }
 
 CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t bytes) {
-  count(g_copies);
+  count_copy(g_copies_to, &g_bytes_to, bytes);
   if (!inside_allocation(dst, bytes, "a copy to the device")) return kIllegalAddress;
   std::memcpy((void*)(uintptr_t)dst, src, bytes);
   return kSuccess;
@@ -571,7 +587,7 @@ CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t bytes, CU
   return cuMemcpyHtoD_v2(dst, src, bytes);
 }
 CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
-  count(g_copies);
+  count_copy(g_copies_from, &g_bytes_from, bytes);
   if (!inside_allocation(src, bytes, "a copy from the device")) return kIllegalAddress;
   std::memcpy(dst, (const void*)(uintptr_t)src, bytes);
   return kSuccess;
@@ -580,7 +596,7 @@ CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t bytes, CUstream
   return cuMemcpyDtoH_v2(dst, src, bytes);
 }
 CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
-  count(g_copies);
+  count_copy(g_copies_within, nullptr, bytes);
   if (!inside_allocation(src, bytes, "the source of a device copy") ||
       !inside_allocation(dst, bytes, "the destination of a device copy"))
     return kIllegalAddress;
