@@ -116,6 +116,42 @@ pub fn channel_chunks(chunks: usize, c: usize) -> Launch {
     }
 }
 
+/// How a training batch norm over `m` values per channel and `c` channels is laid out on the
+/// GPU: `Some((chunks, values per chunk))` for a grid of chunks x channels ([`channel_chunks`];
+/// `bn_moments` + `bn_apply` forward, `bn_grad_sums` + `bn_bwd_apply` backward, two launches
+/// each), `None` for one block per channel (`bn_fwd_train`, `bn_bwd_train`, one launch each).
+///
+/// The chunks are [`crate::reduction_chunks`]' (8,192 values each), or of `chunk_values` values
+/// when given (grown when more than 65,535 chunks would be needed, CUDA's limit on
+/// `gridDim.x` as [`channel_chunks`] takes it); several blocks per channel when there are
+/// `min_chunks` chunks or more (and at most 65,535 channels, the limit on `gridDim.y`).
+/// `nas-ops` passes its defaults or the environment's overrides (`NAS_BN_CHUNK`,
+/// `NAS_BN_MIN_CHUNKS`; docs/gpu.md).
+pub fn bn_chunking(
+    m: usize,
+    c: usize,
+    chunk_values: Option<usize>,
+    min_chunks: usize,
+) -> Option<(usize, usize)> {
+    let (chunks, per) = match chunk_values {
+        None => crate::reduction_chunks(m),
+        Some(v) => {
+            let per = v.max(1).max(m.div_ceil(u16::MAX as usize));
+            (m.div_ceil(per).max(1), per)
+        }
+    };
+    (chunks >= min_chunks.max(1) && c <= u16::MAX as usize).then_some((chunks, per))
+}
+
+/// A launch-tuning setting from the environment (`var`'s `value`): a positive integer, or an
+/// error that names the variable and the value.
+pub fn positive_setting(var: &str, value: &str) -> Result<usize, String> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{var}={value:?}: want a positive integer")),
+    }
+}
+
 /// The number of chunks the weighted sum's backward splits `numel` elements into (the partial
 /// sums per option that its last block adds).
 pub fn mixed_chunks(numel: usize) -> usize {
@@ -200,5 +236,42 @@ mod tests {
         assert_eq!(reduce_over_spans(1 << 30, 2).grid, (64, 2, 1));
         assert_eq!(reduce_over_spans(1, 1).block.0, REDUCTION_THREADS);
         assert_eq!(entry("relu_fwd", true), "nas_relu_fwd_f64");
+    }
+
+    #[test]
+    fn batch_norm_chunking_follows_its_settings() {
+        // The default chunks (8,192 values): a DARTS search's first cells at batch 64 and
+        // 32 x 32 (65,536 values per channel) split in 8 from 4 chunks up, the 16 x 16 ones
+        // (16,384) stay at one block per channel.
+        assert_eq!(bn_chunking(65_536, 16, None, 4), Some((8, 8192)));
+        assert_eq!(bn_chunking(16_384, 32, None, 4), None);
+        assert_eq!(bn_chunking(16_384, 32, None, 2), Some((2, 8192)));
+        // Chunks of a given size: the last one shorter, every value in one chunk.
+        assert_eq!(bn_chunking(4096, 64, Some(1024), 2), Some((4, 1024)));
+        assert_eq!(bn_chunking(4097, 64, Some(1024), 2), Some((5, 1024)));
+        assert_eq!(bn_chunking(1000, 64, Some(1024), 2), None);
+        assert_eq!(bn_chunking(1000, 64, Some(1024), 1), Some((1, 1024)));
+        // Never more than 65,535 chunks or channels; a chunk of 0 is taken as 1.
+        let (chunks, per) = bn_chunking(1 << 20, 1, Some(1), 1).unwrap();
+        assert!(
+            chunks <= 65_535 && chunks * per >= 1 << 20,
+            "{chunks} x {per}"
+        );
+        assert_eq!(bn_chunking(10, 1, Some(0), 1), Some((10, 1)));
+        assert_eq!(bn_chunking(1 << 20, 65_536, None, 1), None);
+        // A threshold of 0 is taken as 1.
+        assert_eq!(bn_chunking(10, 1, Some(5), 0), Some((2, 5)));
+    }
+
+    #[test]
+    fn settings_are_positive_integers_or_errors_naming_the_variable() {
+        assert_eq!(positive_setting("NAS_BN_CHUNK", " 2048 "), Ok(2048));
+        for bad in ["0", "-3", "abc", "", "1.5"] {
+            let e = positive_setting("NAS_BN_CHUNK", bad).unwrap_err();
+            assert!(
+                e.contains("NAS_BN_CHUNK=") && e.contains("positive integer"),
+                "{e}"
+            );
+        }
     }
 }

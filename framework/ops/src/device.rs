@@ -849,44 +849,53 @@ impl DeviceRunning {
 /// What a training-mode batch-norm forward gives back: the output and its batch statistics.
 pub(crate) type BatchNormed = Option<(CudaStorage, Shape, DeviceBatchStats)>;
 
-/// The fewest chunks of [`nas_kernels::reduction_chunks`] per channel for which a batch norm
-/// runs over several blocks per channel (`nas_bn_moments` + `nas_bn_apply` forward,
-/// `nas_bn_grad_sums` + `nas_bn_bwd_apply` backward: two launches each) instead of one
-/// block per channel (one launch). Four chunks are 24,577 values or more per channel: the
-/// first cells of a DARTS search at batch 64 and 32 x 32 (65,536 per channel, 16 channels:
-/// 16 blocks of 256 threads alone, where the chunks give 128). A guess not yet measured on a
-/// GPU (docs/gpu.md, "What is left"): [`BN_MIN_CHUNKS_VAR`] overrides it for a benchmark.
+/// The fewest chunks per channel for which a batch norm runs over several blocks per channel
+/// (`nas_bn_moments` + `nas_bn_apply` forward, `nas_bn_grad_sums` + `nas_bn_bwd_apply`
+/// backward: two launches each) instead of one block per channel (one launch);
+/// [`nas_kernels::launch::bn_chunking`]. With the default chunks of 8,192 values, four are
+/// 24,577 values or more per channel: the first cells of a DARTS search at batch 64 and
+/// 32 x 32 (65,536 per channel, 16 channels: 16 blocks of 256 threads alone, where the chunks
+/// give 128). A guess not yet measured on a GPU (docs/gpu.md, "What is left"):
+/// [`BN_MIN_CHUNKS_VAR`] overrides it for a benchmark.
 const BN_MIN_CHUNKS: usize = 4;
 
 /// The environment variable that overrides [`BN_MIN_CHUNKS`] (a positive integer; a large
-/// one keeps every batch norm at one block per channel), read once per process: the knob
-/// `scripts/gpu-check.sh` compares the threshold with.
+/// one keeps every batch norm at one block per channel), read once per process: a knob
+/// `scripts/gpu-check.sh` tunes the batch norm with.
 pub(crate) const BN_MIN_CHUNKS_VAR: &str = "NAS_BN_MIN_CHUNKS";
 
-/// [`BN_MIN_CHUNKS`], or the value of [`BN_MIN_CHUNKS_VAR`] when set; an error naming the
-/// variable when it is not a positive integer.
-fn bn_min_chunks() -> Result<usize> {
-    static VALUE: std::sync::OnceLock<std::result::Result<usize, String>> =
-        std::sync::OnceLock::new();
-    let value = VALUE.get_or_init(|| match std::env::var(BN_MIN_CHUNKS_VAR) {
-        Err(_) => Ok(BN_MIN_CHUNKS),
-        Ok(v) => match v.trim().parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!(
-                "{BN_MIN_CHUNKS_VAR}={v:?}: want a positive integer"
-            )),
-        },
+/// The environment variable that sets the values per chunk of a batch norm over several
+/// blocks per channel (a positive integer; unset: [`nas_kernels::reduction_chunks`]' 8,192),
+/// read once per process: the other knob of `scripts/gpu-check.sh`'s batch-norm stage. Smaller
+/// chunks give the 16 x 16 and 8 x 8 cells of a search (16,384 and 4,096 values per channel
+/// at batch 64) more blocks than their 32 and 64 channels.
+pub(crate) const BN_CHUNK_VAR: &str = "NAS_BN_CHUNK";
+
+/// The positive integer in the environment variable `var`, read once into `cell`: `None`
+/// when unset, an error naming the variable when it is not a positive integer.
+fn tuning_setting(
+    var: &'static str,
+    cell: &'static std::sync::OnceLock<std::result::Result<Option<usize>, String>>,
+) -> Result<Option<usize>> {
+    let value = cell.get_or_init(|| match std::env::var(var) {
+        Err(_) => Ok(None),
+        Ok(v) => nas_kernels::launch::positive_setting(var, &v).map(Some),
     });
     value.clone().map_err(candle_core::Error::Msg)
 }
 
 /// `(chunks, values per chunk)` when a batch norm over `m` values per channel and `c`
-/// channels runs over several blocks per channel ([`bn_min_chunks`] chunks or more; at most
-/// 65,535 channels, CUDA's limit on the grid's y), else `None`.
+/// channels runs over several blocks per channel, else `None`:
+/// [`nas_kernels::launch::bn_chunking`] with [`BN_MIN_CHUNKS`] and the default chunks, or the
+/// environment's [`BN_MIN_CHUNKS_VAR`] and [`BN_CHUNK_VAR`].
 fn bn_chunks(m: usize, c: usize) -> Result<Option<(usize, i64)>> {
-    let (chunks, per) = nas_kernels::reduction_chunks(m);
-    let several = chunks >= bn_min_chunks()? && c <= u16::MAX as usize;
-    Ok(several.then_some((chunks, per as i64)))
+    static MIN_CHUNKS: std::sync::OnceLock<std::result::Result<Option<usize>, String>> =
+        std::sync::OnceLock::new();
+    static CHUNK: std::sync::OnceLock<std::result::Result<Option<usize>, String>> =
+        std::sync::OnceLock::new();
+    let min_chunks = tuning_setting(BN_MIN_CHUNKS_VAR, &MIN_CHUNKS)?.unwrap_or(BN_MIN_CHUNKS);
+    let chunk = tuning_setting(BN_CHUNK_VAR, &CHUNK)?;
+    Ok(nas_kernels::launch::bn_chunking(m, c, chunk, min_chunks).map(|(k, per)| (k, per as i64)))
 }
 
 /// Batch norm forward with batch statistics over `x` `[n, c, hw]` (`affine`: gamma, beta),
