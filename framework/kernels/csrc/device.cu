@@ -85,19 +85,30 @@ __device__ void block_sum(T* a) {
 // Called by every thread of every block of the launch, after the block's results are written:
 // true, in every thread of the block, for the one block that finished last (whose threads
 // then see every other block's results, read with __ldcg past the SM's cache).
+//
+// The fences follow cooperative groups' grid barrier: every thread's results are ordered
+// before thread 0's by the block barrier, and thread 0's fence (cumulative: it covers what
+// the barrier ordered before it) makes them visible to the whole GPU before its atomic counts
+// the block in (a release); the last block's thread 0 fences again after reading the count
+// (an acquire) before the barrier that lets its threads read the other blocks' results. Each
+// thread's own fence first is not needed by that argument; it is kept, one per thread and
+// launch, so that the order does not rest on the fence's cumulativity alone.
 __device__ bool last_block_done(unsigned int* done) {
   __shared__ bool last;
   __threadfence();  // this thread's results are visible to the whole GPU ...
-  __syncthreads();  // ... for every thread of the block, before the block counts itself in
+  __syncthreads();  // ... and ordered before thread 0's count, for every thread of the block
   if (threadIdx.x == 0 && threadIdx.y == 0 && threadIdx.z == 0) {
     unsigned long long total = (unsigned long long)gridDim.x * gridDim.y * gridDim.z;
     if (total > 0xffffffffull) __trap();
+    __threadfence();  // release: the block's results before its count
     unsigned int before = atomicAdd(done, 1u);
     last = before + 1ull == total;
-    if (last) *done = 0;  // every other block has counted itself in already
+    if (last) {
+      __threadfence();  // acquire: every other block's results after their counts
+      *done = 0;        // every other block has counted itself in already
+    }
   }
   __syncthreads();
-  if (last) __threadfence();
   return last;
 }
 
@@ -222,6 +233,37 @@ __device__ void channel_sums(const T* part, int k, T* a, T* b) {
     long i = (long)(co0 + r) * g.cin + ci0 + c;                                                    \
     weight_chunk_store(acc, i, mine, (long)g.cout * g.cin, part, gw, done);                        \
   }                                                                                                \
+  /* The separable unit's convolutions, a = depthwise(relu x) (geometry gd) and b =      */     \
+  /* pointwise(a) (gp), in one launch (nas_kernels.cuh, NAS_UNIT_SHARED_BYTES): grid     */     \
+  /* (tiles of `tile` positions of oh * ow, examples); block (t, n) computes a over its   */     \
+  /* tile for every channel into shared memory and a, then b over the tile from them.    */     \
+  NAS_KERNEL void nas_unit_conv_fwd_##S(const T* x, const T* wd, const T* wp, T* a, T* b,       \
+                                        Geom gd, Geom gp, int tile) {                          \
+    __shared__ T sa[NAS_UNIT_SHARED_BYTES / sizeof(T)];                                        \
+    if (blockDim.y != 1 || blockDim.z != 1 || tile < 1 ||                                      \
+        (long)tile * gd.cout > (long)(NAS_UNIT_SHARED_BYTES / sizeof(T)) || gp.cin != gd.cout) \
+      __trap();                                                                                \
+    long positions = (long)gd.oh * gd.ow;                                                      \
+    long p0 = (long)blockIdx.x * tile;                                                         \
+    long n = blockIdx.y;                                                                       \
+    int len = positions - p0 < tile ? (int)(positions - p0) : tile;                            \
+    for (int e = threadIdx.x; e < gd.cout * tile; e += blockDim.x) {                           \
+      int ci = e / tile, pl = e % tile;                                                        \
+      if (pl < len) {                                                                          \
+        long i = (n * gd.cout + ci) * positions + p0 + pl;                                     \
+        T v = nas::conv_fwd_elem(x, wd, gd, i, 1);                                             \
+        a[i] = v;                                                                              \
+        sa[e] = v;                                                                             \
+      }                                                                                        \
+    }                                                                                          \
+    __syncthreads();                                                                           \
+    for (int e = threadIdx.x; e < gp.cout * tile; e += blockDim.x) {                           \
+      int co = e / tile, pl = e % tile;                                                        \
+      if (pl < len)                                                                            \
+        b[(n * gp.cout + co) * positions + p0 + pl] =                                          \
+            nas::pw_dot(sa + pl, tile, wp + (long)co * gp.cin, gp.cin);                        \
+    }                                                                                          \
+  }                                                                                            \
   /* FactorizedReduce without its batch norm: z = [conv_1(relu x), conv_2(relu x shifted)]. */     \
   NAS_KERNEL void nas_fr_fwd_##S(const T* x, const T* wa, const T* wb, T* z, Geom g) {            \
     NAS_GRID_STRIDE(i, (long)g.n * g.cout * g.oh * g.ow)                                           \

@@ -411,6 +411,7 @@ struct Entry {
   NAS_EMU_ENTRY(conv_bwd_input, S)         \
   NAS_EMU_ENTRY(conv_bwd_weight, S)        \
   NAS_EMU_ENTRY(pw_bwd_weight, S)          \
+  NAS_EMU_ENTRY(unit_conv_fwd, S)          \
   NAS_EMU_ENTRY(fr_fwd, S)                 \
   NAS_EMU_ENTRY(fr_bwd_input, S)           \
   NAS_EMU_ENTRY(fr_bwd_weight, S)          \

@@ -328,6 +328,9 @@ extern "C" void nas_gather_f64_from_f64(const double* const* srcs, const long* l
 NAS_EXPORT(float, f32)
 NAS_EXPORT(double, f64)
 
+// NAS_UNIT_SHARED_BYTES, for the Rust side's launch::UNIT_SHARED_BYTES to be checked against.
+extern "C" long nas_unit_shared_bytes() { return NAS_UNIT_SHARED_BYTES; }
+
 extern "C" void nas_reduction_chunks(long count, long* chunks, long* per) {
   nas::reduction_chunks(count, chunks, per);
 }

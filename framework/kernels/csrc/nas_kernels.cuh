@@ -208,6 +208,24 @@ NAS_HD T conv_bwd_weight_partial(const T* x, const T* gy, const Geom& g, long i,
   return acc;
 }
 
+// The separable unit's two convolutions in one launch (nas_unit_conv_fwd in device.cu): a
+// block computes the depthwise outputs of every channel over a tile of `tile` output
+// positions of one example into NAS_UNIT_SHARED_BYTES of shared memory (and into `a`, which
+// the backward reads), then the pointwise outputs of that tile from them. The pointwise sum
+// runs over the channels in conv_fwd_elem's order, so the result is that of the two
+// convolutions launched one after the other, bit for bit.
+#define NAS_UNIT_SHARED_BYTES 16384
+
+// y[co] of a pointwise convolution at one position from its input channels' values s[ci *
+// stride] (conv_fwd_elem's sum for k 1 and one group, in its order) and the weight row
+// w[ci] of output channel co.
+template <typename T>
+NAS_HD T pw_dot(const T* s, int stride, const T* w, int cin) {
+  T acc = T(0);
+  for (int ci = 0; ci < cin; ++ci) acc += conv_input(s[(long)ci * stride], 0) * w[ci];
+  return acc;
+}
+
 // The pointwise weight gradient (k 1, one group, no padding: DARTS' SepConv and DilConv
 // second convolution, its 1x1 ReLUConvBN) is a matrix product, dL/dw = dL/dy [cout x P] .
 // x_s^T [P x cin] over the P output positions (x_s: the input at the strided cells). The

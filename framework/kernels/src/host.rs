@@ -423,7 +423,15 @@ extern_block!(
 
 extern "C" {
     fn nas_reduction_chunks(count: c_long, chunks: *mut c_long, per: *mut c_long);
+    fn nas_unit_shared_bytes() -> c_long;
     fn nas_pw_weight_chunks(positions: c_long, nw: c_long, chunks: *mut c_long, per: *mut c_long);
+}
+
+/// `NAS_UNIT_SHARED_BYTES` of `nas_kernels.cuh`: the shared memory of the fused unit
+/// convolution, which [`crate::launch::UNIT_SHARED_BYTES`] must equal.
+pub fn unit_shared_bytes() -> usize {
+    // SAFETY: no arguments; returns a constant.
+    unsafe { nas_unit_shared_bytes() as usize }
 }
 
 /// How a block reduction over `count` terms splits: `(chunks, terms per chunk)`

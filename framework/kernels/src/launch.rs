@@ -102,6 +102,54 @@ pub fn pw_tiles(cout: usize, cin: usize, chunks: usize) -> Launch {
     }
 }
 
+/// Bytes of shared memory the fused unit convolution (`unit_conv_fwd`) holds its tile of
+/// depthwise outputs in (`NAS_UNIT_SHARED_BYTES` in `nas_kernels.cuh`).
+pub const UNIT_SHARED_BYTES: usize = 16_384;
+
+/// Output positions per block of the fused unit convolution at most.
+const MAX_UNIT_TILE: usize = 32;
+
+/// Values per thread of a [`THREADS`]-thread block the fused unit convolution aims at in each
+/// of its two phases (the tile is `UNIT_WORK / max(channels)` positions, within 1 ..
+/// [`MAX_UNIT_TILE`]).
+const UNIT_WORK: usize = 2 * THREADS as usize;
+
+/// The separable unit's depthwise and pointwise convolutions in one launch (`unit_conv_fwd`):
+/// `Some((launch, tile))` for `c` depthwise channels, `co` pointwise outputs, `positions`
+/// output positions per example and `n` examples, with elements of `elem_bytes`: a grid of
+/// tiles of `tile` positions x examples of [`THREADS`] threads, the tile chosen so that each
+/// thread computes about two values per phase and the tile's `c` depthwise outputs fit in
+/// [`UNIT_SHARED_BYTES`]. `None` when they cannot (more channels than the shared memory holds
+/// for one position) or `n` exceeds CUDA's 65,535 on `gridDim.y`: the two convolutions are
+/// then launched one after the other.
+pub fn unit_conv(
+    c: usize,
+    co: usize,
+    positions: usize,
+    n: usize,
+    elem_bytes: usize,
+) -> Option<(Launch, usize)> {
+    let capacity = UNIT_SHARED_BYTES / elem_bytes.max(1) / c.max(1);
+    let tile = (UNIT_WORK / c.max(co).max(1))
+        .clamp(1, MAX_UNIT_TILE)
+        .min(capacity)
+        .min(positions);
+    if tile == 0 || n == 0 || n > u16::MAX as usize {
+        return None;
+    }
+    let tiles = positions.div_ceil(tile);
+    if tiles > i32::MAX as usize {
+        return None;
+    }
+    Some((
+        Launch {
+            grid: (tiles as u32, n as u32, 1),
+            block: (THREADS, 1, 1),
+        },
+        tile,
+    ))
+}
+
 /// The batch norm over several blocks per channel (`bn_moments`, `bn_grad_sums`): a grid of
 /// `chunks` ([`crate::reduction_chunks`] of the channel's values) x `c` channels (at most
 /// 65,535: CUDA's limit on `gridDim.y`) of [`REDUCTION_THREADS`].
@@ -236,6 +284,43 @@ mod tests {
         assert_eq!(reduce_over_spans(1 << 30, 2).grid, (64, 2, 1));
         assert_eq!(reduce_over_spans(1, 1).block.0, REDUCTION_THREADS);
         assert_eq!(entry("relu_fwd", true), "nas_relu_fwd_f64");
+    }
+
+    #[test]
+    fn the_unit_convolution_tiles_fit_shared_memory_and_cover_every_position() {
+        // A DARTS search at batch 64: 16 channels at 32 x 32, 32 at 16 x 16, 64 at 8 x 8.
+        let (l, tile) = unit_conv(16, 16, 1024, 64, 4).unwrap();
+        assert_eq!((l.grid, l.block.0, tile), ((32, 64, 1), THREADS, 32));
+        assert_eq!(unit_conv(32, 32, 256, 64, 4).unwrap().1, 16);
+        let (l, tile) = unit_conv(64, 64, 64, 64, 4).unwrap();
+        assert_eq!((l.grid, tile), ((8, 64, 1), 8));
+        // Fewer positions than a tile; a partial last tile; more outputs than inputs.
+        assert_eq!(
+            unit_conv(4, 4, 10, 2, 8).unwrap(),
+            (
+                Launch {
+                    grid: (1, 2, 1),
+                    block: (THREADS, 1, 1)
+                },
+                10
+            )
+        );
+        assert_eq!(unit_conv(40, 40, 49, 2, 8).unwrap().0.grid, (5, 2, 1));
+        assert_eq!(unit_conv(8, 128, 100, 1, 4).unwrap().1, 4);
+        // Shared memory: f64 holds half the channels f32 does.
+        for (c, bytes) in [(4096, 4), (2048, 8), (1000, 8), (3, 4)] {
+            let (_, tile) = unit_conv(c, c, 1 << 20, 1, bytes).unwrap();
+            assert!(
+                tile * c * bytes <= UNIT_SHARED_BYTES,
+                "{c} x {tile} x {bytes}"
+            );
+        }
+        assert_eq!(unit_conv(4097, 8, 64, 1, 4), None);
+        assert_eq!(unit_conv(2049, 8, 64, 1, 8), None);
+        assert_eq!(unit_conv(16, 16, 64, 65_536, 4), None);
+        assert_eq!(unit_conv(16, 16, 64, 0, 4), None);
+        assert_eq!(unit_conv(16, 16, 0, 1, 4), None);
+        assert_eq!(UNIT_SHARED_BYTES, crate::host::unit_shared_bytes());
     }
 
     #[test]

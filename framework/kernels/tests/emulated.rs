@@ -234,6 +234,87 @@ fn convolutions_match_the_host_build() {
     });
 }
 
+/// The separable unit's two convolutions in one launch against the host build's depthwise
+/// then pointwise convolution, bit for bit: `a` (the depthwise output) and `b`.
+fn unit_conv_case<T: Elem>(gd: Geom, co: usize, seed: u64) {
+    let u = |v: i32| v as usize;
+    let gp = Geom::conv(u(gd.n), u(gd.cout), u(gd.oh), u(gd.ow), co, 1, 1, 0, 1, 1).unwrap();
+    let x = random::<T>(in_len(&gd), seed);
+    let wd = random::<T>(w_len(&gd), seed + 1);
+    let wp = random::<T>(w_len(&gp), seed + 2);
+    let want_a = host::relu_conv_fwd(&x, &wd, &gd).unwrap();
+    let want_b = host::conv_fwd(&want_a, &wp, &gp).unwrap();
+    let positions = (gd.oh * gd.ow) as usize;
+    let (l, tile) = launch::unit_conv(
+        gd.cout as usize,
+        co,
+        positions,
+        gd.n as usize,
+        std::mem::size_of::<T>(),
+    )
+    .unwrap();
+    let mut a = vec![T::default(); out_len(&gd)];
+    let mut b = vec![T::default(); out_len(&gp)];
+    let mut args = Args::new();
+    args.push(x.as_ptr()).push(wd.as_ptr()).push(wp.as_ptr());
+    args.push(a.as_mut_ptr()).push(b.as_mut_ptr());
+    args.push(gd).push(gp).push(tile as i32);
+    run::<T>("unit_conv_fwd", l, &mut args);
+    assert!(a == want_a, "unit depthwise output {gd:?} tile {tile}");
+    assert!(
+        b == want_b,
+        "unit pointwise output {gd:?} -> {co} tile {tile}"
+    );
+}
+
+#[test]
+fn the_unit_convolutions_in_one_launch_match_the_host_build() {
+    each_way(|| {
+        let cases = [
+            // SepConv 3x3 (stride 1), whole tiles of 32 positions and a partial one (81).
+            (Geom::conv(2, 8, 9, 9, 8, 3, 1, 1, 1, 8).unwrap(), 8),
+            // DilConv 5x5, dilation 2, stride 2, into more channels than it reads.
+            (Geom::conv(2, 4, 11, 10, 4, 5, 2, 4, 2, 4).unwrap(), 6),
+            // Many channels: tiles of 12 positions (49 = 4 x 12 + 1), fewer outputs.
+            (Geom::conv(1, 40, 7, 7, 40, 3, 1, 1, 1, 40).unwrap(), 24),
+        ];
+        for (i, (gd, co)) in cases.into_iter().enumerate() {
+            unit_conv_case::<f32>(gd, co, 40 + 10 * i as u64);
+            unit_conv_case::<f64>(gd, co, 45 + 10 * i as u64);
+        }
+    });
+}
+
+/// A tile whose depthwise outputs do not fit the shared memory is refused (a trap), as is a
+/// pointwise geometry that does not read the depthwise one's channels.
+#[test]
+fn unit_convolution_launches_it_cannot_hold_trap() {
+    let gd = Geom::conv(1, 8, 4, 4, 8, 3, 1, 1, 1, 8).unwrap();
+    let x = vec![0f32; in_len(&gd)];
+    let wd = vec![0f32; w_len(&gd)];
+    let wp = vec![0f32; 64];
+    let (mut a, mut b) = (vec![0f32; out_len(&gd)], vec![0f32; out_len(&gd)]);
+    let l = Launch {
+        grid: (1, 1, 1),
+        block: (32, 1, 1),
+    };
+    let fits = launch::UNIT_SHARED_BYTES / 4 / 8;
+    for (tile, pw_cin) in [(fits + 1, 8), (0, 8), (4, 7)] {
+        let gp = Geom::conv(1, pw_cin, 4, 4, 8, 1, 1, 0, 1, 1).unwrap();
+        let mut args = Args::new();
+        args.push(x.as_ptr()).push(wd.as_ptr()).push(wp.as_ptr());
+        args.push(a.as_mut_ptr()).push(b.as_mut_ptr());
+        args.push(gd).push(gp).push(tile as i32);
+        // SAFETY: the buffers are of the geometry's sizes (the kernel traps before any access).
+        let got =
+            unsafe { emulated::launch_as(Threads::Fibers, "nas_unit_conv_fwd_f32", l, &mut args) };
+        assert!(
+            matches!(got, Err(EmulationError::Trapped(_))),
+            "tile {tile}, pointwise over {pw_cin}: {got:?}"
+        );
+    }
+}
+
 /// `FactorizedReduce` (before its batch norm): forward over nas-ops' grid and a grid too small
 /// for one pass, the input gradient with the ReLU's mask, and the weight gradient split over
 /// the batch, each against the host build (element kernels bit for bit, as is the split: the

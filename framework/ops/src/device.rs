@@ -398,6 +398,60 @@ fn conv_into<T: DevFloat>(
     Ok(y)
 }
 
+/// A separable unit's two convolutions, `a = depthwise(max(x, 0), wd)` under `gd` and `b =
+/// conv1x1(a, wp)` under `gp`, into new buffers: one launch (`nas_unit_conv_fwd`, each block
+/// a tile of positions of one example, the depthwise outputs kept in shared memory for the
+/// pointwise sum; [`launch::unit_conv`]) when the tile's channels fit its shared memory, else
+/// the two convolutions one after the other. The same values either way, bit for bit (the
+/// pointwise sum runs over the channels in the convolution kernel's order).
+fn unit_convs_into<T: DevFloat>(
+    dev: &CudaDevice,
+    x: &CudaView<'_, T>,
+    wd: &CudaView<'_, T>,
+    wp: &CudaView<'_, T>,
+    gd: Geom,
+    gp: Geom,
+) -> Result<(CudaSlice<T>, CudaSlice<T>)> {
+    let chained = gd.groups == gd.cin
+        && gd.cin == gd.cout
+        && gp.is_pointwise()
+        && gp.stride == 1
+        && (gp.n, gp.cin, gp.h, gp.w) == (gd.n, gd.cout, gd.oh, gd.ow);
+    let fused = chained
+        .then(|| {
+            launch::unit_conv(
+                gd.cout as usize,
+                gp.cout as usize,
+                (gd.oh * gd.ow) as usize,
+                gd.n as usize,
+                std::mem::size_of::<T>(),
+            )
+        })
+        .flatten();
+    let Some((l, tile)) = fused else {
+        let a = conv_into(dev, x, wd, gd, true)?;
+        let b = conv_into(dev, &a.slice(0..a.len()), wp, gp, false)?;
+        return Ok((a, b));
+    };
+    // SAFETY: every element of both is written by the kernel (every tile of every example).
+    let (mut a, mut b) = unsafe {
+        (
+            dev.alloc::<T>(output_len(&gd))?,
+            dev.alloc::<T>(output_len(&gp))?,
+        )
+    };
+    let f = kernel!(dev, "unit_conv_fwd", T);
+    let (dgd, dgp, tile_i) = (DevGeom(gd), DevGeom(gp), tile as i32);
+    let mut b_ = f.builder();
+    b_.arg(x).arg(wd).arg(wp).arg(&mut a).arg(&mut b);
+    b_.arg(&dgd).arg(&dgp).arg(&tile_i);
+    // SAFETY: `nas_unit_conv_fwd(const T* x, const T* wd, const T* wp, T* a, T* b, Geom gd,
+    // Geom gp, int tile)` with x, wd, a of gd's sizes and wp, b of gp's (gp reads a: checked
+    // above), over launch::unit_conv's grid for that tile.
+    unsafe { counted(&mut b_, config(l)) }?;
+    Ok((a, b))
+}
+
 /// A convolution forward: `x` `[n, cin, h, w]` (rectified on the fly when `relu`), `w` of `g`.
 pub(crate) fn conv(
     sx: &CudaStorage,
@@ -1939,8 +1993,10 @@ fn packed_gamma<'a, T: DevFloat>(
 /// w_pw))`, or `bn(conv1x1(max(x, 0), w_pw))` for [`UnitConvs::Pointwise`], with batch
 /// statistics folded into the running ones of `fold`. Inputs `x`, the depthwise weight (none
 /// for a pointwise unit) and the pointwise weight, with an `affine` batch norm's weight and
-/// bias packed behind it. Three launches (two for a pointwise unit; the ReLU read inside the
-/// first convolution) and one node in the autograd graph instead of four. `Ok(None)` when the
+/// bias packed behind it. Two launches: the two convolutions in one ([`unit_convs_into`]; the
+/// ReLU read inside it), then the batch norm (one more when the batch norm runs over several
+/// blocks per channel, or when the convolutions cannot share a launch; a pointwise unit's
+/// convolution is one); and one node in the autograd graph instead of four. `Ok(None)` when the
 /// kernels do not serve the inputs (nothing launched for the batch norm then).
 pub(crate) fn unit_fwd(
     (sx, lx): (&CudaStorage, &Layout),
@@ -1975,8 +2031,7 @@ pub(crate) fn unit_fwd(
         let wrap = |s: CudaSlice<T>| T::wrap_cuda_slice(s, dev.clone());
         let (a, b) = match wd {
             Some((wd, gd)) => {
-                let a = conv_into(dev, &x, &wd, gd, true)?;
-                let b = conv_into(dev, &a.slice(0..a.len()), &wp, gp, false)?;
+                let (a, b) = unit_convs_into(dev, &x, &wd, &wp, gd, gp)?;
                 (Some(a), b)
             }
             None => (None, conv_into(dev, &x, &wp, gp, true)?),

@@ -24,7 +24,9 @@ pub use nas_kernels::host::{AdamRule, RmsPropRule, SgdRule, StepRule, TensorStep
 /// its step count.
 ///
 /// `Ok(false)`: a CUDA device that this path does not serve (parameters of mixed dtypes, more
-/// than 65,535 tensors); nothing has changed and the caller steps another way.
+/// than 65,535 tensors); nothing has changed and the caller steps another way. An error, with
+/// nothing changed, for inputs that do not fit together, among them a parameter given twice
+/// or two parameters whose state values overlap (on a GPU every tensor is stepped at once).
 pub fn optimizer_step(
     params: &[&Var],
     grads: &[Option<&Tensor>],
@@ -159,6 +161,37 @@ fn check(
                     p.elem_count()
                 );
             }
+        }
+        // Two parameters sharing state values would be stepped at once on a GPU (one grid row
+        // each), each reading what the other writes.
+        let mut ranges: Vec<(usize, usize, usize)> = params
+            .iter()
+            .zip(offsets)
+            .enumerate()
+            .filter(|(_, (p, _))| p.elem_count() > 0)
+            .map(|(i, (p, &o))| (o, o + p.elem_count(), i))
+            .collect();
+        ranges.sort_unstable();
+        for w in ranges.windows(2) {
+            if w[1].0 < w[0].1 {
+                bail!(
+                    "optimizer_step: the states of parameters {} and {} overlap (values {}..{} and {}..{})",
+                    w[0].2,
+                    w[1].2,
+                    w[0].0,
+                    w[0].1,
+                    w[1].0,
+                    w[1].1
+                );
+            }
+        }
+    }
+    // A parameter given twice would be stepped twice in a row on the CPU but twice at once on a
+    // GPU (two grid rows over one tensor, an update lost at random): refused everywhere.
+    let mut seen = std::collections::HashMap::with_capacity(params.len());
+    for (i, p) in params.iter().enumerate() {
+        if let Some(j) = seen.insert(p.as_tensor().id(), i) {
+            bail!("optimizer_step: parameters {j} and {i} are the same tensor");
         }
     }
     Ok(())

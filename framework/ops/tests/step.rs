@@ -307,6 +307,61 @@ fn an_optimizer_step_refuses_inputs_that_do_not_fit() {
 }
 
 #[test]
+fn an_optimizer_step_refuses_a_parameter_twice_or_shared_state() {
+    let p = Var::from_tensor(&Tensor::ones(4, DType::F32, &Device::Cpu).unwrap()).unwrap();
+    let q = Var::from_tensor(&Tensor::ones(3, DType::F32, &Device::Cpu).unwrap()).unwrap();
+    let sgd = StepRule::Sgd(SgdRule {
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 0.0,
+        grad_scale: 1.0,
+        nesterov: 0,
+    });
+    let g = Tensor::ones(4, DType::F32, &Device::Cpu).unwrap();
+    let state = Tensor::zeros(8, DType::F64, &Device::Cpu).unwrap();
+    let steps = [TensorStep::default(), TensorStep::default()];
+    let twice = optimizer_step(
+        &[&p, &p],
+        &[Some(&g), Some(&g)],
+        Some((&state, &[0, 4])),
+        &steps,
+        &sgd,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        twice.contains("parameters 0 and 1 are the same tensor"),
+        "{twice}"
+    );
+    let gq = Tensor::ones(3, DType::F32, &Device::Cpu).unwrap();
+    let shared = optimizer_step(
+        &[&p, &q],
+        &[Some(&g), Some(&gq)],
+        Some((&state, &[0, 3])),
+        &steps,
+        &sgd,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        shared.contains("states of parameters 0 and 1 overlap"),
+        "{shared}"
+    );
+    assert_eq!(as_f64(p.as_tensor()), vec![1.0; 4], "nothing changed");
+    assert_eq!(as_f64(q.as_tensor()), vec![1.0; 3], "nothing changed");
+    // Adjacent, not overlapping: stepped.
+    optimizer_step(
+        &[&p, &q],
+        &[Some(&g), Some(&gq)],
+        Some((&state, &[0, 4])),
+        &steps,
+        &sgd,
+    )
+    .unwrap();
+    assert_eq!(as_f64(p.as_tensor()), vec![0.9f32 as f64; 4]);
+}
+
+#[test]
 fn the_sum_of_squares_is_the_squared_norm() {
     let a = Tensor::from_vec(vec![3.0f32, -4.0], 2, &Device::Cpu).unwrap();
     let b = Tensor::from_vec(vec![0.5f32; 4], (2, 2), &Device::Cpu).unwrap();
