@@ -28,13 +28,13 @@ void conv_bwd_input(const T* gy, const T* w, T* gx, const Geom* g, const T* relu
 
 // A weight gradient of `nw` elements over `positions` output positions as the device
 // computes it (nas_kernels.cuh, "Weight gradients as block reductions"): per element and
-// chunk of nas::reduction_chunks, the strided partial sums of the block's threads added by
+// chunk of nas::weight_chunks, the strided partial sums of the block's threads added by
 // nas::tree_sum, then the chunks' sums in chunk order. `partial(i, p0, p1, t, step)` is
 // thread t's share of element i over the chunk p0 .. p1.
 template <typename T, typename Partial>
 void block_weight_grad(long nw, long positions, T* gw, Partial partial) {
   long chunks = 1, per = 1;
-  nas::reduction_chunks(positions, &chunks, &per);
+  nas::weight_chunks(positions, nw, &chunks, &per);
   std::vector<T> part(chunks == 1 ? 0 : (size_t)chunks * nw);
   T v[NAS_REDUCTION_THREADS];
   for (long s = 0; s < chunks; ++s) {
@@ -330,6 +330,10 @@ NAS_EXPORT(double, f64)
 
 // NAS_UNIT_SHARED_BYTES, for the Rust side's launch::UNIT_SHARED_BYTES to be checked against.
 extern "C" long nas_unit_shared_bytes() { return NAS_UNIT_SHARED_BYTES; }
+
+extern "C" void nas_weight_chunks(long positions, long nw, long* chunks, long* per) {
+  nas::weight_chunks(positions, nw, chunks, per);
+}
 
 extern "C" void nas_reduction_chunks(long count, long* chunks, long* per) {
   nas::reduction_chunks(count, chunks, per);

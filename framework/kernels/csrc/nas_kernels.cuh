@@ -169,6 +169,30 @@ NAS_HD void reduction_chunks(long count, long* chunks, long* per) {
   *chunks = (count + p - 1) / p;
 }
 
+// The most partial sums a chunked weight gradient leaves for its launch's last block to add
+// (1,024 per thread of its block): for the block-per-element weight gradients (weight_chunks)
+// and the pointwise ones (pw_weight_chunks).
+#define NAS_MAX_WEIGHT_PARTIALS 262144
+
+// The chunks of a block-per-element weight gradient of `nw` elements over `positions` output
+// positions: reduction_chunks', but no more than NAS_MAX_WEIGHT_PARTIALS / nw of them (at least
+// one), so that a large weight (a dense 3x3 convolution of 256 channels into 256: 589,824
+// elements) is not left with millions of partial sums for one block to add; the chunks are
+// then longer. The last chunk may be shorter, none is empty.
+NAS_HD void weight_chunks(long positions, long nw, long* chunks, long* per) {
+  long c = 1, p = 1;
+  reduction_chunks(positions, &c, &p);
+  long cap = NAS_MAX_WEIGHT_PARTIALS / (nw > 0 ? nw : 1);
+  if (cap < 1) cap = 1;
+  if (c > cap) {
+    if (positions < 1) positions = 1;
+    p = (positions + cap - 1) / cap;
+    c = (positions + p - 1) / p;
+  }
+  *chunks = c;
+  *per = p;
+}
+
 // The sum of v[0 .. NAS_REDUCTION_THREADS) in the order of a block's shared-memory tree
 // (device.cu's block_sum2): v[t] += v[t + s] for s = threads / 2, ..., 1. Overwrites v.
 template <typename T>
@@ -247,7 +271,7 @@ NAS_HD T pw_dot(const T* s, int stride, const T* w, int cin) {
 NAS_HD void pw_weight_chunks(long positions, long nw, long* chunks, long* per) {
   if (positions < 1) positions = 1;
   long c = (positions + NAS_PW_CHUNK - 1) / NAS_PW_CHUNK;
-  long cap = 262144 / (nw > 0 ? nw : 1);
+  long cap = NAS_MAX_WEIGHT_PARTIALS / (nw > 0 ? nw : 1);
   if (cap < 1) cap = 1;
   if (c > cap) c = cap;
   if (c > 65535) c = 65535;

@@ -424,6 +424,7 @@ extern_block!(
 extern "C" {
     fn nas_reduction_chunks(count: c_long, chunks: *mut c_long, per: *mut c_long);
     fn nas_unit_shared_bytes() -> c_long;
+    fn nas_weight_chunks(positions: c_long, nw: c_long, chunks: *mut c_long, per: *mut c_long);
     fn nas_pw_weight_chunks(positions: c_long, nw: c_long, chunks: *mut c_long, per: *mut c_long);
 }
 
@@ -445,6 +446,18 @@ pub fn reduction_chunks(count: usize) -> (usize, usize) {
     let clamp = c_long::try_from(count).unwrap_or(c_long::MAX);
     // SAFETY: a plain value in, two longs written through valid pointers.
     unsafe { nas_reduction_chunks(clamp, &mut chunks, &mut per) };
+    (chunks.max(1) as usize, per.max(1) as usize)
+}
+
+/// How a block-per-element weight gradient of `nw` elements splits its `positions` output
+/// positions: `(chunks, positions per chunk)` (`nas::weight_chunks`: [`reduction_chunks`]', at
+/// most 262,144 partial sums in all, so a large weight gets fewer, longer chunks). The device
+/// runs one block per weight element and chunk; the host build adds in the same order.
+pub fn weight_chunks(positions: usize, nw: usize) -> (usize, usize) {
+    let (mut chunks, mut per) = (1 as c_long, 1 as c_long);
+    let clamp = |v: usize| c_long::try_from(v).unwrap_or(c_long::MAX);
+    // SAFETY: plain values in, two longs written through valid pointers.
+    unsafe { nas_weight_chunks(clamp(positions), clamp(nw), &mut chunks, &mut per) };
     (chunks.max(1) as usize, per.max(1) as usize)
 }
 

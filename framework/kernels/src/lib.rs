@@ -35,4 +35,4 @@ pub mod emulated;
 pub mod host;
 pub mod launch;
 
-pub use host::{pw_weight_chunks, reduction_chunks, Geom, KernelError};
+pub use host::{pw_weight_chunks, reduction_chunks, weight_chunks, Geom, KernelError};

@@ -2,7 +2,7 @@
 //! gradient's output positions, a batch norm's values of one channel) and the chunks of the
 //! pointwise weight gradient (`nas::pw_weight_chunks`), which the host build and the CUDA
 //! launch share: every term in exactly one chunk, within CUDA's limit on a grid's y.
-use nas_kernels::{pw_weight_chunks, reduction_chunks};
+use nas_kernels::{pw_weight_chunks, reduction_chunks, weight_chunks};
 
 #[test]
 fn every_position_falls_in_exactly_one_chunk() {
@@ -72,4 +72,35 @@ fn pointwise_chunks_cover_every_position_and_cap_the_partial_sums() {
     assert_eq!(pw_weight_chunks(64 * 32 * 32, 256), (128, 512));
     // A 144 x 144 retraining weight at 8 x 8, batch 96: capped at 12 chunks of 512.
     assert_eq!(pw_weight_chunks(96 * 8 * 8, 144 * 144), (12, 512));
+}
+
+#[test]
+fn weight_chunks_cover_every_position_and_cap_the_partial_sums() {
+    for positions in [0, 1, 8_191, 8_193, 65_536, 1 << 20, 1 << 31] {
+        for nw in [1, 400, 20_736, 589_824, 1 << 30] {
+            let (chunks, per) = weight_chunks(positions, nw);
+            let covered = positions.max(1);
+            let what = format!("{positions} positions, {nw} weights: {chunks} x {per}");
+            assert!(chunks >= 1 && per >= 1, "{what}");
+            assert!(chunks * per >= covered, "{what}: positions missed");
+            assert!((chunks - 1) * per < covered, "{what}: an empty chunk");
+            assert!(chunks <= 65_535, "{what}: beyond a grid's y");
+            assert!(
+                chunks == 1 || chunks * nw <= 262_144,
+                "{what}: too many partial sums"
+            );
+            // Never more chunks than the uncapped reduction's.
+            assert!(chunks <= reduction_chunks(positions).0, "{what}");
+        }
+    }
+    // A DARTS search: the depthwise 5x5 over 16 channels keeps reduction_chunks' 8 chunks.
+    assert_eq!(
+        weight_chunks(64 * 32 * 32, 400),
+        reduction_chunks(64 * 32 * 32)
+    );
+    // A dense 3x3 of 256 channels into 256 at batch 256, 32 x 32: one chunk per element
+    // (32 would leave 18.9 M partial sums to one block).
+    assert_eq!(weight_chunks(256 * 32 * 32, 589_824), (1, 262_144));
+    // 20,736 weights (a dense 3x3 of 48 into 48): at most 12 chunks.
+    assert_eq!(weight_chunks(1 << 20, 20_736), (12, 87_382));
 }

@@ -12,7 +12,7 @@ use nas_kernels::host::{
     self, AdamRule, BnShape, HostFloat, RmsPropRule, SgdRule, StepRule, StepSpan, TensorStep,
 };
 use nas_kernels::launch::{self, entry, Launch};
-use nas_kernels::{pw_weight_chunks, reduction_chunks, Geom};
+use nas_kernels::{pw_weight_chunks, reduction_chunks, weight_chunks, Geom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -201,7 +201,7 @@ fn weight_grad_of<T: Elem>(
 /// [`weight_grad_of`] for a convolution, as nas-ops launches it: a pointwise weight gradient
 /// ([`Geom::is_pointwise`]) as `pw_bwd_weight`, one block per 16 x 16 tile of the weight and
 /// chunk of [`pw_weight_chunks`]; any other as `conv_bwd_weight`, one block per element and
-/// chunk of [`reduction_chunks`].
+/// chunk of [`weight_chunks`].
 fn weight_grad<T: Elem>(
     g: &Geom,
     nw: usize,
@@ -213,7 +213,7 @@ fn weight_grad<T: Elem>(
         let l = launch::pw_tiles(g.cout as usize, g.cin as usize, chunks);
         weight_grad_of("pw_bwd_weight", (chunks, per, l), nw, args)
     } else {
-        let (chunks, per) = reduction_chunks(p);
+        let (chunks, per) = weight_chunks(p, nw);
         let l = launch::weight_blocks(nw, chunks);
         weight_grad_of("conv_bwd_weight", (chunks, per, l), nw, args)
     }
@@ -347,7 +347,7 @@ fn factorized_reduce_case<T: Elem>(g: Geom, seed: u64) {
     a.push(x.as_ptr()).push(gx.as_mut_ptr()).push(g);
     run::<T>("fr_bwd_input", launch::elementwise(in_len(&g)), &mut a);
     assert!(gx == want_gx, "fr_bwd_input {g:?}");
-    let (chunks, per) = reduction_chunks(g.positions());
+    let (chunks, per) = weight_chunks(g.positions(), nw);
     let l = launch::weight_blocks(nw, chunks);
     let Some(gw) = weight_grad_of::<T>("fr_bwd_weight", (chunks, per, l), nw, |a, part, per| {
         a.push(x.as_ptr()).push(gz.as_ptr()).push(part);

@@ -598,7 +598,7 @@ impl<T: DevFloat> WeightGradLaunch<T> {
         if nw > launch::MAX_WEIGHT_BLOCKS {
             candle_core::bail!("a weight of {nw} elements exceeds one launch's grid");
         }
-        let (chunks, per) = nas_kernels::reduction_chunks(g.positions());
+        let (chunks, per) = nas_kernels::weight_chunks(g.positions(), nw);
         Self::with_chunks(dev, g, nw, (chunks, per), launch::weight_blocks(nw, chunks))
     }
 
