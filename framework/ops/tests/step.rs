@@ -260,16 +260,21 @@ fn adam_and_rmsprop_steps_with_one_vector_of_state_match_the_host_build() {
     }
 }
 
-#[test]
-fn an_optimizer_step_refuses_inputs_that_do_not_fit() {
-    let p = Var::from_tensor(&Tensor::ones(4, DType::F32, &Device::Cpu).unwrap()).unwrap();
-    let sgd = StepRule::Sgd(SgdRule {
+/// SGD at lr 0.1 with momentum 0.9 and no weight decay.
+fn momentum_sgd() -> StepRule {
+    StepRule::Sgd(SgdRule {
         lr: 0.1,
         momentum: 0.9,
         weight_decay: 0.0,
         grad_scale: 1.0,
         nesterov: 0,
-    });
+    })
+}
+
+#[test]
+fn an_optimizer_step_refuses_inputs_that_do_not_fit() {
+    let p = Var::from_tensor(&Tensor::ones(4, DType::F32, &Device::Cpu).unwrap()).unwrap();
+    let sgd = momentum_sgd();
     let plain = StepRule::Sgd(SgdRule {
         momentum: 0.0,
         ..match sgd {
@@ -310,54 +315,32 @@ fn an_optimizer_step_refuses_inputs_that_do_not_fit() {
 fn an_optimizer_step_refuses_a_parameter_twice_or_shared_state() {
     let p = Var::from_tensor(&Tensor::ones(4, DType::F32, &Device::Cpu).unwrap()).unwrap();
     let q = Var::from_tensor(&Tensor::ones(3, DType::F32, &Device::Cpu).unwrap()).unwrap();
-    let sgd = StepRule::Sgd(SgdRule {
-        lr: 0.1,
-        momentum: 0.9,
-        weight_decay: 0.0,
-        grad_scale: 1.0,
-        nesterov: 0,
-    });
+    let sgd = momentum_sgd();
     let g = Tensor::ones(4, DType::F32, &Device::Cpu).unwrap();
     let state = Tensor::zeros(8, DType::F64, &Device::Cpu).unwrap();
     let steps = [TensorStep::default(), TensorStep::default()];
-    let twice = optimizer_step(
-        &[&p, &p],
-        &[Some(&g), Some(&g)],
-        Some((&state, &[0, 4])),
-        &steps,
-        &sgd,
-    )
-    .unwrap_err()
-    .to_string();
+    let gq = Tensor::ones(3, DType::F32, &Device::Cpu).unwrap();
+    let step = |params: &[&Var], grads: &[Option<&Tensor>], offsets: &[usize]| {
+        optimizer_step(params, grads, Some((&state, offsets)), &steps, &sgd)
+    };
+    let twice = step(&[&p, &p], &[Some(&g), Some(&g)], &[0, 4]).unwrap_err();
     assert!(
-        twice.contains("parameters 0 and 1 are the same tensor"),
+        twice
+            .to_string()
+            .contains("parameters 0 and 1 are the same tensor"),
         "{twice}"
     );
-    let gq = Tensor::ones(3, DType::F32, &Device::Cpu).unwrap();
-    let shared = optimizer_step(
-        &[&p, &q],
-        &[Some(&g), Some(&gq)],
-        Some((&state, &[0, 3])),
-        &steps,
-        &sgd,
-    )
-    .unwrap_err()
-    .to_string();
+    let shared = step(&[&p, &q], &[Some(&g), Some(&gq)], &[0, 3]).unwrap_err();
     assert!(
-        shared.contains("states of parameters 0 and 1 overlap"),
+        shared
+            .to_string()
+            .contains("states of parameters 0 and 1 overlap"),
         "{shared}"
     );
     assert_eq!(as_f64(p.as_tensor()), vec![1.0; 4], "nothing changed");
     assert_eq!(as_f64(q.as_tensor()), vec![1.0; 3], "nothing changed");
     // Adjacent, not overlapping: stepped.
-    optimizer_step(
-        &[&p, &q],
-        &[Some(&g), Some(&gq)],
-        Some((&state, &[0, 4])),
-        &steps,
-        &sgd,
-    )
-    .unwrap();
+    step(&[&p, &q], &[Some(&g), Some(&gq)], &[0, 4]).unwrap();
     assert_eq!(as_f64(p.as_tensor()), vec![0.9f32 as f64; 4]);
 }
 
