@@ -171,16 +171,29 @@ impl Geom {
         self.n as usize * self.oh as usize * self.ow as usize
     }
 
-    fn input_len(&self) -> usize {
-        (self.n * self.cin * self.h * self.w) as usize
+    /// Elements of the NCHW input `[n, cin, h, w]` (in `usize`: each field fits an `i32`,
+    /// their products need not).
+    pub fn input_len(&self) -> usize {
+        [self.n, self.cin, self.h, self.w]
+            .iter()
+            .map(|&v| v as usize)
+            .product()
     }
 
-    fn output_len(&self) -> usize {
-        (self.n * self.cout * self.oh * self.ow) as usize
+    /// Elements of the NCHW output `[n, cout, oh, ow]`.
+    pub fn output_len(&self) -> usize {
+        [self.n, self.cout, self.oh, self.ow]
+            .iter()
+            .map(|&v| v as usize)
+            .product()
     }
 
-    fn weight_len(&self) -> usize {
-        (self.cout * (self.cin / self.groups) * self.k * self.k) as usize
+    /// Elements of the weight `[cout, cin / groups, k, k]`.
+    pub fn weight_len(&self) -> usize {
+        [self.cout, self.cin / self.groups, self.k, self.k]
+            .iter()
+            .map(|&v| v as usize)
+            .product()
     }
 }
 
@@ -1117,4 +1130,23 @@ fn mixed_inputs<T: HostFloat + PartialEq>(
             )),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Geom;
+
+    #[test]
+    fn lengths_past_an_i32_do_not_wrap() {
+        // 65,536 examples of 65,536 channels: 2^32 values, each field an i32.
+        let g = Geom::conv(1 << 16, 1 << 16, 1, 1, 1 << 15, 1, 1, 0, 1, 1).unwrap();
+        assert_eq!(g.input_len(), 1 << 32);
+        assert_eq!(g.output_len(), 1 << 31);
+        assert_eq!(g.weight_len(), 1 << 31);
+        let d = Geom::conv(2, 8, 9, 9, 8, 3, 1, 1, 1, 8).unwrap();
+        assert_eq!(
+            (d.input_len(), d.output_len(), d.weight_len()),
+            (1296, 1296, 72)
+        );
+    }
 }

@@ -130,15 +130,15 @@ fn pool_geom(win: &Window) -> Result<Geom> {
     Geom::pool(win.n, win.c, win.h, win.w, win.k, win.stride, win.padding).map_err(geom_err)
 }
 
-/// Number of elements of an NCHW tensor of `g`'s input / output / weight.
+/// Number of elements of an NCHW tensor of `g`'s input / output / weight ([`Geom`]'s).
 fn input_len(g: &Geom) -> usize {
-    g.n as usize * g.cin as usize * g.h as usize * g.w as usize
+    g.input_len()
 }
 fn output_len(g: &Geom) -> usize {
-    g.n as usize * g.cout as usize * g.oh as usize * g.ow as usize
+    g.output_len()
 }
 fn weight_len(g: &Geom) -> usize {
-    g.cout as usize * (g.cin / g.groups) as usize * g.k as usize * g.k as usize
+    g.weight_len()
 }
 
 /// Whether `g` has an empty input, output or weight: nothing to launch for (the driver
