@@ -19,9 +19,10 @@
 #   4. every space's supernet and network on the GPU against the CPU;
 #   5. a real search on the embedded digits for one epoch (`nas --device cuda run`);
 #   6. `nas bench --device cuda` for GDAS, SPOS, second order and the retraining step;
-#   7. the DARTS step of 3 with the batch norm's layout moved (NAS_BN_MIN_CHUNKS: every
+#   7. the DARTS step of 3 with the layouts moved: the batch norm's (NAS_BN_MIN_CHUNKS: every
 #      batch norm at one block per channel, then from two chunks up, the default being 4;
-#      NAS_BN_CHUNK: chunks of 2,048 and 1,024 values instead of 8,192);
+#      NAS_BN_CHUNK: chunks of 2,048 and 1,024 values instead of 8,192) and the unit's
+#      convolutions in two launches (NAS_UNIT_FUSED=0);
 #   8. with --compile: a second pair against PyTorch eager and torch.compile (its
 #      compilation takes minutes).
 # With RESULTS set, OUT is packed into RESULTS/gpu-check.tgz on exit, beside copies of
@@ -119,13 +120,15 @@ stage search 60 "$nas" --device cuda run configs/experiments/darts-digits.yaml \
 stage bench-others 90 bash -c "for s in gdas spos; do \"$nas\" --device cuda bench --steps 2 --strategy \$s || exit 1; done \
   && \"$nas\" --device cuda bench --steps 2 --order second \
   && \"$nas\" --device cuda bench --steps 2 --strategy retrain --layers 20 --channels 36 --batch 32"
-# The batch norm's layout (nas-ops device.rs: BN_MIN_CHUNKS 4 and chunks of 8,192 values,
-# guesses): the same step with every batch norm at one block per channel; from two chunks per
-# channel up; and with chunks of 2,048 and of 1,024 values from two up (the 16 x 16 and 8 x 8
-# cells over several blocks per channel too). Set the defaults from the fastest.
-stage bench-bn 100 bash -c "for v in 'NAS_BN_MIN_CHUNKS=1000000' 'NAS_BN_MIN_CHUNKS=2' \
-  'NAS_BN_CHUNK=2048 NAS_BN_MIN_CHUNKS=2' 'NAS_BN_CHUNK=1024 NAS_BN_MIN_CHUNKS=2'; do echo \$v; \
-  env \$v \"$nas\" --device cuda bench --layers 8 --channels 16 --batch 64 --size 32 --steps 3 || exit 1; done"
+# The layouts chosen without a GPU (nas-ops device.rs), each against the stage `bench`: the
+# batch norm's (BN_MIN_CHUNKS 4 and chunks of 8,192 values, guesses) with every batch norm at
+# one block per channel, from two chunks per channel up, and with chunks of 2,048 and of 1,024
+# values from two up (the 16 x 16 and 8 x 8 cells over several blocks per channel too); and
+# the separable unit's convolutions as two launches instead of one. Set the defaults from the
+# fastest.
+stage bench-layouts 120 bash -c "for v in 'NAS_BN_MIN_CHUNKS=1000000' 'NAS_BN_MIN_CHUNKS=2' \
+  'NAS_BN_CHUNK=2048 NAS_BN_MIN_CHUNKS=2' 'NAS_BN_CHUNK=1024 NAS_BN_MIN_CHUNKS=2' 'NAS_UNIT_FUSED=0'; do \
+  echo \$v; env \$v \"$nas\" --device cuda bench --layers 8 --channels 16 --batch 64 --size 32 --steps 3 || exit 1; done"
 if [[ $compile == 1 ]]; then
   stage compare-compile 400 env DEVICE=cuda COMPILE=1 NAS="$nas" OUT="$out/compare.jsonl" \
     bash benches/pytorch/compare.sh 1 16 8 64 first 5

@@ -200,6 +200,16 @@ pub fn positive_setting(var: &str, value: &str) -> Result<usize, String> {
     }
 }
 
+/// A launch-tuning switch from the environment (`var`'s `value`): `0` (off) or `1` (on), or an
+/// error that names the variable and the value.
+pub fn switch_setting(var: &str, value: &str) -> Result<bool, String> {
+    match value.trim() {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        _ => Err(format!("{var}={value:?}: want 0 or 1")),
+    }
+}
+
 /// The number of chunks the weighted sum's backward splits `numel` elements into (the partial
 /// sums per option that its last block adds).
 pub fn mixed_chunks(numel: usize) -> usize {
@@ -346,6 +356,16 @@ mod tests {
         assert_eq!(bn_chunking(1 << 20, 65_536, None, 1), None);
         // A threshold of 0 is taken as 1.
         assert_eq!(bn_chunking(10, 1, Some(5), 0), Some((2, 5)));
+    }
+
+    #[test]
+    fn switches_are_0_or_1_or_errors_naming_the_variable() {
+        assert_eq!(switch_setting("NAS_UNIT_FUSED", "0"), Ok(false));
+        assert_eq!(switch_setting("NAS_UNIT_FUSED", " 1\n"), Ok(true));
+        for bad in ["", "2", "yes", "on"] {
+            let e = switch_setting("NAS_UNIT_FUSED", bad).unwrap_err();
+            assert!(e.contains("NAS_UNIT_FUSED=") && e.contains("0 or 1"), "{e}");
+        }
     }
 
     #[test]

@@ -398,6 +398,23 @@ fn conv_into<T: DevFloat>(
     Ok(y)
 }
 
+/// The environment variable that turns the separable unit's one-launch convolutions off (`0`)
+/// or on (`1`, the default), read once per process: a knob of `scripts/gpu-check.sh`'s
+/// layout stage, so that a GPU run can compare the one launch with the two.
+pub(crate) const UNIT_FUSED_VAR: &str = "NAS_UNIT_FUSED";
+
+/// Whether a separable unit's convolutions run in one launch ([`UNIT_FUSED_VAR`]); an error
+/// naming the variable when it is neither `0` nor `1`.
+fn unit_fused() -> Result<bool> {
+    static VALUE: std::sync::OnceLock<std::result::Result<bool, String>> =
+        std::sync::OnceLock::new();
+    let value = VALUE.get_or_init(|| match std::env::var(UNIT_FUSED_VAR) {
+        Err(_) => Ok(true),
+        Ok(v) => nas_kernels::launch::switch_setting(UNIT_FUSED_VAR, &v),
+    });
+    value.clone().map_err(candle_core::Error::Msg)
+}
+
 /// A separable unit's two convolutions, `a = depthwise(max(x, 0), wd)` under `gd` and `b =
 /// conv1x1(a, wp)` under `gp`, into new buffers: one launch (`nas_unit_conv_fwd`, each block
 /// a tile of positions of one example, the depthwise outputs kept in shared memory for the
@@ -412,7 +429,8 @@ fn unit_convs_into<T: DevFloat>(
     gd: Geom,
     gp: Geom,
 ) -> Result<(CudaSlice<T>, CudaSlice<T>)> {
-    let chained = gd.groups == gd.cin
+    let chained = unit_fused()?
+        && gd.groups == gd.cin
         && gd.cin == gd.cout
         && gp.is_pointwise()
         && gp.stride == 1
