@@ -11,7 +11,8 @@
 # 3. Runs COMMAND with that folder first on LD_LIBRARY_PATH, so the CUDA binary's dlopen of
 #    libcuda, libcublas and libcurand finds the emulation. With no command, runs the
 #    device-generic tests of the CUDA build that scripts/build-cuda.sh --tests left in
-#    target/cuda/tests (nas-ops' `device` tests; nas-tests' `conformance::devices`), then
+#    target/cuda/tests (nas-ops' `device` tests, also with the other layouts gpu-check.sh
+#    times; nas-tests' `conformance::devices`), then
 #    target/cuda/nas: every drive's bench step at small sizes and a short digits search
 #    (about 50 minutes on 2 cores, most of it `conformance::devices`: the weight gradients'
 #    block reductions meet at barriers the emulation runs as fiber switches; 11 before).
@@ -140,6 +141,13 @@ for t in "$tests"/*; do
   esac
   echo "== $(basename "$t") $filter (emulated GPU)" >&2
   "$t" "$filter" --test-threads 1 || status=1
+done
+# nas-ops' device tests again with the other layouts a GPU run may pick (scripts/gpu-check.sh's
+# stage bench-layouts): the unit's convolutions as two launches, every batch norm over chunks
+# of 1,024 values.
+for t in "$tests"/*ops*; do
+  echo "== $(basename "$t") device, NAS_UNIT_FUSED=0 NAS_BN_CHUNK=1024 NAS_BN_MIN_CHUNKS=1 (emulated GPU)" >&2
+  NAS_UNIT_FUSED=0 NAS_BN_CHUNK=1024 NAS_BN_MIN_CHUNKS=1 "$t" device --test-threads 1 || status=1
 done
 
 # Then the binary itself, at small sizes: every drive's step, the retraining step, and a
