@@ -36,7 +36,7 @@ while [[ $# -gt 0 ]]; do
     --out) out="$2"; shift 2 ;;
     --build-only) build_only=1; shift ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "emulated-gpu.sh: unknown argument \`$1\` (see --help)" >&2; exit 2 ;;
   esac
 done
