@@ -406,13 +406,9 @@ pub(crate) const UNIT_FUSED_VAR: &str = "NAS_UNIT_FUSED";
 /// Whether a separable unit's convolutions run in one launch ([`UNIT_FUSED_VAR`]); an error
 /// naming the variable when it is neither `0` nor `1`.
 fn unit_fused() -> Result<bool> {
-    static VALUE: std::sync::OnceLock<std::result::Result<bool, String>> =
-        std::sync::OnceLock::new();
-    let value = VALUE.get_or_init(|| match std::env::var(UNIT_FUSED_VAR) {
-        Err(_) => Ok(true),
-        Ok(v) => nas_kernels::launch::switch_setting(UNIT_FUSED_VAR, &v),
-    });
-    value.clone().map_err(candle_core::Error::Msg)
+    static VALUE: SettingCell<bool> = SettingCell::new();
+    let switch = nas_kernels::launch::switch_setting;
+    Ok(tuning_setting(UNIT_FUSED_VAR, &VALUE, switch)?.unwrap_or(true))
 }
 
 /// A separable unit's two convolutions, `a = depthwise(max(x, 0), wd)` under `gd` and `b =
@@ -943,15 +939,21 @@ pub(crate) const BN_MIN_CHUNKS_VAR: &str = "NAS_BN_MIN_CHUNKS";
 /// at batch 64) more blocks than their 32 and 64 channels.
 pub(crate) const BN_CHUNK_VAR: &str = "NAS_BN_CHUNK";
 
-/// The positive integer in the environment variable `var`, read once into `cell`: `None`
-/// when unset, an error naming the variable when it is not a positive integer.
-fn tuning_setting(
+/// A launch-tuning setting cell: the environment variable's parsed value (`None` when unset)
+/// or the error naming it, read once per process.
+type SettingCell<V> = std::sync::OnceLock<std::result::Result<Option<V>, String>>;
+
+/// The environment variable `var` parsed by `parse` (one of [`nas_kernels::launch`]'s setting
+/// parsers), read once into `cell`: `None` when unset, an error naming the variable when
+/// `parse` refuses its value.
+fn tuning_setting<V: Clone>(
     var: &'static str,
-    cell: &'static std::sync::OnceLock<std::result::Result<Option<usize>, String>>,
-) -> Result<Option<usize>> {
+    cell: &'static SettingCell<V>,
+    parse: fn(&str, &str) -> std::result::Result<V, String>,
+) -> Result<Option<V>> {
     let value = cell.get_or_init(|| match std::env::var(var) {
         Err(_) => Ok(None),
-        Ok(v) => nas_kernels::launch::positive_setting(var, &v).map(Some),
+        Ok(v) => parse(var, &v).map(Some),
     });
     value.clone().map_err(candle_core::Error::Msg)
 }
@@ -961,12 +963,12 @@ fn tuning_setting(
 /// [`nas_kernels::launch::bn_chunking`] with [`BN_MIN_CHUNKS`] and the default chunks, or the
 /// environment's [`BN_MIN_CHUNKS_VAR`] and [`BN_CHUNK_VAR`].
 fn bn_chunks(m: usize, c: usize) -> Result<Option<(usize, i64)>> {
-    static MIN_CHUNKS: std::sync::OnceLock<std::result::Result<Option<usize>, String>> =
-        std::sync::OnceLock::new();
-    static CHUNK: std::sync::OnceLock<std::result::Result<Option<usize>, String>> =
-        std::sync::OnceLock::new();
-    let min_chunks = tuning_setting(BN_MIN_CHUNKS_VAR, &MIN_CHUNKS)?.unwrap_or(BN_MIN_CHUNKS);
-    let chunk = tuning_setting(BN_CHUNK_VAR, &CHUNK)?;
+    static MIN_CHUNKS: SettingCell<usize> = SettingCell::new();
+    static CHUNK: SettingCell<usize> = SettingCell::new();
+    let positive = nas_kernels::launch::positive_setting;
+    let min_chunks =
+        tuning_setting(BN_MIN_CHUNKS_VAR, &MIN_CHUNKS, positive)?.unwrap_or(BN_MIN_CHUNKS);
+    let chunk = tuning_setting(BN_CHUNK_VAR, &CHUNK, positive)?;
     Ok(nas_kernels::launch::bn_chunking(m, c, chunk, min_chunks).map(|(k, per)| (k, per as i64)))
 }
 
