@@ -126,9 +126,15 @@ stage bench-others 90 bash -c "for s in gdas spos; do \"$nas\" --device cuda ben
 # values from two up (the 16 x 16 and 8 x 8 cells over several blocks per channel too); and
 # the separable unit's convolutions as two launches instead of one. Set the defaults from the
 # fastest.
+# One line per layout (the stage's last five lines, which the log shows), the full JSON in
+# OUT/bench-layouts.jsonl.
 stage bench-layouts 120 bash -c "for v in 'NAS_BN_MIN_CHUNKS=1000000' 'NAS_BN_MIN_CHUNKS=2' \
   'NAS_BN_CHUNK=2048 NAS_BN_MIN_CHUNKS=2' 'NAS_BN_CHUNK=1024 NAS_BN_MIN_CHUNKS=2' 'NAS_UNIT_FUSED=0'; do \
-  echo \$v; env \$v \"$nas\" --device cuda bench --layers 8 --channels 16 --batch 64 --size 32 --steps 3 || exit 1; done"
+  r=\$(env \$v \"$nas\" --device cuda bench --layers 8 --channels 16 --batch 64 --size 32 --steps 3 --json) || exit 1; \
+  python3 -c 'import json,sys; r=json.loads(sys.argv[2]); r[\"layout\"]=sys.argv[1]; \
+open(sys.argv[3],\"a\").write(json.dumps(r)+\"\\n\"); \
+print(sys.argv[1], \"ms/step\", round(r[\"ms_per_step\"],2), \"launches/step\", r.get(\"gpu_kernel_launches_per_step\"), \"peak MiB\", r.get(\"gpu_peak_mib\"))' \
+  \"\$v\" \"\$r\" \"$out/bench-layouts.jsonl\" || exit 1; done"
 if [[ $compile == 1 ]]; then
   stage compare-compile 400 env DEVICE=cuda COMPILE=1 NAS="$nas" OUT="$out/compare.jsonl" \
     bash benches/pytorch/compare.sh 1 16 8 64 first 5
