@@ -3,8 +3,8 @@
 # without a GPU (docs/performance.md, thirteenth session). Alternates, REPS times:
 #
 #   nas:   the CUDA build (`scripts/build-cuda.sh`) against the emulated driver in host-only
-#          mode (NAS_EMULATED_GPU_HOST_ONLY=1: every launch, memset and product is checked and
-#          counted but not carried out), at the issue-22 size (8 cells x 16 channels, batch 64,
+#          mode (NAS_EMULATED_GPU_HOST_ONLY=1: every launch, memset and product is counted but
+#          not carried out; memsets and copies are still checked against the allocations), at the issue-22 size (8 cells x 16 channels, batch 64,
 #          32x32). What is timed is nas', candle's and cudarc's work per launch, plus the
 #          emulated driver's own bookkeeping; the real driver's cost per launch is not in it.
 #   torch: benches/pytorch/darts_step.py on the CPU at a size where the arithmetic is

@@ -184,8 +184,7 @@ NAS_HD void weight_chunks(long positions, long nw, long* chunks, long* per) {
   reduction_chunks(positions, &c, &p);
   long cap = NAS_MAX_WEIGHT_PARTIALS / (nw > 0 ? nw : 1);
   if (cap < 1) cap = 1;
-  if (c > cap) {
-    if (positions < 1) positions = 1;
+  if (c > cap) {  // then c > 1, so positions > 1
     p = (positions + cap - 1) / cap;
     c = (positions + p - 1) / p;
   }
@@ -237,7 +236,8 @@ NAS_HD T conv_bwd_weight_partial(const T* x, const T* gy, const Geom& g, long i,
 // positions of one example into NAS_UNIT_SHARED_BYTES of shared memory (and into `a`, which
 // the backward reads), then the pointwise outputs of that tile from them. The pointwise sum
 // runs over the channels in conv_fwd_elem's order, so the result is that of the two
-// convolutions launched one after the other, bit for bit.
+// convolutions launched one after the other: bit for bit in the host and emulated builds
+// (tests/emulated.rs), the same additions in the same order on a GPU.
 #define NAS_UNIT_SHARED_BYTES 16384
 
 // y[co] of a pointwise convolution at one position from its input channels' values s[ci *

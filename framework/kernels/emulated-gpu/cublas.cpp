@@ -3,7 +3,7 @@
 // matmul issues, computed on the host in column-major order as cuBLAS defines them (plain loops
 // with a double accumulator: the reference, not a fast path). Anything else is refused with
 // CUBLAS_STATUS_NOT_SUPPORTED and a message naming it. With NAS_EMULATED_GPU_HOST_ONLY set
-// (driver.cpp) the products are checked but not computed.
+// (driver.cpp) the products are not computed (only their sizes checked).
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>

@@ -17,8 +17,10 @@
 // this cannot show: timing, races between blocks (they run one after another), the PTX
 // compiler, and half-precision kernels (not emulated; they trap).
 //
-// With NAS_EMULATED_GPU_HOST_ONLY set, nothing runs on the emulated device: launches, memsets,
-// device-to-device copies and cuBLAS' products are checked and counted but not carried out,
+// With NAS_EMULATED_GPU_HOST_ONLY set, nothing runs on the emulated device: launches (whose
+// kernel must be in the PTX; their geometry is not checked), memsets, device-to-device copies
+// (both still checked against the allocations) and cuBLAS' products are counted but not
+// carried out,
 // and freed memory is kept for the next allocation of its size (no fill, no canary), as a real
 // pool does. What is left is the host's side of every step (nas', candle's and cudarc's work
 // per launch, and the copies between host and device), which can then be timed and profiled

@@ -467,10 +467,20 @@ pub fn reduction_chunks(count: usize) -> (usize, usize) {
 /// most 262,144 partial sums in all, so a large weight gets fewer, longer chunks). The device
 /// runs one block per weight element and chunk; the host build adds in the same order.
 pub fn weight_chunks(positions: usize, nw: usize) -> (usize, usize) {
+    weight_chunking(nas_weight_chunks, positions, nw)
+}
+
+/// Calls one of the header's weight-gradient chunkings (`f(positions, nw, &chunks, &per)`)
+/// with its arguments clamped to a C `long`.
+fn weight_chunking(
+    f: unsafe extern "C" fn(c_long, c_long, *mut c_long, *mut c_long),
+    positions: usize,
+    nw: usize,
+) -> (usize, usize) {
     let (mut chunks, mut per) = (1 as c_long, 1 as c_long);
     let clamp = |v: usize| c_long::try_from(v).unwrap_or(c_long::MAX);
     // SAFETY: plain values in, two longs written through valid pointers.
-    unsafe { nas_weight_chunks(clamp(positions), clamp(nw), &mut chunks, &mut per) };
+    unsafe { f(clamp(positions), clamp(nw), &mut chunks, &mut per) };
     (chunks.max(1) as usize, per.max(1) as usize)
 }
 
@@ -481,11 +491,7 @@ pub fn weight_chunks(positions: usize, nw: usize) -> (usize, usize) {
 /// chunk, each thread adding its element's products position after position; the host build
 /// adds in the same order.
 pub fn pw_weight_chunks(positions: usize, nw: usize) -> (usize, usize) {
-    let (mut chunks, mut per) = (1 as c_long, 1 as c_long);
-    let clamp = |v: usize| c_long::try_from(v).unwrap_or(c_long::MAX);
-    // SAFETY: plain values in, two longs written through valid pointers.
-    unsafe { nas_pw_weight_chunks(clamp(positions), clamp(nw), &mut chunks, &mut per) };
-    (chunks.max(1) as usize, per.max(1) as usize)
+    weight_chunking(nas_pw_weight_chunks, positions, nw)
 }
 
 /// Convolution forward: `y` `[n, cout, oh, ow]` of `x` `[n, cin, h, w]` and `w` `[cout,

@@ -415,8 +415,9 @@ fn unit_fused() -> Result<bool> {
 /// conv1x1(a, wp)` under `gp`, into new buffers: one launch (`nas_unit_conv_fwd`, each block
 /// a tile of positions of one example, the depthwise outputs kept in shared memory for the
 /// pointwise sum; [`launch::unit_conv`]) when the tile's channels fit its shared memory, else
-/// the two convolutions one after the other. The same values either way, bit for bit (the
-/// pointwise sum runs over the channels in the convolution kernel's order).
+/// the two convolutions one after the other. The same additions in the same order either way
+/// (the pointwise sum runs over the channels in the convolution kernel's order; bit for bit
+/// in the emulation).
 fn unit_convs_into<T: DevFloat>(
     dev: &CudaDevice,
     x: &CudaView<'_, T>,
@@ -934,7 +935,7 @@ pub(crate) const BN_MIN_CHUNKS_VAR: &str = "NAS_BN_MIN_CHUNKS";
 
 /// The environment variable that sets the values per chunk of a batch norm over several
 /// blocks per channel (a positive integer; unset: [`nas_kernels::reduction_chunks`]' 8,192),
-/// read once per process: the other knob of `scripts/gpu-check.sh`'s batch-norm stage. Smaller
+/// read once per process: the other batch-norm knob of `scripts/gpu-check.sh`'s layout stage. Smaller
 /// chunks give the 16 x 16 and 8 x 8 cells of a search (16,384 and 4,096 values per channel
 /// at batch 64) more blocks than their 32 and 64 channels.
 pub(crate) const BN_CHUNK_VAR: &str = "NAS_BN_CHUNK";
